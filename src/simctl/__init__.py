@@ -1,0 +1,38 @@
+"""simctl: run simulation and ML workflows on laptops and HPC machines.
+
+The public API::
+
+    from simctl import Experiment
+    exp = Experiment("study", launcher="local")
+    rs = exp.create_run_settings(exe="python", exe_args="sim.py")
+    ens = exp.create_ensemble("sweep", params={"x": [1, 2]}, run_settings=rs)
+    exp.generate(ens)
+    exp.start(ens)
+
+Plugins use :data:`hookimpl` and the base classes re-exported here.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .core.backend import Backend
+from .core.entities import EntityFiles, Ensemble, Model
+from .core.errors import ConfigError, LaunchError, PluginError, SchedulerError, SimctlError
+from .core.expansion import Pick, Product, Repeat, Strategy, Zip
+from .core.experiment import Experiment
+from .core.hookspecs import hookimpl
+from .core.launcher import Launcher, LaunchStep
+from .core.plugins import Plugins, make_plugins
+from .core.settings import BatchSettings, RunSettings, format_flags, format_hms, parse_walltime
+from .core.status import JobStatus, Status
+
+try:
+    __version__ = _version("simctl")
+except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Backend", "BatchSettings", "ConfigError", "Ensemble", "EntityFiles", "Experiment", "JobStatus",
+    "LaunchError", "LaunchStep", "Launcher", "Model", "Pick", "PluginError", "Plugins", "Product",
+    "Repeat", "RunSettings", "SchedulerError", "SimctlError", "Status", "Strategy", "Zip",
+    "format_flags", "format_hms", "hookimpl", "make_plugins", "parse_walltime", "__version__",
+]

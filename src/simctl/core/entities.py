@@ -1,0 +1,300 @@
+"""The entities of an experiment: :class:`Model` and :class:`Ensemble` (attrs).
+
+An ensemble expands its parameters lazily: ``len(ensemble)`` and
+``ensemble.iter_params()`` cost nothing per member, and member
+:class:`Model` objects are made the first time they are needed (iteration,
+lookup, ``generate``, ``start``) and kept from then on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import attrs
+
+from . import templates
+from .errors import ConfigError
+from .expansion import Params, Repeat, as_sequence, as_values
+from .settings import BatchSettings, RunSettings
+
+ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Sequence[Params]]
+CreatedHook = Callable[[Any], None]
+
+
+def check_name(kind: str, name: Any) -> str:
+    """An entity name becomes a directory name: non-empty, no path separators."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{kind} name must be a non-empty string, got {name!r}")
+    bad = [c for c in ("/", "\\", "\0") if c in name]
+    if bad or name in (".", "..") or name.startswith("."):
+        raise ConfigError(f"invalid {kind} name {name!r}: it names a directory, so it may not contain "
+                          "'/', '\\\\' or NUL, nor start with '.'")
+    return name
+
+
+def _name_validator(kind: str) -> Callable[[Any, Any, Any], None]:
+    return lambda _inst, _attr, value: check_name(kind, value)
+
+
+def _paths(value: str | Iterable[str] | None, kind: str) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    out = []
+    for item in items:
+        path = os.path.abspath(os.fspath(item))
+        if not os.path.exists(path):
+            raise ConfigError(f"file to {kind} does not exist: {item!r} (looked at {path})")
+        if kind == "configure" and os.path.isdir(path):
+            out += [os.path.join(d, f) for d, _, fs in os.walk(path) for f in sorted(fs)]
+        else:
+            out.append(path)
+    return out
+
+
+@attrs.define
+class EntityFiles:
+    """Files a generated entity directory receives."""
+
+    to_copy: list[str] = attrs.field(factory=list)
+    to_symlink: list[str] = attrs.field(factory=list)
+    to_configure: list[str] = attrs.field(factory=list)
+
+    @classmethod
+    def checked(cls, to_copy: Any = None, to_symlink: Any = None, to_configure: Any = None) -> "EntityFiles":
+        """Absolute paths, each checked to exist (directories are walked for to_configure)."""
+        return cls(_paths(to_copy, "copy"), _paths(to_symlink, "symlink"),
+                   _paths(to_configure, "configure"))
+
+
+def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """``--name=value`` for long names, ``-n value`` for one-letter names."""
+    out: list[str] = []
+    for name in names:
+        value = params[name]
+        out += [f"-{name}", str(value)] if len(name) == 1 else [f"--{name}={value}"]
+    return out
+
+
+@attrs.define(eq=True)
+class Model:
+    """One simulation or application: what to run, with which parameters, where."""
+
+    name: str = attrs.field(validator=_name_validator("model"))
+    run_settings: RunSettings
+    params: dict[str, Any] = attrs.field(factory=dict)
+    path: str | None = None
+    batch_settings: BatchSettings | None = None
+    params_as_args: list[str] = attrs.field(factory=list)
+    files: EntityFiles = attrs.field(factory=EntityFiles)
+    key_prefixing: bool = False
+    incoming_entities: list[str] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.run_settings, RunSettings):
+            raise ConfigError(f"model {self.name!r}: run_settings must be a RunSettings (from "
+                              f"Experiment.create_run_settings), got {type(self.run_settings).__name__}")
+        missing = [n for n in self.params_as_args if n not in self.params]
+        if missing:
+            raise ConfigError(f"model {self.name!r}: params_as_args names {missing}, which are not "
+                              f"parameters; parameters are {sorted(self.params) or '(none)'}")
+
+    @property
+    def type(self) -> str:
+        return "Model"
+
+    def attach_generator_files(self, to_copy: Any = None, to_symlink: Any = None,
+                               to_configure: Any = None) -> None:
+        """Files that ``Experiment.generate`` copies, symlinks or writes with this
+        model's parameters into its directory. Replaces earlier attachments."""
+        self.files = EntityFiles.checked(to_copy, to_symlink, to_configure)
+
+    def enable_key_prefixing(self) -> None:
+        """Prefix this model's feature-store keys with its name."""
+        self.key_prefixing = True
+
+    def disable_key_prefixing(self) -> None:
+        """Stop prefixing this model's keys."""
+        self.key_prefixing = False
+
+    def query_key_prefixing(self) -> bool:
+        """Whether keys are prefixed with the model's name."""
+        return self.key_prefixing
+
+    def register_incoming_entity(self, entity: "Model | str") -> None:
+        """Let this model read the keys ``entity`` wrote with prefixing on."""
+        name = entity if isinstance(entity, str) else entity.name
+        if name not in self.incoming_entities:
+            self.incoming_entities.append(name)
+
+    def params_to_args(self) -> list[str]:
+        """The command-line arguments made from the ``params_as_args`` parameters."""
+        return params_to_args(self.params, self.params_as_args)
+
+
+@attrs.define(eq=False)
+class Ensemble:
+    """A group of models: expanded from parameters, replicated, or added by hand."""
+
+    name: str = attrs.field(validator=_name_validator("ensemble"))
+    #: parameter -> values; None means "declared inline in a file to configure"
+    params: dict[str, list[Any] | None] = attrs.field(factory=dict)
+    run_settings: RunSettings | None = None
+    batch_settings: BatchSettings | None = None
+    params_as_args: list[str] = attrs.field(factory=list)
+    #: copies of each parameter set (0: none given; with no params, no members)
+    replicas: int = 0
+    perm_strategy: str = "all_perm"
+    n_models: int | None = None
+    seed: int | None = None
+    path: str | None = None
+    files: EntityFiles = attrs.field(factory=EntityFiles)
+    key_prefixing: bool = False
+    #: models added by hand with add_model
+    added: list[Model] = attrs.field(factory=list)
+    _expand: ExpandFn | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _space: Sequence[Params] | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _members: list[Model] | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def bind(self, expand: ExpandFn, on_created: CreatedHook | None = None) -> "Ensemble":
+        """Attach the resolved strategy and the "created" hook (done by the experiment)."""
+        self._expand, self._on_created = expand, on_created
+        return self
+
+    @property
+    def type(self) -> str:
+        return "Ensemble"
+
+    # -- expansion ----------------------------------------------------------------
+
+    def resolved_params(self) -> dict[str, list[Any]]:
+        """Every parameter with its values, inline file values filled in."""
+        missing = [n for n, v in self.params.items() if v is None]
+        values = {n: v for n, v in self.params.items() if v is not None}
+        if missing:
+            inline = templates.inline_values(self.files.to_configure)
+            still = [n for n in missing if n not in inline]
+            if still:
+                raise ConfigError(
+                    f"ensemble {self.name!r}: parameter(s) {still} have no values; give them in "
+                    "params={name: [values]} or inline in a file to configure "
+                    "('NAME = ;[1,2,3];' or ';NAME=[1,2,3];')")
+            values.update({n: list(inline[n]) for n in missing})
+        return {n: values[n] for n in self.params}
+
+    def space(self) -> Sequence[Params]:
+        """The member parameter sets (lazy), computed once."""
+        if self._space is None:
+            params = self.resolved_params()
+            if not params:
+                self._space = Repeat([{}], self.replicas)
+            else:
+                if self._expand is None:
+                    raise ConfigError(f"ensemble {self.name!r} has parameters but no strategy; "
+                                      "create it with Experiment.create_ensemble")
+                seq = as_sequence(self._expand(list(params), list(params.values()), self.n_models,
+                                               self.seed), repr(self.perm_strategy))
+                self._space = Repeat(seq, self.replicas) if self.replicas > 1 else seq
+            if len(self._space) and self.run_settings is None:
+                raise ConfigError(f"ensemble {self.name!r} has {len(self._space)} members to expand "
+                                  "but no run_settings; pass run_settings=")
+        return self._space
+
+    def iter_params(self) -> Iterator[Params]:
+        """Member parameter sets as dicts, without making Model objects."""
+        return iter(self.space())
+
+    def _member(self, i: int, params: Params) -> Model:
+        assert self.run_settings is not None
+        return Model(f"{self.name}_{i}", self.run_settings, params, None, None,
+                     self.params_as_args, self.files, self.key_prefixing)
+
+    @property
+    def models(self) -> list[Model]:
+        """Every member Model (made on first use)."""
+        if self._members is None:
+            space = self.space()
+            members = [self._member(i, p) for i, p in enumerate(space)]
+            names = {m.name for m in members}
+            clash = [m.name for m in self.added if m.name in names]
+            if clash:
+                raise ConfigError(f"ensemble {self.name!r}: member name(s) {clash} are used twice; "
+                                  "rename the models you add")
+            members += self.added
+            if self._on_created is not None:
+                for m in members[: len(space)]:
+                    self._on_created(m)
+            self._members = members
+        return self._members
+
+    def __len__(self) -> int:
+        if self._members is not None:
+            return len(self._members)
+        return len(self.space()) + len(self.added)
+
+    def __iter__(self) -> Iterator[Model]:
+        return iter(self.models)
+
+    def __getitem__(self, key: str | int) -> Model:
+        if isinstance(key, int):
+            return self.models[key]
+        for m in self.models:
+            if m.name == key:
+                return m
+        raise KeyError(f"ensemble {self.name!r} has no member {key!r}")
+
+    def __contains__(self, key: object) -> bool:
+        name = key.name if isinstance(key, Model) else key
+        return any(m.name == name for m in self.models)
+
+    # -- the user's API ------------------------------------------------------------
+
+    def add_model(self, model: Model) -> None:
+        """Add a model made by hand; its name must be new in the ensemble."""
+        if not isinstance(model, Model):
+            raise ConfigError(f"add_model takes a Model, got {type(model).__name__}")
+        taken = {m.name for m in (self._members if self._members is not None else self.added)}
+        prefix, _, index = model.name.rpartition("_")
+        if self._members is None and prefix == self.name and index.isdigit():
+            try:
+                taken |= {model.name} if int(index) < len(self.space()) else set()
+            except ConfigError:
+                pass  # values still to come from files: checked when members are made
+        if model.name in taken:
+            raise ConfigError(f"ensemble {self.name!r} already has a member named {model.name!r}; "
+                              "member names must be unique")
+        self.added.append(model)
+        if self._members is not None:
+            self._members.append(model)
+
+    def attach_generator_files(self, to_copy: Any = None, to_symlink: Any = None,
+                               to_configure: Any = None) -> None:
+        """Files every member receives (see :meth:`Model.attach_generator_files`)."""
+        self.files = EntityFiles.checked(to_copy, to_symlink, to_configure)
+        if any(v is None for v in self.params.values()):
+            self._space = self._members = None
+            self.resolved_params()  # fail now if the files do not declare the values
+        added = {id(m) for m in self.added}
+        for m in self._members or ():
+            if id(m) not in added:
+                m.files = self.files
+
+    def enable_key_prefixing(self) -> None:
+        """Prefix every member's keys with its own name."""
+        self.key_prefixing = True
+        for m in self._members or ():
+            m.enable_key_prefixing()
+
+    def query_key_prefixing(self) -> bool:
+        """Whether every member prefixes its keys."""
+        return all(m.key_prefixing for m in self.models)
+
+    def register_incoming_entity(self, entity: "Model | str") -> None:
+        """Let every member read ``entity``'s prefixed keys."""
+        for m in self.models:
+            m.register_incoming_entity(entity)
+
+
+Entity = Model | Ensemble

@@ -1,0 +1,151 @@
+"""Parameter expansion: the lazy sequences strategies return, and the protocol
+a permutation strategy follows.
+
+A strategy turns parameter names and their value lists into member parameter
+sets. It returns a *sequence* (``len`` and indexing) or any iterable of dicts;
+the sequences here compute member ``i`` on demand, so a space of 10**12
+combinations costs nothing until members are read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+
+from .errors import ConfigError
+
+Params = dict[str, Any]
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A permutation strategy plugin: a ``name`` and an ``expand`` method."""
+
+    name: str
+
+    def expand(self, names: list[str], values: list[list[Any]], n_models: int | None = None,
+               seed: int | None = None) -> Sequence[Params] | Iterable[Params]:
+        """Member parameter sets for the given names and values."""
+        ...
+
+
+def as_values(name: str, value: Any) -> list[Any]:
+    """A parameter's values as a list; a scalar is a one-value list."""
+    if isinstance(value, (list, tuple, range)):
+        values = list(value)
+    elif hasattr(value, "tolist") and hasattr(value, "ndim") and value.ndim >= 1:
+        values = value.tolist()
+    else:
+        values = [value]
+    if not values:
+        raise ConfigError(f"parameter {name!r} has an empty list of values; give at least one")
+    return values
+
+
+class Product(Sequence[Params]):
+    """Every combination of the values, the last name varying fastest
+    (the order of ``itertools.product``). Member ``i`` is decoded on demand."""
+
+    def __init__(self, names: list[str], values: list[list[Any]]):
+        self.names, self.values = list(names), [list(v) for v in values]
+        self._len = math.prod(len(v) for v in self.values) if self.names else 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(i)
+        out: Params = {}
+        for name, vals in zip(reversed(self.names), reversed(self.values)):
+            i, r = divmod(i, len(vals))
+            out[name] = vals[r]
+        return {n: out[n] for n in self.names}
+
+    def __iter__(self) -> Iterator[Params]:
+        names = self.names
+        if not names:
+            return iter(())
+        return (dict(zip(names, combo)) for combo in itertools.product(*self.values))
+
+
+class Zip(Sequence[Params]):
+    """The i-th value of every parameter together."""
+
+    def __init__(self, names: list[str], values: list[list[Any]]):
+        lengths = {n: len(v) for n, v in zip(names, values)}
+        if len(set(lengths.values())) > 1:
+            raise ConfigError(
+                "perm_strategy 'step' needs every parameter to have the same number of values; "
+                f"got {', '.join(f'{n}: {k}' for n, k in lengths.items())}")
+        self.names, self.values = list(names), [list(v) for v in values]
+        self._len = len(self.values[0]) if self.values else 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(i)
+        return {n: v[i] for n, v in zip(self.names, self.values)}
+
+    def __iter__(self) -> Iterator[Params]:
+        return (dict(zip(self.names, combo)) for combo in zip(*self.values))
+
+
+class Pick(Sequence[Params]):
+    """Chosen indices of another sequence, in the order given."""
+
+    def __init__(self, base: Sequence[Params], indices: Sequence[int]):
+        self.base, self.indices = base, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+        return self.base[self.indices[i]]
+
+    def __iter__(self) -> Iterator[Params]:
+        base = self.base
+        return (base[i] for i in self.indices)
+
+
+class Repeat(Sequence[Params]):
+    """Every member of ``base`` ``times`` times in a row (replicas)."""
+
+    def __init__(self, base: Sequence[Params], times: int):
+        self.base, self.times = base, times
+
+    def __len__(self) -> int:
+        return len(self.base) * self.times
+
+    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return dict(self.base[i // self.times])
+
+    def __iter__(self) -> Iterator[Params]:
+        for p in self.base:
+            for _ in range(self.times):
+                yield dict(p)
+
+
+def as_sequence(result: Sequence[Params] | Iterable[Params], source: str) -> Sequence[Params]:
+    """Accept what a strategy returned: a sequence as it is, any other iterable
+    materialized once; check that members are dicts."""
+    if not isinstance(result, Sequence):
+        if result is None or not isinstance(result, Iterable):
+            raise ConfigError(f"strategy {source} returned {type(result).__name__}; "
+                              "expected a sequence or iterable of dicts")
+        result = list(result)
+    if len(result) and not isinstance(result[0], dict):
+        raise ConfigError(f"strategy {source} returned members of type "
+                          f"{type(result[0]).__name__}; expected dicts of parameter values")
+    return result

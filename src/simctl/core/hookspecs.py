@@ -1,0 +1,96 @@
+"""Every hook simctl calls, documented. Plugins implement them with
+``@simctl.hookimpl``; the project name of both markers is ``"simctl"``.
+
+Registration hooks return classes (or objects) that carry their own ``name``;
+the core collects them into registries keyed by that name. Lifecycle hooks
+are ordinary multi-call hooks: every implementation runs, results are ignored
+unless the docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .entities import Model
+    from .experiment import Experiment
+    from .expansion import Strategy
+    from .launcher import LaunchStep, Launcher
+    from .status import JobStatus
+
+PROJECT = "simctl"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- registration ---------------------------------------------------------------
+
+
+@hookspec
+def simctl_register_launchers() -> list[type[Launcher]]:
+    """Return launcher classes (subclasses of :class:`simctl.Launcher`).
+
+    Called once when the plugin registries are built. Each class has a unique
+    ``name`` (``"local"``, ``"slurm"``...), which users pass as
+    ``Experiment(launcher=name)``.
+    """
+
+
+@hookspec
+def simctl_register_backends() -> list[type[Backend]]:
+    """Return ML backend classes (subclasses of :class:`simctl.Backend`).
+
+    Called once when the registries are built. Each class has a unique
+    ``name`` (``"ONNX"``, ``"TORCH"``...), the ``backend=`` of ``add_ml_model``.
+    Import the ML library lazily, inside the methods that need it.
+    """
+
+
+@hookspec
+def simctl_register_strategies() -> list[Strategy]:
+    """Return permutation strategies: objects or classes with a ``name`` and an
+    ``expand(names, values, n_models=None, seed=None)`` method.
+
+    Called once when the registries are built. The name is what users pass as
+    ``create_ensemble(perm_strategy=name)``.
+    """
+
+
+# -- entity lifecycle -------------------------------------------------------------
+
+
+@hookspec
+def simctl_entity_created(entity: Any, experiment: Experiment | None) -> None:
+    """An entity (a :class:`Model`, including every ensemble member, or an
+    :class:`Ensemble`) was created. Members of a lazily expanded ensemble are
+    created when first materialized (iteration, lookup, generate, start).
+    ``experiment`` is None for entities made outside an experiment."""
+
+
+@hookspec
+def simctl_entity_before_launch(model: Model, step: LaunchStep, experiment: Experiment) -> None:
+    """``model`` is about to be launched as ``step``.
+
+    Implementations may adjust the step in place (``step.env``, ``step.argv``);
+    the launcher uses the adjusted step. An exception here marks the model
+    FAILED (the reason names the plugin) and nothing of it is launched.
+    """
+
+
+@hookspec
+def simctl_entity_status_changed(
+    model: Model, old: JobStatus, new: JobStatus, experiment: Experiment
+) -> None:
+    """The status of a launched model changed from ``old`` to ``new``.
+
+    Called by the experiment's monitor thread, once per change, in order.
+    """
+
+
+@hookspec
+def simctl_entity_finished(model: Model, status: JobStatus, experiment: Experiment) -> None:
+    """A launched model reached a final status (completed, failed, cancelled,
+    never started). Called once per launch, after ``simctl_entity_status_changed``."""

@@ -1,0 +1,245 @@
+"""The plugin manager factory, entry-point loading and the registries.
+
+Each entry point of the ``simctl`` group is loaded on its own: one that fails
+to import, or whose hooks do not match the specs, is recorded and reported and
+every other plugin still works. ``SIMCTL_DISABLE_PLUGINS=a,b`` disables plugins
+by entry-point name.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import types
+from typing import Any, Iterable
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, PluginError, choices
+
+GROUP = "simctl"
+DISABLE_ENV = "SIMCTL_DISABLE_PLUGINS"
+FAMILIES = {
+    "launcher": "simctl_register_launchers",
+    "backend": "simctl_register_backends",
+    "strategy": "simctl_register_strategies",
+}
+
+
+@attrs.define
+class PluginRecord:
+    """One plugin as ``simctl plugins list`` shows it."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    #: "ok", "broken", "disabled", or "unavailable" (a provided item cannot work here)
+    status: str = "ok"
+    error: str | None = None
+    #: family -> names it provides ("strategy": ["all_perm"])
+    provides: dict[str, list[str]] = attrs.field(factory=dict)
+    #: provided name -> why it cannot work here ("install onnxruntime")
+    unavailable: dict[str, str] = attrs.field(factory=dict)
+    hooks: list[str] = attrs.field(factory=list)
+
+    @property
+    def families(self) -> list[str]:
+        return sorted(f for f, names in self.provides.items() if names) or (
+            ["hooks"] if self.hooks else [])
+
+
+@attrs.define
+class Provided:
+    """A registered launcher class, backend class or strategy, with its plugin."""
+
+    name: str
+    family: str
+    obj: Any
+    plugin: PluginRecord
+
+
+class Plugins:
+    """A plugin manager with its records and the registries built from it."""
+
+    def __init__(self, pm: pluggy.PluginManager, records: list[PluginRecord]):
+        self.pm = pm
+        self.hook = pm.hook
+        self.records = records
+        self._registries: dict[str, dict[str, Provided]] | None = None
+
+    def register(self, plugin: object, name: str | None = None) -> PluginRecord:
+        """Register an in-process plugin (a module or object with hookimpls)."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        record = PluginRecord(name=name, distribution=None, builtin=False)
+        _register(self.pm, plugin, record)
+        self.records.append(record)
+        self._registries = None
+        return record
+
+    # -- registries -------------------------------------------------------------
+
+    def _build(self) -> dict[str, dict[str, Provided]]:
+        regs: dict[str, dict[str, Provided]] = {f: {} for f in FAMILIES}
+        by_plugin = {r.name: r for r in self.records}
+        for family, hook_name in FAMILIES.items():
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):
+                record = by_plugin.get(impl.plugin_name) or PluginRecord(impl.plugin_name)
+                try:
+                    items = impl.function() or []
+                except Exception as exc:  # a plugin's own bug: report, keep going
+                    record.status, record.error = "broken", f"{hook_name}: {exc!r}"
+                    continue
+                for obj in items:
+                    name = getattr(obj, "name", None)
+                    if not isinstance(name, str) or not name:
+                        record.status = "broken"
+                        record.error = f"{hook_name} returned {obj!r}, which has no 'name'"
+                        continue
+                    if name in regs[family]:
+                        other = regs[family][name].plugin
+                        raise PluginError(
+                            f"two plugins provide the {family} {name!r}: "
+                            f"{_who(other)} and {_who(record)}; uninstall one, or disable one "
+                            f"with {DISABLE_ENV}={record.name}")
+                    regs[family][name] = Provided(name, family, obj, record)
+                    record.provides.setdefault(family, []).append(name)
+                    why = _unavailable(obj)
+                    if why:
+                        record.unavailable[name] = why
+                        if record.status == "ok":
+                            record.status = "unavailable"
+        return regs
+
+    @property
+    def registries(self) -> dict[str, dict[str, Provided]]:
+        if self._registries is None:
+            for r in self.records:
+                r.provides.clear()
+            self._registries = self._build()
+        return self._registries
+
+    def names(self, family: str) -> list[str]:
+        """Names of every launcher / backend / strategy installed."""
+        return sorted(self.registries[family])
+
+    def get(self, family: str, name: str) -> Any:
+        """The launcher class, backend class or strategy called ``name``."""
+        reg = self.registries[family]
+        if name not in reg:
+            raise ConfigError(f"unknown {family} {name!r}; installed: {choices(reg)}")
+        return reg[name].obj
+
+
+def _who(record: PluginRecord) -> str:
+    dist = f"distribution {record.distribution}" if record.distribution else "registered in-process"
+    return f"plugin {record.name!r} ({dist})"
+
+
+def _unavailable(obj: Any) -> str | None:
+    check = getattr(obj, "unavailable_reason", None)
+    if check is None:
+        return None
+    try:
+        return check()
+    except Exception as exc:
+        return f"availability check failed: {exc!r}"
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) -> bool:
+    """Register one plugin, checking its hooks against the specs. A plugin that
+    does not match is unregistered and its record marked broken."""
+    try:
+        pm.register(plugin, name=record.name)
+    except Exception as exc:  # pluggy.PluginValidationError, ValueError for duplicates
+        record.status, record.error = "broken", f"{type(exc).__name__}: {exc}"
+        return False
+    callers = pm.get_hookcallers(plugin) or []
+    unknown = [c.name for c in callers if not c.has_spec()]
+    if unknown:
+        pm.unregister(plugin)
+        record.status = "broken"
+        record.error = (f"implements unknown hook(s) {', '.join(sorted(unknown))}; "
+                        f"known hooks: {', '.join(sorted(hook_names()))}")
+        return False
+    record.hooks = sorted(c.name for c in callers)
+    return True
+
+
+def hook_names() -> list[str]:
+    """Every hook the core specifies."""
+    return sorted(n for n in dir(hookspecs) if n.startswith("simctl_")
+                  and isinstance(getattr(hookspecs, n), types.FunctionType))
+
+
+def disabled_names(env: dict[str, str] | None = None) -> set[str]:
+    raw = (env if env is not None else os.environ).get(DISABLE_ENV, "")
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _entry_points() -> Iterable[md.EntryPoint]:
+    return md.entry_points(group=GROUP)
+
+
+def make_plugins(load_entrypoints: bool = True, disable: Iterable[str] | None = None) -> Plugins:
+    """Build a fresh plugin manager: specs added, every entry point of the
+    ``simctl`` group loaded on its own (unless ``load_entrypoints=False``)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    records: list[PluginRecord] = []
+    blocked = disabled_names() | set(disable or ())
+    if load_entrypoints:
+        own = __name__.split(".")[0]
+        for ep in sorted(_entry_points(), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            record = PluginRecord(
+                name=ep.name, distribution=dist.metadata["Name"] if dist else None,
+                version=dist.version if dist else None,
+                builtin=dist is not None and dist.metadata["Name"] == own)
+            records.append(record)
+            if ep.name in blocked:
+                record.status = "disabled"
+                record.error = f"disabled by {DISABLE_ENV}"
+                continue
+            if pm.has_plugin(ep.name):
+                record.status, record.error = "broken", "another entry point has the same name"
+                continue
+            try:
+                plugin = ep.load()
+            except (Exception, SystemExit) as exc:  # a plugin's import-time bug must not kill us
+                record.status, record.error = "broken", f"import failed: {type(exc).__name__}: {exc}"
+                continue
+            _register(pm, plugin, record)
+    return Plugins(pm, records)
+
+
+_default: Plugins | None = None
+
+
+def default_plugins() -> Plugins:
+    """The process-wide plugins, built on first use (never at import time)."""
+    global _default
+    if _default is None:
+        _default = make_plugins()
+    return _default
+
+
+def reset_default_plugins() -> None:
+    """Forget the process-wide plugins (the next use reloads entry points)."""
+    global _default
+    _default = None
+
+
+def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
+    """Call every implementation of a lifecycle hook, each on its own: one that
+    raises is returned as ``(plugin name, exception)`` and the others still run."""
+    failures: list[tuple[str, BaseException]] = []
+    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:
+            failures.append((impl.plugin_name, exc))
+    return failures

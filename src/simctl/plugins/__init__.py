@@ -1,0 +1,1 @@
+"""Built-in simctl plugins, registered through the `simctl` entry-point group like any other."""
