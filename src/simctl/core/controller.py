@@ -41,7 +41,7 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.status.status.is_terminal
+        return self.status.done
 
 
 @attrs.define(eq=False)
@@ -53,11 +53,14 @@ class Unit:
     ensemble: str | None = None
 
 
-def model_step(model: Model, env_extra: dict[str, str] | None = None) -> LaunchStep:
+def model_step(model: Model, env_extra: dict[str, str] | None = None,
+               default_path: str | None = None) -> LaunchStep:
     """The launcher-neutral step of a model: executable, arguments, directory,
-    environment and output files."""
+    environment and output files. A model that was not generated runs in its
+    ``path``, else ``default_path`` (its ensemble's path), else the current
+    directory."""
     rs = model.run_settings
-    cwd = model.path or os.getcwd()
+    cwd = model.path or default_path or os.getcwd()
     env: dict[str, str | None] = dict(rs.env_vars)
     if model.key_prefixing:
         env["SSKEYOUT"] = model.name
@@ -107,7 +110,7 @@ class Controller:
                     out.append(self._group(entity.name, entity.path, entity.batch_settings, models,
                                            entity.name))
                 else:
-                    out += [Unit(model_step(m), [m], entity.name) for m in models]
+                    out += [Unit(model_step(m, default_path=entity.path), [m], entity.name) for m in models]
             elif isinstance(entity, Model):
                 self.launcher.check_settings(entity.run_settings, entity.batch_settings)
                 if entity.batch_settings is not None:
@@ -123,7 +126,7 @@ class Controller:
         cwd = path or os.getcwd()
         step = LaunchStep(name=name, argv=[], cwd=cwd, out=os.path.join(cwd, f"{name}.batch.out"),
                           err=os.path.join(cwd, f"{name}.batch.err"), batch_settings=bs,  # type: ignore[arg-type]
-                          members=[model_step(m) for m in models])
+                          members=[model_step(m, default_path=path) for m in models])
         return Unit(step, models, ensemble)
 
     def prepare(self, unit: Unit) -> LaunchStep:

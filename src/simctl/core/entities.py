@@ -153,6 +153,8 @@ class Ensemble:
     key_prefixing: bool = False
     #: models added by hand with add_model
     added: list[Model] = attrs.field(factory=list)
+    #: the tag around inline value lists in files to configure (``generate(tag=)`` sets it)
+    tag: str = ";"
     _expand: ExpandFn | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _space: Sequence[Params] | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -169,12 +171,31 @@ class Ensemble:
 
     # -- expansion ----------------------------------------------------------------
 
+    def _inline_params(self) -> list[str]:
+        return [n for n, v in self.params.items() if v is None]
+
+    def use_tag(self, tag: str) -> None:
+        """Read inline value lists with ``tag`` (``generate(tag=...)`` calls this)."""
+        if tag == self.tag:
+            return
+        if self._inline_params():
+            if self._members is not None:
+                raise ConfigError(
+                    f"ensemble {self.name!r}: its members were made from inline values read with tag "
+                    f"{self.tag!r}, but generate() was given tag={tag!r}; set ensemble.tag = {tag!r} "
+                    "before using the members, or generate with the same tag")
+            self._space = None
+        self.tag = tag
+
     def resolved_params(self) -> dict[str, list[Any]]:
         """Every parameter with its values, inline file values filled in."""
-        missing = [n for n, v in self.params.items() if v is None]
+        return self._resolve(self.files.to_configure, self.tag)
+
+    def _resolve(self, to_configure: list[str], tag: str) -> dict[str, list[Any]]:
+        missing = self._inline_params()
         values = {n: v for n, v in self.params.items() if v is not None}
         if missing:
-            inline = templates.inline_values(self.files.to_configure)
+            inline = templates.inline_values(to_configure, tag)
             still = [n for n in missing if n not in inline]
             if still:
                 raise ConfigError(
@@ -257,7 +278,8 @@ class Ensemble:
             raise ConfigError(f"add_model takes a Model, got {type(model).__name__}")
         taken = {m.name for m in (self._members if self._members is not None else self.added)}
         prefix, _, index = model.name.rpartition("_")
-        if self._members is None and prefix == self.name and index.isdigit():
+        if (self._members is None and prefix == self.name and index.isdigit()
+                and model.name == f"{self.name}_{int(index)}"):
             try:
                 taken |= {model.name} if int(index) < len(self.space()) else set()
             except ConfigError:
@@ -272,10 +294,15 @@ class Ensemble:
     def attach_generator_files(self, to_copy: Any = None, to_symlink: Any = None,
                                to_configure: Any = None) -> None:
         """Files every member receives (see :meth:`Model.attach_generator_files`)."""
-        self.files = EntityFiles.checked(to_copy, to_symlink, to_configure)
-        if any(v is None for v in self.params.values()):
-            self._space = self._members = None
-            self.resolved_params()  # fail now if the files do not declare the values
+        files = EntityFiles.checked(to_copy, to_symlink, to_configure)
+        if self._inline_params():
+            if self._members is not None:
+                raise ConfigError(
+                    f"ensemble {self.name!r}: its members were already made from the inline values of "
+                    "its files; attach the files before using the members")
+            self._resolve(files.to_configure, self.tag)  # fail now, before changing anything
+            self._space = None
+        self.files = files
         added = {id(m) for m in self.added}
         for m in self._members or ():
             if id(m) not in added:

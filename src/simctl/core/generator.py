@@ -23,11 +23,12 @@ PARAMS_FILE = "simctl-params.json"
 UnknownTags = Literal["error", "warn"]
 
 
-def _plan(entities: Iterable[Model | Ensemble], exp_path: str) -> list[tuple[Model, str]]:
+def _plan(entities: Iterable[Model | Ensemble], exp_path: str, tag: str) -> list[tuple[Model, str]]:
     plan: list[tuple[Model, str]] = []
     for entity in entities:
         if isinstance(entity, Ensemble):
             base = os.path.join(exp_path, entity.name)
+            entity.use_tag(tag)
             plan += [(m, os.path.join(base, m.name)) for m in entity.models]
         elif isinstance(entity, Model):
             plan.append((entity, os.path.join(exp_path, entity.name)))
@@ -80,6 +81,7 @@ def _write_member(model: Model, dest: str, parsed: dict[str, templates.Template]
     parent, leaf = os.path.split(dest)
     tmp = os.path.join(parent, f".{leaf}.tmp-{uuid.uuid4().hex[:8]}")
     os.mkdir(tmp)
+    old: str | None = None
     try:
         for src in model.files.to_copy:
             target = os.path.join(tmp, os.path.basename(src))
@@ -95,13 +97,14 @@ def _write_member(model: Model, dest: str, parsed: dict[str, templates.Template]
             shutil.copymode(src, os.path.join(tmp, os.path.basename(src)))
         with open(os.path.join(tmp, PARAMS_FILE), "w", encoding="utf-8") as fh:
             json.dump({"name": model.name, "params": model.params}, fh, default=str)
-        old = None
         if overwrite and os.path.lexists(dest):
             old = os.path.join(parent, f".{leaf}.old-{uuid.uuid4().hex[:8]}")
             os.rename(dest, old)
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not os.path.lexists(dest):
+            os.rename(old, dest)  # put the previous directory back
         raise
     if old is not None:
         shutil.rmtree(old) if os.path.isdir(old) and not os.path.islink(old) else os.unlink(old)
@@ -114,7 +117,9 @@ def generate(entities: Iterable[Model | Ensemble], exp_path: str, overwrite: boo
     Models and members get their ``path`` set to their new directory.
     """
     entities = list(entities)
-    plan = _plan(entities, exp_path)
+    if not isinstance(tag, str) or not tag:
+        raise ConfigError(f"tag must be a non-empty string such as ';', got {tag!r}")
+    plan = _plan(entities, exp_path, tag)
     parsed = _check(plan, tag, unknown_tags, overwrite)
     os.makedirs(exp_path, exist_ok=True)
     for parent in {os.path.dirname(dest) for _, dest in plan}:

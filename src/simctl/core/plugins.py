@@ -68,13 +68,23 @@ class Plugins:
         self.pm = pm
         self.hook = pm.hook
         self.records = records
+        #: records of the plugins registered in ``pm`` (not broken or disabled when loaded)
+        self._loaded = {r.name: r for r in records if pm.has_plugin(r.name) and r.status == "ok"}
         self._registries: dict[str, dict[str, Provided]] | None = None
 
     def register(self, plugin: object, name: str | None = None) -> PluginRecord:
-        """Register an in-process plugin (a module or object with hookimpls)."""
+        """Register an in-process plugin (a module or object with hookimpls).
+
+        A plugin whose hooks do not match the specs is not registered; its
+        record says "broken" and why. A name already taken is a PluginError."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        taken = next((r for r in self.records if r.name == name), None)
+        if taken is not None:
+            raise PluginError(f"cannot register plugin {name!r}: {_who(taken)} already has that name; "
+                              "pass another name=")
         record = PluginRecord(name=name, distribution=None, builtin=False)
-        _register(self.pm, plugin, record)
+        if _register(self.pm, plugin, record):
+            self._loaded[name] = record
         self.records.append(record)
         self._registries = None
         return record
@@ -83,13 +93,16 @@ class Plugins:
 
     def _build(self) -> dict[str, dict[str, Provided]]:
         regs: dict[str, dict[str, Provided]] = {f: {} for f in FAMILIES}
-        by_plugin = {r.name: r for r in self.records}
+        for record in self._loaded.values():  # statuses below are recomputed on every build
+            record.status, record.error = "ok", None
+            record.provides.clear()
+            record.unavailable.clear()
         for family, hook_name in FAMILIES.items():
             hook = getattr(self.pm.hook, hook_name)
             for impl in reversed(hook.get_hookimpls()):
-                record = by_plugin.get(impl.plugin_name) or PluginRecord(impl.plugin_name)
+                record = self._loaded.get(impl.plugin_name) or PluginRecord(impl.plugin_name)
                 try:
-                    items = impl.function() or []
+                    items = list(impl.function() or [])
                 except Exception as exc:  # a plugin's own bug: report, keep going
                     record.status, record.error = "broken", f"{hook_name}: {exc!r}"
                     continue
@@ -98,6 +111,11 @@ class Plugins:
                     if not isinstance(name, str) or not name:
                         record.status = "broken"
                         record.error = f"{hook_name} returned {obj!r}, which has no 'name'"
+                        continue
+                    if family == "strategy" and not callable(getattr(obj, "expand", None)):
+                        record.status = "broken"
+                        record.error = (f"{hook_name} returned strategy {name!r} without an "
+                                        "expand(names, values, n_models, seed) method")
                         continue
                     if name in regs[family]:
                         other = regs[family][name].plugin
@@ -116,9 +134,9 @@ class Plugins:
 
     @property
     def registries(self) -> dict[str, dict[str, Provided]]:
+        """family -> name -> what provides it. Raises PluginError when two
+        plugins provide one name."""
         if self._registries is None:
-            for r in self.records:
-                r.provides.clear()
             self._registries = self._build()
         return self._registries
 
@@ -135,8 +153,10 @@ class Plugins:
 
 
 def _who(record: PluginRecord) -> str:
-    dist = f"distribution {record.distribution}" if record.distribution else "registered in-process"
-    return f"plugin {record.name!r} ({dist})"
+    if record.distribution:
+        version = f" {record.version}" if record.version else ""
+        return f"plugin {record.name!r} (distribution {record.distribution}{version})"
+    return f"plugin {record.name!r} (registered in-process)"
 
 
 def _unavailable(obj: Any) -> str | None:
@@ -193,6 +213,7 @@ def make_plugins(load_entrypoints: bool = True, disable: Iterable[str] | None = 
     blocked = disabled_names() | set(disable or ())
     if load_entrypoints:
         own = __name__.split(".")[0]
+        first: dict[str, PluginRecord] = {}
         for ep in sorted(_entry_points(), key=lambda e: e.name):
             dist = getattr(ep, "dist", None)
             record = PluginRecord(
@@ -204,9 +225,12 @@ def make_plugins(load_entrypoints: bool = True, disable: Iterable[str] | None = 
                 record.status = "disabled"
                 record.error = f"disabled by {DISABLE_ENV}"
                 continue
-            if pm.has_plugin(ep.name):
-                record.status, record.error = "broken", "another entry point has the same name"
+            if ep.name in first:
+                record.status = "broken"
+                record.error = (f"entry point name {ep.name!r} is taken by {_who(first[ep.name])}; "
+                                "plugin names must be unique")
                 continue
+            first[ep.name] = record
             try:
                 plugin = ep.load()
             except (Exception, SystemExit) as exc:  # a plugin's import-time bug must not kill us

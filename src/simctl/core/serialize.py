@@ -37,6 +37,8 @@ def _structure_settings(data: dict[str, Any], base: type) -> Any:
         cls = importlib.import_module(module)
         for part in qualname.split("."):
             cls = getattr(cls, part)
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"{module}:{qualname} is not a {base.__name__} class")
     return make_dict_structure_fn(cls, converter)(data, cls)
 
 

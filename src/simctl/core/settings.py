@@ -23,14 +23,18 @@ _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
 
 
 def parse_walltime(value: str | int | float | _dt.timedelta) -> _dt.timedelta:
-    """Read a walltime given as ``HH:MM:SS``, ``D-HH:MM:SS``, ``HH:MM``, whole
-    minutes (an int or a digit string) or a :class:`datetime.timedelta`."""
+    """Read a walltime given as ``HH:MM:SS``, ``D-HH:MM:SS``, ``D-HH:MM``,
+    ``D-HH``, ``HH:MM``, whole minutes (an int or a digit string) or a
+    :class:`datetime.timedelta`."""
     if isinstance(value, _dt.timedelta):
         td = value
     elif isinstance(value, bool):
         raise ConfigError(f"walltime {value!r} is not a duration")
     elif isinstance(value, (int, float)):
-        td = _dt.timedelta(minutes=value)
+        try:
+            td = _dt.timedelta(minutes=value)
+        except (ValueError, OverflowError):  # nan, inf, too large
+            raise ConfigError(f"walltime {value!r} is not a usable number of minutes") from None
     elif isinstance(value, str):
         m = _WALLTIME.match(value.strip())
         if not m:
@@ -39,8 +43,10 @@ def parse_walltime(value: str | int | float | _dt.timedelta) -> _dt.timedelta:
                 "'HH:MM', a number of minutes, or a datetime.timedelta"
             )
         days, a, b, c = m.groups()
-        if b is None:  # plain minutes
-            td = _dt.timedelta(days=int(days or 0), minutes=int(a))
+        if b is None and days is not None:  # D-HH, as Slurm reads it
+            td = _dt.timedelta(days=int(days), hours=int(a))
+        elif b is None:  # plain minutes
+            td = _dt.timedelta(minutes=int(a))
         elif c is None:  # HH:MM
             td = _dt.timedelta(days=int(days or 0), hours=int(a), minutes=int(b))
         else:

@@ -41,3 +41,11 @@ class JobStatus:
     reason: str = ""
     #: the launcher's own word for the state (``PENDING``, ``R``, ``PSUSP``...)
     raw: str = ""
+    #: the launcher gives up on this job (it vanished): stop watching it even
+    #: though its status is not a final one
+    final: bool = False
+
+    @property
+    def done(self) -> bool:
+        """True once the job will not be watched any more."""
+        return self.status.is_terminal or self.final

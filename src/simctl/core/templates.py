@@ -31,6 +31,8 @@ class Ref:
 
     name: str
     values: tuple[Any, ...] | None = None
+    #: the tag as written in the file (kept when an unknown tag is left in place)
+    raw: str | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -77,11 +79,11 @@ class Template:
                     raise ConfigError(
                         f"{where}: inline list {bare_list} has no parameter name; write it as "
                         f"'NAME = {tag}{bare_list}{tag}' or '{tag}NAME={bare_list}{tag}'")
-                ref = Ref(lhs.group(1), _literal(bare_list, where))
+                ref = Ref(lhs.group(1), _literal(bare_list, where), m.group(0))
             elif named_list is not None:
-                ref = Ref(name, _literal(named_list, where))
+                ref = Ref(name, _literal(named_list, where), m.group(0))
             else:
-                ref = Ref(name)
+                ref = Ref(name, None, m.group(0))
             segments += [lit, ref]
             pos = m.end()
         segments.append(text[pos:])
@@ -113,7 +115,7 @@ class Template:
             else:
                 warnings.warn(f"{self.path}: tag {seg.name!r} names no parameter; left as it is",
                               stacklevel=3)
-                out.append(f"{self.tag}{seg.name}{self.tag}")
+                out.append(seg.raw if seg.raw is not None else f"{self.tag}{seg.name}{self.tag}")
         return "".join(out)
 
 

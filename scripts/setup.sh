@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything simctl needs, idempotently: Debian packages (redis-server),
+# the virtual environment .venv, and simctl installed in it (editable, with the
+# test extras). Safe to run again on a machine where it already ran.
+#   scripts/setup.sh           # the runtime: python venv + redis-server
+#   scripts/setup.sh --slurm   # also a real single-node Slurm cluster (tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+  echo "simctl needs Python 3.10 or newer; $PY is $("$PY" --version 2>&1)" >&2; exit 1; }
+
+apt_install() {  # install the Debian packages that are missing
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then echo "please install as root: apt-get install ${missing[*]}" >&2; exit 1; fi
+  say "apt-get install ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install redis-server python3-venv
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.simctl-installed
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import simctl' 2>/dev/null; then
+  say "installing simctl into .venv (editable, with test extras)"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--slurm" ]; then
+  bash scripts/setup-slurm.sh
+fi
+say "ready: $(.venv/bin/simctl --version)"

@@ -1,0 +1,217 @@
+"""The ``slurm`` launcher: srun steps inside an allocation, sbatch jobs outside.
+
+* Run commands: ``srun`` (default), ``mpirun``, ``mpiexec``.
+* Status: ONE ``squeue`` per poll cycle for every job (state, reason and exit
+  status in one listing, array elements expanded); ``sacct`` for jobs that
+  left the queue when accounting is enabled; without accounting, the exit
+  status files the batch script writes.
+* Cancel: ``scancel``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import simctl
+from simctl import BatchSettings, JobStatus, LaunchStep, RunSettings, SchedulerError, Status, format_flags
+
+from ._scheduler import SchedulerLauncher
+from .mpi import mpi_run_args
+
+#: every state squeue or sacct reports, and what it means here
+STATES: dict[str, Status] = {
+    "PENDING": Status.QUEUED, "CONFIGURING": Status.QUEUED, "REQUEUED": Status.QUEUED,
+    "REQUEUE_FED": Status.QUEUED, "REQUEUE_HOLD": Status.QUEUED, "RESV_DEL_HOLD": Status.QUEUED,
+    "RUNNING": Status.RUNNING, "COMPLETING": Status.RUNNING, "RESIZING": Status.RUNNING,
+    "SIGNALING": Status.RUNNING, "STAGE_OUT": Status.RUNNING,
+    "SUSPENDED": Status.PAUSED, "STOPPED": Status.PAUSED,
+    "COMPLETED": Status.COMPLETED,
+    "FAILED": Status.FAILED, "TIMEOUT": Status.FAILED, "OUT_OF_MEMORY": Status.FAILED,
+    "NODE_FAIL": Status.FAILED, "BOOT_FAIL": Status.FAILED, "DEADLINE": Status.FAILED,
+    "PREEMPTED": Status.FAILED, "SPECIAL_EXIT": Status.FAILED,
+    "CANCELLED": Status.CANCELLED, "REVOKED": Status.CANCELLED,
+}
+REASONS = {"TIMEOUT": "time limit reached", "OUT_OF_MEMORY": "out of memory", "NODE_FAIL": "node failure",
+           "BOOT_FAIL": "node boot failure", "DEADLINE": "deadline reached", "PREEMPTED": "preempted"}
+SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
+
+
+def map_state(raw: str, exit_code: int | None = None, reason: str = "") -> JobStatus:
+    """A Slurm state (``CANCELLED by 0`` included) as a JobStatus; an unknown
+    state is reported as UNKNOWN with the state Slurm printed."""
+    word = raw.split()[0].rstrip("+") if raw.strip() else ""
+    status = STATES.get(word)
+    if status is None:
+        return JobStatus(Status.UNKNOWN, exit_code, f"unknown Slurm state {raw!r}", raw=raw)
+    why = REASONS.get(word, "")
+    if reason and reason not in ("None", "NonZeroExitCode"):
+        why = f"{why}; {reason}" if why else reason
+    if status is Status.FAILED and not why and exit_code:
+        why = f"exited with code {exit_code}"
+    return JobStatus(status, exit_code if status.is_terminal else None, why, raw=word)
+
+
+def parse_squeue(text: str) -> dict[str, JobStatus]:
+    """Parse ``squeue -h -r -t all -O JobArrayID:|,State:|,Reason:|,exit_code:|``.
+    The exit code column is the raw wait status (exit code << 8 | signal)."""
+    out: dict[str, JobStatus] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) < 4 or not parts[0]:
+            raise ValueError(f"unexpected squeue line {line!r}")
+        job_id, state, reason, code = parts[:4]
+        wait = int(code) if code.lstrip("-").isdigit() else None
+        rc = None if wait is None else (wait >> 8 if wait & 0x7F == 0 else -(wait & 0x7F))
+        out[job_id] = map_state(state, rc, reason)
+    return out
+
+
+def parse_sacct(text: str) -> dict[str, JobStatus]:
+    """Parse ``sacct -n -P -X -o JobID,State,ExitCode`` (``3:0`` = code:signal)."""
+    out: dict[str, JobStatus] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        if len(parts) < 3:
+            raise ValueError(f"unexpected sacct line {line!r}")
+        job_id, state, code = parts[:3]
+        rc_s, _, sig = code.partition(":")
+        rc = -int(sig) if sig.isdigit() and int(sig) else (int(rc_s) if rc_s.isdigit() else None)
+        out[job_id] = map_state(state, rc)
+    return out
+
+
+def parse_sbatch(output: str) -> str:
+    """The job id from ``sbatch --parsable`` (``123`` or ``123;cluster``)."""
+    first = output.strip().splitlines()[-1] if output.strip() else ""
+    job_id = first.split(";")[0].strip()
+    if not job_id.isdigit():
+        raise ValueError(output)
+    return job_id
+
+
+class SrunSettings(RunSettings):
+    """Run settings for srun (and mpirun/mpiexec under Slurm)."""
+
+    supported_run_commands: ClassVar[tuple[str, ...]] = ("srun", "mpirun", "mpiexec")
+
+    def set_partition(self, partition: str) -> None:
+        """Partition for the step's own allocation."""
+        self.run_args["partition"] = partition
+
+    def set_exclusive(self) -> None:
+        """Do not share nodes with other steps."""
+        self.run_args["exclusive"] = None
+
+    def format_run_args(self) -> list[str]:
+        if self.run_command in ("mpirun", "mpiexec"):
+            return mpi_run_args(self)
+        args: dict[str, Any] = {}
+        for key, value in (("nodes", self.nodes), ("ntasks", self.tasks), ("ntasks-per-node", self.tasks_per_node),
+                           ("cpus-per-task", self.cpus_per_task), ("time", self.walltime)):
+            if value is not None:
+                args[key] = value
+        if self.hostlist:
+            args["nodelist"] = ",".join(self.hostlist)
+        args.update(self.run_args)
+        return format_flags(args)
+
+
+class SbatchSettings(BatchSettings):
+    """Batch settings for sbatch. ``queue`` is the partition."""
+
+    def set_cpus_per_task(self, cpus: int) -> None:
+        """CPUs per task for the allocation."""
+        self.batch_args["cpus-per-task"] = cpus
+
+
+class SlurmLauncher(SchedulerLauncher):
+    """Slurm: srun, sbatch, squeue, sacct, scancel."""
+
+    name = "slurm"
+    run_commands = ("srun", "mpirun", "mpiexec")
+    default_run_command = "srun"
+    run_settings_class = SrunSettings
+    batch_settings_class = SbatchSettings
+    allocation_env = "SLURM_JOB_ID"
+    probe_command = "sbatch"
+    array_index_env = "SLURM_ARRAY_TASK_ID"
+    directive_prefix = "#SBATCH"
+    array_base = 0
+    cancel_ok_codes = (0,)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._accounting: bool | None = options.get("accounting")
+
+    def directives(self, group: LaunchStep, bs: BatchSettings, n_members: int) -> list[str]:
+        args: dict[str, Any] = {"job-name": self.job_name(group.name), "output": group.out, "error": group.err}
+        if bs.nodes:
+            args["nodes"] = bs.nodes
+        if bs.time:
+            args["time"] = bs.time
+        if bs.queue:
+            args["partition"] = bs.queue
+        if bs.account:
+            args["account"] = bs.account
+        if bs.hostlist:
+            args["nodelist"] = ",".join(bs.hostlist)
+        if bs.array:
+            args["array"] = f"0-{n_members - 1}"
+        elif not any(k in bs.batch_args for k in ("ntasks", "n", "exclusive", "ntasks-per-node")):
+            # room for every member at once: the sum of the members' tasks
+            args["ntasks"] = sum((m.run_settings.tasks or 1) if m.run_settings else 1 for m in group.members)
+        args.update(bs.batch_args)
+        return format_flags(args)
+
+    def submit_command(self, script_path: str) -> list[str]:
+        return ["sbatch", "--parsable", script_path]
+
+    def parse_submit(self, output: str, argv: Sequence[str]) -> str:
+        try:
+            return parse_sbatch(output)
+        except ValueError:
+            raise SchedulerError(argv, 0, output, "sbatch printed no job id") from None
+
+    def accounting(self) -> bool:
+        """Whether Slurm accounting is on (then sacct knows finished jobs)."""
+        if self._accounting is None:
+            proc = self.run(["scontrol", "show", "config"])
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("AccountingStorageType")), "")
+            self._accounting = "accounting_storage/none" not in line and bool(line)
+        return self._accounting
+
+    def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        argv = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-O", SQUEUE_FORMAT]
+        proc = self.run(argv, ok_codes=(0, 1))
+        if proc.returncode == 1:
+            if "Invalid job id" not in proc.stderr:
+                raise SchedulerError(argv, 1, proc.stderr + proc.stdout)
+            known: dict[str, JobStatus] = {}  # none of them is in the queue any more
+        else:
+            try:
+                known = parse_squeue(proc.stdout)
+            except ValueError as exc:
+                raise SchedulerError(argv, 0, proc.stdout, f"squeue printed something unexpected ({exc})") from None
+        for job_id, st in list(known.items()):  # an array's own id: take its first element's state
+            base = job_id.split("_")[0]
+            known.setdefault(base, st)
+        gone = [j for j in job_ids if j not in known]
+        if gone and self.accounting():
+            argv = ["sacct", "-n", "-P", "-X", "-j", ",".join(gone), "-o", "JobID,State,ExitCode"]
+            try:
+                known.update(parse_sacct(self.run(argv).stdout))
+            except ValueError as exc:
+                raise SchedulerError(argv, 0, "", f"sacct printed something unexpected ({exc})") from None
+        return known
+
+    def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["scancel", *job_ids]
+
+
+@simctl.hookimpl
+def simctl_register_launchers() -> list[type[SchedulerLauncher]]:
+    return [SlurmLauncher]
