@@ -76,10 +76,20 @@ def _check(plan: list[tuple[Model, str]], tag: str, unknown_tags: UnknownTags,
     return parsed
 
 
-def _write_member(model: Model, dest: str, parsed: dict[str, templates.Template],
-                  strict: bool, overwrite: bool) -> None:
+def _write_file(path: str, text: str, mode: int = 0o644) -> None:
+    """Create ``path`` (it must not exist) with ``text``: three system calls,
+    where ``open()`` makes twice as many, which shows at 10,000 members."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def _write_member(model: Model, dest: str, parsed: dict[str, templates.Template], modes: dict[str, int],
+                  strict: bool, overwrite: bool, token: str) -> None:
     parent, leaf = os.path.split(dest)
-    tmp = os.path.join(parent, f".{leaf}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = os.path.join(parent, f".{leaf}.tmp-{token}")
     os.mkdir(tmp)
     old: str | None = None
     try:
@@ -92,13 +102,12 @@ def _write_member(model: Model, dest: str, parsed: dict[str, templates.Template]
         for src in model.files.to_symlink:
             os.symlink(src, os.path.join(tmp, os.path.basename(src)))
         for src in model.files.to_configure:
-            with open(os.path.join(tmp, os.path.basename(src)), "w", encoding="utf-8") as fh:
-                fh.write(parsed[src].render(model.params, strict=strict))
-            shutil.copymode(src, os.path.join(tmp, os.path.basename(src)))
-        with open(os.path.join(tmp, PARAMS_FILE), "w", encoding="utf-8") as fh:
-            json.dump({"name": model.name, "params": model.params}, fh, default=str)
+            _write_file(os.path.join(tmp, os.path.basename(src)),
+                        parsed[src].render(model.params, strict=strict), modes[src])
+        _write_file(os.path.join(tmp, PARAMS_FILE),
+                    json.dumps({"name": model.name, "params": model.params}, default=str))
         if overwrite and os.path.lexists(dest):
-            old = os.path.join(parent, f".{leaf}.old-{uuid.uuid4().hex[:8]}")
+            old = os.path.join(parent, f".{leaf}.old-{token}")
             os.rename(dest, old)
         os.rename(tmp, dest)
     except BaseException:
@@ -125,8 +134,10 @@ def generate(entities: Iterable[Model | Ensemble], exp_path: str, overwrite: boo
     for parent in {os.path.dirname(dest) for _, dest in plan}:
         os.makedirs(parent, exist_ok=True)
     strict = unknown_tags == "error"
+    modes = {src: os.stat(src).st_mode & 0o777 for src in parsed}
+    token = uuid.uuid4().hex[:8]
     for model, dest in plan:
-        _write_member(model, dest, parsed, strict, overwrite)
+        _write_member(model, dest, parsed, modes, strict, overwrite, token)
         model.path = dest
     for entity in entities:
         if isinstance(entity, Ensemble):
