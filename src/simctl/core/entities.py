@@ -153,7 +153,7 @@ class Ensemble:
     key_prefixing: bool = False
     #: models added by hand with add_model
     added: list[Model] = attrs.field(factory=list)
-    #: the tag around inline value lists in files to configure (``generate(tag=)`` sets it)
+    #: the tag around inline value lists in its files to configure; generate(tag=) must match
     tag: str = ";"
     _expand: ExpandFn | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -175,17 +175,13 @@ class Ensemble:
         return [n for n, v in self.params.items() if v is None]
 
     def use_tag(self, tag: str) -> None:
-        """Read inline value lists with ``tag`` (``generate(tag=...)`` calls this)."""
-        if tag == self.tag:
-            return
-        if self._inline_params():
-            if self._members is not None:
-                raise ConfigError(
-                    f"ensemble {self.name!r}: its members were made from inline values read with tag "
-                    f"{self.tag!r}, but generate() was given tag={tag!r}; set ensemble.tag = {tag!r} "
-                    "before using the members, or generate with the same tag")
-            self._space = None
-        self.tag = tag
+        """Check that ``generate(tag=...)`` matches the tag the inline value lists
+        are read with (``ensemble.tag``; set it before attaching the files)."""
+        if tag != self.tag and self._inline_params():
+            raise ConfigError(
+                f"ensemble {self.name!r} reads the inline value lists of its files with tag {self.tag!r}, "
+                f"but generate() was given tag={tag!r}; use one tag for both (set ensemble.tag = {tag!r} "
+                "before attach_generator_files)")
 
     def resolved_params(self) -> dict[str, list[Any]]:
         """Every parameter with its values, inline file values filled in."""
@@ -198,10 +194,12 @@ class Ensemble:
             inline = templates.inline_values(to_configure, tag)
             still = [n for n in missing if n not in inline]
             if still:
+                t = tag
                 raise ConfigError(
                     f"ensemble {self.name!r}: parameter(s) {still} have no values; give them in "
                     "params={name: [values]} or inline in a file to configure "
-                    "('NAME = ;[1,2,3];' or ';NAME=[1,2,3];')")
+                    f"('NAME = {t}[1,2,3]{t}' or '{t}NAME=[1,2,3]{t}'; a file with another tag needs "
+                    "ensemble.tag set before attach_generator_files)")
             values.update({n: list(inline[n]) for n in missing})
         return {n: values[n] for n in self.params}
 
@@ -229,8 +227,8 @@ class Ensemble:
 
     def _member(self, i: int, params: Params) -> Model:
         assert self.run_settings is not None
-        return Model(f"{self.name}_{i}", self.run_settings, params, None, None,
-                     self.params_as_args, self.files, self.key_prefixing)
+        return Model(f"{self.name}_{i}", self.run_settings, dict(params), None, None,
+                     list(self.params_as_args), self.files, self.key_prefixing)
 
     @property
     def models(self) -> list[Model]:
@@ -311,7 +309,7 @@ class Ensemble:
     def enable_key_prefixing(self) -> None:
         """Prefix every member's keys with its own name."""
         self.key_prefixing = True
-        for m in self._members or ():
+        for m in self._members if self._members is not None else self.added:
             m.enable_key_prefixing()
 
     def query_key_prefixing(self) -> bool:

@@ -32,6 +32,9 @@ class Strategy(Protocol):
 
 def as_values(name: str, value: Any) -> list[Any]:
     """A parameter's values as a list; a scalar is a one-value list."""
+    if isinstance(value, (set, frozenset)):
+        raise ConfigError(f"parameter {name!r}: values given as a set have no order, so members would "
+                          f"change order from run to run; give a list, e.g. {sorted(value, key=repr)!r}")
     if isinstance(value, (list, tuple, range)):
         values = list(value)
     elif hasattr(value, "tolist") and hasattr(value, "ndim") and value.ndim >= 1:

@@ -81,7 +81,9 @@ def _write_file(path: str, text: str, mode: int = 0o644) -> None:
     where ``open()`` makes twice as many, which shows at 10,000 members."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.write(fd, text.encode("utf-8"))
+        data = memoryview(text.encode("utf-8"))
+        while data:  # os.write may write less than asked
+            data = data[os.write(fd, data):]
     finally:
         os.close(fd)
 

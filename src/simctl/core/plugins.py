@@ -2,8 +2,9 @@
 
 Each entry point of the ``simctl`` group is loaded on its own: one that fails
 to import, or whose hooks do not match the specs, is recorded and reported and
-every other plugin still works. ``SIMCTL_DISABLE_PLUGINS=a,b`` disables plugins
-by entry-point name.
+every other plugin still works. Two plugins providing one name are both
+reported, and using that name is an error naming both; everything else keeps
+working. ``SIMCTL_DISABLE_PLUGINS=a,b`` disables plugins by entry-point name.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Plugins:
         #: records of the plugins registered in ``pm`` (not broken or disabled when loaded)
         self._loaded = {r.name: r for r in records if pm.has_plugin(r.name) and r.status == "ok"}
         self._registries: dict[str, dict[str, Provided]] | None = None
+        self._clashes: dict[tuple[str, str], list[Provided]] = {}
 
     def register(self, plugin: object, name: str | None = None) -> PluginRecord:
         """Register an in-process plugin (a module or object with hookimpls).
@@ -93,49 +95,53 @@ class Plugins:
 
     def _build(self) -> dict[str, dict[str, Provided]]:
         regs: dict[str, dict[str, Provided]] = {f: {} for f in FAMILIES}
+        clashes: dict[tuple[str, str], list[Provided]] = {}
         for record in self._loaded.values():  # statuses below are recomputed on every build
             record.status, record.error = "ok", None
             record.provides.clear()
             record.unavailable.clear()
         for family, hook_name in FAMILIES.items():
             hook = getattr(self.pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):
+            for impl in hook.get_hookimpls():  # in registration order
                 record = self._loaded.get(impl.plugin_name) or PluginRecord(impl.plugin_name)
                 try:
                     items = list(impl.function() or [])
                 except Exception as exc:  # a plugin's own bug: report, keep going
-                    record.status, record.error = "broken", f"{hook_name}: {exc!r}"
+                    _broken(record, f"{hook_name}: {exc!r}")
                     continue
                 for obj in items:
                     name = getattr(obj, "name", None)
                     if not isinstance(name, str) or not name:
-                        record.status = "broken"
-                        record.error = f"{hook_name} returned {obj!r}, which has no 'name'"
+                        _broken(record, f"{hook_name} returned {obj!r}, which has no 'name'")
                         continue
                     if family == "strategy" and not callable(getattr(obj, "expand", None)):
-                        record.status = "broken"
-                        record.error = (f"{hook_name} returned strategy {name!r} without an "
+                        _broken(record, f"{hook_name} returned strategy {name!r} without an "
                                         "expand(names, values, n_models, seed) method")
                         continue
-                    if name in regs[family]:
-                        other = regs[family][name].plugin
-                        raise PluginError(
-                            f"two plugins provide the {family} {name!r}: "
-                            f"{_who(other)} and {_who(record)}; uninstall one, or disable one "
-                            f"with {DISABLE_ENV}={record.name}")
-                    regs[family][name] = Provided(name, family, obj, record)
+                    provided = Provided(name, family, obj, record)
                     record.provides.setdefault(family, []).append(name)
+                    if name in regs[family]:
+                        clashes.setdefault((family, name), [regs[family][name]]).append(provided)
+                        continue
+                    regs[family][name] = provided
                     why = _unavailable(obj)
                     if why:
                         record.unavailable[name] = why
                         if record.status == "ok":
                             record.status = "unavailable"
+        # A name two plugins claim cannot be used until one is removed or disabled;
+        # both plugins say so, and everything else keeps working.
+        for (family, name), claimants in clashes.items():
+            for p in claimants:
+                others = " and ".join(_who(o.plugin) for o in claimants if o is not p)
+                _broken(p.plugin, f"{family} {name!r} is also provided by {others}")
+        self._clashes = clashes
         return regs
 
     @property
     def registries(self) -> dict[str, dict[str, Provided]]:
-        """family -> name -> what provides it. Raises PluginError when two
-        plugins provide one name."""
+        """family -> name -> what provides it (the first plugin, for a name two
+        plugins claim: :meth:`get` refuses those)."""
         if self._registries is None:
             self._registries = self._build()
         return self._registries
@@ -145,11 +151,26 @@ class Plugins:
         return sorted(self.registries[family])
 
     def get(self, family: str, name: str) -> Any:
-        """The launcher class, backend class or strategy called ``name``."""
+        """The launcher class, backend class or strategy called ``name``.
+
+        ConfigError for an unknown name (listing the installed ones),
+        PluginError for a name two plugins provide (naming both)."""
         reg = self.registries[family]
         if name not in reg:
             raise ConfigError(f"unknown {family} {name!r}; installed: {choices(reg)}")
+        claimants = self._clashes.get((family, name))
+        if claimants:
+            who = [p.plugin for p in claimants]
+            raise PluginError(
+                f"{len(who)} plugins provide the {family} {name!r}: "
+                f"{' and '.join(_who(r) for r in who)}; uninstall one, or disable one "
+                f"with {DISABLE_ENV}={who[-1].name}")
         return reg[name].obj
+
+
+def _broken(record: PluginRecord, error: str) -> None:
+    record.status = "broken"
+    record.error = f"{record.error}; {error}" if record.error else error
 
 
 def _who(record: PluginRecord) -> str:

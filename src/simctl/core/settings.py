@@ -23,9 +23,9 @@ _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
 
 
 def parse_walltime(value: str | int | float | _dt.timedelta) -> _dt.timedelta:
-    """Read a walltime given as ``HH:MM:SS``, ``D-HH:MM:SS``, ``D-HH:MM``,
-    ``D-HH``, ``HH:MM``, whole minutes (an int or a digit string) or a
-    :class:`datetime.timedelta`."""
+    """Read a walltime the way Slurm does: ``HH:MM:SS``, ``MM:SS``, whole
+    minutes (an int or a digit string), ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``,
+    or a :class:`datetime.timedelta`."""
     if isinstance(value, _dt.timedelta):
         td = value
     elif isinstance(value, bool):
@@ -39,16 +39,18 @@ def parse_walltime(value: str | int | float | _dt.timedelta) -> _dt.timedelta:
         m = _WALLTIME.match(value.strip())
         if not m:
             raise ConfigError(
-                f"malformed walltime {value!r}: expected 'HH:MM:SS', 'D-HH:MM:SS', "
-                "'HH:MM', a number of minutes, or a datetime.timedelta"
+                f"malformed walltime {value!r}: expected 'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS', "
+                "a number of minutes, or a datetime.timedelta"
             )
         days, a, b, c = m.groups()
         if b is None and days is not None:  # D-HH, as Slurm reads it
             td = _dt.timedelta(days=int(days), hours=int(a))
         elif b is None:  # plain minutes
             td = _dt.timedelta(minutes=int(a))
-        elif c is None:  # HH:MM
-            td = _dt.timedelta(days=int(days or 0), hours=int(a), minutes=int(b))
+        elif c is None and days is not None:  # D-HH:MM
+            td = _dt.timedelta(days=int(days), hours=int(a), minutes=int(b))
+        elif c is None:  # MM:SS, as Slurm and PBS read two fields
+            td = _dt.timedelta(minutes=int(a), seconds=int(b))
         else:
             td = _dt.timedelta(days=int(days or 0), hours=int(a), minutes=int(b), seconds=int(c))
         if (b is not None and int(b) >= 60) or (c is not None and int(c) >= 60):

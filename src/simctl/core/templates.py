@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import re
 import warnings
 from typing import Any, Iterable, Mapping
@@ -22,7 +23,9 @@ import attrs
 
 from .errors import ConfigError
 
-_LHS = re.compile(r"([A-Za-z_][\w.]*)\s*[=:]\s*$")
+#: a parameter name in a tag: an identifier, with inner dots and dashes allowed
+NAME = r"[A-Za-z_](?:[\w.-]*\w)?"
+_LHS = re.compile(rf"({NAME})\s*[=:]\s*$")
 
 
 @attrs.frozen
@@ -39,15 +42,19 @@ class Ref:
 def _pattern(tag: str) -> re.Pattern[str]:
     t = re.escape(tag)
     # ;NAME;   ;NAME=[...];   ;[...];   (lists stay on one line)
-    return re.compile(rf"{t}(?:([A-Za-z_]\w*)(?:=(\[[^\n]*?\]))?|(\[[^\n]*?\]))(?={t}){t}")
+    return re.compile(rf"{t}(?:({NAME})(?:=(\[[^\n]*?\]))?|(\[[^\n]*?\]))(?={t}){t}")
 
 
 def _literal(text: str, where: str) -> tuple[Any, ...]:
+    """A Python literal list, or a JSON one (``true``, ``null``)."""
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError) as exc:
-        raise ConfigError(f"{where}: malformed inline value list {text!r} ({exc.__class__.__name__}); "
-                          "expected a Python/JSON list such as [10, 11, 12]") from None
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"{where}: malformed inline value list {text!r} ({exc.__class__.__name__}); "
+                              "expected a Python/JSON list such as [10, 11, 12]") from None
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where}: inline value list {text!r} must be a non-empty list like [1, 2]")
     return tuple(value)

@@ -1,0 +1,1 @@
+"""Test fixture: plugins whose hooks do not match simctl's specs."""
