@@ -88,6 +88,7 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._dirty = False
         self._last_save = 0.0
+        self._save_error: str | None = None
         launcher.bind(self.wakeup)
 
     # -- building steps ------------------------------------------------------------
@@ -150,6 +151,7 @@ class Controller:
             dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise ConfigError(f"model name(s) {sorted(dup)} given twice to one start()")
+        self._check_manifest_dir()
         for unit in units:
             self.prepare(unit)
         failed: dict[str, str] = {}
@@ -159,7 +161,7 @@ class Controller:
                 for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_before_launch",
                                              model=model, step=step, experiment=self.experiment):
                     failed[model.name] = f"plugin {plugin!r} failed in simctl_entity_before_launch: {exc!r}"
-                    self._hook_error(plugin, "simctl_entity_before_launch", exc)
+                    self.hook_error(plugin, "simctl_entity_before_launch", exc)
         to_start = [u for u in units if not any(m.name in failed for m in u.models)]
         self.launcher.start([u.step for u in to_start])
         now = time.time()
@@ -170,8 +172,14 @@ class Controller:
                 runs[rec.name] = max(runs.get(rec.name, 0), rec.run)
             for unit in units:
                 steps = unit.step.members or [unit.step]
+                sibling = next((m.name for m in unit.models if m.name in failed), None)
                 for model, step in zip(unit.models, steps):
                     reason = failed.get(model.name)
+                    if reason is None and sibling is not None:  # one batch job: none of it started
+                        reason = (f"not launched: {sibling!r}, in the same batch job, failed in "
+                                  "simctl_entity_before_launch")
+                    elif reason is None and step.job_id is None:
+                        reason = f"launcher {self.launcher.name!r} gave this step no job id; it did not start"
                     st = JobStatus(Status.FAILED, None, reason) if reason else JobStatus(Status.QUEUED)
                     rec = mf.JobRecord(
                         name=model.name, entity_type="Model", job_id=None if reason else step.job_id,
@@ -187,6 +195,18 @@ class Controller:
             self._ensure_monitor()
         self.wakeup.set()
         return jobs
+
+    def _check_manifest_dir(self) -> None:
+        """The manifest must be writable: found out before anything is launched."""
+        directory = os.path.join(self.manifest.exp_path, mf.DIRNAME)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {directory} for the experiment's manifest: "
+                              f"{exc.strerror or exc}; choose an exp_path you can write to") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write the experiment's manifest in {directory} (permission denied); "
+                              "choose an exp_path you can write to")
 
     def stop(self, models: Iterable[Model]) -> list[Job]:
         """Stop the given models' jobs; a job already finished is left as it is."""
@@ -223,15 +243,20 @@ class Controller:
         interval = low
         while True:
             with self.lock:
-                active = self._active()
-                if not active:
+                if not self._active():
                     self._save(force=True)
                     self._thread = None
                     self.changed.notify_all()
                     return
-            woke = self.wakeup.wait(interval)
+                # a change not yet written (saves are spaced SAVE_EVERY apart) is
+                # written at the latest SAVE_EVERY from now, even if nothing else changes
+                pause = min(interval, SAVE_EVERY) if self._dirty else interval
+            woke = self.wakeup.wait(pause)
             self.wakeup.clear()
-            changed = self.poll_once(active)
+            changed = self.poll_once()  # the jobs active now, including any started while waiting
+            if not changed:
+                with self.lock:
+                    self._save()
             interval = low if (changed or woke) else min(high, interval * 1.5)
 
     def poll_once(self, active: list[Job] | None = None) -> bool:
@@ -274,22 +299,34 @@ class Controller:
         if old.status != new.status or old.returncode != new.returncode:
             for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", model=job.model,
                                          old=old, new=new, experiment=self.experiment):
-                self._hook_error(plugin, "simctl_entity_status_changed", exc)
+                self.hook_error(plugin, "simctl_entity_status_changed", exc)
             if new.status.is_terminal:
                 for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", model=job.model,
                                              status=new, experiment=self.experiment):
-                    self._hook_error(plugin, "simctl_entity_finished", exc)
+                    self.hook_error(plugin, "simctl_entity_finished", exc)
 
-    def _hook_error(self, plugin: str, hook: str, exc: BaseException) -> None:
+    def hook_error(self, plugin: str, hook: str, exc: BaseException) -> None:
+        """Record (and log) that a plugin's lifecycle hook raised; the experiment goes on."""
         msg = f"plugin {plugin!r} raised in {hook}: {exc!r}"
         self.hook_errors.append(msg)
         log.error("%s (the experiment goes on)", msg)
 
     def _save(self, force: bool = False) -> None:
+        """Write the manifest if it changed (at most every SAVE_EVERY seconds
+        unless ``force``). A failed write is logged and retried later: the
+        jobs are still watched, and the driver does not crash over it."""
         now = time.monotonic()
         if self._dirty and (force or now - self._last_save >= SAVE_EVERY):
-            mf.save(self.manifest)
-            self._dirty, self._last_save = False, now
+            self._last_save = now
+            try:
+                mf.save(self.manifest)
+            except OSError as exc:
+                if str(exc) != self._save_error:
+                    self._save_error = str(exc)
+                    log.error("could not write the manifest %s: %s (will retry; jobs are still watched)",
+                              mf.path_of(self.manifest.exp_path), exc)
+                return
+            self._dirty, self._save_error = False, None
 
     def wait(self, jobs: Sequence[Job], timeout: float | None = None,
              tick: Callable[[int, int], None] | None = None) -> bool:

@@ -24,10 +24,22 @@ log = get_logger("experiment")
 Entity = Model | Ensemble
 
 
+class Generated(list):  # type: ignore[type-arg]
+    """What :meth:`Experiment.generate` returns: the list of directories it
+    wrote, which also remembers the entities it generated, so that the Model
+    guide's ``model = exp.generate(model); exp.start(model)`` works as written."""
+
+    def __init__(self, dirs: Iterable[str], entities: Sequence[Entity]):
+        super().__init__(dirs)
+        self.entities: list[Entity] = list(entities)
+
+
 def _flatten(entities: Iterable[Any]) -> list[Entity]:
     out: list[Entity] = []
     for e in entities:
-        if isinstance(e, (list, tuple)):
+        if isinstance(e, Generated):
+            out += e.entities
+        elif isinstance(e, (list, tuple)):
             out += _flatten(e)
         elif isinstance(e, (Model, Ensemble)):
             out.append(e)
@@ -80,7 +92,7 @@ class Experiment:
 
     def _created(self, entity: Any) -> None:
         for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_created", entity=entity, experiment=self):
-            log.error("plugin %r raised in simctl_entity_created for %s: %r", plugin, entity.name, exc)
+            self.controller.hook_error(plugin, f"simctl_entity_created for {entity.name!r}", exc)
 
     # -- settings ---------------------------------------------------------------------
 
@@ -170,15 +182,19 @@ class Experiment:
     # -- generation -----------------------------------------------------------------------
 
     def generate(self, *entities: Entity, overwrite: bool = False, tag: str = ";",
-                 unknown_tags: str = "error") -> list[str]:
+                 unknown_tags: str = "error") -> Generated:
         """Write the run directories of ``entities`` under ``exp_path``.
 
         ``tag`` is the character(s) around parameter names in files to
         configure; a tag naming no parameter is an error, or a warning with
         ``unknown_tags="warn"``. Existing directories are kept unless
-        ``overwrite=True``. Returns the directories written.
+        ``overwrite=True``. Returns the directories written (a list that
+        :meth:`start` and the other methods also accept in place of the
+        entities, as in ``model = exp.generate(model); exp.start(model)``).
         """
-        return generator.generate(_flatten(entities), self.exp_path, overwrite, tag, unknown_tags)  # type: ignore[arg-type]
+        ents = _flatten(entities)
+        dirs = generator.generate(ents, self.exp_path, overwrite, tag, unknown_tags)  # type: ignore[arg-type]
+        return Generated(dirs, ents)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -204,19 +220,26 @@ class Experiment:
             with progress_ticker(f"{self.name}: running", enabled=sys.stdout.isatty()) as tick:
                 self.controller.wait(jobs, tick=tick)
         except KeyboardInterrupt:
-            if kill_on_interrupt:
-                active = [j.model for j in jobs if not j.done]
-                print(f"\nInterrupted: stopping {len(active)} job(s) this start() launched "
-                      "(kill_on_interrupt=True)", file=sys.stderr, flush=True)
-                self.controller.stop(active)
-            else:
-                print("\nInterrupted: jobs keep running (kill_on_interrupt=False)", file=sys.stderr)
+            self._interrupted(jobs, kill_on_interrupt, "this start() launched")
             raise
         failed = [j for j in jobs if j.status.status is Status.FAILED]
         if failed:
             log.warning("%d of %d job(s) failed: %s", len(failed), len(jobs),
                         "; ".join(f"{j.model.name}: {j.status.reason or 'exit ' + str(j.status.returncode)}"
                                   for j in failed[:5]))
+
+    def _interrupted(self, jobs: list[Job], kill: bool, what: str) -> None:
+        """Ctrl-C while waiting: stop the unfinished ``jobs`` (unless not
+        ``kill``), saying so on screen either way."""
+        active = [j.model for j in jobs if not j.done]
+        if kill:
+            print(f"\nInterrupted: stopping {len(active)} job(s) {what} "
+                  "(kill_on_interrupt=True)", file=sys.stderr, flush=True)
+            self.controller.stop(active)
+            print("Stopped.", file=sys.stderr, flush=True)
+        else:
+            print(f"\nInterrupted: {len(active)} job(s) keep running (kill_on_interrupt=False)",
+                  file=sys.stderr, flush=True)
 
     def stop(self, *entities: Entity) -> None:
         """Stop ``entities`` (ending their whole process trees)."""
@@ -233,8 +256,7 @@ class Experiment:
                 if verbose:
                     log.info("%d job(s) running", sum(not j.done for j in jobs))
         except KeyboardInterrupt:
-            if kill_on_interrupt:
-                c.stop([j.model for j in jobs if not j.done])
+            self._interrupted(jobs, kill_on_interrupt, "poll() was waiting for")
             raise
 
     def finished(self, entity: Entity) -> bool:

@@ -10,6 +10,7 @@ import tempfile
 import time
 
 import attrs
+import cattrs
 
 from .errors import ConfigError
 from .serialize import converter
@@ -71,11 +72,20 @@ def load(exp_path: str) -> Manifest | None:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as exc:
         raise ConfigError(f"{path} is not a simctl manifest ({exc})") from None
-    return converter.structure(data, Manifest)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
+    try:
+        return converter.structure(data, Manifest)
+    except Exception as exc:  # valid JSON, but not a manifest (or one of a newer format)
+        try:
+            detail = "; ".join(cattrs.transform_error(exc)[:3])
+        except Exception:
+            detail = str(exc)
+        raise ConfigError(f"{path} is not a simctl manifest of version {VERSION}: {detail}") from None
 
 
 def save(manifest: Manifest) -> None:
