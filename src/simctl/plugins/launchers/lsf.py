@@ -1,0 +1,342 @@
+"""The ``lsf`` launcher: IBM Spectrum LSF.
+
+* Run commands: ``jsrun``, ``mpirun`` (none by default: the job runs its
+  executable directly).
+* Batch: ``bsub < job.sh``; the script carries ``#BSUB`` directives, which LSF
+  reads only from a script given on standard input (``bsub job.sh`` would run
+  the file as a plain command and ignore them).
+* Status: ONE ``bjobs -a -noheader -o "jobid job_name stat exit_code
+  exit_reason delimiter='|'" <ids>`` per poll cycle for every job; an array's
+  elements are told apart by their job name (``name[3]``). ``Job <N> is not
+  found`` on stderr means the job left LSF's memory.
+* Cancel: ``bkill``.
+* Walltime: ``-W [HH:]MM``, rounded up to whole minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import subprocess
+from typing import Any, ClassVar, Sequence
+
+import attrs
+
+import simctl
+from simctl import (BatchSettings, ConfigError, JobStatus, LaunchStep, RunSettings, SchedulerError, Status,
+                    format_flags, parse_walltime)
+
+from ._scheduler import SchedulerLauncher
+from .mpi import mpi_run_args
+
+#: every job state bjobs reports, what it means here, and why
+STATES: dict[str, tuple[Status, str]] = {
+    "PEND": (Status.QUEUED, "pending"),
+    "WAIT": (Status.QUEUED, "chunk job member waiting to run"),
+    "PROV": (Status.QUEUED, "waiting for its host to be provisioned"),
+    "RUN": (Status.RUNNING, ""),
+    "PSUSP": (Status.PAUSED, "suspended while pending"),
+    "USUSP": (Status.PAUSED, "suspended by its owner or an administrator"),
+    "SSUSP": (Status.PAUSED, "suspended by LSF"),
+    "DONE": (Status.COMPLETED, ""),
+    "PDONE": (Status.COMPLETED, "done; post-execution processing done"),
+    "EXIT": (Status.FAILED, ""),
+    "PERR": (Status.FAILED, "post-execution processing failed"),
+    "ZOMBI": (Status.FAILED, "zombie: killed while its execution host was unreachable"),
+    # LSF itself does not know: mbatchd lost contact with the execution host
+    "UNKWN": (Status.UNKNOWN, "LSF lost contact with the job's execution host"),
+}
+BJOBS_FORMAT = "jobid job_name stat exit_code exit_reason delimiter='|'"
+_NOT_FOUND = re.compile(r"^Job <[^>]*> is not found\s*$")
+_BKILL_OK = re.compile(r"^Job <[^>]*>: (Job has already finished|No matching job found)\s*$"
+                       r"|^Job <[^>]*> is being (terminated|signaled)\s*$|^\s*$")
+_SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <[^>]*>")
+_ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def map_state(stat: str, exit_code: int | None = None, exit_reason: str = "") -> JobStatus:
+    """A bjobs STAT (with EXIT_CODE and EXIT_REASON) as a JobStatus. An unknown
+    state is reported as UNKNOWN with the word bjobs printed."""
+    raw = stat.strip()
+    entry = STATES.get(raw)
+    if entry is None:
+        return JobStatus(Status.UNKNOWN, exit_code, f"unknown LSF job state {raw!r}", raw=raw)
+    status, why = entry
+    reason = exit_reason.strip() if exit_reason.strip() not in ("", "-") else ""
+    if status is Status.COMPLETED:
+        return JobStatus(status, 0 if exit_code is None else exit_code, why, raw=raw)
+    if status is Status.FAILED:
+        parts = [p for p in (why, reason) if p]
+        if exit_code is not None:
+            parts.append(f"exited with code {exit_code}" + (
+                f" (above 128: probably killed by signal {exit_code - 128})" if 128 < exit_code < 160 else ""))
+        return JobStatus(status, exit_code, "; ".join(parts) or "exited", raw=raw)
+    return JobStatus(status, None, "; ".join(p for p in (why, reason) if p), raw=raw)
+
+
+def parse_bjobs(text: str) -> dict[str, JobStatus]:
+    """Parse ``bjobs -noheader -o "jobid job_name stat exit_code exit_reason
+    delimiter='|'"``. An array element is keyed ``<id>[<index>]``; the array's
+    own id gets a summary of its elements (running while any runs, finished
+    when all have)."""
+    out: dict[str, JobStatus] = {}
+    arrays: dict[str, list[JobStatus]] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|", 4)
+        if len(parts) != 5:
+            raise ValueError(f"unexpected bjobs line {line!r}")
+        job_id, name, stat, code, reason = (p.strip() for p in parts)
+        m_id = _ELEMENT.match(job_id)  # LSB_BJOBS_DISPLAY_ENH=Y prints 12[3] as the id
+        base = m_id.group(1) if m_id else job_id
+        if not base.isdigit():
+            raise ValueError(f"unexpected bjobs line {line!r}")
+        exit_code = int(code) if code.lstrip("-").isdigit() else None
+        if code not in ("-", "") and exit_code is None:
+            raise ValueError(f"unexpected exit code in bjobs line {line!r}")
+        st = map_state(stat, exit_code, reason)
+        m_name = _ELEMENT.match(name)
+        index = m_id.group(2) if m_id else (m_name.group(2) if m_name else None)
+        if index is None:
+            out[base] = st
+        else:
+            out[f"{base}[{index}]"] = st
+            arrays.setdefault(base, []).append(st)
+    for base, elements in arrays.items():
+        out.setdefault(base, _summary(elements))
+    return out
+
+
+def _summary(elements: list[JobStatus]) -> JobStatus:
+    for status in (Status.RUNNING, Status.PAUSED, Status.UNKNOWN, Status.QUEUED):
+        hit = [e for e in elements if e.status is status]
+        if hit:
+            return JobStatus(status, None, f"array: {len(hit)} of {len(elements)} element(s) {status.value.lower()}",
+                             raw=hit[0].raw)
+    failed = [e for e in elements if e.status is Status.FAILED]
+    if failed:
+        return JobStatus(Status.FAILED, failed[0].returncode, f"array: {len(failed)} of {len(elements)} "
+                         f"element(s) failed", raw=failed[0].raw)
+    return JobStatus(Status.COMPLETED, 0, "", raw=elements[0].raw)
+
+
+def parse_bsub(output: str) -> str:
+    """The job id from ``Job <123> is submitted to [default ]queue <normal>.``"""
+    m = _SUBMITTED.search(output)
+    if not m:
+        raise ValueError(output)
+    return m.group(1)
+
+
+def lsf_walltime(value: str) -> str:
+    """``-W`` wants ``[HH:]MM``: whole minutes, rounded up."""
+    minutes = math.ceil(parse_walltime(value).total_seconds() / 60)
+    return f"{minutes // 60}:{minutes % 60:02d}" if minutes >= 60 else str(minutes)
+
+
+def lsf_job_name(name: str) -> str:
+    """A job (array) name LSF takes: letters, digits, ``. - _`` only (no
+    spaces or brackets, which would read as an array index list)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:200] or "simctl"
+
+
+class LsfRunSettings(RunSettings):
+    """Run settings for jsrun or mpirun under LSF.
+
+    jsrun works in resource sets: :meth:`set_tasks` is ``--np``,
+    :meth:`set_tasks_per_node` is ``--rs_per_host`` (one task per resource
+    set), :meth:`set_cpus_per_task` is ``--cpu_per_rs``; ``set_nodes`` with
+    tasks per node gives ``--nrs``. The jsrun-specific setters below and
+    ``run_args`` cover the rest.
+    """
+
+    supported_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", "mpirun")
+
+    def set_num_rs(self, num_rs: int) -> None:
+        """jsrun ``--nrs``: number of resource sets."""
+        self.run_args["nrs"] = num_rs
+
+    def set_tasks_per_rs(self, tasks: int) -> None:
+        """jsrun ``--tasks_per_rs``."""
+        self.run_args["tasks_per_rs"] = tasks
+
+    def set_cpus_per_rs(self, cpus: int) -> None:
+        """jsrun ``--cpu_per_rs``."""
+        self.run_args["cpu_per_rs"] = cpus
+
+    def set_gpus_per_rs(self, gpus: int) -> None:
+        """jsrun ``--gpu_per_rs``."""
+        self.run_args["gpu_per_rs"] = gpus
+
+    def set_rs_per_host(self, rs: int) -> None:
+        """jsrun ``--rs_per_host``."""
+        self.run_args["rs_per_host"] = rs
+
+    def format_run_args(self) -> list[str]:
+        if self.run_command == "mpirun":
+            return mpi_run_args(self)
+        if self.hostlist:
+            raise ConfigError("jsrun has no host list option: choose hosts in the batch settings "
+                              "(set_hostlist there) or pass an ERF file with run_args={'erf_input': ...}")
+        args: dict[str, Any] = {}
+        if self.tasks:
+            args["np"] = self.tasks
+        if self.tasks_per_node:
+            args["rs_per_host"] = self.tasks_per_node
+            args["tasks_per_rs"] = 1
+            if self.nodes:
+                args["nrs"] = self.nodes * self.tasks_per_node
+        if self.cpus_per_task:
+            args["cpu_per_rs"] = self.cpus_per_task
+        args.update(self.run_args)
+        return format_flags(args)
+
+
+@attrs.define(eq=True)
+class LsfBatchSettings(BatchSettings):
+    """Batch settings for bsub. ``nodes`` is ``-nnodes`` (CSM/jsrun sites),
+    ``account`` is the project ``-P``, ``queue`` is ``-q``, ``hostlist`` is
+    ``-m``; ``tasks`` is ``-n`` (job slots)."""
+
+    tasks: int | None = None
+
+    def set_tasks(self, tasks: int) -> None:
+        """Job slots (``-n``)."""
+        if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+            raise ConfigError(f"tasks must be a positive integer, got {tasks!r}")
+        self.tasks = tasks
+
+    def set_project(self, project: str) -> None:
+        """LSF project to charge (``-P``); the same as :meth:`set_account`."""
+        self.account = project
+
+
+class LsfLauncher(SchedulerLauncher):
+    """IBM Spectrum LSF: bsub, bjobs, bkill."""
+
+    name = "lsf"
+    run_commands = ("jsrun", "mpirun")
+    default_run_command = None
+    run_settings_class = LsfRunSettings
+    batch_settings_class = LsfBatchSettings
+    allocation_env = "LSB_JOBID"
+    probe_command = "bsub"
+    array_index_env = "LSB_JOBINDEX"
+    directive_prefix = "#BSUB"
+    array_base = 1
+    #: bkill exits 255 for a job that already finished; its output says so (see run)
+    cancel_ok_codes = (0, 255)
+
+    def job_name(self, name: str) -> str:
+        return lsf_job_name(name)
+
+    # -- batch scripts -------------------------------------------------------------------
+
+    def directives(self, group: LaunchStep, bs: BatchSettings, n_members: int) -> list[str]:
+        q = shlex.quote
+        name = self.job_name(group.name)
+        if bs.array:
+            name = f'"{name}[{self.array_base}-{self.array_base + n_members - 1}]"'
+        out = [f"-J {name}", f"-o {q(group.out)}", f"-e {q(group.err)}"]
+        if bs.time:
+            out.append(f"-W {lsf_walltime(bs.time)}")
+        if bs.nodes:
+            out.append(f"-nnodes {bs.nodes}")
+        if isinstance(bs, LsfBatchSettings) and bs.tasks:
+            out.append(f"-n {bs.tasks}")
+        if bs.queue:
+            out.append(f"-q {q(bs.queue)}")
+        if bs.account:
+            out.append(f"-P {q(bs.account)}")
+        if bs.hostlist:
+            out.append(f'-m "{" ".join(bs.hostlist)}"')
+        for key, value in bs.batch_args.items():
+            flag = key if key.startswith("-") else f"-{key}"  # bsub's options all take one dash
+            out.append(flag if value is None else f"{flag} {q(str(value))}")
+        return out
+
+    def prepare_batch(self, group: LaunchStep) -> LaunchStep:
+        group = super().prepare_batch(group)
+        group.argv = ["bsub"]  # the script goes to bsub's standard input: see _submit
+        return group
+
+    def submit_command(self, script_path: str) -> list[str]:
+        return ["bsub"]
+
+    def _script_path(self, group: LaunchStep) -> str:
+        return os.path.join(group.env["SIMCTL_JOB_DIR"] or "", "job.sh")
+
+    def _submit(self, group: LaunchStep) -> None:
+        # As SchedulerLauncher._submit, but the script is bsub's standard input, so LSF reads
+        # its #BSUB lines. (A `submit_input` hook in the base would make this override two lines.)
+        path = self._script_path(group)
+        assert group.script is not None
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(group.script)
+        proc = self.run(group.argv, input=group.script)
+        job_id = self.parse_submit(proc.stdout + proc.stderr, group.argv)
+        group.job_id = job_id
+        with self._lock:
+            self._jobs[job_id] = (os.path.dirname(path), bool(group.batch_settings and group.batch_settings.array))
+        for i, m in enumerate(group.members):
+            m.job_id = f"{job_id}:{i}"
+
+    def preview(self, step: LaunchStep) -> str:
+        if not step.members and not self.inside_allocation():
+            step = self.prepare_batch(self.solo_group(step))
+        if step.members:
+            return f"# submitted with: bsub < {shlex.quote(self._script_path(step))}\n{step.script}"
+        return super().preview(step)
+
+    def parse_submit(self, output: str, argv: Sequence[str]) -> str:
+        try:
+            return parse_bsub(output)
+        except ValueError:
+            raise SchedulerError(list(argv), 0, output, "bsub printed no job id") from None
+
+    def killed(self, job: JobStatus) -> bool:
+        """EXIT with a termination reason (``TERM_RUNLIMIT``, ``TERM_OWNER``...)
+        or ZOMBI: LSF killed the job, and its members' exit statuses are the
+        kill's doing."""
+        return job.raw == "ZOMBI" or (job.raw == "EXIT" and "TERM_" in job.reason)
+
+    def array_task_id(self, parent: str, index: int) -> str:
+        return f"{parent}[{index}]"
+
+    # -- status ------------------------------------------------------------------------------
+
+    def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        argv = ["bjobs", "-a", "-noheader", "-o", BJOBS_FORMAT, *job_ids]
+        proc = self.run(argv, ok_codes=(0, 255))
+        unexpected = [ln for ln in proc.stderr.splitlines() if ln.strip() and not _NOT_FOUND.match(ln.strip())]
+        if unexpected:
+            raise SchedulerError(argv, proc.returncode, (proc.stderr + proc.stdout).strip())
+        try:
+            return parse_bjobs(proc.stdout)
+        except ValueError as exc:
+            raise SchedulerError(argv, proc.returncode, (proc.stdout + proc.stderr).strip(),
+                                 f"bjobs printed something unexpected ({exc})") from None
+
+    # -- cancel -------------------------------------------------------------------------------
+
+    def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["bkill", *job_ids]
+
+    def run(self, argv: Sequence[str], input: str | None = None, ok_codes: Sequence[int] = (0,),
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = super().run(argv, input=input, ok_codes=ok_codes, timeout=timeout)
+        if list(argv[:1]) == ["bkill"] and proc.returncode != 0:
+            # a job that already finished or left LSF is fine; anything else is an error
+            if any(not _BKILL_OK.match(ln) for ln in (proc.stdout + proc.stderr).splitlines()):
+                raise SchedulerError(list(argv), proc.returncode, (proc.stderr + proc.stdout).strip(),
+                                     "bkill could not kill the job(s)")
+        return proc
+
+
+@simctl.hookimpl
+def simctl_register_launchers() -> list[type[SchedulerLauncher]]:
+    return [LsfLauncher]
