@@ -265,3 +265,19 @@ def test_ensemble_key_prefixing_reaches_added_models_before_and_after_expansion(
     assert not late.query_key_prefixing()  # added after the call
     ens.enable_key_prefixing()
     assert ens.query_key_prefixing()
+
+
+@pytest.mark.parametrize("strategy", ["all_perm", "step"])
+def test_n_models_or_seed_with_a_strategy_that_ignores_them_is_an_error(exp, rs, strategy):
+    with pytest.raises(simctl.ConfigError, match=f"{strategy}.*does not use n_models"):
+        exp.create_ensemble("e", params={"a": [1, 2]}, run_settings=rs, perm_strategy=strategy, n_models=1)
+    with pytest.raises(simctl.ConfigError, match="does not use seed"):
+        exp.create_ensemble("e", params={"a": [1, 2]}, run_settings=rs, perm_strategy=strategy, seed=3)
+
+
+def test_names_given_as_a_set_expand_in_sorted_order(exp, rs, write):
+    f = write("in.txt", "B = ;[1,2];\nA = ;[3,4];\n")
+    ens = exp.create_ensemble("e", params={"B", "A"}, run_settings=rs)
+    ens.attach_generator_files(to_configure=[f])
+    assert list(ens.resolved_params()) == ["A", "B"]
+    assert ens[0].params == {"A": 3, "B": 1} and ens[1].params == {"A": 3, "B": 2}

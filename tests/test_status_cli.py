@@ -67,3 +67,12 @@ def test_status_of_a_directory_without_an_experiment(tmp_path):
     out = _run_status(str(tmp_path))
     assert out.returncode != 0
     assert "no simctl experiment" in out.stderr and str(tmp_path) in out.stderr
+
+
+def test_status_of_a_corrupt_manifest_is_a_clear_error(tmp_path):
+    (tmp_path / ".simctl").mkdir()
+    (tmp_path / ".simctl" / "manifest.json").write_text("{not json")
+    out = _run_status(str(tmp_path))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "manifest.json" in out.stderr and "not a simctl manifest" in out.stderr

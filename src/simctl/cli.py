@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from . import __version__
+from . import SimctlError, __version__
 from .core import manifest as mf
 from .core.plugins import FAMILIES, PluginRecord, make_plugins
 from .core.serialize import converter
@@ -53,7 +53,9 @@ def plugins_list(as_json: bool, family: str | None, strict: bool) -> None:
     """List every plugin with what it provides, its version and status."""
     plugs = make_plugins()
     plugs.registries  # noqa: B018 - fills each record's provides/status
-    records = [r for r in plugs.records if family is None or family in r.provides]
+    # a plugin that failed to load provides nothing, so it is shown under every family
+    records = [r for r in plugs.records
+               if family is None or family in r.provides or r.status in ("broken", "disabled")]
     if as_json:
         data = [converter.unstructure(r) | {"families": r.families} for r in records]
         click.echo(json.dumps(data, indent=2))
@@ -72,7 +74,10 @@ def plugins_list(as_json: bool, family: str | None, strict: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(exp_path: str, as_json: bool) -> None:
     """Show every launch of the experiment at EXP_PATH, from its manifest."""
-    man = mf.load(exp_path)
+    try:
+        man = mf.load(exp_path)
+    except SimctlError as exc:
+        raise click.ClickException(str(exc)) from None
     if man is None:
         raise click.ClickException(f"no simctl experiment at {exp_path} (no {mf.path_of(exp_path)})")
     if as_json:

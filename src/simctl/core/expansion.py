@@ -23,6 +23,8 @@ class Strategy(Protocol):
     """A permutation strategy plugin: a ``name`` and an ``expand`` method."""
 
     name: str
+    # optional: ``options = ("n_models", "seed")`` names the create_ensemble
+    # arguments the strategy uses; others given by the user are then an error
 
     def expand(self, names: list[str], values: list[list[Any]], n_models: int | None = None,
                seed: int | None = None) -> Sequence[Params] | Iterable[Params]:

@@ -137,7 +137,7 @@ class Experiment:
         ``f(names, values, n_models) -> list[dict]``), ``replicas`` copies, or
         empty to fill with :meth:`Ensemble.add_model`."""
         check_name("ensemble", name)
-        expand, label = self._strategy(perm_strategy)
+        expand, label = self._strategy(perm_strategy, n_models, seed)
         if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1):
             raise ConfigError(f"replicas must be a positive integer, got {replicas!r}")
         if run_settings is not None and not isinstance(run_settings, RunSettings):
@@ -147,7 +147,9 @@ class Experiment:
         elif isinstance(params, Mapping):
             values = {str(k): as_values(str(k), v) for k, v in params.items()}
         elif isinstance(params, (set, frozenset, list, tuple)):
-            values = {str(k): None for k in params}  # values come from files to configure
+            # values come from files to configure; sorted, so member order never
+            # depends on the hash seed of a set
+            values = {str(k): None for k in (sorted(params) if isinstance(params, (set, frozenset)) else params)}
         else:
             raise ConfigError(f"params must be a dict of name -> values (or a set of names whose values are "
                               f"declared in files to configure), got {type(params).__name__}")
@@ -168,9 +170,16 @@ class Experiment:
         self._created(ens)
         return ens
 
-    def _strategy(self, perm_strategy: str | Callable[..., Any]) -> tuple[Callable[..., Any], str]:
+    def _strategy(self, perm_strategy: str | Callable[..., Any], n_models: int | None = None,
+                  seed: int | None = None) -> tuple[Callable[..., Any], str]:
         if isinstance(perm_strategy, str):
             strat: Strategy = self.plugins.get("strategy", perm_strategy)
+            takes = getattr(strat, "options", None)  # which of n_models / seed it uses, if it says
+            if takes is not None:
+                unused = [k for k, v in (("n_models", n_models), ("seed", seed)) if v is not None and k not in takes]
+                if unused:
+                    raise ConfigError(f"perm_strategy {perm_strategy!r} does not use {' or '.join(unused)}; "
+                                      f"leave it out, or use a strategy that samples (e.g. 'random')")
             return strat.expand, perm_strategy
         if callable(perm_strategy):
             fn = perm_strategy

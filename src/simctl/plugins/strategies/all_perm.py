@@ -12,6 +12,8 @@ class AllPermutations:
     """Every combination, the last parameter varying fastest."""
 
     name = "all_perm"
+    #: which of create_ensemble's n_models / seed this strategy uses
+    options = ()
 
     def expand(self, names: list[str], values: list[list[Any]], n_models: int | None = None,
                seed: int | None = None) -> Product:

@@ -15,6 +15,8 @@ class RandomPick:
     """``n_models`` distinct members of the all_perm space, in draw order."""
 
     name = "random"
+    #: which of create_ensemble's n_models / seed this strategy uses
+    options = ("n_models", "seed")
 
     def expand(self, names: list[str], values: list[list[Any]], n_models: int | None = None,
                seed: int | None = None) -> Pick:

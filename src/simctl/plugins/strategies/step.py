@@ -12,6 +12,8 @@ class Step:
     """Member i takes the i-th value of each parameter; lists must be equally long."""
 
     name = "step"
+    #: which of create_ensemble's n_models / seed this strategy uses
+    options = ()
 
     def expand(self, names: list[str], values: list[list[Any]], n_models: int | None = None,
                seed: int | None = None) -> Zip:
