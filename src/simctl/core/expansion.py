@@ -48,6 +48,14 @@ def as_values(name: str, value: Any) -> list[Any]:
     return values
 
 
+def _index(i: int, n: int) -> int:
+    """``i`` as an index into a sequence of ``n`` (negative counts from the end)."""
+    j = i + n if i < 0 else i
+    if not 0 <= j < n:
+        raise IndexError(i)
+    return j
+
+
 class Product(Sequence[Params]):
     """Every combination of the values, the last name varying fastest
     (the order of ``itertools.product``). Member ``i`` is decoded on demand."""
@@ -60,10 +68,7 @@ class Product(Sequence[Params]):
         return self._len
 
     def __getitem__(self, i: int) -> Params:  # type: ignore[override]
-        if i < 0:
-            i += self._len
-        if not 0 <= i < self._len:
-            raise IndexError(i)
+        i = _index(i, self._len)
         out: Params = {}
         for name, vals in zip(reversed(self.names), reversed(self.values)):
             i, r = divmod(i, len(vals))
@@ -93,10 +98,7 @@ class Zip(Sequence[Params]):
         return self._len
 
     def __getitem__(self, i: int) -> Params:  # type: ignore[override]
-        if i < 0:
-            i += self._len
-        if not 0 <= i < self._len:
-            raise IndexError(i)
+        i = _index(i, self._len)
         return {n: v[i] for n, v in zip(self.names, self.values)}
 
     def __iter__(self) -> Iterator[Params]:
@@ -130,11 +132,7 @@ class Repeat(Sequence[Params]):
         return len(self.base) * self.times
 
     def __getitem__(self, i: int) -> Params:  # type: ignore[override]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return dict(self.base[i // self.times])
+        return dict(self.base[_index(i, len(self)) // self.times])
 
     def __iter__(self) -> Iterator[Params]:
         for p in self.base:
