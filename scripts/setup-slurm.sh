@@ -15,8 +15,9 @@
 # assumed: the daemons are started directly.
 #
 # Files written: /etc/slurm/{slurm.conf,cgroup.conf}, /etc/munge/munge.key,
-# /var/spool/slurmctld, /var/spool/slurmd, /var/log/slurm/, /run/slurm/, /run/munge/
-# (plus munge's own /var/lib/munge and /var/log/munge).
+# /var/spool/slurmctld, /var/spool/slurmd, /var/log/slurm/ (daemon logs and the
+# apt log of a first install), /run/slurm/ (pid files, lock), /run/munge/ (plus
+# munge's own /var/lib/munge and /var/log/munge; apt installs the packages).
 #
 # Tunables (environment):
 #   SIMCTL_SLURM_CPUS         CPUs advertised by the node          (default 32)
@@ -75,40 +76,52 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 # ---------------------------------------------------------------- helpers
 
-# pid_of NAME PIDFILE: print the pid of a running daemon NAME (pidfile first,
-# then an exact process-name match for daemons started some other way).
-pid_of() {
-    local name=$1 pidfile=$2 pid
-    if [[ -r $pidfile ]]; then
-        pid=$(tr -dc '0-9' <"$pidfile" || true)
-        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null &&
-           [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]; then
-            echo "$pid"; return 0
-        fi
-    fi
-    pgrep -x "$name" | head -n1 || true
+# alive PID NAME: PID exists, is called NAME and is not a zombie.  (Zombies
+# matter here: when PID 1 does not reap orphans, a killed daemon stays a
+# zombie, and `kill -0` / pgrep still "see" it.)
+alive() {
+    local pid=$1 name=$2 stat
+    [[ -n $pid && -r /proc/$pid/stat ]] || return 1
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }                      # drop "pid (comm) "
+    [[ ${stat:0:1} != [ZX] ]]
 }
+
+# pids_of NAME PIDFILE: pids of live daemons NAME (pidfile first, then an
+# exact process-name match for daemons started some other way).
+pids_of() {
+    local name=$1 pidfile=$2 pid
+    {
+        [[ -r $pidfile ]] && tr -dc '0-9' <"$pidfile" && echo
+        pgrep -x "$name" || true
+    } | sort -un | while read -r pid; do
+        alive "$pid" "$name" && echo "$pid"
+    done
+    return 0
+}
+
+pid_of() { local p; p=$(pids_of "$@"); echo "${p%%$'\n'*}"; }
 
 is_running() { [[ -n $(pid_of "$1" "$2") ]]; }
 
 # stop_daemon NAME PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL.
 stop_daemon() {
     local name=$1 pidfile=$2 pids i
-    pids=$( { pid_of "$name" "$pidfile"; pgrep -x "$name" || true; } | sort -u | tr '\n' ' ')
+    pids=$(pids_of "$name" "$pidfile" | tr '\n' ' ')
     if [[ -z ${pids// /} ]]; then
         rm -f "$pidfile"; return 0
     fi
-    log "stopping $name (pid $pids)"
+    log "stopping $name (pid ${pids% })"
     # shellcheck disable=SC2086
     kill -TERM $pids 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        # shellcheck disable=SC2086
-        kill -0 $pids 2>/dev/null || break
+    for ((i = 0; i < 75; i++)); do
+        [[ -z $(pids_of "$name" "$pidfile") ]] && break
         sleep 0.2
     done
-    # shellcheck disable=SC2086
-    if kill -0 $pids 2>/dev/null; then
-        log "$name did not stop on SIGTERM, sending SIGKILL"
+    if [[ -n $(pids_of "$name" "$pidfile") ]]; then
+        log "$name did not stop within 15s of SIGTERM, sending SIGKILL"
+        # shellcheck disable=SC2086
         kill -KILL $pids 2>/dev/null || true
         sleep 0.5
     fi
@@ -138,13 +151,14 @@ install_packages() {
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${missing[@]}" >/tmp/setup-slurm-apt.log 2>&1; then
+    install -d -m 0755 "$SLURM_LOG_DIR"
+    local aptlog=$SLURM_LOG_DIR/setup-slurm-apt.log
+    if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$aptlog" 2>&1; then
         log "apt-get install failed, running apt-get update and retrying"
-        apt-get update >>/tmp/setup-slurm-apt.log 2>&1 || true
-        apt-get install -y --no-install-recommends "${missing[@]}" >>/tmp/setup-slurm-apt.log 2>&1 ||
-            { tail -n 20 /tmp/setup-slurm-apt.log >&2; die "apt-get install ${missing[*]} failed"; }
+        apt-get update >>"$aptlog" 2>&1 || true
+        apt-get install -y --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1 ||
+            { tail -n 20 "$aptlog" >&2; die "apt-get install ${missing[*]} failed (log: $aptlog)"; }
     fi
-    rm -f /tmp/setup-slurm-apt.log
 }
 
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
@@ -171,7 +185,7 @@ setup_munge() {
     fi
     log "starting munged"
     # --force: start even if a stale socket / pid file is left from a killed daemon.
-    runuser -u munge -- /usr/sbin/munged --force ||
+    runuser -u munge -- /usr/sbin/munged --force 9>&- ||
         die "munged failed to start"
     local i
     for ((i = 0; i < 50; i++)); do
@@ -200,6 +214,9 @@ TaskPlugin=task/none
 SwitchType=switch/none
 ReturnToService=2
 MailProg=/bin/true
+# Reject at submit time jobs that can never run in the partition (too many
+# nodes/CPUs/memory) instead of leaving them PENDING (PartitionConfig) forever.
+EnforcePartLimits=ALL
 
 StateSaveLocation=${CTLD_STATE_DIR}
 SlurmdSpoolDir=${SLURMD_SPOOL_DIR}
@@ -294,13 +311,14 @@ start_slurmctld() {
         fi
         stop_daemon slurmctld "$CTLD_PID"
     fi
-    # Clear saved state (-c) on first start and after a configuration change;
-    # otherwise recover jobs from the state files (e.g. after slurmctld crashed).
-    if [[ $CONFIG_CHANGED -eq 1 || ! -e $CTLD_STATE_DIR/node_state ]]; then
+    # Clear saved state (-c) on first start; otherwise recover jobs from the
+    # state files (after a crash or a configuration change), falling back to -c
+    # below if slurmctld cannot start from them.
+    if [[ ! -e $CTLD_STATE_DIR/node_state ]]; then
         clear=(-c)
     fi
     log "starting slurmctld ${clear[*]}"
-    slurmctld "${clear[@]}" || die "slurmctld failed to start"
+    slurmctld "${clear[@]}" 9>&- || die "slurmctld failed to start"
     for ((i = 0; i < 60; i++)); do
         ctld_up && return 0
         if ! is_running slurmctld "$CTLD_PID"; then break; fi
@@ -309,7 +327,7 @@ start_slurmctld() {
     if [[ ${#clear[@]} -eq 0 ]]; then
         log "slurmctld did not come up with its saved state: retrying with -c (clears state)"
         stop_daemon slurmctld "$CTLD_PID"
-        slurmctld -c || die "slurmctld failed to start"
+        slurmctld -c 9>&- || die "slurmctld failed to start"
         for ((i = 0; i < 60; i++)); do ctld_up && return 0; sleep 0.5; done
     fi
     die "slurmctld did not come up (scontrol ping: $(scontrol ping 2>&1 | tr '\n' ' '))"
@@ -322,11 +340,20 @@ start_slurmd() {
         stop_daemon slurmd "$SLURMD_PID"
     fi
     log "starting slurmd"
-    # -c: clear stale locks left by a slurmd that was killed.
-    slurmd -c || die "slurmd failed to start"
-    sleep 0.5
-    is_running slurmd "$SLURMD_PID" || die "slurmd exited right after start"
+    # No -c: "clear system locks" also removes the sockets of running job
+    # steps, and slurmctld then kills those jobs (seen with slurm 22.05).
+    # Without it a restarted slurmd reattaches to the running slurmstepds.
+    slurmd 9>&- || die "slurmd failed to start"
+    local i
+    for ((i = 0; i < 50; i++)); do
+        is_running slurmd "$SLURMD_PID" || die "slurmd exited right after start"
+        port_open 6818 && return 0
+        sleep 0.2
+    done
+    die "slurmd does not listen on port 6818"
 }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 node_state() { sinfo -h -N -n "$(node_name)" -o '%T' 2>/dev/null | head -n1; }
 
@@ -358,9 +385,15 @@ wait_ready() {
         sleep 1
     done
     log "node $node is $state; checking 'srun -N1 true'"
-    if ! timeout 60 srun -N1 -n1 --time=1 --immediate=30 -J setup-slurm-check true; then
-        die "'srun -N1 true' failed"
-    fi
+    local try
+    for try in 1 2 3; do
+        if timeout 60 srun -Q -N1 -n1 --time=1 --immediate=30 -J setup-slurm-check true 9>&-; then
+            return 0
+        fi
+        log "'srun -N1 true' failed (try $try/3)"
+        sleep 3
+    done
+    die "'srun -N1 true' failed"
 }
 
 status() {
@@ -406,7 +439,8 @@ main() {
         *) usage >&2; exit 2 ;;
     esac
     ensure_root "$@"
-    # Serialise concurrent invocations.
+    # Serialise concurrent invocations.  fd 9 is closed for every daemon we
+    # start (9>&-), otherwise the daemons would hold the lock forever.
     install -d -m 0755 "$SLURM_RUN_DIR"
     exec 9>"$SLURM_RUN_DIR/setup-slurm.lock"
     flock -w 300 9 || die "could not take $SLURM_RUN_DIR/setup-slurm.lock"
