@@ -53,8 +53,8 @@ def _log(msg: str) -> None:
     print(f"[peer] {msg}", file=sys.stderr, flush=True)
 
 
-def _venv_python(venv: Path = VENV_DIR) -> Path:
-    return venv / "bin" / "python"
+def _venv_python() -> Path:
+    return VENV_DIR / "bin" / "python"
 
 
 def _expected_marker() -> Dict[str, str]:

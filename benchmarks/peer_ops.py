@@ -15,7 +15,9 @@ Ops:
   start_true       n (100): ensemble of n replicas of ``true``; generate
                    (untimed) then time ``exp.start(ens, block=True)``
   All ops accept ``telemetry`` (default: SmartSim's default, i.e. on) to set
-  SMARTSIM_FLAG_TELEMETRY for the run.
+  SMARTSIM_FLAG_TELEMETRY for the run, and ``repeat`` (1): run the op that
+  many times, each in a fresh temp dir, and report the fastest run
+  (``seconds``) along with ``all_seconds``.
 
 SmartSim 0.8.0 behaviour that shapes these numbers (see its source):
   * Ensemble.add_model checks ``model in self.entities`` (a list scan), so
@@ -36,12 +38,22 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
 from typing import Any, Callable, Dict
+
+
+def _cpu() -> float:
+    """CPU seconds (user+sys) of this process plus its reaped children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
 
 
 def _experiment(tmp: str):
@@ -65,13 +77,13 @@ def op_create_ensemble(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> Dict
     exp = _experiment(tmp)
     rs = exp.create_run_settings(exe="true")
     params = {"a": list(range(na)), "b": list(range(nb))}
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     ens = exp.create_ensemble("ens", params=params, run_settings=rs,
                               perm_strategy="all_perm")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
     members = len(ens.entities)
     assert members == na * nb, members
-    return {"seconds": seconds, "members": members}
+    return {"seconds": seconds, "cpu_seconds": cpu, "members": members}
 
 
 CONFIG_TEXT = "A = ;a;\nB = ;b;\n"
@@ -92,9 +104,9 @@ def op_generate(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> Dict[str, A
                               perm_strategy="all_perm")
     ens.attach_generator_files(to_configure=[cfg])
 
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     exp.generate(ens, overwrite=True)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
 
     ens_dir = os.path.join(exp_path, "ens")
     member_dirs = sum(1 for e in os.scandir(ens_dir) if e.is_dir())
@@ -103,7 +115,8 @@ def op_generate(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> Dict[str, A
     with open(os.path.join(last.path, "in.txt")) as fh:
         text = fh.read()
     expected = f"A = {last.params['a']}\nB = {last.params['b']}\n"
-    return {"seconds": seconds, "members": len(ens.entities), "member_dirs": member_dirs,
+    return {"seconds": seconds, "cpu_seconds": cpu, "members": len(ens.entities),
+            "member_dirs": member_dirs,
             "configured_ok": text == expected}
 
 
@@ -116,14 +129,17 @@ def op_start_true(tmp: str, n: int = 100, **_: Any) -> Dict[str, Any]:
     ens = exp.create_ensemble("ens", run_settings=rs, replicas=n)
     exp.generate(ens, overwrite=True)
     try:
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         exp.start(ens, block=True)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
         statuses = [str(getattr(s, "value", s)) for s in exp.get_status(ens)]
     finally:
         _stop_telemetry_monitor(exp)
     counts = Counter(statuses)
-    return {"seconds": seconds, "members": len(ens.entities), "statuses": dict(counts),
+    # cpu_seconds covers the driver and the member processes it reaped
+    # (telemetry proxies included); not the telemetry monitor.
+    return {"seconds": seconds, "cpu_seconds": cpu, "members": len(ens.entities),
+            "statuses": dict(counts),
             "all_completed": counts.get("Completed", 0) == n}
 
 
@@ -154,10 +170,17 @@ def main(argv: list) -> int:
         # Experiment is created is enough.
         os.environ["SMARTSIM_FLAG_TELEMETRY"] = "1" if telemetry else "0"
 
+    repeat = max(1, int(kwargs.pop("repeat", 1)))
+
     import smartsim
 
-    with tempfile.TemporaryDirectory(prefix=f"peer-{op}-") as tmp:
-        result = OPS[op](tmp, **kwargs)
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix=f"peer-{op}-") as tmp:
+            runs.append(OPS[op](tmp, **kwargs))
+    # Report the fastest run (the peer's best case); all timings are kept.
+    result = dict(min(runs, key=lambda r: r["seconds"]))
+    result["all_seconds"] = [r["seconds"] for r in runs]
     result.update(op=op, kwargs=kwargs, peer=f"smartsim {smartsim.__version__}",
                   python=sys.version.split()[0],
                   telemetry=os.environ.get("SMARTSIM_FLAG_TELEMETRY", "1") != "0")
