@@ -9,6 +9,7 @@ lookup, ``generate``, ``start``) and kept from then on.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
@@ -22,8 +23,13 @@ ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Se
 CreatedHook = Callable[[Any], None]
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+
+
 def check_name(kind: str, name: Any) -> str:
     """An entity name becomes a directory name: non-empty, no path separators."""
+    if type(name) is str and _PLAIN_NAME.fullmatch(name):  # the common case, cheaply
+        return name
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{kind} name must be a non-empty string, got {name!r}")
     bad = [c for c in ("/", "\\", "\0") if c in name]
@@ -92,10 +98,10 @@ class Model:
     incoming_entities: list[str] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.run_settings, RunSettings):
+        if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
             raise ConfigError(f"model {self.name!r}: run_settings must be a RunSettings (from "
                               f"Experiment.create_run_settings), got {type(self.run_settings).__name__}")
-        missing = [n for n in self.params_as_args if n not in self.params]
+        missing = [n for n in self.params_as_args if n not in self.params] if self.params_as_args else None
         if missing:
             raise ConfigError(f"model {self.name!r}: params_as_args names {missing}, which are not "
                               f"parameters; parameters are {sorted(self.params) or '(none)'}")
