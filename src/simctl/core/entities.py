@@ -20,7 +20,7 @@ from .expansion import Params, Repeat, as_sequence, as_values
 from .settings import BatchSettings, RunSettings
 
 ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Sequence[Params]]
-CreatedHook = Callable[[Any], None]
+CreatedHook = Callable[..., None]  # called with the entities just made
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
@@ -249,8 +249,7 @@ class Ensemble:
                                   "rename the models you add")
             members += self.added
             if self._on_created is not None:
-                for m in members[: len(space)]:
-                    self._on_created(m)
+                self._on_created(*members[: len(space)])
             self._members = members
         return self._members
 

@@ -90,9 +90,12 @@ class Experiment:
             self._controller = Controller(self.name, self.exp_path, self.launcher, self.plugins, self)
         return self._controller
 
-    def _created(self, entity: Any) -> None:
-        for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_created", entity=entity, experiment=self):
-            self.controller.hook_error(plugin, f"simctl_entity_created for {entity.name!r}", exc)
+    def _created(self, *entities: Any) -> None:
+        if not self.plugins.pm.hook.simctl_entity_created.get_hookimpls():
+            return  # nobody listens: skip 10,000 empty calls for a big ensemble
+        for entity in entities:
+            for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_created", entity=entity, experiment=self):
+                self.controller.hook_error(plugin, f"simctl_entity_created for {entity.name!r}", exc)
 
     # -- settings ---------------------------------------------------------------------
 
