@@ -24,7 +24,6 @@ import shlex
 import shutil
 import subprocess
 import threading
-import uuid
 from typing import Any, ClassVar, Mapping, Sequence
 
 from simctl import BatchSettings, ConfigError, JobStatus, Launcher, LaunchStep, SchedulerError, Status
@@ -137,15 +136,16 @@ class SchedulerLauncher(Launcher):
     def prepare_batch(self, group: LaunchStep) -> LaunchStep:
         bs = group.batch_settings
         assert bs is not None
-        jobdir = os.path.join(group.cwd, ".simctl-batch", f"{group.name}-{uuid.uuid4().hex[:8]}")
+        jobdir = self.job_dir(group)
         members = group.members
         head = ["#!/bin/bash"] + [f"{self.directive_prefix} {d}" for d in self.directives(group, bs, len(members))]
         body = [f"# simctl batch job {group.name}: {len(members)} member(s)", "set -u", *bs.preamble]
         run_lines = []
         for i, m in enumerate(members):
-            env = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in m.env.items() if v is not None)
-            unset = " ".join(f"-u {k}" for k, v in m.env.items() if v is None)
-            prefix = f"env {unset} {env} ".replace("  ", " ") if (env or unset) else ""
+            # unset first, then set; values quoted as they are (no whitespace squeezing)
+            words = ([f"-u {shlex.quote(k)}" for k, v in m.env.items() if v is None]
+                     + [shlex.quote(f"{k}={v}") for k, v in m.env.items() if v is not None])
+            prefix = f"env {' '.join(words)} " if words else ""
             rc = shlex.quote(os.path.join(jobdir, f"{i}.rc"))
             run_lines.append(f"cd {shlex.quote(m.cwd)} && {prefix}{m.command_line()} "
                              f"> {shlex.quote(m.out)} 2> {shlex.quote(m.err)}; echo $? > {rc}")
@@ -162,6 +162,17 @@ class SchedulerLauncher(Launcher):
 
     #: first array index (0 for Slurm, 1 for PBS/LSF)
     array_base: ClassVar[int] = 0
+
+    @staticmethod
+    def job_dir(group: LaunchStep) -> str:
+        """Where a batch job's script and exit-status files go: the first free
+        ``<cwd>/.simctl-batch/<name>-<n>``. Deterministic, so that
+        ``Experiment.preview`` shows exactly the script ``start`` submits."""
+        base = os.path.join(group.cwd, ".simctl-batch")
+        n = 1
+        while os.path.exists(os.path.join(base, f"{group.name}-{n}")):
+            n += 1
+        return os.path.join(base, f"{group.name}-{n}")
 
     def _submit(self, group: LaunchStep) -> None:
         jobdir = group.env["SIMCTL_JOB_DIR"]
@@ -180,17 +191,38 @@ class SchedulerLauncher(Launcher):
 
     def start(self, steps: Sequence[LaunchStep]) -> None:
         local: list[LaunchStep] = []
-        for step in steps:
-            if step.members:
-                self._submit(step)
-            elif self.inside_allocation():
-                local.append(step)
-            else:  # a model on its own outside an allocation: a batch job of one
-                self._submit(self.prepare_batch(self.solo_group(step)))
+        submitted: list[str] = []
+        try:
+            for step in steps:
+                if step.members:
+                    self._submit(step)
+                    submitted.append(str(step.job_id))
+                elif self.inside_allocation():
+                    local.append(step)
+                else:  # a model on its own outside an allocation: a batch job of one
+                    group = self.prepare_batch(self.solo_group(step))
+                    self._submit(group)
+                    submitted.append(str(group.job_id))
+        except BaseException:
+            # a submission failed: nothing of this start() may be left running untracked
+            self._withdraw(submitted)
+            raise
         if local:
             self._steps.start(local)
             for s in local:
                 s.job_id = STEP + str(s.job_id)
+
+    def _withdraw(self, job_ids: Sequence[str]) -> None:
+        """Cancel jobs submitted by a start() that then failed (best effort)."""
+        if not job_ids:
+            return
+        with self._lock:
+            for j in job_ids:
+                self._jobs.pop(j, None)
+        try:
+            self.run(self.cancel_command(job_ids), ok_codes=self.cancel_ok_codes)
+        except SchedulerError:
+            pass  # the error being raised already says what went wrong
 
     def solo_group(self, step: LaunchStep) -> LaunchStep:
         """A batch job holding one model, for a model started outside an allocation."""
@@ -212,29 +244,53 @@ class SchedulerLauncher(Launcher):
         members = [j for j in job_ids if not j.startswith(STEP)]
         if not members:
             return out
-        parents = sorted({m.rpartition(":")[0] for m in members})
-        known = self.query(parents)
+        rcs = {m: self._rc(m) for m in members}
+        # a member that left exit status 0 is done whatever its job does next, so
+        # the queue is asked only about jobs with a member that did not (or failed)
+        parents = sorted({m.rpartition(":")[0] for m, rc in rcs.items() if rc != 0})
+        known = self.query(parents) if parents else {}
         for m in members:
             parent, _, index = m.rpartition(":")
-            out[m] = self._member_status(parent, int(index), known)
+            # read again what was missing: a member may have ended (and its job with it)
+            # between the first read and the query, which would then look like a lost status
+            rc = rcs[m] if rcs[m] is not None else self._rc(m)
+            out[m] = self._member_status(parent, int(index), known, rc)
         return out
+
+    def _rc(self, member: str) -> int | None:
+        """The exit status a batch job's member left, if it ended."""
+        parent, _, index = member.rpartition(":")
+        with self._lock:
+            jobdir = self._jobs.get(parent, ("", False))[0]
+        return _read_rc(os.path.join(jobdir, f"{index}.rc")) if jobdir else None
+
+    def killed(self, job: JobStatus) -> bool:
+        """Whether the scheduler's state says the job was killed (time limit,
+        cancellation, node failure...), so its members' non-zero exit statuses
+        are the kill's doing. By default no state says so."""
+        return False
 
     def array_task_id(self, parent: str, index: int) -> str:
         """The scheduler's id of array element ``index`` (from ``array_base``)."""
         return f"{parent}_{index}"
 
-    def _member_status(self, parent: str, index: int, known: dict[str, JobStatus]) -> JobStatus:
+    def _member_status(self, parent: str, index: int, known: dict[str, JobStatus],
+                       rc: int | None) -> JobStatus:
         with self._lock:
-            jobdir, is_array = self._jobs.get(parent, ("", False))
+            is_array = self._jobs.get(parent, ("", False))[1]
         job = known.get(parent)
         if is_array:
             job = known.get(self.array_task_id(parent, self.array_base + index), job)
-        rc = _read_rc(os.path.join(jobdir, f"{index}.rc")) if jobdir else None
         if rc is not None:
             if parent in self._cancelled and rc != 0:
                 return JobStatus(Status.CANCELLED, rc, "cancelled by the experiment")
             if rc == 0:
                 return JobStatus(Status.COMPLETED, 0, raw=job.raw if job else "")
+            if job is not None and self.killed(job):
+                # killed with its job (time limit, cancelled by someone else, node failure...):
+                # the job's fate says more than the exit status the kill left
+                return JobStatus(job.status, rc, f"job {parent} ended {job.raw}"
+                                 + (f": {job.reason}" if job.reason else "") + f" (exit code {rc})", raw=job.raw)
             return JobStatus(Status.FAILED, rc, f"exited with code {rc}", raw=job.raw if job else "")
         if job is None:
             return JobStatus(Status.UNKNOWN, None, f"job {parent} vanished from the queue and left no exit "

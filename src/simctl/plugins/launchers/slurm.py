@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 import simctl
-from simctl import BatchSettings, JobStatus, LaunchStep, RunSettings, SchedulerError, Status, format_flags
+from simctl import (BatchSettings, ConfigError, JobStatus, LaunchStep, RunSettings, SchedulerError, Status,
+                    format_flags)
 
 from ._scheduler import SchedulerLauncher
 from .mpi import mpi_run_args
@@ -34,6 +35,43 @@ STATES: dict[str, Status] = {
 REASONS = {"TIMEOUT": "time limit reached", "OUT_OF_MEMORY": "out of memory", "NODE_FAIL": "node failure",
            "BOOT_FAIL": "node boot failure", "DEADLINE": "deadline reached", "PREEMPTED": "preempted"}
 SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
+
+
+#: characters sbatch's ``#SBATCH`` line parser passes through without quoting
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/=+@%[]")
+
+
+def sbatch_quote(value: str) -> str:
+    """``value`` written so that sbatch's ``#SBATCH`` parser reads it back
+    unchanged: that parser splits on whitespace, takes ``'`` and ``"`` as
+    quotes, ``\\`` as an escape and an unquoted ``#`` as the start of a comment."""
+    if "\n" in value or "\r" in value:
+        raise ConfigError(f"a batch directive cannot hold a line break: {value!r}")
+    if value and all(c in _PLAIN for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def slurm_filename(path: str) -> str:
+    """A path for ``--output``/``--error`` with Slurm's filename patterns
+    (``%j``, ``%x``...) disarmed, so a ``%`` in it stays a ``%``."""
+    return path.replace("%", "%%")
+
+
+def sbatch_directives(args: dict[str, Any]) -> list[str]:
+    """``{"nodes": 2, "exclusive": None, "output": "/a b"}`` -> the text after
+    ``#SBATCH`` on each line: ``--nodes=2``, ``--exclusive``, ``--output="/a b"``."""
+    out: list[str] = []
+    for key, value in args.items():
+        key = key.lstrip("-")
+        flag = f"-{key}" if len(key) == 1 else f"--{key}"
+        if value is None:
+            out.append(flag)
+        elif len(key) == 1:
+            out.append(f"{flag} {sbatch_quote(str(value))}")
+        else:
+            out.append(f"{flag}={sbatch_quote(str(value))}")
+    return out
 
 
 def map_state(raw: str, exit_code: int | None = None, reason: str = "") -> JobStatus:
@@ -93,6 +131,18 @@ def parse_sbatch(output: str) -> str:
     return job_id
 
 
+def _member_tasks(rs: RunSettings | None) -> int:
+    """How many tasks a member's step runs (what its srun flags ask for)."""
+    if rs is None:
+        return 1
+    if rs.tasks:
+        return rs.tasks
+    n = rs.run_args.get("ntasks", rs.run_args.get("n"))
+    if isinstance(n, int) or (isinstance(n, str) and n.isdigit()):
+        return int(n)
+    return (rs.nodes or 1) * (rs.tasks_per_node or 1)
+
+
 class SrunSettings(RunSettings):
     """Run settings for srun (and mpirun/mpiexec under Slurm)."""
 
@@ -116,6 +166,16 @@ class SrunSettings(RunSettings):
                 args[key] = value
         if self.hostlist:
             args["nodelist"] = ",".join(self.hostlist)
+        if not any(k in args or k in self.run_args for k in ("ntasks", "n", "ntasks-per-node")):
+            # srun inside an allocation (a batch job's members, steps under salloc) would
+            # otherwise inherit SLURM_NTASKS and run the program once per task of the
+            # WHOLE allocation: a model without a task count runs once (per node)
+            args["ntasks"] = self.nodes or 1
+        if not any(k in self.run_args for k in ("exact", "overlap", "exclusive", "whole")):
+            # since Slurm 21.08 a step without --exact takes every CPU of its nodes in the
+            # allocation, so the members of one batch job (or steps under salloc) would
+            # run one after another instead of side by side
+            args["exact"] = None
         args.update(self.run_args)
         return format_flags(args)
 
@@ -148,7 +208,8 @@ class SlurmLauncher(SchedulerLauncher):
         self._accounting: bool | None = options.get("accounting")
 
     def directives(self, group: LaunchStep, bs: BatchSettings, n_members: int) -> list[str]:
-        args: dict[str, Any] = {"job-name": self.job_name(group.name), "output": group.out, "error": group.err}
+        args: dict[str, Any] = {"job-name": self.job_name(group.name), "output": slurm_filename(group.out),
+                                "error": slurm_filename(group.err)}
         if bs.nodes:
             args["nodes"] = bs.nodes
         if bs.time:
@@ -161,11 +222,19 @@ class SlurmLauncher(SchedulerLauncher):
             args["nodelist"] = ",".join(bs.hostlist)
         if bs.array:
             args["array"] = f"0-{n_members - 1}"
+            args["open-mode"] = "append"  # the elements share the job's output files
         elif not any(k in bs.batch_args for k in ("ntasks", "n", "exclusive", "ntasks-per-node")):
             # room for every member at once: the sum of the members' tasks
-            args["ntasks"] = sum((m.run_settings.tasks or 1) if m.run_settings else 1 for m in group.members)
+            args["ntasks"] = sum(_member_tasks(m.run_settings) for m in group.members)
         args.update(bs.batch_args)
-        return format_flags(args)
+        return sbatch_directives(args)
+
+    #: states in which Slurm killed a job (its members' exit statuses are the kill's doing)
+    KILLED = frozenset({"TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+                        "PREEMPTED", "REVOKED"})
+
+    def killed(self, job: JobStatus) -> bool:
+        return job.raw in self.KILLED
 
     def submit_command(self, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]
