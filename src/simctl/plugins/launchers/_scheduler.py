@@ -31,6 +31,7 @@ from simctl import BatchSettings, ConfigError, JobStatus, Launcher, LaunchStep, 
 from .local import LocalLauncher
 
 STEP = "step:"
+RC_WATCH = 0.2  # seconds between looks at the batch jobs' exit-status files
 
 
 class SchedulerLauncher(Launcher):
@@ -42,8 +43,8 @@ class SchedulerLauncher(Launcher):
     allocation_env: ClassVar[str] = ""
     #: the command whose presence on PATH says this system is here
     probe_command: ClassVar[str] = ""
-    #: environment variable holding the array index inside an array job
-    array_index_env: ClassVar[str] = ""
+    #: shell expression for the array index inside an array job ("${SLURM_ARRAY_TASK_ID}")
+    array_index: ClassVar[str] = ""
     #: directive prefix in batch scripts ("#SBATCH", "#PBS", "#BSUB")
     directive_prefix: ClassVar[str] = ""
     poll_bounds = (0.2, 10.0)
@@ -56,6 +57,10 @@ class SchedulerLauncher(Launcher):
         #: scheduler job id -> (job directory, is an array job)
         self._jobs: dict[str, tuple[str, bool]] = {}
         self._cancelled: set[str] = set()
+        #: batch job directories whose members have not all left an exit status
+        self._watching: dict[str, int] = {}
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
         self.commands_run = 0
 
     # -- discovery ------------------------------------------------------------------
@@ -150,7 +155,7 @@ class SchedulerLauncher(Launcher):
             run_lines.append(f"cd {shlex.quote(m.cwd)} && {prefix}{m.command_line()} "
                              f"> {shlex.quote(m.out)} 2> {shlex.quote(m.err)}; echo $? > {rc}")
         if bs.array:
-            body.append(f'case "${{{self.array_index_env}}}" in')
+            body.append(f'case "{self.array_index}" in')
             body += [f"  {self.array_base + i}) {line} ;;" for i, line in enumerate(run_lines)]
             body.append("esac")
         else:
@@ -181,13 +186,51 @@ class SchedulerLauncher(Launcher):
         path = os.path.join(jobdir, "job.sh")
         with open(path, "w") as fh:
             fh.write(group.script)
-        proc = self.run(group.argv)
+        proc = self.run(group.argv, input=self.submit_input(group))
         job_id = self.parse_submit(proc.stdout + proc.stderr, group.argv)
         group.job_id = job_id
         with self._lock:
             self._jobs[job_id] = (jobdir, bool(group.batch_settings and group.batch_settings.array))
+            self._watching[jobdir] = len(group.members)
         for i, m in enumerate(group.members):
             m.job_id = f"{job_id}:{i}"
+        self._ensure_watcher()
+
+    def submit_input(self, group: LaunchStep) -> str | None:
+        """What the submit command reads on standard input (LSF: the script)."""
+        return None
+
+    # -- noticing ends at once -------------------------------------------------------------------
+
+    def _ensure_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, name=f"simctl-{self.name}-rc", daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        """Wake the monitor when a member leaves its exit status, so its end is
+        seen within a fraction of a second, without any scheduler command. The
+        files are counted every ``RC_WATCH`` seconds: a few directory reads."""
+        seen: dict[str, int] = {}
+        while not self._closing.wait(RC_WATCH):
+            with self._lock:
+                dirs = dict(self._watching)
+                if not dirs:
+                    self._watcher = None  # under the lock: a new job starts a new watcher
+                    return
+            for jobdir, members in dirs.items():
+                try:
+                    n = sum(name.endswith(".rc") for name in os.listdir(jobdir))
+                except OSError:
+                    n = 0
+                if n != seen.get(jobdir, 0):
+                    seen[jobdir] = n
+                    if self.wakeup is not None:
+                        self.wakeup.set()
+                if n >= members:
+                    with self._lock:
+                        self._watching.pop(jobdir, None)
 
     def start(self, steps: Sequence[LaunchStep]) -> None:
         local: list[LaunchStep] = []
@@ -333,6 +376,7 @@ class SchedulerLauncher(Launcher):
             delay = min(1.0, delay * 1.5)
 
     def close(self) -> None:
+        self._closing.set()
         self._steps.close()
 
 

@@ -224,7 +224,7 @@ class LsfLauncher(SchedulerLauncher):
     batch_settings_class = LsfBatchSettings
     allocation_env = "LSB_JOBID"
     probe_command = "bsub"
-    array_index_env = "LSB_JOBINDEX"
+    array_index = "${LSB_JOBINDEX}"
     directive_prefix = "#BSUB"
     array_base = 1
     #: bkill exits 255 for a job that already finished; its output says so (see run)
@@ -260,7 +260,7 @@ class LsfLauncher(SchedulerLauncher):
 
     def prepare_batch(self, group: LaunchStep) -> LaunchStep:
         group = super().prepare_batch(group)
-        group.argv = ["bsub"]  # the script goes to bsub's standard input: see _submit
+        group.argv = ["bsub"]  # the script goes to bsub's standard input: see submit_input
         return group
 
     def submit_command(self, script_path: str) -> list[str]:
@@ -269,21 +269,8 @@ class LsfLauncher(SchedulerLauncher):
     def _script_path(self, group: LaunchStep) -> str:
         return os.path.join(group.env["SIMCTL_JOB_DIR"] or "", "job.sh")
 
-    def _submit(self, group: LaunchStep) -> None:
-        # As SchedulerLauncher._submit, but the script is bsub's standard input, so LSF reads
-        # its #BSUB lines. (A `submit_input` hook in the base would make this override two lines.)
-        path = self._script_path(group)
-        assert group.script is not None
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
-            fh.write(group.script)
-        proc = self.run(group.argv, input=group.script)
-        job_id = self.parse_submit(proc.stdout + proc.stderr, group.argv)
-        group.job_id = job_id
-        with self._lock:
-            self._jobs[job_id] = (os.path.dirname(path), bool(group.batch_settings and group.batch_settings.array))
-        for i, m in enumerate(group.members):
-            m.job_id = f"{job_id}:{i}"
+    def submit_input(self, group: LaunchStep) -> str | None:
+        return group.script  # bsub reads #BSUB lines only from standard input
 
     def preview(self, step: LaunchStep) -> str:
         if not step.members and not self.inside_allocation():

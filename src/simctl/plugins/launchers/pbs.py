@@ -303,7 +303,9 @@ class PbsLauncher(SchedulerLauncher):
     batch_settings_class = PbsBatchSettings
     allocation_env = "PBS_JOBID"
     probe_command = "qsub"
-    array_index_env = "PBS_ARRAY_INDEX"
+    # Torque numbers array elements in PBS_ARRAYID, PBS Pro in PBS_ARRAY_INDEX; Slurm's
+    # Torque-compatible wrappers run the job under Slurm, which sets only SLURM_ARRAY_TASK_ID
+    array_index = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-}}}"
     directive_prefix = "#PBS"
     array_base = 1
     #: qdel's exit code counts the jobs it could not delete; its output says why (see run)
@@ -371,12 +373,6 @@ class PbsLauncher(SchedulerLauncher):
 
     def prepare_batch(self, group: LaunchStep) -> LaunchStep:
         group = super().prepare_batch(group)
-        assert group.script is not None
-        # Torque numbers array elements in PBS_ARRAYID, PBS Pro in PBS_ARRAY_INDEX; Slurm's
-        # Torque-compatible wrappers run the job under Slurm, which sets only SLURM_ARRAY_TASK_ID
-        group.script = group.script.replace(
-            'case "${PBS_ARRAY_INDEX}" in',
-            'case "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-}}}" in', 1)
         script = os.path.join(group.env["SIMCTL_JOB_DIR"] or "", "job.sh")
         # -o/-e on the command line as well: Slurm's qsub wrapper passes its own defaults to sbatch,
         # which would override the script's directives

@@ -198,7 +198,7 @@ class SlurmLauncher(SchedulerLauncher):
     batch_settings_class = SbatchSettings
     allocation_env = "SLURM_JOB_ID"
     probe_command = "sbatch"
-    array_index_env = "SLURM_ARRAY_TASK_ID"
+    array_index = "${SLURM_ARRAY_TASK_ID}"
     directive_prefix = "#SBATCH"
     array_base = 0
     cancel_ok_codes = (0,)
