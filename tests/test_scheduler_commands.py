@@ -12,6 +12,7 @@ misbehaves. On the REAL test cluster.
 from __future__ import annotations
 
 import os
+import time
 import sys
 from pathlib import Path
 
@@ -293,6 +294,14 @@ def test_a_job_whose_member_left_no_exit_status(tmp_path):
     exp.generate(model)
     exp.start(model, block=True)
     job_id = record_of(exp, "m").job_id
+    # the member's end is seen from its exit-status file, maybe before the job has left
+    # RUNNING/COMPLETING: wait (bounded) for the queue to say the job ended
+    parent = job_id.rpartition(":")[0]
+    for _ in range(300):
+        if exp.launcher.query([parent])[parent].status.is_terminal:
+            break
+        time.sleep(0.1)
+    assert exp.launcher.query([parent])[parent].status.is_terminal
     for rc in Path(model.path).glob(".simctl-batch/m-*/0.rc"):
         rc.unlink()
     (st,) = exp.launcher.status([job_id]).values()
