@@ -30,8 +30,8 @@ from typing import Any, Dict
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    MB, Report, SimctlUnavailable, apply_tmpdir, bench_arg_parser, environment_line, fmt_mb,
-    fmt_ratio, fmt_seconds, import_simctl, measure_in_subprocess, selected_cases, time_call,
+    MB, Report, bench_arg_parser, fmt_mb, fmt_ratio, fmt_seconds, import_simctl, measure_in_subprocess,
+    run_cases, time_call,
 )
 
 CASES = ["create", "lazy", "random", "generate"]
@@ -340,24 +340,7 @@ CASE_FUNCS = {"create": case_create, "lazy": case_lazy, "random": case_random,
 
 def main() -> int:
     args = bench_arg_parser(__doc__.splitlines()[0], CASES).parse_args()
-    if args.skip_peer and args.peer_only:
-        raise SystemExit("--skip-peer and --peer-only exclude each other")
-    apply_tmpdir(args)
-    rep = Report("bench_ensemble")
-    print(environment_line(), flush=True)
-    run_simctl = not args.peer_only
-    if run_simctl:
-        try:
-            simctl = import_simctl()
-            print(f"simctl {getattr(simctl, '__version__', '?')} from "
-                  f"{os.path.dirname(simctl.__file__)}", flush=True)
-        except SimctlUnavailable as exc:
-            rep.simctl_unavailable = str(exc)
-            rep.fail("simctl", str(exc))
-            run_simctl = False
-    for case in selected_cases(args, CASES):
-        CASE_FUNCS[case](rep, args, run_simctl)
-    return rep.finish(args.json)
+    return run_cases("bench_ensemble", args, CASES, CASE_FUNCS)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ from typing import Any, Dict, List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    Report, SimctlUnavailable, apply_tmpdir, bench_arg_parser, cpu_seconds, environment_line,
-    fmt_seconds, import_simctl, selected_cases, time_call,
+    Report, bench_arg_parser, cpu_seconds, fmt_seconds, run_cases, time_call,
 )
 
 CASES = ["true100", "sleep1000", "cpu"]
@@ -249,24 +248,7 @@ def main() -> int:
     parser.add_argument("--peer-no-telemetry", action="store_true",
                         help="also time the peer with SMARTSIM_FLAG_TELEMETRY=0 (informational)")
     args = parser.parse_args()
-    if args.skip_peer and args.peer_only:
-        raise SystemExit("--skip-peer and --peer-only exclude each other")
-    apply_tmpdir(args)
-    rep = Report("bench_launch")
-    print(environment_line(), flush=True)
-    run_simctl = not args.peer_only
-    if run_simctl:
-        try:
-            simctl = import_simctl()
-            print(f"simctl {getattr(simctl, '__version__', '?')} from "
-                  f"{os.path.dirname(simctl.__file__)}", flush=True)
-        except SimctlUnavailable as exc:
-            rep.simctl_unavailable = str(exc)
-            rep.fail("simctl", str(exc))
-            run_simctl = False
-    for case in selected_cases(args, CASES):
-        CASE_FUNCS[case](rep, args, run_simctl)
-    return rep.finish(args.json)
+    return run_cases("bench_launch", args, CASES, CASE_FUNCS)
 
 
 if __name__ == "__main__":

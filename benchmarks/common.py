@@ -411,3 +411,28 @@ def environment_line() -> str:
     return (f"python {platform.python_version()} | {os.cpu_count()} cpu | "
             f"load {os.getloadavg()[0]:.2f} | {platform.platform()} | "
             f"tmp {tempfile.gettempdir()}")
+
+
+def run_cases(name: str, args: argparse.Namespace, cases: List[str],
+              funcs: Dict[str, Callable[[Any, argparse.Namespace, bool], None]]) -> int:
+    """The body of every benchmark script's ``main``: check the flags, pick the
+    temp dir, import simctl (unless ``--peer-only``), run the chosen cases and
+    return the exit status."""
+    if args.skip_peer and args.peer_only:
+        raise SystemExit("--skip-peer and --peer-only exclude each other")
+    apply_tmpdir(args)
+    rep = Report(name)
+    print(environment_line(), flush=True)
+    run_simctl = not args.peer_only
+    if run_simctl:
+        try:
+            simctl = import_simctl()
+            print(f"simctl {getattr(simctl, '__version__', '?')} from "
+                  f"{os.path.dirname(simctl.__file__)}", flush=True)
+        except SimctlUnavailable as exc:
+            rep.simctl_unavailable = str(exc)
+            rep.fail("simctl", str(exc))
+            run_simctl = False
+    for case in selected_cases(args, cases):
+        funcs[case](rep, args, run_simctl)
+    return rep.finish(args.json)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pytest
 
 import simctl
+from _lifecycle_helpers import wait_until as _wait_until  # noqa: E402
 
 RECORDER = Path(__file__).resolve().parent
 TESTS = RECORDER.parent
@@ -67,14 +68,7 @@ def py_settings(exp: simctl.Experiment, path: str, *args: str, **kwargs: Any) ->
 
 def wait_until(cond: Callable[[], Any], what: str, timeout: float = HANG, step: float = 0.1) -> Any:
     """Poll ``cond`` until truthy; fail (naming ``what``) only on a hang."""
-    end = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(step)
+    return _wait_until(cond, what, timeout, step)
 
 
 def squeue_state(job_id: str) -> str:
