@@ -29,7 +29,8 @@ class SchedulerError(LaunchError):
         cmd = command if isinstance(command, str) else " ".join(command)
         self.command, self.returncode, self.output = cmd, returncode, output
         head = why or "scheduler command failed"
-        super().__init__(f"{head}: `{cmd}` exited {returncode}: {output.strip() or '(no output)'}")
+        how = "did not run" if returncode is None else f"exited {returncode}"
+        super().__init__(f"{head}: `{cmd}` {how}: {output.strip() or '(no output)'}")
 
 
 def choices(names: Iterable[str]) -> str:
