@@ -38,7 +38,7 @@ class RecorderPlugin:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.created: list[Any] = []
-        self.before: list[tuple[str, simctl.LaunchStep]] = []
+        self.before: list[tuple[str, simctl.ProcessStep]] = []
         self.changes: list[tuple[str, simctl.JobStatus, simctl.JobStatus]] = []
         self.finished: list[tuple[str, simctl.JobStatus]] = []
 
@@ -48,19 +48,19 @@ class RecorderPlugin:
             self.created.append(entity)
 
     @simctl.hookimpl
-    def simctl_entity_before_launch(self, model, step, experiment):
+    def simctl_entity_before_launch(self, entity, step, experiment):
         with self.lock:
-            self.before.append((model.name, step))
+            self.before.append((entity.name, step))
 
     @simctl.hookimpl
-    def simctl_entity_status_changed(self, model, old, new, experiment):
+    def simctl_entity_status_changed(self, entity, old, new, experiment):
         with self.lock:
-            self.changes.append((model.name, old, new))
+            self.changes.append((entity.name, old, new))
 
     @simctl.hookimpl
-    def simctl_entity_finished(self, model, status, experiment):
+    def simctl_entity_finished(self, entity, status, experiment):
         with self.lock:
-            self.finished.append((model.name, status))
+            self.finished.append((entity.name, status))
 
     def history(self, name: str) -> list[simctl.Status]:
         """The statuses ``name`` went through, starting from NEW."""

@@ -93,18 +93,18 @@ class Recorder:
         self.calls.append(("simctl_entity_created", {"entity": entity, "experiment": experiment}))
 
     @simctl.hookimpl
-    def simctl_entity_before_launch(self, model: Any, step: Any, experiment: Any) -> None:
-        self.calls.append(("simctl_entity_before_launch", {"model": model, "step": step,
+    def simctl_entity_before_launch(self, entity: Any, step: Any, experiment: Any) -> None:
+        self.calls.append(("simctl_entity_before_launch", {"entity": entity, "step": step,
                                                            "experiment": experiment}))
 
     @simctl.hookimpl
-    def simctl_entity_status_changed(self, model: Any, old: Any, new: Any, experiment: Any) -> None:
-        self.calls.append(("simctl_entity_status_changed", {"model": model, "old": old, "new": new,
+    def simctl_entity_status_changed(self, entity: Any, old: Any, new: Any, experiment: Any) -> None:
+        self.calls.append(("simctl_entity_status_changed", {"entity": entity, "old": old, "new": new,
                                                             "experiment": experiment}))
 
     @simctl.hookimpl
-    def simctl_entity_finished(self, model: Any, status: Any, experiment: Any) -> None:
-        self.calls.append(("simctl_entity_finished", {"model": model, "status": status,
+    def simctl_entity_finished(self, entity: Any, status: Any, experiment: Any) -> None:
+        self.calls.append(("simctl_entity_finished", {"entity": entity, "status": status,
                                                       "experiment": experiment}))
 
 

@@ -127,7 +127,7 @@ def test_manifest_is_written_and_loadable(tmp_path):
     assert all(j.finished_at is not None and j.launched_at is not None for j in man.jobs)
     assert man.latest()["bad"].reason
     # nothing but the manifest is left in .simctl (temporary files were renamed)
-    assert os.listdir(path.parent) == ["manifest.json"]
+    assert sorted(os.listdir(path.parent)) == ["manifest.json", "manifest.lock"]
 
 
 def test_manifest_shows_running_while_jobs_run(tmp_path):
@@ -176,14 +176,16 @@ def test_starting_an_entity_twice_while_it_runs_is_an_error(tmp_path):
         with pytest.raises(simctl.ConfigError, match="already running: twice"):
             exp.start(model, block=False)
         ens = exp.create_ensemble("e", replicas=1, run_settings=exp.create_run_settings("true"), path=str(tmp_path))
-        ens.add_model(exp.create_model("twice", exp.create_run_settings("true")))
-        with pytest.raises(simctl.ConfigError, match="already running"):
+        ens.add_model(exp.create_model("twice", exp.create_run_settings("sleep", exe_args="30")))
+        exp.start(ens, block=False)  # its member "twice" is another job than the model "twice"
+        assert exp.get_status(ens["twice"]) != [Status.NEW]
+        with pytest.raises(simctl.ConfigError, match="already running: e/twice"):
             exp.start(ens)
-        assert exp.get_status(ens[0]) == [Status.NEW]  # nothing of the refused start ran
     finally:
-        exp.stop(model)
+        exp.stop()
     assert exp.get_status(model) == [Status.CANCELLED]
-    assert len(exp.summary_data()) == 1
+    assert exp.get_status(ens["twice"]) == [Status.CANCELLED]
+    assert len(exp.summary_data()) == 3
 
 
 def test_same_model_twice_in_one_start_is_an_error(tmp_path):
@@ -241,17 +243,17 @@ class Raiser:
         self.where = where
 
     @simctl.hookimpl
-    def simctl_entity_before_launch(self, model, step, experiment):
-        if self.where == "before" and model.name.endswith("_1"):
+    def simctl_entity_before_launch(self, entity, step, experiment):
+        if self.where == "before" and entity.name.endswith("_1"):
             raise RuntimeError("before_launch exploded")
 
     @simctl.hookimpl
-    def simctl_entity_status_changed(self, model, old, new, experiment):
+    def simctl_entity_status_changed(self, entity, old, new, experiment):
         if self.where == "changed":
             raise RuntimeError("status_changed exploded")
 
     @simctl.hookimpl
-    def simctl_entity_finished(self, model, status, experiment):
+    def simctl_entity_finished(self, entity, status, experiment):
         if self.where == "finished":
             raise RuntimeError("finished exploded")
 
@@ -356,7 +358,7 @@ def test_ctrl_c_during_blocking_start_stops_what_it_launched(tmp_path):
     try:
         assert "starting" in out and "start returned" not in out
         assert proc.returncode != 0
-        assert "Interrupted: stopping 3 job(s) this start() launched" in err
+        assert "Interrupted: stopping 3 job(s) start() was waiting for" in err
         assert "Stopped." in err
         assert "KeyboardInterrupt" in err
         assert all(gone(p) for p in pids)
@@ -368,7 +370,7 @@ def test_ctrl_c_during_blocking_start_stops_what_it_launched(tmp_path):
 def test_ctrl_c_with_kill_on_interrupt_false_leaves_them_running(tmp_path):
     proc, out, err, pids = _interrupted_driver(tmp_path, kill=False)
     try:
-        assert "3 job(s) keep running (kill_on_interrupt=False)" in err
+        assert "3 job(s) keep running (kill_on_interrupt=False" in err
         assert proc.returncode != 0
         time.sleep(0.3)
         assert all(not gone(p) for p in pids)

@@ -85,8 +85,8 @@ def test_finished_fires_for_a_model_that_could_not_start(tmp_path):
 
 class EnvSetter:
     @simctl.hookimpl
-    def simctl_entity_before_launch(self, model, step, experiment):
-        step.env["HOOK_SET"] = f"set-for-{model.name}"
+    def simctl_entity_before_launch(self, entity, step, experiment):
+        step.env["HOOK_SET"] = f"set-for-{entity.name}"
         step.argv.append("--from-hook")
 
 
@@ -100,7 +100,7 @@ def test_before_launch_can_adjust_the_step_and_the_process_sees_it(tmp_path):
     assert (tmp_path / "h_1.out").read_text() == "set-for-h_1 ['--from-hook']\n"
     before = recorder_of(exp).before
     assert [n for n, _ in before] == ["h_0", "h_1"]
-    assert all(isinstance(step, simctl.LaunchStep) and step.cwd == str(tmp_path) for _, step in before)
+    assert all(isinstance(step, simctl.ProcessStep) and step.cwd == str(tmp_path) for _, step in before)
 
 
 def test_before_launch_sees_the_prepared_step(tmp_path):

@@ -65,6 +65,7 @@ def test_poll_verbose_logs_running_count(tmp_path, caplog):
     model = exp.create_model("slowish", rs, path=str(tmp_path))
     exp.start(model, block=False)
     logger = logging.getLogger("simctl")
+    caplog.set_level(logging.INFO, logger="simctl")  # a library logs at the level its user sets
     logger.addHandler(caplog.handler)
     try:
         exp.poll(interval=0.1, verbose=True)
@@ -98,7 +99,7 @@ def test_start_without_entities_is_an_error(tmp_path):
     exp = make_exp(tmp_path)
     with pytest.raises(simctl.ConfigError, match="at least one"):
         exp.start()
-    with pytest.raises(simctl.ConfigError, match="expected Model or Ensemble"):
+    with pytest.raises(simctl.ConfigError, match="expected a Model, an Ensemble"):
         exp.start("not an entity")
 
 

@@ -304,7 +304,7 @@ def test_concurrency_limit_runs_at_most_n_at_once(tmp_path):
 def test_default_concurrency_limit_is_bounded_by_open_files():
     import resource
 
-    from simctl.plugins.launchers.local import default_max_concurrent
+    from simctl.core.processes import default_max_concurrent
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     n = default_max_concurrent()

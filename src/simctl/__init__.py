@@ -16,14 +16,21 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from .core.backend import Backend
 from .core.entities import EntityFiles, Ensemble, Model
+from .core.entity import Entity, Handoff, PlanContext
 from .core.errors import ConfigError, LaunchError, PluginError, SchedulerError, SimctlError
 from .core.expansion import Pick, Product, Repeat, Strategy, Zip
 from .core.experiment import Experiment
 from .core.hookspecs import hookimpl
-from .core.launcher import Launcher, LaunchStep
+from .core.launcher import Launcher
+from .core.plan import LaunchPlan, make_plan
 from .core.plugins import Plugins, make_plugins
+from .core.processes import ProcessLauncher
+from .core.scheduler import SchedulerLauncher, env_file, read_rc
 from .core.settings import BatchSettings, RunSettings, format_flags, format_hms, parse_walltime
 from .core.status import JobStatus, Status
+from .core.steps import BatchJob, Launch, ProcessStep
+from .core.watcher import FileWatcher
+from .log import configure_logging
 
 try:
     __version__ = _version("simctl")
@@ -31,8 +38,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
 __all__ = [
-    "Backend", "BatchSettings", "ConfigError", "Ensemble", "EntityFiles", "Experiment", "JobStatus",
-    "LaunchError", "LaunchStep", "Launcher", "Model", "Pick", "PluginError", "Plugins", "Product",
-    "Repeat", "RunSettings", "SchedulerError", "SimctlError", "Status", "Strategy", "Zip",
-    "format_flags", "format_hms", "hookimpl", "make_plugins", "parse_walltime", "__version__",
+    "Backend", "BatchJob", "BatchSettings", "ConfigError", "Ensemble", "Entity", "EntityFiles", "Experiment",
+    "FileWatcher", "Handoff", "JobStatus", "Launch", "LaunchError", "LaunchPlan", "Launcher", "Model", "Pick",
+    "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
+    "SchedulerError", "SchedulerLauncher", "SimctlError", "Status", "Strategy", "Zip", "configure_logging",
+    "env_file", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins", "parse_walltime",
+    "read_rc", "__version__",
 ]

@@ -1,6 +1,11 @@
 """Logging, as the reference documents use it: ``get_logger(name)``.
 
-``SIMCTL_LOG_LEVEL`` sets the level (default INFO).
+As a library, simctl only adds a :class:`logging.NullHandler` to its
+``simctl`` logger and leaves output to the application: importing simctl
+changes no logging setup, and the user's own applies (records propagate to
+the root logger). A driver script opts in to simctl's messages on stderr by
+calling :func:`get_logger` (the reference documents' helper) or
+:func:`configure_logging` (level from ``SIMCTL_LOG_LEVEL``, default INFO).
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ import os
 import sys
 
 _FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+_ROOT = logging.getLogger("simctl")
+_ROOT.addHandler(logging.NullHandler())
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of each record, so
     redirecting stderr (``contextlib.redirect_stderr``, notebooks, test
-    capture) after the first ``get_logger`` call still works."""
+    capture) after :func:`configure_logging` still works."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -29,19 +36,35 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def logger(name: str) -> logging.Logger:
+    """The logger ``simctl.<name>``, as simctl's own modules use it (no output
+    of its own: the application decides)."""
+    return _ROOT if name == "simctl" else _ROOT.getChild(name)
+
+
 def get_logger(name: str) -> logging.Logger:
-    """A logger under ``simctl`` printing to stderr with a timestamp."""
-    root = logging.getLogger("simctl")
-    if not root.handlers:
+    """The reference documents' helper for driver scripts: the logger
+    ``simctl.<name>``, with simctl's messages printed to stderr
+    (:func:`configure_logging`: calling it is the script's opt-in)."""
+    configure_logging()
+    return logger(name)
+
+
+def configure_logging(level: str | int | None = None) -> logging.Logger:
+    """Opt in to simctl's messages on stderr with a timestamp (idempotent).
+    ``level`` defaults to ``SIMCTL_LOG_LEVEL``, else INFO."""
+    if any(isinstance(h, _StderrHandler) for h in _ROOT.handlers) and level is None:
+        return _ROOT
+    if not any(isinstance(h, _StderrHandler) for h in _ROOT.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
-        root.addHandler(handler)
-        level = os.environ.get("SIMCTL_LOG_LEVEL", "INFO").strip().upper() or "INFO"
-        try:
-            root.setLevel(int(level) if level.isdigit() else level)
-        except ValueError:  # a typo in the variable must not break every import of simctl
-            root.setLevel(logging.INFO)
-            root.warning("SIMCTL_LOG_LEVEL=%r is not a logging level (DEBUG, INFO, WARNING, ERROR, "
-                         "CRITICAL or a number); using INFO", level)
-        root.propagate = False
-    return root if name == "simctl" else root.getChild(name)
+        _ROOT.addHandler(handler)
+        _ROOT.propagate = False  # printed once, here, not again by a root handler
+    raw = level if level is not None else (os.environ.get("SIMCTL_LOG_LEVEL", "INFO").strip().upper() or "INFO")
+    try:
+        _ROOT.setLevel(int(raw) if isinstance(raw, str) and raw.isdigit() else raw)
+    except (ValueError, TypeError):  # a typo in the variable must not break the program
+        _ROOT.setLevel(logging.INFO)
+        _ROOT.warning("SIMCTL_LOG_LEVEL=%r is not a logging level (DEBUG, INFO, WARNING, ERROR, "
+                      "CRITICAL or a number); using INFO", raw)
+    return _ROOT

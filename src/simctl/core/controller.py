@@ -1,76 +1,82 @@
-"""One controller per experiment: turns entities into launch steps, starts
-them through their launcher, and runs the single monitor thread that watches
-every job.
+"""One controller per experiment: plans entities into launches, runs the
+``before_launch`` hook on every process step, starts them through the
+launcher, records them, waits for entities that run until stopped to be
+ready, and runs the single monitor thread that watches every job.
 
-Per poll cycle the monitor makes ONE ``status`` call per launcher for all of
-that launcher's active jobs. A launcher that knows at once when a job ends
-(``local``) sets the wakeup event, so the monitor reacts without waiting for
-its next poll; otherwise the interval starts short and grows while nothing
-changes, within the launcher's ``poll_bounds``.
+Per poll cycle the monitor makes ONE ``status`` call for all active jobs. A
+launcher that knows at once when a job ends sets the wakeup event, so the
+monitor reacts without waiting for its next poll; otherwise the interval
+starts short and grows while nothing changes, within ``poll_bounds``.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
-from typing import Callable, Iterable, Sequence
+import uuid
+from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 
-from ..log import get_logger
+from ..log import logger
 from . import manifest as mf
-from .entities import Ensemble, Model
-from .errors import ConfigError
-from .launcher import Launcher, LaunchStep
+from .entity import Entity, Handoff, PlanContext
+from .errors import ConfigError, LaunchError
+from .launcher import Launcher
+from .plan import LaunchPlan, make_plan
 from .plugins import Plugins, call_hook
 from .status import JobStatus, Status
+from .steps import BatchJob, ProcessStep
 
-log = get_logger("controller")
+log = logger("controller")
 SAVE_EVERY = 0.25  # seconds between manifest writes while jobs change quickly
 
 
 @attrs.define(eq=False)
 class Job:
-    """A launched model: its launcher, record and last known status."""
+    """A launched process step: its entity, launcher, record and last known status."""
 
-    model: Model
+    entity: Entity
+    step: ProcessStep
     launcher: Launcher
     record: mf.JobRecord
     status: JobStatus
 
     @property
+    def key(self) -> str:
+        return self.step.key
+
+    @property
+    def leaf(self) -> Any:
+        """What the lifecycle hooks receive: the step's entity (a model, a member...)."""
+        return self.step.entity if self.step.entity is not None else self.entity
+
+    @property
+    def model(self) -> Any:
+        """The same as :attr:`leaf` (for code written when only models ran)."""
+        return self.leaf
+
+    @property
     def done(self) -> bool:
         return self.status.done
 
-
-@attrs.define(eq=False)
-class Unit:
-    """What one ``Launcher.start`` entry starts: a model, or a batch job of models."""
-
-    step: LaunchStep
-    models: list[Model]
-    ensemble: str | None = None
+    @property
+    def ends(self) -> bool:
+        """Whether the job ends by itself (False for an entity that runs until stopped)."""
+        return not self.entity.runs_until_stopped
 
 
-def model_step(model: Model, env_extra: dict[str, str] | None = None,
-               default_path: str | None = None) -> LaunchStep:
-    """The launcher-neutral step of a model: executable, arguments, directory,
-    environment and output files. A model that was not generated runs in its
-    ``path``, else ``default_path`` (its ensemble's path), else the current
-    directory."""
-    rs = model.run_settings
-    cwd = model.path or default_path or os.getcwd()
-    env: dict[str, str | None] = dict(rs.env_vars)
-    if model.key_prefixing:
-        env["SSKEYOUT"] = model.name
-    if model.incoming_entities:
-        env["SSKEYIN"] = ",".join(model.incoming_entities)
-    env.update(env_extra or {})
-    return LaunchStep(name=model.name, argv=[rs.exe, *rs.exe_args, *model.params_to_args()],
-                      cwd=cwd, env=env, out=os.path.join(cwd, f"{model.name}.out"),
-                      err=os.path.join(cwd, f"{model.name}.err"), run_settings=rs,
-                      batch_settings=model.batch_settings)
+def tail(path: str, lines: int = 10) -> str:
+    """The last ``lines`` lines of a file (for error messages), or '' if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 class Controller:
@@ -85,116 +91,139 @@ class Controller:
         self.changed = threading.Condition(self.lock)
         self.wakeup = threading.Event()
         self.hook_errors: list[str] = []
+        #: what each ready entity that runs until stopped hands to later ones, by its name
+        self.handoffs: dict[str, tuple[Entity, Handoff]] = {}
+        #: keys of jobs left running on purpose (Ctrl-C with kill_on_interrupt=False): not stopped at exit
+        self.detached: set[str] = set()
         self._thread: threading.Thread | None = None
         self._dirty = False
         self._last_save = 0.0
         self._save_error: str | None = None
         launcher.bind(self.wakeup)
 
-    # -- building steps ------------------------------------------------------------
+    # -- planning ------------------------------------------------------------------
 
-    def units(self, entities: Sequence[Model | Ensemble]) -> list[Unit]:
-        """The launch units for ``entities``: each model alone, or an ensemble (or
-        model) with batch settings as one batch job. Raises ConfigError for
-        settings the launcher cannot run, before anything starts."""
-        out: list[Unit] = []
-        for entity in entities:
-            if isinstance(entity, Ensemble):
-                models = entity.models
-                if not models:
-                    raise ConfigError(f"ensemble {entity.name!r} has no members to start; give it params, "
-                                      "replicas, or add models with add_model")
-                for m in models:
-                    self.launcher.check_settings(m.run_settings, None)
-                if entity.batch_settings is not None:
-                    self.launcher.check_settings(None, entity.batch_settings)
-                    out.append(self._group(entity.name, entity.path, entity.batch_settings, models,
-                                           entity.name))
-                else:
-                    out += [Unit(model_step(m, default_path=entity.path), [m], entity.name) for m in models]
-            elif isinstance(entity, Model):
-                self.launcher.check_settings(entity.run_settings, entity.batch_settings)
-                if entity.batch_settings is not None:
-                    out.append(self._group(entity.name, entity.path, entity.batch_settings, [entity], None))
-                else:
-                    out.append(Unit(model_step(entity), [entity]))
-            else:
-                raise ConfigError(f"expected Model or Ensemble entities, got {type(entity).__name__}")
-        return out
+    def context(self, token: str | None = None) -> PlanContext:
+        """The planning context: this launcher, a fresh token, and what the
+        running entities that run until stopped hand to new ones."""
+        handoff = Handoff()
+        with self.lock:
+            for entity, given in self.handoffs.values():
+                if any(not j.done for j in self.jobs.values() if j.entity is entity):
+                    handoff.env.update(given.env)
+                    handoff.secret_env.update(given.secret_env)
+        return PlanContext(self.launcher, token or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+                           handoff)
 
-    def _group(self, name: str, path: str | None, bs: object, models: list[Model],
-               ensemble: str | None) -> Unit:
-        cwd = path or os.getcwd()
-        step = LaunchStep(name=name, argv=[], cwd=cwd, out=os.path.join(cwd, f"{name}.batch.out"),
-                          err=os.path.join(cwd, f"{name}.batch.err"), batch_settings=bs,  # type: ignore[arg-type]
-                          members=[model_step(m, default_path=path) for m in models])
-        return Unit(step, models, ensemble)
-
-    def prepare(self, unit: Unit) -> LaunchStep:
-        """Let the launcher wrap the unit's step(s) in its run command / batch script."""
-        if unit.step.members:
-            unit.step.members = [self.launcher.prepare(s) for s in unit.step.members]
-            return self.launcher.prepare_batch(unit.step)
-        return self.launcher.prepare(unit.step)
+    def plan(self, entities: Sequence[Entity]) -> LaunchPlan:
+        """The launch plan of ``entities`` (pure: raises ConfigError for bad input)."""
+        return make_plan(entities, self.context())
 
     # -- launching -----------------------------------------------------------------------
 
-    def launch(self, entities: Sequence[Model | Ensemble]) -> list[Job]:
-        """Start ``entities``; return their jobs. Bad input raises before anything starts."""
-        units = self.units(entities)
+    def launch(self, entities: Sequence[Entity]) -> list[Job]:
+        """Start ``entities``; return their jobs. Bad input raises before
+        anything starts. Entities that run until stopped are waited on until
+        ready before this returns."""
+        plan = self.plan(entities)
         with self.lock:
-            names = [m.name for u in units for m in u.models]
-            running = [n for n in names if n in self.jobs and not self.jobs[n].done]
-            if running:
-                raise ConfigError(f"already running: {', '.join(running[:5])}"
-                                  f"{' ...' if len(running) > 5 else ''}; stop them or wait for them first")
-            dup = {n for n in names if names.count(n) > 1}
-            if dup:
-                raise ConfigError(f"model name(s) {sorted(dup)} given twice to one start()")
+            running = [s.key for s in plan.steps if s.key in self.jobs and not self.jobs[s.key].done]
+        if running:
+            raise ConfigError(f"already running: {', '.join(running[:5])}"
+                              f"{' ...' if len(running) > 5 else ''}; stop them or wait for them first")
         self._check_manifest_dir()
-        for unit in units:
-            self.prepare(unit)
-        failed: dict[str, str] = {}
-        for unit in units:
-            steps = unit.step.members or [unit.step]
-            for model, step in zip(unit.models, steps):
-                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_before_launch",
-                                             model=model, step=step, experiment=self.experiment):
-                    failed[model.name] = f"plugin {plugin!r} failed in simctl_entity_before_launch: {exc!r}"
-                    self.hook_error(plugin, "simctl_entity_before_launch", exc)
-        to_start = [u for u in units if not any(m.name in failed for m in u.models)]
-        self.launcher.start([u.step for u in to_start])
+        self._before_launch(plan)
+        to_start = [launch for launch in plan.launches if not _failed(launch)]
+        error: BaseException | None = None
+        try:
+            self.launcher.start(to_start)
+        except BaseException as exc:  # record what did start before saying so
+            error = exc
+        jobs = self._record(plan, error)
+        if error is not None:
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise error
+            raise LaunchError(f"launcher {self.launcher.name!r} failed while starting: {error}; "
+                              f"{sum(not j.done for j in jobs)} job(s) it had started are tracked") from error
+        self._wait_ready(entities, jobs)
+        return jobs
+
+    def _before_launch(self, plan: LaunchPlan) -> None:
+        """The hook on every process step; a failure fails its whole launch."""
+        for step in plan.steps:
+            for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_before_launch",
+                                         entity=step.entity if step.entity is not None else plan.owner[step.key],
+                                         step=step, experiment=self.experiment):
+                step.error = f"plugin {plugin!r} failed in simctl_entity_before_launch: {exc!r}"
+                self.hook_error(plugin, "simctl_entity_before_launch", exc)
+        for launch in plan.launches:
+            if isinstance(launch, BatchJob):
+                bad = next((m for m in launch.members if m.error), None)
+                for m in launch.members if bad else ():
+                    m.error = m.error or (f"not launched: {bad.name!r}, in the same batch job, failed in "
+                                          "simctl_entity_before_launch")
+
+    def _record(self, plan: LaunchPlan, error: BaseException | None) -> list[Job]:
         now = time.time()
         jobs: list[Job] = []
         with self.lock:
-            runs = {}
+            runs: dict[str, int] = collections.Counter()
             for rec in self.manifest.jobs:
-                runs[rec.name] = max(runs.get(rec.name, 0), rec.run)
-            for unit in units:
-                steps = unit.step.members or [unit.step]
-                sibling = next((m.name for m in unit.models if m.name in failed), None)
-                for model, step in zip(unit.models, steps):
-                    reason = failed.get(model.name)
-                    if reason is None and sibling is not None:  # one batch job: none of it started
-                        reason = (f"not launched: {sibling!r}, in the same batch job, failed in "
-                                  "simctl_entity_before_launch")
-                    elif reason is None and step.job_id is None:
-                        reason = f"launcher {self.launcher.name!r} gave this step no job id; it did not start"
-                    st = JobStatus(Status.FAILED, None, reason) if reason else JobStatus(Status.QUEUED)
-                    rec = mf.JobRecord(
-                        name=model.name, entity_type="Model", job_id=None if reason else step.job_id,
-                        run=runs.get(model.name, 0) + 1, launcher=self.launcher.name, status=st.status,
-                        reason=st.reason, ensemble=unit.ensemble, path=step.cwd, launched_at=now,
-                        finished_at=now if reason else None)
-                    job = Job(model, self.launcher, rec, JobStatus(Status.NEW))
-                    self.manifest.jobs.append(rec)
-                    self.jobs[model.name] = job
-                    jobs.append(job)
-                    self._apply(job, st)
+                k = rec.key or rec.name
+                runs[k] = max(runs[k], rec.run)
+            for step in plan.steps:
+                entity = plan.owner[step.key]
+                reason = step.error
+                if reason is None and step.job_id is None:
+                    reason = (f"not started: the launcher failed ({error})" if error is not None else
+                              f"launcher {self.launcher.name!r} gave this step no job id; it did not start")
+                st = JobStatus(Status.FAILED, None, reason) if reason else JobStatus(Status.QUEUED)
+                leaf = step.entity
+                rec = mf.JobRecord(
+                    name=step.name, entity_type=getattr(leaf, "type", entity.type),
+                    job_id=None if reason else step.job_id, run=runs[step.key] + 1, launcher=self.launcher.name,
+                    status=st.status, reason=st.reason, ensemble=getattr(leaf, "ensemble", None), path=step.cwd,
+                    launched_at=now, finished_at=now if reason else None, key=step.key,
+                    handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
+                    until_stopped=entity.runs_until_stopped)
+                job = Job(entity, step, self.launcher, rec, JobStatus(Status.NEW))
+                self.manifest.jobs.append(rec)
+                self.jobs[step.key] = job
+                jobs.append(job)
+                self._apply(job, st)
             self._save(force=True)
             self._ensure_monitor()
         self.wakeup.set()
         return jobs
+
+    def _wait_ready(self, entities: Sequence[Entity], jobs: list[Job]) -> None:
+        """Wait until every entity that runs until stopped is ready; stop it and
+        raise LaunchError if one of its jobs ends first or it times out."""
+        for entity in entities:
+            if not entity.runs_until_stopped:
+                continue
+            mine = [j for j in jobs if j.entity is entity]
+            steps = [j.step for j in mine]
+            deadline = time.monotonic() + entity.ready_timeout
+            while not entity.is_ready(steps):
+                with self.lock:
+                    ended = next((j for j in mine if j.done), None)
+                if ended is not None:
+                    self.stop(mine)
+                    raise LaunchError(f"{entity.type} {entity.name!r} did not become ready: {ended.key} "
+                                      f"ended {ended.status.status.value}"
+                                      + (f" ({ended.status.reason})" if ended.status.reason else "")
+                                      + _log_tail(ended.step))
+                if time.monotonic() > deadline:
+                    self.stop(mine)
+                    raise LaunchError(f"{entity.type} {entity.name!r} was not ready after "
+                                      f"{entity.ready_timeout:g} s; it was stopped"
+                                      + "".join(_log_tail(j.step) for j in mine[:1]))
+                with self.lock:
+                    self.changed.wait(0.05)
+            with self.lock:
+                self.handoffs[entity.name] = (entity, entity.handoff(steps))
+            log.info("%s %r is ready", entity.type, entity.name)
 
     def _check_manifest_dir(self) -> None:
         """The manifest must be writable: found out before anything is launched."""
@@ -208,14 +237,26 @@ class Controller:
             raise ConfigError(f"cannot write the experiment's manifest in {directory} (permission denied); "
                               "choose an exp_path you can write to")
 
-    def stop(self, models: Iterable[Model]) -> list[Job]:
-        """Stop the given models' jobs; a job already finished is left as it is."""
+    # -- stopping ------------------------------------------------------------------------------
+
+    def jobs_of(self, keys: Iterable[str], what: str = "stop") -> list[Job]:
+        """The jobs with these keys; ConfigError for a key never started."""
         with self.lock:
-            jobs = []
-            for m in models:
-                if m.name not in self.jobs:
-                    raise ConfigError(f"{m.name!r} was never started in this experiment; nothing to stop")
-                jobs.append(self.jobs[m.name])
+            out = []
+            for k in keys:
+                if k not in self.jobs:
+                    raise ConfigError(f"{k!r} was never started in this experiment; nothing to {what}")
+                out.append(self.jobs[k])
+            return out
+
+    def active(self) -> list[Job]:
+        """Every job not finished yet."""
+        with self.lock:
+            return [j for j in self.jobs.values() if not j.done]
+
+    def stop(self, jobs: Sequence[Job], reason: str = "") -> list[Job]:
+        """Stop the given jobs; a job already finished is left as it is."""
+        with self.lock:
             active = [j for j in jobs if not j.done and j.record.job_id]
         if active:
             result = self.launcher.stop([j.record.job_id for j in active])  # type: ignore[misc]
@@ -223,10 +264,23 @@ class Controller:
                 for j in active:
                     st = result.get(j.record.job_id)  # type: ignore[arg-type]
                     if st is not None:
+                        if reason and st.status.is_terminal:
+                            st = attrs.evolve(st, reason=f"{st.reason}: {reason}" if st.reason else reason)
                         self._apply(j, st)
                 self._save(force=True)
                 self.changed.notify_all()
-        return jobs
+        return list(jobs)
+
+    def shutdown(self, reason: str) -> None:
+        """Stop everything still running (the driver is exiting) and close the launcher."""
+        active = [j for j in self.active() if j.key not in self.detached]
+        if active:
+            log.warning("%s: stopping %d job(s) still running", reason, len(active))
+            try:
+                self.stop(active, reason)
+            except Exception as exc:  # at exit, say so rather than die with a traceback
+                log.error("could not stop every job at exit: %s", exc)
+        self.launcher.close()
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -273,12 +327,13 @@ class Controller:
             with self.lock:
                 for j in active:
                     j.record.reason = f"status unknown: {exc}"
+                    self._dirty = True
             return False
         changed = False
         with self.lock:
             for j in active:
                 st = result.get(j.record.job_id)  # type: ignore[arg-type]
-                if st is not None and st != j.status:
+                if st is not None and (st != j.status or j.record.reason != st.reason):
                     self._apply(j, st)
                     changed = True
             if changed:
@@ -288,20 +343,20 @@ class Controller:
 
     def _apply(self, job: Job, new: JobStatus) -> None:
         old = job.status
-        if old == new:
+        rec = job.record
+        if old == new and rec.reason == new.reason:
             return
         job.status = new
-        rec = job.record
         rec.status, rec.returncode, rec.reason = new.status, new.returncode, new.reason
         if new.status.is_terminal and rec.finished_at is None:
             rec.finished_at = time.time()
         self._dirty = True
         if old.status != new.status or old.returncode != new.returncode:
-            for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", model=job.model,
+            for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.leaf,
                                          old=old, new=new, experiment=self.experiment):
                 self.hook_error(plugin, "simctl_entity_status_changed", exc)
             if new.status.is_terminal:
-                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", model=job.model,
+                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", entity=job.leaf,
                                              status=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_finished", exc)
 
@@ -328,16 +383,19 @@ class Controller:
                 return
             self._dirty, self._save_error = False, None
 
-    def wait(self, jobs: Sequence[Job], timeout: float | None = None,
+    def wait(self, jobs: Sequence[Job] | Callable[[], Sequence[Job]], timeout: float | None = None,
              tick: Callable[[int, int], None] | None = None) -> bool:
-        """Block until every job in ``jobs`` is done (True) or ``timeout`` passes (False)."""
+        """Block until every job in ``jobs`` is done (True) or ``timeout`` passes
+        (False). ``jobs`` may be a function, asked again on every wakeup (to
+        include jobs started meanwhile)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
             while True:
-                done = sum(j.done for j in jobs)
+                current = jobs() if callable(jobs) else jobs
+                done = sum(j.done for j in current)
                 if tick:
-                    tick(done, len(jobs))
-                if done == len(jobs):
+                    tick(done, len(current))
+                if done == len(current):
                     self._save(force=True)
                     return True
                 self._ensure_monitor()
@@ -345,3 +403,13 @@ class Controller:
                 if left is not None and left <= 0:
                     return False
                 self.changed.wait(0.5 if left is None else min(left, 0.5))
+
+
+def _failed(launch: ProcessStep | BatchJob) -> bool:
+    steps = launch.members if isinstance(launch, BatchJob) else [launch]
+    return any(s.error for s in steps)
+
+
+def _log_tail(step: ProcessStep) -> str:
+    text = tail(step.err) or tail(step.out)
+    return f"; last lines of {step.err if tail(step.err) else step.out}:\n{text}" if text else ""

@@ -15,9 +15,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import attrs
 
 from . import templates
+from .entity import Entity, PlanContext
 from .errors import ConfigError
 from .expansion import Params, Repeat, as_sequence, as_values
 from .settings import BatchSettings, RunSettings
+from .steps import Launch, ProcessStep
 
 ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Sequence[Params]]
 CreatedHook = Callable[..., None]  # called with the entities just made
@@ -84,7 +86,7 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
 
 
 @attrs.define(eq=True)
-class Model:
+class Model(Entity):
     """One simulation or application: what to run, with which parameters, where."""
 
     name: str = attrs.field(validator=_name_validator("model"))
@@ -96,6 +98,8 @@ class Model:
     files: EntityFiles = attrs.field(factory=EntityFiles)
     key_prefixing: bool = False
     incoming_entities: list[str] = attrs.field(factory=list)
+    #: the ensemble this model is a member of (set by the ensemble)
+    ensemble: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
@@ -105,10 +109,6 @@ class Model:
         if missing:
             raise ConfigError(f"model {self.name!r}: params_as_args names {missing}, which are not "
                               f"parameters; parameters are {sorted(self.params) or '(none)'}")
-
-    @property
-    def type(self) -> str:
-        return "Model"
 
     def attach_generator_files(self, to_copy: Any = None, to_symlink: Any = None,
                                to_configure: Any = None) -> None:
@@ -138,9 +138,43 @@ class Model:
         """The command-line arguments made from the ``params_as_args`` parameters."""
         return params_to_args(self.params, self.params_as_args)
 
+    # -- the entity protocol ----------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        """Unique within an experiment: ``<ensemble>/<name>`` for a member, else the name."""
+        return f"{self.ensemble}/{self.name}" if self.ensemble else self.name
+
+    def job_keys(self) -> list[str]:
+        return [self.key]
+
+    def process_step(self, ctx: PlanContext, default_path: str | None = None) -> ProcessStep:
+        """This model's step: executable, arguments, directory, environment and
+        output files. A model that was not generated runs in its ``path``, else
+        ``default_path`` (its ensemble's path), else the current directory."""
+        rs = self.run_settings
+        cwd = self.path or default_path or os.getcwd()
+        env: dict[str, str | None] = dict(ctx.handoff.env)
+        env.update(rs.env_vars)
+        if self.key_prefixing:
+            env["SSKEYOUT"] = self.name
+        if self.incoming_entities:
+            env["SSKEYIN"] = ",".join(self.incoming_entities)
+        return ProcessStep(name=self.name, argv=[rs.exe, *rs.exe_args, *self.params_to_args()], cwd=cwd,
+                           env=env, secret_env=dict(ctx.handoff.secret_env),
+                           out=os.path.join(cwd, f"{self.name}.out"), err=os.path.join(cwd, f"{self.name}.err"),
+                           run_settings=rs, key=self.key, entity=self)
+
+    def plan(self, ctx: PlanContext) -> list[Launch]:
+        ctx.check(self.run_settings, None)
+        step = self.process_step(ctx)
+        if self.batch_settings is not None:
+            return [ctx.batch_job(self.name, step.cwd, self.batch_settings, [step])]
+        return [step]
+
 
 @attrs.define(eq=False)
-class Ensemble:
+class Ensemble(Entity):
     """A group of models: expanded from parameters, replicated, or added by hand."""
 
     name: str = attrs.field(validator=_name_validator("ensemble"))
@@ -170,10 +204,6 @@ class Ensemble:
         """Attach the resolved strategy and the "created" hook (done by the experiment)."""
         self._expand, self._on_created = expand, on_created
         return self
-
-    @property
-    def type(self) -> str:
-        return "Ensemble"
 
     # -- expansion ----------------------------------------------------------------
 
@@ -234,7 +264,7 @@ class Ensemble:
     def _member(self, i: int, params: Params) -> Model:
         assert self.run_settings is not None
         return Model(f"{self.name}_{i}", self.run_settings, dict(params), None, None,
-                     list(self.params_as_args), self.files, self.key_prefixing)
+                     list(self.params_as_args), self.files, self.key_prefixing, ensemble=self.name)
 
     @property
     def models(self) -> list[Model]:
@@ -252,6 +282,26 @@ class Ensemble:
                 self._on_created(*members[: len(space)])
             self._members = members
         return self._members
+
+    # -- the entity protocol ----------------------------------------------------------
+
+    def job_keys(self) -> list[str]:
+        return [m.key for m in self.models]
+
+    def plan(self, ctx: PlanContext) -> list[Launch]:
+        models = self.models
+        if not models:
+            raise ConfigError(f"ensemble {self.name!r} has no members to start; give it params, "
+                              "replicas, or add models with add_model")
+        checked: set[int] = set()
+        for m in models:  # members share their run settings: check each object once
+            if id(m.run_settings) not in checked:
+                checked.add(id(m.run_settings))
+                ctx.check(m.run_settings, None)
+        steps = [m.process_step(ctx, self.path) for m in models]
+        if self.batch_settings is not None:
+            return [ctx.batch_job(self.name, self.path or os.getcwd(), self.batch_settings, steps)]
+        return list(steps)
 
     def __len__(self) -> int:
         if self._members is not None:
@@ -290,6 +340,7 @@ class Ensemble:
         if model.name in taken:
             raise ConfigError(f"ensemble {self.name!r} already has a member named {model.name!r}; "
                               "member names must be unique")
+        model.ensemble = self.name
         self.added.append(model)
         if self._members is not None:
             self._members.append(model)
@@ -326,5 +377,3 @@ class Ensemble:
         for m in self.models:
             m.register_incoming_entity(entity)
 
-
-Entity = Model | Ensemble

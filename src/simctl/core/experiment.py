@@ -3,25 +3,45 @@ generate, start, watch and stop its entities."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import sys
+import threading
+import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..log import get_logger
+from ..log import logger
 from . import generator
 from . import manifest as mf
 from .controller import Controller, Job
 from .entities import Ensemble, Model, check_name
+from .entity import Entity
 from .errors import ConfigError, choices
 from .expansion import Strategy, as_values
 from .launcher import Launcher
 from .plugins import Plugins, call_hook, default_plugins
 from .settings import BatchSettings, RunSettings
 from .status import Status
+from .steps import BatchJob
 from .table import render_table
 
-log = get_logger("experiment")
-Entity = Model | Ensemble
+log = logger("experiment")
+
+#: experiments with a controller, stopped at driver exit (see Experiment's docstring)
+_LIVE: "weakref.WeakSet[Experiment]" = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    for experiment in list(_LIVE):
+        experiment.close("the driver is exiting")
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds the driver, then the exit handler stops the jobs
+
+
+atexit.register(_stop_all_at_exit)
 
 
 class Generated(list):  # type: ignore[type-arg]
@@ -41,10 +61,11 @@ def _flatten(entities: Iterable[Any]) -> list[Entity]:
             out += e.entities
         elif isinstance(e, (list, tuple)):
             out += _flatten(e)
-        elif isinstance(e, (Model, Ensemble)):
+        elif isinstance(e, Entity):
             out.append(e)
         else:
-            raise ConfigError(f"expected Model or Ensemble, got {type(e).__name__} ({e!r})")
+            raise ConfigError(f"expected a Model, an Ensemble or another entity, got {type(e).__name__} "
+                              f"({e!r:.80})")
     return out
 
 
@@ -54,6 +75,17 @@ class Experiment:
 
     ``launcher`` is any installed launcher's name (``simctl plugins list``), or
     ``"auto"`` to pick the workload manager present here.
+
+    When the driver exits (normally, by an exception, or by SIGTERM), every
+    job an experiment started that still runs is stopped and recorded as
+    CANCELLED ("the driver is exiting"): nothing is left running untracked.
+    The exception: jobs left running on purpose by Ctrl-C with
+    ``kill_on_interrupt=False`` keep running, recorded with what finds them.
+    A driver killed with SIGKILL cannot do that; ``simctl status EXP_PATH``
+    then finds out the truth from what the manifest recorded (pids, job ids,
+    exit-status files) and ``simctl stop EXP_PATH`` stops what is left.
+    ``close()`` does the same at any time; an experiment is also a context
+    manager that closes at the end of its ``with`` block.
     """
 
     def __init__(self, name: str, exp_path: str | None = None, launcher: str = "local", *,
@@ -67,6 +99,7 @@ class Experiment:
         cls = self.plugins.get("launcher", self.launcher_name)
         self.launcher: Launcher = cls(**dict(launcher_options or {}))
         self._controller: Controller | None = None
+        self._waited: set[Job] = set()
 
     def _pick_launcher(self, launcher: str) -> str:
         names = self.plugins.names("launcher")
@@ -88,7 +121,27 @@ class Experiment:
     def controller(self) -> Controller:
         if self._controller is None:
             self._controller = Controller(self.name, self.exp_path, self.launcher, self.plugins, self)
+            self._controller.manifest.driver = _driver_identity()
+            _LIVE.add(self)
+            if (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+                signal.signal(signal.SIGTERM, _on_sigterm)
         return self._controller
+
+    def close(self, reason: str = "the experiment was closed") -> None:
+        """Stop every job still running (recorded CANCELLED with ``reason``)
+        and release the launcher's threads and files."""
+        _LIVE.discard(self)
+        if self._controller is not None:
+            self._controller.shutdown(reason)
+        else:
+            self.launcher.close()
+
+    def __enter__(self) -> "Experiment":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def _created(self, *entities: Any) -> None:
         if not self.plugins.pm.hook.simctl_entity_created.get_hookimpls():
@@ -212,57 +265,78 @@ class Experiment:
 
     def start(self, *entities: Entity, block: bool = True, summary: bool = False,
               kill_on_interrupt: bool = True) -> None:
-        """Launch ``entities``. ``block`` waits until they all finish;
-        ``summary`` prints what is about to start; Ctrl-C while blocking stops
-        what this call launched unless ``kill_on_interrupt=False``."""
+        """Launch ``entities``. Entities that run until stopped (a store) are
+        waited on until ready before the next ones start. ``block`` then waits
+        until every job of this experiment that ends by itself has finished
+        (also those started earlier with ``block=False``), not for the ones
+        that run until stopped; ``summary`` prints what is about to start;
+        Ctrl-C while blocking stops the jobs waited for unless
+        ``kill_on_interrupt=False``."""
         ents = _flatten(entities)
         if not ents:
-            raise ConfigError("start() needs at least one Model or Ensemble")
+            raise ConfigError("start() needs at least one entity (a Model, an Ensemble...)")
         if summary:
             print(self.preview(*ents, show=False))
         jobs = self.controller.launch(ents)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
-            self._block(jobs, kill_on_interrupt)
+            self._block(kill_on_interrupt)
 
-    def _block(self, jobs: list[Job], kill_on_interrupt: bool) -> None:
+    def _ending(self) -> list[Job]:
+        with self.controller.lock:
+            return [j for j in self.controller.jobs.values() if j.ends and (not j.done or j in self._waited)]
+
+    def _block(self, kill_on_interrupt: bool) -> None:
         from .progress import progress_ticker
 
+        c = self.controller
+        with c.lock:
+            self._waited = {j for j in c.jobs.values() if j.ends and not j.done}
         try:
             with progress_ticker(f"{self.name}: running", enabled=sys.stdout.isatty()) as tick:
-                self.controller.wait(jobs, tick=tick)
+                c.wait(self._ending, tick=tick)
         except KeyboardInterrupt:
-            self._interrupted(jobs, kill_on_interrupt, "this start() launched")
+            self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
             raise
-        failed = [j for j in jobs if j.status.status is Status.FAILED]
+        failed = [j for j in self._waited if j.status.status is Status.FAILED]
         if failed:
-            log.warning("%d of %d job(s) failed: %s", len(failed), len(jobs),
-                        "; ".join(f"{j.model.name}: {j.status.reason or 'exit ' + str(j.status.returncode)}"
+            log.warning("%d of %d job(s) failed: %s", len(failed), len(self._waited),
+                        "; ".join(f"{j.key}: {j.status.reason or 'exit ' + str(j.status.returncode)}"
                                   for j in failed[:5]))
 
     def _interrupted(self, jobs: list[Job], kill: bool, what: str) -> None:
         """Ctrl-C while waiting: stop the unfinished ``jobs`` (unless not
-        ``kill``), saying so on screen either way."""
-        active = [j.model for j in jobs if not j.done]
+        ``kill``), saying so on screen either way. A second Ctrl-C during the
+        stop does not interrupt it (the jobs would be left running untracked)."""
+        active = [j for j in jobs if not j.done]
         if kill:
             print(f"\nInterrupted: stopping {len(active)} job(s) {what} "
-                  "(kill_on_interrupt=True)", file=sys.stderr, flush=True)
-            self.controller.stop(active)
+                  "(kill_on_interrupt=True; Ctrl-C again is ignored until they are stopped)",
+                  file=sys.stderr, flush=True)
+            with _ignoring_sigint():
+                self.controller.stop(active, "interrupted (Ctrl-C)")
             print("Stopped.", file=sys.stderr, flush=True)
         else:
-            print(f"\nInterrupted: {len(active)} job(s) keep running (kill_on_interrupt=False)",
+            self.controller.detached.update(j.key for j in active)
+            print(f"\nInterrupted: {len(active)} job(s) keep running (kill_on_interrupt=False; also after "
+                  f"the driver exits: `simctl status {self.exp_path}` and `simctl stop` find them)",
                   file=sys.stderr, flush=True)
 
     def stop(self, *entities: Entity) -> None:
-        """Stop ``entities`` (ending their whole process trees)."""
-        self.controller.stop(self._models(entities))
+        """Stop ``entities`` (ending their whole process trees); with no
+        argument, everything this experiment started that still runs."""
+        c = self.controller
+        jobs = c.jobs_of(self._keys(entities)) if entities else c.active()
+        c.stop(jobs)
 
     def poll(self, interval: float = 10, verbose: bool = True, kill_on_interrupt: bool = True) -> None:
-        """Block until every running job of this experiment finishes, logging
-        the count of running jobs every ``interval`` seconds."""
+        """Block until every running job of this experiment that ends by itself
+        finishes, logging the count of running jobs every ``interval`` seconds."""
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise ConfigError(f"interval must be a number of seconds > 0, got {interval!r}")
         c = self.controller
         with c.lock:
-            jobs = [j for j in c.jobs.values() if not j.done]
+            jobs = [j for j in c.jobs.values() if not j.done and j.ends]
         try:
             while not c.wait(jobs, timeout=interval):
                 if verbose:
@@ -279,27 +353,26 @@ class Experiment:
         return all(s.is_terminal for s in statuses)
 
     def get_status(self, *entities: Entity) -> list[Status]:
-        """The status of each model (each member of an ensemble); NEW if never started."""
+        """The status of each job of ``entities`` (each member of an ensemble,
+        each shard of a store); NEW if never started."""
         c = self.controller
         with c.lock:
-            return [c.jobs[m.name].status.status if m.name in c.jobs else Status.NEW
-                    for m in self._models(entities)]
+            return [c.jobs[k].status.status if k in c.jobs else Status.NEW for k in self._keys(entities)]
 
-    def _models(self, entities: Iterable[Any]) -> list[Model]:
-        out: list[Model] = []
-        for e in _flatten(entities):
-            out += e.models if isinstance(e, Ensemble) else [e]
-        return out
+    @staticmethod
+    def _keys(entities: Iterable[Any]) -> list[str]:
+        return [k for e in _flatten(entities) for k in e.job_keys()]
 
     def preview(self, *entities: Entity, show: bool = True) -> str:
         """The exact commands (and batch scripts) :meth:`start` would run,
         printed (``show``) and returned; nothing is started."""
-        c = self.controller
+        plan = self.controller.plan(_flatten(entities))
         lines = [f"Experiment {self.name!r} at {self.exp_path} on launcher {self.launcher_name!r}"]
-        for unit in c.units(_flatten(entities)):
-            step = c.prepare(unit)
-            lines.append(f"# {unit.ensemble + ': ' if unit.ensemble else ''}{step.name}")
-            lines.append(self.launcher.preview(step))
+        for launch in plan.launches:
+            key = launch.members[0].key if isinstance(launch, BatchJob) else launch.key
+            owner = plan.owner[key]
+            lines.append(f"# {owner.type} {owner.name}" + (f": {launch.name}" if launch.name != owner.name else ""))
+            lines.append(self.launcher.preview(launch))
         text = "\n".join(lines)
         if show:
             print(text)
@@ -319,3 +392,23 @@ class Experiment:
     def hook_errors(self) -> list[str]:
         """Errors raised by plugins' lifecycle hooks (each also logged)."""
         return list(self.controller.hook_errors)
+
+
+def _driver_identity() -> dict[str, Any]:
+    """This process: pid and start time, so a reader can tell whether it still runs."""
+    import psutil
+
+    return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+
+
+class _ignoring_sigint:
+    """Ignore Ctrl-C inside the block (main thread only)."""
+
+    def __enter__(self) -> None:
+        self.main = threading.current_thread() is threading.main_thread()
+        if self.main:
+            self.old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.main:
+            signal.signal(signal.SIGINT, self.old)

@@ -3,8 +3,11 @@
 
 Registration hooks return classes (or objects) that carry their own ``name``;
 the core collects them into registries keyed by that name. Lifecycle hooks
-are ordinary multi-call hooks: every implementation runs, results are ignored
-unless the docstring says otherwise.
+are ordinary multi-call hooks called through pluggy, so ``tryfirst``,
+``trylast`` and wrappers (``@hookimpl(wrapper=True)``) work: every
+implementation runs, one that raises is reported (``Experiment.hook_errors``)
+without stopping the others, and results are ignored unless the docstring
+says otherwise.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import pluggy
 
 if TYPE_CHECKING:
     from .backend import Backend
-    from .entities import Model
+    from .entity import Entity
     from .experiment import Experiment
     from .expansion import Strategy
-    from .launcher import LaunchStep, Launcher
+    from .launcher import Launcher
     from .status import JobStatus
+    from .steps import ProcessStep
 
 PROJECT = "simctl"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -71,26 +75,29 @@ def simctl_entity_created(entity: Any, experiment: Experiment | None) -> None:
 
 
 @hookspec
-def simctl_entity_before_launch(model: Model, step: LaunchStep, experiment: Experiment) -> None:
-    """``model`` is about to be launched as ``step``.
+def simctl_entity_before_launch(entity: Entity, step: ProcessStep, experiment: Experiment) -> None:
+    """``step`` of ``entity`` (a :class:`Model`, an ensemble member, a store...)
+    is about to be launched.
 
-    Implementations may adjust the step in place (``step.env``, ``step.argv``);
-    the launcher uses the adjusted step. An exception here marks the model
-    FAILED (the reason names the plugin) and nothing of it is launched.
+    Called for every process step, members of batch jobs included, after
+    planning and before the launcher wraps anything or writes any script:
+    what an implementation changes in the step (``step.env``,
+    ``step.secret_env``, ``step.argv``, ``step.per_node``...) is what runs.
+    An exception marks the step FAILED (the reason names the plugin) and
+    nothing of its launch (its whole batch job) starts.
     """
 
 
 @hookspec
-def simctl_entity_status_changed(
-    model: Model, old: JobStatus, new: JobStatus, experiment: Experiment
-) -> None:
-    """The status of a launched model changed from ``old`` to ``new``.
+def simctl_entity_status_changed(entity: Entity, old: JobStatus, new: JobStatus, experiment: Experiment) -> None:
+    """The status of a launched job of ``entity`` changed from ``old`` to ``new``.
 
     Called by the experiment's monitor thread, once per change, in order.
     """
 
 
 @hookspec
-def simctl_entity_finished(model: Model, status: JobStatus, experiment: Experiment) -> None:
-    """A launched model reached a final status (completed, failed, cancelled,
-    never started). Called once per launch, after ``simctl_entity_status_changed``."""
+def simctl_entity_finished(entity: Entity, status: JobStatus, experiment: Experiment) -> None:
+    """A launched job of ``entity`` reached a final status (completed, failed,
+    cancelled, never started). Called once per launch, after
+    ``simctl_entity_status_changed``."""

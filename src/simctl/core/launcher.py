@@ -2,75 +2,78 @@
 of workload manager. Launchers are plugins (``simctl_register_launchers``);
 ``local`` is one of them, registered exactly as a third party's would be.
 
-The controller drives a launcher like this::
+The controller drives a launcher like this, from two threads::
 
+    launcher = cls(**launcher_options)     # options checked against ``accepted_options``
     launcher.bind(wakeup)                  # once
-    step = launcher.prepare(step)          # per model: wrap argv in the run command
-    group = launcher.prepare_batch(group)  # per batch job: write its script
-    launcher.start([step, group, ...])     # sets step.job_id on every step and member
-    launcher.status([ids...])              # ONE call per poll cycle for all jobs
-    launcher.stop([ids...])
+    launcher.check_settings(rs, bs)        # while planning, for every step and batch job
+    launcher.start(launches)               # driver thread: sets job_id (or error) on every step
+    launcher.status(job_ids)               # monitor thread, concurrently: ONE call per poll cycle
+    launcher.stop(job_ids)                 # driver thread
+    launcher.close()                       # when the experiment is closed or the driver exits
+
+``start``, ``stop`` and ``preview`` run in the driver's thread while
+``status`` runs in the monitor thread at the same time: guard shared state
+with a lock.
 """
 
 from __future__ import annotations
 
+import difflib
 import shlex
 import threading
 from typing import Any, ClassVar, Mapping, Sequence
 
-import attrs
-
+from . import pernode
 from .errors import ConfigError, choices
 from .settings import BatchSettings, RunSettings
 from .status import JobStatus
+from .steps import BatchJob, Launch, ProcessStep
 
 
-@attrs.define(eq=False)
-class LaunchStep:
-    """One thing to start: a model's process, or a batch job holding members."""
-
-    name: str
-    argv: list[str]
-    cwd: str
-    #: variables added to the driver's environment (None removes one)
-    env: dict[str, str | None] = attrs.field(factory=dict)
-    out: str = ""
-    err: str = ""
-    run_settings: RunSettings | None = None
-    batch_settings: BatchSettings | None = None
-    #: for a batch job: the member steps it runs
-    members: list["LaunchStep"] = attrs.field(factory=list)
-    #: for a batch job: the script the launcher submits
-    script: str | None = None
-    #: set by ``Launcher.start``
-    job_id: str | None = None
-
-    def command_line(self) -> str:
-        """The argv as a shell would need it typed."""
-        return shlex.join(self.argv)
+def redact(env: Mapping[str, str | None], secret: Mapping[str, str]) -> str:
+    """Environment as ``preview`` shows it: ``K=v`` words, secrets as ``***``."""
+    words = [f"-u {k}" if v is None else shlex.quote(f"{k}={v}") for k, v in env.items() if k not in secret]
+    return " ".join(words + [f"{k}=***" for k in secret])
 
 
 class Launcher:
     """Base class of launcher plugins.
 
-    Subclasses set ``name``, ``run_commands`` and the settings classes, and
-    implement :meth:`start`, :meth:`status` and :meth:`stop`. The defaults
-    here fit a launcher that runs argv as it is.
+    Subclasses set ``name`` and the class attributes below, and implement
+    :meth:`start`, :meth:`status` and :meth:`stop`. For a batch scheduler,
+    subclass :class:`simctl.SchedulerLauncher` instead; for processes on this
+    machine, :class:`simctl.ProcessLauncher`.
     """
 
     #: what users pass as ``Experiment(launcher=...)``
     name: ClassVar[str]
-    #: run commands this launcher can wrap a model in (``srun``, ``mpirun``...)
+    #: run commands this launcher can wrap a step in (``srun``, ``mpirun``...)
     run_commands: ClassVar[tuple[str, ...]] = ()
     #: what ``run_command="auto"`` means here; None runs the executable directly
     default_run_command: ClassVar[str | None] = None
     run_settings_class: ClassVar[type[RunSettings]] = RunSettings
     batch_settings_class: ClassVar[type[BatchSettings] | None] = None
-    #: how often to poll at most and at least, in seconds
+    #: seconds between status polls: the first after a change, and the most it grows to
+    #: while nothing changes (x1.5 per quiet poll). A launcher that sets the wakeup event
+    #: when a job may have changed is polled at once instead.
     poll_bounds: ClassVar[tuple[float, float]] = (0.05, 5.0)
+    #: ``launcher_options`` this launcher accepts (name -> what it means); any other
+    #: option is an error listing these
+    accepted_options: ClassVar[Mapping[str, str]] = {}
+    #: per run command (None: no run command), environment variables holding a rank's
+    #: node-local index, first match wins (used for steps with ``per_node``)
+    local_rank_vars: ClassVar[Mapping[str | None, tuple[str, ...]]] = {}
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        unknown = sorted(set(options) - set(self.accepted_options))
+        if unknown:
+            hints = [m for u in unknown for m in difflib.get_close_matches(u, self.accepted_options, 1)]
+            raise ConfigError(
+                f"launcher {self.name!r} has no option(s) {', '.join(map(repr, unknown))}"
+                + (f" (did you mean {', '.join(map(repr, hints))}?)" if hints else "")
+                + f"; accepted: {choices(self.accepted_options) if self.accepted_options else '(none)'}")
+        self.options = dict(options)
         self.wakeup: threading.Event | None = None
 
     # -- discovery ------------------------------------------------------------
@@ -101,10 +104,10 @@ class Launcher:
         if run_command is None or run_command == "":
             return None
         if run_command not in self.run_commands:
-            raise ConfigError(
-                f"launcher {self.name!r} does not support run command {run_command!r}; "
-                f"supported: {choices(self.run_commands)} (or None to run the executable directly)"
-            )
+            supported = (f"supported: {choices(self.run_commands)} (or None to run the executable directly)"
+                         if self.run_commands else "it runs executables directly: use run_command=None")
+            raise ConfigError(f"launcher {self.name!r} does not support run command {run_command!r}; "
+                              f"{supported}")
         return run_command
 
     def create_run_settings(self, exe: str, exe_args: str | Sequence[str] | None = None,
@@ -131,9 +134,19 @@ class Launcher:
 
     def check_settings(self, run_settings: RunSettings | None,
                        batch_settings: BatchSettings | None) -> None:
-        """Raise ConfigError if the settings cannot run on this launcher."""
-        if run_settings is not None and run_settings.run_command is not None:
-            self.resolve_run_command(run_settings.run_command)
+        """Raise ConfigError if the settings cannot run on this launcher:
+        settings of another launcher's type, an unsupported run command, batch
+        settings on a launcher without a batch system. An override must call
+        ``super().check_settings(...)`` to keep these checks."""
+        if run_settings is not None:
+            want_rs = self.run_settings_class
+            if not isinstance(run_settings, want_rs):
+                raise ConfigError(
+                    f"run settings of type {type(run_settings).__name__} cannot be used with launcher "
+                    f"{self.name!r}; expected {want_rs.__name__}: make them with this experiment's "
+                    "create_run_settings()")
+            if run_settings.run_command is not None:
+                self.resolve_run_command(run_settings.run_command)
         if batch_settings is not None:
             want = self.batch_settings_class
             if want is None or not isinstance(batch_settings, want):
@@ -145,39 +158,61 @@ class Launcher:
 
     # -- launching --------------------------------------------------------------
 
-    def prepare(self, step: LaunchStep) -> LaunchStep:
-        """Turn a model's step (argv = executable and arguments) into what is
-        started: by default the run command, its flags, then the argv."""
+    def command(self, step: ProcessStep) -> list[str]:
+        """What is started for ``step`` (pure): the run command and its flags,
+        then the per-node wrapper if the step has ``per_node``, then ``argv``."""
         rs = step.run_settings
-        if rs is not None and rs.run_command:
-            step.argv = [rs.run_command, *rs.format_run_args(), *step.argv]
-        return step
+        run_command = rs.run_command if rs is not None else None
+        argv = step.argv
+        if step.per_node is not None:
+            argv = pernode.wrap(argv)
+        return [run_command, *rs.format_run_args(), *argv] if rs is not None and run_command else list(argv)
 
-    def prepare_batch(self, group: LaunchStep) -> LaunchStep:
-        """Fill in ``group.script`` and ``group.argv`` for a batch job whose
-        ``members`` are prepared steps."""
-        raise ConfigError(f"launcher {self.name!r} cannot submit batch jobs")
+    def command_env(self, step: ProcessStep) -> dict[str, str | None]:
+        """Variables the launcher adds for ``step`` (the per-node wrapper's)."""
+        if step.per_node is None:
+            return {}
+        rs = step.run_settings
+        return pernode.env(step, self.local_rank_vars.get(rs.run_command if rs else None, ()))
 
-    def start(self, steps: Sequence[LaunchStep]) -> None:
-        """Start the steps, setting ``job_id`` on each step and each member of a
-        batch step. A step that cannot start gets a job id whose status says
-        FAILED with the reason; only a failure of the whole system raises."""
+    def start(self, launches: Sequence[Launch]) -> None:
+        """Start the launches. Set ``job_id`` on every process step (batch
+        members included), or ``error`` on a step that could not start (it is
+        then recorded FAILED with that reason). A failure of the whole system
+        raises; steps already given a job id before the raise stay tracked."""
         raise NotImplementedError
 
     def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """The status of every job in ``job_ids``, from as few commands as
-        possible (one per call for a scheduler)."""
+        possible (one per call for a scheduler). Runs in the monitor thread."""
         raise NotImplementedError
 
     def stop(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Stop the jobs and return their statuses afterwards."""
         raise NotImplementedError
 
-    def preview(self, step: LaunchStep) -> str:
-        """The exact command (and batch script) :meth:`start` would run."""
-        if step.script is not None:
-            return f"# submitted with: {step.command_line()}\n{step.script}"
-        return f"(cd {shlex.quote(step.cwd)} && {step.command_line()})"
+    def handle(self, job_id: str) -> dict[str, Any]:
+        """What to record so that another process can find the job again
+        (:meth:`adopt`) after this driver is gone: a pid and start time, a
+        scheduler id and job directory... Empty when there is nothing to find."""
+        return {}
+
+    def adopt(self, job_id: str, handle: Mapping[str, Any]) -> bool:
+        """Know a job started by another (dead) driver again, from what
+        :meth:`handle` recorded, so that ``status`` and ``stop`` work on it.
+        False if that is not possible."""
+        return False
+
+    def preview(self, launch: Launch) -> str:
+        """The exact command (or batch script) :meth:`start` would run, with
+        secrets hidden. Pure: called without starting anything."""
+        if isinstance(launch, BatchJob):
+            raise ConfigError(f"launcher {self.name!r} cannot submit batch jobs")
+        env = redact({**launch.env, **self.command_env(launch)}, launch.secret_env)
+        return (f"(cd {shlex.quote(launch.cwd)} && {'env ' + env + ' ' if env else ''}"
+                f"{shlex.join(self.command(launch))})")
 
     def close(self) -> None:
-        """Release threads and files; running jobs are left to ``stop``."""
+        """Release threads and files; called when the experiment closes (and
+        at driver exit). Jobs still running are stopped by the experiment
+        before this."""

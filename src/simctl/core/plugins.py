@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import threading
 import types
 from typing import Any, Iterable
 
@@ -207,6 +208,11 @@ def _register(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) ->
                         f"known hooks: {', '.join(sorted(hook_names()))}")
         return False
     record.hooks = sorted(c.name for c in callers)
+    for caller in callers:
+        if caller.name.startswith(LIFECYCLE):
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                    impl.function = _isolated(record.name, impl.function)
     return True
 
 
@@ -278,13 +284,43 @@ def reset_default_plugins() -> None:
     _default = None
 
 
-def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
-    """Call every implementation of a lifecycle hook, each on its own: one that
-    raises is returned as ``(plugin name, exception)`` and the others still run."""
-    failures: list[tuple[str, BaseException]] = []
-    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
+#: lifecycle hooks, whose implementations are isolated from each other
+LIFECYCLE = "simctl_entity_"
+_sink = threading.local()
+
+
+def _isolated(plugin: str, function: Any) -> Any:
+    """``function`` (a lifecycle hookimpl), reporting its exception to the
+    running :func:`call_hook` instead of aborting the other implementations."""
+
+    def call(*args: Any) -> Any:
         try:
-            impl.function(*[kwargs[a] for a in impl.argnames])
+            return function(*args)
         except Exception as exc:
-            failures.append((impl.plugin_name, exc))
+            failures = getattr(_sink, "failures", None)
+            if failures is None:
+                raise
+            failures.append((plugin, exc))
+            return None
+
+    return call
+
+
+def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
+    """Call a lifecycle hook through pluggy (so ``tryfirst``/``trylast`` and
+    wrappers apply). Each implementation runs on its own: one that raises is
+    returned as ``(plugin name, exception)`` and the others still run. A
+    wrapper that raises is returned the same way, as ``"(a wrapper)"``."""
+    caller = getattr(pm.hook, name)
+    if not caller.get_hookimpls():
+        return []
+    failures: list[tuple[str, BaseException]] = []
+    outer = getattr(_sink, "failures", None)
+    _sink.failures = failures
+    try:
+        caller(**kwargs)
+    except Exception as exc:
+        failures.append(("(a wrapper)", exc))
+    finally:
+        _sink.failures = outer
     return failures

@@ -25,11 +25,10 @@ from typing import Any, ClassVar, Sequence
 import attrs
 
 import simctl
-from simctl import (BatchSettings, ConfigError, JobStatus, LaunchStep, RunSettings, SchedulerError, Status,
-                    format_flags, parse_walltime)
+from simctl import (BatchJob, ConfigError, JobStatus, RunSettings, SchedulerError, SchedulerLauncher, Status,
+                    BatchSettings, format_flags, parse_walltime)
 
-from ._scheduler import SchedulerLauncher
-from .mpi import mpi_run_args
+from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 
 #: every job state bjobs reports, what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -229,18 +228,20 @@ class LsfLauncher(SchedulerLauncher):
     array_base = 1
     #: bkill exits 255 for a job that already finished; its output says so (see run)
     cancel_ok_codes = (0, 255)
+    local_rank_vars = {"jsrun": ("JSM_NAMESPACE_LOCAL_RANK",), "mpirun": MPI_LOCAL_RANK_VARS, None: ()}
 
     def job_name(self, name: str) -> str:
         return lsf_job_name(name)
 
     # -- batch scripts -------------------------------------------------------------------
 
-    def directives(self, group: LaunchStep, bs: BatchSettings, n_members: int) -> list[str]:
+    def directives(self, job: BatchJob) -> list[str]:
+        bs, n_members = job.batch_settings, len(job.members)
         q = shlex.quote
-        name = self.job_name(group.name)
+        name = self.job_name(job.name)
         if bs.array:
             name = f'"{name}[{self.array_base}-{self.array_base + n_members - 1}]"'
-        out = [f"-J {name}", f"-o {q(group.out)}", f"-e {q(group.err)}"]
+        out = [f"-J {name}", f"-o {q(job.out)}", f"-e {q(job.err)}"]
         if bs.time:
             out.append(f"-W {lsf_walltime(bs.time)}")
         if bs.nodes:
@@ -258,26 +259,11 @@ class LsfLauncher(SchedulerLauncher):
             out.append(flag if value is None else f"{flag} {q(str(value))}")
         return out
 
-    def prepare_batch(self, group: LaunchStep) -> LaunchStep:
-        group = super().prepare_batch(group)
-        group.argv = ["bsub"]  # the script goes to bsub's standard input: see submit_input
-        return group
+    def submit_command(self, job: BatchJob, script_path: str) -> list[str]:
+        return ["bsub"]  # the script goes to bsub's standard input: see submit_input
 
-    def submit_command(self, script_path: str) -> list[str]:
-        return ["bsub"]
-
-    def _script_path(self, group: LaunchStep) -> str:
-        return os.path.join(group.env["SIMCTL_JOB_DIR"] or "", "job.sh")
-
-    def submit_input(self, group: LaunchStep) -> str | None:
-        return group.script  # bsub reads #BSUB lines only from standard input
-
-    def preview(self, step: LaunchStep) -> str:
-        if not step.members and not self.inside_allocation():
-            step = self.prepare_batch(self.solo_group(step))
-        if step.members:
-            return f"# submitted with: bsub < {shlex.quote(self._script_path(step))}\n{step.script}"
-        return super().preview(step)
+    def submit_input(self, job: BatchJob, script: str) -> str | None:
+        return script  # bsub reads #BSUB lines only from standard input
 
     def parse_submit(self, output: str, argv: Sequence[str]) -> str:
         try:
@@ -313,15 +299,12 @@ class LsfLauncher(SchedulerLauncher):
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["bkill", *job_ids]
 
-    def run(self, argv: Sequence[str], input: str | None = None, ok_codes: Sequence[int] = (0,),
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = super().run(argv, input=input, ok_codes=ok_codes, timeout=timeout)
-        if list(argv[:1]) == ["bkill"] and proc.returncode != 0:
+    def check_cancel(self, proc: subprocess.CompletedProcess[str], argv: Sequence[str]) -> None:
+        if proc.returncode != 0:
             # a job that already finished or left LSF is fine; anything else is an error
             if any(not _BKILL_OK.match(ln) for ln in (proc.stdout + proc.stderr).splitlines()):
                 raise SchedulerError(list(argv), proc.returncode, (proc.stderr + proc.stdout).strip(),
                                      "bkill could not kill the job(s)")
-        return proc
 
 
 @simctl.hookimpl

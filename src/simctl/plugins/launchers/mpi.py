@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from simctl import RunSettings, format_flags
 
+#: where mpirun/mpiexec put a rank's node-local index: Open MPI, MPICH/Hydra, Intel MPI, PMIx
+MPI_LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "PMIX_LOCAL_RANK")
+
 
 def mpi_run_args(rs: RunSettings) -> list[str]:
     """``-n`` total tasks, ``-npernode`` tasks per node, ``--host`` the host list,

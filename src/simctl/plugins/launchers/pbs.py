@@ -30,10 +30,10 @@ from typing import Any, ClassVar, Mapping, Sequence
 import attrs
 
 import simctl
-from simctl import BatchSettings, ConfigError, JobStatus, LaunchStep, RunSettings, SchedulerError, Status, format_flags
+from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, RunSettings, SchedulerError, SchedulerLauncher,
+                    Status, format_flags)
 
-from ._scheduler import SchedulerLauncher
-from .mpi import mpi_run_args
+from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 
 #: every job state qstat reports (PBS Pro and Torque), what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -312,6 +312,11 @@ class PbsLauncher(SchedulerLauncher):
     cancel_ok_codes = tuple(range(256))
     FLAVORS: ClassVar[tuple[str, ...]] = ("pro", "torque")
     QSTAT_FORMATS: ClassVar[tuple[str, ...]] = ("auto", "json", "classic")
+    accepted_options = {**SchedulerLauncher.accepted_options,
+                        "pbs_flavor": "'pro' (default: -J arrays, -l select=) or 'torque' (-t, -l nodes=)",
+                        "qstat_format": "'auto' (default), 'json' (PBS Pro) or 'classic' (qstat -f)"}
+    local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, "aprun": ("ALPS_APP_PE",),
+                       None: ()}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -336,9 +341,10 @@ class PbsLauncher(SchedulerLauncher):
 
     # -- batch scripts -------------------------------------------------------------------
 
-    def directives(self, group: LaunchStep, bs: BatchSettings, n_members: int) -> list[str]:
+    def directives(self, job: BatchJob) -> list[str]:
+        bs, n_members = job.batch_settings, len(job.members)
         q = shlex.quote
-        out = [f"-N {q(self.job_name(group.name))}", f"-o {q(group.out)}", f"-e {q(group.err)}"]
+        out = [f"-N {q(self.job_name(job.name))}", f"-o {q(job.out)}", f"-e {q(job.err)}"]
         if isinstance(bs, PbsBatchSettings) and bs.export_env:
             out.append("-V")
         if bs.time:
@@ -371,16 +377,10 @@ class PbsLauncher(SchedulerLauncher):
             out.append(flag if value is None else f"{flag} {q(str(value))}")
         return out
 
-    def prepare_batch(self, group: LaunchStep) -> LaunchStep:
-        group = super().prepare_batch(group)
-        script = os.path.join(group.env["SIMCTL_JOB_DIR"] or "", "job.sh")
+    def submit_command(self, job: BatchJob, script_path: str) -> list[str]:
         # -o/-e on the command line as well: Slurm's qsub wrapper passes its own defaults to sbatch,
         # which would override the script's directives
-        group.argv = ["qsub", "-o", group.out, "-e", group.err, script]
-        return group
-
-    def submit_command(self, script_path: str) -> list[str]:
-        return ["qsub", script_path]
+        return ["qsub", "-o", job.out, "-e", job.err, script_path]
 
     def parse_submit(self, output: str, argv: Sequence[str]) -> str:
         try:
@@ -445,16 +445,13 @@ class PbsLauncher(SchedulerLauncher):
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["qdel", *job_ids]
 
-    def run(self, argv: Sequence[str], input: str | None = None, ok_codes: Sequence[int] = (0,),
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = super().run(argv, input=input, ok_codes=ok_codes, timeout=timeout)
-        if list(argv[:1]) == ["qdel"] and proc.returncode != 0:
+    def check_cancel(self, proc: subprocess.CompletedProcess[str], argv: Sequence[str]) -> None:
+        if proc.returncode != 0:
             # a job that already finished or left the queue is fine; anything else is an error
             bad = [ln for ln in (proc.stdout + proc.stderr).splitlines() if not _GONE_LINE.search(ln)]
             if bad:
                 raise SchedulerError(list(argv), proc.returncode, (proc.stderr + proc.stdout).strip(),
                                      "qdel could not delete the job(s)")
-        return proc
 
 
 @simctl.hookimpl

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 import simctl
-from simctl import (BatchSettings, ConfigError, JobStatus, LaunchStep, RunSettings, SchedulerError, Status,
-                    format_flags)
+from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, RunSettings, SchedulerError,
+                    SchedulerLauncher, Status, format_flags)
 
-from ._scheduler import SchedulerLauncher
-from .mpi import mpi_run_args
+from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 
 #: every state squeue or sacct reports, and what it means here
 STATES: dict[str, Status] = {
@@ -202,14 +201,19 @@ class SlurmLauncher(SchedulerLauncher):
     directive_prefix = "#SBATCH"
     array_base = 0
     cancel_ok_codes = (0,)
+    accepted_options = {**SchedulerLauncher.accepted_options,
+                        "accounting": "whether sacct knows finished jobs (default: asked of scontrol once)"}
+    local_rank_vars = {"srun": ("SLURM_LOCALID",), "mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS,
+                       None: ()}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._accounting: bool | None = options.get("accounting")
 
-    def directives(self, group: LaunchStep, bs: BatchSettings, n_members: int) -> list[str]:
-        args: dict[str, Any] = {"job-name": self.job_name(group.name), "output": slurm_filename(group.out),
-                                "error": slurm_filename(group.err)}
+    def directives(self, job: BatchJob) -> list[str]:
+        bs, n_members = job.batch_settings, len(job.members)
+        args: dict[str, Any] = {"job-name": self.job_name(job.name), "output": slurm_filename(job.out),
+                                "error": slurm_filename(job.err)}
         if bs.nodes:
             args["nodes"] = bs.nodes
         if bs.time:
@@ -225,7 +229,7 @@ class SlurmLauncher(SchedulerLauncher):
             args["open-mode"] = "append"  # the elements share the job's output files
         elif not any(k in bs.batch_args for k in ("ntasks", "n", "exclusive", "ntasks-per-node")):
             # room for every member at once: the sum of the members' tasks
-            args["ntasks"] = sum(_member_tasks(m.run_settings) for m in group.members)
+            args["ntasks"] = sum(_member_tasks(m.run_settings) for m in job.members)
         args.update(bs.batch_args)
         return sbatch_directives(args)
 
@@ -236,7 +240,7 @@ class SlurmLauncher(SchedulerLauncher):
     def killed(self, job: JobStatus) -> bool:
         return job.raw in self.KILLED
 
-    def submit_command(self, script_path: str) -> list[str]:
+    def submit_command(self, job: BatchJob, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]
 
     def parse_submit(self, output: str, argv: Sequence[str]) -> str:

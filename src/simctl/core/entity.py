@@ -1,0 +1,99 @@
+"""The entity protocol: what any kind of entity contributes to a launch.
+
+:class:`Model` and :class:`Ensemble` are its first implementations; a store
+(an orchestrator's shards), a colocated store or an inference worker are
+further ones. The core never asks what kind an entity is: it asks the entity
+for its launch entries (:meth:`Entity.plan`), its job keys, its run
+directories, whether it runs until stopped, when it is ready, and what it
+hands to the entities started after it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import attrs
+
+from .steps import BatchJob, Launch, ProcessStep
+
+if TYPE_CHECKING:
+    from .launcher import Launcher
+    from .settings import BatchSettings, RunSettings
+
+
+@attrs.define
+class Handoff:
+    """What a running entity gives to every entity started after it:
+    environment variables (addresses...) and secret ones (credentials, passed
+    only through the environment or a file of mode 0600)."""
+
+    env: dict[str, str] = attrs.field(factory=dict)
+    secret_env: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.define
+class PlanContext:
+    """What planning needs besides the entities: the launcher (to check
+    settings against), a token that makes this launch's batch directories
+    unique, and what running entities hand to new ones. Planning reads it and
+    never writes anything."""
+
+    launcher: "Launcher"
+    token: str
+    handoff: Handoff = attrs.field(factory=Handoff)
+
+    def check(self, run_settings: "RunSettings | None", batch_settings: "BatchSettings | None") -> None:
+        """Raise ConfigError if the launcher cannot run these settings."""
+        self.launcher.check_settings(run_settings, batch_settings)
+
+    def batch_job(self, name: str, cwd: str, batch_settings: "BatchSettings",
+                  members: list[ProcessStep]) -> BatchJob:
+        """A batch job of ``members``, with its files under ``cwd``."""
+        self.check(None, batch_settings)
+        return BatchJob(name=name, cwd=cwd, batch_settings=batch_settings, members=members,
+                        out=os.path.join(cwd, f"{name}.batch.out"), err=os.path.join(cwd, f"{name}.batch.err"),
+                        job_dir=os.path.join(cwd, ".simctl-batch", f"{name}-{self.token}"))
+
+
+class Entity:
+    """Base class of everything an experiment can generate, start, watch and stop.
+
+    Subclasses implement :meth:`plan` and :meth:`job_keys`; the rest has
+    defaults that fit an entity that ends by itself.
+    """
+
+    name: str
+    #: True for an entity that runs until it is stopped (a store): it is waited on
+    #: until ready after it starts, and ``start(block=True)`` does not wait for it
+    runs_until_stopped: ClassVar[bool] = False
+    #: seconds to wait for readiness before giving up (entities that run until stopped)
+    ready_timeout: float = 60.0
+
+    @property
+    def type(self) -> str:
+        """The kind of entity, as records and tables show it (``Model``)."""
+        return type(self).__name__
+
+    def plan(self, ctx: PlanContext) -> list[Launch]:
+        """The process steps and batch jobs that launch this entity. Pure: no
+        files written, nothing started; raise ConfigError for bad settings."""
+        raise NotImplementedError
+
+    def job_keys(self) -> list[str]:
+        """The keys of the jobs :meth:`plan` makes, in order (without planning)."""
+        raise NotImplementedError
+
+    def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Any, str]]:
+        """``(leaf, directory)`` for each run directory ``generate`` writes; the
+        leaf has ``name``, ``params`` and ``files``. None by default."""
+        return []
+
+    def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
+        """Whether the started entity is ready. By default: every step that
+        names a ``ready_file`` has written it."""
+        return all(os.path.exists(s.ready_file) for s in steps if s.ready_file)
+
+    def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
+        """What this (ready) entity gives to entities started after it."""
+        return Handoff()
