@@ -34,9 +34,12 @@ def auto_log():
 
     logger = logging.getLogger("simctl")
     handler = _Keep(level=logging.INFO)
+    old = logger.level
+    logger.setLevel(logging.INFO)  # a library logs at the level its user sets
     logger.addHandler(handler)
     yield records
     logger.removeHandler(handler)
+    logger.setLevel(old)
 
 
 def picked(records: list[logging.LogRecord]) -> str:

@@ -312,7 +312,7 @@ def test_two_entities_into_one_directory(exp, rs, exp_path):
 
 
 def test_generate_takes_entities_only(exp, exp_path):
-    with pytest.raises(simctl.ConfigError, match="expected Model or Ensemble, got str"):
+    with pytest.raises(simctl.ConfigError, match="expected a Model, an Ensemble or another entity, got str"):
         exp.generate("model")
     assert not exp_path.exists()
 

@@ -145,8 +145,8 @@ def test_malformed_bjobs_output_is_an_error(line):
 def test_walltime_is_whole_minutes_rounded_up(given, want, tmp_path):
     exp = make(tmp_path)
     bs = exp.create_batch_settings(time=given)
-    group = simctl.LaunchStep(name="g", argv=[], cwd=str(tmp_path), out="o", err="e")
-    assert f"-W {want}" in exp.launcher.directives(group, bs, 1)
+    job = simctl.BatchJob(name="g", cwd=str(tmp_path), batch_settings=bs, members=[], out="o", err="e")
+    assert f"-W {want}" in exp.launcher.directives(job)
 
 
 @pytest.mark.parametrize("bad", ["1:99", "soon", -1, dt.timedelta(seconds=-3)])
@@ -192,6 +192,10 @@ def test_jsrun_and_mpirun_flags(tmp_path):
     assert mpi.format_run_args() == ["-n", "3", "--host", "h1,h2"]
 
 
+from _lifecycle_helpers import wait_until  # noqa: E402
+from _script_helpers import STOP_LOOP  # noqa: E402  (the same script tail on every scheduler)
+
+
 def _jobdir(text: str) -> str:
     m = re.search(r"(/\S+/\.simctl-batch/[^/\s]+)/", text)
     assert m, text
@@ -211,8 +215,10 @@ def test_preview_shows_the_exact_batch_script(tmp_path):
     text = exp.preview(ens, show=False)
     d, e = _jobdir(text), str(tmp_path / "l" / "ens")
     assert text == f"""Experiment 'l' at {tmp_path / 'l'} on launcher 'lsf'
-# ens: ens
+# Ensemble ens
 # submitted with: bsub < {d}/job.sh
+# 0.env: (empty)
+# 1.env: (empty)
 #!/bin/bash
 #BSUB -J ens
 #BSUB -o {e}/ens.batch.out
@@ -226,10 +232,9 @@ def test_preview_shows_the_exact_batch_script(tmp_path):
 #BSUB -alloc_flags smt4
 # simctl batch job ens: 2 member(s)
 set -u
-( cd {e}/ens_0 && /bin/echo hi -x '$HOME' > {e}/ens_0/ens_0.out 2> {e}/ens_0/ens_0.err; echo $? > {d}/0.rc ) &
-( cd {e}/ens_1 && /bin/echo hi -x 'a b' > {e}/ens_1/ens_1.out 2> {e}/ens_1/ens_1.err; echo $? > {d}/1.rc ) &
-wait
-"""
+( ( cd {e}/ens_0 && . {d}/0.env && exec /bin/echo hi -x '$HOME' ) > {e}/ens_0/ens_0.out 2> {e}/ens_0/ens_0.err & echo $! > {d}/0.pid; wait $!; echo $? > {d}/0.rc ) &
+( ( cd {e}/ens_1 && . {d}/1.env && exec /bin/echo hi -x 'a b' ) > {e}/ens_1/ens_1.out 2> {e}/ens_1/ens_1.err & echo $! > {d}/1.pid; wait $!; echo $? > {d}/1.rc ) &
+{STOP_LOOP.format(d=d)}"""
 
 
 def test_preview_of_a_model_and_of_an_array(tmp_path):
@@ -243,7 +248,7 @@ def test_preview_of_a_model_and_of_an_array(tmp_path):
     exp.generate(ens)
     text = exp.preview(ens, show=False)
     assert '#BSUB -J "arr[1-2]"' in text.splitlines()
-    assert 'case "${LSB_JOBINDEX}" in' in text and re.search(r"^  2\) cd .*/arr_1 ", text, re.M)
+    assert 'case "${LSB_JOBINDEX}" in' in text and re.search(r"^  2\) \( cd .*/arr_1 ", text, re.M)
 
 
 # -- end to end with the stand-in -------------------------------------------------------------------------
@@ -285,13 +290,15 @@ def test_ensemble_as_one_batch_job_with_a_failing_member(lsf_env, tmp_path):
     exp.generate(ens)
     exp.start(ens)
     assert exp.get_status(ens) == [Status.COMPLETED, Status.FAILED, Status.COMPLETED]
-    jobs = [exp.controller.jobs[m.name] for m in ens]
+    jobs = [exp.controller.jobs[m.key] for m in ens]
     assert [j.status.returncode for j in jobs] == [0, 4, 0] and jobs[1].status.reason == "exited with code 4"
     assert len({j.record.job_id.split(":")[0] for j in jobs}) == 1  # one bsub
     assert [(Path(m.path) / f"{m.name}.out").read_text() for m in ens] == [
         "['-x', \"it's $HOME\"]\n", "['-x', 'bad']\n", "['-x', 'a  b']\n"]
-    record = bjobs_record(lsf_env, jobs[0].record.job_id.split(":")[0])
-    assert record["name"] == "ens" and record["elements"]["0"]["stat"] == "DONE"  # the #BSUB lines were read
+    job_id = jobs[0].record.job_id.split(":")[0]
+    # members are seen done from their exit-status files, before the stand-in finishes the job
+    wait_until(lambda: bjobs_record(lsf_env, job_id)["elements"]["0"]["stat"] == "DONE", "the job to finish")
+    assert bjobs_record(lsf_env, job_id)["name"] == "ens"  # the #BSUB lines were read
 
 
 def test_a_model_alone_is_a_batch_job_of_one(lsf_env, tmp_path):
@@ -312,9 +319,9 @@ def test_ensemble_as_job_array(lsf_env, tmp_path):
     exp.generate(ens)
     exp.start(ens)
     assert exp.get_status(ens) == [Status.COMPLETED, Status.FAILED, Status.COMPLETED]
-    assert exp.controller.jobs["arr_1"].status.returncode == 6
+    assert exp.controller.jobs["arr/arr_1"].status.returncode == 6
     assert [(Path(m.path) / f"{m.name}.out").read_text() for m in ens] == ["1 0\n", "2 6\n", "3 0\n"]
-    job_id = exp.controller.jobs["arr_0"].record.job_id.split(":")[0]
+    job_id = exp.controller.jobs["arr/arr_0"].record.job_id.split(":")[0]
     assert sorted(bjobs_record(lsf_env, job_id)["elements"]) == ["1", "2", "3"]  # a real array of 3
 
 
@@ -332,7 +339,7 @@ def test_bkill_cancels_the_job_and_its_processes(lsf_env, tmp_path):
     wait_for(lambda: len(sleeping()) == 2, "both members sleeping")
     exp.stop(ens)
     assert exp.get_status(ens) == [Status.CANCELLED, Status.CANCELLED]
-    job_id = exp.controller.jobs["sl_0"].record.job_id.split(":")[0]
+    job_id = exp.controller.jobs["sl/sl_0"].record.job_id.split(":")[0]
     out = subprocess.run(["bjobs", "-a", "-noheader", "-o", lsf.BJOBS_FORMAT, job_id], capture_output=True,
                          text=True).stdout
     assert out.startswith(f"{job_id}|sl|EXIT|") and "TERM_OWNER: job killed by owner" in out
@@ -410,7 +417,7 @@ def test_one_bjobs_per_poll_for_all_jobs(lsf_env, tmp_path):
     exp = make(tmp_path)
     blocked = [_blocked(exp, tmp_path, f"m{i}") for i in range(5)]
     exp.start(*[m for m, _ in blocked], block=False)
-    jobs = [exp.controller.jobs[m.name] for m, _ in blocked]
+    jobs = [exp.controller.jobs[m.key] for m, _ in blocked]
     wait_for(lambda: all(j.status.status is Status.RUNNING for j in jobs), "all five to run")
     before = exp.launcher.commands_run
     statuses = exp.launcher.status([j.record.job_id for j in jobs])
@@ -431,7 +438,7 @@ def test_preview_is_the_script_that_is_submitted(lsf_env, tmp_path):
     exp.start(ens)
     submitted = Path(_jobdir(text)) / "job.sh"
     assert text.endswith(submitted.read_text()) and text.count("#!/bin/bash") == 1
-    spooled = lsf_env / "jobs" / (exp.controller.jobs["ens_0"].record.job_id.split(":")[0] + ".sh")
+    spooled = lsf_env / "jobs" / (exp.controller.jobs["ens/ens_0"].record.job_id.split(":")[0] + ".sh")
     assert spooled.read_text() == submitted.read_text()  # what bsub read on stdin
 
 
@@ -449,9 +456,9 @@ def test_inside_an_allocation_models_are_local_steps(lsf_env, tmp_path, monkeypa
 
 def test_a_member_killed_with_its_job_reports_the_kill(tmp_path):
     launcher = lsf.LsfLauncher()
-    launcher._jobs["9"] = (str(tmp_path), False)
+    assert launcher.adopt("9:0", {"job_dir": str(tmp_path), "members": 1})
     runlimit = lsf.parse_bjobs("9|j|EXIT|140|TERM_RUNLIMIT: job killed after reaching LSF run time limit\n")
-    st = launcher._member_status("9", 0, runlimit, 143)
+    st = launcher._member_status("9:0", "9", 0, runlimit, 143)
     assert (st.status, st.returncode) == (Status.FAILED, 143) and "TERM_RUNLIMIT" in st.reason
-    plain = launcher._member_status("9", 0, lsf.parse_bjobs("9|j|EXIT|3|-\n"), 3)
+    plain = launcher._member_status("9:0", "9", 0, lsf.parse_bjobs("9|j|EXIT|3|-\n"), 3)
     assert plain.reason == "exited with code 3"

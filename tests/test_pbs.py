@@ -170,7 +170,7 @@ def test_walltime_is_written_as_hh_mm_ss(tmp_path):
     for given, want in [(90, "01:30:00"), ("1-02:00:00", "26:00:00"), (dt.timedelta(seconds=61), "00:01:01"),
                         ("10:30", "00:10:30")]:
         bs = exp.create_batch_settings(time=given)
-        assert f"-l walltime={want}" in exp.launcher.directives(_group(tmp_path), bs, 1)
+        assert f"-l walltime={want}" in exp.launcher.directives(_group(tmp_path, bs))
 
 
 @pytest.mark.parametrize("bad", ["1:99", "ten minutes", "-5", 0, dt.timedelta(0), True])
@@ -217,8 +217,11 @@ def test_aprun_and_mpirun_flags(tmp_path):
     assert "aprun -n 8 -N 4 -d 2 -L nid001,nid002 -j 1 -cc depth a.out x" in exp.preview(model, show=False)
 
 
-def _group(tmp_path: Path) -> simctl.LaunchStep:
-    return simctl.LaunchStep(name="g", argv=[], cwd=str(tmp_path), out="o", err="e", members=[])
+def _group(tmp_path: Path, bs: simctl.BatchSettings) -> simctl.BatchJob:
+    return simctl.BatchJob(name="g", cwd=str(tmp_path), batch_settings=bs, members=[], out="o", err="e")
+
+
+from _script_helpers import STOP_LOOP  # noqa: E402  (the same script tail on every scheduler)
 
 
 def _jobdir(text: str) -> str:
@@ -241,8 +244,10 @@ def test_preview_shows_the_exact_batch_script(tmp_path):
     d = _jobdir(text)
     e = str(tmp_path / "p" / "ens")
     assert text == f"""Experiment 'p' at {tmp_path / 'p'} on launcher 'pbs'
-# ens: ens
+# Ensemble ens
 # submitted with: qsub -o {e}/ens.batch.out -e {e}/ens.batch.err {d}/job.sh
+# 0.env: (empty)
+# 1.env: (empty)
 #!/bin/bash
 #PBS -N ens
 #PBS -o {e}/ens.batch.out
@@ -255,12 +260,11 @@ def test_preview_shows_the_exact_batch_script(tmp_path):
 #PBS -A proj
 #PBS -m abe
 # simctl batch job ens: 2 member(s)
-set -u
 module load foo
-( cd {e}/ens_0 && /bin/echo 'it'"'"'s' '$HOME' -x 1 > {e}/ens_0/ens_0.out 2> {e}/ens_0/ens_0.err; echo $? > {d}/0.rc ) &
-( cd {e}/ens_1 && /bin/echo 'it'"'"'s' '$HOME' -x 'a b' > {e}/ens_1/ens_1.out 2> {e}/ens_1/ens_1.err; echo $? > {d}/1.rc ) &
-wait
-"""
+set -u
+( ( cd {e}/ens_0 && . {d}/0.env && exec /bin/echo 'it'"'"'s' '$HOME' -x 1 ) > {e}/ens_0/ens_0.out 2> {e}/ens_0/ens_0.err & echo $! > {d}/0.pid; wait $!; echo $? > {d}/0.rc ) &
+( ( cd {e}/ens_1 && . {d}/1.env && exec /bin/echo 'it'"'"'s' '$HOME' -x 'a b' ) > {e}/ens_1/ens_1.out 2> {e}/ens_1/ens_1.err & echo $! > {d}/1.pid; wait $!; echo $? > {d}/1.rc ) &
+{STOP_LOOP.format(d=d)}"""
 
 
 @pytest.mark.parametrize("flavor,flag,nodes", [("pro", "#PBS -J 1-3", "#PBS -l select=1:ncpus=4"),
@@ -275,7 +279,7 @@ def test_array_script_per_flavor(tmp_path, flavor, flag, nodes):
     text = exp.preview(ens, show=False)
     assert flag in text.splitlines() and nodes in text.splitlines()
     assert 'case "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-}}}" in' in text
-    assert re.search(r"^  1\) cd .*/arr_0 .*;;$", text, re.M) and re.search(r"^  3\) cd .*/arr_2 .*;;$", text, re.M)
+    assert re.search(r"^  1\) \( cd .*/arr_0 .*;;$", text, re.M) and re.search(r"^  3\) \( cd .*/arr_2 .*;;$", text, re.M)
 
 
 def test_bad_launcher_options(tmp_path):
@@ -363,7 +367,7 @@ def test_ensemble_as_one_batch_job(cluster, tmp_path):
     assert preview.endswith((Path(_jobdir(preview)) / "job.sh").read_text())  # preview = what qsub got
     parents = {j.record.job_id.split(":")[0] for j in exp.controller.jobs.values()}
     assert len(parents) == 1  # one qsub for the whole ensemble
-    assert [exp.controller.jobs[m.name].status.returncode for m in ens] == [0, 5, 0]
+    assert [exp.controller.jobs[m.key].status.returncode for m in ens] == [0, 5, 0]
     assert [(Path(m.path) / f"{m.name}.out").read_text() for m in ens] == ["x=one\n", "x=fail\n", "x=three\n"]
 
 
@@ -395,7 +399,7 @@ def test_cancel_with_qdel(cluster, tmp_path):
     ens = exp.create_ensemble("sl", replicas=2, run_settings=rs, batch_settings=exp.create_batch_settings())
     exp.generate(ens)
     exp.start(ens, block=False)
-    job_id = exp.controller.jobs["sl_0"].record.job_id.split(":")[0]
+    job_id = exp.controller.jobs["sl/sl_0"].record.job_id.split(":")[0]
 
     def sleeping() -> list[psutil.Process]:
         return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]
@@ -403,7 +407,7 @@ def test_cancel_with_qdel(cluster, tmp_path):
     wait_for(lambda: len(sleeping()) == 2, "both members sleeping inside the job")
     exp.stop(ens)
     assert exp.get_status(ens) == [Status.CANCELLED, Status.CANCELLED]
-    assert exp.controller.jobs["sl_0"].status.reason == "cancelled by the experiment"
+    assert exp.controller.jobs["sl/sl_0"].status.reason == "cancelled by the experiment"
     listing = subprocess.run(["qstat", "-f", job_id], capture_output=True, text=True).stdout
     assert "job_state = C" in listing
     wait_for(lambda: not sleeping(), "the members' processes to end")
@@ -428,7 +432,7 @@ def test_classic_qstat_path_is_detected_once_and_one_qstat_per_poll(cluster, tmp
     exp.start(*models)
     assert exp.get_status(*models) == [Status.COMPLETED] * 3
     calls = log.read_text().splitlines()
-    ids = sorted(exp.controller.jobs[m.name].record.job_id.split(":")[0] for m in models)
+    ids = sorted(exp.controller.jobs[m.key].record.job_id.split(":")[0] for m in models)
     assert calls[0].startswith("-f -F json -x ")
     assert calls[1] == "-f " + " ".join(ids)  # the same cycle, now classic, all three jobs
     assert sum(c.startswith("-f -F json") for c in calls) == 1  # detected once
@@ -453,7 +457,7 @@ def test_rejected_submission_reaches_the_user(cluster, tmp_path):
 def test_a_job_unknown_to_qstat_is_reported_vanished(cluster, tmp_path):
     launcher = pbs.PbsLauncher()
     assert launcher.query(["999999"]) == {}  # real qstat: exit 153, nothing printed
-    launcher._jobs["999999"] = (str(tmp_path), False)
+    assert launcher.adopt("999999:0", {"job_dir": str(tmp_path), "members": 1})
     st = launcher.status(["999999:0"])["999999:0"]
     assert st.status is Status.UNKNOWN and st.done and "vanished" in st.reason
     (tmp_path / "0.rc").write_text("7\n")  # ...unless the member left its exit status
@@ -462,12 +466,12 @@ def test_a_job_unknown_to_qstat_is_reported_vanished(cluster, tmp_path):
 
 def test_a_member_killed_with_its_job_reports_the_kill(tmp_path):
     launcher = pbs.PbsLauncher()
-    launcher._jobs["5.srv"] = (str(tmp_path), False)
+    assert launcher.adopt("5.srv:0", {"job_dir": str(tmp_path), "members": 1})
     (tmp_path / "0.rc").write_text("143\n")
     walltime = {"5.srv": pbs.map_state("F", -29)}
-    st = launcher._member_status("5.srv", 0, walltime, 143)
+    st = launcher._member_status("5.srv:0", "5.srv", 0, walltime, 143)
     assert (st.status, st.returncode) == (Status.FAILED, 143) and "JOB_EXEC_KILL_WALLTIME" in st.reason
-    signalled = launcher._member_status("5.srv", 0, {"5.srv": pbs.map_state("F", 265)}, 137)
+    signalled = launcher._member_status("5.srv:0", "5.srv", 0, {"5.srv": pbs.map_state("F", 265)}, 137)
     assert "killed by signal 9 (SIGKILL)" in signalled.reason
-    plain = launcher._member_status("5.srv", 0, {"5.srv": pbs.map_state("F", 1)}, 1)
+    plain = launcher._member_status("5.srv:0", "5.srv", 0, {"5.srv": pbs.map_state("F", 1)}, 1)
     assert plain.reason == "exited with code 1"

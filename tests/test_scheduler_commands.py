@@ -85,7 +85,7 @@ def test_watching_20_jobs_costs_one_squeue_per_poll_cycle(tmp_path, monkeypatch)
 
     assert exp.get_status(*models) == [Status.COMPLETED] * 20
     assert len(log.of("sbatch")) == 20  # each model alone is its own batch job
-    jobs = {record_of(exp, m.name).job_id.rpartition(":")[0] for m in models}
+    jobs = {record_of(exp, m.key).job_id.rpartition(":")[0] for m in models}
     assert len(jobs) == 20
     assert cycles, "the monitor never polled"
     for ids, commands in cycles:
@@ -111,7 +111,7 @@ def test_a_batch_ensemble_is_one_sbatch_and_its_squeue_names_one_job(tmp_path, m
     exp.start(ens, block=True)
     assert exp.get_status(ens) == [Status.COMPLETED] * 6
     assert len(log.of("sbatch")) == 1
-    job = record_of(exp, "ens_0").job_id.rpartition(":")[0]
+    job = record_of(exp, "ens/ens_0").job_id.rpartition(":")[0]
     assert all(squeue_ids(argv) == {job} for argv in log.of("squeue"))
     assert log.names().count("srun") == 6  # the members, inside the job
 
@@ -194,7 +194,8 @@ def test_sbatch_missing_failing_or_printing_garbage(tmp_path, monkeypatch, fault
     assert err.value.command.startswith("sbatch --parsable ")
     if fault == "garbage":
         assert "printed no job id" in msg
-    assert exp.get_status(model) == [Status.NEW]  # nothing is tracked as if it ran
+    assert exp.get_status(model) == [Status.FAILED]  # recorded as not started, nothing tracked as if it ran
+    assert "not started: the launcher failed" in exp.controller.jobs["m"].status.reason
 
 
 SQUEUE_FAULTS = {
@@ -319,7 +320,8 @@ def test_a_rejected_submission_reaches_the_user(tmp_path, monkeypatch):
         exp.start(bad)
     assert "invalid partition specified: nope" in str(err.value)
     assert err.value.returncode == 1
-    assert exp.get_status(bad) == [Status.NEW]
+    assert exp.get_status(bad) == [Status.FAILED]
+    assert "invalid partition specified: nope" in exp.controller.jobs["bad"].status.reason
 
     # submitted in one start() with a good one: the good one is withdrawn, not left running untracked
     good = exp.create_model("good", py_settings(exp, script(tmp_path, GATED), str(tmp_path / "never")))
@@ -333,6 +335,7 @@ def test_a_rejected_submission_reaches_the_user(tmp_path, monkeypatch):
     try:
         assert squeue_state(withdrawn) in ("CANCELLED", "")
         assert len(sbatches) == 3  # bad; then good (withdrawn) and bad
-        assert exp.get_status(good, bad) == [Status.NEW, Status.NEW]
+        assert exp.get_status(good, bad) == [Status.FAILED, Status.FAILED]
+        assert "withdrawn" in exp.controller.jobs["good"].status.reason
     finally:
         scancel_quietly(withdrawn)

@@ -51,7 +51,7 @@ def report_of(model) -> list[dict]:
 
 def job_of(exp, model) -> str:
     """The Slurm job id behind a model launched as a batch member (``<job>:<index>``)."""
-    job_id = exp.controller.jobs[model.name].record.job_id
+    job_id = exp.controller.jobs[model.key].record.job_id
     assert job_id and ":" in job_id and not job_id.startswith("step:"), job_id
     return job_id.rpartition(":")[0]
 
@@ -100,7 +100,7 @@ def test_an_ensemble_with_batch_settings_is_one_batch_job_whose_members_are_step
     assert {r["SLURM_JOB_ID"] for r in reports} == {job}
     assert len({r["SLURM_STEP_ID"] for r in reports}) == 3  # three steps of that one job
     assert [r["argv"] for r in reports] == [["-a", "1", "-b", "x"], ["-a", "2", "-b", "y"], ["-a", "3", "-b", "z"]]
-    assert [exp.controller.jobs[m.name].record.job_id for m in ens.models] == [f"{job}:{i}" for i in range(3)]
+    assert [exp.controller.jobs[m.key].record.job_id for m in ens.models] == [f"{job}:{i}" for i in range(3)]
     assert squeue_field(job, "Name") == "ens"
 
 
@@ -127,7 +127,7 @@ def test_members_of_one_batch_job_run_side_by_side(tmp_path):
                               batch_settings=exp.create_batch_settings(time="00:05:00"))
     exp.generate(ens)
     exp.start(ens, block=True)
-    assert exp.get_status(ens) == [Status.COMPLETED] * 3, [exp.controller.jobs[m.name].status for m in ens.models]
+    assert exp.get_status(ens) == [Status.COMPLETED] * 3, [exp.controller.jobs[m.key].status for m in ens.models]
 
 
 def test_job_array_option(tmp_path):
@@ -144,7 +144,7 @@ def test_job_array_option(tmp_path):
     exp.start(ens, ens2, block=True)
 
     assert exp.get_status(ens) == [Status.COMPLETED, Status.FAILED, Status.COMPLETED]
-    failed = exp.controller.jobs["arr_1"].status
+    failed = exp.controller.jobs["arr/arr_1"].status
     assert failed.returncode == 3 and "3" in failed.reason
     assert exp.get_status(ens2) == [Status.COMPLETED] * 2
     for e in (ens, ens2):
@@ -173,7 +173,7 @@ def test_an_ensemble_of_20_members_all_complete_with_their_outputs(tmp_path):
     exp.start(ens, block=True)
 
     assert exp.get_status(ens) == [Status.COMPLETED] * 20
-    assert all(exp.controller.jobs[m.name].status.returncode == 0 for m in ens.models)
+    assert all(exp.controller.jobs[m.key].status.returncode == 0 for m in ens.models)
     assert len({job_of(exp, m) for m in ens.models}) == 1
     for m in ens.models:
         x = m.params["x"]
@@ -248,8 +248,9 @@ def test_stop_cancels_the_batch_job_and_its_process_is_gone(tmp_path):
 DRIVER = """
 import json, os, sys, time
 import psutil
-from simctl import Experiment, Status
+from simctl import Experiment, Status, configure_logging
 
+configure_logging()  # a driver script opts in to simctl's messages
 root, prog, sleeper, barrier = sys.argv[1:5]
 exp = Experiment("alloc", exp_path=root, launcher="auto")
 out = {"launcher": exp.launcher_name, "alloc": os.environ["SLURM_JOB_ID"]}

@@ -15,7 +15,6 @@ import collections
 import os
 import threading
 import time
-import uuid
 from typing import Any, Callable, Iterable, Sequence
 
 import attrs
@@ -23,7 +22,7 @@ import attrs
 from ..log import logger
 from . import manifest as mf
 from .entity import Entity, Handoff, PlanContext
-from .errors import ConfigError, LaunchError
+from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
 from .plan import LaunchPlan, make_plan
 from .plugins import Plugins, call_hook
@@ -112,8 +111,10 @@ class Controller:
                 if any(not j.done for j in self.jobs.values() if j.entity is entity):
                     handoff.env.update(given.env)
                     handoff.secret_env.update(given.secret_env)
-        return PlanContext(self.launcher, token or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-                           handoff)
+            # the launch's number: the same for preview() and the start() after it, so the
+            # previewed batch directory and script are exactly the ones submitted
+            launches = len({r.launched_at for r in self.manifest.jobs})
+        return PlanContext(self.launcher, token or str(launches + 1), handoff)
 
     def plan(self, entities: Sequence[Entity]) -> LaunchPlan:
         """The launch plan of ``entities`` (pure: raises ConfigError for bad input)."""
@@ -141,8 +142,8 @@ class Controller:
             error = exc
         jobs = self._record(plan, error)
         if error is not None:
-            if isinstance(error, (KeyboardInterrupt, SystemExit)):
-                raise error
+            if isinstance(error, (KeyboardInterrupt, SystemExit, SimctlError)):
+                raise error  # the launcher's own words; what it had started is recorded
             raise LaunchError(f"launcher {self.launcher.name!r} failed while starting: {error}; "
                               f"{sum(not j.done for j in jobs)} job(s) it had started are tracked") from error
         self._wait_ready(entities, jobs)

@@ -236,12 +236,17 @@ class SchedulerLauncher(Launcher):
         return "\n".join(head + body) + "\n"
 
     def solo_job(self, step: ProcessStep) -> BatchJob:
-        """A batch job holding one step, for a step started outside an allocation."""
+        """A batch job holding one step, for a step started outside an
+        allocation. Its directory is the first free
+        ``<cwd>/.simctl-batch/<name>-<n>``: found the same way by ``preview``
+        and by the ``start`` after it."""
+        base = os.path.join(step.cwd, ".simctl-batch", step.key.replace("/", "."))
+        n = 1
+        while os.path.exists(f"{base}-{n}"):
+            n += 1
         return BatchJob(name=step.name, cwd=step.cwd, batch_settings=self.default_batch_settings(step),
                         members=[step], out=os.path.join(step.cwd, f"{step.name}.batch.out"),
-                        err=os.path.join(step.cwd, f"{step.name}.batch.err"),
-                        job_dir=os.path.join(step.cwd, ".simctl-batch", f"{step.name}-{step.key.replace('/', '.')}-"
-                                             f"{os.getpid()}-{int(time.time() * 1000)}"))
+                        err=os.path.join(step.cwd, f"{step.name}.batch.err"), job_dir=f"{base}-{n}")
 
     def _as_launched(self, launch: Launch) -> Launch:
         if isinstance(launch, ProcessStep) and not self.inside_allocation():
@@ -263,18 +268,18 @@ class SchedulerLauncher(Launcher):
 
     def start(self, launches: Sequence[Launch]) -> None:
         local: list[ProcessStep] = []
-        submitted: list[str] = []
+        submitted: list[BatchJob] = []
         try:
             for launch in launches:
                 launch = self._as_launched(launch)
                 if isinstance(launch, BatchJob):
                     self._submit(launch)
-                    submitted.append(str(launch.job_id))
+                    submitted.append(launch)
                 else:
                     local.append(launch)
-        except BaseException:
+        except BaseException as exc:
             # a submission failed: nothing of this start() may be left running untracked
-            self._withdraw(submitted)
+            self._withdraw(submitted, exc)
             raise
         if local:
             self._steps.start(local)
@@ -301,8 +306,14 @@ class SchedulerLauncher(Launcher):
             m.job_id = f"{job.job_id}:{i}"
         self.watcher.watch(job.job_id, job.job_dir, ".rc", len(job.members))
 
-    def _withdraw(self, job_ids: Sequence[str]) -> None:
-        """Cancel jobs submitted by a start() that then failed (best effort)."""
+    def _withdraw(self, jobs: Sequence[BatchJob], why: BaseException) -> None:
+        """Cancel jobs submitted by a start() that then failed (best effort);
+        their members are marked as not started, saying why."""
+        job_ids = [str(j.job_id) for j in jobs]
+        for job in jobs:
+            for m in job.members:
+                m.job_id = None
+                m.error = f"withdrawn (job {job.job_id} cancelled): another submission of the same start() failed: {why}"
         if not job_ids:
             return
         with self._lock:
