@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# setup-slurm.sh -- bring up a REAL single-node Slurm cluster for simctl's
+# setup-slurm.sh -- bring up a REAL Slurm cluster on this one machine for simctl's
 # integration tests, from Debian packages (slurm-wlm, munge, slurm-wlm-torque).
 #
 # Usage:
@@ -14,14 +14,22 @@
 # Needs root (re-executes itself through `sudo -n` when possible).  No systemd is
 # assumed: the daemons are started directly.
 #
+# The cluster has two nodes on this one machine, each with its own slurmd:
+#   <host>       partition `debug` (default): advertises 32 CPUs, more than the
+#                machine has, so that many small jobs run at once;
+#   <host>-real  partition `real`: advertises the machine's real CPU count and
+#                memory, for tests of work bigger than a node (`sbatch -p real`).
+#
 # Files written: /etc/slurm/{slurm.conf,cgroup.conf}, /etc/munge/munge.key,
-# /var/spool/slurmctld, /var/spool/slurmd, /var/log/slurm/ (daemon logs and the
-# apt log of a first install), /run/slurm/ (pid files, lock), /run/munge/ (plus
-# munge's own /var/lib/munge and /var/log/munge; apt installs the packages).
+# /var/spool/slurmctld, /var/spool/slurmd/<node>/, /var/log/slurm/ (daemon logs
+# and the apt log of a first install), /run/slurm/ (pid files, lock), /run/munge/
+# (plus munge's own /var/lib/munge and /var/log/munge; apt installs the packages).
+# State left in /var/spool/slurmctld by a cluster with another ClusterName is
+# removed (slurmctld refuses to start with it), and the script says so.
 #
 # Tunables (environment):
-#   SIMCTL_SLURM_CPUS         CPUs advertised by the node          (default 32)
-#   SIMCTL_SLURM_MEMORY_MB    RealMemory advertised by the node    (default 65536)
+#   SIMCTL_SLURM_CPUS         CPUs advertised by node <host>       (default 32)
+#   SIMCTL_SLURM_MEMORY_MB    RealMemory advertised by node <host> (default 65536)
 #   SIMCTL_SLURM_MIN_JOB_AGE  MinJobAge: seconds a finished job stays
 #                             visible in squeue/scontrol           (default 30)
 #   SIMCTL_SLURM_TIMEOUT      seconds to wait for readiness        (default 90)
@@ -30,19 +38,23 @@
 set -euo pipefail
 
 readonly PROG="setup-slurm"
+readonly CLUSTER_NAME=simctl
+readonly REAL_PARTITION=real
 readonly PACKAGES=(munge slurm-wlm slurm-wlm-torque)
 
 readonly SLURM_CONF_DIR=/etc/slurm
 readonly SLURM_CONF=$SLURM_CONF_DIR/slurm.conf
 readonly CGROUP_CONF=$SLURM_CONF_DIR/cgroup.conf
 readonly CTLD_STATE_DIR=/var/spool/slurmctld
-readonly SLURMD_SPOOL_DIR=/var/spool/slurmd
+readonly SLURMD_SPOOL_ROOT=/var/spool/slurmd   # one sub-directory per node (%n)
 readonly SLURM_LOG_DIR=/var/log/slurm
 readonly SLURM_RUN_DIR=/run/slurm
 readonly CTLD_LOG=$SLURM_LOG_DIR/slurmctld.log
-readonly SLURMD_LOG=$SLURM_LOG_DIR/slurmd.log
 readonly CTLD_PID=$SLURM_RUN_DIR/slurmctld.pid
-readonly SLURMD_PID=$SLURM_RUN_DIR/slurmd.pid
+# Pid file of the one slurmd of earlier versions of this script (now: per node,
+# see slurmd_file).
+readonly OLD_SLURMD_PID=$SLURM_RUN_DIR/slurmd.pid
+readonly SLURMD_PORT=6818 REAL_SLURMD_PORT=6819
 
 readonly MUNGE_KEY=/etc/munge/munge.key
 readonly MUNGE_RUN_DIR=/run/munge
@@ -58,7 +70,7 @@ log()  { printf '[%s] %s\n' "$PROG" "$*" >&2; }
 
 show_logs() {
     local f
-    for f in "$CTLD_LOG" "$SLURMD_LOG" "$MUNGE_LOG"; do
+    for f in "$CTLD_LOG" "$SLURM_LOG_DIR"/slurmd-*.log "$MUNGE_LOG"; do
         if [[ -s $f ]]; then
             printf '\n[%s] ---- last lines of %s ----\n' "$PROG" "$f" >&2
             tail -n 25 "$f" >&2 || true
@@ -93,7 +105,7 @@ alive() {
 pids_of() {
     local name=$1 pidfile=$2 pid
     {
-        [[ -r $pidfile ]] && tr -dc '0-9' <"$pidfile" && echo
+        [[ -r $pidfile ]] && tr -dc '0-9' 2>/dev/null <"$pidfile" && echo
         pgrep -x "$name" || true
     } | sort -un | while read -r pid; do
         alive "$pid" "$name" && echo "$pid"
@@ -102,6 +114,26 @@ pids_of() {
 }
 
 pid_of() { local p; p=$(pids_of "$@"); echo "${p%%$'\n'*}"; }
+
+node_name() { hostname -s; }
+real_node_name() { echo "$(node_name)-$REAL_PARTITION"; }
+nodes() { node_name; real_node_name; }
+
+# slurmd_file pid|log NODE: that node's slurmd pid or log file (%n in slurm.conf).
+slurmd_file() {
+    case $1 in
+        pid) echo "$SLURM_RUN_DIR/slurmd-$2.pid" ;;
+        log) echo "$SLURM_LOG_DIR/slurmd-$2.log" ;;
+    esac
+}
+
+# slurmd_pid NODE: pid of the live slurmd serving NODE (from its pid file only:
+# every slurmd process has the same name).
+slurmd_pid() {
+    local pid
+    pid=$(tr -dc '0-9' 2>/dev/null <"$(slurmd_file pid "$1")") || true
+    if alive "$pid" slurmd; then echo "$pid"; fi
+}
 
 is_running() { [[ -n $(pid_of "$1" "$2") ]]; }
 
@@ -127,8 +159,6 @@ stop_daemon() {
     fi
     rm -f "$pidfile"
 }
-
-node_name() { hostname -s; }
 
 # ---------------------------------------------------------------- steps
 
@@ -195,17 +225,22 @@ setup_munge() {
     die "munged started but 'munge -n | unmunge' does not work"
 }
 
+# real_cpus, real_memory_mb: what the machine has (online CPUs; MemTotal rounded
+# down to whole GiB so that the value, hence slurm.conf, does not drift).
+real_cpus() { getconf _NPROCESSORS_ONLN; }
+real_memory_mb() { awk '/^MemTotal:/ { print int($2 / 1048576) * 1024 }' /proc/meminfo; }
+
 render_slurm_conf() {
-    local node=$1
+    local node=$1 real=$2
     cat <<EOF
 # Generated by scripts/setup-slurm.sh (simctl integration-test cluster).
 # Manual edits are overwritten on the next run; see docs/test-slurm.md.
-ClusterName=simctl
+ClusterName=${CLUSTER_NAME}
 SlurmctldHost=${node}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=6817
-SlurmdPort=6818
+SlurmdPort=${SLURMD_PORT}
 AuthType=auth/munge
 CryptoType=crypto/munge
 MpiDefault=none
@@ -219,11 +254,12 @@ MailProg=/bin/true
 EnforcePartLimits=ALL
 
 StateSaveLocation=${CTLD_STATE_DIR}
-SlurmdSpoolDir=${SLURMD_SPOOL_DIR}
+# Two slurmds on this machine: %n (the node name) keeps their files apart.
+SlurmdSpoolDir=${SLURMD_SPOOL_ROOT}/%n
 SlurmctldPidFile=${CTLD_PID}
-SlurmdPidFile=${SLURMD_PID}
+SlurmdPidFile=$(slurmd_file pid %n)
 SlurmctldLogFile=${CTLD_LOG}
-SlurmdLogFile=${SLURMD_LOG}
+SlurmdLogFile=$(slurmd_file log %n)
 SlurmctldDebug=info
 SlurmdDebug=info
 
@@ -250,12 +286,16 @@ SchedulerParameters=sched_interval=2,bf_interval=2,sched_min_interval=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 
-# The node advertises more CPUs/memory than the machine has (overcommit) so
+# Node ${node} advertises more CPUs/memory than the machine has (overcommit) so
 # that ~20 one-CPU jobs or job steps run at once; config_overrides makes slurmd
 # accept the slurm.conf values instead of the detected hardware.
+# Node ${real} (a second slurmd, its own port) advertises what the machine
+# really has: partition ${REAL_PARTITION} is for work bigger than a real node.
 SlurmdParameters=config_overrides
-NodeName=${node} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEMORY_MB} State=UNKNOWN
+NodeName=${node} NodeAddr=127.0.0.1 Port=${SLURMD_PORT} CPUs=${CPUS} RealMemory=${MEMORY_MB} State=UNKNOWN
+NodeName=${real} NodeHostname=${node} NodeAddr=127.0.0.1 Port=${REAL_SLURMD_PORT} CPUs=$(real_cpus) RealMemory=$(real_memory_mb) State=UNKNOWN
 PartitionName=debug Nodes=${node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=${REAL_PARTITION} Nodes=${real} MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 }
 
@@ -285,20 +325,35 @@ write_config() {
     node=$(node_name)
     [[ -n $node ]] || die "hostname -s is empty"
     install -d -m 0755 "$SLURM_CONF_DIR" "$SLURM_LOG_DIR" "$SLURM_RUN_DIR"
-    install -d -m 0755 "$CTLD_STATE_DIR" "$SLURMD_SPOOL_DIR"
+    install -d -m 0755 "$CTLD_STATE_DIR" "$SLURMD_SPOOL_ROOT"
     tmp=$(mktemp "$SLURM_CONF_DIR/.slurm.conf.XXXXXX")
-    render_slurm_conf "$node" >"$tmp"
+    render_slurm_conf "$node" "$(real_node_name)" >"$tmp"
     changed+=$(install_if_changed "$tmp" "$SLURM_CONF" 0644)
     tmp=$(mktemp "$SLURM_CONF_DIR/.cgroup.conf.XXXXXX")
     render_cgroup_conf >"$tmp"
     changed+=$(install_if_changed "$tmp" "$CGROUP_CONF" 0644)
     if [[ -n $changed ]]; then
         CONFIG_CHANGED=1
-        log "wrote $SLURM_CONF (node $node, CPUs=$CPUS, RealMemory=$MEMORY_MB, MinJobAge=$MIN_JOB_AGE)"
+        log "wrote $SLURM_CONF (node $node: CPUs=$CPUS, RealMemory=$MEMORY_MB;" \
+            "node $(real_node_name): CPUs=$(real_cpus), RealMemory=$(real_memory_mb); MinJobAge=$MIN_JOB_AGE)"
     fi
 }
 
 ctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
+
+# clear_foreign_state DIR: slurmctld refuses to start, with or without -c
+# ("fatal: CLUSTER NAME MISMATCH"), when its StateSaveLocation DIR holds the
+# state of a cluster with another ClusterName (e.g. an earlier test Slurm).
+# This cluster is a throw-away: empty DIR, saying so.
+clear_foreign_state() {
+    local dir=$1 saved
+    [[ -s $dir/clustername ]] || return 0
+    saved=$(<"$dir/clustername")
+    [[ $saved == "$CLUSTER_NAME" ]] && return 0
+    log "$dir holds the state of cluster '$saved', not '$CLUSTER_NAME':" \
+        "removing it (its jobs, nodes and reservations are forgotten) and starting slurmctld with empty state"
+    find "$dir" -mindepth 1 -delete
+}
 
 start_slurmctld() {
     local clear=() i
@@ -311,6 +366,7 @@ start_slurmctld() {
         fi
         stop_daemon slurmctld "$CTLD_PID"
     fi
+    clear_foreign_state "$CTLD_STATE_DIR"
     # Clear saved state (-c) on first start; otherwise recover jobs from the
     # state files (after a crash or a configuration change), falling back to -c
     # below if slurmctld cannot start from them.
@@ -333,43 +389,67 @@ start_slurmctld() {
     die "slurmctld did not come up (scontrol ping: $(scontrol ping 2>&1 | tr '\n' ' '))"
 }
 
-start_slurmd() {
-    if is_running slurmd "$SLURMD_PID"; then
-        [[ $CONFIG_CHANGED -eq 0 ]] && return 0
-        log "configuration changed: restarting slurmd"
-        stop_daemon slurmd "$SLURMD_PID"
-    fi
-    log "starting slurmd"
-    # No -c: "clear system locks" also removes the sockets of running job
-    # steps, and slurmctld then kills those jobs (seen with slurm 22.05).
-    # Without it a restarted slurmd reattaches to the running slurmstepds.
-    slurmd 9>&- || die "slurmd failed to start"
-    local i
-    for ((i = 0; i < 50; i++)); do
-        is_running slurmd "$SLURMD_PID" || die "slurmd exited right after start"
-        port_open 6818 && return 0
-        sleep 0.2
+# slurmd_daemons: pids of all live slurmd daemons (not their short-lived forks).
+slurmd_daemons() {
+    local pid ppid
+    for pid in $(pids_of slurmd "$OLD_SLURMD_PID"); do
+        ppid=$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) || continue
+        alive "$ppid" slurmd || echo "$pid"
     done
-    die "slurmd does not listen on port 6818"
+}
+
+stop_slurmds() {
+    local node
+    stop_daemon slurmd "$OLD_SLURMD_PID"   # stops every slurmd process
+    for node in $(nodes); do rm -f "$(slurmd_file pid "$node")"; done
+}
+
+node_port() { if [[ $1 == "$(real_node_name)" ]]; then echo "$REAL_SLURMD_PORT"; else echo "$SLURMD_PORT"; fi; }
+
+start_slurmds() {
+    local node port known=0 running i
+    for node in $(nodes); do [[ -n $(slurmd_pid "$node") ]] && known=$((known + 1)); done
+    running=$(slurmd_daemons | wc -l)
+    if [[ $CONFIG_CHANGED -eq 1 && $running -gt 0 ]]; then
+        log "configuration changed: restarting slurmd"
+        stop_slurmds
+    elif [[ $running -gt $known ]]; then
+        log "$running slurmd running but only $known known by their pid files: restarting slurmd"
+        stop_slurmds
+    fi
+    for node in $(nodes); do
+        [[ -n $(slurmd_pid "$node") ]] && continue
+        port=$(node_port "$node")
+        log "starting slurmd for node $node (port $port)"
+        install -d -m 0755 "$SLURMD_SPOOL_ROOT/$node"
+        # No -c: "clear system locks" also removes the sockets of running job
+        # steps, and slurmctld then kills those jobs (seen with slurm 22.05).
+        # Without it a restarted slurmd reattaches to the running slurmstepds.
+        slurmd -N "$node" 9>&- || die "slurmd for node $node failed to start"
+        for ((i = 0; i < 50; i++)); do
+            [[ -n $(slurmd_pid "$node") ]] && port_open "$port" && continue 2
+            sleep 0.2
+        done
+        die "slurmd for node $node is not running or does not listen on port $port"
+    done
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-node_state() { sinfo -h -N -n "$(node_name)" -o '%T' 2>/dev/null | head -n1; }
+node_state() { sinfo -h -N -n "$1" -o '%T' 2>/dev/null | head -n1; }
 
-wait_ready() {
-    local node state deadline resumed=0
-    node=$(node_name)
-    deadline=$((SECONDS + READY_TIMEOUT))
+# wait_node NODE DEADLINE: wait until NODE is usable (resuming it if needed).
+wait_node() {
+    local node=$1 deadline=$2 state resumed=0
     while :; do
-        state=$(node_state)
+        state=$(node_state "$node")
         case $state in
             idle|mixed|allocated|completing|idle+*|mixed+*|allocated+*|completing+*)
                 break ;;
             *drain*|*down*|*fail*|*not_responding*|*invalid*)
                 # DOWN/DRAIN left from an earlier run (e.g. slurmd was killed):
                 # resume it once slurmd is up (it does not answer when ~ "*").
-                if is_running slurmd "$SLURMD_PID" && [[ $resumed -lt 5 ]]; then
+                if [[ -n $(slurmd_pid "$node") && $resumed -lt 5 ]]; then
                     log "node $node is '$state': resuming it"
                     scontrol update nodename="$node" state=resume 2>&1 | sed "s/^/[$PROG] scontrol: /" >&2 || true
                     resumed=$((resumed + 1))
@@ -380,28 +460,44 @@ wait_ready() {
             scontrol show node "$node" >&2 || true
             die "node $node not usable after ${READY_TIMEOUT}s (state '${state:-none}')"
         fi
-        is_running slurmd "$SLURMD_PID" || die "slurmd died"
+        [[ -n $(slurmd_pid "$node") ]] || die "slurmd of node $node died"
         is_running slurmctld "$CTLD_PID" || die "slurmctld died"
         sleep 1
     done
-    log "node $node is $state; checking 'srun -N1 true'"
-    local try
+    log "node $node is $state"
+}
+
+# check_srun PARTITION NODE: a job step runs on NODE.  Skipped while other jobs
+# use all of NODE (likely for the few CPUs of partition real): they prove it.
+check_srun() {
+    local part=$1 node=$2 try
     for try in 1 2 3; do
-        if timeout 60 srun -Q -N1 -n1 --time=1 --immediate=30 -J setup-slurm-check true 9>&-; then
-            return 0
-        fi
-        log "'srun -N1 true' failed (try $try/3)"
+        [[ $(node_state "$node") == allocated* ]] && { log "node $node is busy running jobs"; return 0; }
+        timeout 60 srun -Q -p "$part" -N1 -n1 --time=1 --immediate=30 -J setup-slurm-check true 9>&- && return 0
+        log "'srun -p $part -N1 true' failed (try $try/3)"
         sleep 3
     done
-    die "'srun -N1 true' failed"
+    die "'srun -p $part -N1 true' failed"
+}
+
+wait_ready() {
+    local deadline node
+    deadline=$((SECONDS + READY_TIMEOUT))
+    for node in $(nodes); do wait_node "$node" "$deadline"; done
+    check_srun debug "$(node_name)"
+    check_srun "$REAL_PARTITION" "$(real_node_name)"
 }
 
 status() {
-    local ok=0 d
-    for d in "munged:$MUNGE_PID" "slurmctld:$CTLD_PID" "slurmd:$SLURMD_PID"; do
-        local name=${d%%:*} pidfile=${d#*:} pid
+    local ok=0 d node pid
+    for d in "munged:$MUNGE_PID" "slurmctld:$CTLD_PID"; do
+        local name=${d%%:*} pidfile=${d#*:}
         pid=$(pid_of "$name" "$pidfile")
         if [[ -n $pid ]]; then echo "$name: running (pid $pid)"; else echo "$name: NOT running"; ok=1; fi
+    done
+    for node in $(nodes); do
+        pid=$(slurmd_pid "$node")
+        if [[ -n $pid ]]; then echo "slurmd ($node): running (pid $pid)"; else echo "slurmd ($node): NOT running"; ok=1; fi
     done
     if ctld_up; then
         sinfo
@@ -412,7 +508,7 @@ status() {
 }
 
 stop_all() {
-    stop_daemon slurmd "$SLURMD_PID"
+    stop_slurmds
     stop_daemon slurmctld "$CTLD_PID"
     stop_daemon munged "$MUNGE_PID"
     log "stopped"
@@ -423,9 +519,10 @@ start_all() {
     setup_munge
     write_config
     start_slurmctld
-    start_slurmd
+    start_slurmds
     wait_ready
-    log "Slurm cluster is up: $(sinfo -h -o '%P %a %D %T %C' | head -n1) (partition avail nodes state cpus A/I/O/T)"
+    log "Slurm cluster is up: $(sinfo -h -o '%P %a %D %T %C' | paste -sd ';' | sed 's/;/; /g')" \
+        "(partition avail nodes state cpus A/I/O/T)"
 }
 
 main() {
@@ -452,4 +549,5 @@ main() {
     esac
 }
 
-main "$@"
+# Sourcing the script (tests do) defines its functions without running it.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

@@ -330,3 +330,121 @@ def test_members_never_share_parameter_dicts(exp, rs):
     first.params_as_args.clear()
     assert second.params == {"a": 1} and second.params_as_args == ["a"]
     assert shared == {"a": 1}
+
+
+# -- values that are not lists, names that are not strings --------------------------------------
+
+
+@pytest.mark.parametrize("values", [
+    map(int, ["1", "2"]),
+    (v for v in (1, 2)),
+    {"k1": 1, "k2": 2}.values(),
+    iter([1, 2]),
+    itertools.islice(itertools.count(1), 2),
+])
+def test_any_finite_iterable_of_values(exp, rs, values):
+    ens = exp.create_ensemble("e", params={"x": values}, run_settings=rs)
+    assert [m.params["x"] for m in ens] == [1, 2]  # not one member holding '<map object ...>'
+
+
+def test_strings_and_bytes_stay_single_values():
+    from simctl.core.expansion import as_values
+
+    assert as_values("s", "abc") == ["abc"]
+    assert as_values("b", b"ab") == [b"ab"]
+    assert as_values("n", 5) == [5]
+    assert as_values("none", None) == [None]
+
+
+def test_a_dict_of_values_is_ambiguous(exp, rs):
+    with pytest.raises(simctl.ConfigError, match=r"parameter 'x': values given as a dict are ambiguous"):
+        exp.create_ensemble("e", params={"x": {"a": 1, "b": 2}}, run_settings=rs)
+
+
+def test_an_endless_iterator_of_values_is_refused(exp, rs):
+    with pytest.raises(simctl.ConfigError, match=r"parameter 'x' gave more than 1,000,000 items"):
+        exp.create_ensemble("e", params={"x": itertools.count()}, run_settings=rs)
+
+
+def test_param_values_refuses_names_that_are_not_strings():
+    from simctl.core.expansion import param_values
+
+    assert param_values({"a": (1, 2), "b": 3}) == {"a": [1, 2], "b": [3]}
+    assert param_values({"b", "a"}) == {"a": None, "b": None}
+    assert param_values(None) == {}
+    with pytest.raises(simctl.ConfigError, match=r"names must be non-empty strings; got 1 \(int\), which would "
+                                                 r"be the same name as '1'"):
+        param_values({1: [1], "1": [2]})
+    with pytest.raises(simctl.ConfigError, match=r"names must be non-empty strings; got 1 \(int\), which would "
+                                                 r"be the same name as '1'"):
+        param_values({"1": [2], 1: [1]})
+    with pytest.raises(simctl.ConfigError, match=r"names must be non-empty strings; got \('a', 'b'\) \(tuple\)"):
+        param_values({("a", "b"): [1]})
+    with pytest.raises(simctl.ConfigError, match="names must be non-empty strings; got ''"):
+        param_values({"": [1]})
+    with pytest.raises(simctl.ConfigError, match="names must be non-empty strings; got 1"):
+        param_values({1, "a"})  # was a TypeError from sorting
+    with pytest.raises(simctl.ConfigError, match="parameter 'a' is named twice"):
+        param_values(["a", "b", "a"])
+    with pytest.raises(simctl.ConfigError, match=r"params must be a dict .* got 'abc' \(str\)"):
+        param_values("abc")
+
+
+# -- what strategies return ------------------------------------------------------------------------
+
+
+def test_a_strategy_returning_an_endless_iterator_is_refused(exp, rs, exp_path):
+    def forever(names, values, n_models):
+        return itertools.repeat({"a": 1})
+
+    with pytest.raises(simctl.ConfigError, match=r"strategy .*forever.* gave more than 1,000,000 items"):
+        exp.create_ensemble("e", params={"a": [1]}, run_settings=rs, perm_strategy=forever)
+    assert not exp_path.exists()
+
+
+def test_a_strategy_plugin_returning_an_endless_generator_is_refused(exp, rs, plugs):
+    class Endless:
+        name = "endless"
+
+        def expand(self, names, values, n_models=None, seed=None):
+            return ({"a": i} for i in itertools.count())
+
+    class Plugin:
+        @simctl.hookimpl
+        def simctl_register_strategies(self):
+            return [Endless()]
+
+    plugs.register(Plugin(), name="endless-plugin")
+    with pytest.raises(simctl.ConfigError, match="strategy 'endless' gave more than 1,000,000 items"):
+        exp.create_ensemble("e", params={"a": [1]}, run_settings=rs, perm_strategy="endless")
+
+
+def test_as_sequence_reads_at_most_the_limit():
+    from simctl.core.expansion import as_sequence
+
+    assert as_sequence(({"i": i} for i in itertools.count()), "'s'", limit=3) == [{"i": 0}, {"i": 1}, {"i": 2}]
+    seq = Product(["a"], [[1, 2, 3, 4]])
+    assert as_sequence(seq, "'s'", limit=2) is seq  # a sequence is kept whole, lazily
+
+
+def test_every_member_read_from_an_iterator_must_be_a_dict(exp, rs):
+    with pytest.raises(simctl.ConfigError, match="members of type NoneType; expected dicts"):
+        exp.create_ensemble("e", params={"a": [1]}, run_settings=rs,
+                            perm_strategy=lambda n, v, k: iter([{"a": 1}, None]))
+    with pytest.raises(simctl.ConfigError, match="expected a sequence or iterable of dicts"):
+        exp.create_ensemble("e", params={"a": [1]}, run_settings=rs, perm_strategy=lambda n, v, k: {"a": 1})
+
+
+@pytest.mark.parametrize("seed", [[1, 2], {"s": 1}, 1.5, True, b"x"])
+def test_random_seed_of_the_wrong_type(exp, rs, seed):
+    with pytest.raises(simctl.ConfigError, match=r"seed must be an int \(or a str\)"):
+        exp.create_ensemble("r", params={"a": [1, 2]}, run_settings=rs, perm_strategy="random",
+                            n_models=1, seed=seed)
+
+
+def test_random_seed_may_be_a_string(exp, rs):
+    one = exp.create_ensemble("r", params={"a": list(range(9))}, run_settings=rs, perm_strategy="random",
+                              n_models=4, seed="run-1")
+    two = exp.create_ensemble("r2", params={"a": list(range(9))}, run_settings=rs, perm_strategy="random",
+                              n_models=4, seed="run-1")
+    assert list(one.iter_params()) == list(two.iter_params())

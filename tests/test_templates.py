@@ -1,5 +1,6 @@
-"""The tag parser of files to configure: ``;NAME;`` tags, inline value lists in
-both forms, configurable tags, and errors. Property tests for parse/render."""
+"""The tag parser of files to configure: ``;NAME;`` tags (any parameter name),
+inline value lists in both forms, configurable tags, byte-exact rendering, and
+errors. Property tests for parse/render. Speed: benchmarks/bench_templates.py."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def test_unknown_tag_is_an_error_naming_it_and_the_parameters():
         render("x = ;x;\ny = ;typo;", {"x": 1, "z": 2})
     msg = str(err.value)
     assert "f.in" in msg and "'typo'" in msg and "'x', 'z'" in msg and "unknown_tags='warn'" in msg
+    assert "line 2" in msg
 
 
 def test_unknown_tag_is_kept_with_a_warning_when_not_strict():
@@ -61,6 +63,92 @@ def test_unknown_tag_is_kept_with_a_warning_when_not_strict():
 
 
 # -- inline value lists -------------------------------------------------------------------------
+
+
+# -- any parameter name is a tag ----------------------------------------------------------------
+
+
+def test_numeric_and_other_names_are_tags():
+    text = "&nml\n n = ;1200;\n dt = ;5;\n a = ;x(1);\n b = ;a b;\n T = ;température;\n/\n"
+    params = {"1200": 120, "5": 0.5, "x(1)": "one", "a b": 2, "température": 300}
+    assert render(text, params) == "&nml\n n = 120\n dt = 0.5\n a = one\n b = 2\n T = 300\n/\n"
+
+
+def test_parameter_names_need_not_be_strings():
+    """create_model(params={1200: 120}) keeps the int key; its tag is ;1200;."""
+    assert render("n = ;1200;", {1200: 120}) == "n = 120"
+
+
+def test_numbers_between_tags_are_text_unless_they_name_a_parameter():
+    text = "x = 1;2;3\nv = 1.5;2.5;3.5\nfor (i = 0; i < n; i++) {}\n"
+    assert render(text, {"x": 0}) == text  # strict, yet no error for ;2; ;2.5; ; i < n;
+    assert render(text, {"2": "B", " i < n": "C"}) == "x = 1B3\nv = 1.5;2.5;3.5\nfor (i = 0C i++) {}\n"
+
+
+def test_overlapping_tags_are_read_left_to_right():
+    assert render(";a;b;", {"a": 1, "b": 2}) == "1b;"
+    assert render("x = 1;2;3;4", {"3": "C"}) == "x = 1;2C4"
+    assert render("x = 1;2;3;4", {"2": "B", "3": "C"}) == "x = 1B3;4"
+    assert render("x = 1;2;y;4", {"2": "B"}) == "x = 1By;4"  # ;y; lost its opening tag to ;2;
+    with pytest.raises(simctl.ConfigError, match="tag 'y' names no parameter"):
+        render("x = 1;2;y;4", {})  # an identifier-like tag naming no parameter is still an error
+
+
+def test_names_that_are_not_one_line_or_empty_are_never_tags():
+    text = "a;;b ;x\ny; ;x\ry;"
+    assert render(text, {"": 1, "x\ny": 2, "x\ry": 3}) == text
+
+
+def test_a_parameter_no_file_uses_is_fine():
+    assert render("x = ;x;", {"x": 1, "1200": 2, "unused": 3}) == "x = 1"
+
+
+# -- large files ---------------------------------------------------------------------------------
+
+
+def test_many_tags_with_every_kind_of_gap():
+    """The fast paths (one piece between tags, no shared tag strings) and the
+    general ones (several pieces between tags, unknown tags kept) agree."""
+    params = {f"p{j}": j for j in range(7)}
+    lines = [f"v{i} = ;p{i % 7};  ! 1;2;3 ;{i % 3};\n" for i in range(3000)]
+    t = Template.parse("".join(lines))
+
+    def expected(p: dict, one: str) -> str:
+        return "".join(f"v{i} = {p.get(f'p{i % 7}', f';p{i % 7};')}  ! 1;2;3 {one if i % 3 == 1 else f';{i % 3};'}\n"
+                       for i in range(3000))
+
+    assert t.render(params) == expected(params, ";1;")
+    assert t.render({**params, "1": "X"}) == expected(params, "X")
+    fewer = {k: v for k, v in params.items() if k != "p0"}
+    with pytest.warns(UserWarning, match="tag 'p0' names no parameter"):
+        assert t.render({**fewer, "1": "X"}, strict=False) == expected(fewer, "X")
+
+
+# -- byte-exact rendering ------------------------------------------------------------------------
+
+BODY = "\ufeffTHERMO = ;THERMO;\r\nname = 'Ellie ü ;name;'\r\n\r\nlf\nmac\r# fin: 1;2;3 ✓"
+RAWS = [BODY.encode(), (BODY + "\r\n").encode()]  # no final newline; a final CRLF
+RAW_PARAMS = {"THERMO": 10, "name": "Zoë"}
+
+
+def rendered(raw: bytes) -> bytes:
+    return raw.replace(b";THERMO;", b"10").replace(b";name;", "Zoë".encode())
+
+
+@pytest.mark.parametrize("raw", RAWS)
+def test_rendering_keeps_every_byte_but_the_tags(write, raw):
+    """CRLF, LF and CR line endings, no final newline, a byte-order mark, non-ASCII text."""
+    f = write("in.txt", raw)
+    assert load(str(f)).render(RAW_PARAMS).encode("utf-8") == rendered(raw)
+
+
+@pytest.mark.parametrize("raw", RAWS)
+def test_generated_files_keep_every_byte_but_the_tags(exp, rs, exp_path, write, raw):
+    f = write("in.txt", raw)
+    m = exp.create_model("m", rs, params=RAW_PARAMS)
+    m.attach_generator_files(to_configure=str(f))
+    exp.generate(m)
+    assert (exp_path / "m" / "in.txt").read_bytes() == rendered(raw)
 
 
 def test_ensemble_guide_inline_form():
@@ -79,6 +167,28 @@ def test_inline_forms_with_colon_dotted_names_and_json():
     t = Template.parse('a.b: ;[1.5, 2e3];\nflag = ;[true];\nname=;["x", "y"];', tag=";")
     assert t.inline_values() == {"a.b": (1.5, 2000.0), "flag": (True,), "name": ("x", "y")}
     assert Template.parse(";N=[null, 1];").inline_values() == {"N": (None, 1)}
+
+
+def test_inline_lists_with_numeric_names():
+    t = Template.parse("1200 = ;[1, 2];\n--steps=;[3];\nrun(;17=[4, 5];)\n")
+    assert t.inline_values() == {"1200": (1, 2), "steps": (3,), "17": (4, 5)}
+    assert t.render({"1200": 2, "steps": 3, "17": 5}) == "1200 = 2\n--steps=3\nrun(5)\n"
+
+
+@pytest.mark.parametrize("text", [
+    "first line\nX = ;" + "[" * 5000 + "]" * 5000 + ";",        # Python's parser and json give up
+    "first line\n;X=" + "[" * 5000 + "1" + "]" * 5000 + ";",
+    "first line\nX = ;" + "[" * 500 + "1" + "]" * 500 + ";",   # json reads it; too deep to use
+])
+def test_deeply_nested_inline_lists_are_a_config_error(text):
+    with pytest.raises(simctl.ConfigError, match=r"conf.in:2: inline value list \[+\.\.\. nests lists more "
+                                                 r"than 100 deep"):
+        Template.parse(text, "conf.in")
+
+
+def test_inline_lists_nested_100_deep_are_fine():
+    t = Template.parse("X = ;[" + "[" * 99 + "1" + "]" * 99 + "];")
+    assert len(t.inline_values()["X"]) == 1
 
 
 def test_inline_list_without_a_name_is_an_error():
@@ -184,3 +294,18 @@ def test_names_with_inner_dots_and_dashes():
     assert [r.name for r in t.refs] == ["solver.tol", "max-iter", "solver.dt"]
     assert t.render({"solver.tol": 1e-6, "max-iter": 50, "solver.dt": 2}) == \
         "tol = 1e-06 it = 50 not = ;x-; ;-y; solver.dt = 2"
+
+
+def _name(tag: str):
+    """Any name that can be a tag with ``tag`` (no tag characters, one line),
+    except the ones that read as inline lists ([...] or NAME=[...])."""
+    chars = st.characters(blacklist_categories=("Cs",), blacklist_characters=set(tag) | {"\n", "\r"})
+    return st.text(chars, min_size=1, max_size=10).filter(lambda n: "=[" not in n and not n.startswith("["))
+
+
+@given(TAGS, st.data())
+def test_any_parameter_name_is_a_tag(tag, data):
+    name = data.draw(_name(tag))
+    before, after = data.draw(_literal(tag)), data.draw(_literal(tag))
+    text = f"{before}{tag}{name}{tag}{after}{tag}{name}{tag}"
+    assert render(text, {name: "V", "other": 1}, tag=tag) == f"{before}V{after}V"

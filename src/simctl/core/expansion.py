@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
+from . import checks
 from .errors import ConfigError
 
 Params = dict[str, Any]
@@ -33,19 +34,59 @@ class Strategy(Protocol):
 
 
 def as_values(name: str, value: Any) -> list[Any]:
-    """A parameter's values as a list; a scalar is a one-value list."""
+    """A parameter's values as a list: a list, tuple, range, array (``tolist``)
+    or any other finite iterable (a generator, ``map``, ``dict.values()``...;
+    an iterator is consumed, once, and more than :data:`checks.MAX_ITEMS`
+    values are refused, as an endless one would be). A str, bytes or any other
+    non-iterable value is a one-value list. A set (no order) and a dict (its
+    keys or its values?) are refused."""
     if isinstance(value, (set, frozenset)):
         raise ConfigError(f"parameter {name!r}: values given as a set have no order, so members would "
                           f"change order from run to run; give a list, e.g. {sorted(value, key=repr)!r}")
+    if isinstance(value, Mapping):
+        raise ConfigError(f"parameter {name!r}: values given as a dict are ambiguous (its keys or its "
+                          f"values?); give a list, e.g. list(d.values()); got {checks.show(value)}")
     if isinstance(value, (list, tuple, range)):
         values = list(value)
-    elif hasattr(value, "tolist") and hasattr(value, "ndim") and value.ndim >= 1:
-        values = value.tolist()
-    else:
+    elif hasattr(value, "tolist") and hasattr(value, "ndim"):  # numpy and the like; 0-d is one value
+        values = value.tolist() if value.ndim >= 1 else [value]
+    elif isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable):
         values = [value]
+    else:
+        values = checks.bounded(f"parameter {name!r}", value)
     if not values:
         raise ConfigError(f"parameter {name!r} has an empty list of values; give at least one")
     return values
+
+
+def param_values(params: Mapping[str, Any] | Iterable[str] | None) -> dict[str, list[Any] | None]:
+    """``create_ensemble``'s ``params`` as ``{name: values}``: a dict's values
+    through :func:`as_values`; a set, list or tuple of names gives names whose
+    values are declared in the files to configure (None; a set sorted, so the
+    order never depends on the hash seed). Names must be non-empty str and
+    given once."""
+    if params is None:
+        return {}
+    if isinstance(params, Mapping):
+        _check_names(list(params.keys()))
+        return {k: as_values(k, v) for k, v in params.items()}
+    if isinstance(params, (set, frozenset, list, tuple)):
+        names = list(params)
+        _check_names(names)
+        return {n: None for n in (sorted(names) if isinstance(params, (set, frozenset)) else names)}
+    raise ConfigError(f"params must be a dict of name -> values (or a set of names whose values are "
+                      f"declared in files to configure), got {checks.show(params)}")
+
+
+def _check_names(names: list[Any]) -> None:
+    """Each name a non-empty str (``1`` next to ``"1"`` would be one name), given once."""
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            twin = next((o for o in names if o is not name and str(o) == str(name)), None)
+            raise ConfigError(f"params: parameter names must be non-empty strings; got {checks.show(name)}"
+                              + (f", which would be the same name as {twin!r}" if twin is not None else ""))
+        if name in names[:i]:
+            raise ConfigError(f"params: parameter {name!r} is named twice; give it once")
 
 
 def _index(i: int, n: int) -> int:
@@ -140,15 +181,22 @@ class Repeat(Sequence[Params]):
                 yield dict(p)
 
 
-def as_sequence(result: Sequence[Params] | Iterable[Params], source: str) -> Sequence[Params]:
+def as_sequence(result: Sequence[Params] | Iterable[Params], source: str,
+                limit: int | None = None) -> Sequence[Params]:
     """Accept what a strategy returned: a sequence as it is, any other iterable
-    materialized once; check that members are dicts."""
+    read once: its first ``limit`` members (``n_models``) when given, else at
+    most :data:`checks.MAX_ITEMS` (more, an endless iterator perhaps, is
+    refused). Check that members are dicts (every one when read here, the
+    first of a sequence, which may be lazy)."""
     if not isinstance(result, Sequence):
-        if result is None or not isinstance(result, Iterable):
+        if result is None or isinstance(result, Mapping) or not isinstance(result, Iterable):
             raise ConfigError(f"strategy {source} returned {type(result).__name__}; "
                               "expected a sequence or iterable of dicts")
-        result = list(result)
-    if len(result) and not isinstance(result[0], dict):
+        result = checks.bounded(f"strategy {source}", result, limit)
+        wrong = [m for m in result if not isinstance(m, dict)][:1]
+    else:
+        wrong = [result[0]] if len(result) and not isinstance(result[0], dict) else []
+    if wrong:
         raise ConfigError(f"strategy {source} returned members of type "
-                          f"{type(result[0]).__name__}; expected dicts of parameter values")
+                          f"{type(wrong[0]).__name__}; expected dicts of parameter values")
     return result

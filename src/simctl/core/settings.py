@@ -3,7 +3,12 @@
 Launcher plugins subclass :class:`RunSettings` and :class:`BatchSettings` to add
 their own setters and to turn the settings into their command-line flags.
 Anything a launcher does not model goes through ``run_args`` / ``batch_args``
-unchanged.
+unchanged, except that a flag's leading dashes are dropped (``--nodes`` and
+``nodes`` are one flag).
+
+Every field is checked when the settings are made, when a setter is called and
+when a field is assigned: bad input is a :class:`~simctl.ConfigError` naming
+the argument, before anything is written or launched.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import shlex
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import attrs
 
+from . import checks
 from .errors import ConfigError
 
-ArgValue = str | int | float | None
+ArgValue = checks.FlagValue
 
 _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
 
@@ -25,7 +31,13 @@ _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
 def parse_walltime(value: str | int | float | _dt.timedelta) -> _dt.timedelta:
     """Read a walltime the way Slurm does: ``HH:MM:SS``, ``MM:SS``, whole
     minutes (an int or a digit string), ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``,
-    or a :class:`datetime.timedelta`."""
+    or a :class:`datetime.timedelta`; a number may have a fraction of a minute.
+
+    The result is exact (it may hold a fraction of a second); the settings
+    store it through :func:`format_hms`, which rounds a fraction of a second
+    UP (0.2 s is stored as ``00:00:01``, never as ``00:00:00``, which Slurm
+    reads as no limit). Zero, negative, NaN, infinite and values too large for
+    a :class:`datetime.timedelta` are refused."""
     if isinstance(value, _dt.timedelta):
         td = value
     elif isinstance(value, bool):
@@ -36,54 +48,110 @@ def parse_walltime(value: str | int | float | _dt.timedelta) -> _dt.timedelta:
         except (ValueError, OverflowError):  # nan, inf, too large
             raise ConfigError(f"walltime {value!r} is not a usable number of minutes") from None
     elif isinstance(value, str):
-        m = _WALLTIME.match(value.strip())
-        if not m:
-            raise ConfigError(
-                f"malformed walltime {value!r}: expected 'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS', "
-                "a number of minutes, or a datetime.timedelta"
-            )
-        days, a, b, c = m.groups()
-        if b is None and days is not None:  # D-HH, as Slurm reads it
-            td = _dt.timedelta(days=int(days), hours=int(a))
-        elif b is None:  # plain minutes
-            td = _dt.timedelta(minutes=int(a))
-        elif c is None and days is not None:  # D-HH:MM
-            td = _dt.timedelta(days=int(days), hours=int(a), minutes=int(b))
-        elif c is None:  # MM:SS, as Slurm and PBS read two fields
-            td = _dt.timedelta(minutes=int(a), seconds=int(b))
-        else:
-            td = _dt.timedelta(days=int(days or 0), hours=int(a), minutes=int(b), seconds=int(c))
-        if (b is not None and int(b) >= 60) or (c is not None and int(c) >= 60):
-            raise ConfigError(f"malformed walltime {value!r}: minutes and seconds must be below 60")
+        td = _parse_walltime_text(value)
     else:
-        raise ConfigError(f"walltime {value!r} has type {type(value).__name__}; expected str, int or timedelta")
-    if td.total_seconds() <= 0:
+        raise ConfigError(f"walltime {checks.show(value)} has the wrong type; expected str, int, float "
+                          "(minutes) or datetime.timedelta")
+    if td <= _dt.timedelta(0):
         raise ConfigError(f"walltime {value!r} must be positive")
     return td
 
 
+def _parse_walltime_text(value: str) -> _dt.timedelta:
+    m = _WALLTIME.match(value.strip())
+    if not m:
+        raise ConfigError(
+            f"malformed walltime {value!r}: expected 'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS', "
+            "a number of minutes, or a datetime.timedelta"
+        )
+    days, a, b, c = m.groups()
+    if (b is not None and int(b) >= 60) or (c is not None and int(c) >= 60):
+        raise ConfigError(f"malformed walltime {value!r}: minutes and seconds must be below 60")
+    try:
+        if b is None and days is not None:  # D-HH, as Slurm reads it
+            return _dt.timedelta(days=int(days), hours=int(a))
+        if b is None:  # plain minutes
+            return _dt.timedelta(minutes=int(a))
+        if c is None and days is not None:  # D-HH:MM
+            return _dt.timedelta(days=int(days), hours=int(a), minutes=int(b))
+        if c is None:  # MM:SS, as Slurm and PBS read two fields
+            return _dt.timedelta(minutes=int(a), seconds=int(b))
+        return _dt.timedelta(days=int(days or 0), hours=int(a), minutes=int(b), seconds=int(c))
+    except (ValueError, OverflowError):  # more days than a timedelta holds, or thousands of digits
+        raise ConfigError(f"walltime {checks.show(value)} is too large") from None
+
+
 def format_hms(td: _dt.timedelta) -> str:
-    """``HH:MM:SS`` with hours past 24 kept as hours (PBS, Slurm both accept it)."""
-    total = int(td.total_seconds())
+    """``HH:MM:SS`` with hours past 24 kept as hours (PBS, Slurm both accept it).
+    A fraction of a second is rounded UP to the next whole second, so a
+    positive walltime never becomes ``00:00:00`` (no limit to Slurm):
+    0.2 s gives ``00:00:01``."""
+    micro = td // _dt.timedelta(microseconds=1)
+    total = -(-micro // 1_000_000)  # whole seconds, rounded up
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
-
-
-def _args(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return shlex.split(value)
-    return [str(v) for v in value]
-
-
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def _walltime_converter(value: Any) -> str | None:
     return None if value is None else format_hms(parse_walltime(value))
+
+
+def _exe_args(value: Any) -> list[str]:
+    return checks.string_list("exe_args", value, split=shlex.split, allow_none=True)
+
+
+def _hostlist(value: Any) -> list[str]:
+    """Host names from ``"n1,n2"`` or a list of str: each non-empty, no spaces."""
+    hosts = checks.string_list("hostlist", value, split=lambda s: s.split(","), items=(str,))
+    hosts = [h.strip() for h in hosts]
+    bad = [h for h in hosts if not h or re.search(r"[\s,\0]", h)]
+    if bad:
+        raise ConfigError(f"hostlist: host names must be non-empty, without spaces or commas; got {value!r}")
+    return hosts
+
+
+def _count(name: str) -> Callable[[Any], int | None]:
+    return lambda value: checks.positive_int(name, value, allow_none=True)
+
+
+def _preamble(lines: Any) -> list[str]:
+    return checks.string_list("preamble", lines, items=(str,), allow_none=True)
+
+
+def _bool(arg_name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{arg_name} must be True or False; got {checks.show(value)}")
+    return value
+
+
+def _reserved_check(settings: Any, arg_name: str, args: Iterable[str], reserved: tuple[str, ...]) -> None:
+    taken = [k for k in args if k.lstrip("-") in reserved]
+    if taken:
+        raise ConfigError(
+            f"{arg_name} {taken[0]!r} cannot be given to {type(settings).__name__}: simctl sets the working "
+            f"directory itself (each member runs in its own directory), and the launcher owns "
+            f"{', '.join(map(repr, reserved))}; leave {taken[0]!r} out")
+
+
+def _with_flag(args: Mapping[str, ArgValue], key: str, value: Any) -> dict[str, ArgValue]:
+    """A copy of ``args`` with flag ``key`` set to ``value``: in its place if
+    given before (under any spelling), else last. The settings check it
+    (and refuse reserved keys) when it is assigned."""
+    out = {(key if k.lstrip("-") == key.lstrip("-") else k): v for k, v in args.items()}
+    out[key] = value
+    return out
+
+
+def _run_args(value: Any, self: RunSettings) -> dict[str, ArgValue]:
+    args = checks.flag_mapping("run_args", value,
+                               keep_single_dash=self.run_command in self.single_dash_run_commands)
+    _reserved_check(self, "run_args", args, self.reserved_run_args)
+    return args
+
+
+def _batch_args(value: Any, self: BatchSettings) -> dict[str, ArgValue]:
+    args = checks.flag_mapping("batch_args", value)
+    _reserved_check(self, "batch_args", args, self.reserved_batch_args)
+    return args
 
 
 @attrs.define(eq=True)
@@ -93,59 +161,78 @@ class RunSettings:
     ``run_command`` is the launcher's command (``srun``, ``mpirun``...) or None
     to run the executable directly. Launcher-specific flags go in ``run_args``
     (``{"exclusive": None, "distribution": "block"}``), spelled as the run
-    command spells them without the dashes.
+    command spells them; leading dashes are dropped (``"--nodes"`` is stored as
+    ``"nodes"``) except one on a multi-letter flag of a command in
+    :attr:`single_dash_run_commands` (aprun's ``-cc``).
+
+    ``exe_args`` is a string (split like a shell does) or a finite iterable of
+    str, int, float or paths (an iterator is consumed). ``env_vars`` maps names
+    to str, int, float or path values (None unsets the variable).
     """
 
     #: launcher plugins narrow this to the commands they support
     supported_run_commands: ClassVar[tuple[str, ...]] = ()
+    #: run_args keys the launcher sets itself (e.g. Slurm ``("chdir", "D")``,
+    #: LSF ``("chdir", "h")``): refused, without dashes, by the constructor and :meth:`set`
+    reserved_run_args: ClassVar[tuple[str, ...]] = ()
+    #: run commands whose multi-letter flags take one dash: a run_args key given
+    #: as ``"-cc"`` keeps its dash for them instead of becoming ``--cc``
+    single_dash_run_commands: ClassVar[tuple[str, ...]] = ("aprun",)
 
-    exe: str
-    exe_args: list[str] = attrs.field(factory=list, converter=_args)
-    run_command: str | None = None
-    run_args: dict[str, ArgValue] = attrs.field(factory=dict, converter=dict)
-    env_vars: dict[str, str | None] = attrs.field(factory=dict, converter=dict)
-    nodes: int | None = None
-    tasks: int | None = None
-    tasks_per_node: int | None = None
-    cpus_per_task: int | None = None
+    exe: str = attrs.field(converter=lambda v: checks.string("exe", v, path=True))
+    exe_args: list[str] = attrs.field(factory=list, converter=_exe_args)
+    run_command: str | None = attrs.field(default=None,
+                                          converter=lambda v: checks.string("run_command", v, allow_none=True))
+    run_args: dict[str, ArgValue] = attrs.field(factory=dict, converter=attrs.Converter(_run_args, takes_self=True))
+    env_vars: dict[str, str | None] = attrs.field(factory=dict,
+                                                  converter=lambda v: checks.env_mapping("env_vars", v))
+    nodes: int | None = attrs.field(default=None, converter=_count("nodes"))
+    tasks: int | None = attrs.field(default=None, converter=_count("tasks"))
+    tasks_per_node: int | None = attrs.field(default=None, converter=_count("tasks_per_node"))
+    cpus_per_task: int | None = attrs.field(default=None, converter=_count("cpus_per_task"))
     walltime: str | None = attrs.field(default=None, converter=_walltime_converter)
-    hostlist: list[str] = attrs.field(factory=list)
+    hostlist: list[str] = attrs.field(factory=list, converter=_hostlist)
 
     def set_nodes(self, nodes: int) -> None:
         """Number of nodes to run on."""
-        self.nodes = _positive("nodes", nodes)
+        self.nodes = checks.positive_int("nodes", nodes)
 
     def set_tasks(self, tasks: int) -> None:
         """Total number of tasks (processes)."""
-        self.tasks = _positive("tasks", tasks)
+        self.tasks = checks.positive_int("tasks", tasks)
 
     def set_tasks_per_node(self, tasks_per_node: int) -> None:
         """Tasks on each node."""
-        self.tasks_per_node = _positive("tasks_per_node", tasks_per_node)
+        self.tasks_per_node = checks.positive_int("tasks_per_node", tasks_per_node)
 
     def set_cpus_per_task(self, cpus: int) -> None:
         """CPUs given to each task."""
-        self.cpus_per_task = _positive("cpus_per_task", cpus)
+        self.cpus_per_task = checks.positive_int("cpus_per_task", cpus)
 
-    def set_walltime(self, walltime: str | int | _dt.timedelta) -> None:
-        """Time limit: ``HH:MM:SS``, minutes, or a timedelta."""
+    def set_walltime(self, walltime: str | int | float | _dt.timedelta | None) -> None:
+        """Time limit: ``HH:MM:SS``, minutes, or a timedelta (see
+        :func:`parse_walltime`); None removes the limit."""
         self.walltime = _walltime_converter(walltime)
 
-    def set_hostlist(self, hosts: str | Sequence[str]) -> None:
-        """Hosts to run on (a comma-separated string or a list)."""
-        self.hostlist = hosts.split(",") if isinstance(hosts, str) else list(hosts)
+    def set_hostlist(self, hosts: str | Iterable[str]) -> None:
+        """Hosts to run on (a comma-separated string or a list of str)."""
+        self.hostlist = _hostlist(hosts)
 
-    def add_exe_args(self, args: str | Sequence[str]) -> None:
-        """Append arguments for the executable."""
-        self.exe_args.extend(_args(args))
+    def add_exe_args(self, args: str | Iterable[Any]) -> None:
+        """Append arguments for the executable (a string split like a shell
+        does, or a list of str, int, float or paths)."""
+        self.exe_args.extend(checks.string_list("exe_args", args, split=shlex.split))
 
-    def update_env(self, env: Mapping[str, str | None]) -> None:
+    def update_env(self, env: Mapping[str, Any]) -> None:
         """Add environment variables for the process (None unsets one)."""
-        self.env_vars.update(env)
+        self.env_vars.update(checks.env_mapping("env_vars", env))
 
     def set(self, arg: str, value: ArgValue = None) -> None:
-        """Set a launcher flag this class has no setter for."""
-        self.run_args[arg] = value
+        """Set a launcher flag this class has no setter for (``set("exclusive")``,
+        ``set("distribution", "block")``); leading dashes are dropped."""
+        key = checks.flag_key("run_args", arg,
+                              keep_single_dash=self.run_command in self.single_dash_run_commands)
+        self.run_args = _with_flag(self.run_args, key, value)
 
     def format_run_args(self) -> list[str]:
         """The run command's flags. Plugins override this for their run command."""
@@ -154,50 +241,59 @@ class RunSettings:
 
 @attrs.define(eq=True)
 class BatchSettings:
-    """How to submit a batch job: size, time, queue, account and extra flags."""
+    """How to submit a batch job: size, time, queue, account and extra flags
+    (``batch_args``, leading dashes dropped as for ``run_args``)."""
 
-    nodes: int | None = None
+    #: batch_args keys the launcher sets itself (e.g. Slurm ``("chdir", "D")``):
+    #: refused, without dashes, by the constructor and :meth:`set`
+    reserved_batch_args: ClassVar[tuple[str, ...]] = ()
+
+    nodes: int | None = attrs.field(default=None, converter=_count("nodes"))
     time: str | None = attrs.field(default=None, converter=_walltime_converter)
-    queue: str | None = None
-    account: str | None = None
-    batch_args: dict[str, ArgValue] = attrs.field(factory=dict, converter=lambda v: dict(v or {}))
-    hostlist: list[str] = attrs.field(factory=list)
+    queue: str | None = attrs.field(default=None, converter=lambda v: checks.string("queue", v, allow_none=True))
+    account: str | None = attrs.field(default=None,
+                                      converter=lambda v: checks.string("account", v, allow_none=True))
+    batch_args: dict[str, ArgValue] = attrs.field(factory=dict,
+                                                  converter=attrs.Converter(_batch_args, takes_self=True))
+    hostlist: list[str] = attrs.field(factory=list, converter=_hostlist)
     #: lines run in the batch script before the members start
-    preamble: list[str] = attrs.field(factory=list)
+    preamble: list[str] = attrs.field(factory=list, converter=_preamble)
     #: run members as a job array instead of steps of one job
-    array: bool = False
+    array: bool = attrs.field(default=False, converter=lambda v: _bool("array", v))
 
     def set_nodes(self, nodes: int) -> None:
         """Number of nodes for the allocation."""
-        self.nodes = _positive("nodes", nodes)
+        self.nodes = checks.positive_int("nodes", nodes)
 
-    def set_walltime(self, walltime: str | int | _dt.timedelta) -> None:
-        """Time limit: ``HH:MM:SS``, minutes, or a timedelta."""
+    def set_walltime(self, walltime: str | int | float | _dt.timedelta | None) -> None:
+        """Time limit: ``HH:MM:SS``, minutes, or a timedelta (see
+        :func:`parse_walltime`); None removes the limit."""
         self.time = _walltime_converter(walltime)
 
     def set_queue(self, queue: str) -> None:
         """Queue (PBS, LSF) or partition (Slurm) to submit to."""
-        self.queue = queue
+        self.queue = checks.string("queue", queue)
 
     def set_partition(self, partition: str) -> None:
         """Alias of :meth:`set_queue`, in Slurm's words."""
-        self.queue = partition
+        self.queue = checks.string("partition", partition)
 
     def set_account(self, account: str) -> None:
         """Account to charge."""
-        self.account = account
+        self.account = checks.string("account", account)
 
-    def set_hostlist(self, hosts: str | Sequence[str]) -> None:
-        """Hosts the job may use."""
-        self.hostlist = hosts.split(",") if isinstance(hosts, str) else list(hosts)
+    def set_hostlist(self, hosts: str | Iterable[str]) -> None:
+        """Hosts the job may use (a comma-separated string or a list of str)."""
+        self.hostlist = _hostlist(hosts)
 
-    def add_preamble(self, lines: str | Sequence[str]) -> None:
+    def add_preamble(self, lines: str | Iterable[str]) -> None:
         """Shell lines to run in the batch script before the members."""
-        self.preamble.extend([lines] if isinstance(lines, str) else lines)
+        self.preamble.extend(checks.string_list("preamble", lines, items=(str,)))
 
     def set(self, arg: str, value: ArgValue = None) -> None:
-        """Set a scheduler flag this class has no setter for."""
-        self.batch_args[arg] = value
+        """Set a scheduler flag this class has no setter for; leading dashes are dropped."""
+        key = checks.flag_key("batch_args", arg)
+        self.batch_args = _with_flag(self.batch_args, key, value)
 
 
 def format_flags(args: Mapping[str, ArgValue], long_eq: bool = True) -> list[str]:

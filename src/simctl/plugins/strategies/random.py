@@ -9,6 +9,7 @@ from typing import Any
 
 import simctl
 from simctl import Pick, Product
+from simctl.core import checks
 
 
 class RandomPick:
@@ -19,14 +20,16 @@ class RandomPick:
     options = ("n_models", "seed")
 
     def expand(self, names: list[str], values: list[list[Any]], n_models: int | None = None,
-               seed: int | None = None) -> Pick:
+               seed: int | str | None = None) -> Pick:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, str))):
+            raise simctl.ConfigError(f"seed must be an int (or a str), or None for a different draw each "
+                                     f"time; got {checks.show(seed)}")
         space = Product(names, values)
         if n_models is None:
             raise simctl.ConfigError(
                 f"perm_strategy 'random' needs n_models (how many members to draw); the space has "
                 f"{len(space)} combinations")
-        if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
-            raise simctl.ConfigError(f"n_models must be a positive integer, got {n_models!r}")
+        checks.positive_int("n_models", n_models)
         if n_models > len(space):
             raise simctl.ConfigError(
                 f"n_models={n_models} is larger than the parameter space, which has {len(space)} "
