@@ -14,6 +14,7 @@ Plugins use :data:`hookimpl` and the base classes re-exported here.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from .core import checks
 from .core.backend import Backend
 from .core.entities import EntityFiles, Ensemble, Model
 from .core.entity import Entity, Handoff, PlanContext
@@ -38,7 +39,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
 __all__ = [
-    "Backend", "BatchJob", "BatchSettings", "ConfigError", "Ensemble", "Entity", "EntityFiles", "Experiment",
+    "Backend", "BatchJob", "checks", "BatchSettings", "ConfigError", "Ensemble", "Entity", "EntityFiles", "Experiment",
     "FileWatcher", "Handoff", "JobStatus", "Launch", "LaunchError", "LaunchPlan", "Launcher", "Model", "Pick",
     "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
     "SchedulerError", "SchedulerLauncher", "SimctlError", "Status", "Strategy", "Zip", "configure_logging",

@@ -17,7 +17,7 @@ import attrs
 from . import templates
 from .entity import Entity, PlanContext
 from .errors import ConfigError
-from .expansion import Params, Repeat, as_sequence, as_values
+from .expansion import Params, Repeat, as_sequence
 from .settings import BatchSettings, RunSettings
 from .steps import Launch, ProcessStep
 
@@ -250,7 +250,7 @@ class Ensemble(Entity):
                     raise ConfigError(f"ensemble {self.name!r} has parameters but no strategy; "
                                       "create it with Experiment.create_ensemble")
                 seq = as_sequence(self._expand(list(params), list(params.values()), self.n_models,
-                                               self.seed), repr(self.perm_strategy))
+                                               self.seed), repr(self.perm_strategy), limit=self.n_models)
                 self._space = Repeat(seq, self.replicas) if self.replicas > 1 else seq
             if len(self._space) and self.run_settings is None:
                 raise ConfigError(f"ensemble {self.name!r} has {len(self._space)} members to expand "

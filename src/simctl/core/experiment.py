@@ -18,7 +18,8 @@ from .controller import Controller, Job
 from .entities import Ensemble, Model, check_name
 from .entity import Entity
 from .errors import ConfigError, choices
-from .expansion import Strategy, as_values
+from .checks import number, positive_int
+from .expansion import Strategy, param_values
 from .launcher import Launcher
 from .plugins import Plugins, call_hook, default_plugins
 from .settings import BatchSettings, RunSettings
@@ -194,21 +195,10 @@ class Experiment:
         empty to fill with :meth:`Ensemble.add_model`."""
         check_name("ensemble", name)
         expand, label = self._strategy(perm_strategy, n_models, seed)
-        if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1):
-            raise ConfigError(f"replicas must be a positive integer, got {replicas!r}")
+        positive_int("replicas", replicas, allow_none=True)
         if run_settings is not None and not isinstance(run_settings, RunSettings):
             raise ConfigError(f"run_settings must come from create_run_settings, got {type(run_settings).__name__}")
-        if params is None:
-            values: dict[str, list[Any] | None] = {}
-        elif isinstance(params, Mapping):
-            values = {str(k): as_values(str(k), v) for k, v in params.items()}
-        elif isinstance(params, (set, frozenset, list, tuple)):
-            # values come from files to configure; sorted, so member order never
-            # depends on the hash seed of a set
-            values = {str(k): None for k in (sorted(params) if isinstance(params, (set, frozenset)) else params)}
-        else:
-            raise ConfigError(f"params must be a dict of name -> values (or a set of names whose values are "
-                              f"declared in files to configure), got {type(params).__name__}")
+        values = param_values(params)
         missing = [n for n in params_as_args or [] if n not in values]
         if missing:
             raise ConfigError(f"params_as_args names {missing}, which are not parameters; parameters are "
@@ -332,8 +322,7 @@ class Experiment:
     def poll(self, interval: float = 10, verbose: bool = True, kill_on_interrupt: bool = True) -> None:
         """Block until every running job of this experiment that ends by itself
         finishes, logging the count of running jobs every ``interval`` seconds."""
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-            raise ConfigError(f"interval must be a number of seconds > 0, got {interval!r}")
+        number("interval", interval, above=0)
         c = self.controller
         with c.lock:
             jobs = [j for j in c.jobs.values() if not j.done and j.ends]

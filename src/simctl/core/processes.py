@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import psutil
 
 from ..log import logger
+from .checks import number, positive_int
 from .errors import ConfigError
 from .launcher import Launcher
 from .settings import parse_walltime
@@ -111,11 +112,8 @@ class ProcessLauncher(Launcher):
         super().__init__(**options)
         max_concurrent = options.get("max_concurrent")
         stop_grace = options.get("stop_grace", 3.0)
-        if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
-                                           or max_concurrent < 1):
-            raise ConfigError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
-        if isinstance(stop_grace, bool) or not isinstance(stop_grace, (int, float)) or not 0 <= stop_grace < 1e6:
-            raise ConfigError(f"stop_grace must be a number of seconds >= 0, got {stop_grace!r}")
+        positive_int("max_concurrent", max_concurrent, allow_none=True)
+        number("stop_grace", stop_grace, minimum=0)
         self.max_concurrent = max_concurrent or default_max_concurrent()
         self.stop_grace = float(stop_grace)
         #: watch exits with pidfds (Linux >= 5.3); otherwise poll every ``fallback_poll`` seconds
@@ -388,7 +386,7 @@ class ProcessLauncher(Launcher):
                 if m in marks:
                     marked[m].append(p)
         for proc in procs:
-            known = {p.pid for p in proc.tree}
+            known = {p.pid for p in proc.tree} | {self._pid(proc)}  # the job's own process is signalled by group
             found = list(marked.get(proc.mark or "", ()))
             stack = [pid for pid in (self._pid(proc),) if pid is not None]
             while stack:

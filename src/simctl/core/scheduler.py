@@ -34,7 +34,6 @@ inside an allocation is ``step:<n>``.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -42,6 +41,7 @@ import threading
 import time
 from typing import Any, ClassVar, Mapping, Sequence
 
+from .checks import job_name
 from .errors import SchedulerError
 from .launcher import Launcher, redact
 from .processes import ProcessLauncher
@@ -153,7 +153,7 @@ class SchedulerLauncher(Launcher):
 
     def job_name(self, name: str) -> str:
         """A job name the scheduler accepts."""
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "simctl"
+        return job_name(name)
 
     def directives(self, job: BatchJob) -> list[str]:
         """The scheduler options of ``job``, without ``directive_prefix``."""

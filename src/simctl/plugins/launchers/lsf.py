@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import shlex
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any, ClassVar, Sequence
 import attrs
 
 import simctl
+from simctl import checks
 from simctl import (BatchJob, ConfigError, JobStatus, RunSettings, SchedulerError, SchedulerLauncher, Status,
                     BatchSettings, format_flags, parse_walltime)
 
@@ -139,7 +139,7 @@ def lsf_walltime(value: str) -> str:
 def lsf_job_name(name: str) -> str:
     """A job (array) name LSF takes: letters, digits, ``. - _`` only (no
     spaces or brackets, which would read as an array index list)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:200] or "simctl"
+    return checks.job_name(name, 200)
 
 
 class LsfRunSettings(RunSettings):
@@ -153,6 +153,7 @@ class LsfRunSettings(RunSettings):
     """
 
     supported_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", "mpirun")
+    reserved_run_args: ClassVar[tuple[str, ...]] = ("chdir", "h")
 
     def set_num_rs(self, num_rs: int) -> None:
         """jsrun ``--nrs``: number of resource sets."""
@@ -204,9 +205,7 @@ class LsfBatchSettings(BatchSettings):
 
     def set_tasks(self, tasks: int) -> None:
         """Job slots (``-n``)."""
-        if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
-            raise ConfigError(f"tasks must be a positive integer, got {tasks!r}")
-        self.tasks = tasks
+        self.tasks = checks.positive_int("tasks", tasks)
 
     def set_project(self, project: str) -> None:
         """LSF project to charge (``-P``); the same as :meth:`set_account`."""

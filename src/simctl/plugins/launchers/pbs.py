@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -30,6 +29,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import attrs
 
 import simctl
+from simctl import checks
 from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, RunSettings, SchedulerError, SchedulerLauncher,
                     Status, format_flags)
 
@@ -229,10 +229,7 @@ def align_ids(parsed: dict[str, JobStatus], requested: Sequence[str]) -> dict[st
 def pbs_job_name(name: str) -> str:
     """A job name every PBS takes: starts with a letter, letters, digits,
     ``_ . -`` only, at most 15 characters (Torque's limit; PBS Pro allows 236)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    if not safe[:1].isalpha():
-        safe = "j" + safe
-    return safe[:15]
+    return checks.job_name(name, 15, letter_first=True)
 
 
 def _aprun_flags(args: Mapping[str, Any]) -> list[str]:
@@ -284,9 +281,7 @@ class PbsBatchSettings(BatchSettings):
 
     def set_ncpus(self, ncpus: int) -> None:
         """CPUs per node (``select=N:ncpus=C``; Torque ``nodes=N:ppn=C``)."""
-        if isinstance(ncpus, bool) or not isinstance(ncpus, int) or ncpus < 1:
-            raise ConfigError(f"ncpus must be a positive integer, got {ncpus!r}")
-        self.ncpus = ncpus
+        self.ncpus = checks.positive_int("ncpus", ncpus)
 
     def set_cpus_per_task(self, cpus: int) -> None:
         """Alias of :meth:`set_ncpus` for one task per node."""

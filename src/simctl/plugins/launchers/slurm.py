@@ -146,6 +146,7 @@ class SrunSettings(RunSettings):
     """Run settings for srun (and mpirun/mpiexec under Slurm)."""
 
     supported_run_commands: ClassVar[tuple[str, ...]] = ("srun", "mpirun", "mpiexec")
+    reserved_run_args: ClassVar[tuple[str, ...]] = ("chdir", "D")
 
     def set_partition(self, partition: str) -> None:
         """Partition for the step's own allocation."""
