@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ensemble.py [--skip-peer | --peer-only] [--only CASES]
                                         [--peer-repeat N] [--tmpdir DIR] [--json PATH]
+                                        [--disk-dir DIR] [--loop-repeat N]
 
 Cases and targets (exit status 1 if one is missed, 2 if simctl is not importable):
   create    10,000-member all_perm ensemble (100 x 100), all members
@@ -13,6 +14,12 @@ Cases and targets (exit status 1 if one is missed, 2 if simctl is not importable
             in < 50 ms; baseline: random.sample over range(10**12)
   generate  generate the 10,000-member ensemble with one configured file,
             >= 4x faster than the peer
+  genloop   generate 5,000 members with one configured file vs a plain Python
+            loop doing os.mkdir + writing the same file per member, side by
+            side (alternating, --loop-repeat pairs) on a real disk
+            (--disk-dir, default /var/tmp) and on tmpfs (/dev/shm), ignoring
+            --tmpdir: median simctl <= 1.5x the loop's median on the disk
+            (tmpfs informational)
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any, Dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,7 +42,7 @@ from common import (  # noqa: E402
     run_cases, time_call,
 )
 
-CASES = ["create", "lazy", "random", "generate"]
+CASES = ["create", "lazy", "random", "generate", "genloop"]
 
 N_A = N_B = 100                       # 10,000 members
 LAZY_N = 1000                         # 1000 x 1000 = 1,000,000 members
@@ -47,6 +55,8 @@ TARGET_LAZY_SECONDS = 2.0
 TARGET_LAZY_EXTRA_BYTES = 100 * MB
 TARGET_RANDOM_SECONDS = 0.050
 TARGET_GENERATE_RATIO = 4
+LOOP_N = 5000                         # members in the genloop case (50 x 100)
+TARGET_LOOP_FACTOR = 1.5
 
 
 # --------------------------------------------------------------------------- simctl side
@@ -199,6 +209,63 @@ def generate_floor() -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def loop_generate(root: str, n: int = LOOP_N) -> float:
+    """The plain loop genloop compares with: the ensemble's directory, then per
+    member os.mkdir and its configured file written with raw os calls."""
+    texts = [f"A = {i // N_B}\nB = {i % N_B}\n".encode() for i in range(n)]
+    t0 = time.perf_counter()
+    ens_dir = os.path.join(root, "ens")
+    os.mkdir(ens_dir)
+    for i, text in enumerate(texts):
+        member = os.path.join(ens_dir, f"ens_{i}")
+        os.mkdir(member)
+        fd = os.open(os.path.join(member, "in.txt"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, text)
+        os.close(fd)
+    return time.perf_counter() - t0
+
+
+def simctl_generate_into(root: str, n: int = LOOP_N) -> float:
+    """simctl's side of genloop: exp.generate of an n-member ensemble with one
+    configured file (members made untimed, as the loop's texts are); checks the
+    output and returns the seconds."""
+    cfg = os.path.join(root, "in.txt")
+    with open(cfg, "w") as fh:
+        fh.write(CONFIG_TEXT)
+    exp = _new_experiment(os.path.join(root, "exp"))
+    rs = exp.create_run_settings(exe="true")
+    ens = exp.create_ensemble("ens", params={"a": list(range(n // N_B)), "b": list(range(N_B))},
+                              run_settings=rs, perm_strategy="all_perm")
+    ens.attach_generator_files(to_configure=[cfg])
+    members = ens.models
+    t0 = time.perf_counter()
+    exp.generate(ens)
+    seconds = time.perf_counter() - t0
+    last = members[-1]
+    with open(os.path.join(str(last.path), "in.txt")) as fh:
+        if fh.read() != f"A = {last.params['a']}\nB = {last.params['b']}\n":
+            raise RuntimeError(f"{last.path}/in.txt is not configured as expected")
+    ens_dir = os.path.dirname(str(last.path))
+    if sum(1 for e in os.scandir(ens_dir) if e.is_dir()) != n:
+        raise RuntimeError(f"expected {n} member directories in {ens_dir}")
+    return seconds
+
+
+def fs_type(path: str) -> str:
+    """The file system type holding ``path`` (from /proc/mounts), or '?'."""
+    path, best, kind = os.path.realpath(path), "", "?"
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                mnt, fstype = line.split()[1:3]
+                inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+                if inside and len(mnt) >= len(best):
+                    best, kind = mnt, fstype
+    except OSError:
+        pass
+    return kind
+
+
 # --------------------------------------------------------------------------- cases
 
 
@@ -334,13 +401,60 @@ def case_generate(rep: Report, args: Any, run_simctl: bool) -> None:
         rep.info(name, f"simctl {fmt_seconds(ours['seconds'])} (peer skipped)")
 
 
+def case_genloop(rep: Report, args: Any, run_simctl: bool) -> None:
+    """simctl vs the plain loop, in pairs (order alternating, each pair's outputs
+    kept until all pairs ran: on ext4, deleting many inodes slows the next
+    creations, so no run cleans up before another)."""
+    if not run_simctl:
+        rep.skip("genloop", "simctl not measured")
+        return
+    for where in (args.disk_dir, "/dev/shm"):
+        kind = fs_type(where)
+        name = f"generate {LOOP_N:,} vs plain loop ({kind}, {where})"
+        if not (os.path.isdir(where) and os.access(where, os.W_OK)):
+            rep.skip(name, f"{where} is not a writable directory")
+            continue
+        base = tempfile.mkdtemp(prefix="simctl-bench-genloop-", dir=where)
+        ours, loop, ratios = [], [], []
+        try:
+            for i in range(max(1, args.loop_repeat)):
+                pair: Dict[str, float] = {}
+                for side in ("loop", "simctl") if i % 2 == 0 else ("simctl", "loop"):
+                    root = tempfile.mkdtemp(dir=base)
+                    pair[side] = loop_generate(root) if side == "loop" else simctl_generate_into(root)
+                ours.append(pair["simctl"])
+                loop.append(pair["loop"])
+                ratios.append(pair["simctl"] / pair["loop"])
+                print(f"  {kind} pair {i + 1}: simctl {fmt_seconds(pair['simctl'])}, "
+                      f"loop {fmt_seconds(pair['loop'])}", flush=True)
+        except Exception as exc:  # noqa: BLE001
+            rep.exception(name, exc)
+            continue
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        spread = (f"{len(ours)} pairs: simctl {fmt_seconds(min(ours))}-{fmt_seconds(max(ours))}, loop "
+                  f"{fmt_seconds(min(loop))}-{fmt_seconds(max(loop))}, simctl/loop per pair "
+                  f"{fmt_ratio(min(ratios))}-{fmt_ratio(max(ratios))} (median {fmt_ratio(median(ratios))})")
+        if kind == "tmpfs":
+            rep.info(name, f"simctl {fmt_seconds(median(ours))} | loop {fmt_seconds(median(loop))} "
+                     f"(medians; informational) | {spread}", simctl_runs=ours, loop_runs=loop)
+        else:
+            rep.slowdown(name, median(ours), median(loop), TARGET_LOOP_FACTOR, "loop",
+                         simctl_runs=ours, loop_runs=loop)
+            rep.info(f"{name} spread", spread)
+
+
 CASE_FUNCS = {"create": case_create, "lazy": case_lazy, "random": case_random,
-              "generate": case_generate}
+              "generate": case_generate, "genloop": case_genloop}
 
 
 def main() -> int:
-    args = bench_arg_parser(__doc__.splitlines()[0], CASES).parse_args()
-    return run_cases("bench_ensemble", args, CASES, CASE_FUNCS)
+    parser = bench_arg_parser(__doc__.splitlines()[0], CASES)
+    parser.add_argument("--disk-dir", default="/var/tmp", metavar="DIR",
+                        help="genloop: a directory on a real disk (default /var/tmp)")
+    parser.add_argument("--loop-repeat", type=int, default=5, metavar="N",
+                        help="genloop: pairs of runs per file system (default 5)")
+    return run_cases("bench_ensemble", parser.parse_args(), CASES, CASE_FUNCS)
 
 
 if __name__ == "__main__":

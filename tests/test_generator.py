@@ -1,6 +1,6 @@
 """The generator: run directories, copied / symlinked / configured files, the
-parameters file, unknown tags, overwrite rules, and whole-or-nothing member
-directories."""
+parameters record, unknown tags, overwrite rules, whole-or-nothing entity
+directories, and inputs refused before anything is written."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def hidden(root: Path) -> list[str]:
 
 
 def params_file(d: Path) -> dict:
-    return json.loads((d / PARAMS_FILE).read_text())
+    """The recorded name and parameters of run directory ``d``: a model's own
+    record, or a member's entry in its ensemble's record."""
+    if (d / PARAMS_FILE).exists():
+        return json.loads((d / PARAMS_FILE).read_text())
+    return {"name": d.name, "params": json.loads((d.parent / PARAMS_FILE).read_text())[d.name]}
 
 
 # -- layout and files ----------------------------------------------------------------------------
@@ -50,12 +54,15 @@ def test_model_and_ensemble_directories(exp, rs, exp_path):
     assert hidden(exp_path) == []
 
 
-def test_params_file_in_each_member_directory(exp, rs, exp_path):
+def test_params_recorded_once_per_ensemble_and_per_model(exp, rs, exp_path):
     ens = exp.create_ensemble("ens", params={"name": ["Ellie", "John"], "parameter": [2, 11]}, run_settings=rs)
-    exp.generate(ens)
-    got = [params_file(exp_path / "ens" / f"ens_{i}") for i in range(4)]
-    assert got == [{"name": m.name, "params": m.params} for m in ens]
-    assert got[3] == {"name": "ens_3", "params": {"name": "John", "parameter": 11}}
+    m = exp.create_model("m", rs, params={"a": 1})
+    exp.generate(ens, m)
+    record = json.loads((exp_path / "ens" / PARAMS_FILE).read_text())
+    assert record == {mem.name: mem.params for mem in ens}
+    assert record["ens_3"] == {"name": "John", "parameter": 11}
+    assert not any((exp_path / "ens" / mem.name / PARAMS_FILE).exists() for mem in ens)
+    assert json.loads((exp_path / "m" / PARAMS_FILE).read_text()) == {"name": "m", "params": {"a": 1}}
 
 
 def test_copy_files_and_whole_directories(exp, rs, exp_path, write):
@@ -98,6 +105,40 @@ def test_configured_files(exp, rs, exp_path, write):
     assert out.read_text() == "&run\n steps = 100\n name = 'Ellie'\n/\n"
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
     assert conf.read_text().startswith("&run\n steps = ;steps;")  # the source is untouched
+
+
+def test_configure_directory_keeps_its_tree(exp, rs, exp_path, write):
+    write("conf/a.in", "a = ;x;\n")
+    write("conf/sub/in.txt", "sub ;x;\n")
+    write("conf/other/in.txt", "other ;x;\n")  # same name in another subdirectory
+    write("shared/deep/c.in", "c ;x;\n")
+    os.symlink(write("x").parent / "shared", write("x").parent / "conf" / "linked")  # followed
+    ens = exp.create_ensemble("e", params={"x": [1, 2]}, run_settings=rs)
+    ens.attach_generator_files(to_configure=str(write("x").parent / "conf"))
+    exp.generate(ens)
+    d = exp_path / "e" / "e_1"
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) == [
+        "a.in", "linked/deep/c.in", "other/in.txt", "sub/in.txt"]
+    assert (d / "sub" / "in.txt").read_text() == "sub 2\n"
+    assert (d / "other" / "in.txt").read_text() == "other 2\n"
+    assert (d / "linked" / "deep" / "c.in").read_text() == "c 2\n"
+    assert not (d / "linked").is_symlink()
+
+
+def test_configured_files_are_written_byte_for_byte(exp, rs, exp_path, write):
+    conf = write("in.txt", b"x = ;x;\n\xc3\xa9\tend")
+    m = exp.create_model("m", rs, params={"x": "a\r\nb"})  # no newline translation on writing
+    m.attach_generator_files(to_configure=str(conf))
+    exp.generate(m)
+    assert (exp_path / "m" / "in.txt").read_bytes() == b"x = a\r\nb\n\xc3\xa9\tend"
+
+
+def test_crlf_line_endings_are_kept(exp, rs, exp_path, write):
+    conf = write("in.txt", b"x = ;x;\r\ny = 2\r\n")
+    m = exp.create_model("m", rs, params={"x": 1})
+    m.attach_generator_files(to_configure=str(conf))
+    exp.generate(m)
+    assert (exp_path / "m" / "in.txt").read_bytes() == b"x = 1\r\ny = 2\r\n"
 
 
 def test_model_guide_thermo_example(exp, rs, exp_path, write):
@@ -206,7 +247,7 @@ def test_never_overwrites_without_overwrite_true(exp, rs, exp_path, write, snaps
     shutil.rmtree(exp_path / "e" / "e_2")  # one member missing: still nothing may be written
     other = exp.create_model("other", rs)
     before = snapshot(exp_path)
-    with pytest.raises(simctl.ConfigError, match=r"2 run directories already exist: .*e_0.*e_1.*overwrite=True"):
+    with pytest.raises(simctl.ConfigError, match=r"1 directory already exists: .*exp/e; pass overwrite=True"):
         exp.generate(other, ens)
     assert snapshot(exp_path) == before
 
@@ -236,21 +277,33 @@ def test_overwrite_replaces_a_file_in_the_way(exp, rs, exp_path):
     assert (exp_path / "m").is_dir() and (exp_path / "m" / PARAMS_FILE).exists()
 
 
+def test_regenerating_with_fewer_members_leaves_exactly_the_current_ones(exp, rs, exp_path, write):
+    conf = write("in.txt", "x = ;x;\n")
+    first = exp.create_ensemble("e", params={"x": [1, 2, 3]}, run_settings=rs)
+    first.attach_generator_files(to_configure=str(conf))
+    exp.generate(first)
+    again = exp.create_ensemble("e", params={"x": [10]}, run_settings=rs)
+    again.attach_generator_files(to_configure=str(conf))
+    exp.generate(again, overwrite=True)
+    assert sorted(p.name for p in (exp_path / "e").iterdir()) == ["e_0", PARAMS_FILE]
+    assert json.loads((exp_path / "e" / PARAMS_FILE).read_text()) == {"e_0": {"x": 10}}
+    assert (exp_path / "e" / "e_0" / "in.txt").read_text() == "x = 10\n"
+    assert hidden(exp_path) == []
+
+
 # -- whole or nothing ------------------------------------------------------------------------------
 
 
-def test_a_member_that_fails_to_configure_leaves_no_partial_directory(exp, rs, exp_path, write):
+def test_a_member_that_fails_to_configure_leaves_nothing_of_the_call(exp, rs, exp_path, write):
     conf = write("in.txt", "x = ;x;\n")
     data = write("data.txt", "d")
+    ok = exp.create_model("ok", rs)
     ens = exp.create_ensemble("e", params={"x": [1, Unprintable(), 3]}, run_settings=rs)
     ens.attach_generator_files(to_copy=str(data), to_configure=str(conf))
     with pytest.raises(RuntimeError, match="cannot print"):
-        exp.generate(ens)
-    assert not (exp_path / "e" / "e_1").exists()
-    for d in (exp_path / "e").iterdir():  # whatever was written is whole
-        assert sorted(p.name for p in d.iterdir()) == sorted(["data.txt", "in.txt", PARAMS_FILE])
-        assert (d / "in.txt").read_text() == f"x = {params_file(d)['params']['x']}\n"
-    assert hidden(exp_path) == []
+        exp.generate(ok, ens)
+    assert list(exp_path.iterdir()) == []  # neither the model written before it nor any member
+    assert ok.path is None and ens.path is None
 
 
 def test_a_failed_overwrite_keeps_the_previous_directory(exp, rs, exp_path, write):
@@ -264,17 +317,6 @@ def test_a_failed_overwrite_keeps_the_previous_directory(exp, rs, exp_path, writ
         exp.generate(second, overwrite=True)
     assert (exp_path / "e" / "e_1" / "in.txt").read_text() == "x = 2\n"  # the old one, whole
     assert params_file(exp_path / "e" / "e_1")["params"] == {"x": 2}
-    assert hidden(exp_path) == []
-
-
-def test_a_file_that_cannot_be_copied_leaves_no_directory(exp, rs, exp_path, write):
-    fifo = write("x").parent / "pipe"
-    os.mkfifo(fifo)
-    m = exp.create_model("m", rs)
-    m.attach_generator_files(to_copy=str(fifo))
-    with pytest.raises(OSError, match="named pipe"):
-        exp.generate(m)
-    assert not (exp_path / "m").exists()
     assert hidden(exp_path) == []
 
 
@@ -297,18 +339,107 @@ def test_attachments_that_would_collide(exp, rs, exp_path, write):
     m.attach_generator_files(to_copy=str(a), to_symlink=str(b))
     with pytest.raises(simctl.ConfigError, match=r"would overwrite each other.*\['in.txt'\]"):
         exp.generate(m)
+    conf = write("tree/sub/in.txt", "1").parent.parent
+    m.attach_generator_files(to_copy=str(write("sub", "a file named like a configured subdirectory")),
+                             to_configure=str(conf))
+    with pytest.raises(simctl.ConfigError, match=r"would overwrite each other.*\['sub'\]"):
+        exp.generate(m)
     p = write(PARAMS_FILE, "{}")
     m.attach_generator_files(to_copy=str(p))
-    with pytest.raises(simctl.ConfigError, match="would overwrite each other"):
+    with pytest.raises(simctl.ConfigError, match=f"{PARAMS_FILE}, which is the parameters record"):
         exp.generate(m)
     assert not exp_path.exists()
 
 
 def test_two_entities_into_one_directory(exp, rs, exp_path):
     a, b = exp.create_model("same", rs), exp.create_model("same", rs)
-    with pytest.raises(simctl.ConfigError, match="two entities would be generated into"):
+    with pytest.raises(simctl.ConfigError, match=r"model 'same' and model 'same' would both be generated into "
+                                                 r".*exp/same; give them different names"):
         exp.generate(a, b)
     assert not exp_path.exists()
+
+
+@pytest.mark.parametrize("order", ["model first", "ensemble first"])
+def test_a_model_and_an_ensemble_with_one_name(exp, rs, exp_path, order):
+    m = exp.create_model("x", rs)
+    ens = exp.create_ensemble("x", params={"a": [1, 2]}, run_settings=rs)
+    with pytest.raises(simctl.ConfigError, match=r"(model 'x' and ensemble 'x'|ensemble 'x' and model 'x') "
+                                                 r"would both be generated into .*exp/x; give them different"):
+        exp.generate(*((m, ens) if order == "model first" else (ens, m)))
+    assert not exp_path.exists()
+    assert m.path is None and ens.path is None
+
+
+@pytest.mark.parametrize("stream", ["out", "err"])
+def test_an_input_named_like_the_models_output_is_refused(exp, rs, exp_path, write, stream):
+    m = exp.create_model("m", rs)
+    m.attach_generator_files(to_copy=str(write(f"m.{stream}", "input data")))
+    with pytest.raises(simctl.ConfigError, match=rf"attached file .*src/m.{stream} would be written to "
+                                                 rf".*exp/m/m.{stream}, which is the model's standard"):
+        exp.generate(m)
+    ens = exp.create_ensemble("e", params={"x": [1, 2]}, run_settings=rs)
+    ens.attach_generator_files(to_configure=str(write(f"conf/e_1.{stream}", ";x;").parent))
+    with pytest.raises(simctl.ConfigError, match=rf"model 'e_1': attached file .*conf/e_1.{stream} would be"):
+        exp.generate(ens)
+    assert not exp_path.exists()
+
+
+def test_a_pipe_to_copy_or_configure_is_refused_up_front(exp, rs, exp_path, write, tmp_path):
+    data = write("data/ok.txt", "ok").parent
+    os.mkfifo(data / "pipe")  # reading it would block until someone writes
+    m = exp.create_model("m", rs, params={"x": 1})
+    m.attach_generator_files(to_copy=str(data))
+    with pytest.raises(simctl.ConfigError, match=r"to copy .*data/pipe is not a regular file or directory"):
+        exp.generate(m)
+    os.mkfifo(tmp_path / "top-pipe")
+    m.attach_generator_files(to_copy=str(tmp_path / "top-pipe"))
+    with pytest.raises(simctl.ConfigError, match=r"to copy .*top-pipe is not a regular file"):
+        exp.generate(m)
+    conf = write("in.txt", "x = ;x;")
+    m.attach_generator_files(to_configure=str(conf))
+    conf.unlink()
+    os.mkfifo(conf)  # replaced after it was attached
+    with pytest.raises(simctl.ConfigError, match=r"to configure .*src/in.txt is not a regular file"):
+        exp.generate(m)
+    assert not exp_path.exists()
+    with pytest.raises(simctl.ConfigError, match=r"to_configure directory .*data/pipe is not a regular file"):
+        m.attach_generator_files(to_configure=str(data))
+    with pytest.raises(simctl.ConfigError, match=r"file to configure .*in.txt is not a regular file"):
+        m.attach_generator_files(to_configure=str(conf))
+
+
+def test_copying_a_directory_that_holds_the_experiment_is_refused(exp, rs, exp_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # exp_path is tmp_path/exp: inside "."
+    (tmp_path / "input.txt").write_text("x")
+    m = exp.create_model("m", rs)
+    m.attach_generator_files(to_copy=["."])
+    with pytest.raises(simctl.ConfigError, match=rf"to_copy directory {tmp_path} contains the experiment "
+                                                 rf"directory {exp_path}: the copy would copy itself"):
+        exp.generate(m)
+    assert not exp_path.exists()
+    exp_path.mkdir()
+    (exp_path / "old-run.out").write_text("from before")
+    m.attach_generator_files(to_configure=["."])  # walks exp/ too
+    with pytest.raises(simctl.ConfigError, match=rf"to_configure directory {tmp_path} contains the experiment"):
+        exp.generate(m)
+    assert [p.name for p in exp_path.iterdir()] == ["old-run.out"]
+
+
+@pytest.mark.parametrize("target, why", [
+    ("loop", "cannot follow .*conf/loop .*a symlink that loops or points nowhere"),
+    ("nowhere", "cannot follow .*conf/loop .*a symlink that loops or points nowhere"),
+    ("..", r"conf/loop/conf links back to .*src/conf, which contains it \(a symlink loop\)"),
+    ("sub", r"conf/sub/again/loop links back to .*src/conf, which contains it"),
+])
+def test_a_symlink_loop_in_a_configure_directory_is_an_error(exp, rs, write, target, why):
+    conf = write("conf/in.txt", "x").parent
+    (conf / "sub" / "again").mkdir(parents=True)
+    link = conf / "sub" / "again" / "loop" if target == "sub" else conf / "loop"
+    os.symlink("../.." if target == "sub" else target, link)
+    m = exp.create_model("m", rs)
+    with pytest.raises(simctl.ConfigError, match=f"to_configure directory .*conf: .*{why}"):
+        m.attach_generator_files(to_configure=str(conf))
+    assert m.files == simctl.EntityFiles()
 
 
 def test_generate_takes_entities_only(exp, exp_path):

@@ -27,8 +27,8 @@ OUTPUT_MY_PARAMETER = """
     import json, os, time
     time.sleep(0.1)
     params = {}
-    if os.path.exists("simctl-params.json"):  # written into each generated member directory
-        params = json.load(open("simctl-params.json"))["params"]
+    if os.path.exists("../simctl-params.json"):  # one record per ensemble: member name -> parameters
+        params = json.load(open("../simctl-params.json")).get(os.path.basename(os.getcwd()), {})
     print(f"Hello, my name is {params.get('name', '?')} and my parameter is {params.get('parameter', '?')}")
 """
 

@@ -45,7 +45,7 @@ def _name_validator(kind: str) -> Callable[[Any, Any, Any], None]:
     return lambda _inst, _attr, value: check_name(kind, value)
 
 
-def _paths(value: str | Iterable[str] | None, kind: str) -> list[str]:
+def _paths(value: str | Iterable[str] | None, kind: str, tree: dict[str, str] | None = None) -> list[str]:
     if value is None:
         return []
     items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
@@ -55,9 +55,45 @@ def _paths(value: str | Iterable[str] | None, kind: str) -> list[str]:
         if not os.path.exists(path):
             raise ConfigError(f"file to {kind} does not exist: {item!r} (looked at {path})")
         if kind == "configure" and os.path.isdir(path):
-            out += [os.path.join(d, f) for d, _, fs in os.walk(path) for f in sorted(fs)]
+            for src in _walk_configure(path):
+                out.append(src)
+                if tree is not None:
+                    tree[src] = os.path.relpath(src, path)
+        elif kind == "configure" and not os.path.isfile(path):
+            raise ConfigError(f"file to configure {path} is not a regular file (a pipe, socket or device?); "
+                              "files to configure are read as text")
         else:
             out.append(path)
+    return out
+
+
+def _walk_configure(root: str) -> list[str]:
+    """The files under a to_configure directory, sorted, symlinks followed. A
+    link that loops back to a directory above it, or that cannot be resolved
+    (dangling, or a loop of links), and anything but a regular file (a pipe,
+    socket or device) is a ConfigError naming it, not something skipped."""
+    out: list[str] = []
+    stack = [(root, (os.path.realpath(root),))]
+    while stack:
+        folder, above = stack.pop()
+        subdirs = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            try:
+                real = os.path.realpath(entry.path, strict=True)
+            except OSError as exc:
+                raise ConfigError(f"to_configure directory {root}: cannot follow {entry.path} "
+                                  f"({exc.strerror}): a symlink that loops or points nowhere") from None
+            if entry.is_dir():
+                if real in above:
+                    raise ConfigError(f"to_configure directory {root}: {entry.path} links back to {real}, "
+                                      "which contains it (a symlink loop)")
+                subdirs.append((entry.path, above + (real,)))
+            elif entry.is_file():
+                out.append(entry.path)
+            else:
+                raise ConfigError(f"to_configure directory {root}: {entry.path} is not a regular file "
+                                  "(a pipe, socket or device?); files to configure are read as text")
+        stack += reversed(subdirs)
     return out
 
 
@@ -68,12 +104,18 @@ class EntityFiles:
     to_copy: list[str] = attrs.field(factory=list)
     to_symlink: list[str] = attrs.field(factory=list)
     to_configure: list[str] = attrs.field(factory=list)
+    #: where a file found in a to_configure directory goes in the run directory: its path
+    #: relative to that directory (``sub/in.txt``); other files go to their base name
+    configure_as: dict[str, str] = attrs.field(factory=dict)
 
     @classmethod
     def checked(cls, to_copy: Any = None, to_symlink: Any = None, to_configure: Any = None) -> "EntityFiles":
-        """Absolute paths, each checked to exist (directories are walked for to_configure)."""
+        """Absolute paths, each checked to exist. A to_configure directory is
+        walked (symlinks followed) and keeps its tree; a symlink in it that
+        loops or points nowhere, or a pipe, socket or device, is a ConfigError."""
+        tree: dict[str, str] = {}
         return cls(_paths(to_copy, "copy"), _paths(to_symlink, "symlink"),
-                   _paths(to_configure, "configure"))
+                   _paths(to_configure, "configure", tree), tree)
 
 
 def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
@@ -171,6 +213,10 @@ class Model(Entity):
         if self.batch_settings is not None:
             return [ctx.batch_job(self.name, step.cwd, self.batch_settings, [step])]
         return [step]
+
+    def run_dirs(self, exp_path: str, tag: str) -> list[tuple["Model", str]]:
+        """The run directories generate() writes for this entity: (model, directory)."""
+        return [(self, os.path.join(exp_path, self.name))]
 
 
 @attrs.define(eq=False)
@@ -377,3 +423,8 @@ class Ensemble(Entity):
         for m in self.models:
             m.register_incoming_entity(entity)
 
+    def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Model, str]]:
+        """The run directories generate() writes: one per member under <exp_path>/<ensemble>."""
+        self.use_tag(tag)
+        base = os.path.join(exp_path, self.name)
+        return [(m, os.path.join(base, m.name)) for m in self.models]
