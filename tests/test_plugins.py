@@ -369,7 +369,8 @@ def test_external_strategy_is_used_by_name(external_plugins, tmp_path):
         with pytest.raises(simctl.ConfigError, match="'lhs' needs n_models"):
             exp.create_ensemble("no-n", params=params, run_settings=rs, perm_strategy="lhs")
         exp.generate(ens)
-        assert sorted(p.name for p in (tmp_path / "e" / "sweep").iterdir()) == [f"sweep_{i}" for i in range(8)]
+        assert sorted(p.name for p in (tmp_path / "e" / "sweep").iterdir()) == [
+            "simctl-params.json", *(f"sweep_{i}" for i in range(8))]
     finally:
         exp.launcher.close()
 
