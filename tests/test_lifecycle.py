@@ -170,7 +170,9 @@ def test_preview_prints_exact_commands_and_runs_nothing(tmp_path, capsys):
     assert not marker.exists()
     assert not list(tmp_path.glob("*.out")) and not list(tmp_path.glob("*.err"))
     assert exp.get_status(model, ens) == [Status.NEW] * 3
-    assert recorder_of(exp).before == []
+    # plugins' before_launch changes are part of what would run, so preview applies them too
+    assert [name for name, _ in recorder_of(exp).before] == ["prev", "pens_0", "pens_1"]
+    assert recorder_of(exp).changes == []
     assert mf.load(exp.exp_path) is None  # nothing launched, nothing recorded
 
 

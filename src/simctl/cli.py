@@ -1,4 +1,4 @@
-"""The ``simctl`` command: ``simctl plugins list``, ``simctl status``."""
+"""The ``simctl`` command: ``simctl plugins list``, ``simctl status``, ``simctl stop``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import click
 
 from . import SimctlError, __version__
 from .core import manifest as mf
+from .core import reattach
 from .core.plugins import FAMILIES, PluginRecord, make_plugins
+from .log import configure_logging
 from .core.serialize import converter
 from .core.table import HEADERS, rows
 
@@ -30,6 +32,7 @@ def _table(title: str, headers: tuple[str, ...], body: list[tuple[str, ...]]) ->
 @click.version_option(__version__, prog_name="simctl")
 def main() -> None:
     """Run simulation + ML workflows on laptops and HPC machines."""
+    configure_logging()
 
 
 @main.group()
@@ -69,18 +72,35 @@ def plugins_list(as_json: bool, family: str | None, strict: bool) -> None:
         sys.exit(1)
 
 
-@main.command()
-@click.argument("exp_path", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(exp_path: str, as_json: bool) -> None:
-    """Show every launch of the experiment at EXP_PATH, from its manifest."""
-    try:
-        man = mf.load(exp_path)
-    except SimctlError as exc:
-        raise click.ClickException(str(exc)) from None
-    if man is None:
-        raise click.ClickException(f"no simctl experiment at {exp_path} (no {mf.path_of(exp_path)})")
+def _show(man: mf.Manifest, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(converter.unstructure(man), indent=2))
         return
     _table(f"{man.experiment} ({man.launcher}) at {man.exp_path}", HEADERS, rows(man.jobs))
+
+
+@main.command()
+@click.argument("exp_path", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(exp_path: str, as_json: bool) -> None:
+    """Show every launch of the experiment at EXP_PATH, from its manifest.
+
+    If the driver that started the jobs is gone, the jobs it left unfinished
+    are looked up (their processes, scheduler jobs and exit-status files) and
+    the manifest is corrected."""
+    try:
+        _show(reattach.refresh(exp_path, make_plugins()), as_json)
+    except SimctlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("exp_path", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def stop(exp_path: str, as_json: bool) -> None:
+    """Stop every job that a driver which is gone left running at EXP_PATH."""
+    try:
+        man = reattach.stop_left(exp_path, make_plugins())
+    except SimctlError as exc:
+        raise click.ClickException(str(exc)) from None
+    _show(man, as_json)

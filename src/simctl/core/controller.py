@@ -122,10 +122,18 @@ class Controller:
 
     # -- launching -----------------------------------------------------------------------
 
-    def launch(self, entities: Sequence[Entity]) -> list[Job]:
+    def prepared(self, entities: Sequence[Entity]) -> LaunchPlan:
+        """The plan of ``entities`` after the ``before_launch`` hook: what
+        :meth:`launch` starts and ``preview`` shows."""
+        plan = self.plan(entities)
+        self._before_launch(plan)
+        return plan
+
+    def launch(self, entities: Sequence[Entity], show: Callable[[LaunchPlan], None] | None = None) -> list[Job]:
         """Start ``entities``; return their jobs. Bad input raises before
-        anything starts. Entities that run until stopped are waited on until
-        ready before this returns."""
+        anything starts. ``show`` receives the plan just before it starts.
+        Entities that run until stopped are waited on until ready before
+        this returns."""
         plan = self.plan(entities)
         with self.lock:
             running = [s.key for s in plan.steps if s.key in self.jobs and not self.jobs[s.key].done]
@@ -134,6 +142,8 @@ class Controller:
                               f"{' ...' if len(running) > 5 else ''}; stop them or wait for them first")
         self._check_manifest_dir()
         self._before_launch(plan)
+        if show is not None:
+            show(plan)
         to_start = [launch for launch in plan.launches if not _failed(launch)]
         error: BaseException | None = None
         try:

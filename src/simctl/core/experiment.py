@@ -24,6 +24,7 @@ from .launcher import Launcher
 from .plugins import Plugins, call_hook, default_plugins
 from .settings import BatchSettings, RunSettings
 from .status import Status
+from .plan import LaunchPlan
 from .steps import BatchJob
 from .table import render_table
 
@@ -265,9 +266,7 @@ class Experiment:
         ents = _flatten(entities)
         if not ents:
             raise ConfigError("start() needs at least one entity (a Model, an Ensemble...)")
-        if summary:
-            print(self.preview(*ents, show=False))
-        jobs = self.controller.launch(ents)
+        jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
             self._block(kill_on_interrupt)
@@ -355,17 +354,20 @@ class Experiment:
     def preview(self, *entities: Entity, show: bool = True) -> str:
         """The exact commands (and batch scripts) :meth:`start` would run,
         printed (``show``) and returned; nothing is started."""
-        plan = self.controller.plan(_flatten(entities))
+        text = self._describe(self.controller.prepared(_flatten(entities)))
+        if show:
+            print(text)
+        return text
+
+    def _describe(self, plan: LaunchPlan) -> str:
         lines = [f"Experiment {self.name!r} at {self.exp_path} on launcher {self.launcher_name!r}"]
         for launch in plan.launches:
             key = launch.members[0].key if isinstance(launch, BatchJob) else launch.key
             owner = plan.owner[key]
             lines.append(f"# {owner.type} {owner.name}" + (f": {launch.name}" if launch.name != owner.name else ""))
-            lines.append(self.launcher.preview(launch))
-        text = "\n".join(lines)
-        if show:
-            print(text)
-        return text
+            failed = [s for s in (launch.members if isinstance(launch, BatchJob) else [launch]) if s.error]
+            lines += [f"# not launched: {s.key}: {s.error}" for s in failed] or [self.launcher.preview(launch)]
+        return "\n".join(lines)
 
     def summary_data(self) -> list[mf.JobRecord]:
         """Every launch of this experiment, oldest first."""

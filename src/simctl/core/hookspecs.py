@@ -83,6 +83,9 @@ def simctl_entity_before_launch(entity: Entity, step: ProcessStep, experiment: E
     planning and before the launcher wraps anything or writes any script:
     what an implementation changes in the step (``step.env``,
     ``step.secret_env``, ``step.argv``, ``step.per_node``...) is what runs.
+    ``Experiment.preview`` calls it too (on steps that are then not
+    started), so that the preview shows what would run: change the step,
+    keep other side effects for ``simctl_entity_status_changed``.
     An exception marks the step FAILED (the reason names the plugin) and
     nothing of its launch (its whole batch job) starts.
     """

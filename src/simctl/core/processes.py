@@ -340,7 +340,7 @@ class ProcessLauncher(Launcher):
         with self._lock:
             for j in job_ids:
                 proc = self._procs.get(j)
-                if proc is None or proc.status.status.is_terminal or (proc.stopping and proc.stopping != reason):
+                if proc is None or proc.status.done or (proc.stopping and proc.stopping != reason):
                     continue
                 if proc.popen is None and proc.adopted is None:  # still queued
                     proc.status = JobStatus(Status.NEVER_STARTED, None, "stopped before it started")
