@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -286,7 +287,8 @@ class Controller:
         """Stop everything still running (the driver is exiting) and close the launcher."""
         active = [j for j in self.active() if j.key not in self.detached]
         if active:
-            log.warning("%s: stopping %d job(s) still running", reason, len(active))
+            # said on screen, not only logged: a library's log may go nowhere at exit
+            print(f"simctl: {reason}: stopping {len(active)} job(s) still running", file=sys.stderr, flush=True)
             try:
                 self.stop(active, reason)
             except Exception as exc:  # at exit, say so rather than die with a traceback
