@@ -288,7 +288,8 @@ def test_disable_env_var_disables_plugins_by_entry_point_name(clean_env):
         assert by_name[name].status == "disabled"
         assert DISABLE_ENV in by_name[name].error
         assert not plugs.pm.has_plugin(name)
-    with pytest.raises(simctl.ConfigError, match=r"unknown strategy 'random'; installed: .*'all_perm'"):
+    with pytest.raises(simctl.ConfigError, match=r"strategy 'random': plugin 'random' .* is disabled by "
+                                                 r"SIMCTL_DISABLE_PLUGINS.*'all_perm'"):
         plugs.get("strategy", "random")
 
 

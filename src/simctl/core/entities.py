@@ -28,16 +28,27 @@ CreatedHook = Callable[..., None]  # called with the entities just made
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
+#: longest name: a directory name (255 bytes) less what a staging directory adds around it
+MAX_NAME = 200
+
+
 def check_name(kind: str, name: Any) -> str:
-    """An entity name becomes a directory name: non-empty, no path separators."""
-    if type(name) is str and _PLAIN_NAME.fullmatch(name):  # the common case, cheaply
+    """An entity name becomes a directory name and a table row: non-empty,
+    at most MAX_NAME bytes, no path separators or control characters."""
+    if type(name) is str and len(name) <= MAX_NAME and _PLAIN_NAME.fullmatch(name):  # the common case, cheaply
         return name
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{kind} name must be a non-empty string, got {name!r}")
+        raise ConfigError(f"{kind} name must be a non-empty string, got {name!r:.80}")
     bad = [c for c in ("/", "\\", "\0") if c in name]
     if bad or name in (".", "..") or name.startswith("."):
         raise ConfigError(f"invalid {kind} name {name!r}: it names a directory, so it may not contain "
                           "'/', '\\\\' or NUL, nor start with '.'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ConfigError(f"invalid {kind} name {name!r}: control characters (a newline, a tab...) are not "
+                          "allowed in names")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
+        raise ConfigError(f"{kind} name is {len(name.encode('utf-8', 'surrogateescape'))} bytes long "
+                          f"({name[:40]!r}...); names may be at most {MAX_NAME} bytes (they name directories)")
     return name
 
 

@@ -4,6 +4,7 @@ generate, start, watch and stop its entities."""
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from .controller import Controller, Job
 from .entities import Ensemble, Model, check_name
 from .entity import Entity
 from .errors import ConfigError, choices
-from .checks import number, positive_int
+from .checks import number, positive_int, string_list
 from .expansion import Strategy, param_values
 from .launcher import Launcher
 from .plugins import Plugins, call_hook, default_plugins
@@ -93,7 +94,16 @@ class Experiment:
     def __init__(self, name: str, exp_path: str | None = None, launcher: str = "local", *,
                  plugins: Plugins | None = None, launcher_options: Mapping[str, Any] | None = None):
         self.name = check_name("experiment", name)
-        self.exp_path = os.path.abspath(exp_path or os.path.join(os.getcwd(), name))
+        if exp_path is not None and not isinstance(exp_path, (str, os.PathLike)):
+            raise ConfigError(f"exp_path must be a path (str or os.PathLike), got {type(exp_path).__name__} "
+                              f"{exp_path!r:.80}")
+        self.exp_path = os.path.abspath(os.path.expanduser(os.fspath(exp_path)) if exp_path
+                                        else os.path.join(os.getcwd(), name))
+        if launcher_options is not None and not isinstance(launcher_options, Mapping):
+            raise ConfigError(f"launcher_options must be a dict of option -> value, got "
+                              f"{type(launcher_options).__name__} {launcher_options!r:.80}")
+        if not isinstance(launcher, str):
+            raise ConfigError(f"launcher must be a launcher's name (a str), got {type(launcher).__name__}")
         if os.path.exists(self.exp_path) and not os.path.isdir(self.exp_path):
             raise ConfigError(f"exp_path {self.exp_path} exists and is not a directory")
         self.plugins = plugins or default_plugins()
@@ -159,8 +169,12 @@ class Experiment:
                             env_vars: Mapping[str, str | None] | None = None, **kwargs: Any) -> RunSettings:
         """Settings to run ``exe`` with this experiment's launcher. ``run_command``
         ``"auto"`` takes the launcher's default (none for ``local``)."""
+        if isinstance(exe, os.PathLike):
+            exe = os.fspath(exe)
         if not isinstance(exe, str) or not exe:
-            raise ConfigError(f"exe must be a non-empty string (a program name or path), got {exe!r}")
+            raise ConfigError(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
+        if os.sep in exe and not os.path.isabs(exe) and os.path.exists(exe):
+            exe = os.path.abspath(exe)  # "./sim.sh" means the driver's ./sim.sh, not one in each run directory
         return self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
 
     def create_batch_settings(self, nodes: int | None = None, time: Any = None, queue: str | None = None,
@@ -177,9 +191,8 @@ class Experiment:
                      params_as_args: Sequence[str] | None = None) -> Model:
         """A model: one application run. Without ``path`` (and without
         :meth:`generate`) it runs in the current directory."""
-        model = Model(name, run_settings, dict(params or {}),
-                      os.path.abspath(path) if path else None, batch_settings,
-                      list(params_as_args or []), key_prefixing=enable_key_prefixing)
+        model = Model(name, run_settings, _model_params(params), _path("path", path), batch_settings,
+                      string_list("params_as_args", params_as_args or []), key_prefixing=enable_key_prefixing)
         self._created(model)
         return model
 
@@ -200,7 +213,8 @@ class Experiment:
         if run_settings is not None and not isinstance(run_settings, RunSettings):
             raise ConfigError(f"run_settings must come from create_run_settings, got {type(run_settings).__name__}")
         values = param_values(params)
-        missing = [n for n in params_as_args or [] if n not in values]
+        params_as_args = string_list("params_as_args", params_as_args or [])
+        missing = [n for n in params_as_args if n not in values]
         if missing:
             raise ConfigError(f"params_as_args names {missing}, which are not parameters; parameters are "
                               f"{sorted(values) or '(none)'}")
@@ -209,8 +223,8 @@ class Experiment:
         if run_settings is not None and not values and not replicas:
             raise ConfigError(f"ensemble {name!r} has run_settings but no params and no replicas, so no members; "
                               "give params={...} or replicas=N (or leave out run_settings and add_model)")
-        ens = Ensemble(name, values, run_settings, batch_settings, list(params_as_args or []), replicas or 0,
-                       label, n_models, seed, os.path.abspath(path) if path else None)
+        ens = Ensemble(name, values, run_settings, batch_settings, params_as_args, replicas or 0,
+                       label, n_models, seed, _path("path", path))
         ens.bind(expand, self._created)
         if all(v is not None for v in values.values()):
             ens.space()  # validate now (step lengths, n_models, ...): it is lazy, so cheap
@@ -230,6 +244,13 @@ class Experiment:
             return strat.expand, perm_strategy
         if callable(perm_strategy):
             fn = perm_strategy
+            try:
+                inspect.signature(fn).bind(["name"], [[1]], n_models)
+            except TypeError as exc:
+                raise ConfigError(f"perm_strategy {getattr(fn, '__qualname__', fn)!r} cannot be called as "
+                                  f"f(names, values, n_models): {exc}") from None
+            except ValueError:
+                pass  # no signature to check (a builtin): it is called as it is
             label = getattr(fn, "__qualname__", repr(fn))
             return (lambda names, values, n_models, seed: fn(names, values, n_models)), label
         raise ConfigError(f"perm_strategy must be a strategy name or a callable; installed strategies: "
@@ -249,8 +270,22 @@ class Experiment:
         entities, as in ``model = exp.generate(model); exp.start(model)``).
         """
         ents = _flatten(entities)
+        if overwrite:
+            self._refuse_running(ents)
+        _check_writable(self.exp_path)
         dirs = generator.generate(ents, self.exp_path, overwrite, tag, unknown_tags)  # type: ignore[arg-type]
         return Generated(dirs, ents)
+
+    def _refuse_running(self, entities: list[Entity]) -> None:
+        """overwrite=True must not delete the directory of a job that runs."""
+        if self._controller is None:
+            return
+        keys = set(self._keys(entities))
+        running = [j.key for j in self._controller.active() if j.key in keys]
+        if running:
+            raise ConfigError(f"generate(overwrite=True) would delete the directories of running jobs: "
+                              f"{', '.join(running[:5])}{' ...' if len(running) > 5 else ''}; stop them or "
+                              "wait for them first")
 
     # -- running ---------------------------------------------------------------------------
 
@@ -403,3 +438,42 @@ class _ignoring_sigint:
     def __exit__(self, *exc: Any) -> None:
         if self.main:
             signal.signal(signal.SIGINT, self.old)
+
+
+def _path(arg: str, value: Any) -> str | None:
+    """An absolute path (``~`` expanded), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ConfigError(f"{arg} must be a path (str or os.PathLike), got {type(value).__name__} {value!r:.80}")
+    return os.path.abspath(os.path.expanduser(os.fspath(value)))
+
+
+def _model_params(params: Any) -> dict[str, Any]:
+    """``create_model``'s ``params``: a dict of str name -> value."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"params must be a dict of name -> value, got {type(params).__name__} {params!r:.80}")
+    bad = [k for k in params if not isinstance(k, str) or not k]
+    if bad:
+        raise ConfigError(f"params names must be non-empty strings, got {bad[0]!r} "
+                          f"({type(bad[0]).__name__}); write {str(bad[0])!r}")
+    return dict(params)
+
+
+def _check_writable(path: str) -> None:
+    """ConfigError unless ``path`` is (or can be made as) a directory we can
+    write in; nothing is created."""
+    probe = path
+    while not os.path.lexists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ConfigError(f"cannot create the experiment directory {path}: {probe} is not a directory; "
+                          "choose another exp_path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write in {probe} (permission denied), so not in the experiment directory "
+                          f"{path}; choose an exp_path you can write to")

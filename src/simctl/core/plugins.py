@@ -158,6 +158,10 @@ class Plugins:
         PluginError for a name two plugins provide (naming both)."""
         reg = self.registries[family]
         if name not in reg:
+            off = next((r for r in self.records if r.name == name and r.status == "disabled"), None)
+            if off is not None:
+                raise ConfigError(f"{family} {name!r}: {_who(off)} is disabled by {DISABLE_ENV}; remove it from "
+                                  f"that variable to use it (installed and enabled: {choices(reg)})")
             raise ConfigError(f"unknown {family} {name!r}; installed: {choices(reg)}")
         claimants = self._clashes.get((family, name))
         if claimants:

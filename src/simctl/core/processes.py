@@ -135,15 +135,16 @@ class ProcessLauncher(Launcher):
     def start(self, launches: Sequence[Launch]) -> None:
         if any(isinstance(launch, BatchJob) for launch in launches):  # check all before taking any
             raise ConfigError(f"launcher {self.name!r} cannot run batch jobs")
-        self._ensure_reaper()
-        with self._lock:
-            for step in launches:
-                assert isinstance(step, ProcessStep)
-                job_id = str(next(self._ids))
-                step.job_id = job_id
-                self._procs[job_id] = _Proc(step)
-                self._queue.append(job_id)
-            self._fill()
+        with self._reaper_lock:  # the reaper quits when idle: it must not quit between these
+            self._ensure_reaper()
+            with self._lock:
+                for step in launches:
+                    assert isinstance(step, ProcessStep)
+                    job_id = str(next(self._ids))
+                    step.job_id = job_id
+                    self._procs[job_id] = _Proc(step)
+                    self._queue.append(job_id)
+                self._fill()
 
     def _fill(self) -> None:
         while self._queue and self._running < self.max_concurrent:
@@ -185,7 +186,9 @@ class ProcessLauncher(Launcher):
                 proc.popen = subprocess.Popen(argv, cwd=step.cwd, env=env, stdin=subprocess.DEVNULL,
                                               stdout=out, stderr=err, start_new_session=True, close_fds=True)
         except OSError as exc:
-            proc.status = JobStatus(Status.FAILED, None, f"could not start {exe!r}: {exc.strerror or exc}")
+            where = (f" (a relative path: looked for in the working directory {step.cwd})"
+                     if os.sep in exe and not os.path.isabs(exe) else "")
+            proc.status = JobStatus(Status.FAILED, None, f"could not start {exe!r}: {exc.strerror or exc}{where}")
             return
         except (ValueError, TypeError) as exc:  # e.g. a NUL byte in an argument or variable
             proc.status = JobStatus(Status.FAILED, None, f"could not start {exe!r}: {exc}")
@@ -216,10 +219,13 @@ class ProcessLauncher(Launcher):
             pass  # the pipe is full (so the reaper wakes anyway), or closed
 
     def _ensure_reaper(self) -> None:
-        """Start the reaper thread (and its pipe and selector) unless it runs."""
-        with self._reaper_lock:
-            if self._reaper is not None and self._reaper.is_alive():
+        """Start the reaper thread (and its pipe and selector) unless it runs
+        (called with ``_reaper_lock`` held)."""
+        if True:
+            if self._reaper is not None and self._reaper.is_alive() and not self._closed:
                 return
+            if self._reaper is not None:
+                self._reaper.join()  # closing: it quits at once
             self._closed = False
             self._selector = selectors.DefaultSelector()
             self._rpipe, self._wpipe = os.pipe()
@@ -259,11 +265,36 @@ class ProcessLauncher(Launcher):
                     for job_id in exited:
                         self._reap(job_id)
                 self._enforce_walltimes()
+                if self._quit_if_idle(selector, rpipe):
+                    if self.wakeup is not None:
+                        self.wakeup.set()
+                    return
             except Exception:  # never let the reaper die: every later exit would go unnoticed
                 log.exception("process launcher: error while reaping; continuing")
                 time.sleep(self.fallback_poll)
             if self.wakeup is not None:
                 self.wakeup.set()
+
+    def _quit_if_idle(self, selector: selectors.BaseSelector, rpipe: int) -> bool:
+        """With nothing running or queued, release the thread, pipe and selector
+        (a new ``start`` makes them again), so a finished launcher holds none."""
+        if not self._reaper_lock.acquire(blocking=False):
+            return False  # a start() is under way
+        try:
+            with self._lock:
+                if self._running or self._polled or self._queue or any(
+                        p.stopping and not p.status.done for p in self._procs.values()):
+                    return False
+                self._closed = True
+                selector.close()
+                os.close(rpipe)
+                os.close(self._wpipe)
+                self._wpipe = -1
+                self._selector = None
+                self._reaper = None
+                return True
+        finally:
+            self._reaper_lock.release()
 
     @staticmethod
     def _running_still(proc: _Proc) -> bool:
@@ -455,11 +486,12 @@ class ProcessLauncher(Launcher):
         else:
             proc.status = JobStatus(Status.UNKNOWN, None, "ended while no driver watched it; exit status "
                                     "not recorded", final=True)
-        self._ensure_reaper()
-        with self._lock:
-            self._procs[job_id] = proc
-            if alive:
-                self._polled.add(job_id)
+        with self._reaper_lock:
+            self._ensure_reaper()
+            with self._lock:
+                self._procs[job_id] = proc
+                if alive:
+                    self._polled.add(job_id)
         self._poke()
         return True
 
