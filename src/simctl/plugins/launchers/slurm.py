@@ -73,13 +73,26 @@ def sbatch_directives(args: dict[str, Any]) -> list[str]:
     return out
 
 
+#: pending reasons that never clear by themselves: the job as submitted will never start
+#: (Slurm's "Job Reason Codes"; see docs/test-slurm.md for which were observed here)
+NEVER_STARTS = frozenset({
+    "PartitionConfig", "BadConstraints", "DependencyNeverSatisfied", "PartitionTimeLimit", "InvalidAccount",
+    "InvalidQOS", "AccountNotAllowed", "QOSNotAllowed", "ReservationDeleted", "DeadLine", "MaxMemPerLimit",
+})
+
+
 def map_state(raw: str, exit_code: int | None = None, reason: str = "") -> JobStatus:
     """A Slurm state (``CANCELLED by 0`` included) as a JobStatus; an unknown
-    state is reported as UNKNOWN with the state Slurm printed."""
+    state is reported as UNKNOWN with the state Slurm printed. A job PENDING
+    for a reason that never clears (``PartitionConfig``, ``BadConstraints``...)
+    is FAILED: waiting would be forever."""
     word = raw.split()[0].rstrip("+") if raw.strip() else ""
     status = STATES.get(word)
     if status is None:
         return JobStatus(Status.UNKNOWN, exit_code, f"unknown Slurm state {raw!r}", raw=raw)
+    if word == "PENDING" and reason.split(",")[0].strip() in NEVER_STARTS:
+        return JobStatus(Status.FAILED, None, f"can never start: pending for reason {reason} (the request does not "
+                         "fit the partition's nodes or limits; it was cancelled)", raw=word)
     why = REASONS.get(word, "")
     if reason and reason not in ("None", "NonZeroExitCode"):
         why = f"{why}; {reason}" if why else reason
@@ -229,8 +242,12 @@ class SlurmLauncher(SchedulerLauncher):
             args["array"] = f"0-{n_members - 1}"
             args["open-mode"] = "append"  # the elements share the job's output files
         elif not any(k in bs.batch_args for k in ("ntasks", "n", "exclusive", "ntasks-per-node")):
-            # room for every member at once: the sum of the members' tasks
-            args["ntasks"] = sum(_member_tasks(m.run_settings) for m in job.members)
+            if bs.nodes or bs.hostlist:
+                # the user asked for nodes, not tasks: whole nodes, and members beyond what fits
+                # wait their turn inside the allocation (srun steps queue for CPUs)
+                args["exclusive"] = None
+            else:  # room for every member at once: the sum of the members' tasks
+                args["ntasks"] = sum(_member_tasks(m.run_settings) for m in job.members)
         args.update(bs.batch_args)
         return sbatch_directives(args)
 
@@ -273,6 +290,9 @@ class SlurmLauncher(SchedulerLauncher):
         for job_id, st in list(known.items()):  # an array's own id: take its first element's state
             base = job_id.split("_")[0]
             known.setdefault(base, st)
+        never = sorted({j.split("_")[0] for j, st in known.items() if st.raw == "PENDING" and st.status.is_terminal})
+        if never:  # pending forever: reported FAILED, so take it out of the queue too
+            self.run(self.cancel_command(never), ok_codes=(0, 1))
         gone = [j for j in job_ids if j not in known]
         if gone and self.accounting():
             argv = ["sacct", "-n", "-P", "-X", "-j", ",".join(gone), "-o", "JobID,State,ExitCode"]
