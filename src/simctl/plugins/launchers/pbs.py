@@ -265,19 +265,29 @@ class PbsRunSettings(RunSettings):
         return mpi_run_args(self)
 
 
+def _resources(resources: dict[Any, Any]) -> dict[str, Any]:
+    """``-l`` resources: str names, a value each (``None`` would print ``foo=None``)."""
+    for name, value in resources.items():
+        checks.string("resource name", name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+            raise ConfigError(f"PBS resource {name!r} needs a value (a str or number), got {value!r:.80}; "
+                              "-l takes name=value")
+    return resources
+
+
 @attrs.define(eq=True)
 class PbsBatchSettings(BatchSettings):
     """Batch settings for qsub. ``account`` is ``-A``; ``resources`` are extra
     ``-l name=value`` lines; ``export_env`` adds ``-V`` (the submitting
     environment reaches the job, as sbatch and bsub do by default)."""
 
-    resources: dict[str, Any] = attrs.field(factory=dict)
+    resources: dict[str, Any] = attrs.field(factory=dict, converter=lambda v: _resources(dict(v or {})))
     export_env: bool = True
     ncpus: int | None = None
 
     def set_resource(self, name: str, value: Any) -> None:
         """Any ``-l name=value`` resource (``mem``, ``place``, ``filesystems``...)."""
-        self.resources[name] = value
+        self.resources.update(_resources({name: value}))
 
     def set_ncpus(self, ncpus: int) -> None:
         """CPUs per node (``select=N:ncpus=C``; Torque ``nodes=N:ppn=C``)."""
@@ -333,6 +343,16 @@ class PbsLauncher(SchedulerLauncher):
 
     def job_name(self, name: str) -> str:
         return pbs_job_name(name)
+
+    def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
+        super().check_settings(run_settings, batch_settings)
+        if isinstance(batch_settings, PbsBatchSettings):
+            for key in ("select", "nodes"):
+                given = [what for what, v in (("nodes", batch_settings.nodes), ("ncpus", batch_settings.ncpus),
+                                              ("hostlist", batch_settings.hostlist)) if v]
+                if key in batch_settings.resources and given:
+                    raise ConfigError(f"PBS resource {key!r} and {', '.join(given)} both say how many nodes: "
+                                      f"-l {key}=... would be given twice; use one of them")
 
     # -- batch scripts -------------------------------------------------------------------
 
