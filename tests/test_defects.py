@@ -310,10 +310,10 @@ def test_pbs_resources_conflicting_or_empty_are_refused(tmp_path):
 
 
 def test_a_second_ctrl_c_during_the_stop_does_not_orphan_the_models(tmp_path):
-    code = f"""
+    code = """
 import os, signal, sys, threading, time
 from simctl import Experiment
-exp = Experiment("c", exp_path="exp", launcher="local", launcher_options={{"stop_grace": 1.5}})
+exp = Experiment("c", exp_path="exp", launcher="local", launcher_options={"stop_grace": 1.5})
 prog = "import signal, time; signal.signal(signal.SIGTERM, lambda *a: None); open('pid', 'w').write(str(__import__('os').getpid())); time.sleep(300)"
 m = exp.create_model("stubborn", exp.create_run_settings(exe=sys.executable, exe_args=["-c", prog]), path=os.getcwd())
 def interrupt():
