@@ -10,3 +10,21 @@ STOP_LOOP = """while [ -n "$(jobs -rp)" ]; do
 done
 wait
 """
+
+
+#: a per-node helper: logs its start (host and pid), becomes ready, logs when it is stopped
+PER_NODE_HELPER = """
+    import os, signal, socket, sys, time
+    log = sys.argv[1]
+    with open(log, "a") as fh:
+        fh.write(f"start {socket.gethostname()} {os.getpid()}\\n")
+    def bye(*_):
+        with open(log, "a") as fh:
+            fh.write("stopped\\n")
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, bye)
+    time.sleep(0.2)
+    open(os.environ["SIMCTL_READY_FILE"], "w").close()
+    while True:
+        time.sleep(1)
+"""

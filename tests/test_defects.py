@@ -80,15 +80,21 @@ class HalfStarts(simctl.ProcessLauncher):
         raise simctl.LaunchError("the scheduler went away after the first step")
 
 
-def test_a_launcher_that_fails_midway_loses_nothing(tmp_path):
+def on_launcher(tmp_path: Path, cls: type[simctl.Launcher]) -> simctl.Experiment:
+    """An experiment on ``cls``, registered in-process as a third party's launcher."""
+
     class Plugin:
         @simctl.hookimpl
         def simctl_register_launchers(self):
-            return [HalfStarts]
+            return [cls]
 
     plugs = simctl.make_plugins()
-    plugs.register(Plugin(), name="half")
-    exp = simctl.Experiment("h", exp_path=str(tmp_path / "h"), launcher="halfstarts", plugins=plugs)
+    plugs.register(Plugin(), name=cls.name)
+    return simctl.Experiment(cls.name, exp_path=str(tmp_path / cls.name), launcher=cls.name, plugins=plugs)
+
+
+def test_a_launcher_that_fails_midway_loses_nothing(tmp_path):
+    exp = on_launcher(tmp_path, HalfStarts)
     a = exp.create_model("a", exp.create_run_settings("sleep", exe_args="60"), path=str(tmp_path))
     b = exp.create_model("b", exp.create_run_settings("sleep", exe_args="60"), path=str(tmp_path))
     with pytest.raises(simctl.LaunchError, match="went away"):
@@ -116,14 +122,7 @@ class Flaky(simctl.ProcessLauncher):
 
 
 def test_a_status_reason_that_no_longer_applies_is_cleared(tmp_path):
-    class Plugin:
-        @simctl.hookimpl
-        def simctl_register_launchers(self):
-            return [Flaky]
-
-    plugs = simctl.make_plugins()
-    plugs.register(Plugin(), name="flaky")
-    exp = simctl.Experiment("f", exp_path=str(tmp_path / "f"), launcher="flaky", plugins=plugs)
+    exp = on_launcher(tmp_path, Flaky)
     m = exp.create_model("m", exp.create_run_settings("sleep", exe_args="60"), path=str(tmp_path))
     exp.start(m, block=False)
     Flaky.fail.set()

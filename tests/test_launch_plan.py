@@ -249,20 +249,7 @@ def test_a_before_launch_change_reaches_the_command_and_preview(tmp_path):
 
 # -- per-node singletons ---------------------------------------------------------------------------------------------
 
-HELPER = """
-    import os, signal, sys, time
-    with open(sys.argv[1], "a") as fh:
-        fh.write(f"start {os.getpid()}\\n")
-    def bye(*_):
-        with open(sys.argv[1], "a") as fh:
-            fh.write("stopped\\n")
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, bye)
-    time.sleep(0.2)
-    open(os.environ["SIMCTL_READY_FILE"], "w").close()
-    while True:
-        time.sleep(1)
-"""
+from _script_helpers import PER_NODE_HELPER as HELPER  # noqa: E402
 
 RANK = """
     import os, sys

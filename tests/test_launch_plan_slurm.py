@@ -100,21 +100,7 @@ def test_stopping_one_member_of_a_batch_job_leaves_the_others_running(tmp_path):
     assert exp.get_status(ens) == [Status.COMPLETED, Status.CANCELLED, Status.COMPLETED]
 
 
-HELPER = """
-    import os, signal, socket, sys, time
-    log = sys.argv[1]
-    with open(log, "a") as fh:
-        fh.write(f"start {socket.gethostname()} {os.getpid()}\\n")
-    def bye(*_):
-        with open(log, "a") as fh:
-            fh.write("stopped\\n")
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, bye)
-    time.sleep(0.3)
-    open(os.environ["SIMCTL_READY_FILE"], "w").close()
-    while True:
-        time.sleep(1)
-"""
+from _script_helpers import PER_NODE_HELPER as HELPER  # noqa: E402
 
 RANK = """
     import os, sys
