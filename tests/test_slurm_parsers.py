@@ -195,6 +195,9 @@ def test_parse_sbatch_recorded():
     assert parse_sbatch(out) == out.strip()
     assert parse_sbatch(data("sbatch_parsable.txt")) == data("sbatch_parsable.txt").strip()
     assert parse_sbatch("4242;cluster-a\n") == "4242"  # --parsable on a federated/multi-cluster site
+    # sbatch exits 0 with a warning after the id (stdout, then stderr): the job is real, keep its id
+    assert parse_sbatch("535\nsbatch: warning: can't honor --ntasks-per-node set to 1 which doesn't match "
+                        "the requested tasks 2 with the number of requested nodes 2. Ignoring.\n") == "535"
 
 
 def test_parse_sbatch_rejects_output_without_an_id():

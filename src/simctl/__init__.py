@@ -22,7 +22,7 @@ from .core.errors import ConfigError, LaunchError, PluginError, SchedulerError, 
 from .core.expansion import Pick, Product, Repeat, Strategy, Zip
 from .core.experiment import Experiment
 from .core.hookspecs import hookimpl
-from .core.launcher import Launcher
+from .core.launcher import Launcher, redact
 from .core.plan import LaunchPlan, make_plan
 from .core.plugins import Plugins, make_plugins
 from .core.processes import ProcessLauncher
@@ -44,5 +44,5 @@ __all__ = [
     "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
     "SchedulerError", "SchedulerLauncher", "SimctlError", "Status", "Strategy", "Zip", "configure_logging",
     "env_file", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins", "parse_walltime",
-    "read_rc", "__version__",
+    "read_rc", "redact", "__version__",
 ]

@@ -122,8 +122,11 @@ class Experiment:
         scored = []
         for n in names:
             score, why = self.plugins.get("launcher", n).detect()
-            scored.append((score, n, why))
-        score, best, why = max(scored, default=(0, "", ""))
+            builtin = self.plugins.registries["launcher"][n].plugin.builtin
+            scored.append((score, builtin, n, why))
+        # a tie goes to a built-in launcher, then to the first name: never to a name sorting later
+        score, _, best, why = max(scored, key=lambda t: (t[0], t[1], [-ord(c) for c in t[2]]),
+                                  default=(0, False, "", ""))
         if score <= 0:
             raise ConfigError(f"launcher='auto' found no workload manager; installed launchers: {choices(names)}")
         log.info("launcher='auto' picked %r: %s", best, why)
@@ -301,6 +304,7 @@ class Experiment:
         ents = _flatten(entities)
         if not ents:
             raise ConfigError("start() needs at least one entity (a Model, an Ensemble...)")
+        _LIVE.add(self)  # again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
@@ -370,10 +374,12 @@ class Experiment:
 
     def finished(self, entity: Entity) -> bool:
         """Whether ``entity`` (every member of an ensemble) has finished."""
-        statuses = self.get_status(entity)
-        if any(s is Status.NEW for s in statuses):
-            raise ConfigError(f"{entity.name!r} was not started in this experiment")
-        return all(s.is_terminal for s in statuses)
+        keys = self._keys([entity])
+        c = self.controller
+        with c.lock:
+            if any(k not in c.jobs for k in keys):
+                raise ConfigError(f"{entity.name!r} was not started in this experiment")
+            return all(c.jobs[k].done for k in keys)  # a job given up on (vanished) is done too
 
     def get_status(self, *entities: Entity) -> list[Status]:
         """The status of each job of ``entities`` (each member of an ensemble,

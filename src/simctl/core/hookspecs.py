@@ -95,7 +95,9 @@ def simctl_entity_before_launch(entity: Entity, step: ProcessStep, experiment: E
 def simctl_entity_status_changed(entity: Entity, old: JobStatus, new: JobStatus, experiment: Experiment) -> None:
     """The status of a launched job of ``entity`` changed from ``old`` to ``new``.
 
-    Called by the experiment's monitor thread, once per change, in order.
+    Called once per change, in order: by the experiment's monitor thread, or
+    by the driver's thread for changes it makes itself (a launch that failed,
+    a stop).
     """
 
 

@@ -135,12 +135,14 @@ def parse_sacct(text: str) -> dict[str, JobStatus]:
 
 
 def parse_sbatch(output: str) -> str:
-    """The job id from ``sbatch --parsable`` (``123`` or ``123;cluster``)."""
-    first = output.strip().splitlines()[-1] if output.strip() else ""
-    job_id = first.split(";")[0].strip()
-    if not job_id.isdigit():
-        raise ValueError(output)
-    return job_id
+    """The job id from ``sbatch --parsable`` (``123`` or ``123;cluster``): the
+    first line that is one, wherever sbatch's warnings (``sbatch: warning:
+    ...``) are printed around it."""
+    for line in output.splitlines():
+        job_id = line.split(";")[0].strip()
+        if job_id.isdigit():
+            return job_id
+    raise ValueError(output)
 
 
 def _member_tasks(rs: RunSettings | None) -> int:
