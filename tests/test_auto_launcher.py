@@ -117,3 +117,22 @@ def test_an_empty_slurm_job_id_is_not_an_allocation(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert SlurmLauncher.detect()[0] == 10
     assert not SlurmLauncher().inside_allocation()
+
+
+def test_a_tie_goes_to_the_built_in_launcher(tmp_path, monkeypatch):
+    outside_allocation(monkeypatch)
+    slurm = simctl.make_plugins().get("launcher", "slurm")
+
+    class ZSlurm(slurm):  # a third party's launcher scoring exactly as the built-in one
+        name = "zslurm"
+
+    class Plugin:
+        @simctl.hookimpl
+        def simctl_register_launchers(self):
+            return [ZSlurm]
+
+    plugs = simctl.make_plugins()
+    plugs.register(Plugin(), name="zslurm")
+    assert ZSlurm.detect()[0] == slurm.detect()[0] > 0
+    exp = simctl.Experiment("t", exp_path=str(tmp_path / "t"), launcher="auto", plugins=plugs)
+    assert exp.launcher_name == "slurm"
