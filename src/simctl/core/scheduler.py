@@ -299,7 +299,12 @@ class SchedulerLauncher(Launcher):
             fh.write(script)
         argv = self.submit_command(job, path)
         proc = self.run(argv, input=self.submit_input(job, script))
-        job.job_id = self.parse_submit(proc.stdout + proc.stderr, argv)
+        try:
+            job.job_id = self.parse_submit(proc.stdout + proc.stderr, argv)
+        except SchedulerError as exc:
+            raise SchedulerError(argv, proc.returncode, exc.output,
+                                 f"{argv[0]} accepted the job but printed no job id simctl can read, so the job "
+                                 f"(script {path}) may run untracked; check the queue") from None
         with self._lock:
             self._jobs[job.job_id] = job
         for i, m in enumerate(job.members):
