@@ -332,3 +332,18 @@ except KeyboardInterrupt:
     assert "status Cancelled" in res.stdout, res.stderr
     assert gone(int((tmp_path / "pid").read_text()))
 
+
+
+# 18 -------------------------------------------------------------------------------------------------------------
+
+
+def test_values_in_params_and_inline_in_a_file_are_refused(tmp_path):
+    conf = tmp_path / "in.txt"
+    conf.write_text("THERMO = ;[10,11,12];\n")
+    exp = make_exp(tmp_path)
+    ens = exp.create_ensemble("e", params={"THERMO": [1, 2]}, run_settings=exp.create_run_settings("true"))
+    with pytest.raises(ConfigError, match=r"\['THERMO'\] have values in params and also inline"):
+        ens.attach_generator_files(to_configure=[str(conf)])
+    names_only = exp.create_ensemble("f", params={"THERMO"}, run_settings=exp.create_run_settings("true"))
+    names_only.attach_generator_files(to_configure=[str(conf)])
+    assert len(names_only) == 3

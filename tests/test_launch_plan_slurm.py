@@ -131,3 +131,17 @@ def test_a_per_node_command_runs_once_under_three_ranks(tmp_path):
     lines = log.read_text().splitlines()
     assert len([ln for ln in lines if ln.startswith("start")]) == 1 and lines[-1] == "stopped"
     assert os.path.exists(model.path)
+
+
+def test_a_cancelled_batch_job_is_no_longer_watched(tmp_path):
+    exp = slurm_exp(tmp_path)
+    rs = py_settings(exp, script(tmp_path, GATED), str(tmp_path / "never"))
+    ens = exp.create_ensemble("ens", replicas=2, run_settings=rs,
+                              batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00"))
+    exp.generate(ens)
+    exp.start(ens, block=False)
+    job = exp.controller.jobs["ens/ens_0"].record.job_id.split(":")[0]
+    assert exp.launcher.watcher.watching() == [job]
+    exp.stop(ens)
+    assert exp.get_status(ens) == [Status.CANCELLED] * 2
+    assert exp.launcher.watcher.watching() == []  # its directory is not listed every 0.2 s forever

@@ -406,6 +406,13 @@ class Ensemble(Entity):
                                to_configure: Any = None) -> None:
         """Files every member receives (see :meth:`Model.attach_generator_files`)."""
         files = EntityFiles.checked(to_copy, to_symlink, to_configure)
+        given = {n for n, v in self.params.items() if v is not None}
+        if given and files.to_configure:
+            both = sorted(given & set(templates.inline_values(files.to_configure, self.tag)))
+            if both:
+                raise ConfigError(
+                    f"ensemble {self.name!r}: parameter(s) {both} have values in params and also inline in a "
+                    "file to configure; give them in one place (params={'NAME'} takes the file's values)")
         if self._inline_params():
             if self._members is not None:
                 raise ConfigError(
