@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -72,6 +73,14 @@ def plugins_list(as_json: bool, family: str | None, strict: bool) -> None:
         sys.exit(1)
 
 
+def _experiment(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """EXP_PATH must hold an experiment: checked before anything is locked or
+    written there (taking the lock creates ``EXP_PATH/.simctl``)."""
+    if not os.path.lexists(mf.path_of(value)):
+        raise click.BadParameter(f"no simctl experiment at {value} (no {mf.path_of(value)})")
+    return value
+
+
 def _show(man: mf.Manifest, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(converter.unstructure(man), indent=2))
@@ -80,7 +89,7 @@ def _show(man: mf.Manifest, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("exp_path", type=click.Path(file_okay=False))
+@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(exp_path: str, as_json: bool) -> None:
     """Show every launch of the experiment at EXP_PATH, from its manifest.
@@ -95,7 +104,7 @@ def status(exp_path: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("exp_path", type=click.Path(file_okay=False))
+@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def stop(exp_path: str, as_json: bool) -> None:
     """Stop every job that a driver which is gone left running at EXP_PATH."""

@@ -37,13 +37,20 @@ def _fail(arg_name: str, value: Any, accepts: str) -> ConfigError:
     return ConfigError(f"{arg_name} must be {accepts}; got {show(value)}")
 
 
-def positive_int(arg_name: str, value: Any, *, allow_none: bool = False) -> int | None:
-    """``value`` if it is an int of 1 or more (bool is not), or None when allowed."""
+def positive_int(arg_name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> int | None:
+    """``value`` if it is an int of ``minimum`` (1) or more (bool is not), or None when allowed."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{arg_name} must be a positive integer{' or None' if allow_none else ''}, "
-                          f"got {show(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{arg_name} must be {what}{' or None' if allow_none else ''}, got {show(value)}")
+    return value
+
+
+def boolean(arg_name: str, value: Any) -> bool:
+    """``value`` if it is True or False (not 1, "yes" or None, which would be read as one)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{arg_name} must be True or False; got {show(value)}")
     return value
 
 
@@ -125,17 +132,26 @@ def string_list(arg_name: str, value: Any, *, split: Callable[[str], list[str]] 
         if not isinstance(text, str):  # a wrong type, or a path to bytes
             raise ConfigError(f"{arg_name}[{i}] must be a {kinds}; got {show(item)}"
                               + ("; nested lists are not flattened" if isinstance(item, (list, tuple)) else ""))
+        if _nonfinite(item):
+            raise ConfigError(f"{arg_name}[{i}] must be a finite number, not NaN or an infinity; got {show(item)}")
         out.append(text)
     return out
 
 
 def _scalar_str(arg_name: str, value: Any, accepts: str) -> str:
+    if _nonfinite(value):
+        raise _fail(arg_name, value, "a finite number, not NaN or an infinity")
     if isinstance(value, bool) or not isinstance(value, STRINGISH):
         raise _fail(arg_name, value, accepts)
     text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
     if not isinstance(text, str) or "\0" in text:
         raise _fail(arg_name, value, accepts + " without NUL")
     return text
+
+
+def _nonfinite(value: Any) -> bool:
+    """NaN or an infinity: refused wherever a number becomes text (an argument, a flag, a variable)."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def env_mapping(arg_name: str, value: Any) -> dict[str, str | None]:
@@ -172,7 +188,7 @@ def flag_value(arg_name: str, value: Any) -> FlagValue:
     """A flag's value: str, int, float (path made str), or None for a flag
     without one. bool, lists and dicts are refused."""
     accepts = "a str, int, float or path, or None for a flag without a value"
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and not _nonfinite(value)):
         return value
     text = _scalar_str(arg_name, value, accepts)
     if "\n" in text or "\r" in text:

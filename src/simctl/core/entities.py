@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
-from . import templates
+from . import checks, templates
 from .entity import Entity, PlanContext
 from .errors import ConfigError
 from .expansion import Params, Repeat, as_sequence
@@ -57,12 +57,16 @@ def _name_validator(kind: str) -> Callable[[Any, Any, Any], None]:
 
 
 def _paths(value: str | Iterable[str] | None, kind: str, tree: dict[str, str] | None = None) -> list[str]:
-    if value is None:
-        return []
-    items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    """The absolute paths (``~`` expanded) of the files to ``kind``: a path,
+    or a list (or set) of paths, each of which must exist."""
+    if isinstance(value, (set, frozenset)):  # no order, but files need none: sorted, so the layout is stable
+        value = sorted(value, key=str)
+    items = checks.string_list(f"to_{kind}", value, items=(str, os.PathLike), allow_none=True)
     out = []
-    for item in items:
-        path = os.path.abspath(os.fspath(item))
+    for i, item in enumerate(items):
+        if not item.strip():
+            raise ConfigError(f"to_{kind}[{i}] is an empty path {item!r}; give a file or directory")
+        path = os.path.abspath(os.path.expanduser(item))
         if not os.path.exists(path):
             raise ConfigError(f"file to {kind} does not exist: {item!r} (looked at {path})")
         if kind == "configure" and os.path.isdir(path):
@@ -106,6 +110,16 @@ def _walk_configure(root: str) -> list[str]:
                                   "(a pipe, socket or device?); files to configure are read as text")
         stack += reversed(subdirs)
     return out
+
+
+def _incoming(entity: Any) -> str:
+    """The name ``register_incoming_entity`` records: an entity's, or a name
+    (non-empty, no ',': the names are joined with commas in ``SSKEYIN``)."""
+    name = entity.name if isinstance(entity, Entity) else entity
+    if not isinstance(name, str) or not name.strip() or "," in name:
+        raise ConfigError(f"register_incoming_entity takes a Model, an Ensemble or an entity's name (a non-empty "
+                          f"str without ','); got {checks.show(entity)}")
+    return name
 
 
 @attrs.define
@@ -158,7 +172,13 @@ class Model(Entity):
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
             raise ConfigError(f"model {self.name!r}: run_settings must be a RunSettings (from "
                               f"Experiment.create_run_settings), got {type(self.run_settings).__name__}")
+        if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
+            raise ConfigError(f"model {self.name!r}: batch_settings must be a BatchSettings (from "
+                              f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
         missing = [n for n in self.params_as_args if n not in self.params] if self.params_as_args else None
+        if self.params_as_args and len(set(self.params_as_args)) < len(self.params_as_args):
+            raise ConfigError(f"model {self.name!r}: params_as_args {self.params_as_args} names a parameter "
+                              "more than once; give each once")
         if missing:
             raise ConfigError(f"model {self.name!r}: params_as_args names {missing}, which are not "
                               f"parameters; parameters are {sorted(self.params) or '(none)'}")
@@ -183,7 +203,7 @@ class Model(Entity):
 
     def register_incoming_entity(self, entity: "Model | str") -> None:
         """Let this model read the keys ``entity`` wrote with prefixing on."""
-        name = entity if isinstance(entity, str) else entity.name
+        name = _incoming(entity)
         if name not in self.incoming_entities:
             self.incoming_entities.append(name)
 
@@ -227,6 +247,9 @@ class Model(Entity):
 
     def run_dirs(self, exp_path: str, tag: str) -> list[tuple["Model", str]]:
         """The run directories generate() writes for this entity: (model, directory)."""
+        if self.ensemble:
+            raise ConfigError(f"model {self.name!r} is a member of ensemble {self.ensemble!r}, whose directory "
+                              f"holds it: generate the ensemble (exp.generate(ensemble)), not the member alone")
         return [(self, os.path.join(exp_path, self.name))]
 
 
@@ -256,6 +279,11 @@ class Ensemble(Entity):
     _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _space: Sequence[Params] | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _members: list[Model] | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
+            raise ConfigError(f"ensemble {self.name!r}: batch_settings must be a BatchSettings (from "
+                              f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
 
     def bind(self, expand: ExpandFn, on_created: CreatedHook | None = None) -> "Ensemble":
         """Attach the resolved strategy and the "created" hook (done by the experiment)."""
@@ -307,7 +335,8 @@ class Ensemble(Entity):
                     raise ConfigError(f"ensemble {self.name!r} has parameters but no strategy; "
                                       "create it with Experiment.create_ensemble")
                 seq = as_sequence(self._expand(list(params), list(params.values()), self.n_models,
-                                               self.seed), repr(self.perm_strategy), limit=self.n_models)
+                                               self.seed), repr(self.perm_strategy), limit=self.n_models,
+                                  names=list(params))
                 self._space = Repeat(seq, self.replicas) if self.replicas > 1 else seq
             if len(self._space) and self.run_settings is None:
                 raise ConfigError(f"ensemble {self.name!r} has {len(self._space)} members to expand "
@@ -386,6 +415,9 @@ class Ensemble(Entity):
         """Add a model made by hand; its name must be new in the ensemble."""
         if not isinstance(model, Model):
             raise ConfigError(f"add_model takes a Model, got {type(model).__name__}")
+        if model.ensemble is not None and not any(m is model for m in self.added):
+            raise ConfigError(f"model {model.name!r} is already a member of ensemble {model.ensemble!r}; a model "
+                              "belongs to one ensemble (make another with create_model)")
         taken = {m.name for m in (self._members if self._members is not None else self.added)}
         prefix, _, index = model.name.rpartition("_")
         if (self._members is None and prefix == self.name and index.isdigit()
@@ -433,11 +465,14 @@ class Ensemble(Entity):
             m.enable_key_prefixing()
 
     def query_key_prefixing(self) -> bool:
-        """Whether every member prefixes its keys."""
-        return all(m.key_prefixing for m in self.models)
+        """Whether every member prefixes its keys (without members: whether
+        :meth:`enable_key_prefixing` was called)."""
+        models = self.models
+        return all(m.key_prefixing for m in models) if models else self.key_prefixing
 
     def register_incoming_entity(self, entity: "Model | str") -> None:
         """Let every member read ``entity``'s prefixed keys."""
+        _incoming(entity)
         for m in self.models:
             m.register_incoming_entity(entity)
 

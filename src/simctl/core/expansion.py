@@ -59,6 +59,13 @@ def as_values(name: str, value: Any) -> list[Any]:
     return values
 
 
+def check_param_name(name: str) -> None:
+    """A parameter name with a line break is refused: no tag in a file can hold one."""
+    if any(c in name for c in "\n\r\0"):
+        raise ConfigError(f"params: parameter name {name!r} must be on one line (a tag in a file cannot "
+                          "hold a line break)")
+
+
 def param_values(params: Mapping[str, Any] | Iterable[str] | None) -> dict[str, list[Any] | None]:
     """``create_ensemble``'s ``params`` as ``{name: values}``: a dict's values
     through :func:`as_values`; a set, list or tuple of names gives names whose
@@ -87,6 +94,7 @@ def _check_names(names: list[Any]) -> None:
                               + (f", which would be the same name as {twin!r}" if twin is not None else ""))
         if name in names[:i]:
             raise ConfigError(f"params: parameter {name!r} is named twice; give it once")
+        check_param_name(name)
 
 
 def _index(i: int, n: int) -> int:
@@ -182,21 +190,27 @@ class Repeat(Sequence[Params]):
 
 
 def as_sequence(result: Sequence[Params] | Iterable[Params], source: str,
-                limit: int | None = None) -> Sequence[Params]:
+                limit: int | None = None, names: Sequence[str] | None = None) -> Sequence[Params]:
     """Accept what a strategy returned: a sequence as it is, any other iterable
     read once: its first ``limit`` members (``n_models``) when given, else at
     most :data:`checks.MAX_ITEMS` (more, an endless iterator perhaps, is
-    refused). Check that members are dicts (every one when read here, the
-    first of a sequence, which may be lazy)."""
+    refused). Check that members are dicts of the parameters ``names`` (when
+    given): every one of a list, tuple or iterable read here, the first of
+    another sequence, which may be lazy."""
     if not isinstance(result, Sequence):
         if result is None or isinstance(result, Mapping) or not isinstance(result, Iterable):
             raise ConfigError(f"strategy {source} returned {type(result).__name__}; "
                               "expected a sequence or iterable of dicts")
         result = checks.bounded(f"strategy {source}", result, limit)
-        wrong = [m for m in result if not isinstance(m, dict)][:1]
-    else:
-        wrong = [result[0]] if len(result) and not isinstance(result[0], dict) else []
+    members = result if isinstance(result, (list, tuple)) else ([result[0]] if len(result) else [])
+    wrong = [m for m in members if not isinstance(m, dict)][:1]
     if wrong:
         raise ConfigError(f"strategy {source} returned members of type "
                           f"{type(wrong[0]).__name__}; expected dicts of parameter values")
+    if names is not None:
+        want = set(names)
+        other = next((m for m in members if m.keys() != want), None)
+        if other is not None:
+            raise ConfigError(f"strategy {source} returned a member with the parameters {sorted(other)}; "
+                              f"expected exactly {sorted(want)}")
     return result

@@ -4,6 +4,7 @@ generate, start, watch and stop its entities."""
 from __future__ import annotations
 
 import atexit
+import difflib
 import inspect
 import os
 import signal
@@ -12,6 +13,8 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import attrs
+
 from ..log import logger
 from . import generator
 from . import manifest as mf
@@ -19,8 +22,9 @@ from .controller import Controller, Job
 from .entities import Ensemble, Model, check_name
 from .entity import Entity
 from .errors import ConfigError, choices
-from .checks import number, positive_int, string_list
-from .expansion import Strategy, param_values
+from . import checks
+from .checks import boolean, number, positive_int, show, string, string_list
+from .expansion import Strategy, check_param_name, param_values
 from .launcher import Launcher
 from .plugins import Plugins, call_hook, default_plugins
 from .settings import BatchSettings, RunSettings
@@ -94,18 +98,18 @@ class Experiment:
     def __init__(self, name: str, exp_path: str | None = None, launcher: str = "local", *,
                  plugins: Plugins | None = None, launcher_options: Mapping[str, Any] | None = None):
         self.name = check_name("experiment", name)
-        if exp_path is not None and not isinstance(exp_path, (str, os.PathLike)):
-            raise ConfigError(f"exp_path must be a path (str or os.PathLike), got {type(exp_path).__name__} "
-                              f"{exp_path!r:.80}")
-        self.exp_path = os.path.abspath(os.path.expanduser(os.fspath(exp_path)) if exp_path
-                                        else os.path.join(os.getcwd(), name))
+        self.exp_path = _path("exp_path", exp_path) or os.path.join(os.getcwd(), name)
         if launcher_options is not None and not isinstance(launcher_options, Mapping):
             raise ConfigError(f"launcher_options must be a dict of option -> value, got "
                               f"{type(launcher_options).__name__} {launcher_options!r:.80}")
+        bad = [k for k in launcher_options or {} if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"launcher_options: option name {show(bad[0])} must be a str, e.g. 'max_concurrent'")
         if not isinstance(launcher, str):
             raise ConfigError(f"launcher must be a launcher's name (a str), got {type(launcher).__name__}")
-        if os.path.exists(self.exp_path) and not os.path.isdir(self.exp_path):
-            raise ConfigError(f"exp_path {self.exp_path} exists and is not a directory")
+        if plugins is not None and not isinstance(plugins, Plugins):
+            raise ConfigError(f"plugins must be what simctl.make_plugins() returns (or None for the installed "
+                              f"plugins); got {show(plugins)}")
         self.plugins = plugins or default_plugins()
         self.launcher_name = self._pick_launcher(launcher)
         cls = self.plugins.get("launcher", self.launcher_name)
@@ -146,6 +150,7 @@ class Experiment:
     def close(self, reason: str = "the experiment was closed") -> None:
         """Stop every job still running (recorded CANCELLED with ``reason``)
         and release the launcher's threads and files."""
+        string("reason", reason)
         _LIVE.discard(self)
         if self._controller is not None:
             self._controller.shutdown(reason)
@@ -178,12 +183,18 @@ class Experiment:
             raise ConfigError(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
         if os.sep in exe and not os.path.isabs(exe) and os.path.exists(exe):
             exe = os.path.abspath(exe)  # "./sim.sh" means the driver's ./sim.sh, not one in each run directory
+        _dicts(("run_args", run_args, checks.flag_mapping), ("env_vars", env_vars, checks.env_mapping))
+        _known_kwargs("create_run_settings", kwargs, self.launcher.run_settings_class,
+                      ("exe", "exe_args", "run_command", "run_args", "env_vars"))
         return self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
 
     def create_batch_settings(self, nodes: int | None = None, time: Any = None, queue: str | None = None,
                               account: str | None = None, batch_args: Mapping[str, Any] | None = None,
                               **kwargs: Any) -> BatchSettings:
         """Settings to submit a batch job with this experiment's launcher."""
+        _dicts(("batch_args", batch_args, checks.flag_mapping))
+        _known_kwargs("create_batch_settings", kwargs, self.launcher.batch_settings_class,
+                      ("nodes", "time", "queue", "account", "batch_args"))
         return self.launcher.create_batch_settings(nodes, time, queue, account, batch_args, **kwargs)
 
     # -- entities -------------------------------------------------------------------------
@@ -195,7 +206,8 @@ class Experiment:
         """A model: one application run. Without ``path`` (and without
         :meth:`generate`) it runs in the current directory."""
         model = Model(name, run_settings, _model_params(params), _path("path", path), batch_settings,
-                      string_list("params_as_args", params_as_args or []), key_prefixing=enable_key_prefixing)
+                      string_list("params_as_args", params_as_args or []),
+                      key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing))
         self._created(model)
         return model
 
@@ -217,6 +229,9 @@ class Experiment:
             raise ConfigError(f"run_settings must come from create_run_settings, got {type(run_settings).__name__}")
         values = param_values(params)
         params_as_args = string_list("params_as_args", params_as_args or [])
+        twice = sorted({n for n in params_as_args if params_as_args.count(n) > 1})
+        if twice:
+            raise ConfigError(f"params_as_args names {twice} more than once; give each parameter once")
         missing = [n for n in params_as_args if n not in values]
         if missing:
             raise ConfigError(f"params_as_args names {missing}, which are not parameters; parameters are "
@@ -273,7 +288,7 @@ class Experiment:
         entities, as in ``model = exp.generate(model); exp.start(model)``).
         """
         ents = _flatten(entities)
-        if overwrite:
+        if boolean("overwrite", overwrite):
             self._refuse_running(ents)
         _check_writable(self.exp_path)
         dirs = generator.generate(ents, self.exp_path, overwrite, tag, unknown_tags)  # type: ignore[arg-type]
@@ -302,6 +317,8 @@ class Experiment:
         Ctrl-C while blocking stops the jobs waited for unless
         ``kill_on_interrupt=False``."""
         ents = _flatten(entities)
+        for arg, value in (("block", block), ("summary", summary), ("kill_on_interrupt", kill_on_interrupt)):
+            boolean(arg, value)
         if not ents:
             raise ConfigError("start() needs at least one entity (a Model, an Ensemble...)")
         _LIVE.add(self)  # again after a close(): what starts now is stopped at exit too
@@ -361,6 +378,8 @@ class Experiment:
         """Block until every running job of this experiment that ends by itself
         finishes, logging the count of running jobs every ``interval`` seconds."""
         number("interval", interval, above=0)
+        boolean("verbose", verbose)
+        boolean("kill_on_interrupt", kill_on_interrupt)
         c = self.controller
         with c.lock:
             jobs = [j for j in c.jobs.values() if not j.done and j.ends]
@@ -375,6 +394,9 @@ class Experiment:
     def finished(self, entity: Entity) -> bool:
         """Whether ``entity`` (every member of an ensemble) has finished."""
         keys = self._keys([entity])
+        if not keys:
+            raise ConfigError(f"{entity.name!r} has no jobs (an ensemble without members?), so it cannot have "
+                              "finished; give it members and start it first")
         c = self.controller
         with c.lock:
             if any(k not in c.jobs for k in keys):
@@ -395,6 +417,7 @@ class Experiment:
     def preview(self, *entities: Entity, show: bool = True) -> str:
         """The exact commands (and batch scripts) :meth:`start` would run,
         printed (``show``) and returned; nothing is started."""
+        boolean("show", show)
         text = self._describe(self.controller.prepared(_flatten(entities)))
         if show:
             print(text)
@@ -447,12 +470,39 @@ class _ignoring_sigint:
 
 
 def _path(arg: str, value: Any) -> str | None:
-    """An absolute path (``~`` expanded), or None."""
+    """An absolute path (``~`` expanded) that is a directory or does not
+    exist yet, or None."""
     if value is None:
         return None
-    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        raise ConfigError(f"{arg} must be a path (str or os.PathLike), got {type(value).__name__} {value!r:.80}")
-    return os.path.abspath(os.path.expanduser(os.fspath(value)))
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or not text or "\0" in text:
+        raise ConfigError(f"{arg} must be a path to a directory (a non-empty str or os.PathLike without NUL), "
+                          f"got {show(value)}")
+    path = os.path.abspath(os.path.expanduser(text))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{arg} {path} exists and is not a directory; give a directory (or a path to create)")
+    return path
+
+
+def _dicts(*args: tuple[str, Any, Callable[[str, Any], Any]]) -> None:
+    """Each ``(name, value, check)``: ``value`` is None or a mapping (``[]``,
+    ``""`` or ``False`` are not "nothing": ``check`` says what it accepts)."""
+    for arg, value, check in args:
+        if value is not None and not isinstance(value, Mapping):
+            check(arg, value)
+
+
+def _known_kwargs(method: str, kwargs: Mapping[str, Any], cls: Any, named: tuple[str, ...]) -> None:
+    """The extra keyword arguments of ``create_*_settings`` must be fields of the settings class."""
+    if cls is None or not attrs.has(cls):
+        return  # no batch system (the launcher says so), or a class that checks its own arguments
+    fields = [f for f in attrs.fields_dict(cls) if f not in named]
+    unknown = [k for k in kwargs if k not in fields]
+    if unknown:
+        hints = [m for u in unknown for m in difflib.get_close_matches(u, fields, 1)]
+        raise ConfigError(f"{method}() has no argument(s) {', '.join(map(repr, unknown))}"
+                          + (f" (did you mean {', '.join(map(repr, hints))}?)" if hints else "")
+                          + f"; {cls.__name__} also takes: {choices(fields)}")
 
 
 def _model_params(params: Any) -> dict[str, Any]:
@@ -463,8 +513,10 @@ def _model_params(params: Any) -> dict[str, Any]:
         raise ConfigError(f"params must be a dict of name -> value, got {type(params).__name__} {params!r:.80}")
     bad = [k for k in params if not isinstance(k, str) or not k]
     if bad:
-        raise ConfigError(f"params names must be non-empty strings, got {bad[0]!r} "
-                          f"({type(bad[0]).__name__}); write {str(bad[0])!r}")
+        raise ConfigError(f"params names must be non-empty strings, got {show(bad[0])}"
+                          + (f"; write {str(bad[0])!r}" if bad[0] != "" else ""))
+    for name in params:
+        check_param_name(name)
     return dict(params)
 
 

@@ -288,8 +288,8 @@ def generate(entities: Iterable[Any], exp_path: str, overwrite: bool = False,
     entity to ``<exp_path>/<name>``.
     """
     entities = list(entities)
-    if not isinstance(tag, str) or not tag:
-        raise ConfigError(f"tag must be a non-empty string such as ';', got {tag!r}")
+    if not isinstance(tag, str) or not tag or any(c in tag for c in "\n\r\0"):
+        raise ConfigError(f"tag must be a non-empty string on one line, such as ';', got {tag!r}")
     if unknown_tags not in ("error", "warn"):
         raise ConfigError(f"unknown_tags must be 'error' or 'warn', got {unknown_tags!r}")
     units = _plan(entities, exp_path, tag)

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import attrs
 import pluggy
 
-from . import hookspecs
+from . import checks, hookspecs
 from .errors import ConfigError, PluginError, choices
 
 GROUP = "simctl"
@@ -80,7 +80,11 @@ class Plugins:
 
         A plugin whose hooks do not match the specs is not registered; its
         record says "broken" and why. A name already taken is a PluginError."""
-        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if plugin is None:
+            raise ConfigError("register() takes a plugin: a module or an object with @simctl.hookimpl functions; "
+                              "got None")
+        name = checks.string("name", name, allow_none=True) or getattr(plugin, "__name__", None) \
+            or type(plugin).__name__
         taken = next((r for r in self.records if r.name == name), None)
         if taken is not None:
             raise PluginError(f"cannot register plugin {name!r}: {_who(taken)} already has that name; "
@@ -149,14 +153,16 @@ class Plugins:
 
     def names(self, family: str) -> list[str]:
         """Names of every launcher / backend / strategy installed."""
-        return sorted(self.registries[family])
+        return sorted(self.registries[_family(family)])
 
     def get(self, family: str, name: str) -> Any:
         """The launcher class, backend class or strategy called ``name``.
 
         ConfigError for an unknown name (listing the installed ones),
         PluginError for a name two plugins provide (naming both)."""
-        reg = self.registries[family]
+        reg = self.registries[_family(family)]
+        if not isinstance(name, str):
+            raise ConfigError(f"a {family}'s name must be a str; got {checks.show(name)}; installed: {choices(reg)}")
         if name not in reg:
             off = next((r for r in self.records if r.name == name and r.status == "disabled"), None)
             if off is not None:
@@ -171,6 +177,13 @@ class Plugins:
                 f"{' and '.join(_who(r) for r in who)}; uninstall one, or disable one "
                 f"with {DISABLE_ENV}={who[-1].name}")
         return reg[name].obj
+
+
+def _family(family: Any) -> str:
+    """``family`` if it is one of :data:`FAMILIES`, else a ConfigError listing them."""
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown plugin family {checks.show(family)}; families: {choices(FAMILIES)}")
+    return family
 
 
 def _broken(record: PluginRecord, error: str) -> None:
@@ -237,11 +250,15 @@ def _entry_points() -> Iterable[md.EntryPoint]:
 
 def make_plugins(load_entrypoints: bool = True, disable: Iterable[str] | None = None) -> Plugins:
     """Build a fresh plugin manager: specs added, every entry point of the
-    ``simctl`` group loaded on its own (unless ``load_entrypoints=False``)."""
+    ``simctl`` group loaded on its own (unless ``load_entrypoints=False``).
+    ``disable`` names plugins not to load (a list, or a str of names separated
+    by commas, as in ``SIMCTL_DISABLE_PLUGINS``)."""
+    checks.boolean("load_entrypoints", load_entrypoints)
+    off = checks.string_list("disable", disable, split=lambda s: s.split(","), items=(str,), allow_none=True)
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     records: list[PluginRecord] = []
-    blocked = disabled_names() | set(disable or ())
+    blocked = disabled_names() | {n.strip() for n in off if n.strip()}
     if load_entrypoints:
         own = __name__.split(".")[0]
         first: dict[str, PluginRecord] = {}

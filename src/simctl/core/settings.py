@@ -86,6 +86,8 @@ def format_hms(td: _dt.timedelta) -> str:
     A fraction of a second is rounded UP to the next whole second, so a
     positive walltime never becomes ``00:00:00`` (no limit to Slurm):
     0.2 s gives ``00:00:01``."""
+    if not isinstance(td, _dt.timedelta):
+        raise ConfigError(f"format_hms takes a datetime.timedelta (parse_walltime makes one); got {checks.show(td)}")
     micro = td // _dt.timedelta(microseconds=1)
     total = -(-micro // 1_000_000)  # whole seconds, rounded up
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
@@ -115,12 +117,6 @@ def _count(name: str) -> Callable[[Any], int | None]:
 
 def _preamble(lines: Any) -> list[str]:
     return checks.string_list("preamble", lines, items=(str,), allow_none=True)
-
-
-def _bool(arg_name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{arg_name} must be True or False; got {checks.show(value)}")
-    return value
 
 
 def _reserved_check(settings: Any, arg_name: str, args: Iterable[str], reserved: tuple[str, ...]) -> None:
@@ -259,7 +255,7 @@ class BatchSettings:
     #: lines run in the batch script before the members start
     preamble: list[str] = attrs.field(factory=list, converter=_preamble)
     #: run members as a job array instead of steps of one job
-    array: bool = attrs.field(default=False, converter=lambda v: _bool("array", v))
+    array: bool = attrs.field(default=False, converter=lambda v: checks.boolean("array", v))
 
     def set_nodes(self, nodes: int) -> None:
         """Number of nodes for the allocation."""
@@ -299,8 +295,12 @@ class BatchSettings:
 def format_flags(args: Mapping[str, ArgValue], long_eq: bool = True) -> list[str]:
     """``{"n": 4, "exclusive": None, "distribution": "block"}`` ->
     ``["-n", "4", "--exclusive", "--distribution=block"]``."""
+    if not isinstance(args, Mapping):
+        raise ConfigError(f"format_flags takes a dict of flag name -> value; got {checks.show(args)}")
     out: list[str] = []
     for key, value in args.items():
+        if not isinstance(key, str) or not key.strip("-"):
+            raise ConfigError(f"format_flags: flag name {checks.show(key)} must be a non-empty string")
         key = key.lstrip("-")
         if len(key) == 1:
             out += [f"-{key}"] if value is None else [f"-{key}", str(value)]

@@ -157,23 +157,23 @@ class LsfRunSettings(RunSettings):
 
     def set_num_rs(self, num_rs: int) -> None:
         """jsrun ``--nrs``: number of resource sets."""
-        self.run_args["nrs"] = num_rs
+        self.set("nrs", checks.positive_int("num_rs", num_rs))
 
     def set_tasks_per_rs(self, tasks: int) -> None:
         """jsrun ``--tasks_per_rs``."""
-        self.run_args["tasks_per_rs"] = tasks
+        self.set("tasks_per_rs", checks.positive_int("tasks_per_rs", tasks))
 
     def set_cpus_per_rs(self, cpus: int) -> None:
         """jsrun ``--cpu_per_rs``."""
-        self.run_args["cpu_per_rs"] = cpus
+        self.set("cpu_per_rs", checks.positive_int("cpus_per_rs", cpus))
 
     def set_gpus_per_rs(self, gpus: int) -> None:
         """jsrun ``--gpu_per_rs``."""
-        self.run_args["gpu_per_rs"] = gpus
+        self.set("gpu_per_rs", checks.positive_int("gpus_per_rs", gpus, minimum=0))
 
     def set_rs_per_host(self, rs: int) -> None:
         """jsrun ``--rs_per_host``."""
-        self.run_args["rs_per_host"] = rs
+        self.set("rs_per_host", checks.positive_int("rs_per_host", rs))
 
     def format_run_args(self) -> list[str]:
         if self.run_command == "mpirun":
@@ -201,7 +201,7 @@ class LsfBatchSettings(BatchSettings):
     ``account`` is the project ``-P``, ``queue`` is ``-q``, ``hostlist`` is
     ``-m``; ``tasks`` is ``-n`` (job slots)."""
 
-    tasks: int | None = None
+    tasks: int | None = attrs.field(default=None, converter=lambda v: checks.positive_int("tasks", v, allow_none=True))
 
     def set_tasks(self, tasks: int) -> None:
         """Job slots (``-n``)."""
@@ -209,7 +209,7 @@ class LsfBatchSettings(BatchSettings):
 
     def set_project(self, project: str) -> None:
         """LSF project to charge (``-P``); the same as :meth:`set_account`."""
-        self.account = project
+        self.account = checks.string("project", project)
 
 
 class LsfLauncher(SchedulerLauncher):

@@ -250,8 +250,10 @@ class PbsRunSettings(RunSettings):
     supported_run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "aprun")
 
     def set_cpu_binding(self, binding: str) -> None:
-        """aprun ``-cc`` (``depth``, ``numa_node``, ``none``, a CPU list)."""
-        self.run_args["-cc"] = binding
+        """aprun ``-cc`` (``depth``, ``numa_node``, ``none``, a CPU list or number)."""
+        if isinstance(binding, int) and not isinstance(binding, bool) and binding >= 0:
+            binding = str(binding)
+        self.set("-cc", checks.string("cpu_binding", binding))
 
     def format_run_args(self) -> list[str]:
         if self.run_command == "aprun":
@@ -265,14 +267,21 @@ class PbsRunSettings(RunSettings):
         return mpi_run_args(self)
 
 
-def _resources(resources: dict[Any, Any]) -> dict[str, Any]:
+def _resources(resources: Any) -> dict[str, Any]:
     """``-l`` resources: str names, a value each (``None`` would print ``foo=None``)."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, Mapping):
+        raise ConfigError(f"resources must be a dict of resource name -> value, e.g. {{'mem': '4gb'}}; "
+                          f"got {checks.show(resources)}")
+    out: dict[str, Any] = {}
     for name, value in resources.items():
         checks.string("resource name", name)
-        if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+        if value is None or value == "":
             raise ConfigError(f"PBS resource {name!r} needs a value (a str or number), got {value!r:.80}; "
                               "-l takes name=value")
-    return resources
+        out[name] = checks.flag_value(f"resources[{name!r}]", value)
+    return out
 
 
 @attrs.define(eq=True)
@@ -281,9 +290,9 @@ class PbsBatchSettings(BatchSettings):
     ``-l name=value`` lines; ``export_env`` adds ``-V`` (the submitting
     environment reaches the job, as sbatch and bsub do by default)."""
 
-    resources: dict[str, Any] = attrs.field(factory=dict, converter=lambda v: _resources(dict(v or {})))
-    export_env: bool = True
-    ncpus: int | None = None
+    resources: dict[str, Any] = attrs.field(factory=dict, converter=_resources)
+    export_env: bool = attrs.field(default=True, converter=lambda v: checks.boolean("export_env", v))
+    ncpus: int | None = attrs.field(default=None, converter=lambda v: checks.positive_int("ncpus", v, allow_none=True))
 
     def set_resource(self, name: str, value: Any) -> None:
         """Any ``-l name=value`` resource (``mem``, ``place``, ``filesystems``...)."""

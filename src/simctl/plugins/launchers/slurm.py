@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 import simctl
+from simctl import checks
 from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, RunSettings, SchedulerError,
                     SchedulerLauncher, Status, format_flags)
 
@@ -165,7 +166,7 @@ class SrunSettings(RunSettings):
 
     def set_partition(self, partition: str) -> None:
         """Partition for the step's own allocation."""
-        self.run_args["partition"] = partition
+        self.set("partition", checks.string("partition", partition))
 
     def set_exclusive(self) -> None:
         """Do not share nodes with other steps."""
@@ -200,7 +201,7 @@ class SbatchSettings(BatchSettings):
 
     def set_cpus_per_task(self, cpus: int) -> None:
         """CPUs per task for the allocation."""
-        self.batch_args["cpus-per-task"] = cpus
+        self.set("cpus-per-task", checks.positive_int("cpus_per_task", cpus))
 
 
 class SlurmLauncher(SchedulerLauncher):
