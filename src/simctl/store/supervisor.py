@@ -87,6 +87,37 @@ def why_failed(log_lines: list[str], port: int) -> str:
     return ""
 
 
+def _command(*words: str) -> bytes:
+    """One command in the server's protocol (RESP)."""
+    out = [f"*{len(words)}\r\n".encode()]
+    for w in words:
+        b = w.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def ping(where: str | tuple[str, int], password: str, timeout: float = 2.0) -> None:
+    """AUTH then PING over a socket of its own (redis-py takes longer to import
+    than a server takes to start). Returns once PONG came back; PermissionError
+    if the password is refused; another OSError while the server is not ready."""
+    family = socket.AF_UNIX if isinstance(where, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(where)
+        sock.sendall(_command("AUTH", password) + _command("PING"))
+        data = b""
+        while data.count(b"\r\n") < 2:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            data += chunk
+    auth, pong = data.split(b"\r\n")[:2]
+    if auth.startswith(b"-") and not auth.startswith(b"-LOADING"):
+        raise PermissionError(auth[1:].decode("utf-8", "replace"))
+    if pong != b"+PONG":
+        raise ConnectionError(pong.decode("utf-8", "replace"))
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m simctl.store.supervisor",
                                 description="Start one store server, wait until it answers, report it, stop it.")
@@ -216,46 +247,31 @@ class Supervisor:
         self._report(addresses)
         return self._finish(failed=False)
 
-    def _client(self, addresses: list[str]):  # type: ignore[no-untyped-def]
-        import redis
-
-        if self.args.unixsocket:
-            return redis.Redis(unix_socket_path=self.args.unixsocket, password=self.password,
-                               socket_timeout=5, socket_connect_timeout=2)
-        return redis.Redis(host=addresses[0], port=self.args.port, password=self.password,
-                           socket_timeout=5, socket_connect_timeout=2)
-
     def _wait_answering(self, addresses: list[str]) -> bool:
         """Wait until the server answers PING; False (having said why) if it ends first."""
-        import redis
-
         assert self.proc is not None
-        client = self._client(addresses)
+        where: str | tuple[str, int] = self.args.unixsocket or (addresses[0], self.args.port)
         delay = 0.002
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    lines = tail(self.log, start=self.log_start)
-                    reason = why_failed(lines, self.args.port)
-                    what = "was stopped before it answered" if self.stopping else \
-                        f"{os.path.basename(self.args.server)} exited with code {self.proc.returncode} before it answered"
-                    if not self.stopping:
-                        self.fail(f"store server (port {self.args.port}, on {socket.gethostname()}) {what}"
-                                  + (f": {reason}" if reason else ""), lines)
-                    return False
-                try:
-                    client.ping()
-                    return True
-                except redis.AuthenticationError as exc:
-                    self.fail(f"a server answered on port {self.args.port} but refused the password ({exc}): "
-                              "another server holds that port")
-                    self.on_signal(signal.SIGTERM, None)
-                    return False
-                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.05)
-        finally:
-            client.close()
+        while True:
+            if self.proc.poll() is not None:
+                lines = tail(self.log, start=self.log_start)
+                reason = why_failed(lines, self.args.port)
+                if not self.stopping:
+                    self.fail(f"store server (port {self.args.port}, on {socket.gethostname()}) "
+                              f"{os.path.basename(self.args.server)} exited with code {self.proc.returncode} "
+                              "before it answered" + (f": {reason}" if reason else ""), lines)
+                return False
+            try:
+                ping(where, self.password)
+                return True
+            except PermissionError as exc:
+                self.fail(f"a server answered on port {self.args.port} but refused the password ({exc}): "
+                          "another server holds that port")
+                self.on_signal(signal.SIGTERM, None)
+                return False
+            except OSError:  # not listening yet, or still loading its data
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def _report(self, addresses: list[str]) -> None:
         assert self.proc is not None
