@@ -95,7 +95,7 @@ def test_a_store_is_ready_when_started_hands_its_address_to_later_models_and_sto
     db = make_orchestrator(exp, port=port)
     exp.start(db)  # returns once it answers
     assert exp.get_status(db) == [Status.RUNNING]
-    assert db.get_address() == [f"127.0.0.1:{port}"] and db.hosts == ["127.0.0.1"] and db.num_shards == 1
+    assert db.get_address() == [f"127.0.0.1:{port}"] and db.hosts == [socket.gethostname()] and db.num_shards == 1
     assert db.is_active()
     r = client(db)
     assert r.ping() and r.set("k", "v") and r.get("k") == "v"
@@ -535,3 +535,33 @@ def test_colocated_options_of_the_documents_are_accepted():
     assert step.per_node[1:4] == ["-m", "simctl.store.supervisor", "--colocated"]
     assert ["--conf", "maxclients=100000"] == step.per_node[-2:] and "--pin" in step.per_node
     assert step.secret_env["SSDB_PASSWORD"] not in " ".join(step.per_node)
+
+
+# -- on schedulers (what is submitted; the real runs are in test_store_slurm.py) ----------------------------------
+
+
+def test_the_setters_reach_the_batch_script_and_every_shards_run_command(tmp_path):
+    exp = simctl.Experiment("s", exp_path=str(tmp_path / "s"), launcher="slurm", plugins=simctl.make_plugins())
+    db = make_orchestrator(exp, port=7000, db_nodes=3, batch=True, time="00:10:00", account="proj")
+    assert db.hosts == []
+    db.set_cpus(2)
+    db.set_walltime("00:20:00")
+    db.set_batch_arg("exclusive")
+    db.set_run_arg("distribution", "block")
+    db.set_hosts(["n1", "n2", "n3"])
+    assert db.hosts == ["n1", "n2", "n3"]
+    text = exp.preview(db, show=False)
+    for line in ("#SBATCH --time=00:20:00", "#SBATCH --account=proj", "#SBATCH --nodelist=n1,n2,n3",
+                 "#SBATCH --cpus-per-task=2", "#SBATCH --exclusive"):
+        assert line + "\n" in text, line
+    for i in range(3):
+        assert (f"srun --cpus-per-task=2 --time=00:20:00 --nodelist=n{i + 1} --ntasks=1 --exact --distribution=block "
+                f"{PY} -m simctl.store.supervisor --index {i} --port {7000 + i}") in text
+    assert db.password not in text and text.count("--cluster") == 3
+    for launcher, prefix in (("pbs", "#PBS"), ("lsf", "#BSUB")):
+        exp = simctl.Experiment(launcher, exp_path=str(tmp_path / launcher), launcher=launcher,
+                                plugins=simctl.make_plugins())
+        db = make_orchestrator(exp, port=7000, batch=True, time="00:10:00")
+        text = exp.preview(db, show=False)
+        assert prefix in text and f"{PY} -m simctl.store.supervisor --index 0 --port 7000" in text
+        assert db.password not in text

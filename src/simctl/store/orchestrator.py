@@ -193,6 +193,7 @@ class Orchestrator(Entity):
         self.files = EntityFiles()  # ...and no attached files
         self._password = secrets.token_urlsafe(32)
         self._addresses: list[str] = []
+        self._started_on: list[str] = []  # host names, from the address files
         self._formed: str | None = None  # the launch whose cluster this driver formed
         self._last_error = ""
 
@@ -219,11 +220,9 @@ class Orchestrator(Entity):
 
     @property
     def hosts(self) -> list[str]:
-        """The hosts the shards run on once started (from their address
+        """The host names the shards run on once started (from their address
         files), else the hosts asked for with ``hosts=`` / :meth:`set_hosts`."""
-        if self._addresses:
-            return [a.rpartition(":")[0] for a in self._addresses]
-        return list(self._hosts)
+        return list(self._started_on or self._hosts)
 
     def get_address(self) -> list[str]:
         """``host:port`` of every shard; SimctlError if it was never started."""
@@ -406,6 +405,7 @@ class Orchestrator(Entity):
                 log.debug("orchestrator %r not ready yet: %s", self.name, exc)
             return False
         self._addresses = addresses
+        self._started_on = [str(info.get("hostname", info["host"])) for info in infos]
         srv.write_private(os.path.join(self.path, "store.json"), json.dumps(
             {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "password": self._password}))
         return True
