@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -106,7 +105,7 @@ def case_ready(repeat: int, binary: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for n in (1, 3):
         ours, bare = [], []
-        for r in range(repeat):
+        for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 exp = simctl.Experiment("bench", exp_path=os.path.join(tmp, "exp"))
                 db = make_orchestrator(exp, port=free_base(n, n >= 3), db_nodes=n, server=binary)

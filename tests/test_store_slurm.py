@@ -22,7 +22,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "cmd_recorder"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_helpers import PY, outside_allocation, require_slurm, script, slurm_exp, squeue_state, wait_until  # noqa: E402
+from slurm_helpers import (  # noqa: E402
+    PY, outside_allocation, require_slurm, script, slurm_exp, squeue_state, wait_until)
 
 import simctl  # noqa: E402
 from simctl import Status  # noqa: E402
@@ -129,8 +130,8 @@ def test_a_store_runs_as_srun_steps_inside_an_allocation_one_server_and_a_cluste
         assert {s["SLURM_JOB_ID"] for s in got["seen"]} == {result["alloc"]}
         assert all(s["SSDB"] == ",".join(got["address"]) for s in got["seen"])
         assert got["stopped"] == ["Cancelled"] * n and got["active_after"] is False
-        wait_until(lambda: not any(psutil.pid_exists(p) for p in got["pids"]), "every shard's processes to end",
-                   timeout=60)
+        wait_until(lambda pids=got["pids"]: not any(psutil.pid_exists(p) for p in pids),
+                   "every shard's processes to end", timeout=60)
 
 
 def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path):

@@ -26,7 +26,7 @@ import platform
 import re
 import shutil
 import subprocess
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from simctl import ConfigError
 
@@ -171,10 +171,3 @@ def write_private(path: str, text: str) -> None:
         except OSError:
             pass
         raise
-
-
-def merge_conf(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """``base`` updated with ``extra`` (the user's directives win over simctl's defaults)."""
-    out = dict(base)
-    out.update(extra)
-    return out

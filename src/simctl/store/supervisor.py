@@ -56,14 +56,12 @@ def interface_addresses(names: Sequence[str]) -> list[str]:
         raise ValueError(f"network interface{'s' if len(missing) > 1 else ''} "
                          f"{', '.join(map(repr, missing))} not found on {socket.gethostname()}; "
                          f"interfaces here: {', '.join(map(repr, sorted(found)))}")
-    out = []
-    for name in names:
-        v4 = [a.address for a in found[name] if a.family == socket.AF_INET]
-        if not v4:
-            raise ValueError(f"network interface {name!r} on {socket.gethostname()} has no IPv4 address; "
-                             f"interfaces with one: {', '.join(sorted(n for n, a in found.items() if any(x.family == socket.AF_INET for x in a)))}")
-        out.append(v4[0])
-    return out
+    v4 = {n: [a.address for a in addrs if a.family == socket.AF_INET] for n, addrs in found.items()}
+    bare = [n for n in names if not v4[n]]
+    if bare:
+        raise ValueError(f"network interface {bare[0]!r} on {socket.gethostname()} has no IPv4 address; "
+                         f"interfaces with one: {', '.join(map(repr, sorted(n for n in v4 if v4[n])))}")
+    return [v4[n][0] for n in names]
 
 
 def tail(path: str, lines: int = TAIL_LINES, start: int = 0) -> list[str]:
