@@ -189,13 +189,14 @@ def throughput(binary: str, size: int, reps: int, workdir: str, raw: bool = Fals
 
     (port,) = _ports(1)
     _, procs = bare_servers(binary, [port], workdir)
-    probe = redis.Redis(port=port, password="pw")
-    assert [str(v, "ascii") if isinstance(v, bytes) else v for v in probe.config_get("io-threads").values()] == ["1"]
-    probe.close()
-    client: Any = RawClient(port) if raw else redis.Redis(port=port, password="pw")
+    client: Any = None
     data = os.urandom(size)
     sets, gets = [], []
     try:
+        probe = redis.Redis(port=port, password="pw")
+        assert [str(v, "ascii") if isinstance(v, bytes) else v for v in probe.config_get("io-threads").values()] == ["1"]
+        probe.close()
+        client = RawClient(port) if raw else redis.Redis(port=port, password="pw")
         for _ in range(reps):
             t0 = time.perf_counter()
             client.set("k", data)
@@ -205,7 +206,8 @@ def throughput(binary: str, size: int, reps: int, workdir: str, raw: bool = Fals
             gets.append(time.perf_counter() - t0)
             assert value is not None and len(value) >= size
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         stop(procs)
     return sets, gets
 
