@@ -134,7 +134,13 @@ class Controller:
         """Start ``entities``; return their jobs. Bad input raises before
         anything starts. ``show`` receives the plan just before it starts.
         Entities that run until stopped are waited on until ready before
-        this returns."""
+        this returns. They start first, so that the others, started in the
+        same call, receive what they hand off."""
+        stores = [e for e in entities if e.runs_until_stopped]
+        if stores and len(stores) < len(entities):
+            self.plan(entities)  # all of it checked before anything starts
+            rest = [e for e in entities if not e.runs_until_stopped]
+            return self.launch(stores, show) + self.launch(rest, show)
         plan = self.plan(entities)
         with self.lock:
             running = [s.key for s in plan.steps if s.key in self.jobs and not self.jobs[s.key].done]
@@ -145,6 +151,8 @@ class Controller:
         self._before_launch(plan)
         if show is not None:
             show(plan)
+        for entity in dict.fromkeys(plan.owner.values()):
+            entity.prepare([s for s in plan.steps if plan.owner[s.key] is entity and not s.error])
         to_start = [launch for launch in plan.launches if not _failed(launch)]
         error: BaseException | None = None
         try:

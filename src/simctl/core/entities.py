@@ -167,6 +167,9 @@ class Model(Entity):
     incoming_entities: list[str] = attrs.field(factory=list)
     #: the ensemble this model is a member of (set by the ensemble)
     ensemble: str | None = None
+    #: a store started beside the application on each node (``colocate_db_tcp``/``_uds``): an
+    #: object whose ``apply(step)`` makes the step start it
+    colocated_db: Any = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
@@ -233,10 +236,41 @@ class Model(Entity):
             env["SSKEYOUT"] = self.name
         if self.incoming_entities:
             env["SSKEYIN"] = ",".join(self.incoming_entities)
-        return ProcessStep(name=self.name, argv=[rs.exe, *rs.exe_args, *self.params_to_args()], cwd=cwd,
+        step = ProcessStep(name=self.name, argv=[rs.exe, *rs.exe_args, *self.params_to_args()], cwd=cwd,
                            env=env, secret_env=dict(ctx.handoff.secret_env),
                            out=os.path.join(cwd, f"{self.name}.out"), err=os.path.join(cwd, f"{self.name}.err"),
                            run_settings=rs, key=self.key, entity=self)
+        if self.colocated_db is not None:
+            self.colocated_db.apply(step)
+        return step
+
+    # -- colocated store -----------------------------------------------------------------
+
+    def colocate_db_tcp(self, port: int = 6780, ifname: str | list[str] = "lo", db_cpus: int = 1,
+                        custom_pinning: Any = None, debug: bool = False, **kwargs: Any) -> None:
+        """Start a store beside this model on each node it runs on, reachable
+        over TCP on ``port`` of ``ifname`` (``SSDB`` tells the application
+        where); it stops when the application ends."""
+        from ..store import colocated
+
+        self.colocated_db = colocated.tcp(port, ifname, db_cpus, custom_pinning, debug, **kwargs)
+
+    def colocate_db_uds(self, unix_socket: str | None = None, socket_permissions: int = 0o700, db_cpus: int = 1,
+                        custom_pinning: Any = None, debug: bool = False, **kwargs: Any) -> None:
+        """Like :meth:`colocate_db_tcp`, over a Unix socket that only this
+        user can reach (a new one per launch unless ``unix_socket`` is given)."""
+        from ..store import colocated
+
+        self.colocated_db = colocated.uds(unix_socket, socket_permissions, db_cpus, custom_pinning, debug,
+                                          **kwargs)
+
+    def colocate_db(self, *args: Any, **kwargs: Any) -> None:
+        """Deprecated: :meth:`colocate_db_tcp`."""
+        import warnings
+
+        warnings.warn("Model.colocate_db is deprecated; use colocate_db_tcp (or colocate_db_uds)",
+                      DeprecationWarning, stacklevel=2)
+        self.colocate_db_tcp(*args, **kwargs)
 
     def plan(self, ctx: PlanContext) -> list[Launch]:
         ctx.check(self.run_settings, None)

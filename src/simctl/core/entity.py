@@ -89,6 +89,11 @@ class Entity:
         leaf has ``name``, ``params`` and ``files``. None by default."""
         return []
 
+    def prepare(self, steps: Sequence[ProcessStep]) -> None:
+        """Make what the steps need on disk before they start (their working
+        directory...). Called by ``start`` after planning and the hooks, just
+        before the launcher; never by ``preview``. Nothing by default."""
+
     def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
         """Whether the started entity is ready. By default: every step that
         names a ``ready_file`` has written it."""

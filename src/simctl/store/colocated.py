@@ -64,6 +64,11 @@ class ColocatedDB:
     ml_options: tuple[tuple[str, Any], ...] = ()
     server: str = ""
 
+    def apply(self, step: ProcessStep) -> None:
+        """Make ``step`` start this colocated store (see :func:`apply`)."""
+        apply(step, self)
+
+
 
 def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any], server: str | None
             ) -> dict[str, Any]:

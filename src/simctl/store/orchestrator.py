@@ -342,7 +342,7 @@ class Orchestrator(Entity):
     def plan(self, ctx: PlanContext) -> list[Launch]:
         """One step per shard (or one batch job of them). Where the shards
         run on this machine, their ports are checked to be free first. Makes
-        the orchestrator's directory (the shards' working directory)."""
+        nothing on disk (:meth:`prepare` makes the directory)."""
         ctx.check(self.run_settings, self.batch_settings)
         if self._runs_here(ctx.launcher):
             try:
@@ -357,7 +357,6 @@ class Orchestrator(Entity):
                         check_port_free(address, self.port + i + BUS_OFFSET, f"the cluster bus of {what}")
         launch = uuid.uuid4().hex[:16]
         steps = [self._shard(i, launch) for i in range(self.db_nodes)]
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
         if self.batch_settings is not None:
             return [ctx.batch_job(self.name, self.path, self.batch_settings, steps)]
         return list(steps)
@@ -382,6 +381,10 @@ class Orchestrator(Entity):
                            err=os.path.join(self.path, f"{self.name}_{i}.err"), run_settings=rs,
                            key=f"{self.name}/shard-{i}", entity=self,
                            ready_file=os.path.join(self.path, f"shard-{i}.addr"))
+
+    def prepare(self, steps: Sequence[ProcessStep]) -> None:
+        """The orchestrator's directory (the shards' working directory), mode 0700."""
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
 
     def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
         """Every shard of this launch reported its address and answers; a
