@@ -126,6 +126,20 @@ def test_a_store_is_ready_when_started_hands_its_address_to_later_models_and_sto
     assert seen_by(tmp_path, "later") == {"SSDB": None, "SSDB_CLUSTER": None, "has_password": False}
 
 
+def test_a_store_and_a_model_started_in_one_call(tmp_path):
+    exp = make_exp(tmp_path)
+    port = free_ports()
+    db = exp.create_database(port=port)
+    model = store_user(exp, tmp_path, "sim", "together")
+    assert not Path(db.path).exists() and "orchestrator" in exp.preview(db, model, show=False)
+    assert not Path(db.path).exists()  # preview makes nothing; start prepares the directory
+    exp.start(model, db)  # the store starts first and is ready before the model is planned
+    assert exp.get_status(model) == [Status.COMPLETED] and exp.get_status(db) == [Status.RUNNING]
+    assert seen_by(tmp_path, "sim")["SSDB"] == f"127.0.0.1:{port}"
+    assert client(db).get("from-model") == "together"
+    exp.stop(db)
+
+
 def test_the_password_is_required_and_never_on_a_command_line_and_shards_bind_only_to_the_interface(tmp_path):
     exp = make_exp(tmp_path)
     db = make_orchestrator(exp, port=free_ports())

@@ -151,7 +151,7 @@ class Controller:
         self._before_launch(plan)
         if show is not None:
             show(plan)
-        for entity in dict.fromkeys(plan.owner.values()):
+        for entity in entities:
             entity.prepare([s for s in plan.steps if plan.owner[s.key] is entity and not s.error])
         to_start = [launch for launch in plan.launches if not _failed(launch)]
         error: BaseException | None = None
