@@ -775,6 +775,11 @@ def test_connects_from_the_environment(address: str, kind: str, monkeypatch: pyt
         c.put_tensor("env", np.arange(2))
         assert same(c.get_tensor("env"), np.arange(2))
         c.close()
+    first = address.split(",")[0]
+    with make_client(f"tcp://{first}") as c:  # the documents' spelling
+        assert same(c.get_tensor("env"), np.arange(2))
+    with Client(first) as c:  # the older Client(address, cluster) order
+        assert same(c.get_tensor("env"), np.arange(2))
     if kind == "cluster":  # any one node is enough to find the others
         with Client(address=address.split(",")[1]) as c:
             assert c.is_cluster and same(c.get_tensor("env"), np.arange(2))

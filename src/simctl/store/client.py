@@ -195,7 +195,8 @@ class _UnixConnection(_PartsMixin, redis.UnixDomainSocketConnection):
 
 
 def parse_addresses(address: str | Iterable[str] | None) -> list[str]:
-    """``host:port`` and ``unix:///path`` entries from a comma-separated string or a list."""
+    """``host:port`` (or ``tcp://host:port``) and ``unix:///path`` entries from a
+    comma-separated string or a list."""
     if address is None:
         return []
     items = address.split(",") if isinstance(address, str) else list(address)
@@ -204,6 +205,8 @@ def parse_addresses(address: str | Iterable[str] | None) -> list[str]:
         if not isinstance(item, str):
             raise ConfigError(f"Client: address entries must be strings, got {item!r}")
         item = item.strip()
+        if item.startswith("tcp://"):
+            item = item[len("tcp://"):]
         if not item:
             continue
         if not item.startswith("unix://"):
@@ -264,7 +267,8 @@ class Client:
 
     ``address``: ``host:port`` (several, comma-separated or a list, for a
     cluster) or ``unix:///path``; default: the ``SSDB`` environment variable the
-    launcher sets. ``password``: default ``SSDB_PASSWORD``; none if that is
+    launcher sets (an address passed first, ``Client("host:port")``, is taken
+    as the address). ``password``: default ``SSDB_PASSWORD``; none if that is
     unset. ``cluster`` is accepted for compatibility: the client asks the server
     whether it is a Redis Cluster (one INFO when it connects) and works either
     way, so a script written with ``Client(cluster=False)`` runs unchanged
@@ -279,6 +283,8 @@ class Client:
     def __init__(self, cluster: bool | None = None, address: str | Iterable[str] | None = None,
                  password: str | None = None, *, logger_name: str = "Default",
                  connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float | None = COMMAND_TIMEOUT) -> None:
+        if isinstance(cluster, str) and address is None:  # the older Client(address, cluster) order
+            cluster, address = None, cluster
         if cluster is not None and not isinstance(cluster, bool):
             raise ConfigError(f"Client: cluster must be True, False or None, got {cluster!r}")
         self._logger_name = str(logger_name)
