@@ -33,13 +33,27 @@ from .core.steps import BatchJob, Launch, ProcessStep
 from .core.watcher import FileWatcher
 from .log import configure_logging
 
+_STORE_NAMES = ("Client", "Dataset")
+
+
+def __getattr__(name: str) -> object:
+    """``Client`` and ``Dataset`` come from :mod:`simctl.store`, imported on first
+    use so that ``import simctl`` does not load redis and numpy."""
+    if name in _STORE_NAMES:
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 try:
     __version__ = _version("simctl")
 except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
 __all__ = [
-    "Backend", "BatchJob", "checks", "BatchSettings", "ConfigError", "Ensemble", "Entity", "EntityFiles", "Experiment",
+    "Backend", "BatchJob", "checks", "BatchSettings", "Client", "ConfigError", "Dataset", "Ensemble", "Entity",
+    "EntityFiles", "Experiment",
     "FileWatcher", "Handoff", "JobStatus", "Launch", "LaunchError", "LaunchPlan", "Launcher", "Model", "Pick",
     "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
     "SchedulerError", "SchedulerLauncher", "SimctlError", "Status", "Strategy", "Zip", "configure_logging",

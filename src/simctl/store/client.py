@@ -1,0 +1,839 @@
+"""``Client``: tensors, datasets and aggregation lists in a Redis server or
+Redis Cluster, with the key prefixing and logging of the reference documents.
+
+The layout in Redis is described (and versioned) in :mod:`simctl.store.format`.
+Every put and every get of a tensor is one command, one network round trip;
+large tensors are sent straight from the array's memory without a copy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from enum import IntEnum
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
+
+from ..core.errors import ConfigError
+from . import format as fmt
+from .dataset import Dataset, check_name
+from .format import FormatError, StoreConnectionError, StoreError, StoreKeyError
+
+__all__ = ["Client", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel", "log_data"]
+
+#: seconds to wait for a server to accept a connection before giving up
+CONNECT_TIMEOUT = 5.0
+#: seconds a command may wait for its answer before the client gives up
+COMMAND_TIMEOUT = 300.0
+#: bytes the client asks the socket for at a time (redis-py's default, 64 KiB, makes large gets slow)
+READ_SIZE = 1 << 20
+#: replies at least this large are received straight into a buffer of their own (see _Buffer)
+BIG_REPLY = 128 * 1024
+
+
+# -- logging ----------------------------------------------------------------------------
+
+
+class LogLevel(IntEnum):
+    """How much ``log_data`` writes; ``SR_LOG_LEVEL`` (quiet, info, debug,
+    developer) picks the threshold, info by default."""
+
+    LLQuiet = 1
+    LLInfo = 2
+    LLDebug = 3
+    LLDeveloper = 4
+
+
+LLQuiet, LLInfo, LLDebug, LLDeveloper = LogLevel.LLQuiet, LogLevel.LLInfo, LogLevel.LLDebug, LogLevel.LLDeveloper
+
+
+def _threshold() -> LogLevel:
+    name = os.environ.get("SR_LOG_LEVEL", "info").strip().lower()
+    return {"quiet": LLQuiet, "none": LLQuiet, "debug": LLDebug, "developer": LLDeveloper}.get(name, LLInfo)
+
+
+def _write_log(context: str, level: Any, data: Any) -> None:
+    try:
+        lvl = LogLevel(level)
+    except ValueError:
+        raise ConfigError(f"log_data: level must be one of LLQuiet, LLInfo, LLDebug, LLDeveloper, got "
+                          f"{level!r}") from None
+    threshold = _threshold()
+    if threshold == LLQuiet or lvl > threshold:
+        return
+    line = f"{context}@{time.strftime('%H-%M-%S')}:{data}\n"
+    path = os.environ.get("SR_LOG_FILE")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+        return
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def log_data(*args: Any) -> None:
+    """``log_data(level, data)`` or ``log_data(context, level, data)``: write
+    ``<context>@HH-MM-SS:<data>`` to stdout (or the file ``SR_LOG_FILE``) when
+    ``level`` is at or below the ``SR_LOG_LEVEL`` threshold. Context defaults to "Default"."""
+    if len(args) == 2:
+        _write_log("Default", *args)
+    elif len(args) == 3:
+        _write_log(str(args[0]), args[1], args[2])
+    else:
+        raise ConfigError(f"log_data takes (level, data) or (context, level, data), got {len(args)} arguments")
+
+
+# -- connections that send large values without copying them --------------------------
+
+
+class _Parts:
+    """One command argument sent as the concatenation of several buffers."""
+
+    __slots__ = ("buffers", "size")
+
+    def __init__(self, buffers: list[bytes | memoryview]) -> None:
+        self.buffers = buffers
+        self.size = sum(len(b) for b in buffers)
+
+
+def _arg(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+class _Packer:
+    """Packs commands like redis-py's packer, except that a :class:`_Parts`
+    argument goes out as its buffers, without being joined into one."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def pack(self, *args: Any) -> list[bytes | memoryview]:
+        if _Parts not in map(type, args):
+            return self._inner.pack(*args)
+        out: list[bytes | memoryview] = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if type(a) is _Parts:
+                out.append(b"$%d\r\n" % a.size)
+                out.extend(a.buffers)
+                out.append(b"\r\n")
+            else:
+                b = _arg(a)
+                out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return out
+
+
+try:  # redis-py's pure-Python reply parser (redis >= 5); without it, large replies are copied once more
+    from redis._parsers import _RESP2Parser
+    from redis._parsers.socket import SocketBuffer
+except ImportError:  # pragma: no cover - another redis-py layout
+    _RESP2Parser = SocketBuffer = None
+
+if SocketBuffer is not None:
+    class _Buffer(SocketBuffer):
+        """redis-py's socket buffer, except that a large bulk reply is received
+        straight into a ``bytearray`` of its own: one copy (from the kernel) where
+        redis-py makes three, and the caller may use it as writable memory."""
+
+        def read(self, length: int, *args: Any, **kwargs: Any) -> Any:
+            if length < BIG_REPLY:
+                return SocketBuffer.read(self, length, *args, **kwargs)
+            out = bytearray(length + 2)
+            with memoryview(out) as view:
+                got = self._buffer.readinto(view)
+                try:
+                    while got < length + 2:
+                        n = self._sock.recv_into(view[got:])
+                        if not n:
+                            raise redis.ConnectionError("Connection closed by server.")
+                        got += n
+                except socket.timeout:
+                    raise redis.TimeoutError("Timeout reading from socket") from None
+                except OSError as exc:
+                    raise redis.ConnectionError(f"Error while reading from socket: {exc}") from None
+            if out[length:] != b"\r\n":
+                raise redis.ConnectionError("Protocol error: a bulk reply without its terminator")
+            del out[length:]
+            return out
+
+    class _Parser(_RESP2Parser):
+        def on_connect(self, connection: Any) -> None:
+            super().on_connect(connection)
+            self._buffer = _Buffer(self._sock, self.socket_read_size, connection.socket_timeout)
+
+
+class _PartsMixin:
+    """Connections that send :class:`_Parts` without joining them and receive
+    large replies without extra copies."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if SocketBuffer is not None and kwargs.get("protocol") in (2, "2"):
+            kwargs["parser_class"] = _Parser
+        super().__init__(**kwargs)
+
+    def _construct_command_packer(self, packer: Any) -> _Packer:
+        return _Packer(super()._construct_command_packer(packer))  # type: ignore[misc]
+
+
+class _TCPConnection(_PartsMixin, redis.Connection):
+    pass
+
+
+class _UnixConnection(_PartsMixin, redis.UnixDomainSocketConnection):
+    pass
+
+
+# -- addresses ----------------------------------------------------------------------------
+
+
+def parse_addresses(address: str | Iterable[str] | None) -> list[str]:
+    """``host:port`` (or ``tcp://host:port``) and ``unix:///path`` entries from a
+    comma-separated string or a list."""
+    if address is None:
+        return []
+    items = address.split(",") if isinstance(address, str) else list(address)
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"Client: address entries must be strings, got {item!r}")
+        item = item.strip()
+        if item.startswith("tcp://"):
+            item = item[len("tcp://"):]
+        if not item:
+            continue
+        if not item.startswith("unix://"):
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"Client: address {item!r} is not host:port or unix:///path/to.sock")
+        out.append(item)
+    return out
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+# -- Lua scripts for datasets (see format.py); all their keys share one hash tag --------
+
+_PUT_DATASET = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, ack = pcall(cjson.decode, old)
+  if ok and type(ack) == 'table' and type(ack.tensors) == 'table' then
+    for _, t in ipairs(ack.tensors) do redis.call('DEL', KEYS[1] .. '.tensor.' .. t) end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+local n = tonumber(ARGV[2])
+for i = 1, n do redis.call('HSET', KEYS[2], ARGV[1 + 2 * i], ARGV[2 + 2 * i]) end
+for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 2 * n]) end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+_GET_DATASET = """
+local ack = redis.call('GET', KEYS[1])
+if not ack then return false end
+local out = {ack, redis.call('HGETALL', KEYS[2])}
+local ok, d = pcall(cjson.decode, ack)
+if ok and type(d) == 'table' and type(d.tensors) == 'table' then
+  for _, t in ipairs(d.tensors) do out[#out + 1] = redis.call('GET', KEYS[1] .. '.tensor.' .. t) end
+end
+return out
+"""
+
+_DELETE_DATASET = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, ack = pcall(cjson.decode, old)
+  if ok and type(ack) == 'table' and type(ack.tensors) == 'table' then
+    for _, t in ipairs(ack.tensors) do redis.call('DEL', KEYS[1] .. '.tensor.' .. t) end
+  end
+end
+return redis.call('DEL', KEYS[1], KEYS[2])
+"""
+
+class Client:
+    """A connection to the experiment's feature store (or any Redis).
+
+    ``address``: ``host:port`` (several, comma-separated or a list, for a
+    cluster) or ``unix:///path``; default: the ``SSDB`` environment variable the
+    launcher sets (an address passed first, ``Client("host:port")``, is taken
+    as the address). ``password``: default ``SSDB_PASSWORD``; none if that is
+    unset. ``cluster`` is accepted for compatibility: the client asks the server
+    whether it is a Redis Cluster (one INFO when it connects) and works either
+    way, so a script written with ``Client(cluster=False)`` runs unchanged
+    against a sharded store. ``logger_name`` is the
+    context ``log_data`` writes. A store that cannot be reached is a
+    :class:`StoreConnectionError` within ``connect_timeout`` seconds per address.
+
+    Keys are prefixed as the launcher says (``SSKEYOUT``, ``SSKEYIN``; see
+    :meth:`set_data_source` and the ``use_*_ensemble_prefix`` switches).
+    """
+
+    def __init__(self, cluster: bool | None = None, address: str | Iterable[str] | None = None,
+                 password: str | None = None, *, logger_name: str = "Default",
+                 connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float | None = COMMAND_TIMEOUT) -> None:
+        if isinstance(cluster, str) and address is None:  # the older Client(address, cluster) order
+            cluster, address = None, cluster
+        if cluster is not None and not isinstance(cluster, bool):
+            raise ConfigError(f"Client: cluster must be True, False or None, got {cluster!r}")
+        self._logger_name = str(logger_name)
+        env_address = address is None
+        addresses = parse_addresses(os.environ.get("SSDB") if env_address else address)
+        if not addresses:
+            raise ConfigError("Client: no store address: pass address='host:port' or start the model after "
+                              "the experiment's store (SSDB is " +
+                              ("not set)" if env_address else f"empty), got address={address!r}"))
+        if password is None:
+            password = os.environ.get("SSDB_PASSWORD") or None
+        self._password = password or None
+        self._kwargs: dict[str, Any] = dict(socket_connect_timeout=connect_timeout, socket_timeout=command_timeout,
+                                            socket_read_size=READ_SIZE, protocol=2)
+        self.addresses = addresses
+        self._r: Any = None
+        self._cluster = self._connect(addresses)
+        # key prefixing (the reference documents' SSKEYIN / SSKEYOUT)
+        self._put_prefix = os.environ.get("SSKEYOUT", "").strip()
+        self._sources = [s.strip() for s in os.environ.get("SSKEYIN", "").split(",") if s.strip()]
+        self._get_prefix = self._sources[0] if self._sources else ""
+        self._use_prefix = {"tensor": True, "dataset": True, "list": True, "model": False}
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _standalone(self, address: str) -> redis.Redis:
+        if address.startswith("unix://"):
+            pool = redis.ConnectionPool(connection_class=_UnixConnection, path=address[len("unix://"):],
+                                        password=self._password, retry=Retry(NoBackoff(), 1), **self._kwargs)
+        else:
+            host, port = _host_port(address)
+            pool = redis.ConnectionPool(connection_class=_TCPConnection, host=host, port=port, socket_keepalive=True,
+                                        password=self._password, retry=Retry(NoBackoff(), 1), **self._kwargs)
+        return redis.Redis(connection_pool=pool)
+
+    def _connect(self, addresses: list[str]) -> bool:
+        """Connect; True for a Redis Cluster. Asks each address in turn whether it is one."""
+        problems = []
+        for address in addresses:
+            r = self._standalone(address)
+            try:
+                enabled = bool(r.info("cluster").get("cluster_enabled"))
+            except redis.AuthenticationError as exc:
+                r.close()
+                how = "no password was given" if not self._password else "the password was refused"
+                raise StoreConnectionError(f"Client: the store at {address} refused the connection: {how} "
+                                           f"(password= or SSDB_PASSWORD): {exc}") from None
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                r.close()
+                problems.append(f"{address}: {exc}")
+                continue
+            except redis.ResponseError:  # INFO refused (renamed, ACL): not a cluster we could use anyway
+                enabled = False
+            if not enabled:
+                if len(addresses) > 1:
+                    r.close()
+                    raise ConfigError(f"Client: {len(addresses)} addresses given ({', '.join(addresses)}) but "
+                                      f"{address} is not a Redis Cluster; give one address for a single server")
+                self._r = r
+                return False
+            r.close()
+            tcp = [_host_port(a) for a in addresses if not a.startswith("unix://")]
+            if not tcp:
+                raise ConfigError(f"Client: {address} is a Redis Cluster, which is reached over TCP, not a socket")
+            host, port = tcp[0]
+            try:  # a URL makes redis-py build each node's pool with our connection class
+                self._r = RedisCluster(url=f"redis://{f'[{host}]' if ':' in host else host}:{port}",
+                                       startup_nodes=[ClusterNode(h, p) for h, p in tcp[1:]],
+                                       password=self._password, connection_class=_TCPConnection,
+                                       retry=Retry(NoBackoff(), 1), socket_keepalive=True, **self._kwargs)
+            except redis.AuthenticationError as exc:
+                raise StoreConnectionError(f"Client: the cluster at {address} refused the password: {exc}") from None
+            except (redis.RedisError, OSError) as exc:
+                raise StoreConnectionError(f"Client: the Redis Cluster at {', '.join(addresses)} is not usable "
+                                           f"(is its state ok?): {exc}") from None
+            return True
+        raise StoreConnectionError("Client: no store answered at " + "; ".join(problems) +
+                                   ". Is it running (exp.start(db) returns once it is), and is the address right?")
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when connected to a Redis Cluster."""
+        return self._cluster
+
+    def close(self) -> None:
+        """Close the connections."""
+        if self._r is not None:
+            self._r.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({','.join(self.addresses)!r}, cluster={self._cluster})"
+
+    def _call(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` with redis-py's errors turned into simctl's, naming ``what``."""
+        try:
+            return func(*args)
+        except redis.RedisError as exc:
+            raise self._error(what, exc) from None
+
+    def _error(self, what: str, exc: redis.RedisError) -> StoreError:
+        """simctl's error for redis-py's ``exc`` raised by ``what``."""
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+                            redis.exceptions.RedisClusterException)):
+            return StoreConnectionError(f"{what}: lost the store at {','.join(self.addresses)}: "
+                                        f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, redis.ResponseError):
+            if str(exc).startswith("WRONGTYPE"):
+                return StoreError(f"{what}: the key holds another kind of value: {exc}")
+            return StoreError(f"{what}: the store answered: {exc}")
+        return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+
+    def _one(self, key: str, *args: Any) -> Any:
+        """Run a command on ``key``'s server. On a cluster it goes straight to the
+        node that holds the key's slot (redis-py's cluster dispatch costs about
+        25 us a command in Python); redis-py's cluster client takes over when the
+        slot map is stale or the node does not answer."""
+        if not self._cluster:
+            return self._r.execute_command(*args)
+        try:
+            node = self._r.nodes_manager.get_node_from_slot(self._r.keyslot(key))
+        except redis.exceptions.RedisClusterException:  # no node for the slot: let redis-py find one
+            node = None
+        direct = getattr(node, "redis_connection", None)
+        if direct is not None:
+            try:
+                return direct.execute_command(*args)
+            except (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.ConnectionError,
+                    redis.TimeoutError):  # MOVED is an AskError
+                pass
+        return self._r.execute_command(*args)
+
+    def _key_cmd(self, what: str, key: str, *args: Any) -> Any:
+        """:meth:`_one` with simctl's errors."""
+        try:
+            return self._one(key, *args)
+        except redis.RedisError as exc:
+            raise self._error(f"{what} {key!r}", exc) from None
+
+    # -- keys and prefixes --------------------------------------------------------------
+
+    def _key(self, kind: str, name: Any, read: bool, what: str) -> str:
+        """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied."""
+        if type(name) is not str or not name:
+            check_name(name, f"{what}: name")
+        prefix = (self._get_prefix if read else self._put_prefix) if self._use_prefix[kind] else ""
+        key = f"{prefix}.{name}" if prefix else name
+        if len(key) > fmt.MAX_KEY_BYTES // 4:  # a longer key may take more than MAX_KEY_BYTES in UTF-8
+            _check_length(key, what)
+        return key
+
+    def _missing(self, what: str, kind: str, key: str, name: str) -> StoreKeyError:
+        how = f" (data source {self._get_prefix!r})" if key != name else ""
+        return StoreKeyError(f"{what}: no {kind} {key!r} in the store{how}")
+
+    def set_data_source(self, source_id: str) -> None:
+        """Read with the prefix ``source_id``: one of the entities in ``SSKEYIN``
+        (registered with ``register_incoming_entity``) or this entity's own ``SSKEYOUT``."""
+        valid = self._sources + ([self._put_prefix] if self._put_prefix and self._put_prefix not in self._sources
+                                 else [])
+        if source_id not in valid:
+            raise ConfigError(f"set_data_source: {source_id!r} is not a registered data source; registered: "
+                              f"{', '.join(repr(v) for v in valid) or '(none: SSKEYIN and SSKEYOUT are unset)'}")
+        self._get_prefix = source_id
+
+    def use_tensor_ensemble_prefix(self, use_prefix: bool) -> None:
+        """Whether tensor keys get the prefixes (default True)."""
+        self._use_prefix["tensor"] = bool(use_prefix)
+
+    def use_dataset_ensemble_prefix(self, use_prefix: bool) -> None:
+        """Whether dataset keys get the prefixes (default True)."""
+        self._use_prefix["dataset"] = bool(use_prefix)
+
+    def use_list_ensemble_prefix(self, use_prefix: bool) -> None:
+        """Whether aggregation-list keys get the prefixes (default True)."""
+        self._use_prefix["list"] = bool(use_prefix)
+
+    def use_model_ensemble_prefix(self, use_prefix: bool) -> None:
+        """Whether ML-model keys get the prefixes (default False)."""
+        self._use_prefix["model"] = bool(use_prefix)
+
+    def log_data(self, level: Any, data: Any) -> None:
+        """Write ``<logger_name>@HH-MM-SS:<data>`` if ``level`` passes ``SR_LOG_LEVEL``."""
+        _write_log(self._logger_name, level, data)
+
+    # -- tensors --------------------------------------------------------------------------
+
+    def put_tensor(self, name: str, data: Any) -> None:
+        """Store a numeric numpy array under ``name`` (one SET)."""
+        key = self._key("tensor", name, False, "put_tensor")
+        value = _value(data, f"put_tensor({name!r})")
+        try:
+            self._one(key, "SET", key, value)
+        except redis.RedisError as exc:
+            raise self._error(f"put_tensor {key!r}", exc) from None
+
+    def get_tensor(self, name: str) -> np.ndarray:
+        """The array stored under ``name`` (one GET), with its dtype and shape."""
+        key = self._key("tensor", name, True, "get_tensor")
+        try:
+            value = self._one(key, "GET", key)
+        except redis.RedisError as exc:
+            raise self._error(f"get_tensor {key!r}", exc) from None
+        if value is None:
+            raise self._missing("get_tensor", "tensor", key, name)
+        return _decode(value, f"get_tensor: {key!r}")
+
+    def unpack_tensor(self, name: str, result: np.ndarray) -> None:
+        """Fill ``result`` (same shape, same dtype up to byte order) with the tensor ``name``."""
+        if not isinstance(result, np.ndarray) or not result.flags.writeable:
+            raise ConfigError(f"unpack_tensor: result must be a writable numpy array, got {type(result).__name__}")
+        key = self._key("tensor", name, True, "unpack_tensor")
+        value = self._key_cmd("unpack_tensor", key, "GET", key)
+        if value is None:
+            raise self._missing("unpack_tensor", "tensor", key, name)
+        stored = _decode(value, f"unpack_tensor: {key!r}", copy=False)
+        if stored.shape != result.shape or not np.can_cast(stored.dtype, result.dtype, casting="equiv"):
+            raise ConfigError(f"unpack_tensor: result is {result.dtype} of shape {result.shape}; tensor {key!r} "
+                              f"is {stored.dtype} of shape {stored.shape}")
+        np.copyto(result, stored, casting="equiv")
+
+    def delete_tensor(self, name: str) -> None:
+        """Delete the tensor ``name`` (nothing happens if there is none)."""
+        key = self._key("tensor", name, True, "delete_tensor")
+        self._key_cmd("delete_tensor", key, "DEL", key)
+
+    def tensor_exists(self, name: str) -> bool:
+        """Whether the tensor ``name`` exists."""
+        key = self._key("tensor", name, True, "tensor_exists")
+        return bool(self._key_cmd("tensor_exists", key, "EXISTS", key))
+
+    def key_exists(self, key: str) -> bool:
+        """Whether ``key`` exists, taken as is (no prefix)."""
+        check_name(key, "key_exists: key")
+        _check_length(key, "key_exists")
+        return bool(self._key_cmd("key_exists", key, "EXISTS", key))
+
+    def poll_key(self, key: str, poll_frequency_ms: float, num_tries: int) -> bool:
+        """Check for ``key`` (no prefix) up to ``num_tries`` times, ``poll_frequency_ms``
+        apart; True once it exists, False if it never did."""
+        return _poll(lambda: self.key_exists(key), poll_frequency_ms, num_tries, "poll_key")
+
+    def poll_tensor(self, name: str, poll_frequency_ms: float, num_tries: int) -> bool:
+        """Like :meth:`poll_key` for the tensor ``name`` (prefixed)."""
+        return _poll(lambda: self.tensor_exists(name), poll_frequency_ms, num_tries, "poll_tensor")
+
+    def copy_tensor(self, src_name: str, dest_name: str) -> None:
+        """Copy the tensor ``src_name`` (read prefix) to ``dest_name`` (write prefix)."""
+        src = self._key("tensor", src_name, True, "copy_tensor")
+        dest = self._key("tensor", dest_name, False, "copy_tensor")
+        self._copy_key(src, dest, "copy_tensor", "tensor", src_name)
+
+    def rename_tensor(self, old_name: str, new_name: str) -> None:
+        """Move the tensor ``old_name`` (read prefix) to ``new_name`` (write prefix)."""
+        src = self._key("tensor", old_name, True, "rename_tensor")
+        dest = self._key("tensor", new_name, False, "rename_tensor")
+        self._rename_key(src, dest, "rename_tensor", "tensor", old_name)
+
+    def _same_slot(self, a: str, b: str) -> bool:
+        return not self._cluster or self._r.keyslot(a) == self._r.keyslot(b)
+
+    def _copy_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
+        if self._same_slot(src, dest):
+            if not self._key_cmd(what, src, "COPY", src, dest, "REPLACE"):
+                raise self._missing(what, kind, src, name)
+            return
+        dumped = self._key_cmd(what, src, "DUMP", src)
+        if dumped is None:
+            raise self._missing(what, kind, src, name)
+        self._key_cmd(what, dest, "RESTORE", dest, 0, dumped, "REPLACE")
+
+    def _rename_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
+        if src == dest:
+            if not self._key_cmd(what, src, "EXISTS", src):
+                raise self._missing(what, kind, src, name)
+        elif self._same_slot(src, dest):
+            try:
+                self._key_cmd(what, src, "RENAME", src, dest)
+            except StoreError as exc:
+                if "no such key" in str(exc):
+                    raise self._missing(what, kind, src, name) from None
+                raise
+        else:
+            self._copy_key(src, dest, what, kind, name)
+            self._key_cmd(what, src, "DEL", src)
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def _dataset_name(self, name: str, read: bool, what: str) -> str:
+        full = self._key("dataset", name, read, what)
+        _check_length(fmt.dataset_keys(full)[2], what)
+        return full
+
+    def put_dataset(self, dataset: Dataset) -> None:
+        """Store ``dataset`` (its tensors and metadata) atomically, replacing any
+        dataset of that name; one round trip."""
+        if not isinstance(dataset, Dataset):
+            raise ConfigError(f"put_dataset: dataset must be a Dataset, got {type(dataset).__name__}")
+        self._put_dataset_as(self._dataset_name(dataset.name, False, "put_dataset"), dataset, "put_dataset")
+
+    def _put_dataset_as(self, full: str, dataset: Dataset, what: str) -> None:
+        ack, meta, stem = fmt.dataset_keys(full)
+        names = dataset.get_tensor_names()
+        keys = [stem + t for t in names]
+        for k in keys:
+            _check_length(k, what)
+        values = [_value(dataset.get_tensor(t), f"{what}({dataset.name!r}): tensor {t!r}") for t in names]
+        pairs = dataset._meta_items()
+        args = [fmt.dataset_ack(names), len(pairs), *[x for p in pairs for x in p], *values]
+        self._key_cmd(what, ack, "EVAL", _PUT_DATASET, 2 + len(keys), ack, meta, *keys, *args)
+
+    def get_dataset(self, name: str) -> Dataset:
+        """The dataset ``name`` (one round trip)."""
+        full = self._dataset_name(name, True, "get_dataset")
+        reply = self._key_cmd("get_dataset", "{" + full + "}", "EVAL", _GET_DATASET, 2, *fmt.dataset_keys(full)[:2])
+        if reply is None:
+            raise self._missing("get_dataset", "dataset", full, name)
+        return _decode_dataset(name, full, reply)
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete the dataset ``name`` with its tensors and metadata (nothing happens if there is none)."""
+        full = self._dataset_name(name, True, "delete_dataset")
+        self._key_cmd("delete_dataset", "{" + full + "}", "EVAL", _DELETE_DATASET, 2, *fmt.dataset_keys(full)[:2])
+
+    def dataset_exists(self, name: str) -> bool:
+        """Whether the dataset ``name`` exists."""
+        full = self._dataset_name(name, True, "dataset_exists")
+        return bool(self._key_cmd("dataset_exists", "{" + full + "}", "EXISTS", "{" + full + "}"))
+
+    def poll_dataset(self, name: str, poll_frequency_ms: float, num_tries: int) -> bool:
+        """Like :meth:`poll_key` for the dataset ``name``."""
+        return _poll(lambda: self.dataset_exists(name), poll_frequency_ms, num_tries, "poll_dataset")
+
+    def copy_dataset(self, src_name: str, dest_name: str) -> None:
+        """Copy the dataset ``src_name`` (read prefix) to ``dest_name`` (write prefix)."""
+        dataset = self.get_dataset(src_name)
+        self._put_dataset_as(self._dataset_name(dest_name, False, "copy_dataset"), dataset, "copy_dataset")
+
+    def rename_dataset(self, old_name: str, new_name: str) -> None:
+        """Move the dataset ``old_name`` (read prefix) to ``new_name`` (write prefix)."""
+        src = self._dataset_name(old_name, True, "rename_dataset")
+        dest = self._dataset_name(new_name, False, "rename_dataset")
+        if src == dest:
+            if not self.dataset_exists(old_name):
+                raise self._missing("rename_dataset", "dataset", src, old_name)
+            return
+        self._put_dataset_as(dest, self.get_dataset(old_name), "rename_dataset")
+        self._key_cmd("rename_dataset", "{" + src + "}", "EVAL", _DELETE_DATASET, 2, *fmt.dataset_keys(src)[:2])
+
+    # -- aggregation lists --------------------------------------------------------------------
+
+    def append_to_list(self, list_name: str, dataset: Dataset) -> None:
+        """Append ``dataset`` (already put, with this client's write prefix) to the list ``list_name``."""
+        if not isinstance(dataset, Dataset):
+            raise ConfigError(f"append_to_list: dataset must be a Dataset, got {type(dataset).__name__}")
+        key = self._key("list", list_name, False, "append_to_list")
+        full = self._dataset_name(dataset.name, False, "append_to_list")
+        self._key_cmd("append_to_list", key, "RPUSH", key, full)
+
+    def delete_list(self, list_name: str) -> None:
+        """Delete the list ``list_name`` (its datasets stay)."""
+        key = self._key("list", list_name, True, "delete_list")
+        self._key_cmd("delete_list", key, "DEL", key)
+
+    def copy_list(self, src_name: str, dest_name: str) -> None:
+        """Copy the list ``src_name`` (read prefix) to ``dest_name`` (write prefix); the datasets are shared."""
+        src = self._key("list", src_name, True, "copy_list")
+        dest = self._key("list", dest_name, False, "copy_list")
+        self._copy_key(src, dest, "copy_list", "list", src_name)
+
+    def rename_list(self, src_name: str, dest_name: str) -> None:
+        """Move the list ``src_name`` (read prefix) to ``dest_name`` (write prefix)."""
+        src = self._key("list", src_name, True, "rename_list")
+        dest = self._key("list", dest_name, False, "rename_list")
+        self._rename_key(src, dest, "rename_list", "list", src_name)
+
+    def get_list_length(self, list_name: str) -> int:
+        """Number of datasets in the list (0 if there is no such list)."""
+        key = self._key("list", list_name, True, "get_list_length")
+        return int(self._key_cmd("get_list_length", key, "LLEN", key))
+
+    def poll_list_length(self, name: str, list_length: int, poll_frequency_ms: float, num_tries: int) -> bool:
+        """Poll until the list has exactly ``list_length`` datasets; False if it never did."""
+        return self._poll_length(name, list_length, poll_frequency_ms, num_tries, "poll_list_length", int.__eq__)
+
+    def poll_list_length_gte(self, name: str, list_length: int, poll_frequency_ms: float, num_tries: int) -> bool:
+        """Poll until the list has at least ``list_length`` datasets; False if it never did."""
+        return self._poll_length(name, list_length, poll_frequency_ms, num_tries, "poll_list_length_gte",
+                                 int.__ge__)
+
+    def poll_list_length_lte(self, name: str, list_length: int, poll_frequency_ms: float, num_tries: int) -> bool:
+        """Poll until the list has at most ``list_length`` datasets; False if it never did."""
+        return self._poll_length(name, list_length, poll_frequency_ms, num_tries, "poll_list_length_lte",
+                                 int.__le__)
+
+    def _poll_length(self, name: str, n: int, freq: float, tries: int, what: str,
+                     test: Callable[[int, int], bool]) -> bool:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"{what}: list_length must be an int >= 0, got {n!r}")
+        return _poll(lambda: test(self.get_list_length(name), n), freq, tries, what)
+
+    def get_datasets_from_list(self, list_name: str) -> list[Dataset]:
+        """Every dataset in the list, in order."""
+        return self._list_range(list_name, 0, -1, "get_datasets_from_list")
+
+    def get_dataset_list_range(self, list_name: str, start_index: int, end_index: int) -> list[Dataset]:
+        """The datasets at positions ``start_index`` to ``end_index`` (inclusive; negative
+        counts from the end, as in Redis' LRANGE)."""
+        for arg, v in (("start_index", start_index), ("end_index", end_index)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"get_dataset_list_range: {arg} must be an int, got {v!r}")
+        return self._list_range(list_name, start_index, end_index, "get_dataset_list_range")
+
+    def _list_range(self, list_name: str, start: int, end: int, what: str) -> list[Dataset]:
+        key = self._key("list", list_name, True, what)
+        names = [n.decode("utf-8") for n in self._key_cmd(what, key, "LRANGE", key, start, end)]
+        if not names:
+            return []
+
+        def fetch() -> list[Any]:
+            pipe = self._r.pipeline(transaction=False)
+            for full in names:
+                pipe.execute_command("EVAL", _GET_DATASET, 2, *fmt.dataset_keys(full)[:2])
+            return pipe.execute()
+
+        out = []
+        for full, reply in zip(names, self._call(f"{what} {key!r}", fetch)):
+            if reply is None:
+                raise StoreKeyError(f"{what}: list {key!r} names dataset {full!r}, which is not in the store")
+            out.append(_decode_dataset(full, full, reply))
+        return out
+
+    # -- for the driver: the servers themselves -----------------------------------------------
+
+    def _nodes(self, addresses: str | Iterable[str] | None, what: str) -> list[tuple[str, Any]]:
+        """(address, redis client) of the given servers (default: every primary)."""
+        if self._cluster:
+            known = {f"{n.host}:{n.port}": n for n in self._r.get_primaries()}
+        else:
+            known = {self.addresses[0]: None}
+        wanted = list(known) if addresses is None else parse_addresses(addresses)
+        out = []
+        for a in wanted:
+            name = a if a in known else _resolve(a, known)
+            if name is None:
+                raise ConfigError(f"{what}: {a!r} is not a server of this store; its servers are "
+                                  f"{', '.join(sorted(known))}")
+            out.append((name, self._r.get_redis_connection(known[name]) if self._cluster else self._r))
+        return out
+
+    def flush_db(self, addresses: str | Iterable[str] | None = None) -> None:
+        """Delete every key on the given servers (default: all of them)."""
+        for name, r in self._nodes(addresses, "flush_db"):
+            self._call(f"flush_db {name}", r.flushdb)
+
+    def get_db_node_info(self, addresses: str | Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Redis' INFO of each given server (default: all of them), as dicts."""
+        return [self._call(f"get_db_node_info {name}", r.info) for name, r in self._nodes(addresses, "get_db_node_info")]
+
+    def config_get(self, expression: str, address: str | None = None) -> dict[str, str]:
+        """CONFIG GET ``expression`` (a glob) on one server (default: the first)."""
+        check_name(expression, "config_get: expression")
+        name, r = self._nodes(address, "config_get")[0]
+        return self._call(f"config_get {name}", r.config_get, expression)
+
+    def config_set(self, config_param: str, value: Any, address: str | None = None) -> None:
+        """CONFIG SET ``config_param`` ``value`` on one server (default: every server)."""
+        check_name(config_param, "config_set: config_param")
+        for name, r in self._nodes(address, "config_set"):
+            self._call(f"config_set {config_param} on {name}", r.config_set, config_param, value)
+
+    def save(self, addresses: str | Iterable[str] | None = None) -> None:
+        """Make each given server (default: all) write its data to disk now (SAVE)."""
+        for name, r in self._nodes(addresses, "save"):
+            self._call(f"save {name}", r.save)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _check_length(key: str, what: str) -> None:
+    n = len(key.encode("utf-8"))
+    if n > fmt.MAX_KEY_BYTES:
+        raise ConfigError(f"{what}: key {key[:60]!r}... is {n} bytes long; keys may be at most "
+                          f"{fmt.MAX_KEY_BYTES} bytes (prefix and dataset decoration included)")
+
+
+def _value(data: Any, what: str) -> bytes | _Parts:
+    """The stored value of an array: bytes, or parts sent without copying."""
+    buffers = fmt.encode_tensor(data, what)
+    return buffers[0] if len(buffers) == 1 else _Parts(buffers)
+
+
+def _decode(value: bytes | bytearray, what: str, copy: bool = True) -> np.ndarray:
+    """The array in ``value``; a copy only if asked and ``value`` is not a buffer of its own."""
+    try:
+        return fmt.decode_tensor(value, copy and type(value) is not bytearray)
+    except FormatError as exc:
+        raise FormatError(f"{what}: {exc}") from None
+
+
+def _decode_dataset(name: str, full: str, reply: list[Any]) -> Dataset:
+    what = f"get_dataset {full!r}"
+    try:
+        names = fmt.parse_dataset_ack(reply[0])
+    except FormatError as exc:
+        raise FormatError(f"{what}: {exc}") from None
+    values = reply[2:]
+    if len(values) != len(names) or any(v is None for v in values):
+        missing = [t for t, v in zip(names, values) if v is None]
+        raise FormatError(f"{what}: damaged: tensors {missing or names} are listed but not stored")
+    meta = {bytes(k): v for k, v in zip(reply[1][::2], reply[1][1::2])}
+    tensors = {t: _decode(v, f"{what} tensor {t!r}") for t, v in zip(names, values)}
+    return Dataset._from_stored(name, tensors, meta)
+
+
+def _poll(check: Callable[[], bool], poll_frequency_ms: float, num_tries: int, what: str) -> bool:
+    if isinstance(num_tries, bool) or not isinstance(num_tries, int) or num_tries < 1:
+        raise ConfigError(f"{what}: num_tries must be an int >= 1, got {num_tries!r}")
+    if isinstance(poll_frequency_ms, bool) or not isinstance(poll_frequency_ms, (int, float)) or poll_frequency_ms < 0:
+        raise ConfigError(f"{what}: poll_frequency_ms must be a number >= 0, got {poll_frequency_ms!r}")
+    for i in range(num_tries):
+        if check():
+            return True
+        if i + 1 < num_tries:
+            time.sleep(poll_frequency_ms / 1000)
+    return False
+
+
+def _resolve(address: str, known: dict[str, Any]) -> str | None:
+    """The known address that ``address`` names through another spelling of its host."""
+    if address.startswith("unix://"):
+        return None
+    host, port = _host_port(address)
+    try:
+        ip = socket.gethostbyname(host)
+    except OSError:
+        return None
+    for k in known:
+        if not k.startswith("unix://"):
+            khost, kport = _host_port(k)
+            try:
+                if kport == port and socket.gethostbyname(khost) == ip:
+                    return k
+            except OSError:
+                continue
+    return None

@@ -1,0 +1,340 @@
+"""The on-Redis format of simctl's feature store, version 1.
+
+Everything simctl's :class:`~simctl.store.Client` keeps in Redis follows the
+layout below, so a client in any language can read and write it with plain
+Redis commands (no module, no server-side code of ours). All integers are
+little-endian; all names are UTF-8.
+
+Keys
+====
+
+A *name* is what the user passes (``put_tensor("t", ...)``). The key is the
+name with the entity's prefix applied: ``<prefix>.<name>`` when prefixing
+applies (see "Key prefixing" below), else ``<name>``. Names must be non-empty;
+every key an operation touches must be at most :data:`MAX_KEY_BYTES` (1024)
+bytes once encoded.
+
+Tensors
+=======
+
+A tensor is one Redis string, written with one ``SET`` and read with one
+``GET``::
+
+    offset  size        field
+    0       4           magic  b"SMT1"  ("simctl tensor", format version 1)
+    4       1           ndim   number of dimensions, 0..64 (0: a scalar)
+    5       1           D      length of the dtype string
+    6       2           H      offset of the first data byte (uint16); a multiple of 16
+    8       8 * ndim    shape  one uint64 per dimension, outermost first
+    8+8*ndim  D         dtype  ASCII, numpy's ``dtype.str``: byte order, kind, item size
+    ...     ...         zero padding up to H
+    H       N           data   the elements in C (row-major) order, N = prod(shape) * item size
+
+The dtype string is one byte-order character (``<`` little-endian, ``>``
+big-endian, ``|`` not applicable: one-byte types), one kind character and the
+item size in bytes:
+
+* ``b1`` bool (one byte, 0 or 1)
+* ``i1 i2 i4 i8`` signed integers, ``u1 u2 u4 u8`` unsigned integers
+* ``f2 f4 f8`` IEEE 754 binary16/32/64, ``c8 c16`` complex (two floats: real, imaginary)
+* ``f16`` and ``c32``: the platform's C ``long double`` (x86-64: 80-bit extended
+  precision padded to 16 bytes); only meaningful between machines of one kind.
+
+For example ``np.array([[1.5, 2.5]])`` (float64, little-endian) is these 48 bytes::
+
+    53 4d 54 31  02  03  20 00                 b"SMT1", ndim 2, D 3, H 32
+    01 00 00 00 00 00 00 00                    shape[0] = 1
+    02 00 00 00 00 00 00 00                    shape[1] = 2
+    3c 66 38  00 00 00 00 00                   b"<f8", padding to 32
+    00 00 00 00 00 00 f8 3f  00 00 00 00 00 00 04 40    1.5, 2.5
+
+The value's length is exactly ``H + N``; a reader rejects anything else. The
+data is stored in the byte order the dtype string says: a big-endian array
+stays big-endian. A zero-size tensor (a 0 in its shape) has no data bytes; a
+0-d tensor has one element. Data starts 16-byte aligned relative to the value,
+so a reader that receives the value into an aligned buffer can use the data in
+place. To inspect a tensor without fetching it, read its first 1024 bytes with
+``GETRANGE key 0 1023``: the header always fits (:func:`parse_header`).
+
+A tensor value is at most :data:`MAX_VALUE_BYTES` (512 MiB, Redis' default
+``proto-max-bulk-len``) including the header; a larger tensor is refused before
+anything is sent.
+
+Datasets
+========
+
+A dataset named ``F`` (its name with the prefix applied) is a group of keys that
+share the Redis Cluster hash tag ``{F}``, so they live in one slot::
+
+    {F}             string  the acknowledgement, written last (see below)
+    {F}.meta        hash    the metadata; absent when there is none
+    {F}.tensor.<t>  string  tensor ``t`` of the dataset, encoded as above
+
+The acknowledgement is UTF-8 JSON: ``{"simctl": "dataset", "version": 1,
+"tensors": [names in the order they were added]}``. A dataset exists when its
+acknowledgement exists; a writer writes the tensors and the metadata first and
+the acknowledgement last (simctl does all of it atomically, in one Lua script,
+and removes the tensors of a dataset it replaces). A reader reads the
+acknowledgement, then ``{F}.meta`` and the listed tensors.
+
+Metadata fields in ``{F}.meta``:
+
+* ``s:<field>``: scalars: a 1-d tensor value (as above) of the field's values in the
+  order they were added; dtype one of ``<f8 <f4 <i8 <i4 <u8 <u4`` (any byte order is read)
+* ``t:<field>``: strings: UTF-8 JSON array of the field's strings in the order added
+
+Aggregation lists
+=================
+
+An aggregation list is a Redis list whose elements are dataset names ``F``
+(prefix already applied, without braces), appended with ``RPUSH``. Its length
+is ``LLEN``. Deleting a list does not delete its datasets.
+
+Key prefixing
+=============
+
+An entity started with key prefixing gets ``SSKEYOUT=<its name>``; an entity
+that registered incoming entities gets ``SSKEYIN=<name>,<name>,...``. Writes
+use ``SSKEYOUT`` as the prefix, reads use the *data source*: the first
+``SSKEYIN`` name until ``set_data_source`` picks another, none if ``SSKEYIN``
+is unset. Prefixing applies to tensors, datasets and lists by default (each
+can be switched off by the client) and never to ``key_exists``/``poll_key``,
+which take raw keys. A dataset ``d`` written with prefix ``p`` is ``F = p.d``.
+
+Other kinds (ML models and scripts, next) get their own magic and key suffixes;
+a reader must reject a value whose magic it does not know rather than guess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..core.errors import ConfigError, SimctlError
+
+#: format version written by this module (tensors: the digit in the magic)
+VERSION = 1
+TENSOR_MAGIC = b"SMT1"
+#: the bytes every tensor starts with, whatever its version
+TENSOR_MAGIC_STEM = b"SMT"
+#: Redis' default proto-max-bulk-len: the largest value a default server accepts
+MAX_VALUE_BYTES = 512 * 1024 * 1024
+MAX_KEY_BYTES = 1024
+MAX_NDIM = 64
+#: numpy dtype kinds that can be stored: bool, signed, unsigned, float, complex
+TENSOR_KINDS = "biufc"
+#: dtypes a metadata scalar field may have
+META_SCALAR_DTYPES = tuple(np.dtype(t) for t in ("<f8", "<f4", "<i8", "<i4", "<u8", "<u4"))
+#: the largest header there can be; reading this many bytes is enough for parse_header
+MAX_HEADER_BYTES = 1024
+
+_FIXED = struct.Struct("<4sBBH")
+_ALIGN = 16
+
+
+class TensorHeader(NamedTuple):
+    """What a tensor value's header says."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    #: offset of the first data byte in the value
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the data that follows the header."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+class StoreError(SimctlError):
+    """The store refused or failed an operation (the message says which and why)."""
+
+
+class StoreConnectionError(StoreError, ConnectionError):
+    """The store cannot be reached, refused the credentials, or went away."""
+
+
+class StoreKeyError(StoreError, KeyError):
+    """A key (or a dataset's tensor or metadata field) does not exist."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class FormatError(StoreError, ValueError):
+    """A value is not in simctl's format (or in a version this code does not read)."""
+
+
+def check_dtype(dtype: np.dtype, what: str) -> None:
+    """Raise ConfigError unless ``dtype`` can be stored as a tensor."""
+    if dtype.kind not in TENSOR_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ConfigError(f"{what}: dtype {dtype} ({dtype.str!r}) cannot be stored; a tensor must be "
+                          f"bool, a signed or unsigned integer, a float or a complex number "
+                          f"(numpy kinds b, i, u, f, c), not object, string, bytes, void, datetime or structured")
+
+
+_headers: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
+_parsed: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int, int]] = {}
+_CACHE_SIZE = 4096
+
+
+def tensor_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The header of a tensor of this dtype and shape (the data follows it)."""
+    header = _headers.get((dtype, shape))
+    if header is None:
+        ds = dtype.str.encode("ascii")
+        head = _FIXED.size + 8 * len(shape) + len(ds)
+        offset = -(-head // _ALIGN) * _ALIGN
+        header = b"".join((_FIXED.pack(TENSOR_MAGIC, len(shape), len(ds), offset),
+                           struct.pack(f"<{len(shape)}Q", *shape), ds, bytes(offset - head)))
+        if len(_headers) >= _CACHE_SIZE:
+            _headers.clear()
+        _headers[(dtype, shape)] = header
+    return header
+
+
+def encode_tensor(array: Any, what: str = "tensor") -> list[bytes | memoryview]:
+    """The value of a tensor holding ``array`` (any numeric array; a copy is made
+    only if it is not C-contiguous), as buffers whose concatenation is the value:
+    one ``bytes`` for a small array; for a large one, the header and a view of
+    the array's memory, so that the caller can send it without copying the data.
+    ConfigError (naming ``what``) for a dtype that cannot be stored or a value
+    larger than :data:`MAX_VALUE_BYTES`, before anything is copied."""
+    a = array if type(array) is np.ndarray else np.asarray(array)
+    header = _headers.get((a.dtype, a.shape))
+    if header is None:
+        check_dtype(a.dtype, what)
+        if a.ndim > MAX_NDIM:  # numpy 1.x stops at 32 anyway
+            raise ConfigError(f"{what}: {a.ndim} dimensions; at most {MAX_NDIM} can be stored")
+        header = tensor_header(a.dtype, a.shape)
+    if len(header) + a.nbytes > MAX_VALUE_BYTES:
+        raise ConfigError(f"{what}: the tensor ({a.dtype}, shape {a.shape}) takes {len(header) + a.nbytes} bytes "
+                          f"stored; a value may be at most {MAX_VALUE_BYTES} bytes (512 MiB, the server's "
+                          f"proto-max-bulk-len); store it in several tensors")
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    if a.nbytes <= 65536:
+        return [header + a.tobytes()]
+    return [header, memoryview(a.reshape(-1).view(np.uint8))]
+
+
+def tensor_bytes(array: Any, what: str = "tensor") -> bytes:
+    """The value of a tensor holding ``array``, as one ``bytes``."""
+    return b"".join(encode_tensor(array, what))
+
+
+def parse_header(value: bytes | bytearray | memoryview) -> TensorHeader:
+    """Read a tensor header from the start of ``value`` (the whole value or at
+    least its first :data:`MAX_HEADER_BYTES` bytes). FormatError if it is not one."""
+    if len(value) < _FIXED.size or bytes(value[:3]) != TENSOR_MAGIC_STEM:
+        raise FormatError("not a simctl tensor (it does not start with b'SMT')")
+    magic, ndim, dlen, offset = _FIXED.unpack_from(value)
+    if magic != TENSOR_MAGIC:
+        raise FormatError(f"a tensor in format {magic!r}; this version of simctl reads {TENSOR_MAGIC!r}")
+    end = _FIXED.size + 8 * ndim
+    if ndim > MAX_NDIM or offset < end + dlen or offset % _ALIGN or len(value) < end + dlen:
+        raise FormatError("a damaged simctl tensor header")
+    shape = struct.unpack_from(f"<{ndim}Q", value, _FIXED.size)
+    text = bytes(value[end:end + dlen]).decode("ascii", "replace")
+    try:
+        dtype = np.dtype(text)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"a simctl tensor with an unknown dtype {text!r}: {exc}") from None
+    if dtype.kind not in TENSOR_KINDS or dtype.str != text:
+        raise FormatError(f"a simctl tensor with dtype {text!r}, which is not a numeric type's dtype.str")
+    return TensorHeader(dtype, shape, offset)
+
+
+def _parse(value: bytes | bytearray | memoryview) -> tuple[np.dtype, tuple[int, ...], int, int, int]:
+    """(dtype, shape, element count, data offset, value size) of a tensor value; cached by header."""
+    head = parse_header(value)
+    parsed = (head.dtype, head.shape, math.prod(head.shape), head.offset, head.offset + head.nbytes)
+    if len(_parsed) >= _CACHE_SIZE:
+        _parsed.clear()
+    _parsed[bytes(value[:head.offset])] = parsed
+    return parsed
+
+
+def decode_tensor(value: bytes | bytearray | memoryview, copy: bool = True) -> np.ndarray:
+    """The array a tensor value holds: a writable array of its own when ``copy``,
+    else a (read-only if ``value`` is) view of ``value``. FormatError if ``value``
+    is not a tensor."""
+    head = value[:32]  # the whole header of most tensors (up to 2-d): a cache hit
+    parsed = _parsed.get(head if type(head) is bytes else bytes(head)) or _parse(value)
+    dtype, shape, count, offset, size = parsed
+    if len(value) != size:
+        raise FormatError(f"a damaged simctl tensor: {len(value)} bytes where its header "
+                          f"({dtype.str}, shape {shape}) needs {size}")
+    if not count:
+        return np.empty(shape, dtype)
+    a = np.frombuffer(value, dtype, count, offset)
+    if len(shape) != 1:
+        a = a.reshape(shape)
+    return a.copy() if copy else a
+
+
+# -- datasets ---------------------------------------------------------------------------
+
+
+def dataset_keys(full_name: str) -> tuple[str, str, str]:
+    """(acknowledgement, metadata, tensor-key stem) of the dataset ``full_name``;
+    the key of tensor ``t`` is ``stem + t``."""
+    ack = "{" + full_name + "}"
+    return ack, ack + ".meta", ack + ".tensor."
+
+
+def dataset_ack(tensor_names: list[str]) -> bytes:
+    """The acknowledgement value of a dataset holding these tensors."""
+    return json.dumps({"simctl": "dataset", "version": VERSION, "tensors": tensor_names},
+                      ensure_ascii=False).encode("utf-8")
+
+
+def parse_dataset_ack(value: bytes) -> list[str]:
+    """The tensor names an acknowledgement lists; FormatError if it is not one."""
+    try:
+        ack = json.loads(value)
+        ok = isinstance(ack, dict) and ack.get("simctl") == "dataset"
+    except (ValueError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise FormatError("not a simctl dataset acknowledgement")
+    if ack.get("version") != VERSION:
+        raise FormatError(f"a dataset in format version {ack.get('version')!r}; this version of "
+                          f"simctl reads version {VERSION}")
+    names = ack.get("tensors")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise FormatError("a damaged dataset acknowledgement: 'tensors' is not a list of names")
+    return names
+
+
+def meta_scalar_field(name: str) -> bytes:
+    """Hash field of the scalar metadata field ``name``."""
+    return b"s:" + name.encode("utf-8")
+
+
+def meta_string_field(name: str) -> bytes:
+    """Hash field of the string metadata field ``name``."""
+    return b"t:" + name.encode("utf-8")
+
+
+def encode_meta_strings(values: list[str]) -> bytes:
+    return json.dumps(values, ensure_ascii=False).encode("utf-8")
+
+
+def decode_meta(fields: dict[bytes, bytes]) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """(scalars, strings) from a dataset's metadata hash."""
+    scalars: dict[str, np.ndarray] = {}
+    strings: dict[str, list[str]] = {}
+    for field, value in fields.items():
+        kind, name = field[:2], field[2:].decode("utf-8")
+        if kind == b"s:":
+            scalars[name] = decode_tensor(value)
+        elif kind == b"t:":
+            strings[name] = list(json.loads(value))
+        else:
+            raise FormatError(f"unknown dataset metadata field {field!r}")
+    return scalars, strings
