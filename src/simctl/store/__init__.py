@@ -9,9 +9,22 @@ Redis (a single server or a Redis Cluster).
 The on-Redis format is documented in :mod:`simctl.store.format`.
 """
 
-from .client import Client, LLDebug, LLDeveloper, LLInfo, LLQuiet, LogLevel, log_data
-from .dataset import Dataset
-from .format import FormatError, StoreConnectionError, StoreError, StoreKeyError
+from typing import Any
+
+# imported on first use: a shard's supervisor (python -m simctl.store.supervisor) needs
+# neither redis-py nor numpy, and starts faster without them
+_FROM = {"Client": "client", "LLDebug": "client", "LLDeveloper": "client", "LLInfo": "client", "LLQuiet": "client",
+         "LogLevel": "client", "log_data": "client", "Dataset": "dataset", "FormatError": "format",
+         "StoreConnectionError": "format", "StoreError": "format", "StoreKeyError": "format"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_FROM[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Client", "Dataset", "FormatError", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel",
            "StoreConnectionError", "StoreError", "StoreKeyError", "log_data"]
