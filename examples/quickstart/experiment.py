@@ -1,12 +1,16 @@
-"""The quick start: a parameter sweep of a small simulation, run locally.
+"""The quick start: a parameter sweep of a small simulation that shares its
+results through a feature store, run locally.
 
-Six members (3 diffusivities x 2 step counts, all permutations): simctl writes
-each member's directory with its own ``heat.in``, passes ``--steps`` on the
-command line, runs them as local processes, and prints the summary.
+simctl starts a store (a redis-server bound to loopback, with a generated
+password), writes six members' directories (3 diffusivities x 2 step
+counts) with their own ``heat.in``, runs them as local processes (each
+stores its temperature profile in the store), then runs an analysis model
+that reads every member's profile back, prints the summary, and stops the
+store.
 """
 
-import json
 import os
+import socket
 import sys
 
 from simctl import Experiment
@@ -16,20 +20,40 @@ here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(os.path.dirname(here))
 logger = get_logger("quickstart")
 
-exp = Experiment("quickstart", exp_path=os.path.join(root, "experiments", "quickstart"), launcher="local")
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the quick start must not clash with a system redis on 6379)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# where the run directories go: the first argument, else <repository>/experiments/quickstart
+exp_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "experiments", "quickstart")
+exp = Experiment("quickstart", exp_path=exp_path, launcher="local")
+db = exp.create_database(port=free_port(), interface="lo")
 rs = exp.create_run_settings(exe=sys.executable, exe_args=[os.path.join(here, "heat.py")])
 sweep = exp.create_ensemble("sweep", params={"alpha": [0.1, 0.2, 0.4], "steps": [50, 200]},
                             params_as_args=["steps"], run_settings=rs, perm_strategy="all_perm")
 sweep.attach_generator_files(to_configure=[os.path.join(here, "heat.in")])
+sweep.enable_key_prefixing()  # each member's keys are stored under its own name
 
-exp.generate(sweep, overwrite=True)
-exp.start(sweep, block=True, summary=True)
+analysis = exp.create_model("analysis", exp.create_run_settings(exe=sys.executable,
+                                                                 exe_args=[os.path.join(here, "analysis.py")]))
+for member in sweep:
+    analysis.register_incoming_entity(member)
+
+exp.generate(db, sweep, analysis, overwrite=True)
+try:
+    exp.start(db)  # returns once the store answers
+    logger.info("feature store ready at %s", ", ".join(db.get_address()))
+    exp.start(sweep, block=True, summary=True)
+    exp.start(analysis, block=True)
+finally:
+    exp.stop(db)
 
 print(exp.summary())
 print()
-print(f"{'member':<10} {'alpha':>6} {'steps':>6} {'peak':>8}")
-for member in sweep:
-    result = json.load(open(os.path.join(member.path, "result.json")))
-    print(f"{member.name:<10} {result['alpha']:>6} {result['steps']:>6} {result['peak']:>8.3f}")
-failed = [s for s in exp.get_status(sweep) if s.name != "COMPLETED"]
+print(open(os.path.join(analysis.path, "analysis.out")).read(), end="")
+failed = [s for s in exp.get_status(sweep, analysis) if s.name != "COMPLETED"]
 sys.exit(1 if failed else 0)
