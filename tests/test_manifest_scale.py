@@ -229,6 +229,26 @@ def test_compaction_folds_the_journal_into_the_snapshot(tmp_path):
     assert state(mf.load(exp_path).jobs) == state(records)
 
 
+def test_a_manifest_of_version_2_is_read_and_continued(tmp_path):
+    exp_path = str(tmp_path)
+    records = [record(i) for i in range(300)]
+    snapshot(exp_path).parent.mkdir(parents=True)
+    old = converter.unstructure(mf.Manifest("big", exp_path, "gate", version=2, jobs=records))
+    snapshot(exp_path).write_text(json.dumps(old, indent=1))  # as simctl wrote it before the journal
+    man, pos = mf.read(exp_path)
+    assert state(man.jobs) == state(records)
+    writer = mf.Writer(exp_path, pos)
+    inode = snapshot(exp_path).stat().st_ino
+    n = 0
+    while snapshot(exp_path).stat().st_ino == inode:  # appends, then compacts
+        records[n % 300].reason = f"pass {n}"
+        save(writer, exp_path, [records[n % 300]])
+        assert state(mf.load(exp_path).jobs) == state(records)
+        n += 1
+    assert n > 10  # it appended for a while first
+    assert json.loads(snapshot(exp_path).read_text())["version"] == mf.VERSION
+
+
 def test_two_writers_keep_each_others_records(tmp_path):
     exp_path = str(tmp_path)
     a, mine = big_manifest(exp_path, n=250)

@@ -385,7 +385,7 @@ class Controller:
             changes = []
             for j in active:
                 st = result.get(j.record.job_id)  # type: ignore[arg-type]
-                if st is not None and (st != j.status or j.record.reason != st.reason):
+                if st is not None and ((st is not j.status and st != j.status) or j.record.reason != st.reason):
                     changes.append((j, st))
             self._apply_all(changes)
             if changes:

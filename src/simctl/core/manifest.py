@@ -146,17 +146,18 @@ def read(exp_path: str) -> tuple[Manifest, Position] | None:
     got = _read_raw(exp_path)
     if got is None:
         return None
-    state, _, pos = got
+    state, pos, _ = got
     manifest = _structure(state, path_of(exp_path))
     manifest.exp_path = os.path.abspath(exp_path)  # where it is now, even if the experiment was moved
     return manifest, pos
 
 
-def _read_raw(exp_path: str) -> tuple[dict[str, Any], dict[Identity, int], Position] | None:
-    """The snapshot with the journal applied, as plain data; the index of its
-    records by identity; and how far it read. The snapshot and the journal
-    are opened first and checked to belong together (a compaction between
-    the two opens replaces the snapshot: then both are opened again)."""
+def _read_raw(exp_path: str, texts: bool = False) -> tuple[dict[str, Any], Position, dict[Identity, str] | None] | None:
+    """The snapshot with the journal applied, as plain data; how far it read;
+    and with ``texts``, the JSON text of each record by identity, in order.
+    The snapshot and the journal are opened first and checked to belong
+    together (a compaction between the two opens replaces the snapshot: then
+    both are opened again)."""
     path, journal = path_of(exp_path), journal_of(exp_path)
     for _ in range(50):
         try:
@@ -186,9 +187,15 @@ def _read_raw(exp_path: str) -> tuple[dict[str, Any], dict[Identity, int], Posit
                 if jfh is not None:
                     jfh.close()
         state = _parse_snapshot(data, path)
-        index = {identity(r): i for i, r in enumerate(state["jobs"])}
-        offset = _apply_journal(state, index, lines, journal)
-        return state, index, Position(inode, len(data), offset)
+        jobs = state["jobs"]
+        index = {identity(r): i for i, r in enumerate(jobs)}
+        mirror = dict(zip(map(identity, jobs), _snapshot_texts(data, jobs))) if texts else None
+        entries, used = _journal_lines(lines, journal)
+        for entry in entries:
+            _apply(state, index, entry)
+            if mirror is not None:
+                mirror.update((identity(r), json.dumps(r)) for r in entry["jobs"])
+        return state, Position(inode, len(data), used), mirror
     raise ConfigError(f"the manifest {path} was replaced 50 times while being read; try again")
 
 
@@ -237,13 +244,15 @@ def _journal_lines(chunk: bytes, path: str, start: int = 0) -> tuple[list[dict[s
     return entries, used
 
 
-def _apply_journal(state: dict[str, Any], index: dict[Identity, int], chunk: bytes, path: str,
-                   start: int = 0) -> int:
-    """Apply the journal's lines to ``state``; return the bytes applied."""
-    entries, used = _journal_lines(chunk, path, start)
-    for entry in entries:
-        _apply(state, index, entry)
-    return start + used
+def _snapshot_texts(data: bytes, jobs: list[dict[str, Any]]) -> list[str]:
+    """The JSON text of each record of a snapshot: its lines, in the layout
+    :func:`_encode` writes (one record per line); encoded again otherwise."""
+    if jobs:
+        lines = data.decode().split("\n")
+        if len(lines) == len(jobs) + 3 and lines[0].endswith('"jobs": [') and lines[-2] == "]}":
+            body = lines[1:-2]
+            return [t[:-1] for t in body[:-1]] + body[-1:]  # without the commas between them
+    return [json.dumps(r) for r in jobs]
 
 
 def _apply(state: dict[str, Any], index: dict[Identity, int], entry: dict[str, Any]) -> None:
@@ -307,7 +316,11 @@ class Writer:
     :meth:`save` appends the records that changed, merged under the lock
     with what other writers appended since this one last looked; it returns
     their records, so the caller sees them too (and never overwrites them:
-    a writer only ever writes records it was given)."""
+    a writer only ever writes records it was given).
+
+    To compact without reading the files back, a writer keeps the JSON text
+    of every record on disk (its mirror, about the size of the snapshot),
+    made the first time it compacts and kept up to date by every save."""
 
     def __init__(self, exp_path: str, position: Position | None = None) -> None:
         self.exp_path = exp_path
@@ -315,6 +328,8 @@ class Writer:
         self.position = position
         #: identities of the records this writer wrote: not reported back as another writer's
         self.own: set[Identity] = set()
+        #: identity -> JSON text of every record on disk, in order (None until needed)
+        self.mirror: dict[Identity, str] | None = None
         #: one save at a time from this process, so lines are appended in the order changes were taken
         self.lock = threading.Lock()
 
@@ -328,21 +343,31 @@ class Writer:
         writer wrote is gone (save everything again with ``replace``), and
         OSError if the files cannot be written."""
         header = {**header, "version": VERSION, "updated_at": time.time()}
+        idents = [identity(r) for r in records]
         if not replace:
-            self.own.update(identity(r) for r in records)
+            self.own.update(idents)
         ctx = locked(self.exp_path) if hold_lock else contextlib.nullcontext()
         with ctx:
             foreign = [] if replace else self._catch_up()
             encoded = [json.dumps(r) for r in records]
-            if replace:
-                self._compact(header, records, encoded, base=None)
-                return []
-            line = _encode(header, encoded, "")
+            line = b"" if replace else _encode(header, encoded, "")
             pos = self.position
-            if pos is None or pos.size < SMALL or pos.offset + len(line) > pos.size:
-                self._compact(header, records, encoded, base=pos)
-            else:
-                self._append(line)
+            try:
+                if replace or pos is None or pos.size < SMALL or pos.offset + len(line) > pos.size:
+                    if replace or pos is None:
+                        self.mirror = {}
+                    elif self.mirror is None:
+                        got = _read_raw(self.exp_path, texts=True)  # once; then kept up to date
+                        self.mirror = got[2] if got is not None else {}
+                    self.mirror.update(zip(idents, encoded))  # type: ignore[union-attr]
+                    self._compact(header)
+                else:
+                    self._append(line)
+                    if self.mirror is not None:
+                        self.mirror.update(zip(idents, encoded))
+            except BaseException:
+                self.mirror = None  # it may hold what did not reach the disk: made again when needed
+                raise
             return foreign
 
     # -- reading what others wrote ---------------------------------------------------------
@@ -364,10 +389,12 @@ class Writer:
                 got = _read_raw(self.exp_path)
             except ConfigError as exc:
                 raise Lost(str(exc)) from None
-            if got is None:
-                self.position = None
+            if got is None:  # removed since the stat
+                if pos is not None:
+                    raise Lost(f"{path} was removed")
                 return []
-            state, _, self.position = got
+            state, self.position, _ = got
+            self.mirror = None
             self._cut_torn()
             return [r for r in state["jobs"] if identity(r) not in self.own]
         journal = journal_of(self.exp_path)
@@ -385,8 +412,11 @@ class Writer:
             raise Lost(str(exc)) from None
         pos.offset += used
         self._cut_torn()
+        records = [r for entry in entries for r in entry["jobs"]]
+        if self.mirror is not None:
+            self.mirror.update((identity(r), json.dumps(r)) for r in records)
         own = self.own
-        return [r for entry in entries for r in entry["jobs"] if identity(r) not in own]
+        return [r for r in records if identity(r) not in own]
 
     def _cut_torn(self) -> None:
         """Under the lock, no writer is half-way through a line: bytes after
@@ -415,21 +445,10 @@ class Writer:
             os.close(fd)
         self.position.offset += len(line)
 
-    def _compact(self, header: dict[str, Any], records: list[dict[str, Any]], encoded: list[str],
-                 base: Position | None) -> None:
-        """Write a new snapshot: what is on disk (if ``base``) with ``records``
-        applied, then remove the journal."""
-        state: dict[str, Any] = {}
-        texts = encoded
-        got = _read_raw(self.exp_path) if base is not None else None
-        if got is not None:
-            state, index, _ = got
-            _apply(state, index, {**header, "jobs": records})
-            ours = dict(zip(map(identity, records), encoded))  # encoded already: not again
-            texts = [ours.get(identity(r)) or json.dumps(r) for r in state["jobs"]]
-        state.update(header)
-        state.pop("jobs", None)
-        data = _encode(state, texts, "\n")
+    def _compact(self, header: dict[str, Any]) -> None:
+        """Write the mirror as a new snapshot, then remove the journal."""
+        assert self.mirror is not None
+        data = _encode({k: v for k, v in header.items() if k != "jobs"}, list(self.mirror.values()), "\n")
         directory = os.path.join(self.exp_path, DIRNAME)
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
