@@ -45,7 +45,7 @@ def header(exp_path: str) -> dict:
 
 
 def save(writer: mf.Writer, exp_path: str, records: list[mf.JobRecord]) -> list[dict]:
-    return writer.save(header(exp_path), [converter.unstructure(r) for r in records])
+    return writer.save(header(exp_path), mf.encode(records))
 
 
 def state(records) -> list[tuple]:
@@ -193,8 +193,7 @@ def test_a_torn_last_line_is_ignored_and_cut_off_by_the_next_writer(tmp_path):
 
     # another writer goes on: its line starts on a line of its own and is read
     records[1].status = Status.CANCELLED
-    man, pos = mf.read(exp_path)
-    other = mf.Writer(exp_path, pos)
+    other = mf.Writer(exp_path, mf.read(exp_path)[1])
     save(other, exp_path, [records[1]])
     assert state(mf.load(exp_path).jobs) == state(records)
     assert all(json.loads(x) for x in journal(exp_path).read_text().splitlines())
@@ -202,7 +201,7 @@ def test_a_torn_last_line_is_ignored_and_cut_off_by_the_next_writer(tmp_path):
 
 def test_a_bad_line_before_the_last_is_a_clear_error(tmp_path):
     exp_path = str(tmp_path)
-    writer, records = big_manifest(exp_path)
+    _, records = big_manifest(exp_path)
     with open(journal(exp_path), "a") as fh:
         fh.write("{not json\n")
     records[0].status = Status.RUNNING

@@ -450,7 +450,7 @@ class Controller:
                 self._last_save = now
                 changed = list(self._pending.values())
                 self._pending.clear()
-                records = [converter.unstructure(r) for r in changed]
+                records = mf.encode(changed)
                 header = self.manifest.header()
             try:
                 try:
@@ -458,7 +458,7 @@ class Controller:
                 except mf.Lost as exc:
                     log.warning("the manifest lost what this driver wrote (%s); writing it whole again", exc)
                     with self.lock:
-                        everything = [converter.unstructure(r) for r in self.manifest.jobs]
+                        everything = mf.encode(self.manifest.jobs)
                     foreign = self.writer.save(header, everything, replace=True)
             except (OSError, SimctlError) as exc:
                 with self.lock:

@@ -30,7 +30,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import attrs
 import cattrs
@@ -333,23 +333,23 @@ class Writer:
         #: one save at a time from this process, so lines are appended in the order changes were taken
         self.lock = threading.Lock()
 
-    def save(self, header: dict[str, Any], records: list[dict[str, Any]], *, replace: bool = False,
+    def save(self, header: dict[str, Any], records: list[tuple[Identity, str]], *, replace: bool = False,
              hold_lock: bool = True) -> list[dict[str, Any]]:
-        """Record ``records`` (unstructured job records that changed) with
-        ``header``; return the records other writers wrote meanwhile. With
-        ``replace``, ``records`` are everything: the snapshot becomes exactly
-        them and the journal is dropped. ``hold_lock=False`` when the caller
+        """Record ``records`` (the job records that changed, as :func:`encode`
+        gives them) with ``header``; return the records other writers wrote
+        meanwhile, unstructured. With ``replace``, ``records`` are
+        everything: the snapshot becomes exactly them and the journal is dropped. ``hold_lock=False`` when the caller
         already holds :func:`locked`. Raises :class:`Lost` if what this
         writer wrote is gone (save everything again with ``replace``), and
         OSError if the files cannot be written."""
         header = {**header, "version": VERSION, "updated_at": time.time()}
-        idents = [identity(r) for r in records]
+        idents = [i for i, _ in records]
+        encoded = [t for _, t in records]
         if not replace:
             self.own.update(idents)
         ctx = locked(self.exp_path) if hold_lock else contextlib.nullcontext()
         with ctx:
             foreign = [] if replace else self._catch_up()
-            encoded = [json.dumps(r) for r in records]
             line = b"" if replace else _encode(header, encoded, "")
             pos = self.position
             try:
@@ -467,7 +467,15 @@ class Writer:
         self.position = Position(inode, len(data), 0)
 
 
+def encode(records: Iterable[JobRecord]) -> list[tuple[Identity, str]]:
+    """Each record's identity and JSON text: what :meth:`Writer.save` takes.
+    A copy that no longer changes with the records (made under the
+    controller's lock, written outside it); no dict outlives its record's
+    line, so a save of many records leaves little for the garbage collector."""
+    dumps, unstructure = json.dumps, converter.unstructure
+    return [(r.identity, dumps(unstructure(r))) for r in records]
+
+
 def write(manifest: Manifest) -> None:
     """Replace the manifest with ``manifest``, whole (no merge, no journal)."""
-    Writer(manifest.exp_path).save(manifest.header(), converter.unstructure(manifest.jobs), replace=True,
-                                   hold_lock=False)
+    Writer(manifest.exp_path).save(manifest.header(), encode(manifest.jobs), replace=True, hold_lock=False)

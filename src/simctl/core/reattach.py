@@ -16,7 +16,6 @@ import psutil
 from . import manifest as mf
 from .errors import ConfigError, SimctlError
 from .plugins import Plugins
-from .serialize import converter
 from .status import JobStatus, Status
 
 
@@ -89,8 +88,7 @@ def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
                         st = JobStatus(st.status, st.returncode, "stopped by `simctl stop` after its driver died")
                     _apply(r, st)
         # only the records looked at are written (appended to the journal): the cost of what changed
-        mf.Writer(exp_path, position).save(man.header(), [converter.unstructure(r) for r in records],
-                                           hold_lock=False)
+        mf.Writer(exp_path, position).save(man.header(), mf.encode(records), hold_lock=False)
         return man
 
 
