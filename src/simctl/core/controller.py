@@ -7,11 +7,18 @@ Per poll cycle the monitor makes ONE ``status`` call for all active jobs. A
 launcher that knows at once when a job ends sets the wakeup event, so the
 monitor reacts without waiting for its next poll; otherwise the interval
 starts short and grows while nothing changes, within ``poll_bounds``.
+
+Everything per cycle costs what changed, not the size of the experiment:
+the active jobs are kept apart from the finished ones, ``wait`` follows a
+log of the jobs that finished, a lifecycle hook no plugin implements is not
+called at all, and a save appends only the records that changed to the
+manifest's journal (see :mod:`.manifest`). The records are copied under the
+controller's lock and written outside it, so the monitor and the driver
+thread are not held up by the disk.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import sys
 import threading
@@ -27,11 +34,14 @@ from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
 from .plan import LaunchPlan, make_plan
 from .plugins import Plugins, call_hook
+from .serialize import converter
 from .status import JobStatus, Status
 from .steps import BatchJob, ProcessStep
 
 log = logger("controller")
 SAVE_EVERY = 0.25  # seconds between manifest writes while jobs change quickly
+_NEW, _QUEUED = JobStatus(Status.NEW), JobStatus(Status.QUEUED)
+_RECORD_FIELDS = tuple(f.name for f in attrs.fields(mf.JobRecord))
 
 
 @attrs.define(eq=False)
@@ -85,8 +95,25 @@ class Controller:
     def __init__(self, name: str, exp_path: str, launcher: Launcher, plugins: Plugins,
                  experiment: object) -> None:
         self.launcher, self.plugins, self.experiment = launcher, plugins, experiment
-        self.manifest = mf.load(exp_path) or mf.Manifest(name, exp_path, launcher.name)
+        loaded = mf.read(exp_path)
+        self.manifest = loaded[0] if loaded else mf.Manifest(name, exp_path, launcher.name)
+        self.writer = mf.Writer(exp_path, loaded[1] if loaded else None)
         self.jobs: dict[str, Job] = {}
+        #: the jobs not finished yet, by key (what the monitor watches)
+        self._active: dict[str, Job] = {}
+        #: every job that finished, in the order it did (``wait`` reads what was added)
+        self._finished: list[Job] = []
+        #: how many times launch() recorded jobs
+        self._launches = 0
+        #: records changed since the last save, by id()
+        self._pending: dict[int, mf.JobRecord] = {}
+        #: records of the manifest by identity, highest run of each key, launch times: kept up to date
+        #: as records are added, so that recording a launch costs what it launches
+        self._index = {r.identity: r for r in self.manifest.jobs}
+        self._runs: dict[str, int] = {}
+        self._launch_times: set[float | None] = set()
+        for rec in self.manifest.jobs:
+            self._count(rec)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.wakeup = threading.Event()
@@ -96,7 +123,6 @@ class Controller:
         #: keys of jobs left running on purpose (Ctrl-C with kill_on_interrupt=False): not stopped at exit
         self.detached: set[str] = set()
         self._thread: threading.Thread | None = None
-        self._dirty = False
         self._last_save = 0.0
         self._save_error: str | None = None
         launcher.bind(self.wakeup)
@@ -114,7 +140,7 @@ class Controller:
                     handoff.secret_env.update(given.secret_env)
             # the launch's number: the same for preview() and the start() after it, so the
             # previewed batch directory and script are exactly the ones submitted
-            launches = len({r.launched_at for r in self.manifest.jobs})
+            launches = len(self._launch_times)
         return PlanContext(self.launcher, token or str(launches + 1), handoff)
 
     def plan(self, entities: Sequence[Entity]) -> LaunchPlan:
@@ -170,7 +196,8 @@ class Controller:
 
     def _before_launch(self, plan: LaunchPlan) -> None:
         """The hook on every process step; a failure fails its whole launch."""
-        for step in plan.steps:
+        listened = bool(self.plugins.pm.hook.simctl_entity_before_launch.get_hookimpls())
+        for step in plan.steps if listened else ():  # nobody listens: no call per step
             for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_before_launch",
                                          entity=step.entity if step.entity is not None else plan.owner[step.key],
                                          step=step, experiment=self.experiment):
@@ -186,35 +213,45 @@ class Controller:
     def _record(self, plan: LaunchPlan, error: BaseException | None) -> list[Job]:
         now = time.time()
         jobs: list[Job] = []
+        started: list[tuple[Job, JobStatus]] = []
+        launcher = self.launcher.name
         with self.lock:
-            runs: dict[str, int] = collections.Counter()
-            for rec in self.manifest.jobs:
-                k = rec.key or rec.name
-                runs[k] = max(runs[k], rec.run)
+            runs = self._runs
             for step in plan.steps:
                 entity = plan.owner[step.key]
                 reason = step.error
                 if reason is None and step.job_id is None:
                     reason = (f"not started: the launcher failed ({error})" if error is not None else
                               f"launcher {self.launcher.name!r} gave this step no job id; it did not start")
-                st = JobStatus(Status.FAILED, None, reason) if reason else JobStatus(Status.QUEUED)
+                st = JobStatus(Status.FAILED, None, reason) if reason else _QUEUED
                 leaf = step.entity
                 rec = mf.JobRecord(
                     name=step.name, entity_type=getattr(leaf, "type", entity.type),
-                    job_id=None if reason else step.job_id, run=runs[step.key] + 1, launcher=self.launcher.name,
+                    job_id=None if reason else step.job_id, run=runs.get(step.key, 0) + 1, launcher=launcher,
                     status=st.status, reason=st.reason, ensemble=getattr(leaf, "ensemble", None), path=step.cwd,
                     launched_at=now, finished_at=now if reason else None, key=step.key,
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
                     until_stopped=entity.runs_until_stopped)
-                job = Job(entity, step, self.launcher, rec, JobStatus(Status.NEW))
+                job = Job(entity, step, self.launcher, rec, _NEW)
                 self.manifest.jobs.append(rec)
+                self._count(rec)
                 self.jobs[step.key] = job
+                self._active[step.key] = job
                 jobs.append(job)
-                self._apply(job, st)
-            self._save(force=True)
+                started.append((job, st))
+            self._apply_all(started)
+            self._launches += 1
             self._ensure_monitor()
+        self._save(force=True)
         self.wakeup.set()
         return jobs
+
+    def _count(self, rec: mf.JobRecord) -> None:
+        """Keep the run numbers and launch times up to date with a new record."""
+        key = rec.key or rec.name
+        if rec.run > self._runs.get(key, 0):
+            self._runs[key] = rec.run
+        self._launch_times.add(rec.launched_at)
 
     def _wait_ready(self, entities: Sequence[Entity], jobs: list[Job]) -> None:
         """Wait until every entity that runs until stopped is ready; stop it and
@@ -272,7 +309,7 @@ class Controller:
     def active(self) -> list[Job]:
         """Every job not finished yet."""
         with self.lock:
-            return [j for j in self.jobs.values() if not j.done]
+            return list(self._active.values())
 
     def stop(self, jobs: Sequence[Job], reason: str = "") -> list[Job]:
         """Stop the given jobs; a job already finished is left as it is."""
@@ -281,14 +318,16 @@ class Controller:
         if active:
             result = self.launcher.stop([j.record.job_id for j in active])  # type: ignore[misc]
             with self.lock:
+                changes = []
                 for j in active:
                     st = result.get(j.record.job_id)  # type: ignore[arg-type]
                     if st is not None:
                         if reason and st.status.is_terminal:
                             st = attrs.evolve(st, reason=f"{st.reason}: {reason}" if st.reason else reason)
-                        self._apply(j, st)
-                self._save(force=True)
+                        changes.append((j, st))
+                self._apply_all(changes)
                 self.changed.notify_all()
+            self._save(force=True)
         return list(jobs)
 
     def shutdown(self, reason: str) -> None:
@@ -310,34 +349,34 @@ class Controller:
             self._thread = threading.Thread(target=self._monitor, name="simctl-monitor", daemon=True)
             self._thread.start()
 
-    def _active(self) -> list[Job]:
-        return [j for j in self.jobs.values() if not j.done and j.record.job_id]
-
     def _monitor(self) -> None:
         low, high = self.launcher.poll_bounds
         interval = low
         while True:
             with self.lock:
-                if not self._active():
-                    self._save(force=True)
-                    self._thread = None
-                    self.changed.notify_all()
-                    return
+                idle = not self._active
                 # a change not yet written (saves are spaced SAVE_EVERY apart) is
                 # written at the latest SAVE_EVERY from now, even if nothing else changes
-                pause = min(interval, SAVE_EVERY) if self._dirty else interval
+                pause = min(interval, SAVE_EVERY) if self._pending else interval
+            if idle:
+                self._save(force=True)
+                with self.lock:
+                    if not self._active:  # nothing was started while saving
+                        self._thread = None
+                        self.changed.notify_all()
+                        return
+                continue
             woke = self.wakeup.wait(pause)
             self.wakeup.clear()
             changed = self.poll_once()  # the jobs active now, including any started while waiting
             if not changed:
-                with self.lock:
-                    self._save()
+                self._save()
             interval = low if (changed or woke) else min(high, interval * 1.5)
 
     def poll_once(self, active: list[Job] | None = None) -> bool:
         """One poll cycle: one status call for all active jobs. True if any changed."""
         with self.lock:
-            active = active if active is not None else self._active()
+            active = active if active is not None else [j for j in self._active.values() if j.record.job_id]
         if not active:
             return False
         ids = [j.record.job_id for j in active]
@@ -348,21 +387,33 @@ class Controller:
             with self.lock:
                 for j in active:
                     j.record.reason = f"status unknown: {exc}"
-                    self._dirty = True
+                    self._pending[id(j.record)] = j.record
             return False
-        changed = False
         with self.lock:
+            changes = []
             for j in active:
                 st = result.get(j.record.job_id)  # type: ignore[arg-type]
-                if st is not None and (st != j.status or j.record.reason != st.reason):
-                    self._apply(j, st)
-                    changed = True
-            if changed:
-                self._save()
+                if st is not None and ((st is not j.status and st != j.status) or j.record.reason != st.reason):
+                    changes.append((j, st))
+            self._apply_all(changes)
+            if changes:
                 self.changed.notify_all()
-        return changed
+        if changes:
+            self._save()
+        return bool(changes)
 
-    def _apply(self, job: Job, new: JobStatus) -> None:
+    def _apply_all(self, changes: Sequence[tuple[Job, JobStatus]]) -> None:
+        """Give each job its new status (under the lock). The lifecycle hooks
+        are looked up once for all of them, and not called if nobody implements them."""
+        if not changes:
+            return
+        hook = self.plugins.pm.hook
+        changed = bool(hook.simctl_entity_status_changed.get_hookimpls())
+        finished = bool(hook.simctl_entity_finished.get_hookimpls())
+        for job, new in changes:
+            self._apply(job, new, changed, finished)
+
+    def _apply(self, job: Job, new: JobStatus, hook_changed: bool, hook_finished: bool) -> None:
         old = job.status
         rec = job.record
         if old == new and rec.reason == new.reason:
@@ -371,12 +422,17 @@ class Controller:
         rec.status, rec.returncode, rec.reason = new.status, new.returncode, new.reason
         if new.status.is_terminal and rec.finished_at is None:
             rec.finished_at = time.time()
-        self._dirty = True
+        self._pending[id(rec)] = rec
+        if new.done and not old.done:
+            if self._active.get(job.key) is job:
+                del self._active[job.key]
+            self._finished.append(job)
         if old.status != new.status or old.returncode != new.returncode:
-            for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.leaf,
-                                         old=old, new=new, experiment=self.experiment):
-                self.hook_error(plugin, "simctl_entity_status_changed", exc)
-            if new.status.is_terminal:
+            if hook_changed:
+                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.leaf,
+                                             old=old, new=new, experiment=self.experiment):
+                    self.hook_error(plugin, "simctl_entity_status_changed", exc)
+            if hook_finished and new.status.is_terminal:
                 for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", entity=job.leaf,
                                              status=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_finished", exc)
@@ -388,42 +444,95 @@ class Controller:
         log.error("%s (the experiment goes on)", msg)
 
     def _save(self, force: bool = False) -> None:
-        """Write the manifest if it changed (at most every SAVE_EVERY seconds
-        unless ``force``). A failed write is logged and retried later: the
-        jobs are still watched, and the driver does not crash over it."""
-        now = time.monotonic()
-        if self._dirty and (force or now - self._last_save >= SAVE_EVERY):
-            self._last_save = now
+        """Write the records that changed (at most every SAVE_EVERY seconds
+        unless ``force``): taken under the lock, written outside it, merged
+        with what another writer (a second Experiment or driver on this
+        exp_path) wrote meanwhile. Never called with the lock held. A failed
+        write is logged and retried later: the jobs are still watched, and
+        the driver does not crash over it."""
+        with self.writer.lock:  # saves in the order their changes were taken
+            with self.lock:
+                now = time.monotonic()
+                if not self._pending or not (force or now - self._last_save >= SAVE_EVERY):
+                    return
+                self._last_save = now
+                changed = list(self._pending.values())
+                self._pending.clear()
+                records = mf.encode(changed)
+                header = self.manifest.header()
             try:
-                mf.save(self.manifest)
-            except OSError as exc:
+                try:
+                    foreign = self.writer.save(header, records)
+                except mf.Lost as exc:
+                    log.warning("the manifest lost what this driver wrote (%s); writing it whole again", exc)
+                    with self.lock:
+                        everything = mf.encode(self.manifest.jobs)
+                    foreign = self.writer.save(header, everything, replace=True)
+            except (OSError, SimctlError) as exc:
+                with self.lock:
+                    for rec in changed:
+                        self._pending.setdefault(id(rec), rec)
                 if str(exc) != self._save_error:
                     self._save_error = str(exc)
                     log.error("could not write the manifest %s: %s (will retry; jobs are still watched)",
                               mf.path_of(self.manifest.exp_path), exc)
                 return
-            self._dirty, self._save_error = False, None
+            self._save_error = None
+            if foreign:
+                with self.lock:
+                    self._merge(foreign)
+
+    def _merge(self, foreign: list[dict[str, Any]]) -> None:
+        """Take in the records another writer saved (under the lock): a record
+        already known is updated, a new one is added in launch order."""
+        added = []
+        for data in foreign:
+            try:
+                rec = converter.structure(data, mf.JobRecord)
+            except Exception as exc:  # another writer's bad record: keep going without it
+                log.warning("ignoring a record of the manifest another writer saved: %s", exc)
+                continue
+            mine = self._index.get(rec.identity)
+            if mine is None:
+                self._index[rec.identity] = rec
+                self._count(rec)
+                added.append(rec)
+            else:
+                for name in _RECORD_FIELDS:
+                    setattr(mine, name, getattr(rec, name))
+        if added:
+            self.manifest.jobs += added
+            self.manifest.jobs.sort(key=lambda r: r.launched_at or 0.0)
 
     def wait(self, jobs: Sequence[Job] | Callable[[], Sequence[Job]], timeout: float | None = None,
              tick: Callable[[int, int], None] | None = None) -> bool:
         """Block until every job in ``jobs`` is done (True) or ``timeout`` passes
-        (False). ``jobs`` may be a function, asked again on every wakeup (to
-        include jobs started meanwhile)."""
+        (False). ``jobs`` may be a function, asked again after each launch (to
+        include jobs started meanwhile). Each wakeup costs the jobs that
+        finished since the last one, not the number of jobs waited for."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        asked = -1  # the launch count when ``jobs`` was last asked
         with self.lock:
             while True:
-                current = jobs() if callable(jobs) else jobs
-                done = sum(j.done for j in current)
+                if asked != self._launches:
+                    asked = self._launches
+                    current = jobs() if callable(jobs) else jobs
+                    waiting = {j for j in current if not j.done}
+                    seen = len(self._finished)
+                else:
+                    waiting.difference_update(self._finished[seen:])
+                    seen = len(self._finished)
                 if tick:
-                    tick(done, len(current))
-                if done == len(current):
-                    self._save(force=True)
-                    return True
+                    tick(len(current) - len(waiting), len(current))
+                if not waiting:
+                    break
                 self._ensure_monitor()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self.changed.wait(0.5 if left is None else min(left, 0.5))
+        self._save(force=True)
+        return True
 
 
 def _failed(launch: ProcessStep | BatchJob) -> bool:

@@ -1,6 +1,25 @@
-"""The experiment manifest: every launch and its status, kept on disk in
-``<exp_path>/.simctl/manifest.json`` and replaced atomically on each change,
-so ``simctl status`` can read it while or after the driver runs."""
+"""The experiment manifest: every launch and its status, kept on disk so
+``simctl status`` can read it while or after the driver runs.
+
+On disk it is a snapshot, ``<exp_path>/.simctl/manifest.json`` (one JSON
+object, one job record per line), and a journal beside it,
+``manifest.log``: one JSON line per save, holding the header and only the
+records that changed (a line has the snapshot's own shape). :func:`load`
+applies the journal's lines to the snapshot in order; a record replaces the
+one with the same identity (key, run, launch time). So a save costs what
+changed, not the size of the experiment's history.
+
+* Writers (:class:`Writer`) take the experiment's lock file
+  (:func:`locked`), read what other writers appended since their last save,
+  then append one line with one ``write``. When the journal would grow past
+  the snapshot (and whenever the snapshot is small), the save compacts
+  instead: a new snapshot is written to a temporary file and renamed over
+  the old one, then the journal is removed; this costs at most twice what
+  was appended since the last compaction.
+* Readers need no lock: a line still being appended (or torn by a crash)
+  has no final newline yet and is ignored; a snapshot replaced while being
+  opened is detected (its inode changed) and read again.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +28,9 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import attrs
 import cattrs
@@ -21,9 +41,16 @@ from .status import Status
 
 DIRNAME = ".simctl"
 FILENAME = "manifest.json"
-VERSION = 2
-#: versions this simctl reads (1 lacks keys, handles and the driver's identity)
-READABLE = (1, 2)
+JOURNAL = "manifest.log"
+#: 3: records may be updated by the journal ``manifest.log`` beside the snapshot
+VERSION = 3
+#: versions this simctl reads (1 lacks keys, handles and the driver's identity; 2 has no journal)
+READABLE = (1, 2, 3)
+#: a snapshot smaller than this is rewritten whole on every save (as cheap as an append)
+SMALL = 64 * 1024
+
+#: what tells two records apart: key (or name), run, launch time
+Identity = tuple[Any, Any, Any]
 
 
 @attrs.define
@@ -50,7 +77,7 @@ class JobRecord:
     until_stopped: bool = False
 
     @property
-    def identity(self) -> tuple[str, int, float | None]:
+    def identity(self) -> Identity:
         """What tells two records apart when manifests are merged."""
         return (self.key or self.name, self.run, self.launched_at)
 
@@ -79,37 +106,181 @@ class Manifest:
         """The last launch of each job, by key."""
         return {j.key or j.name: j for j in self.jobs}
 
+    def header(self) -> dict[str, Any]:
+        """Everything but the records, as plain data (what each journal line repeats)."""
+        return converter.unstructure(attrs.evolve(self, jobs=[]))
+
+
+@attrs.define
+class Position:
+    """How far a reader got: the snapshot (its inode and size) and the bytes
+    of the journal applied to it."""
+
+    inode: int
+    size: int
+    offset: int
+
 
 def path_of(exp_path: str) -> str:
     return os.path.join(exp_path, DIRNAME, FILENAME)
 
 
+def journal_of(exp_path: str) -> str:
+    return os.path.join(exp_path, DIRNAME, JOURNAL)
+
+
+def identity(data: dict[str, Any]) -> Identity:
+    """:attr:`JobRecord.identity` of an unstructured record."""
+    return (data.get("key") or data.get("name"), data.get("run"), data.get("launched_at"))
+
+
 def load(exp_path: str) -> Manifest | None:
-    """The manifest of the experiment at ``exp_path``, or None if there is none."""
-    path = path_of(exp_path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (FileNotFoundError, NotADirectoryError):
+    """The manifest of the experiment at ``exp_path`` (snapshot and journal),
+    or None if there is none. Needs no lock, also while a driver writes."""
+    got = read(exp_path)
+    return None if got is None else got[0]
+
+
+def read(exp_path: str) -> tuple[Manifest, Position] | None:
+    """:func:`load`, and how far it read (for a :class:`Writer` that goes on from there)."""
+    got = _read_raw(exp_path)
+    if got is None:
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as exc:
+    state, pos, _ = got
+    manifest = _structure(state, path_of(exp_path))
+    manifest.exp_path = os.path.abspath(exp_path)  # where it is now, even if the experiment was moved
+    return manifest, pos
+
+
+def _read_raw(exp_path: str, texts: bool = False) -> tuple[dict[str, Any], Position, dict[Identity, str] | None] | None:
+    """The snapshot with the journal applied, as plain data; how far it read;
+    and with ``texts``, the JSON text of each record by identity, in order.
+    The snapshot and the journal are opened first and checked to belong
+    together (a compaction between the two opens replaces the snapshot: then
+    both are opened again)."""
+    path, journal = path_of(exp_path), journal_of(exp_path)
+    for _ in range(50):
+        try:
+            fh = open(path, "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
+        with fh:
+            inode = os.fstat(fh.fileno()).st_ino
+            try:
+                jfh = open(journal, "rb")
+            except FileNotFoundError:
+                jfh = None
+            except OSError as exc:
+                raise ConfigError(f"cannot read the manifest's journal {journal}: {exc.strerror or exc}") from None
+            try:
+                try:
+                    same = os.stat(path).st_ino == inode
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    continue  # compacted meanwhile: this journal may belong to the new snapshot
+                data = fh.read()
+                lines = jfh.read() if jfh is not None else b""
+            finally:
+                if jfh is not None:
+                    jfh.close()
+        state = _parse_snapshot(data, path)
+        jobs = state["jobs"]
+        index = {identity(r): i for i, r in enumerate(jobs)}
+        mirror = dict(zip(map(identity, jobs), _snapshot_texts(data, jobs))) if texts else None
+        entries, used = _journal_lines(lines, journal)
+        for entry in entries:
+            _apply(state, index, entry)
+            if mirror is not None:
+                mirror.update((identity(r), json.dumps(r)) for r in entry["jobs"])
+        return state, Position(inode, len(data), used), mirror
+    raise ConfigError(f"the manifest {path} was replaced 50 times while being read; try again")
+
+
+def _parse_snapshot(data: bytes, path: str) -> dict[str, Any]:
+    try:
+        state = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not a simctl manifest ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
-    version = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not isinstance(state.get("jobs", []), list):
+        raise ConfigError(f"{path} is not a simctl manifest (no list of jobs)")
+    _check_version(state, path)
+    state.setdefault("jobs", [])
+    return state
+
+
+def _check_version(data: dict[str, Any], path: str) -> None:
+    version = data.get("version")
     if isinstance(version, int) and version not in READABLE:
         raise ConfigError(f"{path} is a simctl manifest of version {version}, which this simctl does not know "
                           f"(it reads versions {', '.join(map(str, READABLE))}); upgrade simctl to read it")
+
+
+def _journal_lines(chunk: bytes, path: str, start: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The complete lines of a piece of journal, parsed, and the length of
+    what they cover. The last line is left out if it is torn (no newline
+    yet, or not JSON: a write cut short by a crash); any other line that is
+    not a journal entry is a ConfigError."""
+    entries: list[dict[str, Any]] = []
+    pieces = chunk.split(b"\n")
+    pieces.pop()  # after the last newline: empty, or a line still being written
+    used = 0
+    for n, piece in enumerate(pieces):
+        try:
+            entry = json.loads(piece)
+            if not isinstance(entry, dict) or not isinstance(entry.get("jobs"), list):
+                raise ValueError("not a journal entry")
+        except ValueError as exc:
+            if n == len(pieces) - 1:
+                break  # the last line, torn
+            raise ConfigError(f"{path} is not a simctl manifest journal: the line at byte {start + used} "
+                              f"is not an entry ({exc}); remove the file to go on without the changes "
+                              "it records") from None
+        _check_version(entry, path)
+        entries.append(entry)
+        used += len(piece) + 1
+    return entries, used
+
+
+def _snapshot_texts(data: bytes, jobs: list[dict[str, Any]]) -> list[str]:
+    """The JSON text of each record of a snapshot: its lines, in the layout
+    :func:`_encode` writes (one record per line); encoded again otherwise."""
+    if jobs:
+        lines = data.decode().split("\n")
+        if len(lines) == len(jobs) + 3 and lines[0].endswith('"jobs": [') and lines[-2] == "]}":
+            body = lines[1:-2]
+            return [t[:-1] for t in body[:-1]] + body[-1:]  # without the commas between them
+    return [json.dumps(r) for r in jobs]
+
+
+def _apply(state: dict[str, Any], index: dict[Identity, int], entry: dict[str, Any]) -> None:
+    """One journal entry onto ``state``: its header fields replace the
+    snapshot's, each of its records replaces the one with its identity."""
+    jobs: list[dict[str, Any]] = state["jobs"]
+    for key, value in entry.items():
+        if key != "jobs":
+            state[key] = value
+    for rec in entry["jobs"]:
+        ident = identity(rec)
+        i = index.get(ident)
+        if i is None:
+            index[ident] = len(jobs)
+            jobs.append(rec)
+        else:
+            jobs[i] = rec
+
+
+def _structure(state: dict[str, Any], path: str) -> Manifest:
     try:
-        manifest = converter.structure(data, Manifest)
+        return converter.structure(state, Manifest)
     except Exception as exc:  # valid JSON, but not a manifest (or one of a newer format)
         try:
             detail = "; ".join(cattrs.transform_error(exc)[:3])
         except Exception:
             detail = str(exc)
         raise ConfigError(f"{path} is not a simctl manifest of version {VERSION}: {detail}") from None
-    manifest.exp_path = os.path.abspath(exp_path)  # where it is now, even if the experiment was moved
-    return manifest
 
 
 @contextlib.contextmanager
@@ -125,36 +296,186 @@ def locked(exp_path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def save(manifest: Manifest) -> None:
-    """Write the manifest atomically (temporary file, then rename), under the
-    experiment's lock, merged with what another writer (a second Experiment
-    object or driver on the same ``exp_path``) recorded meanwhile: their
-    records are kept (and added to ``manifest``), ours replace our own."""
-    with locked(manifest.exp_path):
+def _encode(header: dict[str, Any], records: list[str], sep: str) -> bytes:
+    """A snapshot (``sep`` a newline: one record per line) or a journal line
+    (``sep`` empty) from the header and the records' JSON texts."""
+    head = json.dumps(header)
+    body = f",{sep}".join(records)
+    return f'{head[:-1]}{", " if len(head) > 2 else ""}"jobs": [{sep}{body}{sep}]}}\n'.encode()
+
+
+class Lost(Exception):
+    """What this writer wrote is no longer on disk (the manifest was removed,
+    or replaced by something unreadable): everything must be written again."""
+
+
+class Writer:
+    """One process's writes to an experiment's manifest (a controller's, or
+    ``simctl status`` correcting what a dead driver left).
+
+    :meth:`save` appends the records that changed, merged under the lock
+    with what other writers appended since this one last looked; it returns
+    their records, so the caller sees them too (and never overwrites them:
+    a writer only ever writes records it was given).
+
+    To compact without reading the files back, a writer keeps the JSON text
+    of every record on disk (its mirror, about the size of the snapshot),
+    made the first time it compacts and kept up to date by every save."""
+
+    def __init__(self, exp_path: str, position: Position | None = None) -> None:
+        self.exp_path = exp_path
+        #: how far this writer has read the files (None: nothing read yet)
+        self.position = position
+        #: identities of the records this writer wrote: not reported back as another writer's
+        self.own: set[Identity] = set()
+        #: identity -> JSON text of every record on disk, in order (None until needed)
+        self.mirror: dict[Identity, str] | None = None
+        #: one save at a time from this process, so lines are appended in the order changes were taken
+        self.lock = threading.Lock()
+
+    def save(self, header: dict[str, Any], records: list[tuple[Identity, str]], *, replace: bool = False,
+             hold_lock: bool = True) -> list[dict[str, Any]]:
+        """Record ``records`` (the job records that changed, as :func:`encode`
+        gives them) with ``header``; return the records other writers wrote
+        meanwhile, unstructured. With ``replace``, ``records`` are
+        everything: the snapshot becomes exactly them and the journal is dropped. ``hold_lock=False`` when the caller
+        already holds :func:`locked`. Raises :class:`Lost` if what this
+        writer wrote is gone (save everything again with ``replace``), and
+        OSError if the files cannot be written."""
+        header = {**header, "version": VERSION, "updated_at": time.time()}
+        idents = [i for i, _ in records]
+        encoded = [t for _, t in records]
+        if not replace:
+            self.own.update(idents)
+        ctx = locked(self.exp_path) if hold_lock else contextlib.nullcontext()
+        with ctx:
+            foreign = [] if replace else self._catch_up()
+            line = b"" if replace else _encode(header, encoded, "")
+            pos = self.position
+            try:
+                if replace or pos is None or pos.size < SMALL or pos.offset + len(line) > pos.size:
+                    if replace or pos is None:
+                        self.mirror = {}
+                    elif self.mirror is None:
+                        got = _read_raw(self.exp_path, texts=True)  # once; then kept up to date
+                        self.mirror = got[2] if got is not None else {}
+                    self.mirror.update(zip(idents, encoded))  # type: ignore[union-attr]
+                    self._compact(header)
+                else:
+                    self._append(line)
+                    if self.mirror is not None:
+                        self.mirror.update(zip(idents, encoded))
+            except BaseException:
+                self.mirror = None  # it may hold what did not reach the disk: made again when needed
+                raise
+            return foreign
+
+    # -- reading what others wrote ---------------------------------------------------------
+
+    def _catch_up(self) -> list[dict[str, Any]]:
+        """Under the lock: the records other writers wrote since this one last
+        looked, and the position moved past them (a torn last line of a
+        writer that died is cut off)."""
+        pos = self.position
+        path = path_of(self.exp_path)
         try:
-            disk = load(manifest.exp_path)
-        except ConfigError:
-            disk = None  # unreadable: ours replaces it
-        if disk is not None:
-            ours = {r.identity for r in manifest.jobs}
-            theirs = [r for r in disk.jobs if r.identity not in ours]
-            if theirs:
-                manifest.jobs[:0] = theirs
-                manifest.jobs.sort(key=lambda r: r.launched_at or 0.0)
-        write(manifest)
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
+            if pos is not None:
+                raise Lost(f"{path} was removed") from None
+            return []
+        if pos is None or inode != pos.inode:  # new, or compacted by another writer: read it all
+            try:
+                got = _read_raw(self.exp_path)
+            except ConfigError as exc:
+                raise Lost(str(exc)) from None
+            if got is None:  # removed since the stat
+                if pos is not None:
+                    raise Lost(f"{path} was removed")
+                return []
+            state, self.position, _ = got
+            self.mirror = None
+            self._cut_torn()
+            return [r for r in state["jobs"] if identity(r) not in self.own]
+        journal = journal_of(self.exp_path)
+        try:
+            with open(journal, "rb") as fh:
+                fh.seek(pos.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        if not chunk:
+            return []
+        try:
+            entries, used = _journal_lines(chunk, journal, pos.offset)
+        except ConfigError as exc:
+            raise Lost(str(exc)) from None
+        pos.offset += used
+        self._cut_torn()
+        records = [r for entry in entries for r in entry["jobs"]]
+        if self.mirror is not None:
+            self.mirror.update((identity(r), json.dumps(r)) for r in records)
+        own = self.own
+        return [r for r in records if identity(r) not in own]
+
+    def _cut_torn(self) -> None:
+        """Under the lock, no writer is half-way through a line: bytes after
+        the last good line were left by one that died; cut them off so the
+        next line starts on a line of its own."""
+        pos = self.position
+        if pos is None:
+            return
+        journal = journal_of(self.exp_path)
+        try:
+            if os.path.getsize(journal) > pos.offset:
+                os.truncate(journal, pos.offset)
+        except FileNotFoundError:
+            pass
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _append(self, line: bytes) -> None:
+        assert self.position is not None
+        fd = os.open(journal_of(self.exp_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            written = os.write(fd, line)
+            while written < len(line):  # a short write (a signal, a full disk...): finish the line
+                written += os.write(fd, line[written:])
+        finally:
+            os.close(fd)
+        self.position.offset += len(line)
+
+    def _compact(self, header: dict[str, Any]) -> None:
+        """Write the mirror as a new snapshot, then remove the journal."""
+        assert self.mirror is not None
+        data = _encode({k: v for k, v in header.items() if k != "jobs"}, list(self.mirror.values()), "\n")
+        directory = os.path.join(self.exp_path, DIRNAME)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o600)
+                fh.write(data)
+                inode = os.fstat(fh.fileno()).st_ino
+            os.replace(tmp, path_of(self.exp_path))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(journal_of(self.exp_path))  # after the rename: see _read_raw
+        self.position = Position(inode, len(data), 0)
+
+
+def encode(records: Iterable[JobRecord]) -> list[tuple[Identity, str]]:
+    """Each record's identity and JSON text: what :meth:`Writer.save` takes.
+    A copy that no longer changes with the records (made under the
+    controller's lock, written outside it); no dict outlives its record's
+    line, so a save of many records leaves little for the garbage collector."""
+    dumps, unstructure = json.dumps, converter.unstructure
+    return [(r.identity, dumps(unstructure(r))) for r in records]
 
 
 def write(manifest: Manifest) -> None:
-    """Replace the manifest file atomically with ``manifest`` (no merge)."""
-    manifest.updated_at = time.time()
-    directory = os.path.join(manifest.exp_path, DIRNAME)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(converter.unstructure(manifest), fh, indent=1)
-        os.replace(tmp, path_of(manifest.exp_path))
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Replace the manifest with ``manifest``, whole (no merge, no journal)."""
+    Writer(manifest.exp_path).save(manifest.header(), encode(manifest.jobs), replace=True, hold_lock=False)

@@ -50,9 +50,10 @@ def _launchers(records: list[mf.JobRecord], plugins: Plugins) -> dict[str, Any]:
 
 def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
     with mf.locked(exp_path):
-        man = mf.load(exp_path)
-        if man is None:
+        got = mf.read(exp_path)
+        if got is None:
             raise ConfigError(f"no simctl experiment at {exp_path} (no {mf.path_of(exp_path)})")
+        man, position = got
         if driver_alive(man):
             if stop:
                 raise ConfigError(f"the driver of {exp_path} (pid {man.driver['pid']}) still runs: stop its jobs "
@@ -86,7 +87,8 @@ def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
                     if stop and st.status is Status.CANCELLED:
                         st = JobStatus(st.status, st.returncode, "stopped by `simctl stop` after its driver died")
                     _apply(r, st)
-        mf.write(man)
+        # only the records looked at are written (appended to the journal): the cost of what changed
+        mf.Writer(exp_path, position).save(man.header(), mf.encode(records), hold_lock=False)
         return man
 
 
