@@ -347,3 +347,29 @@ def test_values_in_params_and_inline_in_a_file_are_refused(tmp_path):
     names_only = exp.create_ensemble("f", params={"THERMO"}, run_settings=exp.create_run_settings("true"))
     names_only.attach_generator_files(to_configure=[str(conf)])
     assert len(names_only) == 3
+
+
+class Vanishing(simctl.ProcessLauncher):
+    """Loses track of every job: the launcher gives up on it (final), status UNKNOWN."""
+
+    name = "vanishing"
+
+    def status(self, job_ids):
+        return {j: simctl.JobStatus(Status.UNKNOWN, None, "vanished from the queue", final=True) for j in job_ids}
+
+
+def test_a_job_given_up_on_is_finished(tmp_path):
+    finished = []
+
+    class Watch:
+        @simctl.hookimpl
+        def simctl_entity_finished(self, entity, status, experiment):
+            finished.append((entity.name, status.status))
+
+    exp = on_launcher(tmp_path, Vanishing)
+    exp.plugins.register(Watch(), name="watch")
+    m = exp.create_model("m", exp.create_run_settings("sleep", exe_args="60"), path=str(tmp_path))
+    exp.start(m)  # returns: a job given up on is not waited for
+    assert exp.finished(m) and finished == [("m", Status.UNKNOWN)]
+    assert exp.controller.jobs["m"].record.finished_at is not None
+    exp.launcher.stop([exp.controller.jobs["m"].record.job_id])  # the process itself still ran

@@ -420,7 +420,7 @@ class Controller:
             return
         job.status = new
         rec.status, rec.returncode, rec.reason = new.status, new.returncode, new.reason
-        if new.status.is_terminal and rec.finished_at is None:
+        if new.done and rec.finished_at is None:  # a job given up on (final) ends here too
             rec.finished_at = time.time()
         self._pending[id(rec)] = rec
         if new.done and not old.done:
@@ -432,7 +432,7 @@ class Controller:
                 for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.leaf,
                                              old=old, new=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_status_changed", exc)
-            if hook_finished and new.status.is_terminal:
+            if hook_finished and new.done and not old.done:
                 for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", entity=job.leaf,
                                              status=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_finished", exc)

@@ -104,5 +104,5 @@ def simctl_entity_status_changed(entity: Entity, old: JobStatus, new: JobStatus,
 @hookspec
 def simctl_entity_finished(entity: Entity, status: JobStatus, experiment: Experiment) -> None:
     """A launched job of ``entity`` reached a final status (completed, failed,
-    cancelled, never started). Called once per launch, after
-    ``simctl_entity_status_changed``."""
+    cancelled, never started), or its launcher gave up on it (``status.final``:
+    it vanished). Called once per launch, after ``simctl_entity_status_changed``."""
