@@ -18,7 +18,7 @@ changed, not the size of the experiment's history.
   was appended since the last compaction.
 * Readers need no lock: a line still being appended (or torn by a crash)
   has no final newline yet and is ignored; a snapshot replaced while being
-  opened is detected (its inode changed) and read again.
+  opened is detected (its inode or change time changed) and read again.
 """
 
 from __future__ import annotations
@@ -116,9 +116,16 @@ class Position:
     """How far a reader got: the snapshot (its inode and size) and the bytes
     of the journal applied to it."""
 
-    inode: int
+    #: the snapshot file's identity: inode and change time in ns (an inode alone is
+    #: reused by the file system as soon as a compaction frees it)
+    inode: tuple[int, int]
     size: int
     offset: int
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int]:
+    """A snapshot's identity: its inode and its ctime in ns (renaming keeps both)."""
+    return (st.st_ino, st.st_ctime_ns)
 
 
 def path_of(exp_path: str) -> str:
@@ -167,7 +174,7 @@ def _read_raw(exp_path: str, texts: bool = False) -> tuple[dict[str, Any], Posit
         except OSError as exc:
             raise ConfigError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
         with fh:
-            inode = os.fstat(fh.fileno()).st_ino
+            inode = _stamp(os.fstat(fh.fileno()))
             try:
                 jfh = open(journal, "rb")
             except FileNotFoundError:
@@ -176,7 +183,7 @@ def _read_raw(exp_path: str, texts: bool = False) -> tuple[dict[str, Any], Posit
                 raise ConfigError(f"cannot read the manifest's journal {journal}: {exc.strerror or exc}") from None
             try:
                 try:
-                    same = os.stat(path).st_ino == inode
+                    same = _stamp(os.stat(path)) == inode
                 except FileNotFoundError:
                     same = False
                 if not same:
@@ -379,7 +386,7 @@ class Writer:
         pos = self.position
         path = path_of(self.exp_path)
         try:
-            inode = os.stat(path).st_ino
+            inode = _stamp(os.stat(path))
         except FileNotFoundError:
             if pos is not None:
                 raise Lost(f"{path} was removed") from None
@@ -456,8 +463,8 @@ class Writer:
             with os.fdopen(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), 0o600)
                 fh.write(data)
-                inode = os.fstat(fh.fileno()).st_ino
             os.replace(tmp, path_of(self.exp_path))
+            inode = _stamp(os.stat(path_of(self.exp_path)))  # after the writes and the rename (its ctime)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
