@@ -1,10 +1,11 @@
-"""The ``simctl`` command: ``simctl plugins list``, ``simctl status``, ``simctl stop``."""
+"""The ``simctl`` command: ``simctl plugins list``, ``simctl status``, ``simctl stop``, ``simctl store``."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -113,3 +114,237 @@ def stop(exp_path: str, as_json: bool) -> None:
     except SimctlError as exc:
         raise click.ClickException(str(exc)) from None
     _show(man, as_json)
+
+
+# -- simctl store ---------------------------------------------------------------------------------
+
+#: seconds to wait for a shard to accept the connection before saying the store does not run
+STORE_CONNECT_TIMEOUT = 3.0
+
+
+@main.group()
+def store() -> None:
+    """Look inside an experiment's feature store while it runs.
+
+    The store's address and password are the ones its orchestrator recorded
+    (``<orchestrator dir>/store.json``, mode 0600), found through the
+    experiment's manifest."""
+
+
+def _store_info(exp_path: str, db: str | None) -> tuple[str, dict, list[mf.JobRecord]]:
+    """(name, what store.json holds, the shards' manifest records) of the
+    experiment's store ``db`` (default: its only one). ClickException, saying
+    which, when there is none, several, or it does not run."""
+    man = mf.load(exp_path)
+    if man is None:
+        raise click.ClickException(f"no simctl experiment at {exp_path} (no {mf.path_of(exp_path)})")
+    stores: dict[str, list[mf.JobRecord]] = {}
+    for rec in man.latest().values():
+        if rec.entity_type == "Orchestrator":
+            stores.setdefault((rec.key or rec.name).partition("/")[0], []).append(rec)
+    if not stores:
+        raise click.ClickException(f"the experiment at {exp_path} has no feature store: its manifest records no "
+                                   "orchestrator (a driver records one with exp.start(exp.create_database(...)))")
+    names = ", ".join(sorted(stores))
+    if db is None:
+        if len(stores) > 1:
+            raise click.ClickException(f"the experiment at {exp_path} has {len(stores)} stores ({names}); choose "
+                                       "one with --db NAME")
+        db = next(iter(stores))
+    elif db not in stores:
+        raise click.ClickException(f"--db: the experiment at {exp_path} has no store named {db!r}; it has: {names}")
+    records = stores[db]
+    states = ", ".join(sorted({str(r.status) for r in records}))
+    if all(r.status.is_terminal for r in records):
+        raise click.ClickException(f"store {db!r} of the experiment at {exp_path} is not running (its shards are "
+                                   f"recorded {states}); start it again to look inside")
+    path = os.path.join(records[0].path or "", "store.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            info = json.load(fh)
+    except FileNotFoundError:
+        raise click.ClickException(f"store {db!r} is not running or not ready yet (recorded {states}): it writes "
+                                   f"{path} once ready, and there is none") from None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read store {db!r}'s address and password from {path}: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("addresses"), list) or not info["addresses"]:
+        raise click.ClickException(f"{path} does not hold a store's addresses")
+    return db, info, records
+
+
+def _shards(exp_path: str, db: str | None) -> tuple[str, list]:
+    """(name, a redis-py client per shard) of a store that answers."""
+    import redis
+
+    name, info, records = _store_info(exp_path, db)
+    states = ", ".join(sorted({str(r.status) for r in records}))
+    shards = []
+    for address in info["addresses"]:
+        host, _, port = str(address).rpartition(":")
+        r = redis.Redis(host=host, port=int(port), password=info.get("password"),
+                        socket_connect_timeout=STORE_CONNECT_TIMEOUT, socket_timeout=60)
+        shards.append(r)
+        try:
+            r.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # an AuthenticationError too
+            for s in shards:
+                s.close()
+            why = ("refused the password the store recorded (another server took its port?)"
+                   if isinstance(exc, redis.AuthenticationError) else
+                   f"does not answer (its shards are recorded {states}; `simctl status {exp_path}` updates that)")
+            raise click.ClickException(f"store {name!r} is not running: {address} {why}: {exc}") from None
+    return name, shards
+
+
+def _kind(key: bytes, rtype: str, head: Any, size: Any) -> dict[str, Any]:
+    """What ``simctl store ls`` shows of one key (``head``: the first bytes of a
+    string, ``size``: its length; for a list or hash, its number of entries)."""
+    from .store import format as fmt
+
+    row: dict[str, Any] = {"key": key.decode("utf-8", "backslashreplace"), "kind": rtype, "dtype": None,
+                           "shape": None, "size": None, "details": ""}
+    if rtype == "string":
+        row["size"] = int(size)
+        if head.startswith(fmt.TENSOR_MAGIC_STEM):
+            row["kind"] = "tensor"
+            try:
+                header = fmt.parse_header(head)
+                row["dtype"], row["shape"] = str(header.dtype), list(header.shape)
+            except fmt.FormatError as exc:
+                row["details"] = f"unreadable: {exc}"
+        else:
+            try:
+                row["details"] = "tensors: " + ", ".join(fmt.parse_dataset_ack(head))
+                row["kind"] = "dataset"
+            except fmt.FormatError:
+                pass
+    elif rtype == "list":
+        row["details"] = f"{size} entr{'y' if size == 1 else 'ies'}"
+    elif rtype == "hash":
+        row["details"] = f"{size} field{'' if size == 1 else 's'}"
+        if key.startswith(b"{") and key.endswith(b"}.meta"):
+            row["kind"] = "dataset metadata"
+    return row
+
+
+def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
+    """Every key of ``shard`` matching ``pattern``, described by :func:`_kind`."""
+    from .store import format as fmt
+
+    keys = list(shard.scan_iter(match=pattern, count=1000))
+    rows = []
+    for i in range(0, len(keys), 500):
+        batch = keys[i:i + 500]
+        pipe = shard.pipeline(transaction=False)
+        for k in batch:
+            pipe.type(k)
+        types = [t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute()]
+        pipe = shard.pipeline(transaction=False)
+        for k, t in zip(batch, types):
+            if t == "string":
+                pipe.strlen(k)
+                pipe.getrange(k, 0, fmt.MAX_HEADER_BYTES - 1)
+            elif t in ("list", "hash"):
+                (pipe.llen if t == "list" else pipe.hlen)(k)
+        answers = iter(pipe.execute())
+        for k, t in zip(batch, types):
+            if t == "none":  # deleted meanwhile
+                continue
+            size = next(answers) if t in ("string", "list", "hash") else None
+            head = next(answers) if t == "string" else b""
+            if t == "string" and head.startswith(b'{"simctl"') and size > len(head):
+                head = shard.get(k) or b""  # a dataset acknowledgement longer than the first bytes
+            rows.append(_kind(k, t, head, size))
+    return rows
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@store.command("ls")
+@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
+@click.argument("pattern", default="*")
+@click.option("--db", help="The store's name (db_identifier), when the experiment has several.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def store_ls(exp_path: str, pattern: str, db: str | None, as_json: bool) -> None:
+    """List the keys of the experiment's store (matching PATTERN, a Redis glob
+    such as 'producer_0.*') with their kind, dtype, shape and size in bytes."""
+    import redis
+
+    name, shards = _shards(exp_path, db)
+    try:
+        rows = sorted((row for shard in shards for row in _store_keys(shard, pattern)), key=lambda r: r["key"])
+    except redis.RedisError as exc:
+        raise click.ClickException(f"store {name!r}: {exc}") from None
+    finally:
+        for shard in shards:
+            shard.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table(f"store {name} of {os.path.abspath(exp_path)}: {len(rows)} key(s) matching {pattern!r}",
+           ("Key", "Kind", "Dtype", "Shape", "Size", "Details"),
+           [(r["key"], r["kind"], r["dtype"] or "-", "-" if r["shape"] is None else str(tuple(r["shape"])),
+             _size(r["size"]), r["details"]) for r in rows])
+
+
+@store.command("get")
+@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
+@click.argument("key")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="The .npy file to write ('-': standard output).")
+@click.option("--db", help="The store's name (db_identifier), when the experiment has several.")
+def store_get(exp_path: str, key: str, output: str, db: str | None) -> None:
+    """Write the tensor stored under KEY (the full key, prefix included, as
+    `simctl store ls` shows it) to a .npy file."""
+    import numpy as np
+    import redis
+
+    from .store import format as fmt
+
+    name, shards = _shards(exp_path, db)
+    value = rtype = None
+    try:
+        for shard in shards:  # in a cluster, the shard that holds the key's slot answers
+            try:
+                rtype = shard.type(key).decode()
+            except redis.exceptions.AskError:  # MOVED: another shard holds it
+                continue
+            value = shard.get(key) if rtype == "string" else None
+            break
+    except redis.RedisError as exc:
+        raise click.ClickException(f"store {name!r}: {exc}") from None
+    finally:
+        for shard in shards:
+            shard.close()
+    if rtype in (None, "none"):
+        raise click.ClickException(f"store {name!r} has no key {key!r} (keys are listed by `simctl store ls "
+                                   f"{exp_path}`; a prefixed entity's keys start with its name and a dot)")
+    if value is None:
+        raise click.ClickException(f"key {key!r} of store {name!r} holds a Redis {rtype}, not a tensor")
+    try:
+        array = fmt.decode_tensor(value)
+    except fmt.FormatError as exc:
+        try:
+            tensors = fmt.parse_dataset_ack(value)
+        except fmt.FormatError:
+            raise click.ClickException(f"key {key!r} of store {name!r}: {exc}") from None
+        hint = f"; get one of its tensors, e.g. '{key}.tensor.{tensors[0]}'" if tensors else ""
+        raise click.ClickException(f"key {key!r} of store {name!r} is a dataset (tensors: {', '.join(tensors)})"
+                                   f"{hint}") from None
+    if output == "-":
+        np.save(sys.stdout.buffer, array, allow_pickle=False)
+        return
+    try:
+        with open(output, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+    except OSError as exc:
+        raise click.ClickException(f"-o: cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"{key}: {array.dtype} {array.shape} -> {output}")

@@ -49,7 +49,7 @@ import secrets
 import socket
 import sys
 import uuid
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from simctl import (BatchSettings, ConfigError, Entity, EntityFiles, Handoff, Launch, Launcher, PlanContext,
                     ProcessLauncher, ProcessStep, RunSettings, SimctlError, checks)
@@ -58,6 +58,9 @@ from simctl.log import logger
 
 from . import server as srv
 from .supervisor import PASSWORD_ENV, interface_addresses
+
+if TYPE_CHECKING:  # the client (redis-py, numpy) is imported when first used
+    from .client import Client
 
 log = logger("store")
 
@@ -230,6 +233,15 @@ class Orchestrator(Entity):
             raise SimctlError(f"orchestrator {self.name!r} has not been started, so it has no address yet; "
                               "start it first (exp.start(db))")
         return list(self._addresses)
+
+    def client(self, **kwargs: Any) -> Client:
+        """A :class:`simctl.Client` connected to this store (its addresses and
+        password), for the driver; keyword arguments go to ``Client`` (e.g.
+        ``logger_name``). SimctlError if it was never started;
+        :class:`~simctl.store.StoreConnectionError` if it no longer answers."""
+        from .client import Client
+
+        return Client(address=self.get_address(), password=self._password, **kwargs)
 
     def is_active(self) -> bool:
         """Whether every shard answers (and, for a cluster, the cluster state is ok)."""
