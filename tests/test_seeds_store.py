@@ -275,8 +275,8 @@ def run_example(where: Path, example: str, *, db_nodes: int, launcher: str, sall
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SSDB", "SSKEY"))}
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
     cmd = [PY, "experiment.py"]
-    if salloc:  # CPUs for the shards and the two producers at once; --mincpus, not -n: see below
-        cmd = ["salloc", "-N1", f"--mincpus={db_nodes + 3}", "-t", "00:15:00", "-J", "simctl-test-seeds", *cmd]
+    if salloc:  # tasks for the shards and the two producers at once
+        cmd = ["salloc", "-N1", "-n", str(db_nodes + 3), "-t", "00:15:00", "-J", "simctl-test-seeds", *cmd]
     proc = subprocess.run(cmd, cwd=where, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"the driver failed:\n{proc.stdout}\n{proc.stderr}"
     ports = list(range(port, port + db_nodes))
@@ -345,13 +345,11 @@ def test_the_model_guides_consumer_as_written_is_refused_its_data_source_with_th
 @pytest.mark.parametrize("db_nodes", [1, 3], ids=["one-server", "cluster"])
 @pytest.mark.parametrize("example", ["model", "ensemble"], ids=["model-guide", "ensemble-guide"])
 def test_the_documents_producer_consumer_examples_run_on_slurm_inside_an_allocation(tmp_path, example, db_nodes):
-    """launcher="auto" in a driver run under salloc: the store's shards and the
-    models are srun steps of that allocation. The allocation is asked with
-    --mincpus rather than -n: under ``salloc -n N`` the Model guide's
-    set_nodes(1) + set_tasks_per_node(1) becomes ``srun --nodes=1
-    --ntasks-per-node=1``, which inherits SLURM_NTASKS=N (srun warns that it
-    ignores --ntasks-per-node) and so waits for N free CPUs and would run N
-    copies of each producer; with the shards holding CPUs it never starts."""
+    """launcher="auto" in a driver run under ``salloc -n N``: the store's shards
+    and the models are srun steps of that allocation. The Model guide's
+    set_nodes(1) + set_tasks_per_node(1) gives its step ``--ntasks=1``: without
+    it the step would inherit SLURM_NTASKS=N (srun ignores --ntasks-per-node
+    then), wait for N free CPUs and run N copies of each producer."""
     require_slurm()
     proc = run_example(tmp_path, example, db_nodes=db_nodes, launcher="auto", salloc=True, timeout=900)
     jobs = check_run(tmp_path, example, proc, db_nodes=db_nodes, launcher="slurm")
@@ -360,14 +358,15 @@ def test_the_documents_producer_consumer_examples_run_on_slurm_inside_an_allocat
 
 @pytest.mark.slurm
 @pytest.mark.parametrize("db_nodes", [1, 3], ids=["one-server", "cluster"])
-def test_the_ensemble_guides_example_runs_on_slurm_as_batch_jobs(tmp_path, db_nodes):
+@pytest.mark.parametrize("example", ["model", "ensemble"], ids=["model-guide", "ensemble-guide"])
+def test_the_documents_examples_run_on_slurm_as_batch_jobs(tmp_path, example, db_nodes):
     """launcher="auto" outside any allocation: the store and each model are
-    batch jobs of their own. (The Model guide's example is not run this way
-    on the one-node test Slurm: its set_nodes(1) makes each model's batch job
-    ask for a whole node, --exclusive, which the store's job never leaves.)"""
+    batch jobs of their own. A model's set_nodes(1) says where its step runs:
+    its batch job asks for the step's tasks, not for a whole node (which the
+    store's job, on the one-node test Slurm, would never leave)."""
     require_slurm()
-    proc = run_example(tmp_path, "ensemble", db_nodes=db_nodes, launcher="auto", timeout=900)
-    jobs = check_run(tmp_path, "ensemble", proc, db_nodes=db_nodes, launcher="slurm")
+    proc = run_example(tmp_path, example, db_nodes=db_nodes, launcher="auto", timeout=900)
+    jobs = check_run(tmp_path, example, proc, db_nodes=db_nodes, launcher="slurm")
     assert not any(j["job_id"].startswith("step:") for j in jobs), [j["job_id"] for j in jobs]
     batch_jobs = {j["job_id"].rpartition(":")[0] for j in jobs}
     assert len(batch_jobs) == len(jobs), batch_jobs  # every shard and every model: a batch job of its own

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Sequence
 
 import simctl
 from simctl import checks
-from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, RunSettings, SchedulerError,
+from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, ProcessStep, RunSettings, SchedulerError,
                     SchedulerLauncher, Status, format_flags)
 
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
@@ -182,11 +182,13 @@ class SrunSettings(RunSettings):
                 args[key] = value
         if self.hostlist:
             args["nodelist"] = ",".join(self.hostlist)
-        if not any(k in args or k in self.run_args for k in ("ntasks", "n", "ntasks-per-node")):
+        if not any(k in args or k in self.run_args for k in ("ntasks", "n")):
             # srun inside an allocation (a batch job's members, steps under salloc) would
             # otherwise inherit SLURM_NTASKS and run the program once per task of the
-            # WHOLE allocation: a model without a task count runs once (per node)
-            args["ntasks"] = self.nodes or 1
+            # WHOLE allocation (--ntasks-per-node does not override it): a model without a
+            # task count runs once per node, or tasks-per-node times per node
+            per_node = self.tasks_per_node or self.run_args.get("ntasks-per-node")
+            args["ntasks"] = (self.nodes or 1) * (int(per_node) if str(per_node or "").isdigit() else 1)
         if not any(k in self.run_args for k in ("exact", "overlap", "exclusive", "whole")):
             # since Slurm 21.08 a step without --exact takes every CPU of its nodes in the
             # allocation, so the members of one batch job (or steps under salloc) would
@@ -260,6 +262,14 @@ class SlurmLauncher(SchedulerLauncher):
 
     def killed(self, job: JobStatus) -> bool:
         return job.raw in self.KILLED
+
+    def default_batch_settings(self, step: ProcessStep) -> BatchSettings:
+        """A model submitted on its own asks for what its step needs (its task
+        count), not for whole nodes: its run settings' ``nodes`` say where the
+        step runs, not that it owns them."""
+        bs = super().default_batch_settings(step)
+        bs.set("ntasks", _member_tasks(step.run_settings))
+        return bs
 
     def submit_command(self, job: BatchJob, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]
