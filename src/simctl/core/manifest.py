@@ -14,8 +14,10 @@ changed, not the size of the experiment's history.
   then append one line with one ``write``. When the journal would grow past
   the snapshot (and whenever the snapshot is small), the save compacts
   instead: a new snapshot is written to a temporary file and renamed over
-  the old one, then the journal is removed; this costs at most twice what
-  was appended since the last compaction.
+  the old one, then the journal is removed. The writer keeps the text of
+  every record on disk, so it compacts without reading the files back; a
+  save costs at most about twice what it appends, and a load reads at most
+  twice the snapshot. Records are never dropped: every run is kept.
 * Readers need no lock: a line still being appended (or torn by a crash)
   has no final newline yet and is ignored; a snapshot replaced while being
   opened is detected (its inode or change time changed) and read again.
