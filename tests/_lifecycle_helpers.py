@@ -8,7 +8,6 @@ directory is put on ``sys.path`` by each of them).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -153,11 +152,12 @@ def run_driver(tmp_path: Path, code: str, *, wait: bool = True, **kw: Any) -> su
 
 
 def manifest_statuses(exp_path: Path) -> dict[str, str]:
+    """name -> status of each job's latest record, as the manifest (snapshot and journal) says."""
     try:
-        data = json.loads((exp_path / ".simctl" / "manifest.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        man = mf.load(str(exp_path))
+    except simctl.ConfigError:
         return {}
-    return {j["name"]: j["status"] for j in data["jobs"]}
+    return {} if man is None else {r.name: r.status.value for r in man.jobs}
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _lifecycle_helpers import (  # noqa: E402
     SIMCTL, gone, manifest_statuses, no_leftover_processes, run_driver, wait_until)
 
+from simctl.core import manifest as mf  # noqa: E402
+from simctl.core.serialize import converter  # noqa: E402
+
 assert no_leftover_processes
 
 DRIVER = """
@@ -31,15 +34,13 @@ print("started", flush=True)
 """
 
 
-def _pid_of(tmp_path: Path, name: str) -> int:
-    data = json.loads((tmp_path / "exp" / ".simctl" / "manifest.json").read_text())
-    (rec,) = [j for j in data["jobs"] if j["name"] == name]
-    return rec["handle"]["pid"]
-
-
 def _records(tmp_path: Path) -> dict[str, dict]:
-    data = json.loads((tmp_path / "exp" / ".simctl" / "manifest.json").read_text())
-    return {j["name"]: j for j in data["jobs"]}
+    man = mf.load(str(tmp_path / "exp"))
+    return {r.name: converter.unstructure(r) for r in man.jobs}
+
+
+def _pid_of(tmp_path: Path, name: str) -> int:
+    return _records(tmp_path)[name]["handle"]["pid"]
 
 
 def test_a_normal_exit_after_start_without_blocking_stops_and_records_everything(tmp_path):

@@ -137,7 +137,7 @@ def test_ensemble_members_share_the_ensemble_settings(exp, rs):
                               run_settings=rs)
     for m, x in zip(ens, (1, 2)):
         assert m.run_settings is rs
-        assert m.params_to_args() == [f"-x", str(x), "-y", "a"]
+        assert m.params_to_args() == ["-x", str(x), "-y", "a"]
 
 
 def test_add_model_by_hand(exp, rs):
