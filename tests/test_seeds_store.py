@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -233,25 +231,7 @@ EXPECTED = {
 PRODUCERS = {"model": ["producer_1", "producer_2"], "ensemble": ["producer_0", "producer_1"]}
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port(db_nodes: int) -> int:
-    """A base port such that it, the next db_nodes-1 and (for a cluster) their bus ports are free."""
-    for _ in range(200):
-        base = random.randrange(20000, 40000)
-        ports = list(range(base, base + db_nodes)) + ([p + 10000 for p in range(base, base + db_nodes)]
-                                                      if db_nodes >= 3 else [])
-        if all(map(_free, ports)):
-            return base
-    raise AssertionError("no free ports")
+from _store_helpers import free_ports as free_port, port_free as _free  # noqa: E402
 
 
 def write_example(where: Path, example: str, *, port: int, db_nodes: int, launcher: str) -> None:

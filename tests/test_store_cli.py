@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
-import socket
 import stat
 import subprocess
 import sys
@@ -29,25 +27,7 @@ from simctl.store import StoreConnectionError  # noqa: E402
 assert no_leftover_processes  # the autouse guard: no test leaves a process behind
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port(db_nodes: int = 1) -> int:
-    """A base port such that it, the next db_nodes-1 and (for a cluster) their bus ports are free."""
-    for _ in range(200):
-        base = random.randrange(20000, 30000)
-        ports = list(range(base, base + db_nodes)) + ([p + 10000 for p in range(base, base + db_nodes)]
-                                                      if db_nodes >= 3 else [])
-        if all(map(_free, ports)):
-            return base
-    raise AssertionError("no free ports")
+from _store_helpers import free_ports as free_port  # noqa: E402
 
 
 def store(cmd: str, exp_path: Any, *args: str) -> subprocess.CompletedProcess[str]:

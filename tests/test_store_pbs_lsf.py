@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "cmd_recorder"))
 from slurm_helpers import outside_allocation, require_slurm  # noqa: E402
 from test_lsf import lsf_env  # noqa: E402,F401  (the LSF stand-in fixture)
-from test_store_server import free_ports  # noqa: E402
+from _store_helpers import free_ports  # noqa: E402
 
 import simctl  # noqa: E402
 from simctl import Status  # noqa: E402

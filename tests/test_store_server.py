@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import socket
 import stat
@@ -34,24 +33,7 @@ from simctl.store.orchestrator import SLOTS, _cluster_info, make_orchestrator  #
 assert no_leftover_processes  # the autouse guard: no test leaves a process behind
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_ports(n: int = 1, cluster: bool = False) -> int:
-    """A base port such that it and the next n-1 (and their cluster bus ports) are free."""
-    for _ in range(200):
-        base = random.randrange(20000, 30000)
-        ports = list(range(base, base + n)) + ([p + 10000 for p in range(base, base + n)] if cluster else [])
-        if all(_free(p) for p in ports):
-            return base
-    raise AssertionError("no free ports")
+from _store_helpers import free_ports  # noqa: E402,F401  (also imported from here by other modules)
 
 
 def shard_info(db: Any, i: int = 0) -> dict[str, Any]:

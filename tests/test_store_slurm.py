@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,22 +37,7 @@ def _cluster(monkeypatch):
     outside_allocation(monkeypatch)
 
 
-def free_ports(n: int, cluster: bool = False) -> int:
-    """A base port such that it and the next n-1 (and their cluster bus ports) are free."""
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                return False
-    for _ in range(200):
-        base = random.randrange(30000, 40000)
-        ports = list(range(base, base + n)) + ([p + 10000 for p in range(base, base + n)] if cluster else [])
-        if all(map(free, ports)):
-            return base
-    raise AssertionError("no free ports")
+from _store_helpers import free_ports  # noqa: E402
 
 
 #: a producer: stores its member number under its own name, with redis-py, from SSDB in its environment
