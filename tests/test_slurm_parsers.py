@@ -362,12 +362,18 @@ def test_srun_runs_one_task_unless_told_otherwise():
     rs = SrunSettings(exe="a.out", run_command="srun")
     rs.set_nodes(3)
     assert rs.format_run_args() == ["--nodes=3", "--ntasks=3", "--exact"]
-    for args in ({"n": 4}, {"ntasks": 4}, {"ntasks-per-node": 2}):
+    for args in ({"n": 4}, {"ntasks": 4}):
         rs = SrunSettings(exe="a.out", run_command="srun", run_args=args)
         assert not any(a.startswith("--ntasks=") and a != "--ntasks=4" for a in rs.format_run_args())
+    # tasks per node alone does not stop srun inheriting the allocation's task count (srun
+    # warns and ignores it): the step asks for nodes x tasks per node
     rs = SrunSettings(exe="a.out", run_command="srun")
     rs.set_tasks_per_node(2)
-    assert rs.format_run_args() == ["--ntasks-per-node=2", "--exact"]
+    assert rs.format_run_args() == ["--ntasks-per-node=2", "--ntasks=2", "--exact"]
+    rs.set_nodes(3)
+    assert rs.format_run_args() == ["--nodes=3", "--ntasks-per-node=2", "--ntasks=6", "--exact"]
+    rs = SrunSettings(exe="a.out", run_command="srun", run_args={"ntasks-per-node": 2})
+    assert "--ntasks=2" in rs.format_run_args()
 
 
 def test_srun_steps_take_only_what_they_ask_for():
