@@ -188,3 +188,29 @@ def test_a_colocated_store_is_shared_by_the_ranks_of_an_srun_step_on_one_node(tm
     assert len({ln["server"] for ln in lines}) == 1  # one store per node, used by both ranks
     server = lines[0]["server"]
     wait_until(lambda: not psutil.pid_exists(server), "the colocated server to end", timeout=60)
+
+
+COLOCATED_MEMBER = """
+    import os, sys
+    import numpy as np
+    from simctl import Client
+    c = Client()
+    c.put_tensor("mine", np.full(3, float(sys.argv[-1])))
+    print(c.get_tensor("mine").tolist(), os.environ["SSDB"].startswith("unix://"))
+"""
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["steps", "array"])
+def test_colocated_members_of_a_batch_ensemble(tmp_path, array):
+    """Model.colocate_db_uds on every member of a batch ensemble, as steps of one job and as a job array."""
+    exp = slurm_exp(tmp_path)
+    rs = exp.create_run_settings(exe=PY, exe_args=[script(tmp_path, COLOCATED_MEMBER, "member.py")])
+    ens = exp.create_ensemble("ens", params={"v": [1, 2]}, params_as_args=["v"], run_settings=rs,
+                              batch_settings=exp.create_batch_settings(time="00:05:00", array=array))
+    for m in ens:
+        m.colocate_db_uds()
+    exp.generate(ens)
+    exp.start(ens)
+    assert exp.get_status(ens) == [Status.COMPLETED] * 2, exp.summary()
+    for m, v in zip(ens, (1.0, 2.0)):
+        assert (Path(m.path) / f"{m.name}.out").read_text().split() == [f"[{v},", f"{v},", f"{v}]", "True"]

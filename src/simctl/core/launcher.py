@@ -24,7 +24,6 @@ import shlex
 import threading
 from typing import Any, ClassVar, Mapping, Sequence
 
-from . import pernode
 from .errors import ConfigError, choices
 from .settings import BatchSettings, RunSettings
 from .status import JobStatus
@@ -165,6 +164,8 @@ class Launcher:
         run_command = rs.run_command if rs is not None else None
         argv = step.argv
         if step.per_node is not None:
+            from . import pernode  # not at import: ``python -m simctl.core.pernode`` runs it as __main__
+
             argv = pernode.wrap(argv)
         return [run_command, *rs.format_run_args(), *argv] if rs is not None and run_command else list(argv)
 
@@ -172,6 +173,8 @@ class Launcher:
         """Variables the launcher adds for ``step`` (the per-node wrapper's)."""
         if step.per_node is None:
             return {}
+        from . import pernode
+
         rs = step.run_settings
         return pernode.env(step, self.local_rank_vars.get(rs.run_command if rs else None, ()))
 
