@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything simctl needs, idempotently: Debian packages (redis-server),
 # the virtual environment .venv, and simctl installed in it (editable, with the
-# test extras). Safe to run again on a machine where it already ran.
+# test extras and every ML backend's runtime, CPU builds, so all their tests
+# run). Safe to run again on a machine where it already ran.
 #   scripts/setup.sh           # the runtime: python venv + redis-server
 #   scripts/setup.sh --slurm   # also a real single-node Slurm cluster (tests)
 set -euo pipefail
@@ -30,10 +31,24 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.simctl-installed
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import simctl' 2>/dev/null; then
-  say "installing simctl into .venv (editable, with test extras)"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+# torch's CPU build: the wheel on this machine's disk when there is one, else the
+# PyTorch CPU index. Never a plain `pip install torch`: that is a CUDA build of several GB.
+TORCH_VERSION=2.13.0
+TORCH_WHEEL=/opt/wheels/torch-$TORCH_VERSION+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+want=$( (cat pyproject.toml; echo "$TORCH_VERSION") | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
+   || ! .venv/bin/python -c 'import simctl, torch, onnxruntime' 2>/dev/null; then
+  if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+    say "installing torch $TORCH_VERSION (CPU) into .venv"
+    if [ -f "$TORCH_WHEEL" ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      .venv/bin/pip install -q --disable-pip-version-check "$TORCH_WHEEL"
+    else
+      .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" \
+        --index-url https://download.pytorch.org/whl/cpu
+    fi
+  fi
+  say "installing simctl into .venv (editable, with test extras and the ML backends)"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test,ml]"
   echo "$want" > "$stamp"
 fi
 

@@ -1,0 +1,122 @@
+"""The ``TORCH`` backend: TorchScript models, scripts and functions run by
+torch (``pip install simctl[torch]``).
+
+A model is what ``torch.jit.save`` writes (or :func:`simctl.ml.torch.serialize_model`);
+a script is TorchScript source text with one or more functions
+(:func:`simctl.ml.torch.serialize_function` makes it from a Python function).
+torch is imported when something is loaded, never when plugins are listed.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+import simctl
+from simctl.core.backend import Backend, parse_device
+from simctl.core.errors import ConfigError
+
+
+class TorchLoaded(NamedTuple):
+    """A loaded model (a ScriptModule) or script (a CompilationUnit), and its device."""
+
+    obj: Any
+    device: Any
+
+
+def _tensors(torch: Any, arrays: Sequence[np.ndarray], device: Any) -> list[Any]:
+    # from_numpy shares memory; it needs a writable array (the store's may be read-only)
+    return [torch.from_numpy(np.require(a, requirements=["C", "W"])).to(device) for a in arrays]
+
+
+def _arrays(result: Any) -> list[np.ndarray]:
+    items = list(result) if isinstance(result, (tuple, list)) else [result]
+    return [t.detach().cpu().numpy() for t in items]
+
+
+class TorchBackend(Backend):
+    """TorchScript models (``torch.jit.save`` bytes) and TorchScript scripts and functions."""
+
+    name = "TORCH"
+    requires = ("torch",)
+    install_hint = "simctl[torch]"
+
+    def _device(self, torch: Any, device: str) -> Any:
+        kind, index = parse_device(device)
+        if kind == "CPU":
+            return torch.device("cpu")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (index or 0) >= count:
+            raise ConfigError(f"device {device!r}: torch sees {count} GPU(s) here"
+                              f"{'' if count else ' (a CPU-only torch build, or no GPU)'}")
+        return torch.device("cuda", index or 0)
+
+    def load(self, model: bytes, device: str = "CPU", inputs: Sequence[str] | None = None,
+             outputs: Sequence[str] | None = None) -> TorchLoaded:
+        """The TorchScript module in ``model`` on ``device``. ``inputs`` and
+        ``outputs`` are not used: a TorchScript module takes and returns
+        tensors by position."""
+        parse_device(device)
+        if not isinstance(model, (bytes, bytearray, memoryview)):
+            raise ConfigError(f"TORCH model must be bytes (what torch.jit.save writes); "
+                              f"got {type(model).__name__}")
+        torch = self.runtime("torch")
+        dev = self._device(torch, device)
+        try:
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; it is still this backend's format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(io.BytesIO(bytes(model)), map_location=dev)
+        except Exception as exc:  # torch raises RuntimeError for anything not a TorchScript archive
+            raise ConfigError(f"backend 'TORCH': the {len(model)} bytes given are not a TorchScript model "
+                              f"(torch.jit.save's output) torch.jit.load can read: {str(exc).splitlines()[0]}"
+                              ) from None
+        module.eval()
+        return TorchLoaded(module, dev)
+
+    def run(self, handle: TorchLoaded, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Call the module on ``inputs`` (positional tensors); its tensor or tuple of tensors, as arrays."""
+        torch = self.runtime("torch")
+        with torch.inference_mode():
+            try:
+                return _arrays(handle.obj(*_tensors(torch, inputs, handle.device)))
+            except Exception as exc:  # a wrong shape, dtype or count: torch says which
+                raise ConfigError(f"the TORCH model failed on {len(inputs)} input(s) "
+                                  f"{[f'{a.dtype}{list(a.shape)}' for a in inputs]}: {exc}") from None
+
+    def load_script(self, script: str | bytes, device: str = "CPU") -> TorchLoaded:
+        """Compile TorchScript source text (one or more ``def``) for ``device``."""
+        parse_device(device)
+        if isinstance(script, (bytes, bytearray)):
+            script = bytes(script).decode("utf-8", "replace")
+        if not isinstance(script, str) or not script.strip():
+            raise ConfigError(f"TORCH script must be TorchScript source text (str), e.g. "
+                              f"'def negate(x):\\n    return torch.neg(x)\\n'; got {script!r:.80}")
+        torch = self.runtime("torch")
+        dev = self._device(torch, device)
+        try:
+            unit = torch.jit.CompilationUnit(script)
+        except Exception as exc:
+            raise ConfigError(f"backend 'TORCH': the script is not TorchScript it can compile: {exc}") from None
+        return TorchLoaded(unit, dev)
+
+    def run_script(self, handle: TorchLoaded, fn_name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Call function ``fn_name`` of the script on ``inputs``."""
+        fn = handle.obj.find_function(fn_name) if isinstance(fn_name, str) else None
+        if fn is None:
+            known = sorted(f.name for f in handle.obj.get_functions())
+            raise ConfigError(f"the script has no function {fn_name!r}; it has {known!r}")
+        torch = self.runtime("torch")
+        with torch.inference_mode():
+            try:
+                return _arrays(fn(*_tensors(torch, inputs, handle.device)))
+            except Exception as exc:
+                raise ConfigError(f"script function {fn_name!r} failed on {len(inputs)} input(s): {exc}") from None
+
+
+@simctl.hookimpl
+def simctl_register_backends() -> list[type[Backend]]:
+    """The ``TORCH`` backend."""
+    return [TorchBackend]
