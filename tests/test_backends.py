@@ -310,8 +310,6 @@ def test_plugins_list_names_the_extra_when_the_runtime_is_missing(tree_metadata,
     assert "built-in" in row and f"unavailable: {plugin.upper()}: {hidden} is not installed: pip install" in row
 
 
-@pytest.mark.xfail(strict=True, reason="simctl/cli.py's table reads cells as rich markup, so '[onnx]' is "
-                                       "taken for a style tag and dropped; it should escape them")
 def test_plugins_list_table_shows_the_extra(tree_metadata):
     table = _plugins_list(tree_metadata, "--family", "backend", hide=("onnxruntime",))
     assert "pip install simctl[onnx]" in table.stdout

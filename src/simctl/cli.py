@@ -20,13 +20,14 @@ from .core.table import HEADERS, rows
 
 def _table(title: str, headers: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for h in headers:
         table.add_column(h, overflow="fold")
-    for row in body:
-        table.add_row(*row)
+    for row in body:  # cells are text, never markup: "simctl[onnx]" must show as written
+        table.add_row(*(escape(str(c)) for c in row))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
