@@ -43,7 +43,7 @@ class PluginRecord:
     error: str | None = None
     #: family -> names it provides ("strategy": ["all_perm"])
     provides: dict[str, list[str]] = attrs.field(factory=dict)
-    #: provided name -> why it cannot work here ("install onnxruntime")
+    #: provided name -> why it cannot work here ("onnxruntime is not installed: pip install simctl[onnx]")
     unavailable: dict[str, str] = attrs.field(factory=dict)
     hooks: list[str] = attrs.field(factory=list)
 
