@@ -1,5 +1,5 @@
-"""``Client``: tensors, datasets and aggregation lists in a Redis server or
-Redis Cluster, with the key prefixing and logging of the reference documents.
+"""``Client``: tensors, datasets, aggregation lists and ML models and scripts
+(stored, not run) in a Redis server or Redis Cluster, with the key prefixing and logging of the reference documents.
 
 The layout in Redis is described (and versioned) in :mod:`simctl.store.format`.
 Every put and every get of a tensor is one command, one network round trip;
@@ -21,7 +21,9 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
+from ..core.backend import parse_device
 from ..core.errors import ConfigError
+from ..core.plugins import default_plugins
 from . import format as fmt
 from .dataset import Dataset, check_name
 from .format import FormatError, StoreConnectionError, StoreError, StoreKeyError
@@ -468,7 +470,7 @@ class Client:
         self._use_prefix["list"] = bool(use_prefix)
 
     def use_model_ensemble_prefix(self, use_prefix: bool) -> None:
-        """Whether ML-model keys get the prefixes (default False)."""
+        """Whether ML-model and script keys get the prefixes (default False)."""
         self._use_prefix["model"] = bool(use_prefix)
 
     def log_data(self, level: Any, data: Any) -> None:
@@ -575,6 +577,159 @@ class Client:
         else:
             self._copy_key(src, dest, what, kind, name)
             self._key_cmd(what, src, "DEL", src)
+
+    # -- ML models and scripts (stored; see format.py) ----------------------------------------
+
+    def set_model(self, name: str, model: bytes | bytearray | memoryview, backend: str, device: str = "CPU",
+                  batch_size: int = 0, min_batch_size: int = 0, min_batch_timeout: int = 0, tag: str = "",
+                  inputs: str | list[str] | None = None, outputs: str | list[str] | None = None) -> None:
+        """Store the serialized model ``model`` (bytes) under ``name`` for the
+        ``backend`` plugin (``"ONNX"``, ``"TORCH"``...), replacing any model of
+        that name; one SET. Every argument is checked before anything is sent."""
+        what = f"set_model({name!r})"
+        key = self._key("model", name, False, "set_model")
+        if not isinstance(model, (bytes, bytearray, memoryview)):
+            raise ConfigError(f"{what}: model must be bytes (a serialized model), got {type(model).__name__}; "
+                              f"use set_model_from_file for a file, simctl.ml.* serialize_model for an object")
+        view = memoryview(model)
+        if not view.contiguous:
+            raise ConfigError(f"{what}: model must be a contiguous buffer")
+        view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        self._store_model(key, view, view.nbytes, what, backend, device, batch_size, min_batch_size,
+                          min_batch_timeout, tag, inputs, outputs)
+
+    def set_model_from_file(self, name: str, model_file: str | os.PathLike[str], backend: str,
+                            device: str = "CPU", batch_size: int = 0, min_batch_size: int = 0,
+                            min_batch_timeout: int = 0, tag: str = "", inputs: str | list[str] | None = None,
+                            outputs: str | list[str] | None = None) -> None:
+        """Like :meth:`set_model` with the model read from the file ``model_file``."""
+        what = f"set_model_from_file({name!r})"
+        key = self._key("model", name, False, "set_model_from_file")
+        if not isinstance(model_file, (str, os.PathLike)):
+            raise ConfigError(f"{what}: model_file must be a path, got {type(model_file).__name__}")
+        if not os.path.isfile(model_file):
+            raise ConfigError(f"{what}: model_file {os.fspath(model_file)!r} is not a file"
+                              f"{'' if os.path.exists(model_file) else ' (it does not exist)'}")
+        size = os.path.getsize(model_file)
+        self._store_model(key, None, size, what, backend, device, batch_size, min_batch_size, min_batch_timeout,
+                          tag, inputs, outputs, path=os.fspath(model_file))
+
+    def _store_model(self, key: str, model: memoryview | None, size: int, what: str, backend: Any, device: Any,
+                     batch_size: Any, min_batch_size: Any, min_batch_timeout: Any, tag: Any, inputs: Any,
+                     outputs: Any, path: str | None = None) -> None:
+        """Check the arguments, then SET the model (read from ``path`` if no ``model``)."""
+        _check_backend(backend, what)
+        parse_device(device, f"{what}: device")
+        for arg, v in (("batch_size", batch_size), ("min_batch_size", min_batch_size),
+                       ("min_batch_timeout", min_batch_timeout)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{what}: {arg} must be an int >= 0 (0: none), got {v!r:.80}")
+        if batch_size and min_batch_size > batch_size:
+            raise ConfigError(f"{what}: min_batch_size ({min_batch_size}) is larger than batch_size "
+                              f"({batch_size}); a batch never holds more than batch_size requests")
+        if not isinstance(tag, str):
+            raise ConfigError(f"{what}: tag must be a str, got {tag!r:.80}")
+        names = [_names(v, f"{what}: {arg}") for arg, v in (("inputs", inputs), ("outputs", outputs))]
+        if not size:
+            raise ConfigError(f"{what}: the model is empty (0 bytes)" + (f": {path!r}" if path else ""))
+        header = fmt.model_header(backend, device, batch_size, min_batch_size, min_batch_timeout, tag, *names,
+                                  size, what)
+        if model is None:
+            try:
+                with open(path, "rb") as fh:  # type: ignore[arg-type]
+                    data = fh.read()
+            except OSError as exc:
+                raise ConfigError(f"{what}: cannot read model_file {path!r}: {exc}") from None
+            if len(data) != size:
+                raise ConfigError(f"{what}: model_file {path!r} changed size while it was read")
+            model = memoryview(data)
+        value = header + bytes(model) if size <= 65536 else _Parts([header, model])
+        self._key_cmd(what, key, "SET", key, value)
+
+    def get_model(self, name: str) -> bytes:
+        """The serialized model stored under ``name`` (its metadata: :func:`format.parse_model_header`)."""
+        key = self._key("model", name, True, "get_model")
+        value = self._key_cmd("get_model", key, "GET", key)
+        if value is None:
+            raise self._missing("get_model", "model", key, name)
+        try:
+            return fmt.decode_model(value)[1]
+        except FormatError as exc:
+            raise FormatError(f"get_model {key!r}: {exc}") from None
+
+    def delete_model(self, name: str) -> None:
+        """Delete the model ``name`` (nothing happens if there is none)."""
+        key = self._key("model", name, True, "delete_model")
+        self._key_cmd("delete_model", key, "DEL", key)
+
+    def model_exists(self, name: str) -> bool:
+        """Whether a model is stored under ``name`` (a tensor or script there is not one)."""
+        key = self._key("model", name, True, "model_exists")
+        return self._key_cmd("model_exists", key, "GETRANGE", key, 0, 3) == fmt.MODEL_MAGIC
+
+    def poll_model(self, name: str, poll_frequency_ms: float, num_tries: int) -> bool:
+        """Like :meth:`poll_key` for the model ``name``."""
+        return _poll(lambda: self.model_exists(name), poll_frequency_ms, num_tries, "poll_model")
+
+    def set_script(self, name: str, script: str, device: str = "CPU") -> None:
+        """Store ``script`` (TorchScript source text holding functions) under ``name``; one SET."""
+        what = f"set_script({name!r})"
+        key = self._key("model", name, False, "set_script")
+        self._store_script(key, script, device, what, "script")
+
+    def set_script_from_file(self, name: str, script_file: str | os.PathLike[str], device: str = "CPU") -> None:
+        """Like :meth:`set_script` with the source read from ``script_file`` (UTF-8)."""
+        what = f"set_script_from_file({name!r})"
+        key = self._key("model", name, False, "set_script_from_file")
+        if not isinstance(script_file, (str, os.PathLike)):
+            raise ConfigError(f"{what}: script_file must be a path, got {type(script_file).__name__}")
+        parse_device(device, f"{what}: device")
+        try:
+            with open(script_file, encoding="utf-8") as fh:
+                source = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{what}: cannot read script_file {os.fspath(script_file)!r}: {exc}") from None
+        self._store_script(key, source, device, what, "script_file")
+
+    def set_function(self, name: str, function: Callable[..., Any] | str, device: str = "CPU") -> None:
+        """Store a TorchScript function under ``name``: a Python function (its
+        TorchScript source, made with :func:`simctl.ml.torch.serialize_function`;
+        needs torch) or that source as a str."""
+        what = f"set_function({name!r})"
+        key = self._key("model", name, False, "set_function")
+        parse_device(device, f"{what}: device")
+        if not isinstance(function, str):
+            if not callable(function):
+                raise ConfigError(f"{what}: function must be a Python function or its TorchScript source (str), "
+                                  f"got {type(function).__name__}")
+            # imports torch: only when a function is given
+            from ..ml.torch import serialize_function
+            function = serialize_function(function)
+        self._store_script(key, function, device, what, "function")
+
+    def _store_script(self, key: str, source: Any, device: Any, what: str, arg: str) -> None:
+        parse_device(device, f"{what}: device")
+        if not isinstance(source, str) or not source.strip():
+            got = f"{type(source).__name__}" if not isinstance(source, str) else "an empty str"
+            raise ConfigError(f"{what}: {arg} must be non-empty TorchScript source text (str), got {got}")
+        data = source.encode("utf-8")
+        self._key_cmd(what, key, "SET", key, fmt.script_header(device, len(data), what) + data)
+
+    def get_script(self, name: str) -> str:
+        """The source of the script (or function) stored under ``name``."""
+        key = self._key("model", name, True, "get_script")
+        value = self._key_cmd("get_script", key, "GET", key)
+        if value is None:
+            raise self._missing("get_script", "script", key, name)
+        try:
+            return fmt.decode_script(value)[1]
+        except FormatError as exc:
+            raise FormatError(f"get_script {key!r}: {exc}") from None
+
+    def delete_script(self, name: str) -> None:
+        """Delete the script ``name`` (nothing happens if there is none)."""
+        key = self._key("model", name, True, "delete_script")
+        self._key_cmd("delete_script", key, "DEL", key)
 
     # -- datasets ---------------------------------------------------------------------------
 
@@ -775,6 +930,27 @@ def _check_length(key: str, what: str) -> None:
     if n > fmt.MAX_KEY_BYTES:
         raise ConfigError(f"{what}: key {key[:60]!r}... is {n} bytes long; keys may be at most "
                           f"{fmt.MAX_KEY_BYTES} bytes (prefix and dataset decoration included)")
+
+
+def _check_backend(backend: Any, what: str) -> None:
+    """ConfigError unless ``backend`` names an installed backend whose runtime imports here."""
+    try:
+        cls = default_plugins().get("backend", backend)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: backend: {exc}") from None
+    reason = cls.unavailable_reason()
+    if reason:
+        raise ConfigError(f"{what}: backend {backend!r} cannot be used here: {reason}")
+
+
+def _names(value: Any, what: str) -> list[str] | None:
+    """None, or the non-empty names in ``value`` (a str or a list of them)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(n, str) and n for n in items):
+        raise ConfigError(f"{what} must be None, a name or a list of names (non-empty str), got {value!r:.80}")
+    return list(items)
 
 
 def _value(data: Any, what: str) -> bytes | _Parts:

@@ -98,11 +98,46 @@ that registered incoming entities gets ``SSKEYIN=<name>,<name>,...``. Writes
 use ``SSKEYOUT`` as the prefix, reads use the *data source*: the first
 ``SSKEYIN`` name until ``set_data_source`` picks another, none if ``SSKEYIN``
 is unset. Prefixing applies to tensors, datasets and lists by default (each
-can be switched off by the client) and never to ``key_exists``/``poll_key``,
+can be switched off by the client), to ML models and scripts only when the
+client switches it on, and never to ``key_exists``/``poll_key``,
 which take raw keys. A dataset ``d`` written with prefix ``p`` is ``F = p.d``.
 
-Other kinds (ML models and scripts, next) get their own magic and key suffixes;
-a reader must reject a value whose magic it does not know rather than guess.
+ML models and scripts
+=====================
+
+A model is one Redis string, written with one ``SET`` and read with one
+``GET``; its key is the model's name with the prefix applied when the client's
+model prefixing is on (``use_model_ensemble_prefix``; off by default)::
+
+    offset  size   field
+    0       4      magic  b"SMM1"  ("simctl model", format version 1)
+    4       4      J      length of the JSON header (uint32)
+    8       J      header UTF-8 JSON object, the fields below
+    8+J     N      model  the serialized model as the backend reads it (N >= 1)
+
+Header fields (all present): ``backend`` (the backend plugin's name: ``"ONNX"``,
+``"TORCH"``...), ``device`` (``"CPU"``, ``"GPU"`` or ``"GPU:n"``), ``batch_size``,
+``min_batch_size``, ``min_batch_timeout`` (integers >= 0, 0 meaning "no
+batching", "no minimum" and "no wait"; ``min_batch_timeout`` in milliseconds),
+``tag`` (a string, ``""`` when none), ``inputs`` and ``outputs`` (lists of
+names, or null when the model does not need them).
+
+A script (TorchScript source holding functions, or one function's source) is
+one Redis string in the same key space, under the same prefixing::
+
+    0       4      magic  b"SMS1"  ("simctl script", format version 1)
+    4       4      J      length of the JSON header (uint32)
+    8       J      header UTF-8 JSON object: ``device``
+    8+J     N      source UTF-8 text (N >= 1)
+
+Models and scripts share the key space with tensors: a key holds one of them,
+and the magic says which. :func:`parse_model_header` and
+:func:`parse_script_header` read the header (the first 4096 bytes are always
+enough, ``GETRANGE key 0 4095``). A model or script value is at most
+:data:`MAX_VALUE_BYTES` including its header; a larger one is refused before
+anything is sent.
+
+A reader must reject a value whose magic it does not know rather than guess.
 """
 
 from __future__ import annotations
@@ -338,3 +373,132 @@ def decode_meta(fields: dict[bytes, bytes]) -> tuple[dict[str, np.ndarray], dict
         else:
             raise FormatError(f"unknown dataset metadata field {field!r}")
     return scalars, strings
+
+
+# -- ML models and scripts --------------------------------------------------------------
+
+MODEL_MAGIC = b"SMM1"
+SCRIPT_MAGIC = b"SMS1"
+#: the largest JSON header a model or script may have; reading 8 + this many bytes is enough
+MAX_ML_HEADER_BYTES = 4088
+_ML_FIXED = struct.Struct("<4sI")
+MODEL_FIELDS = ("backend", "device", "batch_size", "min_batch_size", "min_batch_timeout", "tag", "inputs", "outputs")
+
+
+class ModelHeader(NamedTuple):
+    """What a model value's header says."""
+
+    backend: str
+    device: str
+    batch_size: int
+    min_batch_size: int
+    min_batch_timeout: int
+    tag: str
+    inputs: list[str] | None
+    outputs: list[str] | None
+    #: offset of the first model byte in the value
+    offset: int
+
+
+class ScriptHeader(NamedTuple):
+    """What a script value's header says."""
+
+    device: str
+    #: offset of the first source byte in the value
+    offset: int
+
+
+def _ml_header(magic: bytes, fields: dict[str, Any], payload: int, what: str) -> bytes:
+    """The fixed part and JSON header of a model or script with ``payload`` bytes after it;
+    ConfigError (naming ``what``) if the value would be too large."""
+    head = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(head) > MAX_ML_HEADER_BYTES:
+        raise ConfigError(f"{what}: its metadata (inputs, outputs, tag) take {len(head)} bytes as JSON; "
+                          f"at most {MAX_ML_HEADER_BYTES} can be stored")
+    size = _ML_FIXED.size + len(head) + payload
+    if size > MAX_VALUE_BYTES:
+        raise ConfigError(f"{what}: {payload} bytes take {size} bytes stored; a value may be at most "
+                          f"{MAX_VALUE_BYTES} bytes (512 MiB, the server's proto-max-bulk-len)")
+    return _ML_FIXED.pack(magic, len(head)) + head
+
+
+def model_header(backend: str, device: str, batch_size: int, min_batch_size: int, min_batch_timeout: int,
+                 tag: str, inputs: list[str] | None, outputs: list[str] | None, model_size: int,
+                 what: str = "model") -> bytes:
+    """The bytes that precede a model of ``model_size`` bytes in its value (arguments
+    already checked by the caller); ConfigError if the value would be too large."""
+    fields = {"backend": backend, "device": device, "batch_size": batch_size, "min_batch_size": min_batch_size,
+              "min_batch_timeout": min_batch_timeout, "tag": tag, "inputs": inputs, "outputs": outputs}
+    return _ml_header(MODEL_MAGIC, fields, model_size, what)
+
+
+def script_header(device: str, source_size: int, what: str = "script") -> bytes:
+    """The bytes that precede a script's ``source_size`` bytes of UTF-8 source in its value."""
+    return _ml_header(SCRIPT_MAGIC, {"device": device}, source_size, what)
+
+
+def _parse_ml(value: bytes | bytearray | memoryview, magic: bytes, kind: str) -> tuple[dict[str, Any], int]:
+    """(JSON header, payload offset) of a model or script value; FormatError if it is not one."""
+    if len(value) < _ML_FIXED.size or bytes(value[:3]) != magic[:3]:
+        other = {b"SMT": "a tensor", b"SMM": "a model", b"SMS": "a script"}.get(bytes(value[:3]))
+        raise FormatError(f"not a simctl {kind}" + (f": it holds {other}" if other else
+                                                    f" (it does not start with {magic[:3]!r})"))
+    got, size = _ML_FIXED.unpack_from(value)
+    if got != magic:
+        raise FormatError(f"a {kind} in format {got!r}; this version of simctl reads {magic!r}")
+    end = _ML_FIXED.size + size
+    if size > MAX_ML_HEADER_BYTES or len(value) < end:
+        raise FormatError(f"a damaged simctl {kind} header")
+    try:
+        fields = json.loads(bytes(value[_ML_FIXED.size:end]))
+    except (ValueError, UnicodeDecodeError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise FormatError(f"a damaged simctl {kind} header: not a JSON object")
+    return fields, end
+
+
+def parse_model_header(value: bytes | bytearray | memoryview) -> ModelHeader:
+    """Read a model header from the start of ``value`` (the whole value or at
+    least its first ``8 + MAX_ML_HEADER_BYTES`` bytes). FormatError if it is not one."""
+    fields, offset = _parse_ml(value, MODEL_MAGIC, "model")
+    try:
+        head = ModelHeader(**{f: fields[f] for f in MODEL_FIELDS}, offset=offset)
+    except KeyError as exc:
+        raise FormatError(f"a damaged simctl model header: no field {exc}") from None
+    ints = (head.batch_size, head.min_batch_size, head.min_batch_timeout)
+    names = (head.inputs, head.outputs)
+    if (not isinstance(head.backend, str) or not isinstance(head.device, str) or not isinstance(head.tag, str)
+            or any(type(i) is not int or i < 0 for i in ints)
+            or any(n is not None and (not isinstance(n, list) or not all(isinstance(x, str) for x in n))
+                   for n in names)):
+        raise FormatError(f"a damaged simctl model header: {fields!r:.200}")
+    return head
+
+
+def parse_script_header(value: bytes | bytearray | memoryview) -> ScriptHeader:
+    """Read a script header from the start of ``value``. FormatError if it is not one."""
+    fields, offset = _parse_ml(value, SCRIPT_MAGIC, "script")
+    if not isinstance(fields.get("device"), str):
+        raise FormatError(f"a damaged simctl script header: {fields!r:.200}")
+    return ScriptHeader(fields["device"], offset)
+
+
+def decode_model(value: bytes | bytearray | memoryview) -> tuple[ModelHeader, bytes]:
+    """(header, model bytes) of a model value; FormatError if it is not one."""
+    head = parse_model_header(value)
+    if len(value) <= head.offset:
+        raise FormatError("a damaged simctl model: no model bytes after its header")
+    return head, bytes(value[head.offset:])
+
+
+def decode_script(value: bytes | bytearray | memoryview) -> tuple[ScriptHeader, str]:
+    """(header, source text) of a script value; FormatError if it is not one."""
+    head = parse_script_header(value)
+    try:
+        source = bytes(value[head.offset:]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"a damaged simctl script: its source is not UTF-8 ({exc})") from None
+    if not source:
+        raise FormatError("a damaged simctl script: no source after its header")
+    return head, source
