@@ -221,23 +221,22 @@ class ProcessLauncher(Launcher):
     def _ensure_reaper(self) -> None:
         """Start the reaper thread (and its pipe and selector) unless it runs
         (called with ``_reaper_lock`` held)."""
-        if True:
-            if self._reaper is not None and self._reaper.is_alive() and not self._closed:
-                return
-            if self._reaper is not None:
-                self._reaper.join()  # closing: it quits at once
-            self._closed = False
-            self._selector = selectors.DefaultSelector()
-            self._rpipe, self._wpipe = os.pipe()
-            os.set_blocking(self._wpipe, False)
-            self._selector.register(self._rpipe, selectors.EVENT_READ, None)
-            with self._lock:  # processes still running from before a close()
-                for job_id, proc in self._procs.items():
-                    if proc.pidfd is not None:
-                        self._selector.register(proc.pidfd, selectors.EVENT_READ, job_id)
-            self._reaper = threading.Thread(target=self._reap_loop, args=(self._selector, self._rpipe),
-                                            name="simctl-process-reaper", daemon=True)
-            self._reaper.start()
+        if self._reaper is not None and self._reaper.is_alive() and not self._closed:
+            return
+        if self._reaper is not None:
+            self._reaper.join()  # closing: it quits at once
+        self._closed = False
+        self._selector = selectors.DefaultSelector()
+        self._rpipe, self._wpipe = os.pipe()
+        os.set_blocking(self._wpipe, False)
+        self._selector.register(self._rpipe, selectors.EVENT_READ, None)
+        with self._lock:  # processes still running from before a close()
+            for job_id, proc in self._procs.items():
+                if proc.pidfd is not None:
+                    self._selector.register(proc.pidfd, selectors.EVENT_READ, job_id)
+        self._reaper = threading.Thread(target=self._reap_loop, args=(self._selector, self._rpipe),
+                                        name="simctl-process-reaper", daemon=True)
+        self._reaper.start()
 
     def _timeout(self) -> float | None:
         """How long the reaper may wait: until the next walltime, or the next poll."""

@@ -646,21 +646,28 @@ class Client:
         value = header + bytes(model) if size <= 65536 else _Parts([header, model])
         self._key_cmd(what, key, "SET", key, value)
 
+    def _get_stored(self, op: str, kind: str, name: str, decode: Callable[[bytes], tuple[Any, Any]]) -> Any:
+        """The payload of the model or script ``name`` (read prefix), decoded."""
+        key = self._key("model", name, True, op)
+        value = self._key_cmd(op, key, "GET", key)
+        if value is None:
+            raise self._missing(op, kind, key, name)
+        try:
+            return decode(value)[1]
+        except FormatError as exc:
+            raise FormatError(f"{op} {key!r}: {exc}") from None
+
+    def _delete_stored(self, op: str, name: str) -> None:
+        key = self._key("model", name, True, op)
+        self._key_cmd(op, key, "DEL", key)
+
     def get_model(self, name: str) -> bytes:
         """The serialized model stored under ``name`` (its metadata: :func:`format.parse_model_header`)."""
-        key = self._key("model", name, True, "get_model")
-        value = self._key_cmd("get_model", key, "GET", key)
-        if value is None:
-            raise self._missing("get_model", "model", key, name)
-        try:
-            return fmt.decode_model(value)[1]
-        except FormatError as exc:
-            raise FormatError(f"get_model {key!r}: {exc}") from None
+        return self._get_stored("get_model", "model", name, fmt.decode_model)
 
     def delete_model(self, name: str) -> None:
         """Delete the model ``name`` (nothing happens if there is none)."""
-        key = self._key("model", name, True, "delete_model")
-        self._key_cmd("delete_model", key, "DEL", key)
+        self._delete_stored("delete_model", name)
 
     def model_exists(self, name: str) -> bool:
         """Whether a model is stored under ``name`` (a tensor or script there is not one)."""
@@ -683,7 +690,7 @@ class Client:
         key = self._key("model", name, False, "set_script_from_file")
         if not isinstance(script_file, (str, os.PathLike)):
             raise ConfigError(f"{what}: script_file must be a path, got {type(script_file).__name__}")
-        parse_device(device, f"{what}: device")
+        parse_device(device, f"{what}: device")  # before reading the file
         try:
             with open(script_file, encoding="utf-8") as fh:
                 source = fh.read()
@@ -717,19 +724,11 @@ class Client:
 
     def get_script(self, name: str) -> str:
         """The source of the script (or function) stored under ``name``."""
-        key = self._key("model", name, True, "get_script")
-        value = self._key_cmd("get_script", key, "GET", key)
-        if value is None:
-            raise self._missing("get_script", "script", key, name)
-        try:
-            return fmt.decode_script(value)[1]
-        except FormatError as exc:
-            raise FormatError(f"get_script {key!r}: {exc}") from None
+        return self._get_stored("get_script", "script", name, fmt.decode_script)
 
     def delete_script(self, name: str) -> None:
         """Delete the script ``name`` (nothing happens if there is none)."""
-        key = self._key("model", name, True, "delete_script")
-        self._key_cmd("delete_script", key, "DEL", key)
+        self._delete_stored("delete_script", name)
 
     # -- datasets ---------------------------------------------------------------------------
 
