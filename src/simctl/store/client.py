@@ -25,6 +25,7 @@ from ..core.backend import parse_device
 from ..core.errors import ConfigError
 from ..core.plugins import default_plugins
 from . import format as fmt
+from . import protocol as pr
 from .dataset import Dataset, check_name
 from .format import FormatError, StoreConnectionError, StoreError, StoreKeyError
 
@@ -309,6 +310,10 @@ class Client:
         self._sources = [s.strip() for s in os.environ.get("SSKEYIN", "").split(",") if s.strip()]
         self._get_prefix = self._sources[0] if self._sources else ""
         self._use_prefix = {"tensor": True, "dataset": True, "list": True, "model": False}
+        # inference (protocol.py): this client's id, worker tags by node, the device each model ran on
+        self._id = pr.new_id()
+        self._tags: dict[str, str] = {}
+        self._devices: dict[tuple[str, str], str] = {}
 
     # -- connection ---------------------------------------------------------------------
 
@@ -645,6 +650,17 @@ class Client:
             model = memoryview(data)
         value = header + bytes(model) if size <= 65536 else _Parts([header, model])
         self._key_cmd(what, key, "SET", key, value)
+        self._changed(what, key)
+
+    def _changed(self, what: str, key: str) -> None:
+        """Tell the inference workers that the model or script ``key`` changed.
+        On a cluster, on every shard: a shard passes a message on to the others
+        only later, and a request sent next must find its worker told."""
+        if not self._cluster:
+            self._call(what, self._r.publish, pr.CHANGED, key)
+            return
+        for node in self._r.get_primaries():
+            self._call(what, self._r.get_redis_connection(node).publish, pr.CHANGED, key)
 
     def _get_stored(self, op: str, kind: str, name: str, decode: Callable[[bytes], tuple[Any, Any]]) -> Any:
         """The payload of the model or script ``name`` (read prefix), decoded."""
@@ -660,6 +676,7 @@ class Client:
     def _delete_stored(self, op: str, name: str) -> None:
         key = self._key("model", name, True, op)
         self._key_cmd(op, key, "DEL", key)
+        self._changed(op, key)
 
     def get_model(self, name: str) -> bytes:
         """The serialized model stored under ``name`` (its metadata: :func:`format.parse_model_header`)."""
@@ -721,6 +738,7 @@ class Client:
             raise ConfigError(f"{what}: {arg} must be non-empty TorchScript source text (str), got {got}")
         data = source.encode("utf-8")
         self._key_cmd(what, key, "SET", key, fmt.script_header(device, len(data), what) + data)
+        self._changed(what, key)
 
     def get_script(self, name: str) -> str:
         """The source of the script (or function) stored under ``name``."""
@@ -729,6 +747,156 @@ class Client:
     def delete_script(self, name: str) -> None:
         """Delete the script ``name`` (nothing happens if there is none)."""
         self._delete_stored("delete_script", name)
+
+    # -- several GPUs: one copy per GPU, named <name>.GPU:<n> ----------------------------------
+
+    def set_model_multigpu(self, name: str, model: bytes | bytearray | memoryview, backend: str, first_gpu: int,
+                           num_gpus: int, batch_size: int = 0, min_batch_size: int = 0, min_batch_timeout: int = 0,
+                           tag: str = "", inputs: str | list[str] | None = None,
+                           outputs: str | list[str] | None = None) -> None:
+        """Store ``model`` once per GPU ``first_gpu`` .. ``first_gpu + num_gpus - 1``,
+        as ``<name>.GPU:<n>`` for device ``GPU:<n>`` (see :meth:`run_model_multigpu`)."""
+        for gpu in _gpus("set_model_multigpu", first_gpu, num_gpus):
+            self.set_model(f"{name}.GPU:{gpu}", model, backend, f"GPU:{gpu}", batch_size, min_batch_size,
+                           min_batch_timeout, tag, inputs, outputs)
+
+    def set_script_multigpu(self, name: str, script: str, first_gpu: int, num_gpus: int) -> None:
+        """Store ``script`` once per GPU, as ``<name>.GPU:<n>``."""
+        for gpu in _gpus("set_script_multigpu", first_gpu, num_gpus):
+            self.set_script(f"{name}.GPU:{gpu}", script, f"GPU:{gpu}")
+
+    def set_function_multigpu(self, name: str, function: Callable[..., Any] | str, first_gpu: int,
+                              num_gpus: int) -> None:
+        """Store ``function`` once per GPU, as ``<name>.GPU:<n>``."""
+        for gpu in _gpus("set_function_multigpu", first_gpu, num_gpus):
+            self.set_function(f"{name}.GPU:{gpu}", function, f"GPU:{gpu}")
+
+    def delete_model_multigpu(self, name: str, first_gpu: int, num_gpus: int) -> None:
+        """Delete every copy stored by :meth:`set_model_multigpu`."""
+        for gpu in _gpus("delete_model_multigpu", first_gpu, num_gpus):
+            self.delete_model(f"{name}.GPU:{gpu}")
+
+    def delete_script_multigpu(self, name: str, first_gpu: int, num_gpus: int) -> None:
+        """Delete every copy stored by :meth:`set_script_multigpu`."""
+        for gpu in _gpus("delete_script_multigpu", first_gpu, num_gpus):
+            self.delete_script(f"{name}.GPU:{gpu}")
+
+    def run_model_multigpu(self, name: str, offset: int, first_gpu: int, num_gpus: int,
+                           inputs: str | list[str] | None = None, outputs: str | list[str] | None = None) -> None:
+        """Run the copy of ``name`` on GPU ``first_gpu + offset % num_gpus``
+        (``offset``: an MPI rank, say, to spread callers over the GPUs)."""
+        gpus = _gpus("run_model_multigpu", first_gpu, num_gpus)
+        self.run_model(f"{name}.GPU:{gpus[_offset('run_model_multigpu', offset) % num_gpus]}", inputs, outputs)
+
+    def run_script_multigpu(self, name: str, fn_name: str, inputs: str | list[str], outputs: str | list[str],
+                            offset: int, first_gpu: int, num_gpus: int) -> None:
+        """Like :meth:`run_model_multigpu` for a script's function."""
+        gpus = _gpus("run_script_multigpu", first_gpu, num_gpus)
+        self.run_script(f"{name}.GPU:{gpus[_offset('run_script_multigpu', offset) % num_gpus]}", fn_name,
+                        inputs, outputs)
+
+    # -- running models and scripts (the inference workers; see protocol.py) -------------------
+
+    def run_model(self, name: str, inputs: str | list[str] | None = None,
+                  outputs: str | list[str] | None = None) -> None:
+        """Run the model ``name`` on the tensors ``inputs`` and store its results
+        as the tensors ``outputs``, beside the store: by the inference worker of
+        the shard that holds the first input, on the model's device. Returns once
+        the outputs are stored; a failure (no such model, a wrong shape...) is a
+        StoreError with the backend's words. Inputs are read with the data
+        source's prefix when one is set (``SSKEYIN``, :meth:`set_data_source`),
+        else with this entity's own; outputs are written with its own."""
+        what = f"run_model({name!r})"
+        key = self._key("model", name, True, "run_model")
+        self._run("model", key, "", inputs, outputs, what)
+
+    def run_script(self, name: str, fn_name: str, inputs: str | list[str], outputs: str | list[str]) -> None:
+        """Run the function ``fn_name`` of the script (or function) stored as
+        ``name``, like :meth:`run_model`."""
+        what = f"run_script({name!r}, {fn_name!r})"
+        key = self._key("model", name, True, "run_script")
+        if not isinstance(fn_name, str) or not fn_name.isidentifier():
+            raise ConfigError(f"{what}: fn_name must be the name of a function in the script, got {fn_name!r:.80}")
+        self._run("script", key, fn_name, inputs, outputs, what)
+
+    def _tensor_in(self, name: str, what: str) -> str:
+        return self._key("tensor", name, bool(self._get_prefix), what)
+
+    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str) -> None:
+        ins = [self._tensor_in(n, what) for n in _names(inputs, f"{what}: inputs") or []]
+        outs = [self._key("tensor", n, False, what) for n in _names(outputs, f"{what}: outputs") or []]
+        if not ins or not outs:
+            raise ConfigError(f"{what}: give the {'inputs' if not ins else 'outputs'} (a tensor name or a list "
+                              "of them)")
+        tag = self._tag(ins[0])
+        device = self._devices.get((kind, key), "CPU")
+        reply = pr.reply_key(tag, self._id)
+        rid, body = pr.request(reply, kind, key, ins, outs, fn)
+        queue = pr.queue_key(tag, device)
+        answer = self._wait_reply(what, tag, device, queue, reply, rid, body)
+        if answer.get("error") is not None:
+            raise StoreError(f"{what}: {answer['error']}")
+        self._devices[(kind, key)] = str(answer.get("device") or device)
+
+    def _wait_reply(self, what: str, tag: str, device: str, queue: str, reply: str, rid: str,
+                    body: bytes) -> dict[str, Any]:
+        """The reply to request ``rid``; StoreError when no worker of ``device``
+        lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn)."""
+        alive = pr.alive_key(tag, device)
+        gone_since: float | None = None
+        got = self._send_and_wait(what, queue, body, reply)
+        while True:
+            if got is None:
+                got = self._key_cmd(what, reply, "BLPOP", reply, pr.WAIT_SLICE)
+            if got is not None:
+                try:
+                    answer = pr.parse(got[1])
+                except ValueError:
+                    continue
+                got = None
+                if answer["id"] == rid:
+                    return answer
+                continue  # the reply to an earlier request this client gave up on
+            if self._key_cmd(what, alive, "EXISTS", alive):
+                gone_since = None
+                continue
+            now = time.monotonic()
+            gone_since = gone_since or now
+            if now - gone_since >= pr.NO_WORKER_GRACE and self._key_cmd(what, queue, "LREM", queue, 1, body):
+                raise StoreError(f"{what}: no inference worker for {device} answered on the store shard holding "
+                                 f"{queue!r} for {pr.NO_WORKER_GRACE:g} s (is the store running, with ml_devices "
+                                 f"including {device!r}?); the request was withdrawn")
+
+    def _send_and_wait(self, what: str, queue: str, body: bytes, reply: str) -> Any:
+        """RPUSH the request and BLPOP its reply (one slice) in one round trip."""
+        if self._cluster:
+            node = self._r.nodes_manager.get_node_from_slot(self._r.keyslot(queue))
+            conn = getattr(node, "redis_connection", None)
+            if conn is None:  # let redis-py find the node; two round trips
+                self._key_cmd(what, queue, "RPUSH", queue, body)
+                return None
+        else:
+            conn = self._r
+        pipe = conn.pipeline(transaction=False)
+        pipe.execute_command("RPUSH", queue, body)
+        pipe.execute_command("BLPOP", reply, pr.WAIT_SLICE)
+        try:
+            return pipe.execute()[1]
+        except redis.RedisError as exc:
+            raise self._error(f"{what} {queue!r}", exc) from None
+
+    def _tag(self, key: str) -> str:
+        """The worker tag of the shard holding ``key``."""
+        if not self._cluster:
+            return pr.tag_for(None)
+        try:
+            node = self._r.nodes_manager.get_node_from_slot(self._r.keyslot(key))
+        except redis.exceptions.RedisClusterException as exc:
+            raise StoreConnectionError(f"no shard of the cluster holds {key!r}: {exc}") from None
+        if node.name not in self._tags:
+            owned = [s for s, nodes in self._r.nodes_manager.slots_cache.items() if nodes and nodes[0].name == node.name]
+            self._tags[node.name] = pr.tag_for(owned)
+        return self._tags[node.name]
 
     # -- datasets ---------------------------------------------------------------------------
 
@@ -922,6 +1090,20 @@ class Client:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _gpus(what: str, first_gpu: Any, num_gpus: Any) -> list[int]:
+    """The GPU numbers ``first_gpu`` .. ``first_gpu + num_gpus - 1``, checked."""
+    for arg, v, low in (("first_gpu", first_gpu, 0), ("num_gpus", num_gpus, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ConfigError(f"{what}: {arg} must be an int >= {low}, got {v!r:.80}")
+    return list(range(first_gpu, first_gpu + num_gpus))
+
+
+def _offset(what: str, offset: Any) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ConfigError(f"{what}: offset must be an int >= 0 (an MPI rank, say), got {offset!r:.80}")
+    return offset
 
 
 def _check_length(key: str, what: str) -> None:

@@ -36,6 +36,7 @@ import attrs
 from simctl import ConfigError, ProcessStep, checks
 
 from . import server as srv
+from .protocol import check_devices
 from .supervisor import PASSWORD_ENV
 
 #: options the documents pass for inference (ML models in the store, a later issue); accepted and kept
@@ -63,6 +64,8 @@ class ColocatedDB:
     #: inference options (``threads_per_queue``...), kept for the inference workers
     ml_options: tuple[tuple[str, Any], ...] = ()
     server: str = ""
+    #: devices with an inference worker beside the store
+    ml_devices: tuple[str, ...] = ("CPU",)
 
     def apply(self, step: ProcessStep) -> None:
         """Make ``step`` start this colocated store (see :func:`apply`)."""
@@ -91,13 +94,14 @@ def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any
     if not isinstance(debug, bool):
         raise ConfigError(f"debug must be True or False; got {checks.show(debug)}")
     conf, ml = [], []
+    devices = check_devices(kwargs.pop("ml_devices", ["CPU"]))
     for key, value in kwargs.items():
         if key in ML_OPTIONS:
             ml.append((key, checks.positive_int(key, value)))
         else:
             conf.append(srv.check_conf(f"colocated store option {key}=", key.replace("_", "-"), value))
     return {"db_cpus": db_cpus, "custom_pinning": pins, "debug": debug, "conf": tuple(conf),
-            "ml_options": tuple(ml), "server": srv.find_server(server)}
+            "ml_options": tuple(ml), "server": srv.find_server(server), "ml_devices": devices}
 
 
 def tcp(port: int = 6780, ifname: str | list[str] = "lo", db_cpus: int = 1, custom_pinning: Any = None,
@@ -166,6 +170,8 @@ def apply(step: ProcessStep, db: ColocatedDB) -> None:
         conf.insert(0, ("loglevel", "verbose"))
     for key, value in conf:
         argv += ["--conf", f"{key}={value}"]
+    for device in db.ml_devices:
+        argv += ["--ml-device", device]
     step.per_node = argv
     step.env["SSDB"] = address
     step.env["SSDB_CLUSTER"] = "0"

@@ -57,6 +57,7 @@ from simctl.core.entities import check_name
 from simctl.log import logger
 
 from . import server as srv
+from .protocol import check_devices, own_slots
 from .supervisor import PASSWORD_ENV, interface_addresses
 
 if TYPE_CHECKING:  # the client (redis-py, numpy) is imported when first used
@@ -79,6 +80,7 @@ EXTRA_OPTIONS = {
     "server": "the server binary (redis-server, valkey-server, or a path)",
     "persist": "save the data when stopped and load it when started again (default True)",
     "ready_timeout": "seconds start() waits for it to be ready (default 60; 600 with batch=True)",
+    "ml_devices": "devices with an inference worker beside each shard (default ['CPU']; [] for none)",
 }
 
 
@@ -184,12 +186,14 @@ class Orchestrator(Entity):
     def __init__(self, name: str, path: str, launcher: Launcher, *, port: int, db_nodes: int,
                  interfaces: list[str], batch: bool, hosts: list[str], run_settings: RunSettings,
                  batch_settings: BatchSettings | None, db_cpus: int, single_cmd: bool, server: str,
-                 persist: bool, ready_timeout: float) -> None:
+                 persist: bool, ready_timeout: float, ml_devices: Sequence[str] = ("CPU",)) -> None:
         self.name, self.path, self.launcher = name, path, launcher
         self.port, self.db_nodes, self.interfaces = port, db_nodes, interfaces
         self.batch, self._hosts, self.run_settings, self.batch_settings = batch, hosts, run_settings, batch_settings
         self.db_cpus, self.single_cmd, self.server, self.persist = db_cpus, single_cmd, server, persist
         self.ready_timeout = ready_timeout
+        #: devices with an inference worker beside each shard
+        self.ml_devices = tuple(ml_devices)
         #: configuration directives given to every shard (set_max_memory, set_db_conf...)
         self.conf: dict[str, str] = {}
         self.params: dict[str, Any] = {}  # for generate(): an orchestrator has no parameters...
@@ -388,6 +392,8 @@ class Orchestrator(Entity):
             argv.append("--nosave")
         for key, value in self.conf.items():
             argv += ["--conf", f"{key}={value}"]
+        for device in self.ml_devices:
+            argv += ["--ml-device", device]
         return ProcessStep(name=f"{self.name}_{i}", argv=argv, cwd=self.path, secret_env={PASSWORD_ENV: self._password},
                            out=os.path.join(self.path, f"{self.name}_{i}.out"),
                            err=os.path.join(self.path, f"{self.name}_{i}.err"), run_settings=rs,
@@ -431,7 +437,7 @@ class Orchestrator(Entity):
                 clients[0].execute_command("CLUSTER", "MEET", info["host"], info["port"])
             owned: set[int] = set()
             for c in clients:
-                owned |= _own_slots(c.execute_command("CLUSTER", "NODES"))
+                owned |= own_slots(c.execute_command("CLUSTER", "NODES"))
             missing = sorted(set(range(SLOTS)) - owned)
             n = len(clients)
             for k, c in enumerate(clients):
@@ -480,21 +486,6 @@ def _cluster_info(client: Any) -> dict[str, str]:
     if isinstance(text, dict):  # a client that parses the reply itself
         return {k: str(v) for k, v in text.items()}
     return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
-
-
-def _own_slots(nodes: Any) -> set[int]:
-    """The slots the node answering ``CLUSTER NODES`` holds itself."""
-    out: set[int] = set()
-    lines = nodes.splitlines() if isinstance(nodes, str) else []
-    for line in lines:
-        parts = line.split()
-        if len(parts) > 8 and "myself" in parts[2].split(","):
-            for part in parts[8:]:
-                if part.startswith("["):
-                    continue  # a slot being migrated
-                lo, _, hi = part.partition("-")
-                out.update(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, interface: str | list[str] = "lo",
@@ -552,4 +543,5 @@ def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, inte
     launcher.check_settings(rs, bs)
     return Orchestrator(name, path, launcher, port=port, db_nodes=db_nodes, interfaces=interfaces, batch=batch,
                         hosts=host_list, run_settings=rs, batch_settings=bs, db_cpus=db_cpus, single_cmd=single_cmd,
-                        server=server, persist=persist, ready_timeout=float(timeout))
+                        server=server, persist=persist, ready_timeout=float(timeout),
+                        ml_devices=check_devices(kwargs.get("ml_devices", ["CPU"])))

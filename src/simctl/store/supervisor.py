@@ -43,6 +43,11 @@ PASSWORD_ENV = "SSDB_PASSWORD"
 READY_ENV = "SIMCTL_READY_FILE"
 #: lines of the server's log quoted when it fails
 TAIL_LINES = 8
+#: seconds between checks of the inference workers
+WATCH_INTERVAL = 0.1
+#: a worker that dies sooner than this after starting is restarted after a growing delay
+QUICK_DEATH = 5.0
+MAX_RESTART_DELAY = 10.0
 
 
 def interface_addresses(names: Sequence[str]) -> list[str]:
@@ -135,6 +140,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--pin", help="CPUs to pin the server to (0,2-3)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a server configuration directive (repeatable)")
+    p.add_argument("--ml-device", action="append", default=[], metavar="DEVICE",
+                   help="run an inference worker for DEVICE (CPU, GPU:n) beside the server (repeatable)")
     return p.parse_args(list(argv))
 
 
@@ -146,12 +153,24 @@ def _cpus(text: str) -> set[int]:
     return out
 
 
+class _Worker:
+    """An inference worker process and its restarts."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None, started: float, delay: float) -> None:
+        self.proc, self.started, self.delay = proc, started, delay
+        self.restart_at: float | None = None
+        self.how = ""
+
+
 class Supervisor:
     """One server: configure, start, wait, report, forward the stop."""
 
     def __init__(self, args: argparse.Namespace, password: str) -> None:
         self.args, self.password = args, password
         self.proc: subprocess.Popen[bytes] | None = None
+        #: inference workers by device
+        self.workers: dict[str, _Worker] = {}
+        self.where = ""
         self.stopping = False
         self.log_start = 0
         self.tmpdir: str | None = None
@@ -197,11 +216,12 @@ class Supervisor:
 
     def on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        for proc in [self.proc] + [w.proc for w in self.workers.values()]:
+            if proc is not None and proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
     def run(self) -> int:
         from .server import render_conf, write_private
@@ -242,6 +262,8 @@ class Supervisor:
             self.on_signal(signal.SIGTERM, None)
         if not self._wait_answering(addresses):
             return self._finish(failed=True)
+        for device in dict.fromkeys(a.ml_device):
+            self._start_worker(device, "")
         self._report(addresses)
         return self._finish(failed=False)
 
@@ -249,6 +271,7 @@ class Supervisor:
         """Wait until the server answers PING; False (having said why) if it ends first."""
         assert self.proc is not None
         where: str | tuple[str, int] = self.args.unixsocket or (addresses[0], self.args.port)
+        self.where = f"unix://{where}" if isinstance(where, str) else f"{where[0]}:{where[1]}"
         delay = 0.002
         while True:
             if self.proc.poll() is not None:
@@ -289,7 +312,8 @@ class Supervisor:
     def _finish(self, failed: bool) -> int:
         """Wait for the server to end; clean up; the exit status."""
         assert self.proc is not None
-        rc = self.proc.wait()
+        rc = self._watch()
+        self._stop_workers()
         self._remove_addr_file()
         if self.tmpdir is not None:
             import shutil
@@ -300,6 +324,68 @@ class Supervisor:
         if rc != 0 and not self.stopping:
             self.fail(f"the store server (port {self.args.port}) ended unexpectedly with code {rc}")
         return rc if rc >= 0 else 128 - rc
+
+    # -- inference workers --------------------------------------------------------------
+
+    def _start_worker(self, device: str, previous_exit: str, delay: float = 0.0) -> None:
+        """Start the inference worker of ``device`` (its output goes to a log beside the server's)."""
+        env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+        env[PASSWORD_ENV] = self.password
+        if device != "CPU":
+            from .worker import VISIBILITY
+
+            index = device.partition(":")[2] or "0"
+            env.update({var: index for var in VISIBILITY})
+        argv = [sys.executable, "-m", "simctl.store.worker", "--address", self.where, "--device", device,
+                "--previous-exit", previous_exit] + (["--cluster"] if self.args.cluster else [])
+        log = f"{os.path.splitext(self.log)[0]}.ml-{device.replace(':', '')}.log"
+        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=env,
+                                    close_fds=True)
+        except OSError as exc:
+            print(f"simctl store supervisor: could not start the inference worker for {device}: {exc}",
+                  file=sys.stderr, flush=True)
+            proc = None
+        finally:
+            os.close(log_fd)
+        self.workers[device] = _Worker(proc, time.monotonic(), delay)
+
+    def _watch(self) -> int:
+        """Wait for the server to end, restarting inference workers that die
+        (after a delay that doubles, up to MAX_RESTART_DELAY, while they keep
+        dying within QUICK_DEATH seconds); the server's exit status."""
+        assert self.proc is not None
+        while True:
+            try:
+                return self.proc.wait(timeout=WATCH_INTERVAL if self.workers else None)
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            for device, w in list(self.workers.items()):
+                if self.stopping or (w.proc is not None and w.proc.poll() is None):
+                    continue
+                if w.restart_at is None:
+                    rc = -1 if w.proc is None else w.proc.returncode
+                    w.how = f"exit code {rc}" if rc >= 0 else f"killed by signal {-rc}"
+                    w.delay = min(max(2 * w.delay, 0.5), MAX_RESTART_DELAY) if now - w.started < QUICK_DEATH else 0
+                    w.restart_at = now + w.delay
+                if now >= w.restart_at:
+                    print(f"simctl store supervisor: the inference worker for {device} ended ({w.how}); "
+                          "restarting it", file=sys.stderr, flush=True)
+                    self._start_worker(device, w.how, w.delay)
+
+    def _stop_workers(self) -> None:
+        procs = [w.proc for w in self.workers.values() if w.proc is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def _remove_addr_file(self) -> None:
         try:

@@ -37,6 +37,12 @@ def _arrays(result: Any) -> list[np.ndarray]:
     return [t.detach().cpu().numpy() for t in items]
 
 
+def _last_line(exc: Exception) -> str:
+    """What went wrong, without the TorchScript interpreter's traceback before it."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
 class TorchBackend(Backend):
     """TorchScript models (``torch.jit.save`` bytes) and TorchScript scripts and functions."""
 
@@ -84,7 +90,7 @@ class TorchBackend(Backend):
                 return _arrays(handle.obj(*_tensors(torch, inputs, handle.device)))
             except Exception as exc:  # a wrong shape, dtype or count: torch says which
                 raise ConfigError(f"the TORCH model failed on {len(inputs)} input(s) "
-                                  f"{[f'{a.dtype}{list(a.shape)}' for a in inputs]}: {exc}") from None
+                                  f"{[f'{a.dtype}{list(a.shape)}' for a in inputs]}: {_last_line(exc)}") from None
 
     def load_script(self, script: str | bytes, device: str = "CPU") -> TorchLoaded:
         """Compile TorchScript source text (one or more ``def``) for ``device``."""
@@ -113,7 +119,8 @@ class TorchBackend(Backend):
             try:
                 return _arrays(fn(*_tensors(torch, inputs, handle.device)))
             except Exception as exc:
-                raise ConfigError(f"script function {fn_name!r} failed on {len(inputs)} input(s): {exc}") from None
+                raise ConfigError(f"script function {fn_name!r} failed on {len(inputs)} input(s): "
+                                  f"{_last_line(exc)}") from None
 
 
 @simctl.hookimpl

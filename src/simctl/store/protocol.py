@@ -1,0 +1,168 @@
+"""The request protocol between clients and the inference workers (version 1).
+
+Every store shard (and every colocated store) runs one inference worker per
+device (``CPU``, ``GPU:0``...) beside its server, under the shard's
+supervisor. Clients and workers talk through the server itself, with keys that
+all carry the shard's *worker tag* ``{T}`` (a Redis hash tag: every key of a
+shard's workers lives on that shard; ``T`` is ``w`` on a single server, and on
+a cluster the first of ``w0``, ``w1``... whose slot the shard owns):
+
+``simctl.ml{T}.q.<DEVICE>``
+    the device's request queue (a list). A client ``RPUSH``es one request.
+``simctl.ml{T}.f.<DEVICE>``
+    the requests the device's worker has taken and not yet answered (a list).
+    The worker moves requests from the queue into it atomically (``BLMOVE``,
+    or a Lua script taking up to a batch at once), and deletes it with its
+    replies. A worker that starts finds its predecessor's requests there and
+    answers each with an error: a worker killed in the middle of a request
+    costs its callers an error, not a hang.
+``simctl.ml{T}.alive.<DEVICE>``
+    present while the worker lives: a heartbeat thread sets it every second
+    with a 3-second expiry. Its value is the worker's pid.
+``simctl.ml{T}.r.<CLIENT>``
+    a client's reply list (``CLIENT``: a random id per Client object). The
+    worker ``RPUSH``es the reply and gives the list a 60-second expiry.
+
+A request is a JSON object, UTF-8: ``{"v": 1, "id": str, "reply": key,
+"kind": "model" | "script", "key": the model's or script's key, "fn":
+function name (scripts), "in": [input tensor keys], "out": [output tensor
+keys]}``. A reply is ``{"id": str, "device": str}`` on success (the device
+that ran it, which the client remembers as the queue to use next time) or
+``{"id": str, "error": str}``. Inputs are read and outputs written in the
+tensor format of :mod:`simctl.store.format`; the outputs exist when the reply
+arrives.
+
+A request lands on the queue of the shard that holds its first input (so a
+cluster runs it where its inputs are) and of the device the model was stored
+for. A worker that takes a request for another device's model passes it on to
+that device's queue. When a model or script is stored or deleted, the client
+publishes its key on the channel :data:`CHANGED` and every worker drops its
+loaded copy.
+
+A client waits for its reply in slices of :data:`WAIT_SLICE` seconds; when a
+slice passes with no reply and no worker of that device alive, and none comes
+back within :data:`NO_WORKER_GRACE` seconds, it withdraws its request and
+raises an error. There is no other limit on how long a run takes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Iterable
+
+from redis.crc import key_slot
+
+VERSION = 1
+#: the pub/sub channel on which a stored or deleted model or script key is published
+CHANGED = "simctl.ml.changed"
+#: seconds a client blocks for its reply before checking that a worker lives
+WAIT_SLICE = 1.0
+#: seconds without any live worker for the device after which a client gives up
+NO_WORKER_GRACE = 5.0
+#: seconds a worker's heartbeat key lives; refreshed every HEARTBEAT seconds
+ALIVE_TTL = 3.0
+HEARTBEAT = 1.0
+#: seconds a reply list lives after the last reply (a client that went away)
+REPLY_TTL = 60
+#: requests a worker takes from its queue at once
+TAKE = 64
+
+#: move up to ARGV[1] requests from the queue KEYS[1] to the taken list KEYS[2], atomically
+TAKE_SCRIPT = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items > 0 then
+  redis.call('LTRIM', KEYS[1], #items, -1)
+  redis.call('RPUSH', KEYS[2], unpack(items))
+end
+return items
+"""
+
+
+def check_devices(value: Any, arg: str = "ml_devices") -> tuple[str, ...]:
+    """The inference devices asked for (``"CPU"``, ``"GPU:n"``; ``"GPU"`` is
+    ``"GPU:0"``), each once, in order; ConfigError naming ``arg`` otherwise."""
+    from ..core.backend import parse_device
+    from ..core.errors import ConfigError
+
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{arg} must be a list of devices such as ['CPU', 'GPU:0'] ([] for no inference "
+                          f"workers); got {value!r:.80}")
+    out = []
+    for item in items:
+        kind, index = parse_device(item, f"{arg} item")
+        out.append("CPU" if kind == "CPU" else f"GPU:{index or 0}")
+    return tuple(dict.fromkeys(out))
+
+
+def tag_for(owned: Iterable[int] | None) -> str:
+    """The worker tag of a shard owning the cluster slots ``owned`` (None: a
+    single server, whose tag is ``w``)."""
+    if owned is None:
+        return "w"
+    slots = set(owned)
+    if not slots:
+        raise ValueError("the shard owns no slots")
+    i = 0
+    while key_slot(f"w{i}".encode()) not in slots:
+        i += 1
+    return f"w{i}"
+
+
+def queue_key(tag: str, device: str) -> str:
+    return f"simctl.ml{{{tag}}}.q.{device}"
+
+
+def taken_key(tag: str, device: str) -> str:
+    return f"simctl.ml{{{tag}}}.f.{device}"
+
+
+def alive_key(tag: str, device: str) -> str:
+    return f"simctl.ml{{{tag}}}.alive.{device}"
+
+
+def reply_key(tag: str, client_id: str) -> str:
+    return f"simctl.ml{{{tag}}}.r.{client_id}"
+
+
+def new_id() -> str:
+    """A random id (a client's, or a request's)."""
+    return uuid.uuid4().hex
+
+
+def request(reply: str, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "") -> tuple[str, bytes]:
+    """(request id, encoded request)."""
+    rid = new_id()
+    body = {"v": VERSION, "id": rid, "reply": reply, "kind": kind, "key": key, "fn": fn, "in": inputs,
+            "out": outputs}
+    return rid, json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse(raw: bytes) -> dict[str, Any]:
+    """A decoded request or reply; ValueError if it is not one."""
+    msg = json.loads(raw)
+    if not isinstance(msg, dict) or not isinstance(msg.get("id"), str):
+        raise ValueError(f"not a simctl inference message: {raw[:200]!r}")
+    return msg
+
+
+def reply(rid: str, error: str | None = None, device: str = "") -> bytes:
+    """An encoded reply: success (with the device that ran it) or ``error``."""
+    body: dict[str, Any] = {"id": rid, "error": error} if error is not None else {"id": rid, "device": device}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def own_slots(nodes: Any) -> set[int]:
+    """The slots the node answering ``CLUSTER NODES`` (the reply, as text) holds itself."""
+    out: set[int] = set()
+    lines = nodes.splitlines() if isinstance(nodes, str) else []
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 8 and "myself" in parts[2].split(","):
+            for part in parts[8:]:
+                if part.startswith("["):
+                    continue  # a slot being migrated
+                lo, _, hi = part.partition("-")
+                out.update(range(int(lo), int(hi or lo) + 1))
+    return out

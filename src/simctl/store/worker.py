@@ -1,0 +1,495 @@
+"""An inference worker: ``python -m simctl.store.worker``.
+
+Started by a shard's supervisor (:mod:`simctl.store.supervisor`), one per
+device, beside the store server; it serves the requests of
+:mod:`simctl.store.protocol` on that server's queues. The password comes from
+``$SSDB_PASSWORD``. A ``GPU:n`` worker is started with the device's visibility
+variables set to ``n`` (see :data:`VISIBILITY`), so that inside it the GPU is
+number 0.
+
+Models and scripts are loaded by their backend plugin the first time a request
+names them, kept loaded, and dropped when their key is published on
+:data:`protocol.CHANGED`. Requests for one model are run as one batch when the
+model was stored with a ``batch_size``: up to ``batch_size`` rows (the first
+dimension of the inputs), waiting at most ``min_batch_timeout`` ms
+(:data:`DEFAULT_MIN_BATCH_WAIT_MS` when only ``min_batch_size`` is given) for
+``min_batch_size`` rows. An error (a model never stored, a wrong shape, a
+function the script lacks) is the reply to that request; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import redis
+
+from . import format as fmt
+from . import protocol as pr
+
+#: the variables that restrict a process to GPU ``n`` (NVIDIA, AMD, Intel)
+VISIBILITY = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
+#: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
+DEFAULT_MIN_BATCH_WAIT_MS = 10
+
+
+def device_name(device: str) -> str:
+    """The worker that runs ``device``: ``"GPU"`` is ``"GPU:0"``."""
+    return "GPU:0" if device == "GPU" else device
+
+
+class Loaded(NamedTuple):
+    """A model or script ready to run."""
+
+    backend: Any
+    handle: Any
+    device: str
+    batch_size: int = 0
+    min_batch_size: int = 0
+    min_batch_timeout: int = 0
+
+
+class Request(NamedTuple):
+    raw: bytes
+    id: str
+    reply: str
+    kind: str
+    key: str
+    fn: str
+    inputs: list[str]
+    outputs: list[str]
+
+
+class RunError(Exception):
+    """A request that cannot run: the message is the caller's error."""
+
+
+class Worker:
+    """Serves one device's queue on one store server."""
+
+    def __init__(self, address: str, password: str | None, device: str, cluster: bool) -> None:
+        self.device = device
+        self.password = password
+        self.address = address
+        self.local = self._connect(address)
+        self.tag = pr.tag_for(self._wait_for_slots() if cluster else None)
+        self.cluster: Any = None  # a cluster client, for keys held by other shards
+        self.owned: set[int] | None = self._owned if cluster else None
+        self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
+        self.cache: dict[tuple[str, str], Loaded] = {}
+        self.take = self.local.register_script(pr.TAKE_SCRIPT)
+        self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(pr.CHANGED)
+        self.stop = threading.Event()
+        from ..core.plugins import default_plugins
+
+        self.plugins = default_plugins()
+        self.backends: dict[str, Any] = {}
+
+    def _connect(self, address: str) -> redis.Redis:
+        # no read timeout: the worker blocks on its queue (the supervisor stops it with the server)
+        opts: dict[str, Any] = dict(password=self.password, protocol=2, socket_timeout=None, socket_connect_timeout=10)
+        if address.startswith("unix://"):
+            return redis.Redis(unix_socket_path=address[len("unix://"):], **opts)
+        host, _, port = address.rpartition(":")
+        return redis.Redis(host=host, port=int(port), **opts)
+
+    def _wait_for_slots(self) -> set[int]:
+        """This shard's slots, once the driver has formed the cluster."""
+        while True:
+            info = self.local.execute_command("CLUSTER", "INFO").decode()
+            if "cluster_state:ok" in info:
+                owned = pr.own_slots(self.local.execute_command("CLUSTER", "NODES").decode())
+                if owned:
+                    self._owned = owned
+                    return owned
+            time.sleep(0.05)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Keep the alive key while the worker lives (a thread of its own)."""
+        conn = self._connect(self.address)
+        key = pr.alive_key(self.tag, self.device)
+        while not self.stop.is_set():
+            try:
+                conn.set(key, os.getpid(), px=int(pr.ALIVE_TTL * 1000))
+            except redis.RedisError:
+                pass  # the server is stopping; the supervisor stops us too
+            self.stop.wait(pr.HEARTBEAT)
+
+    def fail_orphans(self, previous_exit: str) -> None:
+        """Answer the requests a worker that died had taken, with an error."""
+        orphans = self.local.lrange(self.taken, 0, -1)
+        if not orphans:
+            return
+        how = f" ({previous_exit})" if previous_exit else ""
+        pipe = self.local.pipeline(transaction=False)
+        for raw in orphans:
+            try:
+                req = pr.parse(raw)
+            except ValueError:
+                continue
+            self._reply(pipe, req["id"], str(req.get("reply", "")),
+                        f"the inference worker for {self.device} died while running this request{how}; "
+                        "it was restarted: run it again")
+        pipe.delete(self.taken)
+        pipe.execute()
+
+    def serve(self) -> None:
+        """Take and answer requests until stopped."""
+        threading.Thread(target=self.heartbeat, daemon=True).start()
+        while not self.stop.is_set():
+            raws = self.take(keys=[self.q, self.taken], args=[pr.TAKE])
+            if not raws:
+                first = self.local.blmove(self.q, self.taken, pr.HEARTBEAT, "LEFT", "RIGHT")
+                if first is None:
+                    self._drain_changes()
+                    continue
+                raws = [first]
+            self._drain_changes()
+            self.handle(raws)
+
+    def _drain_changes(self) -> None:
+        """Forget the models and scripts whose keys were published as changed."""
+        while True:
+            msg = self.pubsub.get_message(timeout=0)
+            if msg is None:
+                return
+            if msg.get("type") == "message":
+                key = msg["data"].decode("utf-8", "replace")
+                self.cache.pop(("model", key), None)
+                self.cache.pop(("script", key), None)
+
+    # -- one round of requests ------------------------------------------------------------
+
+    def handle(self, raws: list[bytes]) -> None:
+        """Answer the requests ``raws`` (taken into the taken list), then clear that list."""
+        pipe = self.local.pipeline(transaction=False)
+        reqs: list[Request] = []
+        for raw in raws:
+            try:
+                msg = pr.parse(raw)
+                reqs.append(Request(raw, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
+                                    list(msg["in"]), list(msg["out"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
+        groups = self._groups(reqs, pipe)
+        groups = self._fill_batches(groups, pipe)
+        runnable = [(loaded, group) for loaded, group in groups.values() if loaded is not None]
+        inputs = self._read_inputs([r for _, group in runnable for r in group])
+        for loaded, group in runnable:
+            for chunk in self._chunks(loaded, group, inputs):
+                self._run(loaded, chunk, inputs, pipe)
+        pipe.delete(self.taken)
+        pipe.execute()
+
+    def _groups(self, reqs: list[Request], pipe: Any) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+        """Requests by model or script, each with what runs it (None when it
+        cannot run here: those got their reply, or were passed on)."""
+        groups: dict[tuple[str, str], tuple[Loaded | None, list[Request]]] = {}
+        for req in reqs:
+            k = (req.kind, req.key)
+            if k not in groups:
+                try:
+                    groups[k] = (self._loaded(req.kind, req.key), [])
+                except RunError as exc:
+                    groups[k] = (None, [])
+                    self._reply(pipe, req.id, req.reply, str(exc))
+                    for other in reqs:
+                        if (other.kind, other.key) == k and other is not req:
+                            self._reply(pipe, other.id, other.reply, str(exc))
+                    continue
+            loaded, group = groups[k]
+            if loaded is None:
+                continue
+            if loaded.device != self.device:
+                self._pass_on(loaded.device, req, pipe)
+                continue
+            group.append(req)
+        return groups
+
+    def _fill_batches(self, groups: dict[tuple[str, str], tuple[Loaded | None, list[Request]]], pipe: Any
+                      ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+        """Wait (a bounded time) for more requests while a batched model has
+        fewer than its ``min_batch_size`` rows."""
+        start = time.monotonic()
+        while True:
+            deadline = None
+            for loaded, group in groups.values():
+                if loaded is None or not group or not loaded.batch_size or not loaded.min_batch_size:
+                    continue
+                if len(group) >= loaded.min_batch_size:
+                    continue
+                wait = (loaded.min_batch_timeout or DEFAULT_MIN_BATCH_WAIT_MS) / 1000
+                deadline = start + wait if deadline is None else min(deadline, start + wait)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is None or left <= 0:
+                return groups
+            more = self.take(keys=[self.q, self.taken], args=[pr.TAKE])
+            if not more:
+                first = self.local.blmove(self.q, self.taken, max(left, 0.001), "LEFT", "RIGHT")
+                more = [first] if first is not None else []
+            if not more:
+                continue
+            for key, (loaded, group) in self._groups_of(more, pipe).items():
+                if key in groups and groups[key][0] is not None:
+                    groups[key][1].extend(group)
+                else:
+                    groups[key] = (loaded, group)
+
+    def _groups_of(self, raws: list[bytes], pipe: Any) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+        reqs = []
+        for raw in raws:
+            try:
+                msg = pr.parse(raw)
+                reqs.append(Request(raw, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
+                                    list(msg["in"]), list(msg["out"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
+        return self._groups(reqs, pipe)
+
+    def _pass_on(self, device: str, req: Request, pipe: Any) -> None:
+        """Queue ``req`` for the worker of ``device`` on this shard, or answer it with an error."""
+        if not self.local.exists(pr.alive_key(self.tag, device)):
+            self._reply(pipe, req.id, req.reply,
+                        f"{req.kind} {req.key!r} runs on {device}, and no inference worker serves {device} on "
+                        f"the store at {self.address} (start the store with ml_devices including {device!r})")
+            return
+        pipe.rpush(pr.queue_key(self.tag, device), req.raw)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _get(self, key: str) -> bytes | None:
+        """The value of ``key``, wherever it lives."""
+        if self.owned is None or pr.key_slot(key.encode()) in self.owned:
+            return self.local.get(key)
+        return self._cluster_client().get(key)
+
+    def _cluster_client(self) -> Any:
+        if self.cluster is None:
+            from redis.cluster import RedisCluster
+
+            host, _, port = self.address.rpartition(":")
+            self.cluster = RedisCluster(host=host, port=int(port), password=self.password, protocol=2,
+                                        socket_timeout=60)
+        return self.cluster
+
+    def _backend(self, name: str) -> Any:
+        if name not in self.backends:
+            from ..core.errors import ConfigError
+
+            try:
+                cls = self.plugins.get("backend", name)
+            except ConfigError as exc:
+                raise RunError(str(exc)) from None
+            reason = cls.unavailable_reason()
+            if reason:
+                raise RunError(f"backend {name!r} cannot run on the store's node: {reason}")
+            self.backends[name] = cls()
+        return self.backends[name]
+
+    def _loaded(self, kind: str, key: str) -> Loaded:
+        """The model or script ``key``, loaded (once)."""
+        from ..core.errors import ConfigError
+
+        hit = self.cache.get((kind, key))
+        if hit is not None:
+            return hit
+        value = self._get(key)
+        if value is None:
+            raise RunError(f"no {kind} {key!r} in the store (set_{'model' if kind == 'model' else 'script'} "
+                           "stores one)")
+        try:
+            if kind == "model":
+                head, blob = fmt.decode_model(value)
+                device = device_name(head.device)
+                if device != self.device:
+                    return Loaded(None, None, device)  # passed on, not cached
+                backend = self._backend(head.backend)
+                handle = backend.load(blob, self._local_device(), head.inputs, head.outputs)
+                loaded = Loaded(backend, handle, device, head.batch_size, head.min_batch_size,
+                                head.min_batch_timeout)
+            else:
+                shead, source = fmt.decode_script(value)
+                device = device_name(shead.device)
+                if device != self.device:
+                    return Loaded(None, None, device)
+                backend = self._backend("TORCH")
+                loaded = Loaded(backend, backend.load_script(source, self._local_device()), device)
+        except fmt.FormatError as exc:
+            raise RunError(f"{key!r} is not a {kind}: {exc}") from None
+        except ConfigError as exc:
+            where = "" if self.device == "CPU" else f" on {self.device} (which the worker sees as GPU 0)"
+            raise RunError(f"{kind} {key!r} cannot be loaded{where}: {exc}") from None
+        except Exception as exc:  # a runtime's own error while loading
+            raise RunError(f"{kind} {key!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+        self.cache[(kind, key)] = loaded
+        return loaded
+
+    def _local_device(self) -> str:
+        """The device as this process sees it: a GPU worker sees only its GPU, as number 0."""
+        return "CPU" if self.device == "CPU" else "GPU:0"
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _read_inputs(self, reqs: list[Request]) -> dict[str, np.ndarray | str]:
+        """Every input tensor of ``reqs``: an array, or why it cannot be read."""
+        keys = list(dict.fromkeys(k for r in reqs for k in r.inputs))
+        local = [k for k in keys if self.owned is None or pr.key_slot(k.encode()) in self.owned]
+        values: dict[str, Any] = {}
+        if local:
+            values.update(zip(local, self.local.mget(local) if self.owned is None else self._mget_local(local)))
+        for k in keys:
+            if k not in values:
+                values[k] = self._cluster_client().get(k)
+        out: dict[str, np.ndarray | str] = {}
+        for k, v in values.items():
+            if v is None:
+                out[k] = f"no tensor {k!r} in the store"
+                continue
+            try:
+                out[k] = fmt.decode_tensor(v, copy=False)
+            except fmt.FormatError as exc:
+                out[k] = f"{k!r} is not a tensor: {exc}"
+        return out
+
+    def _mget_local(self, keys: list[str]) -> list[Any]:
+        pipe = self.local.pipeline(transaction=False)
+        for k in keys:
+            pipe.get(k)
+        return pipe.execute()
+
+    def _chunks(self, loaded: Loaded, group: list[Request], inputs: dict[str, Any]) -> list[list[Request]]:
+        """The requests run together: batches of up to ``batch_size`` rows for a
+        batched model, else one request at a time."""
+        if not loaded.batch_size or loaded.handle is None:
+            return [[r] for r in group]
+        chunks: list[list[Request]] = []
+        rows = 0
+        for r in group:
+            arrays = [inputs.get(k) for k in r.inputs]
+            n = arrays[0].shape[0] if arrays and isinstance(arrays[0], np.ndarray) and arrays[0].ndim else 0
+            if not n:
+                chunks.append([r])
+                continue
+            if chunks and len(chunks[-1]) and rows and rows + n <= loaded.batch_size:
+                chunks[-1].append(r)
+                rows += n
+            else:
+                chunks.append([r])
+                rows = n
+        return chunks
+
+    def _run(self, loaded: Loaded, chunk: list[Request], inputs: dict[str, Any], pipe: Any) -> None:
+        """Run ``chunk`` (one request, or a batch), write outputs and replies."""
+        ready: list[tuple[Request, list[np.ndarray]]] = []
+        for r in chunk:
+            missing = [inputs[k] for k in r.inputs if isinstance(inputs.get(k), str)]
+            if missing:
+                self._reply(pipe, r.id, r.reply, str(missing[0]))
+            else:
+                ready.append((r, [inputs[k] for k in r.inputs]))
+        if not ready:
+            return
+        if len(ready) > 1:
+            results = self._run_batch(loaded, ready)
+            if results is None:  # not batchable after all (shapes differ): one at a time
+                for r, arrays in ready:
+                    self._answer(loaded, r, arrays, pipe)
+                return
+            for (r, _), outs in zip(ready, results):
+                self._write(r, outs, pipe)
+            return
+        self._answer(loaded, *ready[0], pipe)
+
+    def _call(self, loaded: Loaded, fn: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if fn:
+            return loaded.backend.run_script(loaded.handle, fn, arrays)
+        return loaded.backend.run(loaded.handle, arrays)
+
+    def _answer(self, loaded: Loaded, r: Request, arrays: list[np.ndarray], pipe: Any) -> None:
+        try:
+            outs = self._call(loaded, r.fn if r.kind == "script" else "", arrays)
+        except Exception as exc:  # the backend's error (ConfigError) or a runtime's: the caller's to read
+            self._reply(pipe, r.id, r.reply, str(exc) or type(exc).__name__)
+            return
+        self._write(r, outs, pipe)
+
+    def _run_batch(self, loaded: Loaded, ready: list[tuple[Request, list[np.ndarray]]]
+                   ) -> list[list[np.ndarray]] | None:
+        """Outputs per request of one batched run, or None if they cannot be batched."""
+        counts = {len(a) for _, a in ready}
+        if len(counts) != 1:
+            return None
+        try:
+            joined = [np.concatenate([a[i] for _, a in ready]) for i in range(counts.pop())]
+        except ValueError:
+            return None
+        rows = [a[0].shape[0] for _, a in ready]
+        try:
+            outs = self._call(loaded, "", joined)
+        except Exception:
+            return None  # each request then gets its own error
+        total = sum(rows)
+        if any(o.ndim == 0 or o.shape[0] != total for o in outs):
+            return None
+        bounds = np.cumsum(rows)[:-1]
+        split = [np.split(o, bounds) for o in outs]
+        return [[s[i] for s in split] for i in range(len(ready))]
+
+    def _write(self, r: Request, outs: list[np.ndarray], pipe: Any) -> None:
+        if len(outs) != len(r.outputs):
+            self._reply(pipe, r.id, r.reply, f"{r.kind} {r.key!r} gave {len(outs)} output(s); the request "
+                                             f"names {len(r.outputs)}: {r.outputs!r}")
+            return
+        try:
+            values = [(k, b"".join(bytes(b) for b in fmt.encode_tensor(o, f"output {k!r}")))
+                      for k, o in zip(r.outputs, outs)]
+        except Exception as exc:
+            self._reply(pipe, r.id, r.reply, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
+            return
+        for k, v in values:
+            if self.owned is None or pr.key_slot(k.encode()) in self.owned:
+                pipe.set(k, v)
+            else:
+                self._cluster_client().set(k, v)
+        self._reply(pipe, r.id, r.reply, None)
+
+    def _reply(self, pipe: Any, rid: str, reply: str, error: str | None) -> None:
+        if not reply:
+            return
+        pipe.rpush(reply, pr.reply(rid, error, self.device))
+        pipe.expire(reply, pr.REPLY_TTL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve one device's requests on one store server (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m simctl.store.worker", description=__doc__.splitlines()[0])
+    p.add_argument("--address", required=True, help="host:port or unix:///path of the store server")
+    p.add_argument("--device", default="CPU", help="CPU or GPU:n")
+    p.add_argument("--cluster", action="store_true", help="the server is a Redis Cluster node")
+    p.add_argument("--previous-exit", default="", help="how the previous worker of this device ended")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # nothing to flush
+    try:
+        worker = Worker(args.address, os.environ.get("SSDB_PASSWORD") or None, device_name(args.device),
+                        args.cluster)
+        worker.fail_orphans(args.previous_exit)
+        worker.serve()
+    except redis.ConnectionError as exc:
+        print(f"simctl inference worker ({args.device}): lost the store at {args.address}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
