@@ -7,8 +7,10 @@ Cluster), real worker processes, real runtimes (torch, onnxruntime)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -198,11 +200,12 @@ def test_without_batch_size_each_request_runs_alone(client: Client, store: objec
 
 
 def worker_pid(client: Client, key_of_shard: str, device: str = "CPU") -> int:
-    """The pid in the worker's heartbeat key (flush_db removes it until the next beat)."""
-    alive = protocol.alive_key(client._tag(key_of_shard), device)
-    while (pid := client._key_cmd("test", alive, "GET", alive)) is None:
-        time.sleep(0.05)
-    return int(pid)
+    """The pid of the worker of ``device`` connected to the shard holding ``key_of_shard``."""
+    queue = protocol.queue_key(client._tag(key_of_shard), device)
+    while not (pids := protocol.worker_pids(client._key_cmd("test", queue, "CLIENT", "LIST"), device)):
+        time.sleep(0.05)  # (re)starting
+    assert len(pids) == 1, pids
+    return pids[0]
 
 
 SPIN = "def spin(x):\n    y = x\n    for i in range(200000000):\n        y = y + 1\n    return y\n"
@@ -258,27 +261,25 @@ def test_a_cluster_runs_each_request_on_the_shard_holding_its_input(store: objec
     client.set_script("negate", "def negate(x):\n    return -x\n")
     nodes = client._r.get_primaries()
 
-    def takes() -> list[int]:  # requests taken, per shard (the workers' TAKE script and BLMOVE)
-        out = []
-        for n in nodes:
-            stats = client._r.get_redis_connection(n).info("commandstats")
-            out.append(sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "blmove")))
-        return out
+    def calls(command: str) -> list[int]:  # per shard
+        return [client._r.get_redis_connection(n).info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+                for n in nodes]
 
     holder = {}
     for i in range(30):
         holder.setdefault(client._r.get_node_from_key(f"t{i}").name, f"t{i}")
     assert len(holder) == 3
+    for name in holder.values():  # each worker loads the script (from the shard holding it) once
+        client.put_tensor(name, np.ones(2, np.float32))
+        client.run_script("negate", "negate", name, f"{{{name}}}.out")
     for node in nodes:
         name = holder[node.name]
-        client.put_tensor(name, np.ones(2, np.float32))
-        time.sleep(1.2)  # let every idle worker's 1 s blocking take come round
-        before = takes()
-        client.run_script("negate", "negate", name, f"{name}.out")
-        after = takes()
-        grew = [i for i, (a, b) in enumerate(zip(before, after)) if b > a + 1]
-        assert grew == [nodes.index(node)], (before, after)
-        assert client.get_tensor(f"{name}.out").tolist() == [-1.0, -1.0]
+        pushes, gets = calls("rpush"), calls("get")
+        client.run_script("negate", "negate", name, f"{{{name}}}.out")
+        # the request and its reply were pushed on the input's shard only, and only that shard was read
+        assert [i for i, (a, b) in enumerate(zip(pushes, calls("rpush"))) if b > a] == [nodes.index(node)]
+        assert [i for i, (a, b) in enumerate(zip(gets, calls("get"))) if b > a] == [nodes.index(node)]
+        assert client.get_tensor(f"{{{name}}}.out").tolist() == [-1.0, -1.0]
 
 
 def test_gpu_workers_are_pinned_by_the_visibility_variables(tmp_path: Path) -> None:
@@ -318,3 +319,38 @@ def test_ml_devices_is_checked(tmp_path: Path) -> None:
         exp.create_database(port=free_ports(1), ml_devices=["TPU"])
     with pytest.raises(simctl.ConfigError, match="ml_devices must be a list of devices"):
         exp.create_database(port=free_ports(1), ml_devices=3)
+
+
+COLOCATED_APP = """
+import json, sys
+import numpy as np
+from simctl.store import Client
+c = Client()
+c.set_model_from_file("mlp", sys.argv[1], "TORCH")
+c.set_script("s", "def negate(x):\\n    return torch.neg(x)\\n")
+x = np.asarray(json.loads(sys.argv[2]), dtype=np.float32)
+c.put_tensor("x", x)
+c.run_model("mlp", "x", "y")
+c.run_script("s", "negate", "y", "z")
+print(json.dumps(c.get_tensor("z").tolist()))
+"""
+
+
+@pytest.mark.parametrize("transport", ["tcp", "uds"])
+def test_an_application_runs_a_model_in_its_colocated_store(tmp_path: Path, transport: str) -> None:
+    net = mlp()
+    (tmp_path / "mlp.pt").write_bytes(serialize_model(net))
+    (tmp_path / "app.py").write_text(COLOCATED_APP)
+    x = np.random.default_rng(3).random((2, 4), dtype=np.float32)
+    exp = simctl.Experiment("colocated", exp_path=str(tmp_path), launcher="local")
+    rs = exp.create_run_settings(exe=sys.executable, exe_args=[str(tmp_path / "app.py"), str(tmp_path / "mlp.pt"),
+                                                               json.dumps(x.tolist())])
+    model = exp.create_model("app", rs, path=str(tmp_path))
+    if transport == "tcp":
+        model.colocate_db_tcp(port=free_ports(1))
+    else:
+        model.colocate_db_uds()
+    exp.start(model)
+    assert exp.get_status(model) == [simctl.Status.COMPLETED], (tmp_path / "app.err").read_text()
+    got = np.asarray(json.loads((tmp_path / "app.out").read_text()), dtype=np.float32)
+    np.testing.assert_allclose(got, -expected(net, x), rtol=1e-6, atol=1e-6)

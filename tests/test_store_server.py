@@ -529,7 +529,9 @@ def test_colocated_options_of_the_documents_are_accepted():
     colocated.apply(step, db)
     assert step.env == {"SSDB": "127.0.0.1:6780", "SSDB_CLUSTER": "0"} and step.secret_env["SSDB_PASSWORD"]
     assert step.per_node[1:4] == ["-m", "simctl.store.supervisor", "--colocated"]
-    assert ["--conf", "maxclients=100000"] == step.per_node[-2:] and "--pin" in step.per_node
+    conf = step.per_node.index("--conf")
+    assert step.per_node[conf:conf + 2] == ["--conf", "maxclients=100000"] and "--pin" in step.per_node
+    assert step.per_node[-2:] == ["--ml-device", "CPU"]  # an inference worker beside it
     assert step.secret_env["SSDB_PASSWORD"] not in " ".join(step.per_node)
 
 

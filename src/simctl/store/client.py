@@ -842,7 +842,6 @@ class Client:
                     body: bytes) -> dict[str, Any]:
         """The reply to request ``rid``; StoreError when no worker of ``device``
         lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn)."""
-        alive = pr.alive_key(tag, device)
         gone_since: float | None = None
         got = self._send_and_wait(what, queue, body, reply)
         while True:
@@ -857,7 +856,7 @@ class Client:
                 if answer["id"] == rid:
                     return answer
                 continue  # the reply to an earlier request this client gave up on
-            if self._key_cmd(what, alive, "EXISTS", alive):
+            if pr.has_worker(self._key_cmd(what, queue, "CLIENT", "LIST"), device):
                 gone_since = None
                 continue
             now = time.monotonic()

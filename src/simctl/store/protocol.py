@@ -16,12 +16,14 @@ a cluster the first of ``w0``, ``w1``... whose slot the shard owns):
     replies. A worker that starts finds its predecessor's requests there and
     answers each with an error: a worker killed in the middle of a request
     costs its callers an error, not a hang.
-``simctl.ml{T}.alive.<DEVICE>``
-    present while the worker lives: a heartbeat thread sets it every second
-    with a 3-second expiry. Its value is the worker's pid.
 ``simctl.ml{T}.r.<CLIENT>``
     a client's reply list (``CLIENT``: a random id per Client object). The
     worker ``RPUSH``es the reply and gives the list a 60-second expiry.
+
+A worker's connections are named ``simctl-ml-<DEVICE>-<pid>`` (``CLIENT
+SETNAME``): a worker of a device lives on a shard while ``CLIENT LIST`` shows
+one. The keys exist only while requests are in flight: at rest, the store
+holds none of them.
 
 A request is a JSON object, UTF-8: ``{"v": 1, "id": str, "reply": key,
 "kind": "model" | "script", "key": the model's or script's key, "fn":
@@ -40,7 +42,7 @@ publishes its key on the channel :data:`CHANGED` and every worker drops its
 loaded copy.
 
 A client waits for its reply in slices of :data:`WAIT_SLICE` seconds; when a
-slice passes with no reply and no worker of that device alive, and none comes
+slice passes with no reply and no worker of that device connected, and none comes
 back within :data:`NO_WORKER_GRACE` seconds, it withdraws its request and
 raises an error. There is no other limit on how long a run takes.
 """
@@ -48,6 +50,7 @@ raises an error. There is no other limit on how long a run takes.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from typing import Any, Iterable
 
@@ -60,9 +63,8 @@ CHANGED = "simctl.ml.changed"
 WAIT_SLICE = 1.0
 #: seconds without any live worker for the device after which a client gives up
 NO_WORKER_GRACE = 5.0
-#: seconds a worker's heartbeat key lives; refreshed every HEARTBEAT seconds
-ALIVE_TTL = 3.0
-HEARTBEAT = 1.0
+#: seconds a worker blocks on its queue before looking at its change channel
+IDLE = 1.0
 #: seconds a reply list lives after the last reply (a client that went away)
 REPLY_TTL = 60
 #: requests a worker takes from its queue at once
@@ -118,8 +120,26 @@ def taken_key(tag: str, device: str) -> str:
     return f"simctl.ml{{{tag}}}.f.{device}"
 
 
-def alive_key(tag: str, device: str) -> str:
-    return f"simctl.ml{{{tag}}}.alive.{device}"
+def worker_name(device: str) -> str:
+    """The connection name of this process as the worker of ``device``."""
+    return f"simctl-ml-{device}-{os.getpid()}"
+
+
+def worker_pids(clients: Any, device: str) -> list[int]:
+    """The pids of the workers of ``device`` among the connections ``clients``
+    (``CLIENT LIST``: redis-py's parsed list, or its text)."""
+    if isinstance(clients, (bytes, str)):
+        text = clients.decode() if isinstance(clients, bytes) else clients
+        names = [f.split("=", 1)[1] for line in text.splitlines() for f in line.split() if f.startswith("name=")]
+    else:
+        names = [str(c.get("name", "")) for c in clients]
+    stem = f"simctl-ml-{device}-"
+    return sorted({int(n[len(stem):]) for n in names if n.startswith(stem) and n[len(stem):].isdigit()})
+
+
+def has_worker(clients: Any, device: str) -> bool:
+    """Whether a worker of ``device`` is connected (see :func:`worker_pids`)."""
+    return bool(worker_pids(clients, device))
 
 
 def reply_key(tag: str, client_id: str) -> str:

@@ -23,7 +23,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -86,7 +85,7 @@ class Worker:
         self.take = self.local.register_script(pr.TAKE_SCRIPT)
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
-        self.stop = threading.Event()
+        self.stop = False
         from ..core.plugins import default_plugins
 
         self.plugins = default_plugins()
@@ -94,7 +93,8 @@ class Worker:
 
     def _connect(self, address: str) -> redis.Redis:
         # no read timeout: the worker blocks on its queue (the supervisor stops it with the server)
-        opts: dict[str, Any] = dict(password=self.password, protocol=2, socket_timeout=None, socket_connect_timeout=10)
+        opts: dict[str, Any] = dict(password=self.password, protocol=2, socket_timeout=None, socket_connect_timeout=10,
+                                    client_name=pr.worker_name(self.device))
         if address.startswith("unix://"):
             return redis.Redis(unix_socket_path=address[len("unix://"):], **opts)
         host, _, port = address.rpartition(":")
@@ -112,17 +112,6 @@ class Worker:
             time.sleep(0.05)
 
     # -- lifecycle ----------------------------------------------------------------------
-
-    def heartbeat(self) -> None:
-        """Keep the alive key while the worker lives (a thread of its own)."""
-        conn = self._connect(self.address)
-        key = pr.alive_key(self.tag, self.device)
-        while not self.stop.is_set():
-            try:
-                conn.set(key, os.getpid(), px=int(pr.ALIVE_TTL * 1000))
-            except redis.RedisError:
-                pass  # the server is stopping; the supervisor stops us too
-            self.stop.wait(pr.HEARTBEAT)
 
     def fail_orphans(self, previous_exit: str) -> None:
         """Answer the requests a worker that died had taken, with an error."""
@@ -144,11 +133,10 @@ class Worker:
 
     def serve(self) -> None:
         """Take and answer requests until stopped."""
-        threading.Thread(target=self.heartbeat, daemon=True).start()
-        while not self.stop.is_set():
+        while not self.stop:
             raws = self.take(keys=[self.q, self.taken], args=[pr.TAKE])
             if not raws:
-                first = self.local.blmove(self.q, self.taken, pr.HEARTBEAT, "LEFT", "RIGHT")
+                first = self.local.blmove(self.q, self.taken, pr.IDLE, "LEFT", "RIGHT")
                 if first is None:
                     self._drain_changes()
                     continue
@@ -257,7 +245,7 @@ class Worker:
 
     def _pass_on(self, device: str, req: Request, pipe: Any) -> None:
         """Queue ``req`` for the worker of ``device`` on this shard, or answer it with an error."""
-        if not self.local.exists(pr.alive_key(self.tag, device)):
+        if not pr.has_worker(self.local.client_list(), device):
             self._reply(pipe, req.id, req.reply,
                         f"{req.kind} {req.key!r} runs on {device}, and no inference worker serves {device} on "
                         f"the store at {self.address} (start the store with ml_devices including {device!r})")
