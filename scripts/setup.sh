@@ -37,7 +37,7 @@ TORCH_VERSION=2.13.0
 TORCH_WHEEL=/opt/wheels/torch-$TORCH_VERSION+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 want=$( (cat pyproject.toml; echo "$TORCH_VERSION") | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
-   || ! .venv/bin/python -c 'import simctl, torch, onnxruntime' 2>/dev/null; then
+   || ! .venv/bin/python -c 'import simctl, torch, onnxruntime, tensorflow, ai_edge_litert.interpreter' 2>/dev/null; then
   if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     say "installing torch $TORCH_VERSION (CPU) into .venv"
     if [ -f "$TORCH_WHEEL" ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
@@ -47,6 +47,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
         --index-url https://download.pytorch.org/whl/cpu
     fi
   fi
+  # .[ml] is every backend's runtime: onnxruntime, torch (above), tensorflow-cpu, ai-edge-litert
   say "installing simctl into .venv (editable, with test extras and the ML backends)"
   .venv/bin/pip install -q --disable-pip-version-check -e ".[test,ml]"
   echo "$want" > "$stamp"

@@ -275,27 +275,29 @@ def _plugins_list(meta: Path, *args: str, hide: tuple[str, ...] = ()) -> subproc
 def test_entry_points_register_each_backend_from_its_own_module():
     eps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["simctl"]
     assert eps["onnx"] == "simctl.plugins.backends.onnx" and eps["torch"] == "simctl.plugins.backends.torch"
+    assert eps["tf"] == "simctl.plugins.backends.tf" and eps["tflite"] == "simctl.plugins.backends.tflite"
     assert onnx_plugin.simctl_register_backends() == [OnnxBackend]
     assert torch_plugin.simctl_register_backends() == [TorchBackend]
 
 
-def test_plugins_list_shows_both_backends_built_in_and_available(tree_metadata):
+def test_plugins_list_shows_every_backend_built_in_and_available(tree_metadata):
     proc = _plugins_list(tree_metadata, "--json", "--family", "backend")
     assert proc.returncode == 0, proc.stderr
     data = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert data["onnx"]["provides"] == {"backend": ["ONNX"]}
-    assert data["torch"]["provides"] == {"backend": ["TORCH"]}
-    for name in ("onnx", "torch"):
+    for name in ("onnx", "torch", "tf", "tflite"):
+        assert data[name]["provides"] == {"backend": [name.upper()]}
         assert (data[name]["builtin"], data[name]["status"], data[name]["distribution"]) == (True, "ok", "simctl")
     table = _plugins_list(tree_metadata, "--family", "backend")
     assert table.returncode == 0, table.stderr
     rows = {line.split()[1]: line for line in table.stdout.splitlines() if line.startswith("│")}
-    assert "ONNX" in rows["onnx"] and "built-in" in rows["onnx"] and " ok " in rows["onnx"]
-    assert "TORCH" in rows["torch"] and "built-in" in rows["torch"] and " ok " in rows["torch"]
+    for name in ("onnx", "torch", "tf", "tflite"):
+        assert name.upper() in rows[name] and "built-in" in rows[name] and " ok " in rows[name]
 
 
 @pytest.mark.parametrize("hidden, plugin, extra", [("onnxruntime", "onnx", "simctl[onnx]"),
-                                                   ("torch", "torch", "simctl[torch]")])
+                                                   ("torch", "torch", "simctl[torch]"),
+                                                   ("tensorflow", "tf", "simctl[tf]"),
+                                                   ("ai_edge_litert", "tflite", "simctl[tflite]")])
 def test_plugins_list_names_the_extra_when_the_runtime_is_missing(tree_metadata, hidden, plugin, extra):
     proc = _plugins_list(tree_metadata, "--json", hide=(hidden,))
     assert proc.returncode == 0, proc.stderr
@@ -334,8 +336,9 @@ def test_load_without_the_runtime_names_the_extra():
 def test_listing_plugins_imports_no_runtime(tree_metadata):
     code = ("import sys\nimport simctl\n"
             "p = simctl.make_plugins(); p.registries\n"
-            "assert {'ONNX', 'TORCH'} <= set(p.names('backend')), p.names('backend')\n"
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))\n")
+            "assert {'ONNX', 'TORCH', 'TF', 'TFLITE'} <= set(p.names('backend')), p.names('backend')\n"
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'tensorflow', 'keras', 'ai_edge_litert')"
+            " if m in sys.modules))\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree_metadata), str(REPO / "src")]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
