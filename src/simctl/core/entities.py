@@ -152,6 +152,27 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
     return out
 
 
+def _store_starting(ctx: PlanContext) -> bool:
+    """Whether a store is planned in the same launch (it starts, and hands off, first).
+    The core does not tell yet: ``PlanContext.starting`` is proposed for this."""
+    return bool(getattr(ctx, "starting", ()))
+
+
+def _check_ml_store(what: str, models: Sequence["Model"], ctx: PlanContext) -> None:
+    """ConfigError (at plan time) if one of ``models`` has ML models, scripts or
+    functions to load and neither a running store nor a colocated one."""
+    lost = [m for m in models if m.ml and m.colocated_db is None]
+    if not lost or ctx.handoff.env.get("SSDB") or _store_starting(ctx):
+        return
+    objs = sorted({o.describe() for m in lost for o in m.ml})
+    who = what
+    if len(lost) < len(models):  # some members of an ensemble: which
+        who += f" (member{'s' * (len(lost) > 1)} {', '.join(m.name for m in lost[:5])}{' ...' * (len(lost) > 5)})"
+    raise ConfigError(f"{who} has {', '.join(objs)} to load into the feature store before it starts, but no "
+                      "store runs: start one first (db = exp.create_database(...); exp.start(db)), or colocate "
+                      "one with the model (model.colocate_db_tcp() or model.colocate_db_uds())")
+
+
 @attrs.define(eq=True)
 class Model(Entity):
     """One simulation or application: what to run, with which parameters, where."""
@@ -170,6 +191,9 @@ class Model(Entity):
     #: a store started beside the application on each node (``colocate_db_tcp``/``_uds``): an
     #: object whose ``apply(step)`` makes the step start it
     colocated_db: Any = attrs.field(default=None, eq=False, repr=False)
+    #: ML models, scripts and functions stored before the application starts
+    #: (``add_ml_model``...): :class:`simctl.store.preload.MLObject`
+    ml: list[Any] = attrs.field(factory=list, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
@@ -242,6 +266,10 @@ class Model(Entity):
                            run_settings=rs, key=self.key, entity=self)
         if self.colocated_db is not None:
             self.colocated_db.apply(step)
+            if self.ml and step.per_node is not None:
+                from ..store.preload import manifest_path
+
+                step.per_node += ["--preload", manifest_path(step)]
         return step
 
     # -- colocated store -----------------------------------------------------------------
@@ -272,8 +300,56 @@ class Model(Entity):
                       DeprecationWarning, stacklevel=2)
         self.colocate_db_tcp(*args, **kwargs)
 
+    # -- ML models, scripts and functions in the store ----------------------------------
+
+    def add_ml_model(self, name: str, backend: str, model: bytes | None = None, model_path: str | None = None,
+                     device: str = "CPU", devices_per_node: int = 1, first_device: int = 0, batch_size: int = 0,
+                     min_batch_size: int = 0, min_batch_timeout: int = 0, tag: str = "",
+                     inputs: list[str] | None = None, outputs: list[str] | None = None) -> None:
+        """Store an ML model (bytes in memory, or a file read now) under ``name``
+        in the feature store before the application starts: the experiment's
+        store, or the colocated one on every node. ``device='GPU'`` with
+        ``devices_per_node=N`` > 1 stores one copy per GPU, ``<name>.GPU:<i>``
+        for i from ``first_device``; both are ignored for ``'CPU'``. A name
+        already added to this model is a ConfigError."""
+        from ..store import preload
+
+        self._add_ml(preload.ml_model(name, backend, model, model_path, device, devices_per_node, first_device,
+                                      batch_size, min_batch_size, min_batch_timeout, tag, inputs, outputs))
+
+    def add_script(self, name: str, script: str | None = None, script_path: str | None = None,
+                   device: str = "CPU", devices_per_node: int = 1, first_device: int = 0) -> None:
+        """Store a TorchScript script (source text, or a file read now) under
+        ``name`` before the application starts (see :meth:`add_ml_model`)."""
+        from ..store import preload
+
+        self._add_ml(preload.script(name, script, script_path, device, devices_per_node, first_device))
+
+    def add_function(self, name: str, function: Any = None, device: str = "CPU", devices_per_node: int = 1,
+                     first_device: int = 0) -> None:
+        """Store a TorchScript function under ``name`` before the application
+        starts: a Python function (serialized now; needs torch) or its
+        TorchScript source (see :meth:`add_ml_model`)."""
+        from ..store import preload
+
+        self._add_ml(preload.function(name, function, device, devices_per_node, first_device))
+
+    def _add_ml(self, obj: Any) -> None:
+        from ..store.preload import check_new
+
+        check_new(f"model {self.name!r}", self.ml, obj)
+        self.ml.append(obj)
+
+    def prepare(self, steps: Sequence[ProcessStep]) -> None:
+        """Store the ML objects (:meth:`add_ml_model`...) before the application starts."""
+        if self.ml:
+            from ..store.preload import prepare
+
+            prepare(steps)
+
     def plan(self, ctx: PlanContext) -> list[Launch]:
         ctx.check(self.run_settings, None)
+        _check_ml_store(f"model {self.name!r}", [self], ctx)
         step = self.process_step(ctx)
         if self.batch_settings is not None:
             return [ctx.batch_job(self.name, step.cwd, self.batch_settings, [step])]
@@ -309,6 +385,8 @@ class Ensemble(Entity):
     added: list[Model] = attrs.field(factory=list)
     #: the tag around inline value lists in its files to configure; generate(tag=) must match
     tag: str = ";"
+    #: ML objects every member stores before it starts (``add_ml_model``...)
+    ml: list[Any] = attrs.field(factory=list, repr=False)
     _expand: ExpandFn | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _space: Sequence[Params] | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -384,7 +462,7 @@ class Ensemble(Entity):
     def _member(self, i: int, params: Params) -> Model:
         assert self.run_settings is not None
         return Model(f"{self.name}_{i}", self.run_settings, dict(params), None, None,
-                     list(self.params_as_args), self.files, self.key_prefixing, ensemble=self.name)
+                     list(self.params_as_args), self.files, self.key_prefixing, ensemble=self.name, ml=list(self.ml))
 
     @property
     def models(self) -> list[Model]:
@@ -418,10 +496,23 @@ class Ensemble(Entity):
             if id(m.run_settings) not in checked:
                 checked.add(id(m.run_settings))
                 ctx.check(m.run_settings, None)
+        if any(m.ml for m in models):
+            from ..store.preload import distinct
+
+            distinct(((f"member {m.name!r}", o) for m in models if m.colocated_db is None for o in m.ml),
+                     f"the store of ensemble {self.name!r}")
+            _check_ml_store(f"ensemble {self.name!r}", models, ctx)
         steps = [m.process_step(ctx, self.path) for m in models]
         if self.batch_settings is not None:
             return [ctx.batch_job(self.name, self.path or os.getcwd(), self.batch_settings, steps)]
         return list(steps)
+
+    def prepare(self, steps: Sequence[ProcessStep]) -> None:
+        """Store the members' ML objects before they start, each key once per store."""
+        if any(getattr(s.entity, "ml", None) for s in steps):
+            from ..store.preload import prepare
+
+            prepare(steps)
 
     def __len__(self) -> int:
         if self._members is not None:
@@ -463,6 +554,12 @@ class Ensemble(Entity):
         if model.name in taken:
             raise ConfigError(f"ensemble {self.name!r} already has a member named {model.name!r}; "
                               "member names must be unique")
+        if self.ml:
+            from ..store.preload import check_new
+
+            for obj in self.ml:  # every check before any change
+                check_new(f"model {model.name!r}", model.ml, obj, f"add_model({model.name!r})")
+            model.ml.extend(self.ml)
         model.ensemble = self.name
         self.added.append(model)
         if self._members is not None:
@@ -491,6 +588,42 @@ class Ensemble(Entity):
         for m in self._members or ():
             if id(m) not in added:
                 m.files = self.files
+
+    def add_ml_model(self, name: str, backend: str, model: bytes | None = None, model_path: str | None = None,
+                     device: str = "CPU", devices_per_node: int = 1, first_device: int = 0, batch_size: int = 0,
+                     min_batch_size: int = 0, min_batch_timeout: int = 0, tag: str = "",
+                     inputs: list[str] | None = None, outputs: list[str] | None = None) -> None:
+        """:meth:`Model.add_ml_model` for every member, present and future. The
+        members share one copy per store (stored once, under ``name``)."""
+        from ..store import preload
+
+        self._add_ml(preload.ml_model(name, backend, model, model_path, device, devices_per_node, first_device,
+                                      batch_size, min_batch_size, min_batch_timeout, tag, inputs, outputs))
+
+    def add_script(self, name: str, script: str | None = None, script_path: str | None = None,
+                   device: str = "CPU", devices_per_node: int = 1, first_device: int = 0) -> None:
+        """:meth:`Model.add_script` for every member, present and future."""
+        from ..store import preload
+
+        self._add_ml(preload.script(name, script, script_path, device, devices_per_node, first_device))
+
+    def add_function(self, name: str, function: Any = None, device: str = "CPU", devices_per_node: int = 1,
+                     first_device: int = 0) -> None:
+        """:meth:`Model.add_function` for every member, present and future."""
+        from ..store import preload
+
+        self._add_ml(preload.function(name, function, device, devices_per_node, first_device))
+
+    def _add_ml(self, obj: Any) -> None:
+        from ..store.preload import check_new
+
+        members = self._members if self._members is not None else self.added
+        check_new(f"ensemble {self.name!r}", self.ml, obj)
+        for m in members:  # every check before any change
+            check_new(f"member {m.name!r} of ensemble {self.name!r}", m.ml, obj)
+        self.ml.append(obj)
+        for m in members:
+            m.ml.append(obj)
 
     def enable_key_prefixing(self) -> None:
         """Prefix every member's keys with its own name."""

@@ -142,6 +142,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="a server configuration directive (repeatable)")
     p.add_argument("--ml-device", action="append", default=[], metavar="DEVICE",
                    help="run an inference worker for DEVICE (CPU, GPU:n) beside the server (repeatable)")
+    p.add_argument("--preload", help="a manifest of ML models and scripts to store before reporting ready "
+                   "(simctl.store.preload)")
     return p.parse_args(list(argv))
 
 
@@ -262,6 +264,8 @@ class Supervisor:
             self.on_signal(signal.SIGTERM, None)
         if not self._wait_answering(addresses):
             return self._finish(failed=True)
+        if a.preload and not self._preload():
+            return self._finish(failed=True)
         for device in dict.fromkeys(a.ml_device):
             self._start_worker(device, "")
         self._report(addresses)
@@ -293,6 +297,21 @@ class Supervisor:
             except OSError:  # not listening yet, or still loading its data
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    def _preload(self) -> bool:
+        """Store what the ``--preload`` manifest names; False (having said why
+        and stopped the server) if that fails."""
+        from .preload import preload_from_manifest
+
+        try:
+            preload_from_manifest(self.where, self.password, self.args.preload)
+            return True
+        except Exception as exc:  # any failure fails the step, with its reason
+            self.fail(f"could not load the ML models and scripts of {self.args.preload} into the store "
+                      f"({self.where}): {exc}", [])
+            assert self.proc is not None
+            self.proc.terminate()
+            return False
 
     def _report(self, addresses: list[str]) -> None:
         assert self.proc is not None
