@@ -230,8 +230,6 @@ def test_members_with_different_objects_under_one_name_are_refused_before_anythi
     assert raw(db).dbsize() == 0 and exp.get_status(ens) == [Status.NEW] * 2
 
 
-@pytest.mark.xfail(strict=True, reason="the plan of a model does not know that a store starts in the same call: "
-                                       "needs PlanContext.starting, set by make_plan (see the report)")
 def test_a_store_started_in_the_same_call_receives_the_objects(tmp_path):
     exp = make_exp(tmp_path)
     db = exp.create_database(port=free_ports())

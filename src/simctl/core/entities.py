@@ -152,17 +152,11 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
     return out
 
 
-def _store_starting(ctx: PlanContext) -> bool:
-    """Whether a store is planned in the same launch (it starts, and hands off, first).
-    The core does not tell yet: ``PlanContext.starting`` is proposed for this."""
-    return bool(getattr(ctx, "starting", ()))
-
-
 def _check_ml_store(what: str, models: Sequence["Model"], ctx: PlanContext) -> None:
     """ConfigError (at plan time) if one of ``models`` has ML models, scripts or
     functions to load and neither a running store nor a colocated one."""
     lost = [m for m in models if m.ml and m.colocated_db is None]
-    if not lost or ctx.handoff.env.get("SSDB") or _store_starting(ctx):
+    if not lost or ctx.handoff.env.get("SSDB") or ctx.starting:
         return
     objs = sorted({o.describe() for m in lost for o in m.ml})
     who = what

@@ -42,6 +42,9 @@ class PlanContext:
     launcher: "Launcher"
     token: str
     handoff: Handoff = attrs.field(factory=Handoff)
+    #: entities that run until stopped planned in the same launch: they start,
+    #: and hand off, before the others
+    starting: tuple[Any, ...] = ()
 
     def check(self, run_settings: "RunSettings | None", batch_settings: "BatchSettings | None") -> None:
         """Raise ConfigError if the launcher cannot run these settings."""

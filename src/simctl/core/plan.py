@@ -39,6 +39,8 @@ def make_plan(entities: Iterable[Entity], ctx: PlanContext) -> LaunchPlan:
     """The launch plan of ``entities``. Raises ConfigError before anything
     happens: settings the launcher cannot run, an entity with nothing to
     launch, or one job key given twice."""
+    entities = list(entities)
+    ctx = attrs.evolve(ctx, starting=tuple(e for e in entities if e.runs_until_stopped))
     launches: list[Launch] = []
     owner: dict[str, Entity] = {}
     for entity in entities:
