@@ -5,16 +5,20 @@ simctl starts a store (a redis-server bound to loopback, with a generated
 password), writes six members' directories (3 diffusivities x 2 step
 counts) with their own ``heat.in``, runs them as local processes (each
 stores its temperature profile in the store), then runs an analysis model
-that reads every member's profile back, prints the summary, and stops the
-store.
+that reads every member's profile back and has a small network
+(``profile_net.py``, stored in the store before the analysis starts) run on
+each profile beside the data, prints the summary, and stops the store.
 """
 
 import os
 import socket
 import sys
 
+from profile_net import ProfileNet
+
 from simctl import Experiment
 from simctl.log import get_logger
+from simctl.ml.torch import serialize_model
 
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(os.path.dirname(here))
@@ -40,8 +44,11 @@ sweep.enable_key_prefixing()  # each member's keys are stored under its own name
 
 analysis = exp.create_model("analysis", exp.create_run_settings(exe=sys.executable,
                                                                  exe_args=[os.path.join(here, "analysis.py")]))
+analysis.enable_key_prefixing()  # what the analysis writes (the network's outputs) is stored under its name
 for member in sweep:
     analysis.register_incoming_entity(member)
+# the network the analysis runs in the store: stored there before the analysis starts
+analysis.add_ml_model("profile_net", "TORCH", model=serialize_model(ProfileNet()))
 
 exp.generate(db, sweep, analysis, overwrite=True)
 try:

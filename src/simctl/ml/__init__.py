@@ -1,5 +1,6 @@
 """Helpers for ML models in the feature store: serializing a user's in-memory
-model for a backend (``simctl.ml.torch``), and reading one made with the
+model for a backend (``simctl.ml.tf``, ``simctl.ml.tflite``, ``simctl.ml.torch``),
+and reading one made with the
 runtime's own tools from bytes or a file (:func:`read_model`)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def read_model(model: bytes | None = None, model_path: str | os.PathLike[str] | 
                           f"not {'both' if model is not None else 'neither'}")
     if model is not None:
         if not isinstance(model, (bytes, bytearray, memoryview)):
-            raise ConfigError(f"model must be bytes (a serialized model; see simctl.ml.torch.serialize_model); "
+            raise ConfigError(f"model must be bytes (a serialized model; see serialize_model in simctl.ml.tf, .tflite or .torch); "
                               f"got {type(model).__name__}")
         return bytes(model)
     if not isinstance(model_path, (str, os.PathLike)) or not os.fspath(model_path):
