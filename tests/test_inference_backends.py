@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import simctl
-from simctl.store import Client
+from simctl.store import Client, StoreError
 
 from _ml_models import the_cnn_for_every_backend
 from _store_helpers import free_ports
@@ -70,7 +70,7 @@ def test_a_batched_tf_model_gives_each_caller_its_rows(client: Client, cnn: Any,
 APP = """
 import json, sys
 import numpy as np
-from simctl.store import Client
+from simctl.store import Client, StoreError
 spec = json.load(open(sys.argv[1]))
 c = Client()
 x = np.load(spec["x"])
@@ -108,3 +108,15 @@ def test_every_backend_in_a_colocated_store(tmp_path: Path, cnn: Any, x: np.ndar
     for backend in BACKENDS:
         np.testing.assert_allclose(np.asarray(got[backend], np.float32), np.asarray(keras_model(x)),
                                    rtol=1e-5, atol=1e-6, err_msg=backend)
+
+
+@pytest.mark.parametrize("backend, words", [("TF", "not a TF frozen graph"), ("TFLITE", "TFLITE"),
+                                            ("TORCH", "not a TorchScript model"), ("ONNX", "not an ONNX model")])
+def test_bytes_that_are_not_a_model_of_the_backend(client: Client, backend: str, words: str) -> None:
+    client.set_model(f"junk-{backend}", b"these bytes are no model at all", backend,
+                     **({"inputs": ["x"], "outputs": ["y"]} if backend == "TF" else {}))
+    client.put_tensor("x", np.zeros((1, 3, 3, 1), np.float32))
+    with pytest.raises(StoreError, match=rf"model 'junk-{backend}' cannot be loaded: .*{words}"):
+        client.run_model(f"junk-{backend}", "x", "y")
+    client.set_script("ok", "def f(x):\n    return x\n")
+    client.run_script("ok", "f", "x", "y")  # the worker still serves
