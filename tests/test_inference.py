@@ -7,25 +7,22 @@ Cluster), real worker processes, real runtimes (torch, onnxruntime)."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
-import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
+from _store_helpers import free_ports
 
 import simctl
 from simctl.ml.torch import serialize_model
 from simctl.store import Client, protocol
 from simctl.store.format import StoreError
-
-from _store_helpers import free_ports
 
 
 class Rows(torch.nn.Module):
@@ -320,37 +317,3 @@ def test_ml_devices_is_checked(tmp_path: Path) -> None:
     with pytest.raises(simctl.ConfigError, match="ml_devices must be a list of devices"):
         exp.create_database(port=free_ports(1), ml_devices=3)
 
-
-COLOCATED_APP = """
-import json, sys
-import numpy as np
-from simctl.store import Client
-c = Client()
-c.set_model_from_file("mlp", sys.argv[1], "TORCH")
-c.set_script("s", "def negate(x):\\n    return torch.neg(x)\\n")
-x = np.asarray(json.loads(sys.argv[2]), dtype=np.float32)
-c.put_tensor("x", x)
-c.run_model("mlp", "x", "y")
-c.run_script("s", "negate", "y", "z")
-print(json.dumps(c.get_tensor("z").tolist()))
-"""
-
-
-@pytest.mark.parametrize("transport", ["tcp", "uds"])
-def test_an_application_runs_a_model_in_its_colocated_store(tmp_path: Path, transport: str) -> None:
-    net = mlp()
-    (tmp_path / "mlp.pt").write_bytes(serialize_model(net))
-    (tmp_path / "app.py").write_text(COLOCATED_APP)
-    x = np.random.default_rng(3).random((2, 4), dtype=np.float32)
-    exp = simctl.Experiment("colocated", exp_path=str(tmp_path), launcher="local")
-    rs = exp.create_run_settings(exe=sys.executable, exe_args=[str(tmp_path / "app.py"), str(tmp_path / "mlp.pt"),
-                                                               json.dumps(x.tolist())])
-    model = exp.create_model("app", rs, path=str(tmp_path))
-    if transport == "tcp":
-        model.colocate_db_tcp(port=free_ports(1))
-    else:
-        model.colocate_db_uds()
-    exp.start(model)
-    assert exp.get_status(model) == [simctl.Status.COMPLETED], (tmp_path / "app.err").read_text()
-    got = np.asarray(json.loads((tmp_path / "app.out").read_text()), dtype=np.float32)
-    np.testing.assert_allclose(got, -expected(net, x), rtol=1e-6, atol=1e-6)

@@ -7,17 +7,17 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from _ml_models import the_cnn_for_every_backend
+from _store_helpers import free_ports
 
 import simctl
 from simctl.store import Client, StoreError
-
-from _ml_models import the_cnn_for_every_backend
-from _store_helpers import free_ports
 
 BACKENDS = ["TF", "TFLITE", "TORCH", "ONNX"]
 

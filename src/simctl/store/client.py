@@ -12,8 +12,9 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterable
 from enum import IntEnum
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import redis
@@ -158,7 +159,7 @@ if SocketBuffer is not None:
                         if not n:
                             raise redis.ConnectionError("Connection closed by server.")
                         got += n
-                except socket.timeout:
+                except TimeoutError:
                     raise redis.TimeoutError("Timeout reading from socket") from None
                 except OSError as exc:
                     raise redis.ConnectionError(f"Error while reading from socket: {exc}") from None
@@ -208,8 +209,7 @@ def parse_addresses(address: str | Iterable[str] | None) -> list[str]:
         if not isinstance(item, str):
             raise ConfigError(f"Client: address entries must be strings, got {item!r}")
         item = item.strip()
-        if item.startswith("tcp://"):
-            item = item[len("tcp://"):]
+        item = item.removeprefix("tcp://")
         if not item:
             continue
         if not item.startswith("unix://"):
@@ -381,10 +381,10 @@ class Client:
         if self._r is not None:
             self._r.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -134,7 +134,7 @@ class Dataset:
         return items
 
     @classmethod
-    def _from_stored(cls, name: str, tensors: dict[str, np.ndarray], meta: dict[bytes, bytes]) -> "Dataset":
+    def _from_stored(cls, name: str, tensors: dict[str, np.ndarray], meta: dict[bytes, bytes]) -> Dataset:
         ds = cls(name)
         ds._tensors = tensors
         ds._scalars, ds._strings = fmt.decode_meta(meta)

@@ -49,10 +49,24 @@ import secrets
 import socket
 import sys
 import uuid
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from simctl import (BatchSettings, ConfigError, Entity, EntityFiles, Handoff, Launch, Launcher, PlanContext,
-                    ProcessLauncher, ProcessStep, RunSettings, SimctlError, checks)
+from simctl import (
+    BatchSettings,
+    ConfigError,
+    Entity,
+    EntityFiles,
+    Handoff,
+    Launch,
+    Launcher,
+    PlanContext,
+    ProcessLauncher,
+    ProcessStep,
+    RunSettings,
+    SimctlError,
+    checks,
+)
 from simctl.core.entities import check_name
 from simctl.log import logger
 

@@ -43,6 +43,7 @@ from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
 from . import format as fmt
 from .client import Client, _check_backend, _check_length, _names
+from .server import write_private
 
 #: the directory, in a colocated model's working directory, of what its store preloads
 DIRNAME = ".simctl-ml"
@@ -316,23 +317,6 @@ def prepare(steps: Sequence[ProcessStep]) -> None:
 # -- colocated stores: a manifest and its files ----------------------------------------------------
 
 
-def _write_private(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` (replaced atomically), readable only by its owner."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _private_dir(path: str) -> None:
     os.makedirs(path, mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
@@ -356,10 +340,10 @@ def write_manifest(step: ProcessStep, objs: Sequence[MLObject]) -> str:
     for obj in objs:
         blob = os.path.join(data_dir, obj.sha256)
         if not (os.path.isfile(blob) and os.path.getsize(blob) == len(obj.data)):
-            _write_private(blob, obj.data)
+            write_private(blob, obj.data)
         fields = attrs.asdict(obj, filter=lambda a, _v: a.name != "data")
         items.append(fields | {"file": os.path.relpath(blob, os.path.dirname(path)), "size": len(obj.data)})
-    _write_private(path, json.dumps({"version": MANIFEST_VERSION, "items": items}, indent=1).encode("utf-8"))
+    write_private(path, json.dumps({"version": MANIFEST_VERSION, "items": items}, indent=1).encode("utf-8"))
     return path
 
 

@@ -52,7 +52,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from redis.crc import key_slot
 

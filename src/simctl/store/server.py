@@ -26,7 +26,7 @@ import platform
 import re
 import shutil
 import subprocess
-from typing import Iterable
+from collections.abc import Iterable
 
 from simctl import ConfigError
 
@@ -156,14 +156,14 @@ def render_conf(directives: Iterable[tuple[str, str | list[str]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_private(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` (replaced atomically), readable only by its owner."""
+def write_private(path: str, text: str | bytes) -> None:
+    """Write ``text`` (UTF-8) or bytes to ``path`` (replaced atomically), readable only by its owner."""
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 PASSWORD_ENV = "SSDB_PASSWORD"
 READY_ENV = "SIMCTL_READY_FILE"

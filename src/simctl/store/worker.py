@@ -24,7 +24,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import redis
