@@ -1,8 +1,9 @@
 """The feature store on the REAL test Slurm (scripts/setup-slurm.sh): an
 orchestrator as srun steps inside an allocation (one server and a 3-shard
 cluster), as one batch job with producers in a batch ensemble reading SSDB
-from their environment, and a colocated store shared by the two ranks of an
-srun step on one node.
+from their environment (and its inference workers serving a script on each
+shard), and a colocated store shared by the two ranks of an srun step on one
+node.
 
 Every test here is marked ``slurm`` and FAILS (never skips) without the cluster.
 """
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -149,7 +151,20 @@ def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path)
     assert {s["SSDB"] for s in seen} == {",".join(db.get_address())}
     assert {s["SLURM_JOB_ID"] for s in seen} != {job}  # the producers ran in their own batch job
 
-    pids = [json.loads((Path(db.path) / f"shard-{i}.addr").read_text())["pid"] for i in range(3)]
+    # each shard's inference worker runs in the batch job beside its server, and serves a script on its shard
+    from simctl.store import protocol
+
+    with db.client() as c:
+        c.set_script("negate", "def negate(x):\n    return torch.neg(x)\n")
+        workers = []
+        for i in range(12):
+            c.put_tensor(f"t{i}", np.full(2, i, np.float32))
+            c.run_script("negate", "negate", f"t{i}", f"t{i}.neg")
+            assert c.get_tensor(f"t{i}.neg").tolist() == [-i, -i]
+            queue = protocol.queue_key(c._tag(f"t{i}"), "CPU")
+            workers += protocol.worker_pids(c._key_cmd("t", queue, "CLIENT", "LIST"), "CPU")
+    assert len(set(workers)) == 3  # one per shard, each found where its inputs were
+    pids = [json.loads((Path(db.path) / f"shard-{i}.addr").read_text())["pid"] for i in range(3)] + workers
     exp.stop(db)
     assert exp.get_status(db) == [Status.CANCELLED] * 3
     assert squeue_state(job) in ("CANCELLED", "COMPLETING", "")
