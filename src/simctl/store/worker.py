@@ -82,8 +82,12 @@ class Worker:
         self.cluster: Any = None  # a cluster client, for keys held by other shards
         self.owned: set[int] | None = self._owned if cluster else None
         self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
+        self.take_cmd = ("EVAL", pr.TAKE_SCRIPT, 2, self.q, self.taken, pr.TAKE)
         self.cache: dict[tuple[str, str], Loaded] = {}
-        self.take = self.local.register_script(pr.TAKE_SCRIPT)
+        # the request path talks over one connection of its own, without redis-py's client layer
+        # (its pool, pipeline and instrumentation cost about 40 us a command, 100 us a pipeline)
+        self.conn = self.local.connection_pool.make_connection()
+        self.conn.connect()
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
         self.stop = False
@@ -120,30 +124,47 @@ class Worker:
         if not orphans:
             return
         how = f" ({previous_exit})" if previous_exit else ""
-        pipe = self.local.pipeline(transaction=False)
+        cmds: list[tuple[Any, ...]] = []
         for raw in orphans:
             try:
                 req = pr.parse(raw)
             except ValueError:
                 continue
-            self._reply(pipe, req["id"], str(req.get("reply", "")),
+            self._reply(cmds, req["id"], str(req.get("reply", "")),
                         f"the inference worker for {self.device} died while running this request{how}; "
                         "it was restarted: run it again")
-        pipe.delete(self.taken)
-        pipe.execute()
+        cmds.append(("DEL", self.taken))
+        self._exchange(cmds)
 
     def serve(self) -> None:
-        """Take and answer requests until stopped."""
+        """Take and answer requests until stopped. The requests that came
+        in meanwhile are taken with the replies (one round trip); only when
+        there are none does the worker block on its queue."""
+        raws: list[bytes] = self._exchange([self.take_cmd])[0]
         while not self.stop:
-            raws = self.take(keys=[self.q, self.taken], args=[pr.TAKE])
             if not raws:
-                first = self.local.blmove(self.q, self.taken, pr.IDLE, "LEFT", "RIGHT")
-                if first is None:
-                    self._drain_changes()
-                    continue
-                raws = [first]
+                first = self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)])[0]
+                raws = [first] if first is not None else []
             self._drain_changes()
-            self.handle(raws)
+            if raws:
+                raws = self.handle(raws)
+
+    def _exchange(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``cmds`` in one write and read their replies. An error reply is
+        raised once every reply is read (as redis-py's pipeline did: the worker
+        ends and is restarted)."""
+        conn = self.conn
+        conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+        out: list[Any] = []
+        for _ in cmds:
+            try:
+                out.append(conn.read_response())
+            except redis.ResponseError as exc:
+                out.append(exc)
+        for x in out:
+            if isinstance(x, redis.ResponseError):
+                raise x
+        return out
 
     def _drain_changes(self) -> None:
         """Forget the models and scripts whose keys were published as changed."""
@@ -158,28 +179,21 @@ class Worker:
 
     # -- one round of requests ------------------------------------------------------------
 
-    def handle(self, raws: list[bytes]) -> None:
-        """Answer the requests ``raws`` (taken into the taken list), then clear that list."""
-        pipe = self.local.pipeline(transaction=False)
-        reqs: list[Request] = []
-        for raw in raws:
-            try:
-                msg = pr.parse(raw)
-                reqs.append(Request(raw, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
-                                    list(msg["in"]), list(msg["out"])))
-            except (ValueError, KeyError, TypeError) as exc:
-                print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
-        groups = self._groups(reqs, pipe)
-        groups = self._fill_batches(groups, pipe)
+    def handle(self, raws: list[bytes]) -> list[bytes]:
+        """Answer the requests ``raws`` (taken into the taken list), clear that
+        list, and take the requests queued meanwhile (returned), all in one round trip."""
+        cmds: list[tuple[Any, ...]] = []
+        groups = self._fill_batches(self._groups_of(raws, cmds), cmds)
         runnable = [(loaded, group) for loaded, group in groups.values() if loaded is not None]
         inputs = self._read_inputs([r for _, group in runnable for r in group])
         for loaded, group in runnable:
             for chunk in self._chunks(loaded, group, inputs):
-                self._run(loaded, chunk, inputs, pipe)
-        pipe.delete(self.taken)
-        pipe.execute()
+                self._run(loaded, chunk, inputs, cmds)
+        cmds += [("DEL", self.taken), self.take_cmd]
+        return self._exchange(cmds)[-1]
 
-    def _groups(self, reqs: list[Request], pipe: Any) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+    def _groups(self, reqs: list[Request], cmds: list[tuple[Any, ...]]
+                ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
         """Requests by model or script, each with what runs it (None when it
         cannot run here: those got their reply, or were passed on)."""
         groups: dict[tuple[str, str], tuple[Loaded | None, list[Request]]] = {}
@@ -190,22 +204,22 @@ class Worker:
                     groups[k] = (self._loaded(req.kind, req.key), [])
                 except RunError as exc:
                     groups[k] = (None, [])
-                    self._reply(pipe, req.id, req.reply, str(exc))
+                    self._reply(cmds, req.id, req.reply, str(exc))
                     for other in reqs:
                         if (other.kind, other.key) == k and other is not req:
-                            self._reply(pipe, other.id, other.reply, str(exc))
+                            self._reply(cmds, other.id, other.reply, str(exc))
                     continue
             loaded, group = groups[k]
             if loaded is None:
                 continue
             if loaded.device != self.device:
-                self._pass_on(loaded.device, req, pipe)
+                self._pass_on(loaded.device, req, cmds)
                 continue
             group.append(req)
         return groups
 
-    def _fill_batches(self, groups: dict[tuple[str, str], tuple[Loaded | None, list[Request]]], pipe: Any
-                      ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+    def _fill_batches(self, groups: dict[tuple[str, str], tuple[Loaded | None, list[Request]]],
+                      cmds: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
         """Wait (a bounded time) for more requests while a batched model has
         fewer than its ``min_batch_size`` rows."""
         start = time.monotonic()
@@ -221,19 +235,21 @@ class Worker:
             left = None if deadline is None else deadline - time.monotonic()
             if left is None or left <= 0:
                 return groups
-            more = self.take(keys=[self.q, self.taken], args=[pr.TAKE])
+            more = self._exchange([self.take_cmd])[0]
             if not more:
-                first = self.local.blmove(self.q, self.taken, max(left, 0.001), "LEFT", "RIGHT")
+                first = self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", max(left, 0.001))])[0]
                 more = [first] if first is not None else []
             if not more:
                 continue
-            for key, (loaded, group) in self._groups_of(more, pipe).items():
+            for key, (loaded, group) in self._groups_of(more, cmds).items():
                 if key in groups and groups[key][0] is not None:
                     groups[key][1].extend(group)
                 else:
                     groups[key] = (loaded, group)
 
-    def _groups_of(self, raws: list[bytes], pipe: Any) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+    def _groups_of(self, raws: list[bytes], cmds: list[tuple[Any, ...]]
+                   ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+        """The requests ``raws`` decoded and grouped (see :meth:`_groups`)."""
         reqs = []
         for raw in raws:
             try:
@@ -242,23 +258,23 @@ class Worker:
                                     list(msg["in"]), list(msg["out"])))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
-        return self._groups(reqs, pipe)
+        return self._groups(reqs, cmds)
 
-    def _pass_on(self, device: str, req: Request, pipe: Any) -> None:
+    def _pass_on(self, device: str, req: Request, cmds: list[tuple[Any, ...]]) -> None:
         """Queue ``req`` for the worker of ``device`` on this shard, or answer it with an error."""
         if not pr.has_worker(self.local.client_list(), device):
-            self._reply(pipe, req.id, req.reply,
+            self._reply(cmds, req.id, req.reply,
                         f"{req.kind} {req.key!r} runs on {device}, and no inference worker serves {device} on "
                         f"the store at {self.address} (start the store with ml_devices including {device!r})")
             return
-        pipe.rpush(pr.queue_key(self.tag, device), req.raw)
+        cmds.append(("RPUSH", pr.queue_key(self.tag, device), req.raw))
 
     # -- loading ---------------------------------------------------------------------------
 
     def _get(self, key: str) -> bytes | None:
         """The value of ``key``, wherever it lives."""
         if self.owned is None or pr.key_slot(key.encode()) in self.owned:
-            return self.local.get(key)
+            return self._exchange([("GET", key)])[0]
         return self._cluster_client().get(key)
 
     def _cluster_client(self) -> Any:
@@ -333,8 +349,9 @@ class Worker:
         keys = list(dict.fromkeys(k for r in reqs for k in r.inputs))
         local = [k for k in keys if self.owned is None or pr.key_slot(k.encode()) in self.owned]
         values: dict[str, Any] = {}
-        if local:
-            values.update(zip(local, self.local.mget(local) if self.owned is None else self._mget_local(local)))
+        if local:  # on a cluster, keys of different slots cannot share an MGET
+            values.update(zip(local, self._exchange([("MGET", *local)])[0] if self.owned is None
+                              else self._exchange([("GET", k) for k in local])))
         for k in keys:
             if k not in values:
                 values[k] = self._cluster_client().get(k)
@@ -348,12 +365,6 @@ class Worker:
             except fmt.FormatError as exc:
                 out[k] = f"{k!r} is not a tensor: {exc}"
         return out
-
-    def _mget_local(self, keys: list[str]) -> list[Any]:
-        pipe = self.local.pipeline(transaction=False)
-        for k in keys:
-            pipe.get(k)
-        return pipe.execute()
 
     def _chunks(self, loaded: Loaded, group: list[Request], inputs: dict[str, Any]) -> list[list[Request]]:
         """The requests run together: batches of up to ``batch_size`` rows for a
@@ -376,13 +387,14 @@ class Worker:
                 rows = n
         return chunks
 
-    def _run(self, loaded: Loaded, chunk: list[Request], inputs: dict[str, Any], pipe: Any) -> None:
+    def _run(self, loaded: Loaded, chunk: list[Request], inputs: dict[str, Any], cmds: list[tuple[Any, ...]]
+             ) -> None:
         """Run ``chunk`` (one request, or a batch), write outputs and replies."""
         ready: list[tuple[Request, list[np.ndarray]]] = []
         for r in chunk:
             missing = [inputs[k] for k in r.inputs if isinstance(inputs.get(k), str)]
             if missing:
-                self._reply(pipe, r.id, r.reply, str(missing[0]))
+                self._reply(cmds, r.id, r.reply, str(missing[0]))
             else:
                 ready.append((r, [inputs[k] for k in r.inputs]))
         if not ready:
@@ -391,25 +403,25 @@ class Worker:
             results = self._run_batch(loaded, ready)
             if results is None:  # not batchable after all (shapes differ): one at a time
                 for r, arrays in ready:
-                    self._answer(loaded, r, arrays, pipe)
+                    self._answer(loaded, r, arrays, cmds)
                 return
             for (r, _), outs in zip(ready, results):
-                self._write(r, outs, pipe)
+                self._write(r, outs, cmds)
             return
-        self._answer(loaded, *ready[0], pipe)
+        self._answer(loaded, *ready[0], cmds)
 
     def _call(self, loaded: Loaded, fn: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         if fn:
             return loaded.backend.run_script(loaded.handle, fn, arrays)
         return loaded.backend.run(loaded.handle, arrays)
 
-    def _answer(self, loaded: Loaded, r: Request, arrays: list[np.ndarray], pipe: Any) -> None:
+    def _answer(self, loaded: Loaded, r: Request, arrays: list[np.ndarray], cmds: list[tuple[Any, ...]]) -> None:
         try:
             outs = self._call(loaded, r.fn if r.kind == "script" else "", arrays)
         except Exception as exc:  # the backend's error (ConfigError) or a runtime's: the caller's to read
-            self._reply(pipe, r.id, r.reply, str(exc) or type(exc).__name__)
+            self._reply(cmds, r.id, r.reply, str(exc) or type(exc).__name__)
             return
-        self._write(r, outs, pipe)
+        self._write(r, outs, cmds)
 
     def _run_batch(self, loaded: Loaded, ready: list[tuple[Request, list[np.ndarray]]]
                    ) -> list[list[np.ndarray]] | None:
@@ -433,29 +445,28 @@ class Worker:
         split = [np.split(o, bounds) for o in outs]
         return [[s[i] for s in split] for i in range(len(ready))]
 
-    def _write(self, r: Request, outs: list[np.ndarray], pipe: Any) -> None:
+    def _write(self, r: Request, outs: list[np.ndarray], cmds: list[tuple[Any, ...]]) -> None:
         if len(outs) != len(r.outputs):
-            self._reply(pipe, r.id, r.reply, f"{r.kind} {r.key!r} gave {len(outs)} output(s); the request "
+            self._reply(cmds, r.id, r.reply, f"{r.kind} {r.key!r} gave {len(outs)} output(s); the request "
                                              f"names {len(r.outputs)}: {r.outputs!r}")
             return
         try:
-            values = [(k, b"".join(bytes(b) for b in fmt.encode_tensor(o, f"output {k!r}")))
-                      for k, o in zip(r.outputs, outs)]
+            values = [(k, fmt.tensor_bytes(o, f"output {k!r}")) for k, o in zip(r.outputs, outs)]
         except Exception as exc:
-            self._reply(pipe, r.id, r.reply, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
+            self._reply(cmds, r.id, r.reply, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
             return
         for k, v in values:
             if self.owned is None or pr.key_slot(k.encode()) in self.owned:
-                pipe.set(k, v)
+                cmds.append(("SET", k, v))
             else:
                 self._cluster_client().set(k, v)
-        self._reply(pipe, r.id, r.reply, None)
+        self._reply(cmds, r.id, r.reply, None)
 
-    def _reply(self, pipe: Any, rid: str, reply: str, error: str | None) -> None:
+    def _reply(self, cmds: list[tuple[Any, ...]], rid: str, reply: str, error: str | None) -> None:
+        """Queue the reply to request ``rid`` (sent with the other commands of the round)."""
         if not reply:
             return
-        pipe.rpush(reply, pr.reply(rid, error, self.device))
-        pipe.expire(reply, pr.REPLY_TTL)
+        cmds += [("RPUSH", reply, pr.reply(rid, error, self.device)), ("EXPIRE", reply, pr.REPLY_TTL)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,550 @@
+"""Inference benchmarks (issue 10, "Speed"): run_model through the store's
+inference worker against the same model run in-process with the same runtime.
+
+    python benchmarks/bench_inference.py [--only CASES] [--quick] [--rounds N]
+                                         [--seconds S] [--json PATH]
+
+Every case starts its own store the way a user does
+(``simctl.Experiment(..., launcher="local").create_database(port=...)``,
+``exp.start(db)``, ``db.client()``): one redis-server on loopback TCP with a
+password, its supervisor, and one CPU inference worker. The models are MLPs
+made with torch (``torch.onnx.export`` / ``torch.jit.script`` + ``torch.jit.save``)
+in a child process before anything is timed, so the measuring process holds
+no ML runtime (like a simulation that only has the client).
+
+Cases (exit status 1 if a target is missed or a case fails):
+
+  latency     one round = ``put_tensor`` of the input, ``run_model``,
+              ``get_tensor`` of the output, for a small ONNX MLP and a small
+              TorchScript MLP (32 -> 64 -> 64 -> 8, ReLU, batch 1, float32),
+              against the same model run in-process with the same runtime in
+              a child process (``InferenceSession.run`` with the backend's
+              session options; ``torch.jit.load``'ed module called under
+              ``torch.inference_mode``). Store and in-process loops alternate,
+              --rounds rounds of N calls each; p50 and p99 over all calls.
+              Also shown: a round of ``put_tensor`` + ``get_tensor`` alone.
+              Target: p50 at most 1 ms above in-process.
+  throughput  16 client processes (spawned, each with its own Client and its
+              own keys) run rounds (as above, batch 1) for a fixed time on an
+              ONNX MLP whose one call costs about 1 ms in-process here with
+              onnxruntime's defaults (2048 -> 2048 -> 2048 -> 2048 -> 64, 12.7 M
+              parameters; 1.6 ms for 16 rows), stored twice: unbatched
+              (batch_size=0) and batched (batch_size=16, min_batch_size=8,
+              min_batch_timeout=4 ms). A third window has the same processes do
+              put_tensor + get_tensor only: the ceiling that the clients and the
+              server leave. The windows alternate, --rounds times --seconds
+              each; the CPU each process used is read with psutil. Target:
+              batched rounds/s at least 3x unbatched.
+  memory      RSS (psutil) of the worker process (pid from CLIENT LIST, see
+              ``protocol.worker_pids``) at rest and after 10 models (256 ->
+              512 -> 512 -> 16, different weights) are stored and each run
+              once, for ONNX and for TORCH (a store each), against a bare
+              ``python -c`` that imports the same runtime and loads and runs
+              the same 10 models. No target (the issue asks for the figure).
+
+The machine this was written on has 2 cores: the measuring client(s), the
+redis-server, the supervisor and the worker share them, and the figures say
+as much about that as about the code: in the throughput case the clients,
+the server and the worker's runtime (onnxruntime uses 2 threads here) want
+more than the 2 cores. --quick: a smoke run (few calls, 1 s windows).
+--skip-peer / --peer-only / --peer-repeat are accepted and unused (there is
+no peer for this).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Report, bench_arg_parser, fmt_ratio, run_cases  # noqa: E402
+
+CASES = ["latency", "throughput", "memory"]
+SMALL = (32, 64, 64, 8)
+BIG = (2048, 2048, 2048, 2048, 64)
+MEM = (256, 512, 512, 16)
+N_MEM_MODELS = 10
+N_CLIENTS = 16
+#: one request per client fits a batch; wait at most about 3 unbatched calls for half of them
+BATCH = dict(batch_size=16, min_batch_size=8, min_batch_timeout=4)
+TARGET_ABOVE = 0.001  # seconds of p50 above in-process
+TARGET_BATCHING = 3.0
+
+
+def target(rep: Report, args: Any, name: str, ok: bool, text: str, **data: Any) -> None:
+    """A line judged against its target (OK / MISS), or only shown in a --quick run,
+    whose few calls say nothing either way."""
+    if args.quick:
+        rep.info(name, f"{text} (--quick: not judged)", **data)
+    else:
+        rep._add(name, "OK" if ok else "MISS", f"{name}: {text} {'OK' if ok else 'MISS'}", **data)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _mlp(dims: Sequence[int], seed: int) -> Any:
+    import torch
+
+    torch.manual_seed(seed)
+    layers: List[Any] = []
+    for a, b in zip(dims, dims[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1]).eval()
+
+
+def _build(out_dir: str, specs: Dict[str, Tuple[Sequence[int], int, str]]) -> None:
+    """Write each model of ``specs`` (file name -> (dims, seed, "ONNX" | "TORCH")) into ``out_dir``."""
+    import warnings
+
+    import torch
+
+    warnings.simplefilter("ignore")
+    for name, (dims, seed, runtime) in specs.items():
+        net, buf = _mlp(dims, seed), io.BytesIO()
+        if runtime == "ONNX":
+            torch.onnx.export(net, (torch.zeros(1, dims[0]),), buf, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+        else:
+            torch.jit.save(torch.jit.script(net), buf)
+        Path(out_dir, name).write_bytes(buf.getvalue())
+
+
+def build_models(out_dir: str, specs: Dict[str, Tuple[Sequence[int], int, str]]) -> Dict[str, bytes]:
+    """The models of ``specs``, made in a child process (torch stays out of this one)."""
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_build, args=(out_dir, specs))
+    proc.start()
+    proc.join()
+    if proc.exitcode:
+        raise RuntimeError(f"building the models failed (exit {proc.exitcode})")
+    return {name: Path(out_dir, name).read_bytes() for name in specs}
+
+
+def _input(rows: int, cols: int, seed: int = 0) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed).random((rows, cols), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- store
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def store(root: str) -> Iterator[Tuple[Any, Any]]:
+    """A one-shard store with a CPU inference worker, started as a user does; (db, client)."""
+    import simctl
+
+    exp = simctl.Experiment("bench-inference", exp_path=tempfile.mkdtemp(dir=root), launcher="local")
+    db = exp.create_database(port=_free_port())
+    exp.start(db)
+    client = None
+    try:
+        client = db.client()
+        worker_pid(db)  # a run sent before the worker connects would wait for it
+        yield db, client
+    finally:
+        if client is not None:
+            client.close()
+        exp.stop(db)
+
+
+def worker_pid(db: Any, timeout: float = 120) -> int:
+    """The pid of the store's CPU inference worker (from CLIENT LIST), once it is connected."""
+    import redis
+
+    from simctl.store import protocol
+
+    host, _, port = db.get_address()[0].rpartition(":")
+    r = redis.Redis(host=host, port=int(port), password=db.password)
+    deadline = time.monotonic() + timeout
+    try:
+        while not (pids := protocol.worker_pids(r.client_list(), "CPU")):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no inference worker connected within {timeout:g} s")
+            time.sleep(0.05)
+    finally:
+        r.close()
+    if len(pids) != 1:
+        raise RuntimeError(f"expected one CPU worker, CLIENT LIST shows {pids}")
+    return pids[0]
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def _times(op: Callable[[], Any], n: int) -> List[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        op()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _pct(samples: Sequence[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def _in_process(conn: Any, runtime: str, model: bytes, dims: Sequence[int], rows: int = 1) -> None:
+    """The baseline: load ``model`` with its runtime as the backend does, send
+    its output for ``rows`` rows, then answer ``n`` with n timed calls (None ends)."""
+    x = _input(rows, dims[0])
+    if runtime == "ONNX":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x}
+
+        def once() -> Any:
+            return session.run(None, feed)[0]
+    else:
+        import warnings
+
+        import torch
+
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(io.BytesIO(model), map_location="cpu")
+        module.eval()
+
+        def once() -> Any:
+            with torch.inference_mode():
+                return module(torch.from_numpy(x)).numpy()
+    conn.send(once())
+    while (n := conn.recv()) is not None:
+        conn.send(_times(once, n))
+
+
+def in_process(runtime: str, model: bytes, dims: Sequence[int], rows: int = 1) -> Tuple[Any, Any]:
+    """A child process running ``model`` in-process (see :func:`_in_process`):
+    (its pipe, the process). Its first message is its output."""
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    child = ctx.Process(target=_in_process, args=(theirs, runtime, model, dims, rows))
+    child.start()
+    return mine, child
+
+
+def end(conn: Any, child: Any) -> None:
+    """Tell an in-process child to end, and make sure it does."""
+    with contextlib.suppress(OSError):
+        conn.send(None)
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        child.join()
+
+
+def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
+    if not run_simctl:
+        rep.skip("latency", "simctl not importable")
+        return
+    import numpy as np
+
+    rounds, n = (2, 200) if args.quick else (args.rounds or 5, 1000)
+    root = tempfile.mkdtemp(prefix="simctl-bench-inference-")
+    try:
+        models = build_models(root, {"small.onnx": (SMALL, 0, "ONNX"), "small.pt": (SMALL, 0, "TORCH")})
+        x = _input(1, SMALL[0])  # the in-process side makes the same
+        for runtime, file in (("ONNX", "small.onnx"), ("TORCH", "small.pt")):
+            mine, child = in_process(runtime, models[file], SMALL)
+            try:
+                expected = mine.recv()
+                with store(root) as (_db, client):
+                    client.set_model("mlp", models[file], runtime)
+
+                    def round_trip() -> Any:
+                        client.put_tensor("x", x)
+                        client.run_model("mlp", "x", "y")
+                        return client.get_tensor("y")
+
+                    def put_get() -> Any:
+                        client.put_tensor("x", x)
+                        return client.get_tensor("y")
+
+                    got = round_trip()
+                    rep.check(f"{runtime} output", bool(np.allclose(got, expected, rtol=1e-4, atol=1e-5)),
+                              "the worker's output equals the in-process run's")
+                    _times(round_trip, n // 4)  # warm up both sides
+                    mine.send(n // 4)
+                    mine.recv()
+                    ours: List[float] = []
+                    base: List[float] = []
+                    plain: List[float] = []
+                    per_round = []
+                    for r in range(rounds):
+                        if r % 2:
+                            mine.send(n)
+                            b = mine.recv()
+                            m, p = _times(round_trip, n), _times(put_get, n)
+                        else:
+                            m, p = _times(round_trip, n), _times(put_get, n)
+                            mine.send(n)
+                            b = mine.recv()
+                        ours += m
+                        base += b
+                        plain += p
+                        per_round.append(_pct(m, 0.5) - _pct(b, 0.5))
+            finally:
+                end(mine, child)
+            us = (lambda s: f"{s * 1e6:.0f} us")
+            p50, b50, p99, b99 = _pct(ours, 0.5), _pct(base, 0.5), _pct(ours, 0.99), _pct(base, 0.99)
+            target(rep, args, f"{runtime} run_model round, p50", p50 - b50 <= TARGET_ABOVE,
+                   f"store {us(p50)} | in-process {us(b50)} | +{us(p50 - b50)} (target <= +{us(TARGET_ABOVE)})",
+                   store_p50=p50, inproc_p50=b50, store_p99=p99, inproc_p99=b99)
+            rep.info(f"{runtime} run_model round, p99",
+                     f"store {us(p99)} | in-process {us(b99)} | +{us(p99 - b99)}; p50 per round +"
+                     f"{us(min(per_round))} to +{us(max(per_round))} ({rounds} rounds x {n} calls)")
+            rep.info(f"{runtime} put_tensor + get_tensor alone",
+                     f"p50 {us(_pct(plain, 0.5))}, p99 {us(_pct(plain, 0.99))} (so run_model itself: "
+                     f"p50 about {us(p50 - _pct(plain, 0.5))})")
+    except Exception as exc:  # noqa: BLE001
+        rep.exception("latency", exc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def _client(address: str, password: str, index: int, conn: Any) -> None:
+    """One client process: on (model, t0, t1) run rounds from t0 until t1 and
+    answer how many finished by t1 (model "": put_tensor + get_tensor only); None ends."""
+    from simctl.store import Client
+
+    client = Client(address=address, password=password)
+    x = _input(1, BIG[0], seed=index)
+    xk, yk = f"c{index}.x", f"c{index}.y"
+
+    def round_trip(model: str) -> None:
+        client.put_tensor(xk, x)
+        if model:
+            client.run_model(model, xk, yk)
+        client.get_tensor(yk)
+
+    for model in MODES[:2]:
+        round_trip(model)
+    conn.send("ready")
+    while (msg := conn.recv()) is not None:
+        model, t0, t1 = msg
+        while time.monotonic() < t0:
+            time.sleep(0.001)
+        done = 0
+        while time.monotonic() < t1:
+            round_trip(model)
+            done += time.monotonic() <= t1
+        conn.send(done)
+    client.close()
+
+
+#: the throughput windows: the two stored copies of the model, and no run at all
+MODES = ("unbatched", "batched", "")
+
+
+def case_throughput(rep: Report, args: Any, run_simctl: bool) -> None:
+    if not run_simctl:
+        rep.skip("throughput", "simctl not importable")
+        return
+    import numpy as np
+    import psutil
+
+    pairs, seconds = (1, 1.0) if args.quick else (args.rounds or 3, args.seconds or 4.0)
+    root = tempfile.mkdtemp(prefix="simctl-bench-inference-")
+    procs: List[Any] = []
+    conns: List[Any] = []
+    try:
+        model = build_models(root, {"big.onnx": (BIG, 0, "ONNX")})["big.onnx"]
+        with store(root) as (db, client):
+            worker = psutil.Process(worker_pid(db))
+            server = [p for p in worker.parent().children() if p.pid != worker.pid][0]
+            client.set_model("unbatched", model, "ONNX")
+            client.set_model("batched", model, "ONNX", **BATCH)
+            x = _input(1, BIG[0])
+            client.put_tensor("x", x)
+            client.run_model("unbatched", "x", "y0")
+            client.run_model("batched", "x", "y1")
+            rep.check("batched output", bool(np.allclose(client.get_tensor("y0"), client.get_tensor("y1"),
+                                                          rtol=1e-4, atol=1e-5)),
+                      "the batched model's output equals the unbatched one's")
+            one = _pct(_times(lambda: client.run_model("unbatched", "x", "y0"), 100), 0.5)
+            calls = {}
+            for rows in (1, BATCH["batch_size"]):  # what one call costs in-process, alone on the machine
+                mine, child = in_process("ONNX", model, BIG, rows)
+                try:
+                    mine.recv()
+                    mine.send(100)
+                    calls[rows] = _pct(mine.recv(), 0.5)
+                finally:
+                    end(mine, child)
+            ctx = multiprocessing.get_context("spawn")
+            for i in range(N_CLIENTS):
+                mine, theirs = ctx.Pipe()
+                p = ctx.Process(target=_client, args=(db.get_address()[0], db.password, i, theirs))
+                p.start()
+                procs.append(p)
+                conns.append(mine)
+            for c in conns:
+                if c.recv() != "ready":
+                    raise RuntimeError("a client process did not start")
+            watched = [worker, server] + [psutil.Process(p.pid) for p in procs]
+            got: Dict[str, List[float]] = {m: [] for m in MODES}
+            cpu: Dict[str, List[Tuple[float, float, float]]] = {m: [] for m in MODES}
+            for r in range(pairs):
+                for mode in (MODES if r % 2 == 0 else MODES[1::-1] + MODES[2:]):
+                    t0 = time.monotonic() + 0.2
+                    for c in conns:
+                        c.send((mode, t0, t0 + seconds))
+                    before = [p.cpu_times() for p in watched]
+                    done = sum(c.recv() for c in conns)
+                    after = [p.cpu_times() for p in watched]
+                    got[mode].append(done / seconds)
+                    used = [(a.user + a.system - b.user - b.system) / seconds for a, b in zip(after, before)]
+                    cpu[mode].append((used[0], used[1], sum(used[2:])))
+            for c in conns:
+                c.send(None)
+            for p in procs:
+                p.join(timeout=30)
+        med = {m: statistics.median(v) for m, v in got.items()}
+        ratio = med["batched"] / med["unbatched"]
+        ratios = sorted(b / u for b, u in zip(got["batched"], got["unbatched"]))
+        target(rep, args, f"throughput, {N_CLIENTS} client processes, ONNX MLP {'-'.join(map(str, BIG))}",
+               ratio >= TARGET_BATCHING,
+               f"batched {med['batched']:.0f} rounds/s | unbatched {med['unbatched']:.0f} rounds/s | ratio "
+               f"{fmt_ratio(ratio)} (target >= {TARGET_BATCHING:g}x)", rounds=got, ratio=ratio)
+        rep.info("throughput spread",
+                 f"{pairs} pairs x {seconds:g} s, medians; per pair {fmt_ratio(ratios[0])}-{fmt_ratio(ratios[-1])}; "
+                 f"batched {min(got['batched']):.0f}-{max(got['batched']):.0f}, unbatched "
+                 f"{min(got['unbatched']):.0f}-{max(got['unbatched']):.0f} rounds/s; batched = {BATCH}; with "
+                 f"nothing else running, one run_model {one * 1e3:.2f} ms, one call in-process "
+                 f"{calls[1] * 1e3:.2f} ms for 1 row, {calls[BATCH['batch_size']] * 1e3:.2f} ms for "
+                 f"{BATCH['batch_size']}")
+        rep.info("throughput ceiling",
+                 f"the same {N_CLIENTS} processes doing put_tensor + get_tensor only (no run_model): "
+                 f"{med['']:.0f} rounds/s; batched reaches {med['batched'] / med['']:.0%} of it")
+        for mode in MODES:
+            w, srv, cl = (statistics.median(c[i] for c in cpu[mode]) for i in range(3))
+            rep.info(f"throughput CPU, {mode or 'put+get only'}",
+                     f"cores busy: worker {w:.2f}, server {srv:.2f}, {N_CLIENTS} clients {cl:.2f} (of "
+                     f"{os.cpu_count()}); per round: worker {w / med[mode] * 1e6:.0f} us, server "
+                     f"{srv / med[mode] * 1e6:.0f} us, clients {cl / med[mode] * 1e6:.0f} us")
+    except Exception as exc:  # noqa: BLE001
+        rep.exception("throughput", exc)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- memory
+
+#: the baseline: a bare interpreter that imports the runtime and loads and runs the models as the backend does
+BARE = """
+import io, json, sys, psutil
+runtime, paths = sys.argv[1], sys.argv[2:]
+me = psutil.Process()
+bare = me.memory_info().rss
+import numpy as np
+x = np.random.default_rng(0).random((1, int(json.loads(open(paths[0] + ".json").read())["cols"])), dtype=np.float32)
+if runtime == "ONNX":
+    import onnxruntime as ort
+    imported = me.memory_info().rss
+    models = []
+    for p in paths:
+        o = ort.SessionOptions(); o.log_severity_level = 3
+        s = ort.InferenceSession(open(p, "rb").read(), sess_options=o, providers=["CPUExecutionProvider"])
+        s.run(None, {s.get_inputs()[0].name: x})
+        models.append(s)
+else:
+    import torch
+    imported = me.memory_info().rss
+    models = []
+    for p in paths:
+        m = torch.jit.load(io.BytesIO(open(p, "rb").read()), map_location="cpu"); m.eval()
+        with torch.inference_mode():
+            m(torch.from_numpy(x)).numpy()
+        models.append(m)
+print(json.dumps({"bare": bare, "imported": imported, "loaded": me.memory_info().rss}))
+"""
+
+
+def case_memory(rep: Report, args: Any, run_simctl: bool) -> None:
+    if not run_simctl:
+        rep.skip("memory", "simctl not importable")
+        return
+    import psutil
+
+    root = tempfile.mkdtemp(prefix="simctl-bench-inference-")
+    mb = (lambda b: f"{b / 2**20:.0f} MB")
+    try:
+        for runtime, ext in (("ONNX", "onnx"), ("TORCH", "pt")):
+            files = {f"m{i}.{ext}": (MEM, i, runtime) for i in range(N_MEM_MODELS)}
+            models = build_models(root, files)
+            for name in files:
+                Path(root, name + ".json").write_text(json.dumps({"cols": MEM[0]}))
+            with store(root) as (db, client):
+                pid = worker_pid(db)
+                worker = psutil.Process(pid)
+                rest = worker.memory_info().rss
+                x = _input(1, MEM[0])
+                client.put_tensor("x", x)
+                for i, name in enumerate(files):
+                    client.set_model(f"m{i}", models[name], runtime)
+                    client.run_model(f"m{i}", "x", f"y{i}")
+                loaded = worker.memory_info().rss
+                if worker_pid(db) != pid:
+                    raise RuntimeError("the worker was restarted during the measurement")
+            out = subprocess.run([sys.executable, "-c", BARE, runtime] + [str(Path(root, n)) for n in files],
+                                 capture_output=True, text=True, check=True)
+            base = json.loads(out.stdout.strip().splitlines()[-1])
+            rep.info(f"{runtime} worker RSS, {N_MEM_MODELS} models loaded",
+                     f"worker {mb(loaded)} (at rest {mb(rest)}, +{mb(loaded - rest)}) | bare python + "
+                     f"{runtime.lower()} runtime + the same models {mb(base['loaded'])} (python alone "
+                     f"{mb(base['bare'])}, after import {mb(base['imported'])}) | worker - bare "
+                     f"{mb(loaded - base['loaded'])}, ratio {fmt_ratio(loaded / base['loaded'])}",
+                     worker_rest=rest, worker_loaded=loaded, **{f"bare_{k}": v for k, v in base.items()})
+    except Exception as exc:  # noqa: BLE001
+        rep.exception("memory", exc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+CASE_FUNCS = {"latency": case_latency, "throughput": case_throughput, "memory": case_memory}
+
+
+def main() -> int:
+    parser = bench_arg_parser(__doc__.splitlines()[0], CASES)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few calls, 1 s windows")
+    parser.add_argument("--rounds", type=int, default=0, metavar="N",
+                        help="latency rounds (default 5) / throughput pairs (default 3)")
+    parser.add_argument("--seconds", type=float, default=0.0, metavar="S",
+                        help="throughput window per model and pair (default 4)")
+    args = parser.parse_args()
+    return run_cases("bench_inference", args, CASES, CASE_FUNCS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
