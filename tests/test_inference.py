@@ -317,3 +317,40 @@ def test_ml_devices_is_checked(tmp_path: Path) -> None:
     with pytest.raises(simctl.ConfigError, match="ml_devices must be a list of devices"):
         exp.create_database(port=free_ports(1), ml_devices=3)
 
+
+
+def test_inputs_and_models_of_another_kind_are_the_callers_error(client: Client) -> None:
+    client.set_script("neg", "def neg(x):\n    return -x\n")
+    client._key_cmd("t", "{k}alist", "RPUSH", "{k}alist", "a")  # a Redis list, not a tensor
+    client.put_tensor("{k}x", np.ones(2, np.float32))
+    with pytest.raises(StoreError, match=r"run_script\('neg', 'neg'\): .*'\{k\}alist'"):
+        client.run_script("neg", "neg", ["{k}x", "{k}alist"], ["{k}y"])
+    with pytest.raises(StoreError, match=r"'\{k\}alist'.*(cannot be read|no model)"):
+        client.run_model("{k}alist", "{k}x", "{k}y")
+    client.run_script("neg", "neg", "{k}x", "{k}y")  # the worker still serves
+    assert client.get_tensor("{k}y").tolist() == [-1.0, -1.0]
+
+
+def test_min_batch_size_counts_rows(client: Client, store: object) -> None:
+    # one request of 4 rows fills min_batch_size=4 by itself: it runs at once, so a request sent while it
+    # is being run is not in its batch (counting requests, it would wait up to 10 s, and the second would join)
+    client.set_model("rows", serialize_model(Rows()), "TORCH", batch_size=8, min_batch_size=4,
+                     min_batch_timeout=10_000)
+    first: list[np.ndarray] = []
+
+    def four_rows() -> None:
+        with store.client() as c:  # type: ignore[attr-defined]
+            c.put_tensor("{b}four", np.zeros((4, 1), np.float32))
+            c.run_model("rows", "{b}four", "{b}four.out")
+            first.append(c.get_tensor("{b}four.out"))
+
+    caller = threading.Thread(target=four_rows)
+    caller.start()
+    taken = protocol.taken_key(client._tag("{b}"), "CPU")
+    while not first and not client._key_cmd("test", taken, "LLEN", taken):
+        time.sleep(0.001)
+    client.put_tensor("{b}one", np.zeros((1, 1), np.float32))
+    client.run_model("rows", "{b}one", "{b}one.out")
+    caller.join()
+    assert first[0].ravel().tolist() == [4.0] * 4
+    assert client.get_tensor("{b}one.out").ravel().tolist() == [1.0]

@@ -140,19 +140,18 @@ class Worker:
         """Take and answer requests until stopped. The requests that came
         in meanwhile are taken with the replies (one round trip); only when
         there are none does the worker block on its queue."""
-        raws: list[bytes] = self._exchange([self.take_cmd])[0]
+        raws = self._taken(self._exchange([self.take_cmd])[0])
         while not self.stop:
             if not raws:
-                first = self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)])[0]
-                raws = [first] if first is not None else []
+                raws = self._taken(self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)])[0])
             self._drain_changes()
             if raws:
                 raws = self.handle(raws)
 
     def _exchange(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``cmds`` in one write and read their replies. An error reply is
-        raised once every reply is read (as redis-py's pipeline did: the worker
-        ends and is restarted)."""
+        """Send ``cmds`` in one write and read their replies; an error reply
+        (a key of another type, a store out of memory) is returned in its place
+        as a ``redis.ResponseError``."""
         conn = self.conn
         conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
         out: list[Any] = []
@@ -161,10 +160,13 @@ class Worker:
                 out.append(conn.read_response())
             except redis.ResponseError as exc:
                 out.append(exc)
-        for x in out:
-            if isinstance(x, redis.ResponseError):
-                raise x
         return out
+
+    def _taken(self, reply: Any) -> list[bytes]:
+        """The requests a take (the TAKE script or BLMOVE) moved; its error ends the worker."""
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+        return reply if isinstance(reply, list) else [] if reply is None else [reply]
 
     def _drain_changes(self) -> None:
         """Forget the models and scripts whose keys were published as changed."""
@@ -183,14 +185,18 @@ class Worker:
         """Answer the requests ``raws`` (taken into the taken list), clear that
         list, and take the requests queued meanwhile (returned), all in one round trip."""
         cmds: list[tuple[Any, ...]] = []
-        groups = self._fill_batches(self._groups_of(raws, cmds), cmds)
-        runnable = [(loaded, group) for loaded, group in groups.values() if loaded is not None]
-        inputs = self._read_inputs([r for _, group in runnable for r in group])
-        for loaded, group in runnable:
-            for chunk in self._chunks(loaded, group, inputs):
+        groups = self._groups_of(raws, cmds)
+        inputs = self._read_inputs([r for loaded, group in groups.values() if loaded is not None for r in group])
+        groups = self._fill_batches(groups, cmds, inputs)
+        for loaded, group in groups.values():
+            for chunk in self._chunks(loaded, group, inputs) if loaded is not None else ():
                 self._run(loaded, chunk, inputs, cmds)
         cmds += [("DEL", self.taken), self.take_cmd]
-        return self._exchange(cmds)[-1]
+        replies = self._exchange(cmds)
+        for cmd, got in zip(cmds, replies[:-1]):
+            if isinstance(got, redis.ResponseError):  # a caller's output or reply not stored: say so in the log
+                print(f"simctl inference worker: {cmd[0]} {cmd[1]!r} failed: {got}", file=sys.stderr, flush=True)
+        return self._taken(replies[-1])
 
     def _groups(self, reqs: list[Request], cmds: list[tuple[Any, ...]]
                 ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
@@ -219,29 +225,33 @@ class Worker:
         return groups
 
     def _fill_batches(self, groups: dict[tuple[str, str], tuple[Loaded | None, list[Request]]],
-                      cmds: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+                      cmds: list[tuple[Any, ...]], inputs: dict[str, np.ndarray | str]
+                      ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
         """Wait (a bounded time) for more requests while a batched model has
-        fewer than its ``min_batch_size`` rows."""
+        fewer than its ``min_batch_size`` rows; ``inputs`` gains theirs."""
         start = time.monotonic()
         while True:
             deadline = None
             for loaded, group in groups.values():
                 if loaded is None or not group or not loaded.batch_size or not loaded.min_batch_size:
                     continue
-                if len(group) >= loaded.min_batch_size:
+                if _rows(group, inputs) >= loaded.min_batch_size:
                     continue
                 wait = (loaded.min_batch_timeout or DEFAULT_MIN_BATCH_WAIT_MS) / 1000
                 deadline = start + wait if deadline is None else min(deadline, start + wait)
             left = None if deadline is None else deadline - time.monotonic()
             if left is None or left <= 0:
                 return groups
-            more = self._exchange([self.take_cmd])[0]
+            more = self._taken(self._exchange([self.take_cmd])[0])
             if not more:
-                first = self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", max(left, 0.001))])[0]
-                more = [first] if first is not None else []
+                more = self._taken(self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT",
+                                                    max(left, 0.001))])[0])
             if not more:
                 continue
-            for key, (loaded, group) in self._groups_of(more, cmds).items():
+            new = self._groups_of(more, cmds)
+            inputs.update(self._read_inputs([r for loaded, group in new.values() if loaded is not None
+                                             for r in group]))
+            for key, (loaded, group) in new.items():
                 if key in groups and groups[key][0] is not None:
                     groups[key][1].extend(group)
                 else:
@@ -273,9 +283,15 @@ class Worker:
 
     def _get(self, key: str) -> bytes | None:
         """The value of ``key``, wherever it lives."""
-        if self.owned is None or pr.key_slot(key.encode()) in self.owned:
-            return self._exchange([("GET", key)])[0]
-        return self._cluster_client().get(key)
+        try:
+            if self.owned is None or pr.key_slot(key.encode()) in self.owned:
+                value = self._exchange([("GET", key)])[0]
+                if isinstance(value, redis.ResponseError):
+                    raise value
+                return value  # type: ignore[no-any-return]
+            return self._cluster_client().get(key)  # type: ignore[no-any-return]
+        except redis.ResponseError as exc:
+            raise RunError(f"{key!r} cannot be read: {exc}") from None
 
     def _cluster_client(self) -> Any:
         if self.cluster is None:
@@ -354,9 +370,15 @@ class Worker:
                               else self._exchange([("GET", k) for k in local])))
         for k in keys:
             if k not in values:
-                values[k] = self._cluster_client().get(k)
+                try:
+                    values[k] = self._cluster_client().get(k)
+                except redis.ResponseError as exc:
+                    values[k] = exc
         out: dict[str, np.ndarray | str] = {}
         for k, v in values.items():
+            if isinstance(v, redis.ResponseError):
+                out[k] = f"{k!r} is not a tensor: {v}"
+                continue
             if v is None:
                 out[k] = f"no tensor {k!r} in the store"
                 continue
@@ -467,6 +489,16 @@ class Worker:
         if not reply:
             return
         cmds += [("RPUSH", reply, pr.reply(rid, error, self.device)), ("EXPIRE", reply, pr.REPLY_TTL)]
+
+
+def _rows(group: list[Request], inputs: dict[str, np.ndarray | str]) -> int:
+    """The rows (first dimension of the first input) of the requests in ``group``;
+    a request whose input is missing or a scalar counts as one."""
+    n = 0
+    for r in group:
+        first = inputs.get(r.inputs[0]) if r.inputs else None
+        n += first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 1
+    return n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
