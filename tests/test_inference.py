@@ -255,8 +255,13 @@ def test_multigpu_names_and_routing(client: Client) -> None:
 def test_a_cluster_runs_each_request_on_the_shard_holding_its_input(store: object, client: Client) -> None:
     if not client.is_cluster:
         return  # the standalone parametrization has one shard: nothing to route
-    client.set_script("negate", "def negate(x):\n    return -x\n")
     nodes = client._r.get_primaries()
+    listener = client._r.get_redis_connection(nodes[0]).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(protocol.CHANGED)
+    client.set_script("negate", "def negate(x):\n    return -x\n")
+    while (heard := listener.get_message(timeout=5)) is None:
+        pass
+    listener.close()
 
     def calls(command: str) -> list[int]:  # per shard
         return [client._r.get_redis_connection(n).info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
@@ -269,6 +274,10 @@ def test_a_cluster_runs_each_request_on_the_shard_holding_its_input(store: objec
     for name in holder.values():  # each worker loads the script (from the shard holding it) once
         client.put_tensor(name, np.ones(2, np.float32))
         client.run_script("negate", "negate", name, f"{{{name}}}.out")
+    # the change was published on every shard, and each passes it on to the others: a worker hears of it up
+    # to three times, under load after it loaded the script. It must not load it again for a late copy.
+    for node in nodes:
+        client._r.get_redis_connection(node).publish(protocol.CHANGED, heard["data"])
     for node in nodes:
         name = holder[node.name]
         pushes, gets = calls("rpush"), calls("get")

@@ -656,11 +656,12 @@ class Client:
         """Tell the inference workers that the model or script ``key`` changed.
         On a cluster, on every shard: a shard passes a message on to the others
         only later, and a request sent next must find its worker told."""
+        message = pr.change(key)
         if not self._cluster:
-            self._call(what, self._r.publish, pr.CHANGED, key)
+            self._call(what, self._r.publish, pr.CHANGED, message)
             return
         for node in self._r.get_primaries():
-            self._call(what, self._r.get_redis_connection(node).publish, pr.CHANGED, key)
+            self._call(what, self._r.get_redis_connection(node).publish, pr.CHANGED, message)
 
     def _get_stored(self, op: str, kind: str, name: str, decode: Callable[[bytes], tuple[Any, Any]]) -> Any:
         """The payload of the model or script ``name`` (read prefix), decoded."""

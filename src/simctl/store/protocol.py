@@ -38,8 +38,11 @@ A request lands on the queue of the shard that holds its first input (so a
 cluster runs it where its inputs are) and of the device the model was stored
 for. A worker that takes a request for another device's model passes it on to
 that device's queue. When a model or script is stored or deleted, the client
-publishes its key on the channel :data:`CHANGED` and every worker drops its
-loaded copy.
+publishes ``<key> <nonce>`` (a random nonce per change) on the channel
+:data:`CHANGED` and every worker drops its loaded copy. On a cluster the
+client publishes on every shard (a shard passes a message on to the others
+only later, and the next request must find its worker told), so a worker may
+hear of one change several times: it acts on each nonce once.
 
 A client waits for its reply in slices of :data:`WAIT_SLICE` seconds; when a
 slice passes with no reply and no worker of that device connected, and none comes
@@ -145,6 +148,17 @@ def has_worker(clients: Any, device: str) -> bool:
 
 def reply_key(tag: str, client_id: str) -> str:
     return f"simctl.ml{{{tag}}}.r.{client_id}"
+
+
+def change(key: str) -> str:
+    """The message that announces a change of the model or script ``key``."""
+    return f"{key} {new_id()}"
+
+
+def parse_change(data: bytes) -> tuple[str, str]:
+    """(key, nonce) of a change message (split at the last space: a key may hold spaces)."""
+    key, _, nonce = data.decode("utf-8", "replace").rpartition(" ")
+    return key, nonce
 
 
 def new_id() -> str:

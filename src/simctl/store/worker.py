@@ -84,6 +84,8 @@ class Worker:
         self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
         self.take_cmd = ("EVAL", pr.TAKE_SCRIPT, 2, self.q, self.taken, pr.TAKE)
         self.cache: dict[tuple[str, str], Loaded] = {}
+        #: key -> the nonce of the last change heard of (see protocol.change)
+        self.heard: dict[str, str] = {}
         # the request path talks over one connection of its own, without redis-py's client layer
         # (its pool, pipeline and instrumentation cost about 40 us a command, 100 us a pipeline)
         self.conn = self.local.connection_pool.make_connection()
@@ -175,7 +177,10 @@ class Worker:
             if msg is None:
                 return
             if msg.get("type") == "message":
-                key = msg["data"].decode("utf-8", "replace")
+                key, nonce = pr.parse_change(msg["data"])
+                if self.heard.get(key) == nonce:
+                    continue  # the same change again, passed on by another shard of a cluster
+                self.heard[key] = nonce
                 self.cache.pop(("model", key), None)
                 self.cache.pop(("script", key), None)
 
