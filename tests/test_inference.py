@@ -363,3 +363,37 @@ def test_min_batch_size_counts_rows(client: Client, store: object) -> None:
     caller.join()
     assert first[0].ravel().tolist() == [4.0] * 4
     assert client.get_tensor("{b}one.out").ravel().tolist() == [1.0]
+
+
+def test_a_request_flushed_away_is_an_error_not_a_wait(client: Client) -> None:
+    client.set_script("neg", "def neg(x):\n    return -x\n")
+    client.put_tensor("x", np.ones(1, np.float32))
+    client.run_script("neg", "neg", "x", "y")
+    pid = worker_pid(client, "x")
+    os.kill(pid, signal.SIGSTOP)  # the worker lives (its connection is open) but runs nothing
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.run_script("neg", "neg", "x", "y")
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    try:
+        with store_client(client) as other:
+            # queued, or taken by the server for the stopped worker's blocked BLMOVE
+            lists = [protocol.queue_key(other._tag("x"), "CPU"), protocol.taken_key(other._tag("x"), "CPU")]
+            caller.start()
+            while not any(other._key_cmd("t", k, "LLEN", k) for k in lists):
+                time.sleep(0.01)
+            other.flush_db()  # the request is gone with everything else
+        caller.join()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert len(errors) == 1 and "the request is no longer in the store" in str(errors[0]), errors
+
+
+def store_client(client: Client) -> Client:
+    """Another client of the same store."""
+    return Client(address=client.addresses, password=client._password)

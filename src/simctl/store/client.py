@@ -842,23 +842,30 @@ class Client:
     def _wait_reply(self, what: str, tag: str, device: str, queue: str, reply: str, rid: str,
                     body: bytes) -> dict[str, Any]:
         """The reply to request ``rid``; StoreError when no worker of ``device``
-        lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn)."""
+        lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn),
+        or when the request is gone from the store with no reply, twice in a row."""
         gone_since: float | None = None
+        lost = 0
         got = self._send_and_wait(what, queue, body, reply)
         while True:
             if got is None:
                 got = self._key_cmd(what, reply, "BLPOP", reply, pr.WAIT_SLICE)
             if got is not None:
+                raw, got = got[1], None
                 try:
-                    answer = pr.parse(got[1])
+                    answer = pr.parse(raw)
                 except ValueError:
                     continue
-                got = None
                 if answer["id"] == rid:
                     return answer
                 continue  # the reply to an earlier request this client gave up on
-            if pr.has_worker(self._key_cmd(what, queue, "CLIENT", "LIST"), device):
+            clients = self._key_cmd(what, queue, "CLIENT", "LIST")
+            if pr.has_worker(clients, device):
                 gone_since = None
+                lost = lost + 1 if self._lost(queue, tag, pr.worker_devices(clients), body, reply) else 0
+                if lost >= 2:
+                    raise StoreError(f"{what}: the request is no longer in the store and no reply came (was the "
+                                     "store flushed, or its keys deleted, while it waited?); run it again")
                 continue
             now = time.monotonic()
             gone_since = gone_since or now
@@ -867,19 +874,39 @@ class Client:
                                  f"{queue!r} for {pr.NO_WORKER_GRACE:g} s (is the store running, with ml_devices "
                                  f"including {device!r}?); the request was withdrawn")
 
+    def _lost(self, queue: str, tag: str, devices: set[str], body: bytes, reply: str) -> bool:
+        """Whether the request ``body`` is in no queue and no taken list of the
+        shard's workers, with no reply waiting (one transaction on the shard)."""
+        node = self._node_of(queue)
+        if node is None:
+            return False
+        pipe = node.pipeline(transaction=True)
+        for device in devices:
+            pipe.execute_command("LPOS", pr.queue_key(tag, device), body)
+            pipe.execute_command("LPOS", pr.taken_key(tag, device), body)
+        pipe.execute_command("LLEN", reply)
+        try:
+            found = pipe.execute()
+        except redis.RedisError:
+            return False  # not known: go on waiting
+        return all(f is None for f in found[:-1]) and not found[-1]
+
+    def _node_of(self, key: str) -> Any:
+        """The ``redis.Redis`` of the server holding ``key`` (None when redis-py has to find it)."""
+        if not self._cluster:
+            return self._r
+        node = self._r.nodes_manager.get_node_from_slot(self._r.keyslot(key))
+        return getattr(node, "redis_connection", None)
+
     def _send_and_wait(self, what: str, queue: str, body: bytes, reply: str) -> Any:
         """RPUSH the request and BLPOP its reply (one slice) in one round trip,
         on a connection of the pool used directly: redis-py's pipeline costs
         about 100 us of Python, more than the round trip. Like redis-py, the
         exchange is tried once more after a connection error."""
-        if self._cluster:
-            node = self._r.nodes_manager.get_node_from_slot(self._r.keyslot(queue))
-            r = getattr(node, "redis_connection", None)
-            if r is None:  # let redis-py find the node; two round trips
-                self._key_cmd(what, queue, "RPUSH", queue, body)
-                return None
-        else:
-            r = self._r
+        r = self._node_of(queue)
+        if r is None:  # let redis-py find the node; two round trips
+            self._key_cmd(what, queue, "RPUSH", queue, body)
+            return None
         pool = r.connection_pool
         for attempt in (0, 1):
             conn = None

@@ -47,7 +47,11 @@ hear of one change several times: it acts on each nonce once.
 A client waits for its reply in slices of :data:`WAIT_SLICE` seconds; when a
 slice passes with no reply and no worker of that device connected, and none comes
 back within :data:`NO_WORKER_GRACE` seconds, it withdraws its request and
-raises an error. There is no other limit on how long a run takes.
+raises an error. When a slice passes with no reply while the workers live, it
+checks, in one transaction on the shard, that its request is still in a queue
+or a taken list there or its reply is waiting; when neither holds twice in a
+row (the store was flushed while it waited, say), it raises an error. There is
+no other limit on how long a run takes.
 """
 
 from __future__ import annotations
@@ -129,16 +133,24 @@ def worker_name(device: str) -> str:
     return f"simctl-ml-{device}-{os.getpid()}"
 
 
-def worker_pids(clients: Any, device: str) -> list[int]:
-    """The pids of the workers of ``device`` among the connections ``clients``
-    (``CLIENT LIST``: redis-py's parsed list, or its text)."""
+def _names(clients: Any) -> list[str]:
+    """The connection names in ``CLIENT LIST``'s reply (redis-py's parsed list, or its text)."""
     if isinstance(clients, (bytes, str)):
         text = clients.decode() if isinstance(clients, bytes) else clients
-        names = [f.split("=", 1)[1] for line in text.splitlines() for f in line.split() if f.startswith("name=")]
-    else:
-        names = [str(c.get("name", "")) for c in clients]
+        return [f.split("=", 1)[1] for line in text.splitlines() for f in line.split() if f.startswith("name=")]
+    return [str(c.get("name", "")) for c in clients]
+
+
+def worker_pids(clients: Any, device: str) -> list[int]:
+    """The pids of the workers of ``device`` among the connections ``clients`` (``CLIENT LIST``)."""
     stem = f"simctl-ml-{device}-"
-    return sorted({int(n[len(stem):]) for n in names if n.startswith(stem) and n[len(stem):].isdigit()})
+    return sorted({int(n[len(stem):]) for n in _names(clients) if n.startswith(stem) and n[len(stem):].isdigit()})
+
+
+def worker_devices(clients: Any) -> set[str]:
+    """The devices whose workers are among the connections ``clients`` (``CLIENT LIST``)."""
+    return {n[len("simctl-ml-"):].rpartition("-")[0] for n in _names(clients)
+            if n.startswith("simctl-ml-") and n.rpartition("-")[2].isdigit()}
 
 
 def has_worker(clients: Any, device: str) -> bool:
