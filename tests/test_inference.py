@@ -205,6 +205,19 @@ def worker_pid(client: Client, key_of_shard: str, device: str = "CPU") -> int:
     return pids[0]
 
 
+def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread (not started) making ``call``, and the list that will hold what it raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            errors.append(exc)
+
+    return threading.Thread(target=run), errors
+
+
 SPIN = "def spin(x):\n    y = x\n    for i in range(200000000):\n        y = y + 1\n    return y\n"
 
 
@@ -213,15 +226,7 @@ def test_a_worker_killed_mid_request_fails_its_caller_and_comes_back(client: Cli
     client.put_tensor("x", np.zeros(1, np.float32))
     pid = worker_pid(client, "x")
     taken = protocol.taken_key(client._tag("x"), "CPU")
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            client.run_script("spin", "spin", "x", "y")
-        except BaseException as exc:  # noqa: BLE001 - the test reads it
-            errors.append(exc)
-
-    caller = threading.Thread(target=call)
+    caller, errors = in_thread(lambda: client.run_script("spin", "spin", "x", "y"))
     caller.start()
     while not client._key_cmd("test", taken, "LLEN", taken):  # the worker has taken it
         time.sleep(0.01)
@@ -371,15 +376,7 @@ def test_a_request_flushed_away_is_an_error_not_a_wait(client: Client) -> None:
     client.run_script("neg", "neg", "x", "y")
     pid = worker_pid(client, "x")
     os.kill(pid, signal.SIGSTOP)  # the worker lives (its connection is open) but runs nothing
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            client.run_script("neg", "neg", "x", "y")
-        except BaseException as exc:  # noqa: BLE001 - the test reads it
-            errors.append(exc)
-
-    caller = threading.Thread(target=call)
+    caller, errors = in_thread(lambda: client.run_script("neg", "neg", "x", "y"))
     try:
         with store_client(client) as other:
             # queued, or taken by the server for the stopped worker's blocked BLMOVE
