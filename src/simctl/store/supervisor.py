@@ -43,6 +43,8 @@ PASSWORD_ENV = "SSDB_PASSWORD"
 READY_ENV = "SIMCTL_READY_FILE"
 #: lines of the server's log quoted when it fails
 TAIL_LINES = 8
+#: the variables that restrict a process to GPU ``n`` (NVIDIA, AMD, Intel): set for a ``GPU:n`` worker
+VISIBILITY = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
 #: seconds between checks of the inference workers
 WATCH_INTERVAL = 0.1
 #: a worker that dies sooner than this after starting is restarted after a growing delay
@@ -351,8 +353,6 @@ class Supervisor:
         env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
         env[PASSWORD_ENV] = self.password
         if device != "CPU":
-            from .worker import VISIBILITY
-
             index = device.partition(":")[2] or "0"
             env.update({var: index for var in VISIBILITY})
         argv = [sys.executable, "-m", "simctl.store.worker", "--address", self.where, "--device", device,

@@ -4,7 +4,7 @@ Started by a shard's supervisor (:mod:`simctl.store.supervisor`), one per
 device, beside the store server; it serves the requests of
 :mod:`simctl.store.protocol` on that server's queues. The password comes from
 ``$SSDB_PASSWORD``. A ``GPU:n`` worker is started with the device's visibility
-variables set to ``n`` (see :data:`VISIBILITY`), so that inside it the GPU is
+variables set to ``n`` (see :data:`simctl.store.supervisor.VISIBILITY`), so that inside it the GPU is
 number 0.
 
 Models and scripts are loaded by their backend plugin the first time a request
@@ -33,8 +33,6 @@ import redis
 from . import format as fmt
 from . import protocol as pr
 
-#: the variables that restrict a process to GPU ``n`` (NVIDIA, AMD, Intel)
-VISIBILITY = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
 #: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
 DEFAULT_MIN_BATCH_WAIT_MS = 10
 
