@@ -99,5 +99,7 @@ values = st.integers() | st.text(max_size=8) | st.booleans() | st.floats(allow_n
        st.none() | st.integers(1, 64), st.booleans())
 def test_models_round_trip_for_any_fields(name, params, exe_args, env, nodes, prefix):
     rs = RunSettings("app", exe_args=exe_args, env_vars=env, nodes=nodes)
-    m = Model(name, rs, params, key_prefixing=prefix)
+    m = Model(name, rs, params)
+    if prefix:
+        m.enable_key_prefixing()
     assert through_json(m, Model) == m

@@ -15,12 +15,11 @@ Plugins use :data:`hookimpl` and the base classes re-exported here.
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .core import checks
-from .core.backend import Backend
-from .core.entities import EntityFiles, Ensemble, Model
+from .core.backend import Backend, parse_device
 from .core.entity import Entity, Handoff, PlanContext
 from .core.errors import ConfigError, LaunchError, PluginError, SchedulerError, SimctlError
 from .core.expansion import Pick, Product, Repeat, Strategy, Zip
-from .core.experiment import Experiment
+from .core.files import EntityFiles
 from .core.hookspecs import hookimpl
 from .core.launcher import Launcher, redact
 from .core.plan import LaunchPlan, make_plan
@@ -32,6 +31,9 @@ from .core.status import JobStatus, Status
 from .core.steps import BatchJob, Launch, ProcessStep
 from .core.watcher import FileWatcher
 from .log import configure_logging
+from .workflow.ensemble import Ensemble
+from .workflow.experiment import Experiment
+from .workflow.model import Model
 
 _STORE_NAMES = ("Client", "Dataset")
 
@@ -40,7 +42,7 @@ def __getattr__(name: str) -> object:
     """``Client`` and ``Dataset`` come from :mod:`simctl.store`, imported on first
     use so that ``import simctl`` does not load redis and numpy."""
     if name in _STORE_NAMES:
-        from . import store
+        from . import store  # redis-py and numpy: start-up cost
 
         return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -57,6 +59,6 @@ __all__ = [
     "FileWatcher", "Handoff", "JobStatus", "Launch", "LaunchError", "LaunchPlan", "Launcher", "Model", "Pick",
     "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
     "SchedulerError", "SchedulerLauncher", "SimctlError", "Status", "Strategy", "Zip", "configure_logging",
-    "env_file", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins", "parse_walltime",
+    "env_file", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins", "parse_device", "parse_walltime",
     "read_rc", "redact", "__version__",
 ]

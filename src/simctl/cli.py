@@ -200,7 +200,7 @@ def _shards(exp_path: str, db: str | None) -> tuple[str, list]:
 def _kind(key: bytes, rtype: str, head: Any, size: Any) -> dict[str, Any]:
     """What ``simctl store ls`` shows of one key (``head``: the first bytes of a
     string, ``size``: its length; for a list or hash, its number of entries)."""
-    from .store import format as fmt
+    from .store import format as fmt  # numpy: start-up cost
 
     row: dict[str, Any] = {"key": key.decode("utf-8", "backslashreplace"), "kind": rtype, "dtype": None,
                            "shape": None, "size": None, "details": ""}
@@ -230,7 +230,7 @@ def _kind(key: bytes, rtype: str, head: Any, size: Any) -> dict[str, Any]:
 
 def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
     """Every key of ``shard`` matching ``pattern``, described by :func:`_kind`."""
-    from .store import format as fmt
+    from .store import format as fmt  # numpy: start-up cost
 
     keys = list(shard.scan_iter(match=pattern, count=1000))
     rows = []
@@ -308,7 +308,7 @@ def store_get(exp_path: str, key: str, output: str, db: str | None) -> None:
     import numpy as np
     import redis
 
-    from .store import format as fmt
+    from .store import format as fmt  # numpy: start-up cost
 
     name, shards = _shards(exp_path, db)
     value = rtype = None

@@ -37,13 +37,11 @@ import shutil
 import stat
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterable, Literal, NamedTuple
+from typing import Any, Iterable, Literal, NamedTuple
 
 from . import templates
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .entities import EntityFiles, Model
+from .files import EntityFiles, RunUnit
 
 PARAMS_FILE = "simctl-params.json"
 UnknownTags = Literal["error", "warn"]
@@ -54,7 +52,7 @@ class _Unit(NamedTuple):
 
     entity: Any
     top: str
-    runs: list[tuple["Model", str]]
+    runs: list[tuple[RunUnit, str]]
 
 
 class _Layout(NamedTuple):
@@ -138,7 +136,7 @@ def _check_source(path: str, kind: str, exp_real: str) -> int:
                       "reading it could block or never end; attach regular files only")
 
 
-def _layout(model: "Model", files: "EntityFiles", exp_real: str,
+def _layout(model: RunUnit, files: EntityFiles, exp_real: str,
             modes: dict[tuple[str, str], int]) -> _Layout:
     """Check an EntityFiles' sources and destinations once (members share
     it); ``modes`` caches each (kind, source) checked."""
@@ -215,7 +213,7 @@ def _write_file(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
-def _fill(model: "Model", where: str, layout: _Layout, parsed: dict[str, templates.Template],
+def _fill(model: RunUnit, where: str, layout: _Layout, parsed: dict[str, templates.Template],
           strict: bool) -> None:
     """Write one run directory's files into the (existing, empty) ``where``."""
     for src in model.files.to_copy:

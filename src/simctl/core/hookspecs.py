@@ -12,20 +12,30 @@ says otherwise.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from .backend import Backend
     from .entity import Entity
-    from .experiment import Experiment
     from .expansion import Strategy
     from .launcher import Launcher
     from .status import JobStatus
     from .steps import ProcessStep
 
 PROJECT = "simctl"
+
+
+class Experiment(Protocol):
+    """What a hook sees of the experiment it is called for (a
+    :class:`simctl.Experiment`): its name, its directory and its launcher's name."""
+
+    name: str
+    exp_path: str
+    launcher_name: str
+
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

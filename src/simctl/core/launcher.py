@@ -24,6 +24,7 @@ import shlex
 import threading
 from typing import Any, ClassVar, Mapping, Sequence
 
+from . import pernode
 from .errors import ConfigError, choices
 from .settings import BatchSettings, RunSettings
 from .status import JobStatus
@@ -173,8 +174,6 @@ class Launcher:
         """Variables the launcher adds for ``step`` (the per-node wrapper's)."""
         if step.per_node is None:
             return {}
-        from . import pernode
-
         rs = step.run_settings
         return pernode.env(step, self.local_rank_vars.get(rs.run_command if rs else None, ()))
 

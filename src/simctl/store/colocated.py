@@ -33,11 +33,12 @@ from typing import Any
 
 import attrs
 
-from simctl import ConfigError, ProcessStep, checks
-
+from ..core import checks
+from ..core.errors import ConfigError
+from ..core.steps import ProcessStep
+from . import contract
 from . import server as srv
 from .protocol import check_devices
-from .supervisor import PASSWORD_ENV
 
 #: options the documents pass for inference (ML models in the store, a later issue); accepted and kept
 ML_OPTIONS = ("threads_per_queue", "inter_op_threads", "intra_op_threads")
@@ -173,6 +174,6 @@ def apply(step: ProcessStep, db: ColocatedDB) -> None:
     for device in db.ml_devices:
         argv += ["--ml-device", device]
     step.per_node = argv
-    step.env["SSDB"] = address
-    step.env["SSDB_CLUSTER"] = "0"
-    step.secret_env[PASSWORD_ENV] = secrets.token_urlsafe(32)
+    step.env[contract.ADDRESS] = address
+    step.env[contract.CLUSTER] = "0"
+    step.secret_env[contract.PASSWORD] = secrets.token_urlsafe(32)

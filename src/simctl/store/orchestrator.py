@@ -52,24 +52,16 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from simctl import (
-    BatchSettings,
-    ConfigError,
-    Entity,
-    EntityFiles,
-    Handoff,
-    Launch,
-    Launcher,
-    PlanContext,
-    ProcessLauncher,
-    ProcessStep,
-    RunSettings,
-    SimctlError,
-    checks,
-)
-from simctl.core.entities import check_name
-from simctl.log import logger
-
+from ..core import checks
+from ..core.entity import Entity, Handoff, PlanContext
+from ..core.errors import ConfigError, SimctlError
+from ..core.files import EntityFiles, check_name
+from ..core.launcher import Launcher
+from ..core.processes import ProcessLauncher
+from ..core.settings import BatchSettings, RunSettings
+from ..core.steps import Launch, ProcessStep
+from ..log import logger
+from . import contract
 from . import server as srv
 from .protocol import check_devices, own_slots
 from .supervisor import PASSWORD_ENV, interface_addresses
@@ -257,7 +249,7 @@ class Orchestrator(Entity):
         password), for the driver; keyword arguments go to ``Client`` (e.g.
         ``logger_name``). SimctlError if it was never started;
         :class:`~simctl.store.StoreConnectionError` if it no longer answers."""
-        from .client import Client
+        from .client import Client  # redis-py and numpy: start-up cost
 
         return Client(address=self.get_address(), password=self._password, **kwargs)
 

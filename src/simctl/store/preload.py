@@ -41,6 +41,7 @@ from ..core import checks
 from ..core.backend import parse_device
 from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
+from ..ml import read_model
 from . import format as fmt
 from .client import Client, _check_backend, _check_length, _names
 from .server import write_private
@@ -175,8 +176,6 @@ def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None,
         raise ConfigError(f"{what}: no model: give model=bytes (a serialized model, e.g. from "
                           "simctl.ml.torch.serialize_model) or model_path= (a file torch.jit.save or "
                           "torch.onnx.export wrote)")
-    from ..ml import read_model
-
     try:
         data = read_model(model, model_path)
     except ConfigError as exc:
@@ -224,7 +223,7 @@ def function(name: str, function: Any = None, device: str = "CPU", devices_per_n
         if not callable(function):
             raise ConfigError(f"{what}: function must be a Python function or its TorchScript source (str); "
                               f"got {checks.show(function)}")
-        from ..ml.torch import serialize_function
+        from ..ml.torch import serialize_function  # torch: start-up cost
 
         try:
             function = serialize_function(function)

@@ -64,6 +64,9 @@ from typing import Any
 
 from redis.crc import key_slot
 
+from ..core.backend import parse_device
+from ..core.errors import ConfigError
+
 VERSION = 1
 #: the pub/sub channel on which a stored or deleted model or script key is published
 CHANGED = "simctl.ml.changed"
@@ -92,9 +95,6 @@ return items
 def check_devices(value: Any, arg: str = "ml_devices") -> tuple[str, ...]:
     """The inference devices asked for (``"CPU"``, ``"GPU:n"``; ``"GPU"`` is
     ``"GPU:0"``), each once, in order; ConfigError naming ``arg`` otherwise."""
-    from ..core.backend import parse_device
-    from ..core.errors import ConfigError
-
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"{arg} must be a list of devices such as ['CPU', 'GPU:0'] ([] for no inference "

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
-from simctl import ConfigError
+from ..core.errors import ConfigError
 
 #: names a setting or argument may give instead of a path
 SERVER_ENV = "SIMCTL_STORE_SERVER"

@@ -39,7 +39,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-PASSWORD_ENV = "SSDB_PASSWORD"
+from . import contract
+from .server import render_conf, write_private
+
+PASSWORD_ENV = contract.PASSWORD
 READY_ENV = "SIMCTL_READY_FILE"
 #: lines of the server's log quoted when it fails
 TAIL_LINES = 8
@@ -228,8 +231,6 @@ class Supervisor:
                     pass
 
     def run(self) -> int:
-        from .server import render_conf, write_private
-
         a = self.args
         try:
             names = a.interface or (["lo"] if a.colocated and not a.unixsocket else [])
@@ -303,7 +304,7 @@ class Supervisor:
     def _preload(self) -> bool:
         """Store what the ``--preload`` manifest names; False (having said why
         and stopped the server) if that fails."""
-        from .preload import preload_from_manifest
+        from .preload import preload_from_manifest  # redis-py and numpy, only to preload: start-up cost
 
         try:
             preload_from_manifest(self.where, self.password, self.args.preload)

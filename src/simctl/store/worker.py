@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import redis
 
+from ..core.errors import ConfigError
+from ..core.plugins import default_plugins
 from . import format as fmt
 from . import protocol as pr
 
@@ -91,8 +93,6 @@ class Worker:
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
         self.stop = False
-        from ..core.plugins import default_plugins
-
         self.plugins = default_plugins()
         self.backends: dict[str, Any] = {}
 
@@ -307,8 +307,6 @@ class Worker:
 
     def _backend(self, name: str) -> Any:
         if name not in self.backends:
-            from ..core.errors import ConfigError
-
             try:
                 cls = self.plugins.get("backend", name)
             except ConfigError as exc:
@@ -321,8 +319,6 @@ class Worker:
 
     def _loaded(self, kind: str, key: str) -> Loaded:
         """The model or script ``key``, loaded (once)."""
-        from ..core.errors import ConfigError
-
         hit = self.cache.get((kind, key))
         if hit is not None:
             return hit

@@ -16,8 +16,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 import simctl
-from simctl.core.backend import Backend, parse_device
-from simctl.core.errors import ConfigError
+from simctl import Backend, ConfigError, parse_device
 
 
 class TorchLoaded(NamedTuple):

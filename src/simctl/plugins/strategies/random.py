@@ -9,7 +9,7 @@ from typing import Any
 
 import simctl
 from simctl import Pick, Product
-from simctl.core import checks
+from simctl import checks
 
 
 class RandomPick:

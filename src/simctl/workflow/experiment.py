@@ -15,23 +15,26 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
+from ..core import checks, generator
+from ..core import manifest as mf
+from ..core.checks import boolean, number, positive_int, show, string, string_list
+from ..core.controller import Controller, Job
+from ..core.entity import Entity
+from ..core.errors import ConfigError, choices
+from ..core.expansion import Strategy, check_param_name, param_values
+from ..core.files import check_name
+from ..core.launcher import Launcher
+from ..core.plan import LaunchPlan
+from ..core.plugins import Plugins, call_hook, default_plugins
+from ..core.progress import progress_ticker
+from ..core.settings import BatchSettings, RunSettings
+from ..core.status import Status
+from ..core.steps import BatchJob
+from ..core.table import render_table
 from ..log import logger
-from . import generator
-from . import manifest as mf
-from .controller import Controller, Job
-from .entities import Ensemble, Model, check_name
-from .entity import Entity
-from .errors import ConfigError, choices
-from . import checks
-from .checks import boolean, number, positive_int, show, string, string_list
-from .expansion import Strategy, check_param_name, param_values
-from .launcher import Launcher
-from .plugins import Plugins, call_hook, default_plugins
-from .settings import BatchSettings, RunSettings
-from .status import Status
-from .plan import LaunchPlan
-from .steps import BatchJob
-from .table import render_table
+from ..store.use import StoreUse
+from .ensemble import Ensemble
+from .model import Model
 
 log = logger("experiment")
 
@@ -205,7 +208,7 @@ class Experiment:
         ``port``, bound to ``interface`` only and protected by a generated
         password. ``start`` returns once it answers; entities started after it
         find it through ``SSDB``."""
-        from ..store.orchestrator import make_orchestrator
+        from ..store.orchestrator import make_orchestrator  # redis-py: start-up cost
 
         orc = make_orchestrator(self, port, db_nodes, interface, batch, hosts, run_command, db_cpus, single_cmd,
                                 **kwargs)
@@ -222,7 +225,7 @@ class Experiment:
         :meth:`generate`) it runs in the current directory."""
         model = Model(name, run_settings, _model_params(params), _path("path", path), batch_settings,
                       string_list("params_as_args", params_as_args or []),
-                      key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing))
+                      store_use=StoreUse(key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing)))
         self._created(model)
         return model
 
@@ -347,8 +350,6 @@ class Experiment:
             return [j for j in self.controller.jobs.values() if j.ends and (not j.done or j in self._waited)]
 
     def _block(self, kill_on_interrupt: bool) -> None:
-        from .progress import progress_ticker
-
         c = self.controller
         with c.lock:
             self._waited = {j for j in c.jobs.values() if j.ends and not j.done}
@@ -466,7 +467,7 @@ class Experiment:
 
 def _driver_identity() -> dict[str, Any]:
     """This process: pid and start time, so a reader can tell whether it still runs."""
-    import psutil
+    import psutil  # only once an experiment starts work: start-up cost
 
     return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
 

@@ -1,0 +1,158 @@
+"""A :class:`Model`: one simulation or application, what to run, with which
+parameters, where; and what it asks of the feature store (its
+:class:`~simctl.store.use.StoreUse`)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Sequence
+
+import attrs
+
+from ..core import checks
+from ..core.entity import Entity, PlanContext
+from ..core.errors import ConfigError
+from ..core.files import EntityFiles, name_validator
+from ..core.settings import BatchSettings, RunSettings
+from ..core.steps import Launch, ProcessStep
+from ..store.use import StoreMethods, StoreUse, check_plan, prepare
+
+if TYPE_CHECKING:
+    from ..store.colocated import ColocatedDB
+
+
+def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """``--name=value`` for long names, ``-n value`` for one-letter names."""
+    out: list[str] = []
+    for name in names:
+        value = params[name]
+        out += [f"-{name}", str(value)] if len(name) == 1 else [f"--{name}={value}"]
+    return out
+
+
+@attrs.define(eq=True)
+class Model(StoreMethods, Entity):
+    """One simulation or application: what to run, with which parameters, where."""
+
+    name: str = attrs.field(validator=name_validator("model"))
+    run_settings: RunSettings
+    params: dict[str, Any] = attrs.field(factory=dict)
+    path: str | None = None
+    batch_settings: BatchSettings | None = None
+    params_as_args: list[str] = attrs.field(factory=list)
+    files: EntityFiles = attrs.field(factory=EntityFiles)
+    #: what it asks of the feature store: key prefixes, ML objects, a colocated store
+    store_use: StoreUse = attrs.field(factory=StoreUse)
+    #: the ensemble this model is a member of (set by the ensemble)
+    ensemble: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
+            raise ConfigError(f"model {self.name!r}: run_settings must be a RunSettings (from "
+                              f"Experiment.create_run_settings), got {type(self.run_settings).__name__}")
+        if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
+            raise ConfigError(f"model {self.name!r}: batch_settings must be a BatchSettings (from "
+                              f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
+        missing = [n for n in self.params_as_args if n not in self.params] if self.params_as_args else None
+        if self.params_as_args and len(set(self.params_as_args)) < len(self.params_as_args):
+            raise ConfigError(f"model {self.name!r}: params_as_args {self.params_as_args} names a parameter "
+                              "more than once; give each once")
+        if missing:
+            raise ConfigError(f"model {self.name!r}: params_as_args names {missing}, which are not "
+                              f"parameters; parameters are {sorted(self.params) or '(none)'}")
+
+    def attach_generator_files(self, to_copy: Any = None, to_symlink: Any = None,
+                               to_configure: Any = None) -> None:
+        """Files that ``Experiment.generate`` copies, symlinks or writes with this
+        model's parameters into its directory. Replaces earlier attachments."""
+        self.files = EntityFiles.checked(to_copy, to_symlink, to_configure)
+
+    def disable_key_prefixing(self) -> None:
+        """Stop prefixing this model's keys."""
+        self.store_use.key_prefixing = False
+
+    def query_key_prefixing(self) -> bool:
+        """Whether keys are prefixed with the model's name."""
+        return self.store_use.key_prefixing
+
+    def params_to_args(self) -> list[str]:
+        """The command-line arguments made from the ``params_as_args`` parameters."""
+        return params_to_args(self.params, self.params_as_args)
+
+    # -- the entity protocol ----------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        """Unique within an experiment: ``<ensemble>/<name>`` for a member, else the name."""
+        return f"{self.ensemble}/{self.name}" if self.ensemble else self.name
+
+    def job_keys(self) -> list[str]:
+        return [self.key]
+
+    def process_step(self, ctx: PlanContext, default_path: str | None = None) -> ProcessStep:
+        """This model's step: executable, arguments, directory, environment and
+        output files. A model that was not generated runs in its ``path``, else
+        ``default_path`` (its ensemble's path), else the current directory."""
+        rs = self.run_settings
+        cwd = self.path or default_path or os.getcwd()
+        env: dict[str, str | None] = dict(ctx.handoff.env)
+        env.update(rs.env_vars)
+        step = ProcessStep(name=self.name, argv=[rs.exe, *rs.exe_args, *self.params_to_args()], cwd=cwd,
+                           env=env, secret_env=dict(ctx.handoff.secret_env),
+                           out=os.path.join(cwd, f"{self.name}.out"), err=os.path.join(cwd, f"{self.name}.err"),
+                           run_settings=rs, key=self.key, entity=self)
+        self.store_use.apply(step, self.name)
+        return step
+
+    # -- colocated store -----------------------------------------------------------------
+
+    def colocate_db_tcp(self, port: int = 6780, ifname: str | list[str] = "lo", db_cpus: int = 1,
+                        custom_pinning: Any = None, debug: bool = False, **kwargs: Any) -> None:
+        """Start a store beside this model on each node it runs on, reachable
+        over TCP on ``port`` of ``ifname`` (``SSDB`` tells the application
+        where); it stops when the application ends."""
+        from ..store import colocated  # its server checks import redis-py: start-up cost
+
+        self.store_use.colocated = colocated.tcp(port, ifname, db_cpus, custom_pinning, debug, **kwargs)
+
+    def colocate_db_uds(self, unix_socket: str | None = None, socket_permissions: int = 0o700, db_cpus: int = 1,
+                        custom_pinning: Any = None, debug: bool = False, **kwargs: Any) -> None:
+        """Like :meth:`colocate_db_tcp`, over a Unix socket that only this
+        user can reach (a new one per launch unless ``unix_socket`` is given)."""
+        from ..store import colocated  # its server checks import redis-py: start-up cost
+
+        self.store_use.colocated = colocated.uds(unix_socket, socket_permissions, db_cpus, custom_pinning, debug,
+                                                 **kwargs)
+
+    def colocate_db(self, *args: Any, **kwargs: Any) -> None:
+        """Deprecated: :meth:`colocate_db_tcp`."""
+        import warnings
+
+        warnings.warn("Model.colocate_db is deprecated; use colocate_db_tcp (or colocate_db_uds)",
+                      DeprecationWarning, stacklevel=2)
+        self.colocate_db_tcp(*args, **kwargs)
+
+    @property
+    def colocated_db(self) -> "ColocatedDB | None":
+        """The store colocated with this model (``colocate_db_tcp``/``_uds``), or None."""
+        return self.store_use.colocated
+
+    def prepare(self, steps: Sequence[ProcessStep]) -> None:
+        """Store the ML objects (:meth:`add_ml_model`...) before the application starts."""
+        prepare(steps, [self.store_use])
+
+    def plan(self, ctx: PlanContext) -> list[Launch]:
+        ctx.check(self.run_settings, None)
+        check_plan(f"model {self.name!r}", [(self.name, self.store_use)], ctx)
+        step = self.process_step(ctx)
+        if self.batch_settings is not None:
+            return [ctx.batch_job(self.name, step.cwd, self.batch_settings, [step])]
+        return [step]
+
+    def run_dirs(self, exp_path: str, tag: str) -> list[tuple["Model", str]]:
+        """The run directories generate() writes for this entity: (model, directory)."""
+        if self.ensemble:
+            raise ConfigError(f"model {self.name!r} is a member of ensemble {self.ensemble!r}, whose directory "
+                              f"holds it: generate the ensemble (exp.generate(ensemble)), not the member alone")
+        return [(self, os.path.join(exp_path, self.name))]
+
