@@ -186,23 +186,25 @@ def test_clash_is_resolved_by_disabling_one(clean_env):
     assert len(plugs.get("strategy", "random").expand(["a"], [[1, 2]])) == 5
 
 
-def test_unknown_hook_makes_the_plugin_broken_and_others_still_work(plugs):
+def test_an_unknown_hook_is_refused_at_registration_and_others_still_work(plugs):
     class Typo:
         @simctl.hookimpl
         def simctl_register_strategys(self):  # sic
             return [Const("never")]
 
-    record = plugs.register(Typo(), name="typo")
-    assert record.status == "broken"
-    assert "simctl_register_strategys" in record.error
-    assert "simctl_register_strategies" in record.error  # lists the known hooks
+    with pytest.raises(simctl.PluginError, match=r"cannot register plugin 'typo': simctl_register_strategys is not a "
+                                                 r"simctl hook \(did you mean simctl_register_strategies\?\); the "
+                                                 r"hooks are simctl_entity_before_launch, .*simctl_register_strategies"):
+        plugs.register(Typo(), name="typo")
     assert not plugs.pm.has_plugin("typo")
+    assert "typo" not in [r.name for r in plugs.records]
     assert BUILTIN_STRATEGIES <= set(plugs.names("strategy"))
     assert "never" not in plugs.names("strategy")
-    assert record.status == "broken"  # building the registries keeps it broken
+    plugs.register(StrategyPlugin(Const("fixed")), name="typo")  # the name was not taken
+    assert "fixed" in plugs.names("strategy")
 
 
-def test_wrong_argument_names_make_the_plugin_broken(plugs, exp, rs):
+def test_wrong_argument_names_are_refused_at_registration(plugs, exp, rs):
     class WrongArgs:
         called = False
 
@@ -210,11 +212,98 @@ def test_wrong_argument_names_make_the_plugin_broken(plugs, exp, rs):
         def simctl_entity_created(self, entity, exp):  # spec: (entity, experiment)
             WrongArgs.called = True
 
-    record = plugs.register(WrongArgs(), name="wrong-args")
-    assert record.status == "broken"
-    assert "exp" in record.error and "simctl_entity_created" in record.error
+    with pytest.raises(simctl.PluginError, match=r"cannot register plugin 'wrong-args': simctl_entity_created\(entity, "
+                                                 r"exp\) takes 'exp', which simctl_entity_created does not pass; its "
+                                                 r"arguments are \(entity, experiment\)"):
+        plugs.register(WrongArgs(), name="wrong-args")
+    assert not plugs.pm.has_plugin("wrong-args")
     exp.create_model("m", rs)
     assert WrongArgs.called is False
+
+
+def test_every_problem_of_a_plugin_is_named_at_once(plugs):
+    class Two:
+        @simctl.hookimpl
+        def simctl_entity_finished(self, entity, stat):  # spec: status
+            pass
+
+        @simctl.hookimpl(specname="simctl_entity_started")
+        def started(self, entity):
+            pass
+
+    with pytest.raises(simctl.PluginError) as info:
+        plugs.register(Two(), name="two")
+    msg = str(info.value)
+    assert "simctl_entity_finished(entity, stat) takes 'stat'" in msg
+    assert "(entity, status, experiment)" in msg
+    assert "simctl_entity_started is not a simctl hook" in msg
+
+
+@pytest.mark.parametrize("hook", ["simctl_register_launchers", "simctl_register_backends",
+                                  "simctl_register_strategies"])
+@pytest.mark.parametrize("option", ["wrapper", "hookwrapper"])
+def test_a_wrapper_on_a_registration_hook_is_refused(plugs, hook, option):
+    def wrap(self):
+        yield
+        return []
+
+    wrap.__name__ = hook
+    cls = type("Wraps", (), {hook: simctl.hookimpl(**{option: True})(wrap)})
+    with pytest.raises(simctl.PluginError, match=rf"cannot register plugin 'wraps': {hook} is marked as a wrapper "
+                                                 r"\(wrapper=True or hookwrapper=True\), but a registration hook is "
+                                                 r"called once per plugin .* remove the option"):
+        plugs.register(cls(), name="wraps")
+    assert not plugs.pm.has_plugin("wraps")
+    assert BUILTIN_STRATEGIES <= set(plugs.names("strategy"))
+
+
+def test_a_hook_function_without_the_marker_is_refused(plugs):
+    class Unmarked:
+        def simctl_register_strategies(self):  # forgot @simctl.hookimpl: would never run
+            return [Const("never")]
+
+    with pytest.raises(simctl.PluginError, match=r"simctl_register_strategies is not marked @simctl.hookimpl, so "
+                                                 r"simctl would never call it"):
+        plugs.register(Unmarked(), name="unmarked")
+
+
+def test_a_wrapper_on_a_lifecycle_hook_is_accepted(plugs, recorder):
+    seen = []
+
+    class Around:
+        @simctl.hookimpl(wrapper=True)
+        def simctl_entity_created(self, entity):
+            result = yield
+            seen.append(entity)
+            return result
+
+    assert plugs.register(Around(), name="around").status == "ok"
+    assert call_hook(plugs.pm, "simctl_entity_created", entity="E", experiment=None) == []
+    assert seen == ["E"] and recorder.of("simctl_entity_created") == [{"entity": "E", "experiment": None}]
+
+
+def test_a_mismatched_entry_point_is_listed_broken_and_others_still_work(tmp_path, clean_env):
+    """Discovery isolates what register() refuses: a real entry point (a
+    dist-info on sys.path) whose registration hook is a wrapper."""
+    site = tmp_path / "site"
+    (site / "simctl_wrapping-0.1.dist-info").mkdir(parents=True)
+    (site / "simctl_wrapping-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: simctl-wrapping\nVersion: 0.1\n")
+    (site / "simctl_wrapping-0.1.dist-info" / "entry_points.txt").write_text(
+        "[simctl]\nwrapping = simctl_wrapping\n")
+    (site / "simctl_wrapping.py").write_text(
+        "import simctl\n\n"
+        "@simctl.hookimpl(wrapper=True)\n"
+        "def simctl_register_strategies():\n"
+        "    return (yield)\n")
+    clean_env.syspath_prepend(str(site))
+    plugs = simctl.make_plugins()
+    record = next(r for r in plugs.records if r.name == "wrapping")
+    assert (record.status, record.distribution, record.version) == ("broken", "simctl-wrapping", "0.1")
+    assert "simctl_register_strategies is marked as a wrapper" in record.error
+    assert not plugs.pm.has_plugin("wrapping")
+    assert BUILTIN_STRATEGIES <= set(plugs.names("strategy"))
+    assert record.status == "broken"  # building the registries keeps it broken
 
 
 def test_a_registration_hook_that_raises_marks_only_its_plugin_broken(plugs):
@@ -337,6 +426,7 @@ def test_external_plugins_load_or_are_reported_and_the_rest_still_work(external_
 
     wrong = by_name["wrong_args"]
     assert wrong.status == "broken" and "'exp'" in wrong.error
+    assert "its arguments are (entity, experiment)" in wrong.error
 
 
 def test_external_plugins_can_be_disabled_by_entry_point_name(external_plugins, clean_env):
