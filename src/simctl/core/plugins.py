@@ -420,8 +420,9 @@ def _resolve(module: types.ModuleType, qualname: str) -> Any:
 
 def _import_root(module: types.ModuleType) -> str | None:
     """The directory ``module`` was imported from (the entry of ``sys.path``
-    holding its top-level package), unless it is one of the interpreter's own
-    (the standard library, site-packages): those a worker searches anyway."""
+    holding its top-level package), unless a worker searches it anyway: the
+    interpreter's own (the standard library, site-packages) and the one
+    simctl is imported from."""
     file = getattr(module, "__file__", None)
     if not file:
         return None
@@ -431,8 +432,9 @@ def _import_root(module: types.ModuleType) -> str | None:
         if os.path.basename(here) != part:
             return None
         here = os.path.dirname(here)
+    simctl_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     own = {os.path.realpath(p) for p in [*sysconfig.get_paths().values(), *site.getsitepackages(),
-                                         site.getusersitepackages()]}
+                                         site.getusersitepackages(), simctl_root]}
     return None if os.path.realpath(here) in own else here
 
 
