@@ -196,7 +196,8 @@ def test_an_unknown_hook_is_refused_at_registration_and_others_still_work(plugs)
 
     with pytest.raises(simctl.PluginError, match=r"cannot register plugin 'typo': simctl_register_strategys is not a "
                                                  r"simctl hook \(did you mean simctl_register_strategies\?\); the "
-                                                 r"hooks are simctl_entity_before_launch, .*simctl_register_strategies"):
+                                                 r"hooks are simctl_entity_before_launch, .*"
+                                                 r"simctl_register_strategies"):
         plugs.register(Typo(), name="typo")
     assert not plugs.pm.has_plugin("typo")
     assert "typo" not in [r.name for r in plugs.records]

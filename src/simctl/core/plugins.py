@@ -454,9 +454,10 @@ def worker_plugins(specs: Iterable[str] = (), paths: Iterable[str] = (), disable
             plugs.register(source.load(), name=source.name)
         except (Exception, SystemExit) as exc:  # a plugin's bug, or a module not found here: report, keep going
             name = spec.partition("=")[0] or spec
-            if any(r.name == name for r in plugs.records):
+            if any(r.name == name for r in plugs.records):  # its name was what failed: keep both records apart
                 name = spec
-            plugs.records.append(PluginRecord(name=name, status="broken", error=f"{spec}: {type(exc).__name__}: {exc}"))
+            plugs.records.append(PluginRecord(name=name, status="broken",
+                                              error=f"{spec}: {type(exc).__name__}: {exc}"))
     return plugs
 
 
