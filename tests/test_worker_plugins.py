@@ -139,3 +139,19 @@ def test_a_plugin_the_worker_cannot_import_is_named_in_the_callers_error(tmp_pat
     finally:
         exp.stop()
         exp.close()
+
+
+def test_only_backend_plugins_are_passed_on_and_only_to_workers(tmp_path: Path, affine: ModuleType) -> None:
+    class Lifecycle:  # runs in the driver alone
+        @simctl.hookimpl
+        def simctl_entity_created(self, entity: Any) -> None:
+            pass
+
+    exp = experiment(tmp_path, Lifecycle(), name="lifecycle")
+    db = exp.create_database(port=free_ports())
+    assert "--plugin" not in exp.preview(db, show=False)
+    exp.plugins.register(affine, name="affine")  # registered later: the next plan has it
+    assert "--plugin affine=affine_backend --plugin-path" in exp.preview(db, show=False)
+    without = exp.create_database(port=free_ports(), db_identifier="no-workers", ml_devices=[])
+    assert "--plugin" not in exp.preview(without, show=False)  # no inference worker: nothing to load
+    exp.close()
