@@ -14,9 +14,11 @@ import pytest
 
 import simctl
 from simctl.core import hookspecs
-from simctl.core.plugins import DISABLE_ENV, call_hook, hook_names
+from simctl.core.plugins import DISABLE_ENV, Source, call_hook, hook_names, source_of
 
 REPO = Path(__file__).resolve().parent.parent
+#: a directory holding affine_backend.py, a backend plugin that is no installed entry point
+WORKER_PLUGINS = REPO / "tests" / "data" / "worker-plugins"
 BUILTIN_STRATEGIES = {"all_perm", "step", "random"}
 
 
@@ -186,23 +188,26 @@ def test_clash_is_resolved_by_disabling_one(clean_env):
     assert len(plugs.get("strategy", "random").expand(["a"], [[1, 2]])) == 5
 
 
-def test_unknown_hook_makes_the_plugin_broken_and_others_still_work(plugs):
+def test_an_unknown_hook_is_refused_at_registration_and_others_still_work(plugs):
     class Typo:
         @simctl.hookimpl
         def simctl_register_strategys(self):  # sic
             return [Const("never")]
 
-    record = plugs.register(Typo(), name="typo")
-    assert record.status == "broken"
-    assert "simctl_register_strategys" in record.error
-    assert "simctl_register_strategies" in record.error  # lists the known hooks
+    with pytest.raises(simctl.PluginError, match=r"cannot register plugin 'typo': simctl_register_strategys is not a "
+                                                 r"simctl hook \(did you mean simctl_register_strategies\?\); the "
+                                                 r"hooks are simctl_entity_before_launch, .*"
+                                                 r"simctl_register_strategies"):
+        plugs.register(Typo(), name="typo")
     assert not plugs.pm.has_plugin("typo")
+    assert "typo" not in [r.name for r in plugs.records]
     assert BUILTIN_STRATEGIES <= set(plugs.names("strategy"))
     assert "never" not in plugs.names("strategy")
-    assert record.status == "broken"  # building the registries keeps it broken
+    plugs.register(StrategyPlugin(Const("fixed")), name="typo")  # the name was not taken
+    assert "fixed" in plugs.names("strategy")
 
 
-def test_wrong_argument_names_make_the_plugin_broken(plugs, exp, rs):
+def test_wrong_argument_names_are_refused_at_registration(plugs, exp, rs):
     class WrongArgs:
         called = False
 
@@ -210,11 +215,98 @@ def test_wrong_argument_names_make_the_plugin_broken(plugs, exp, rs):
         def simctl_entity_created(self, entity, exp):  # spec: (entity, experiment)
             WrongArgs.called = True
 
-    record = plugs.register(WrongArgs(), name="wrong-args")
-    assert record.status == "broken"
-    assert "exp" in record.error and "simctl_entity_created" in record.error
+    with pytest.raises(simctl.PluginError, match=r"cannot register plugin 'wrong-args': simctl_entity_created\(entity, "
+                                                 r"exp\) takes 'exp', which simctl_entity_created does not pass; its "
+                                                 r"arguments are \(entity, experiment\)"):
+        plugs.register(WrongArgs(), name="wrong-args")
+    assert not plugs.pm.has_plugin("wrong-args")
     exp.create_model("m", rs)
     assert WrongArgs.called is False
+
+
+def test_every_problem_of_a_plugin_is_named_at_once(plugs):
+    class Two:
+        @simctl.hookimpl
+        def simctl_entity_finished(self, entity, stat):  # spec: status
+            pass
+
+        @simctl.hookimpl(specname="simctl_entity_started")
+        def started(self, entity):
+            pass
+
+    with pytest.raises(simctl.PluginError) as info:
+        plugs.register(Two(), name="two")
+    msg = str(info.value)
+    assert "simctl_entity_finished(entity, stat) takes 'stat'" in msg
+    assert "(entity, status, experiment)" in msg
+    assert "simctl_entity_started is not a simctl hook" in msg
+
+
+@pytest.mark.parametrize("hook", ["simctl_register_launchers", "simctl_register_backends",
+                                  "simctl_register_strategies"])
+@pytest.mark.parametrize("option", ["wrapper", "hookwrapper"])
+def test_a_wrapper_on_a_registration_hook_is_refused(plugs, hook, option):
+    def wrap(self):
+        yield
+        return []
+
+    wrap.__name__ = hook
+    cls = type("Wraps", (), {hook: simctl.hookimpl(**{option: True})(wrap)})
+    with pytest.raises(simctl.PluginError, match=rf"cannot register plugin 'wraps': {hook} is marked as a wrapper "
+                                                 r"\(wrapper=True or hookwrapper=True\), but a registration hook is "
+                                                 r"called once per plugin .* remove the option"):
+        plugs.register(cls(), name="wraps")
+    assert not plugs.pm.has_plugin("wraps")
+    assert BUILTIN_STRATEGIES <= set(plugs.names("strategy"))
+
+
+def test_a_hook_function_without_the_marker_is_refused(plugs):
+    class Unmarked:
+        def simctl_register_strategies(self):  # forgot @simctl.hookimpl: would never run
+            return [Const("never")]
+
+    with pytest.raises(simctl.PluginError, match=r"simctl_register_strategies is not marked @simctl.hookimpl, so "
+                                                 r"simctl would never call it"):
+        plugs.register(Unmarked(), name="unmarked")
+
+
+def test_a_wrapper_on_a_lifecycle_hook_is_accepted(plugs, recorder):
+    seen = []
+
+    class Around:
+        @simctl.hookimpl(wrapper=True)
+        def simctl_entity_created(self, entity):
+            result = yield
+            seen.append(entity)
+            return result
+
+    assert plugs.register(Around(), name="around").status == "ok"
+    assert call_hook(plugs.pm, "simctl_entity_created", entity="E", experiment=None) == []
+    assert seen == ["E"] and recorder.of("simctl_entity_created") == [{"entity": "E", "experiment": None}]
+
+
+def test_a_mismatched_entry_point_is_listed_broken_and_others_still_work(tmp_path, clean_env):
+    """Discovery isolates what register() refuses: a real entry point (a
+    dist-info on sys.path) whose registration hook is a wrapper."""
+    site = tmp_path / "site"
+    (site / "simctl_wrapping-0.1.dist-info").mkdir(parents=True)
+    (site / "simctl_wrapping-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: simctl-wrapping\nVersion: 0.1\n")
+    (site / "simctl_wrapping-0.1.dist-info" / "entry_points.txt").write_text(
+        "[simctl]\nwrapping = simctl_wrapping\n")
+    (site / "simctl_wrapping.py").write_text(
+        "import simctl\n\n"
+        "@simctl.hookimpl(wrapper=True)\n"
+        "def simctl_register_strategies():\n"
+        "    return (yield)\n")
+    clean_env.syspath_prepend(str(site))
+    plugs = simctl.make_plugins()
+    record = next(r for r in plugs.records if r.name == "wrapping")
+    assert (record.status, record.distribution, record.version) == ("broken", "simctl-wrapping", "0.1")
+    assert "simctl_register_strategies is marked as a wrapper" in record.error
+    assert not plugs.pm.has_plugin("wrapping")
+    assert BUILTIN_STRATEGIES <= set(plugs.names("strategy"))
+    assert record.status == "broken"  # building the registries keeps it broken
 
 
 def test_a_registration_hook_that_raises_marks_only_its_plugin_broken(plugs):
@@ -337,6 +429,7 @@ def test_external_plugins_load_or_are_reported_and_the_rest_still_work(external_
 
     wrong = by_name["wrong_args"]
     assert wrong.status == "broken" and "'exp'" in wrong.error
+    assert "its arguments are (entity, experiment)" in wrong.error
 
 
 def test_external_plugins_can_be_disabled_by_entry_point_name(external_plugins, clean_env):
@@ -402,3 +495,135 @@ def test_disabling_one_side_of_a_clash(clashing_plugin, clean_env):
     assert type(plugs.get("strategy", "random")).__module__ == "simctl.plugins.strategies.random"
     statuses = {r.name: r.status for r in plugs.records}
     assert (statuses["random"], statuses["my_random"]) == ("ok", "disabled")
+
+
+# -- in-process plugins reach the store's inference workers by module ---------------------------
+
+
+class BackendPlugin:
+    """A backend plugin whose class a worker can call with no arguments."""
+
+    @simctl.hookimpl
+    def simctl_register_backends(self):
+        return []
+
+
+class NeedsArgs:
+    def __init__(self, what):
+        self.what = what
+
+    @simctl.hookimpl
+    def simctl_register_backends(self):
+        return []
+
+
+HELD = NeedsArgs("held by the module")
+
+
+@pytest.fixture
+def affine(clean_env):
+    """The module affine_backend, importable here (not installed: no entry point)."""
+    clean_env.syspath_prepend(str(WORKER_PLUGINS))
+    import affine_backend
+
+    return affine_backend
+
+
+def test_worker_args_name_each_in_process_backend_plugin_by_module(plugs, affine, recorder):
+    plugs.register(affine, name="aff-module")
+    plugs.register(affine.Plugin(), name="aff-object")
+    plugs.register(HELD, name="held")
+    plugs.register(BackendPlugin(), name="made")
+    tests = str(REPO / "tests")
+    assert plugs.worker_args() == [
+        "--plugin", "aff-module=affine_backend", "--plugin", "aff-object=affine_backend:Plugin()",
+        "--plugin", f"held={__name__}:HELD", "--plugin", f"made={__name__}:BackendPlugin()",
+        "--plugin-path", str(WORKER_PLUGINS), "--plugin-path", tests]
+    # the recorder (lifecycle hooks only) runs in the driver alone: not passed on
+
+
+def test_worker_args_pass_on_what_is_disabled_and_nothing_else_by_default(clean_env):
+    assert simctl.make_plugins().worker_args() == []
+    assert simctl.make_plugins(disable=["random", "nosuch"]).worker_args() == ["--disable-plugin", "random"]
+
+
+def test_a_plugin_from_an_installed_module_passes_no_path(plugs):
+    from simctl.plugins.strategies import step
+
+    assert source_of(step, "s") == Source("s", "simctl.plugins.strategies.step")  # site-packages or the src tree
+    assert source_of(Const, "c") == Source("c", __name__, "Const", path=str(REPO / "tests"))
+
+
+def test_a_backend_plugin_a_worker_could_not_import_is_refused(plugs):
+    class Local:
+        @simctl.hookimpl
+        def simctl_register_backends(self):
+            return []
+
+    with pytest.raises(simctl.PluginError, match=r"cannot register plugin 'mine-local': it implements "
+                                                 r"simctl_register_backends, which runs in the store's inference "
+                                                 r"workers, and a worker loads an in-process plugin by importing it, "
+                                                 r"but it is an object of class .*Local, which is not an attribute "
+                                                 r"of its module test_plugins \(defined inside a function\?\)"):
+        plugs.register(Local(), name="mine-local")
+    with pytest.raises(simctl.PluginError, match=r"test_plugins.NeedsArgs, which no attribute of that module holds, "
+                                                 r"and that class cannot be called without arguments"):
+        plugs.register(NeedsArgs("not held"), name="args")
+    assert not plugs.pm.has_plugin("mine-local") and not plugs.pm.has_plugin("args")
+    assert plugs.worker_args() == []
+
+    class LifecycleOnly:  # runs in the driver alone: nothing to import elsewhere
+        @simctl.hookimpl
+        def simctl_entity_created(self, entity):
+            pass
+
+    assert plugs.register(LifecycleOnly(), name="lifecycle").status == "ok"
+
+
+def test_a_backend_plugin_defined_in_main_is_refused():
+    code = ("import simctl\n"
+            "class Mine:\n"
+            "    @simctl.hookimpl\n"
+            "    def simctl_register_backends(self):\n"
+            "        return []\n"
+            "try:\n"
+            "    simctl.make_plugins().register(Mine(), name='mine')\n"
+            "except simctl.PluginError as exc:\n"
+            "    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "cannot register plugin 'mine': it implements simctl_register_backends, which runs in the store's inference "
+        "workers, and a worker loads an in-process plugin by importing it, but it is defined in __main__ (the "
+        "script that was run), which another process cannot import: define it in a module of its own (a .py file "
+        "beside the script) and import it from there")
+
+
+@pytest.mark.parametrize("spec", ["noname", "=mod", "name=", "name=mod:", "name=mod:()"])
+def test_a_bad_plugin_spec_says_the_form(spec):
+    with pytest.raises(ValueError, match=r"name=module\[:attribute\[\(\)\]\], such as 'mine=my_backends:Plugin\(\)'"):
+        Source.parse(spec)
+
+
+def test_a_worker_registry_is_its_entry_points_plus_the_plugins_given(clean_env):
+    """What a worker process builds, in a process of its own: the plugin's
+    module is found through --plugin-path alone (not on PYTHONPATH here)."""
+    code = ("import json, sys\n"
+            "from simctl.core.plugins import worker_plugins\n"
+            "p = worker_plugins(sys.argv[1:4], [sys.argv[4]], ['random'])\n"
+            "print(json.dumps({'backends': p.names('backend'), 'strategies': p.names('strategy'),\n"
+            "                  'broken': {r.name: r.error for r in p.records if r.status == 'broken'},\n"
+            "                  'disabled': [r.name for r in p.records if r.status == 'disabled'],\n"
+            "                  'affine': p.get('backend', 'AFFINE').__module__}))\n")
+    specs = ["aff=affine_backend:Plugin()", "gone=no_such_module_here", "bad=affine_backend:Missing"]
+    proc = subprocess.run([sys.executable, "-c", code, *specs, str(WORKER_PLUGINS)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    got = json.loads(proc.stdout)
+    assert "AFFINE" in got["backends"] and {"ONNX", "TORCH"} <= set(got["backends"])
+    assert got["affine"] == "affine_backend"
+    assert "random" not in got["strategies"] and got["disabled"] == ["random"]
+    assert got["broken"] == {
+        "gone": "gone=no_such_module_here: ModuleNotFoundError: No module named 'no_such_module_here'",
+        "bad": "bad=affine_backend:Missing: AttributeError: module 'affine_backend' has no attribute 'Missing'"}

@@ -141,7 +141,8 @@ class Controller:
             # the launch's number: the same for preview() and the start() after it, so the
             # previewed batch directory and script are exactly the ones submitted
             launches = len(self._launch_times)
-        return PlanContext(self.launcher, token or str(launches + 1), handoff)
+        return PlanContext(self.launcher, token or str(launches + 1), handoff,
+                           worker_plugins=tuple(self.plugins.worker_args()))
 
     def plan(self, entities: Sequence[Entity]) -> LaunchPlan:
         """The launch plan of ``entities`` (pure: raises ConfigError for bad input)."""

@@ -36,7 +36,8 @@ class Handoff:
 class PlanContext:
     """What planning needs besides the entities: the launcher (to check
     settings against), a token that makes this launch's batch directories
-    unique, and what running entities hand to new ones. Planning reads it and
+    unique, what running entities hand to new ones, and the experiment's
+    plugins that a store's inference workers load. Planning reads it and
     never writes anything."""
 
     launcher: "Launcher"
@@ -45,6 +46,9 @@ class PlanContext:
     #: entities that run until stopped planned in the same launch: they start,
     #: and hand off, before the others
     starting: tuple[Any, ...] = ()
+    #: the experiment's plugins that a store's inference workers load besides their entry
+    #: points, as arguments of the store's supervisor (``Plugins.worker_args``)
+    worker_plugins: tuple[str, ...] = ()
 
     def check(self, run_settings: "RunSettings | None", batch_settings: "BatchSettings | None") -> None:
         """Raise ConfigError if the launcher cannot run these settings."""

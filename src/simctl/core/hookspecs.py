@@ -2,12 +2,20 @@
 ``@simctl.hookimpl``; the project name of both markers is ``"simctl"``.
 
 Registration hooks return classes (or objects) that carry their own ``name``;
-the core collects them into registries keyed by that name. Lifecycle hooks
-are ordinary multi-call hooks called through pluggy, so ``tryfirst``,
-``trylast`` and wrappers (``@hookimpl(wrapper=True)``) work: every
-implementation runs, one that raises is reported (``Experiment.hook_errors``)
-without stopping the others, and results are ignored unless the docstring
-says otherwise.
+the core collects them into registries keyed by that name, calling each
+plugin's implementation on its own (to isolate its errors and know which
+plugin provides a name): ``tryfirst``/``trylast`` only order the plugins, and
+a wrapper (``wrapper=True`` or ``hookwrapper=True``) would never run, so one
+is refused when the plugin is registered. Lifecycle hooks are ordinary
+multi-call hooks called through pluggy, so ``tryfirst``, ``trylast`` and
+wrappers (``@hookimpl(wrapper=True)``) work: every implementation runs, one
+that raises is reported (``Experiment.hook_errors``) without stopping the
+others, and results are ignored unless the docstring says otherwise.
+
+An implementation takes any of its hook's arguments, by name, and no other;
+one that does not match (an unknown hook, an argument the hook does not
+pass, a wrapper on a registration hook) makes ``Plugins.register`` raise
+PluginError, and an entry point that does not match is listed as broken.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ def simctl_register_launchers() -> list[type[Launcher]]:
 
     Called once when the plugin registries are built. Each class has a unique
     ``name`` (``"local"``, ``"slurm"``...), which users pass as
-    ``Experiment(launcher=name)``.
+    ``Experiment(launcher=name)``. Not a wrapper (refused at registration).
     """
 
 
@@ -59,7 +67,13 @@ def simctl_register_backends() -> list[type[Backend]]:
 
     Called once when the registries are built. Each class has a unique
     ``name`` (``"ONNX"``, ``"TORCH"``...), the ``backend=`` of ``add_ml_model``.
-    Import the ML library lazily, inside the methods that need it.
+    Import the ML library lazily, inside the methods that need it. Not a
+    wrapper (refused at registration).
+
+    Also called in the store's inference workers, which build their own
+    registry: their entry points, plus the in-process plugins implementing
+    this hook that were registered on the experiment that started the store,
+    imported there by module (``Plugins.worker_args``).
     """
 
 
@@ -69,7 +83,8 @@ def simctl_register_strategies() -> list[Strategy]:
     ``expand(names, values, n_models=None, seed=None)`` method.
 
     Called once when the registries are built. The name is what users pass as
-    ``create_ensemble(perm_strategy=name)``.
+    ``create_ensemble(perm_strategy=name)``. Not a wrapper (refused at
+    registration).
     """
 
 

@@ -29,6 +29,7 @@ import secrets
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -68,9 +69,9 @@ class ColocatedDB:
     #: devices with an inference worker beside the store
     ml_devices: tuple[str, ...] = ("CPU",)
 
-    def apply(self, step: ProcessStep) -> None:
+    def apply(self, step: ProcessStep, plugins: Sequence[str] = ()) -> None:
         """Make ``step`` start this colocated store (see :func:`apply`)."""
-        apply(step, self)
+        apply(step, self, plugins)
 
 
 
@@ -149,10 +150,12 @@ def _socket_path() -> str:
     return path if len(path.encode()) <= MAX_SOCKET_PATH else os.path.join("/tmp", name)
 
 
-def apply(step: ProcessStep, db: ColocatedDB) -> None:
+def apply(step: ProcessStep, db: ColocatedDB, plugins: Sequence[str] = ()) -> None:
     """Make ``step`` (a model's) start its colocated store: sets ``per_node``,
     ``env["SSDB"]``, ``env["SSDB_CLUSTER"]`` and ``secret_env["SSDB_PASSWORD"]``.
-    A password (and, by default, a socket path) is generated per call."""
+    A password (and, by default, a socket path) is generated per call.
+    ``plugins``: the experiment's plugins for the inference workers
+    (``PlanContext.worker_plugins``)."""
     argv = [sys.executable, "-m", "simctl.store.supervisor", "--colocated", "--server", db.server, "--nosave",
             "--log", os.path.join(step.cwd, f"{step.name}-db.{{host}}.log")]
     if db.transport == "uds":
@@ -173,6 +176,8 @@ def apply(step: ProcessStep, db: ColocatedDB) -> None:
         argv += ["--conf", f"{key}={value}"]
     for device in db.ml_devices:
         argv += ["--ml-device", device]
+    if db.ml_devices:
+        argv += plugins
     step.per_node = argv
     step.env[contract.ADDRESS] = address
     step.env[contract.CLUSTER] = "0"

@@ -378,12 +378,12 @@ class Orchestrator(Entity):
                     if self.is_cluster:
                         check_port_free(address, self.port + i + BUS_OFFSET, f"the cluster bus of {what}")
         launch = uuid.uuid4().hex[:16]
-        steps = [self._shard(i, launch) for i in range(self.db_nodes)]
+        steps = [self._shard(i, launch, ctx.worker_plugins) for i in range(self.db_nodes)]
         if self.batch_settings is not None:
             return [ctx.batch_job(self.name, self.path, self.batch_settings, steps)]
         return list(steps)
 
-    def _shard(self, i: int, launch: str) -> ProcessStep:
+    def _shard(self, i: int, launch: str, plugins: Sequence[str] = ()) -> ProcessStep:
         rs = self.run_settings
         if self._hosts:
             rs = copy.deepcopy(rs)
@@ -400,6 +400,8 @@ class Orchestrator(Entity):
             argv += ["--conf", f"{key}={value}"]
         for device in self.ml_devices:
             argv += ["--ml-device", device]
+        if self.ml_devices:
+            argv += plugins  # the experiment's plugins, for the inference workers
         return ProcessStep(name=f"{self.name}_{i}", argv=argv, cwd=self.path, secret_env={PASSWORD_ENV: self._password},
                            out=os.path.join(self.path, f"{self.name}_{i}.out"),
                            err=os.path.join(self.path, f"{self.name}_{i}.err"), run_settings=rs,

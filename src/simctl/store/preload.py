@@ -43,7 +43,7 @@ from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
 from ..ml import read_model
 from . import format as fmt
-from .client import Client, _check_backend, _check_length, _names
+from .client import Client, _check_length, _names
 from .server import write_private
 
 #: the directory, in a colocated model's working directory, of what its store preloads
@@ -159,7 +159,11 @@ def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None,
     from ``model_path`` now)."""
     what = f"add_ml_model({name!r:.60})"
     device = _placement_args(what, name, device, devices_per_node, first_device)
-    _check_backend(backend, what)
+    if not isinstance(backend, str) or not backend.strip():
+        raise ConfigError(f"{what}: backend must be a backend's name (a non-empty str: 'ONNX', 'TORCH', or one a "
+                          f"plugin provides); got {checks.show(backend)}")
+    # Not looked up in this process's plugins: the store's inference workers run the model, with the
+    # plugins of the experiment that started them; a backend they do not know is the error of the request.
     for arg, v in (("batch_size", batch_size), ("min_batch_size", min_batch_size),
                    ("min_batch_timeout", min_batch_timeout)):
         checks.positive_int(f"{what}: {arg}", v, minimum=0)

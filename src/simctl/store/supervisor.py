@@ -23,6 +23,10 @@ shard's process step or as a step's ``per_node`` command:
 
 A server that ends before it answers is an error on standard error quoting
 the last lines of its log; a port already in use is named.
+
+The inference workers (``--ml-device``) are started with the plugin arguments
+it was given (``--plugin``, ``--plugin-path``, ``--disable-plugin``: the
+experiment's plugins, see ``Plugins.worker_args``); it loads none itself.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ TAIL_LINES = 8
 VISIBILITY = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
 #: seconds between checks of the inference workers
 WATCH_INTERVAL = 0.1
+#: the inference workers' plugin arguments (``Plugins.worker_args``), which the supervisor passes on to them
+WORKER_PLUGIN_ARGS = (
+    ("--plugin", "NAME=MODULE[:ATTR[()]]", "an experiment's plugin to load besides the entry points (repeatable)"),
+    ("--plugin-path", "DIR", "a directory to import those plugins from too (repeatable)"),
+    ("--disable-plugin", "NAME", "an entry point not to load (repeatable)"),
+)
 #: a worker that dies sooner than this after starting is restarted after a growing delay
 QUICK_DEATH = 5.0
 MAX_RESTART_DELAY = 10.0
@@ -149,6 +159,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="run an inference worker for DEVICE (CPU, GPU:n) beside the server (repeatable)")
     p.add_argument("--preload", help="a manifest of ML models and scripts to store before reporting ready "
                    "(simctl.store.preload)")
+    for flag, meta, what in WORKER_PLUGIN_ARGS:
+        p.add_argument(flag, action="append", default=[], metavar=meta, help=f"passed to the inference workers: {what}")
     return p.parse_args(list(argv))
 
 
@@ -358,6 +370,9 @@ class Supervisor:
             env.update({var: index for var in VISIBILITY})
         argv = [sys.executable, "-m", "simctl.store.worker", "--address", self.where, "--device", device,
                 "--previous-exit", previous_exit] + (["--cluster"] if self.args.cluster else [])
+        for flag, _, _ in WORKER_PLUGIN_ARGS:
+            for value in getattr(self.args, flag[2:].replace("-", "_")):
+                argv += [flag, value]
         log = f"{os.path.splitext(self.log)[0]}.ml-{device.replace(':', '')}.log"
         log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:

@@ -67,14 +67,16 @@ class StoreUse:
         """Whether it has ML objects to store and no colocated store to store them in."""
         return bool(self.ml) and self.colocated is None
 
-    def apply(self, step: ProcessStep, name: str) -> None:
-        """Set on ``step`` (entity ``name``'s) the key prefixes and the colocated store."""
+    def apply(self, step: ProcessStep, name: str, ctx: PlanContext | None = None) -> None:
+        """Set on ``step`` (entity ``name``'s, planned in ``ctx``) the key
+        prefixes and the colocated store, whose inference workers load the
+        plugins ``ctx`` names."""
         if self.key_prefixing:
             step.env[contract.KEYOUT] = name
         if self.incoming:
             step.env[contract.KEYIN] = ",".join(self.incoming)
         if self.colocated is not None:
-            self.colocated.apply(step)
+            self.colocated.apply(step, ctx.worker_plugins if ctx is not None else ())
             if self.ml and step.per_node is not None:
                 from .preload import manifest_path  # start-up cost
 

@@ -7,6 +7,12 @@ device, beside the store server; it serves the requests of
 variables set to ``n`` (see :data:`simctl.store.supervisor.VISIBILITY`), so that inside it the GPU is
 number 0.
 
+Its backends come from the installed entry points plus the plugins the
+experiment that started the store was given (``--plugin name=module[:attr]``,
+passed on by the supervisor; see ``Plugins.worker_args``), never from a
+process-wide registry. A plugin that fails to load here is named in the
+error of a request for a backend the worker does not know.
+
 Models and scripts are loaded by their backend plugin the first time a request
 names them, kept loaded, and dropped when their key is published on
 :data:`protocol.CHANGED`. Requests for one model are run as one batch when the
@@ -31,7 +37,7 @@ import numpy as np
 import redis
 
 from ..core.errors import ConfigError
-from ..core.plugins import default_plugins
+from ..core.plugins import Plugins, worker_plugins
 from . import format as fmt
 from . import protocol as pr
 
@@ -73,7 +79,8 @@ class RunError(Exception):
 class Worker:
     """Serves one device's queue on one store server."""
 
-    def __init__(self, address: str, password: str | None, device: str, cluster: bool) -> None:
+    def __init__(self, address: str, password: str | None, device: str, cluster: bool,
+                 plugins: Plugins | None = None) -> None:
         self.device = device
         self.password = password
         self.address = address
@@ -93,7 +100,8 @@ class Worker:
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
         self.stop = False
-        self.plugins = default_plugins()
+        #: the backends' plugins: entry points, plus the experiment's (``--plugin``)
+        self.plugins = plugins if plugins is not None else worker_plugins()
         self.backends: dict[str, Any] = {}
 
     def _connect(self, address: str) -> redis.Redis:
@@ -310,7 +318,9 @@ class Worker:
             try:
                 cls = self.plugins.get("backend", name)
             except ConfigError as exc:
-                raise RunError(str(exc)) from None
+                failed = [f"{r.name!r} ({r.error:.300})" for r in self.plugins.records if r.status == "broken"]
+                also = f"; plugins that failed to load in the inference worker: {', '.join(failed)}" if failed else ""
+                raise RunError(f"{exc}{also}") from None
             reason = cls.unavailable_reason()
             if reason:
                 raise RunError(f"backend {name!r} cannot run on the store's node: {reason}")
@@ -507,11 +517,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="CPU", help="CPU or GPU:n")
     p.add_argument("--cluster", action="store_true", help="the server is a Redis Cluster node")
     p.add_argument("--previous-exit", default="", help="how the previous worker of this device ended")
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME=MODULE[:ATTR[()]]",
+                   help="a plugin of the experiment to load besides the entry points (repeatable)")
+    p.add_argument("--plugin-path", action="append", default=[], metavar="DIR",
+                   help="a directory to import those plugins from, after this interpreter's own path (repeatable)")
+    p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                   help="an entry point not to load (repeatable)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # nothing to flush
     try:
+        plugins = worker_plugins(args.plugin, args.plugin_path, args.disable_plugin)
         worker = Worker(args.address, os.environ.get("SSDB_PASSWORD") or None, device_name(args.device),
-                        args.cluster)
+                        args.cluster, plugins)
         worker.fail_orphans(args.previous_exit)
         worker.serve()
     except redis.ConnectionError as exc:

@@ -101,7 +101,7 @@ class Model(StoreMethods, Entity):
                            env=env, secret_env=dict(ctx.handoff.secret_env),
                            out=os.path.join(cwd, f"{self.name}.out"), err=os.path.join(cwd, f"{self.name}.err"),
                            run_settings=rs, key=self.key, entity=self)
-        self.store_use.apply(step, self.name)
+        self.store_use.apply(step, self.name, ctx)
         return step
 
     # -- colocated store -----------------------------------------------------------------
