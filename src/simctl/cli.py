@@ -253,7 +253,7 @@ def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
                 continue
             size = next(answers) if t in ("string", "list", "hash") else None
             head = next(answers) if t == "string" else b""
-            if t == "string" and head.startswith(b'{"simctl"') and size > len(head):
+            if t == "string" and head.startswith(b'{"simctl"') and size is not None and size > len(head):
                 head = shard.get(k) or b""  # a dataset acknowledgement longer than the first bytes
             rows.append(_kind(k, t, head, size))
     return rows
@@ -262,11 +262,12 @@ def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
+    size: float = n
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 @store.command("ls")

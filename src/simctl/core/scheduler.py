@@ -94,7 +94,7 @@ class SchedulerLauncher(Launcher):
         super().__init__(**options)
         steps_options = {k: v for k, v in options.items() if k in ProcessLauncher.accepted_options}
         self._steps = ProcessLauncher(**steps_options)
-        self._steps.local_rank_vars = self.local_rank_vars  # type: ignore[misc]
+        self._steps.local_rank_vars = self.local_rank_vars
         self._lock = threading.Lock()
         #: scheduler job id -> its batch job
         self._jobs: dict[str, BatchJob] = {}

@@ -110,7 +110,7 @@ class Dataset:
         """The values of the scalar field ``name``, in the order added (a copy)."""
         if name not in self._scalars:
             raise self._no_field(name, "scalar")
-        return self._scalars[name].copy()
+        return np.array(self._scalars[name])  # a copy
 
     def get_meta_strings(self, name: str) -> list[str]:
         """The values of the string field ``name``, in the order added."""
