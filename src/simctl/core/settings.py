@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import shlex
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import attrs
 

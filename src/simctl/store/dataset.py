@@ -123,8 +123,9 @@ class Dataset:
         return list(self._scalars) + list(self._strings)
 
     def _no_field(self, name: str, kind: str) -> StoreKeyError:
+        fields = sorted(self._scalars if kind == "scalar" else self._strings)
         return StoreKeyError(f"dataset {self._name!r} has no {kind} metadata field {name!r}; its "
-                             f"{kind} fields are {sorted(self._scalars if kind == 'scalar' else self._strings) or '(none)'}")
+                             f"{kind} fields are {fields or '(none)'}")
 
     # -- the stored form (see format.py) --------------------------------------------------
 
