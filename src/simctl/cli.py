@@ -132,7 +132,7 @@ def store() -> None:
     experiment's manifest."""
 
 
-def _store_info(exp_path: str, db: str | None) -> tuple[str, dict, list[mf.JobRecord]]:
+def _store_info(exp_path: str, db: str | None) -> tuple[str, dict[str, Any], list[mf.JobRecord]]:
     """(name, what store.json holds, the shards' manifest records) of the
     experiment's store ``db`` (default: its only one). ClickException, saying
     which, when there is none, several, or it does not run."""
@@ -173,13 +173,13 @@ def _store_info(exp_path: str, db: str | None) -> tuple[str, dict, list[mf.JobRe
     return db, info, records
 
 
-def _shards(exp_path: str, db: str | None) -> tuple[str, list]:
+def _shards(exp_path: str, db: str | None) -> tuple[str, list[Any]]:
     """(name, a redis-py client per shard) of a store that answers."""
     import redis
 
     name, info, records = _store_info(exp_path, db)
     states = ", ".join(sorted({str(r.status) for r in records}))
-    shards = []
+    shards: list[Any] = []  # redis.Redis: Any, as redis-py types replies bytes | str whatever decode_responses
     for address in info["addresses"]:
         host, _, port = str(address).rpartition(":")
         r = redis.Redis(host=host, port=int(port), password=info.get("password"),
