@@ -309,7 +309,8 @@ def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
                         per_round.append(_pct(m, 0.5) - _pct(b, 0.5))
             finally:
                 end(mine, child)
-            us = (lambda s: f"{s * 1e6:.0f} us")
+            def us(s: float) -> str:
+                return f"{s * 1e6:.0f} us"
             p50, b50, p99, b99 = _pct(ours, 0.5), _pct(base, 0.5), _pct(ours, 0.99), _pct(base, 0.99)
             target(rep, args, f"{runtime} run_model round, p50", p50 - b50 <= TARGET_ABOVE,
                    f"store {us(p50)} | in-process {us(b50)} | +{us(p50 - b50)} (target <= +{us(TARGET_ABOVE)})",
@@ -498,7 +499,8 @@ def case_memory(rep: Report, args: Any, run_simctl: bool) -> None:
     import psutil
 
     root = tempfile.mkdtemp(prefix="simctl-bench-inference-")
-    mb = (lambda b: f"{b / 2**20:.0f} MB")
+    def mb(b: float) -> str:
+        return f"{b / 2**20:.0f} MB"
     try:
         for runtime, ext in (("ONNX", "onnx"), ("TORCH", "pt")):
             files = {f"m{i}.{ext}": (MEM, i, runtime) for i in range(N_MEM_MODELS)}

@@ -22,7 +22,6 @@ SMARTSIM_FLAG_TELEMETRY=0 (about 25 s: its launcher sleeps 0.2 s per member).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

@@ -141,7 +141,7 @@ def _setup_start(n: int, kind: str = "null") -> Dict[str, Any]:
     directory = tempfile.mkdtemp(prefix="simctl-bench-scale-")
     exp = Experiment("scale", exp_path=directory, launcher=kind, plugins=_plugins(kind))
     ens = exp.create_ensemble("ens", run_settings=exp.create_run_settings("true"), replicas=n)
-    ens.models  # members made before timing
+    _ = ens.models  # members made before timing
     return {"exp": exp, "ens": ens, "dir": directory, "n": n}
 
 
@@ -361,7 +361,8 @@ def case_watch(rep: Report, args: Any, run_simctl: bool) -> None:
         cost = sum(s for _, s in later) / sum(n for n, _ in later)
         rep.below(f"{name} save per changed record", cost / encode, TARGET_WATCH_PER_RECORD,
                   fmt=lambda v: f"{v:.2f}x one record's encoding",
-                  extra=f"{cost * 1e6:.1f} us per changed record, median save {statistics.median(per_record) * 1e6:.1f} us"
+                  extra=f"{cost * 1e6:.1f} us per changed record, "
+                        f"median save {statistics.median(per_record) * 1e6:.1f} us"
                         " per record")
     else:
         rep.info(f"{name} save per changed record", "the whole manifest is written on each save: "

@@ -246,7 +246,8 @@ def case_cluster(rep: Report, args: Any, run_simctl: bool) -> None:
                 got = {which: aggregate(addr, size, n) for addr, which in order}
                 pairs.append((got[1], got[0]))
             per = 2**20 if unit == "MiB/s" else size
-            scale = (lambda v, per=per: v / per)
+            def scale(v: float, per: float = per) -> float:
+                return v / per
             c = statistics.median(p[0] for p in pairs)
             s = statistics.median(p[1] for p in pairs)
             ratios = sorted(p[0] / p[1] for p in pairs)

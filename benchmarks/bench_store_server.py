@@ -194,7 +194,8 @@ def throughput(binary: str, size: int, reps: int, workdir: str, raw: bool = Fals
     sets, gets = [], []
     try:
         probe = redis.Redis(port=port, password="pw")
-        assert [str(v, "ascii") if isinstance(v, bytes) else v for v in probe.config_get("io-threads").values()] == ["1"]
+        io_threads = probe.config_get("io-threads").values()
+        assert [str(v, "ascii") if isinstance(v, bytes) else v for v in io_threads] == ["1"]
         probe.close()
         client = RawClient(port) if raw else redis.Redis(port=port, password="pw")
         for _ in range(reps):

@@ -220,7 +220,7 @@ def run_peer(op: str, *, env: Optional[Dict[str, str]] = None,
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
             proc.wait()
-            raise RuntimeError(f"peer op {op!r} timed out after {timeout} s")
+            raise RuntimeError(f"peer op {op!r} timed out after {timeout} s") from None
         finally:
             _kill_group(proc.pid)
         if rc != 0:

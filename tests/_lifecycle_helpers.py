@@ -140,7 +140,8 @@ def load_manifest(exp: simctl.Experiment) -> mf.Manifest:
     return man
 
 
-def run_driver(tmp_path: Path, code: str, *, wait: bool = True, **kw: Any) -> subprocess.Popen[str] | subprocess.CompletedProcess[str]:
+def run_driver(tmp_path: Path, code: str, *, wait: bool = True,
+               **kw: Any) -> subprocess.Popen[str] | subprocess.CompletedProcess[str]:
     """Run a tiny driver script in a subprocess (cwd tmp_path, ``python`` = this interpreter)."""
     driver = write_script(tmp_path / "driver.py", code)
     env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""), PYTHONUNBUFFERED="1")

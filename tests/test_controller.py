@@ -282,8 +282,8 @@ def test_a_raising_before_launch_hook_fails_that_model_without_launching_it(tmp_
         import os, sys
         open(os.path.join(sys.argv[1], os.environ["MARK"]), "w").write("ran")
     """)
-    ens = exp.create_ensemble("b", replicas=3, run_settings=exp.create_run_settings(PY, exe_args=[str(script), str(tmp_path)]),
-                              path=str(tmp_path))
+    rs = exp.create_run_settings(PY, exe_args=[str(script), str(tmp_path)])
+    ens = exp.create_ensemble("b", replicas=3, run_settings=rs, path=str(tmp_path))
     for m in ens:
         m.run_settings = exp.create_run_settings(PY, exe_args=[str(script), str(tmp_path)], env_vars={"MARK": m.name})
     exp.start(ens)

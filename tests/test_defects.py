@@ -313,7 +313,8 @@ def test_a_second_ctrl_c_during_the_stop_does_not_orphan_the_models(tmp_path):
 import os, signal, sys, threading, time
 from simctl import Experiment
 exp = Experiment("c", exp_path="exp", launcher="local", launcher_options={"stop_grace": 1.5})
-prog = "import signal, time; signal.signal(signal.SIGTERM, lambda *a: None); open('pid', 'w').write(str(__import__('os').getpid())); time.sleep(300)"
+prog = ("import signal, time; signal.signal(signal.SIGTERM, lambda *a: None); "
+        "open('pid', 'w').write(str(__import__('os').getpid())); time.sleep(300)")
 m = exp.create_model("stubborn", exp.create_run_settings(exe=sys.executable, exe_args=["-c", prog]), path=os.getcwd())
 def interrupt():
     while not os.path.exists("pid"):

@@ -112,7 +112,7 @@ def test_plugins_import_only_the_face():
 
 def test_every_import_inside_a_function_says_why():
     bad = []
-    for mod, line, name, lazy, lines in all_imports():
+    for mod, line, _name, lazy, lines in all_imports():
         if lazy and "#" not in lines[line - 1] and not lines[line - 2].strip().startswith("#"):
             bad.append(f"{mod}:{line}: {lines[line - 1].strip()}")
     assert not bad, ("imports inside functions without a comment saying why they wait (start-up cost):\n"

@@ -280,8 +280,8 @@ def test_concurrency_limit_runs_at_most_n_at_once(tmp_path):
     exp = make_exp(tmp_path, launcher_options={"max_concurrent": 2})
     members = []
     for i in range(6):
-        members.append(exp.create_model(f"c{i}", exp.create_run_settings(PY, exe_args=[str(script), str(tmp_path / f"span{i}")]),
-                                        path=str(tmp_path)))
+        rs = exp.create_run_settings(PY, exe_args=[str(script), str(tmp_path / f"span{i}")])
+        members.append(exp.create_model(f"c{i}", rs, path=str(tmp_path)))
     ens = exp.create_ensemble("conc")
     for m in members:
         ens.add_model(m)
@@ -339,8 +339,8 @@ def test_many_members_with_a_small_limit_and_mixed_outcomes(tmp_path):
 
 def test_processes_run_in_their_own_process_group(tmp_path):
     exp = make_exp(tmp_path)
-    model = exp.create_model("pg", code_settings(exp, "import os; print(os.getpgid(0) == os.getpid(), os.getsid(0) == os.getpid())"),
-                             path=str(tmp_path))
+    code = "import os; print(os.getpgid(0) == os.getpid(), os.getsid(0) == os.getpid())"
+    model = exp.create_model("pg", code_settings(exp, code), path=str(tmp_path))
     exp.start(model)
     assert (tmp_path / "pg.out").read_text() == "True True\n"
 

@@ -234,7 +234,7 @@ def test_preview_shows_the_exact_batch_script(tmp_path):
 set -u
 ( ( cd {e}/ens_0 && . {d}/0.env && exec /bin/echo hi -x '$HOME' ) > {e}/ens_0/ens_0.out 2> {e}/ens_0/ens_0.err & echo $! > {d}/0.pid; wait $!; echo $? > {d}/0.rc ) &
 ( ( cd {e}/ens_1 && . {d}/1.env && exec /bin/echo hi -x 'a b' ) > {e}/ens_1/ens_1.out 2> {e}/ens_1/ens_1.err & echo $! > {d}/1.pid; wait $!; echo $? > {d}/1.rc ) &
-{STOP_LOOP.format(d=d)}"""
+{STOP_LOOP.format(d=d)}"""  # noqa: E501 (the script's lines, verbatim)
 
 
 def test_preview_of_a_model_and_of_an_array(tmp_path):

@@ -345,7 +345,7 @@ def test_a_removed_manifest_is_written_whole_again(tmp_path):
 
 
 def test_runs_are_numbered_on_from_the_history(tmp_path):
-    for n in range(1, 4):
+    for _ in range(1, 4):
         exp = gate_exp(tmp_path / "exp")
         exp.launcher.gate.set()
         ens = exp.create_ensemble("ens", run_settings=exp.create_run_settings("true"), replicas=200)

@@ -88,7 +88,7 @@ def test_watching_20_jobs_costs_one_squeue_per_poll_cycle(tmp_path, monkeypatch)
     jobs = {record_of(exp, m.key).job_id.rpartition(":")[0] for m in models}
     assert len(jobs) == 20
     assert cycles, "the monitor never polled"
-    for ids, commands in cycles:
+    for _ids, commands in cycles:
         # at most ONE command per cycle, and it is squeue: no per-job status command
         assert [c[0] for c in commands] in ([], ["squeue"]), commands
     squeues = log.of("squeue")

@@ -344,9 +344,9 @@ def gpu_run(key: str) -> str:
 def add_as_the_model_guide_says(smartsim_model: simctl.Model, cnn: Cnn) -> None:
     """The Model guide's three calls, exactly as written."""
     model, inputs, outputs = cnn.model, cnn.inputs, cnn.outputs
-    smartsim_model.add_ml_model(name="cnn", backend="TF", model=model, device="GPU", devices_per_node=2, first_device=0, inputs=inputs, outputs=outputs)
-    smartsim_model.add_function(name="example_func", function=timestwo, device="GPU", devices_per_node=2, first_device=0)
-    smartsim_model.add_script(name="example_script", script=torch_script_str, device="GPU", devices_per_node=2, first_device=0)
+    smartsim_model.add_ml_model(name="cnn", backend="TF", model=model, device="GPU", devices_per_node=2, first_device=0, inputs=inputs, outputs=outputs)  # noqa: E501
+    smartsim_model.add_function(name="example_func", function=timestwo, device="GPU", devices_per_node=2, first_device=0)  # noqa: E501
+    smartsim_model.add_script(name="example_script", script=torch_script_str, device="GPU", devices_per_node=2, first_device=0)  # noqa: E501
 
 
 def gpu_errors(tmp_path: Path) -> dict[str, str | None]:

@@ -38,7 +38,8 @@ NUMERIC = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32
 DTYPES = sorted({np.dtype(t).newbyteorder(o) for t in NUMERIC for o in "<>"}, key=lambda d: d.str)
 
 # a missing server FAILS these tests (scripts/setup.sh installs it), never skips them
-assert os.path.exists(REDIS_SERVER), f"{REDIS_SERVER} is missing: run bash scripts/setup.sh (apt-get install redis-server)"
+assert os.path.exists(REDIS_SERVER), \
+    f"{REDIS_SERVER} is missing: run bash scripts/setup.sh (apt-get install redis-server)"
 
 
 # -- real servers ---------------------------------------------------------------------------

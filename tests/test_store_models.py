@@ -32,7 +32,8 @@ from simctl.store import Client, FormatError, StoreKeyError
 from simctl.store import format as fmt
 
 # a missing server FAILS these tests (scripts/setup.sh installs it), never skips them
-assert os.path.exists(REDIS_SERVER), f"{REDIS_SERVER} is missing: run bash scripts/setup.sh (apt-get install redis-server)"
+assert os.path.exists(REDIS_SERVER), \
+    f"{REDIS_SERVER} is missing: run bash scripts/setup.sh (apt-get install redis-server)"
 
 OVER = fmt.MAX_VALUE_BYTES + 1 - 8  # with the 8 fixed header bytes alone, one byte too many
 

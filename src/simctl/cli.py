@@ -132,7 +132,7 @@ def store() -> None:
     experiment's manifest."""
 
 
-def _store_info(exp_path: str, db: str | None) -> tuple[str, dict, list[mf.JobRecord]]:
+def _store_info(exp_path: str, db: str | None) -> tuple[str, dict[str, Any], list[mf.JobRecord]]:
     """(name, what store.json holds, the shards' manifest records) of the
     experiment's store ``db`` (default: its only one). ClickException, saying
     which, when there is none, several, or it does not run."""
@@ -173,13 +173,13 @@ def _store_info(exp_path: str, db: str | None) -> tuple[str, dict, list[mf.JobRe
     return db, info, records
 
 
-def _shards(exp_path: str, db: str | None) -> tuple[str, list]:
+def _shards(exp_path: str, db: str | None) -> tuple[str, list[Any]]:
     """(name, a redis-py client per shard) of a store that answers."""
     import redis
 
     name, info, records = _store_info(exp_path, db)
     states = ", ".join(sorted({str(r.status) for r in records}))
-    shards = []
+    shards: list[Any] = []  # redis.Redis: Any, as redis-py types replies bytes | str whatever decode_responses
     for address in info["addresses"]:
         host, _, port = str(address).rpartition(":")
         r = redis.Redis(host=host, port=int(port), password=info.get("password"),
@@ -253,7 +253,7 @@ def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
                 continue
             size = next(answers) if t in ("string", "list", "hash") else None
             head = next(answers) if t == "string" else b""
-            if t == "string" and head.startswith(b'{"simctl"') and size > len(head):
+            if t == "string" and head.startswith(b'{"simctl"') and size is not None and size > len(head):
                 head = shard.get(k) or b""  # a dataset acknowledgement longer than the first bytes
             rows.append(_kind(k, t, head, size))
     return rows
@@ -262,11 +262,12 @@ def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
+    size: float = n
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 @store.command("ls")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO
 
 _FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 _ROOT = logging.getLogger("simctl")
 _ROOT.addHandler(logging.NullHandler())
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time of each record, so
     redirecting stderr (``contextlib.redirect_stderr``, notebooks, test
     capture) after :func:`configure_logging` still works."""
@@ -27,12 +28,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D401
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: object) -> None:
         pass
 
 

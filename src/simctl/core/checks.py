@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from itertools import islice
-from typing import Any, Callable
+from typing import Any, Callable, Literal, overload
 
 from .errors import ConfigError
 
@@ -37,6 +37,10 @@ def _fail(arg_name: str, value: Any, accepts: str) -> ConfigError:
     return ConfigError(f"{arg_name} must be {accepts}; got {show(value)}")
 
 
+@overload
+def positive_int(arg_name: str, value: Any, *, allow_none: Literal[False] = False, minimum: int = 1) -> int: ...
+@overload
+def positive_int(arg_name: str, value: Any, *, allow_none: bool, minimum: int = 1) -> int | None: ...
 def positive_int(arg_name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> int | None:
     """``value`` if it is an int of ``minimum`` (1) or more (bool is not), or None when allowed."""
     if value is None and allow_none:
@@ -70,6 +74,10 @@ def number(arg_name: str, value: Any, *, minimum: float | None = None, above: fl
     return value
 
 
+@overload
+def string(arg_name: str, value: Any, *, allow_none: Literal[False] = False, path: bool = False) -> str: ...
+@overload
+def string(arg_name: str, value: Any, *, allow_none: bool, path: bool = False) -> str | None: ...
 def string(arg_name: str, value: Any, *, allow_none: bool = False, path: bool = False) -> str | None:
     """A non-empty one-line str (an ``os.PathLike`` too when ``path``), or None when allowed."""
     if value is None and allow_none:
@@ -119,7 +127,7 @@ def string_list(arg_name: str, value: Any, *, split: Callable[[str], list[str]] 
         except ValueError as exc:  # shlex: an unclosed quote
             raise ConfigError(f"{arg_name}: cannot split {show(value)}: {exc}") from None
     if isinstance(value, _NOT_A_LIST) or not isinstance(value, Iterable):
-        why = {bytes: "; decode bytes first", bytearray: "; decode bytes first"}.get(type(value), "")
+        why = "; decode bytes first" if isinstance(value, (bytes, bytearray)) else ""
         if isinstance(value, Mapping):
             why = "; a dict is ambiguous (keys? values? both?): spell the items out in a list"
         elif isinstance(value, (set, frozenset)):

@@ -207,9 +207,10 @@ class Controller:
         for launch in plan.launches:
             if isinstance(launch, BatchJob):
                 bad = next((m for m in launch.members if m.error), None)
-                for m in launch.members if bad else ():
-                    m.error = m.error or (f"not launched: {bad.name!r}, in the same batch job, failed in "
-                                          "simctl_entity_before_launch")
+                why = "" if bad is None else (f"not launched: {bad.name!r}, in the same batch job, failed in "
+                                              "simctl_entity_before_launch")
+                for m in launch.members if bad is not None else ():
+                    m.error = m.error or why
 
     def _record(self, plan: LaunchPlan, error: BaseException | None) -> list[Job]:
         now = time.time()

@@ -3,7 +3,7 @@ expected and, where there is a closed set, the valid choices."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class SimctlError(Exception):
@@ -25,7 +25,7 @@ class LaunchError(SimctlError):
 class SchedulerError(LaunchError):
     """A workload-manager command failed or printed something unexpected."""
 
-    def __init__(self, command: list[str] | str, returncode: int | None, output: str, why: str = ""):
+    def __init__(self, command: Sequence[str] | str, returncode: int | None, output: str, why: str = "") -> None:
         cmd = command if isinstance(command, str) else " ".join(command)
         self.command, self.returncode, self.output = cmd, returncode, output
         head = why or "scheduler command failed"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, overload, runtime_checkable
 
 from . import checks
 from .errors import ConfigError
@@ -105,7 +105,24 @@ def _index(i: int, n: int) -> int:
     return j
 
 
-class Product(Sequence[Params]):
+class _Members(Sequence[Params]):
+    """A sequence whose members are made on demand by :meth:`_member` (an index
+    already counted from the front for Product, Zip and Repeat); a slice is a list."""
+
+    def _member(self, i: int) -> Params:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> Params: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Params]: ...
+    def __getitem__(self, i: int | slice) -> Params | list[Params]:
+        if isinstance(i, slice):
+            return [self._member(j) for j in range(*i.indices(len(self)))]
+        return self._member(i)
+
+
+class Product(_Members):
     """Every combination of the values, the last name varying fastest
     (the order of ``itertools.product``). Member ``i`` is decoded on demand."""
 
@@ -116,7 +133,7 @@ class Product(Sequence[Params]):
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+    def _member(self, i: int) -> Params:
         i = _index(i, self._len)
         out: Params = {}
         for name, vals in zip(reversed(self.names), reversed(self.values)):
@@ -131,7 +148,7 @@ class Product(Sequence[Params]):
         return (dict(zip(names, combo)) for combo in itertools.product(*self.values))
 
 
-class Zip(Sequence[Params]):
+class Zip(_Members):
     """The i-th value of every parameter together."""
 
     def __init__(self, names: list[str], values: list[list[Any]]):
@@ -146,7 +163,7 @@ class Zip(Sequence[Params]):
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+    def _member(self, i: int) -> Params:
         i = _index(i, self._len)
         return {n: v[i] for n, v in zip(self.names, self.values)}
 
@@ -154,7 +171,7 @@ class Zip(Sequence[Params]):
         return (dict(zip(self.names, combo)) for combo in zip(*self.values))
 
 
-class Pick(Sequence[Params]):
+class Pick(_Members):
     """Chosen indices of another sequence, in the order given."""
 
     def __init__(self, base: Sequence[Params], indices: Sequence[int]):
@@ -163,7 +180,7 @@ class Pick(Sequence[Params]):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+    def _member(self, i: int) -> Params:
         return self.base[self.indices[i]]
 
     def __iter__(self) -> Iterator[Params]:
@@ -171,7 +188,7 @@ class Pick(Sequence[Params]):
         return (base[i] for i in self.indices)
 
 
-class Repeat(Sequence[Params]):
+class Repeat(_Members):
     """Every member of ``base`` ``times`` times in a row (replicas)."""
 
     def __init__(self, base: Sequence[Params], times: int):
@@ -180,7 +197,7 @@ class Repeat(Sequence[Params]):
     def __len__(self) -> int:
         return len(self.base) * self.times
 
-    def __getitem__(self, i: int) -> Params:  # type: ignore[override]
+    def _member(self, i: int) -> Params:
         return dict(self.base[_index(i, len(self)) // self.times])
 
     def __iter__(self) -> Iterator[Params]:

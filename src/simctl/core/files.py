@@ -73,10 +73,11 @@ def _walk_configure(root: str) -> list[str]:
     (dangling, or a loop of links), and anything but a regular file (a pipe,
     socket or device) is a ConfigError naming it, not something skipped."""
     out: list[str] = []
-    stack = [(root, (os.path.realpath(root),))]
+    #: (directory, the real paths of it and the directories above it)
+    stack: list[tuple[str, tuple[str, ...]]] = [(root, (os.path.realpath(root),))]
     while stack:
         folder, above = stack.pop()
-        subdirs = []
+        subdirs: list[tuple[str, tuple[str, ...]]] = []
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             try:
                 real = os.path.realpath(entry.path, strict=True)
@@ -121,7 +122,9 @@ class EntityFiles:
 
 def name_validator(kind: str) -> Callable[[Any, Any, Any], None]:
     """An attrs validator running :func:`check_name` for a ``kind`` of entity."""
-    return lambda _inst, _attr, value: check_name(kind, value)
+    def validate(_inst: Any, _attr: Any, value: Any) -> None:
+        check_name(kind, value)
+    return validate
 
 
 class RunUnit(Protocol):

@@ -62,8 +62,9 @@ class Launcher:
     #: option is an error listing these
     accepted_options: ClassVar[Mapping[str, str]] = {}
     #: per run command (None: no run command), environment variables holding a rank's
-    #: node-local index, first match wins (used for steps with ``per_node``)
-    local_rank_vars: ClassVar[Mapping[str | None, tuple[str, ...]]] = {}
+    #: node-local index, first match wins (used for steps with ``per_node``). Not a
+    #: ClassVar: a batch launcher gives its own to the ProcessLauncher running its steps
+    local_rank_vars: Mapping[str | None, tuple[str, ...]] = {}
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.accepted_options))

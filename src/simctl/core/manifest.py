@@ -110,7 +110,8 @@ class Manifest:
 
     def header(self) -> dict[str, Any]:
         """Everything but the records, as plain data (what each journal line repeats)."""
-        return converter.unstructure(attrs.evolve(self, jobs=[]))
+        header: dict[str, Any] = converter.unstructure(attrs.evolve(self, jobs=[]))
+        return header
 
 
 @attrs.define

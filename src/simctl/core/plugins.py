@@ -239,7 +239,7 @@ def _family(family: Any) -> str:
     """``family`` if it is one of :data:`FAMILIES`, else a ConfigError listing them."""
     if family not in FAMILIES:
         raise ConfigError(f"unknown plugin family {checks.show(family)}; families: {choices(FAMILIES)}")
-    return family
+    return str(family)
 
 
 def _broken(record: PluginRecord, error: str) -> None:
@@ -259,7 +259,8 @@ def _unavailable(obj: Any) -> str | None:
     if check is None:
         return None
     try:
-        return check()
+        reason: str | None = check()
+        return reason
     except Exception as exc:
         return f"availability check failed: {exc!r}"
 
@@ -280,7 +281,8 @@ def _register(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) ->
         if caller.name.startswith(LIFECYCLE):
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-                    impl.function = _isolated(record.name, impl.function)
+                    # pluggy's stubs mark HookImpl.function Final; simctl wraps it on purpose
+                    impl.function = _isolated(record.name, impl.function)  # type: ignore[misc]
     return None
 
 

@@ -103,7 +103,7 @@ class ProcessLauncher(Launcher):
     accepted_options = {"max_concurrent": "most processes running at once (default: a quarter of the "
                                           "open-file limit, at most 512)",
                         "stop_grace": "seconds between SIGTERM and SIGKILL when stopping (default 3)"}
-    local_rank_vars = {None: ()}
+    local_rank_vars: Mapping[str | None, tuple[str, ...]] = {None: ()}
     #: how often the reaper polls processes it could not open a pidfd for
     #: (no ``os.pidfd_open`` on this system, or no file descriptor left) and adopted ones
     fallback_poll = 0.02
@@ -200,6 +200,7 @@ class ProcessLauncher(Launcher):
             proc.deadline = time.monotonic() + parse_walltime(rs.walltime).total_seconds()
             self._poke()  # the reaper's wait must end by then
         if self.use_pidfd:
+            assert self._selector is not None  # start() ran _ensure_reaper under _reaper_lock
             try:
                 proc.pidfd = os.pidfd_open(proc.popen.pid)
                 self._selector.register(proc.pidfd, selectors.EVENT_READ, job_id)

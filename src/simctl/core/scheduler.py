@@ -94,7 +94,7 @@ class SchedulerLauncher(Launcher):
         super().__init__(**options)
         steps_options = {k: v for k, v in options.items() if k in ProcessLauncher.accepted_options}
         self._steps = ProcessLauncher(**steps_options)
-        self._steps.local_rank_vars = self.local_rank_vars  # type: ignore[misc]
+        self._steps.local_rank_vars = self.local_rank_vars
         self._lock = threading.Lock()
         #: scheduler job id -> its batch job
         self._jobs: dict[str, BatchJob] = {}
@@ -144,7 +144,8 @@ class SchedulerLauncher(Launcher):
             raise SchedulerError(argv, None, "", f"{argv[0]} not found on PATH; is {self.name} installed "
                                  "and loaded (module load ...)?") from None
         except subprocess.TimeoutExpired as exc:
-            raise SchedulerError(argv, None, str(exc.stderr or ""), f"{argv[0]} did not answer in {timeout} s") from None
+            raise SchedulerError(argv, None, str(exc.stderr or ""),
+                                 f"{argv[0]} did not answer in {timeout} s") from None
         if proc.returncode not in ok_codes:
             raise SchedulerError(argv, proc.returncode, (proc.stderr + proc.stdout).strip())
         return proc
@@ -318,7 +319,8 @@ class SchedulerLauncher(Launcher):
         for job in jobs:
             for m in job.members:
                 m.job_id = None
-                m.error = f"withdrawn (job {job.job_id} cancelled): another submission of the same start() failed: {why}"
+                m.error = (f"withdrawn (job {job.job_id} cancelled): another submission of the same start() "
+                           f"failed: {why}")
         if not job_ids:
             return
         with self._lock:

@@ -31,7 +31,7 @@ def _unstructure_settings(obj: Any) -> dict[str, Any]:
 
 def _structure_settings(data: dict[str, Any], base: type) -> Any:
     data = dict(data)
-    cls = base
+    cls: Any = base
     if _TAG in data:
         module, _, qualname = data.pop(_TAG).partition(":")
         cls = importlib.import_module(module)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import shlex
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import attrs
 
@@ -111,8 +111,46 @@ def _hostlist(value: Any) -> list[str]:
     return hosts
 
 
-def _count(name: str) -> Callable[[Any], int | None]:
-    return lambda value: checks.positive_int(name, value, allow_none=True)
+# The converters are named, annotated functions (not lambdas, not made by a
+# call): mypy's attrs plugin types the generated __init__ from them.
+def _exe(value: Any) -> str:
+    return checks.string("exe", value, path=True)
+
+
+def _run_command(value: Any) -> str | None:
+    return checks.string("run_command", value, allow_none=True)
+
+
+def _env_vars(value: Any) -> dict[str, str | None]:
+    return checks.env_mapping("env_vars", value)
+
+
+def _nodes(value: Any) -> int | None:
+    return checks.positive_int("nodes", value, allow_none=True)
+
+
+def _tasks(value: Any) -> int | None:
+    return checks.positive_int("tasks", value, allow_none=True)
+
+
+def _tasks_per_node(value: Any) -> int | None:
+    return checks.positive_int("tasks_per_node", value, allow_none=True)
+
+
+def _cpus_per_task(value: Any) -> int | None:
+    return checks.positive_int("cpus_per_task", value, allow_none=True)
+
+
+def _queue(value: Any) -> str | None:
+    return checks.string("queue", value, allow_none=True)
+
+
+def _account(value: Any) -> str | None:
+    return checks.string("account", value, allow_none=True)
+
+
+def _array(value: Any) -> bool:
+    return checks.boolean("array", value)
 
 
 def _preamble(lines: Any) -> list[str]:
@@ -137,14 +175,18 @@ def _with_flag(args: Mapping[str, ArgValue], key: str, value: Any) -> dict[str, 
     return out
 
 
-def _run_args(value: Any, self: RunSettings) -> dict[str, ArgValue]:
+# attrs.Converter(takes_self=True) converters: attrs' stubs type the instance
+# passed as AttrsInstance (python-attrs/attrs#1378), so it is narrowed here
+def _run_args(value: Any, self: attrs.AttrsInstance) -> dict[str, ArgValue]:
+    assert isinstance(self, RunSettings)
     args = checks.flag_mapping("run_args", value,
                                keep_single_dash=self.run_command in self.single_dash_run_commands)
     _reserved_check(self, "run_args", args, self.reserved_run_args)
     return args
 
 
-def _batch_args(value: Any, self: BatchSettings) -> dict[str, ArgValue]:
+def _batch_args(value: Any, self: attrs.AttrsInstance) -> dict[str, ArgValue]:
+    assert isinstance(self, BatchSettings)
     args = checks.flag_mapping("batch_args", value)
     _reserved_check(self, "batch_args", args, self.reserved_batch_args)
     return args
@@ -175,17 +217,17 @@ class RunSettings:
     #: as ``"-cc"`` keeps its dash for them instead of becoming ``--cc``
     single_dash_run_commands: ClassVar[tuple[str, ...]] = ("aprun",)
 
-    exe: str = attrs.field(converter=lambda v: checks.string("exe", v, path=True))
+    exe: str = attrs.field(converter=_exe)
     exe_args: list[str] = attrs.field(factory=list, converter=_exe_args)
-    run_command: str | None = attrs.field(default=None,
-                                          converter=lambda v: checks.string("run_command", v, allow_none=True))
-    run_args: dict[str, ArgValue] = attrs.field(factory=dict, converter=attrs.Converter(_run_args, takes_self=True))
-    env_vars: dict[str, str | None] = attrs.field(factory=dict,
-                                                  converter=lambda v: checks.env_mapping("env_vars", v))
-    nodes: int | None = attrs.field(default=None, converter=_count("nodes"))
-    tasks: int | None = attrs.field(default=None, converter=_count("tasks"))
-    tasks_per_node: int | None = attrs.field(default=None, converter=_count("tasks_per_node"))
-    cpus_per_task: int | None = attrs.field(default=None, converter=_count("cpus_per_task"))
+    run_command: str | None = attrs.field(default=None, converter=_run_command)
+    # mypy's attrs plugin does not read attrs.Converter (python/mypy#15736); __init__ takes Any here
+    run_args: dict[str, ArgValue] = attrs.field(
+        factory=dict, converter=attrs.Converter(_run_args, takes_self=True))  # type: ignore[misc]
+    env_vars: dict[str, str | None] = attrs.field(factory=dict, converter=_env_vars)
+    nodes: int | None = attrs.field(default=None, converter=_nodes)
+    tasks: int | None = attrs.field(default=None, converter=_tasks)
+    tasks_per_node: int | None = attrs.field(default=None, converter=_tasks_per_node)
+    cpus_per_task: int | None = attrs.field(default=None, converter=_cpus_per_task)
     walltime: str | None = attrs.field(default=None, converter=_walltime_converter)
     hostlist: list[str] = attrs.field(factory=list, converter=_hostlist)
 
@@ -244,18 +286,18 @@ class BatchSettings:
     #: refused, without dashes, by the constructor and :meth:`set`
     reserved_batch_args: ClassVar[tuple[str, ...]] = ()
 
-    nodes: int | None = attrs.field(default=None, converter=_count("nodes"))
+    nodes: int | None = attrs.field(default=None, converter=_nodes)
     time: str | None = attrs.field(default=None, converter=_walltime_converter)
-    queue: str | None = attrs.field(default=None, converter=lambda v: checks.string("queue", v, allow_none=True))
-    account: str | None = attrs.field(default=None,
-                                      converter=lambda v: checks.string("account", v, allow_none=True))
-    batch_args: dict[str, ArgValue] = attrs.field(factory=dict,
-                                                  converter=attrs.Converter(_batch_args, takes_self=True))
+    queue: str | None = attrs.field(default=None, converter=_queue)
+    account: str | None = attrs.field(default=None, converter=_account)
+    # mypy's attrs plugin does not read attrs.Converter (python/mypy#15736); __init__ takes Any here
+    batch_args: dict[str, ArgValue] = attrs.field(
+        factory=dict, converter=attrs.Converter(_batch_args, takes_self=True))  # type: ignore[misc]
     hostlist: list[str] = attrs.field(factory=list, converter=_hostlist)
     #: lines run in the batch script before the members start
     preamble: list[str] = attrs.field(factory=list, converter=_preamble)
     #: run members as a job array instead of steps of one job
-    array: bool = attrs.field(default=False, converter=lambda v: checks.boolean("array", v))
+    array: bool = attrs.field(default=False, converter=_array)
 
     def set_nodes(self, nodes: int) -> None:
         """Number of nodes for the allocation."""

@@ -12,7 +12,7 @@ scripts with pure functions.
 from __future__ import annotations
 
 import shlex
-from typing import Any, Union
+from typing import Any
 
 import attrs
 
@@ -88,7 +88,7 @@ class BatchJob:
     job_id: str | None = None
 
 
-Launch = Union[ProcessStep, BatchJob]
+Launch = ProcessStep | BatchJob
 """One entry of a launch plan: a process step on its own, or a batch job."""
 
 

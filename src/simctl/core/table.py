@@ -10,7 +10,7 @@ HEADERS = ("Name", "Entity-Type", "JobID", "RunID", "Time", "Status", "Returncod
 
 
 def rows(records: Sequence[JobRecord]) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in records:
         elapsed = r.elapsed
         out.append((r.name, r.entity_type + (f" ({r.ensemble})" if r.ensemble else ""), r.job_id or "-",
@@ -23,5 +23,7 @@ def render_table(records: Sequence[JobRecord]) -> str:
     """A plain-text table (no colours), fine in logs and files."""
     body = rows(records)
     widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(HEADERS)]
-    fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
     return "\n".join([fmt(HEADERS), fmt(tuple("-" * w for w in widths)), *map(fmt, body)])

@@ -19,8 +19,8 @@ def read_model(model: bytes | None = None, model_path: str | os.PathLike[str] | 
                           f"not {'both' if model is not None else 'neither'}")
     if model is not None:
         if not isinstance(model, (bytes, bytearray, memoryview)):
-            raise ConfigError(f"model must be bytes (a serialized model; see serialize_model in simctl.ml.tf, .tflite or .torch); "
-                              f"got {type(model).__name__}")
+            raise ConfigError("model must be bytes (a serialized model; see serialize_model in simctl.ml.tf, "
+                              f".tflite or .torch); got {type(model).__name__}")
         return bytes(model)
     if not isinstance(model_path, (str, os.PathLike)) or not os.fspath(model_path):
         raise ConfigError(f"model_path must be a file path; got {model_path!r:.80}")

@@ -40,7 +40,8 @@ def frozen_function(model: Any, positional_names: bool = False) -> Any:
     constants. A Keras model's inputs keep their Keras names, or with
     ``positional_names`` are named ``input_0``, ``input_1``... in order."""
     tf = import_tensorflow()
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    # imported by name, as tensorflow itself is: tensorflow has no type information
+    constants = importlib.import_module("tensorflow.python.framework.convert_to_constants")
 
     if isinstance(model, tf.types.experimental.ConcreteFunction):
         concrete = model
@@ -65,7 +66,7 @@ def frozen_function(model: Any, positional_names: bool = False) -> Any:
             raise ConfigError(f"cannot trace {type(model).__name__} on inputs {specs}: "
                               f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     try:
-        return convert_variables_to_constants_v2(concrete)
+        return constants.convert_variables_to_constants_v2(concrete)
     except Exception as exc:
         raise ConfigError(f"cannot freeze {type(model).__name__} (its variables into constants): "
                           f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None

@@ -66,7 +66,8 @@ def serialize_function(fn: Callable[..., Any]) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.script(fn).code
+            code: str = torch.jit.script(fn).code
+            return code
     except Exception as exc:
         raise ConfigError(f"serialize_function: torch.jit.script failed on {getattr(fn, '__name__', fn)!r}: "
                           f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None

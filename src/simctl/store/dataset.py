@@ -110,7 +110,7 @@ class Dataset:
         """The values of the scalar field ``name``, in the order added (a copy)."""
         if name not in self._scalars:
             raise self._no_field(name, "scalar")
-        return self._scalars[name].copy()
+        return np.array(self._scalars[name])  # a copy
 
     def get_meta_strings(self, name: str) -> list[str]:
         """The values of the string field ``name``, in the order added."""
@@ -123,8 +123,9 @@ class Dataset:
         return list(self._scalars) + list(self._strings)
 
     def _no_field(self, name: str, kind: str) -> StoreKeyError:
+        fields = sorted(self._scalars if kind == "scalar" else self._strings)
         return StoreKeyError(f"dataset {self._name!r} has no {kind} metadata field {name!r}; its "
-                             f"{kind} fields are {sorted(self._scalars if kind == 'scalar' else self._strings) or '(none)'}")
+                             f"{kind} fields are {fields or '(none)'}")
 
     # -- the stored form (see format.py) --------------------------------------------------
 

@@ -254,7 +254,7 @@ def encode_tensor(array: Any, what: str = "tensor") -> list[bytes | memoryview]:
         a = np.ascontiguousarray(a)
     if a.nbytes <= 65536:
         return [header + a.tobytes()]
-    return [header, memoryview(a.reshape(-1).view(np.uint8))]
+    return [header, a.reshape(-1).view(np.uint8).data]
 
 
 def tensor_bytes(array: Any, what: str = "tensor") -> bytes:

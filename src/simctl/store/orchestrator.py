@@ -61,7 +61,6 @@ from ..core.processes import ProcessLauncher
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..log import logger
-from . import contract
 from . import server as srv
 from .protocol import check_devices, own_slots
 from .supervisor import PASSWORD_ENV, interface_addresses
@@ -310,7 +309,7 @@ class Orchestrator(Entity):
 
     def set_cpus(self, num_cpus: int) -> None:
         """CPUs for each shard (the run command's cpus-per-task), from the next start."""
-        self.db_cpus = checks.positive_int("num_cpus", num_cpus)  # type: ignore[assignment]
+        self.db_cpus = checks.positive_int("num_cpus", num_cpus)
         self.run_settings.cpus_per_task = self.db_cpus if self.db_cpus > 1 else None
         if self.batch_settings is not None and hasattr(self.batch_settings, "set_cpus_per_task"):
             self.batch_settings.set_cpus_per_task(self.db_cpus)
@@ -517,7 +516,7 @@ def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, inte
     batch = _bool("batch", batch)
     single_cmd = _bool("single_cmd", single_cmd)
     persist = _bool("persist", kwargs.get("persist", True))
-    db_cpus = checks.positive_int("db_cpus", db_cpus)  # type: ignore[assignment]
+    db_cpus = checks.positive_int("db_cpus", db_cpus)
     host_list = _hosts(hosts)
     path = kwargs.get("path")
     if path is not None and (not isinstance(path, (str, os.PathLike)) or not os.fspath(path)):

@@ -142,7 +142,7 @@ def _placement_args(what: str, name: Any, device: Any, devices_per_node: Any, fi
         if first_device not in (0, index):
             raise ConfigError(f"{what}: device {device!r} and first_device={first_device} name different GPUs; "
                               f"give device='GPU' with first_device={first_device}, or device={device!r} alone")
-    return device
+    return str(device)  # a str: parse_device accepted it
 
 
 def _finish(obj: MLObject) -> MLObject:
@@ -172,7 +172,7 @@ def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None,
                           "a batch never holds more than batch_size requests")
     if not isinstance(tag, str):
         raise ConfigError(f"{what}: tag must be a str; got {checks.show(tag)}")
-    names = [_names(v, f"{what}: {arg}") for arg, v in (("inputs", inputs), ("outputs", outputs))]
+    in_names, out_names = _names(inputs, f"{what}: inputs"), _names(outputs, f"{what}: outputs")
     if model is not None and model_path is not None:
         raise ConfigError(f"{what}: give the model either in memory (model=bytes) or as a file (model_path=...), "
                           f"not both; got model={checks.show(model, 40)} and model_path={model_path!r:.80}")
@@ -186,10 +186,11 @@ def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None,
         raise ConfigError(f"{what}: {exc}") from None
     if not data:
         raise ConfigError(f"{what}: the model is empty (0 bytes)" + (f": {model_path!r}" if model_path else ""))
-    fmt.model_header(backend, device, batch_size, min_batch_size, min_batch_timeout, tag, *names, len(data), what)
+    fmt.model_header(backend, device, batch_size, min_batch_size, min_batch_timeout, tag, in_names, out_names,
+                     len(data), what)
     return _finish(MLObject("model", name, device, devices_per_node, first_device, backend, batch_size,
-                            min_batch_size, min_batch_timeout, tag, *(None if n is None else tuple(n) for n in names),
-                            data=data, added_by="add_ml_model"))
+                            min_batch_size, min_batch_timeout, tag, None if in_names is None else tuple(in_names),
+                            None if out_names is None else tuple(out_names), data=data, added_by="add_ml_model"))
 
 
 def script(name: str, script: Any = None, script_path: Any = None, device: str = "CPU",

@@ -62,7 +62,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from redis.crc import key_slot
+from redis.crc import key_slot as key_slot  # re-exported: the worker finds its slot with it
 
 from ..core.backend import parse_device
 from ..core.errors import ConfigError
@@ -186,7 +186,7 @@ def request(reply: str, kind: str, key: str, inputs: list[str], outputs: list[st
     return rid, json.dumps(body, separators=(",", ":")).encode()
 
 
-def parse(raw: bytes) -> dict[str, Any]:
+def parse(raw: bytes | str) -> dict[str, Any]:
     """A decoded request or reply; ValueError if it is not one."""
     msg = json.loads(raw)
     if not isinstance(msg, dict) or not isinstance(msg.get("id"), str):

@@ -25,7 +25,6 @@ from ..core.steps import ProcessStep
 from . import contract
 
 if TYPE_CHECKING:  # preload imports the client (redis-py, numpy): imported at first use, for start-up cost
-    from .colocated import ColocatedDB
     from .preload import MLObject
 
 

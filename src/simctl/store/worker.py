@@ -200,7 +200,9 @@ class Worker:
         inputs = self._read_inputs([r for loaded, group in groups.values() if loaded is not None for r in group])
         groups = self._fill_batches(groups, cmds, inputs)
         for loaded, group in groups.values():
-            for chunk in self._chunks(loaded, group, inputs) if loaded is not None else ():
+            if loaded is None:
+                continue
+            for chunk in self._chunks(loaded, group, inputs):
                 self._run(loaded, chunk, inputs, cmds)
         cmds += [("DEL", self.taken), self.take_cmd]
         replies = self._exchange(cmds)
@@ -442,9 +444,9 @@ class Worker:
         self._answer(loaded, *ready[0], cmds)
 
     def _call(self, loaded: Loaded, fn: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if fn:
-            return loaded.backend.run_script(loaded.handle, fn, arrays)
-        return loaded.backend.run(loaded.handle, arrays)
+        outs: list[np.ndarray] = (loaded.backend.run_script(loaded.handle, fn, arrays) if fn
+                                  else loaded.backend.run(loaded.handle, arrays))
+        return outs
 
     def _answer(self, loaded: Loaded, r: Request, arrays: list[np.ndarray], cmds: list[tuple[Any, ...]]) -> None:
         try:

@@ -54,7 +54,7 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
 atexit.register(_stop_all_at_exit)
 
 
-class Generated(list):  # type: ignore[type-arg]
+class Generated(list[str]):
     """What :meth:`Experiment.generate` returns: the list of directories it
     wrote, which also remembers the entities it generated, so that the Model
     guide's ``model = exp.generate(model); exp.start(model)`` works as written."""

@@ -135,7 +135,8 @@ class Model(StoreMethods, Entity):
     @property
     def colocated_db(self) -> "ColocatedDB | None":
         """The store colocated with this model (``colocate_db_tcp``/``_uds``), or None."""
-        return self.store_use.colocated
+        colocated: ColocatedDB | None = self.store_use.colocated
+        return colocated
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
         """Store the ML objects (:meth:`add_ml_model`...) before the application starts."""

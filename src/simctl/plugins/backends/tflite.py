@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -24,7 +25,8 @@ import simctl
 from simctl import Backend, ConfigError, parse_device
 
 
-class Tensor(NamedTuple):
+@dataclass(frozen=True)
+class Tensor:
     """An input or output of a loaded model: its tensor index, dtype and shape signature (-1: any size)."""
 
     index: int

@@ -195,13 +195,17 @@ class LsfRunSettings(RunSettings):
         return format_flags(args)
 
 
+def _tasks(value: Any) -> int | None:
+    return checks.positive_int("tasks", value, allow_none=True)
+
+
 @attrs.define(eq=True)
 class LsfBatchSettings(BatchSettings):
     """Batch settings for bsub. ``nodes`` is ``-nnodes`` (CSM/jsrun sites),
     ``account`` is the project ``-P``, ``queue`` is ``-q``, ``hostlist`` is
     ``-m``; ``tasks`` is ``-n`` (job slots)."""
 
-    tasks: int | None = attrs.field(default=None, converter=lambda v: checks.positive_int("tasks", v, allow_none=True))
+    tasks: int | None = attrs.field(default=None, converter=_tasks)
 
     def set_tasks(self, tasks: int) -> None:
         """Job slots (``-n``)."""

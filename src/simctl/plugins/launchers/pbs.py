@@ -284,6 +284,14 @@ def _resources(resources: Any) -> dict[str, Any]:
     return out
 
 
+def _export_env(value: Any) -> bool:
+    return checks.boolean("export_env", value)
+
+
+def _ncpus(value: Any) -> int | None:
+    return checks.positive_int("ncpus", value, allow_none=True)
+
+
 @attrs.define(eq=True)
 class PbsBatchSettings(BatchSettings):
     """Batch settings for qsub. ``account`` is ``-A``; ``resources`` are extra
@@ -291,8 +299,8 @@ class PbsBatchSettings(BatchSettings):
     environment reaches the job, as sbatch and bsub do by default)."""
 
     resources: dict[str, Any] = attrs.field(factory=dict, converter=_resources)
-    export_env: bool = attrs.field(default=True, converter=lambda v: checks.boolean("export_env", v))
-    ncpus: int | None = attrs.field(default=None, converter=lambda v: checks.positive_int("ncpus", v, allow_none=True))
+    export_env: bool = attrs.field(default=True, converter=_export_env)
+    ncpus: int | None = attrs.field(default=None, converter=_ncpus)
 
     def set_resource(self, name: str, value: Any) -> None:
         """Any ``-l name=value`` resource (``mem``, ``place``, ``filesystems``...)."""

@@ -188,7 +188,7 @@ class SrunSettings(RunSettings):
             # WHOLE allocation (--ntasks-per-node does not override it): a model without a
             # task count runs once per node, or tasks-per-node times per node
             per_node = self.tasks_per_node or self.run_args.get("ntasks-per-node")
-            args["ntasks"] = (self.nodes or 1) * (int(per_node) if str(per_node or "").isdigit() else 1)
+            args["ntasks"] = (self.nodes or 1) * (int(per_node) if per_node and str(per_node).isdigit() else 1)
         if not any(k in self.run_args for k in ("exact", "overlap", "exclusive", "whole")):
             # since Slurm 21.08 a step without --exact takes every CPU of its nodes in the
             # allocation, so the members of one batch job (or steps under salloc) would
