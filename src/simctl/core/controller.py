@@ -37,9 +37,12 @@ from .plugins import Plugins, call_hook
 from .serialize import converter
 from .status import JobStatus, Status
 from .steps import BatchJob, ProcessStep
+from .watcher import FileWatcher
 
 log = logger("controller")
 SAVE_EVERY = 0.25  # seconds between manifest writes while jobs change quickly
+#: seconds between two readiness checks when neither a ready file nor a job changed
+READY_FALLBACK = 1.0
 _NEW, _QUEUED = JobStatus(Status.NEW), JobStatus(Status.QUEUED)
 _RECORD_FIELDS = tuple(f.name for f in attrs.fields(mf.JobRecord))
 
@@ -117,6 +120,11 @@ class Controller:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.wakeup = threading.Event()
+        #: the experiment's one file watcher (the launcher's): readiness files are watched with it
+        watcher = getattr(launcher, "watcher", None)
+        self.watcher: FileWatcher = watcher if isinstance(watcher, FileWatcher) else FileWatcher()
+        #: how many times the watcher saw a ready file change (readiness waits compare it)
+        self._notices = 0
         self.hook_errors: list[str] = []
         #: what each ready entity that runs until stopped hands to later ones, by its name
         self.handoffs: dict[str, tuple[Entity, Handoff]] = {}
@@ -254,15 +262,42 @@ class Controller:
         self._launch_times.add(rec.launched_at)
 
     def _wait_ready(self, entities: Sequence[Entity], jobs: list[Job]) -> None:
-        """Wait until every entity that runs until stopped is ready; stop it and
-        raise LaunchError if one of its jobs ends first or it times out."""
+        """Wait until every entity that runs until stopped is ready, then call
+        its ``on_ready`` once; stop it and raise LaunchError if one of its
+        jobs ends first, it times out, or ``on_ready`` fails."""
         for entity in entities:
             if not entity.runs_until_stopped:
                 continue
             mine = [j for j in jobs if j.entity is entity]
             steps = [j.step for j in mine]
-            deadline = time.monotonic() + entity.ready_timeout
-            while not entity.is_ready(steps):
+            self._until_ready(entity, mine)
+            try:
+                entity.on_ready(steps)
+            except Exception as exc:
+                self.stop(mine, "it did not become ready")
+                raise LaunchError(f"{entity.type} {entity.name!r} did not become ready: {exc}; it was stopped"
+                                  + "".join(_log_tail(j.step) for j in mine[:1])) from exc
+            with self.lock:
+                self.handoffs[entity.name] = (entity, entity.handoff(steps))
+            log.info("%s %r is ready", entity.type, entity.name)
+
+    def _until_ready(self, entity: Entity, mine: list[Job]) -> None:
+        """Ask ``entity.is_ready`` whenever something happened that may make
+        it so: one of its steps' ready files appeared or changed (noticed by
+        the experiment's file watcher, no poll loop of its own), one of its
+        jobs changed, or READY_FALLBACK seconds passed (readiness no file shows)."""
+        steps = [j.step for j in mine]
+        deadline = time.monotonic() + entity.ready_timeout
+        files = [s.ready_file for s in steps if s.ready_file]
+        key = f"ready:{id(self):x}:{entity.name}"
+        if files:
+            self.watcher.watch_files(key, files, self._noticed)
+        try:
+            while True:
+                with self.lock:
+                    seen = self._notices
+                if entity.is_ready(steps):
+                    return
                 with self.lock:
                     ended = next((j for j in mine if j.done), None)
                 if ended is not None:
@@ -271,16 +306,24 @@ class Controller:
                                       f"ended {ended.status.status.value}"
                                       + (f" ({ended.status.reason})" if ended.status.reason else "")
                                       + _log_tail(ended.step))
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     self.stop(mine)
                     raise LaunchError(f"{entity.type} {entity.name!r} was not ready after "
                                       f"{entity.ready_timeout:g} s; it was stopped"
                                       + "".join(_log_tail(j.step) for j in mine[:1]))
                 with self.lock:
-                    self.changed.wait(0.05)
-            with self.lock:
-                self.handoffs[entity.name] = (entity, entity.handoff(steps))
-            log.info("%s %r is ready", entity.type, entity.name)
+                    if self._notices == seen and not any(j.done for j in mine):
+                        self.changed.wait(min(left, READY_FALLBACK))
+        finally:
+            if files:
+                self.watcher.unwatch(key)
+
+    def _noticed(self) -> None:
+        """The file watcher saw a ready file appear or change (its thread)."""
+        with self.lock:
+            self._notices += 1
+            self.changed.notify_all()
 
     def _check_manifest_dir(self) -> None:
         """The manifest must be writable: found out before anything is launched."""
@@ -341,6 +384,7 @@ class Controller:
             except Exception as exc:  # at exit, say so rather than die with a traceback
                 log.error("could not stop every job at exit: %s", exc)
         self.launcher.close()
+        self.watcher.close()  # the launcher's own close() closes it too, unless an override forgot
 
     # -- watching ----------------------------------------------------------------------------
 

@@ -104,6 +104,7 @@ class ProcessLauncher(Launcher):
                                           "open-file limit, at most 512)",
                         "stop_grace": "seconds between SIGTERM and SIGKILL when stopping (default 3)"}
     local_rank_vars = {None: ()}
+    runs_on_this_host = True
     #: how often the reaper polls processes it could not open a pidfd for
     #: (no ``os.pidfd_open`` on this system, or no file descriptor left) and adopted ones
     fallback_poll = 0.02
@@ -497,6 +498,7 @@ class ProcessLauncher(Launcher):
     def close(self) -> None:
         """Stop the reaper and release its pipe and selector (started again
         on the next ``start``)."""
+        super().close()
         with self._reaper_lock:
             reaper = self._reaper
             if reaper is None:
