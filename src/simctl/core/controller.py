@@ -49,9 +49,14 @@ _RECORD_FIELDS = tuple(f.name for f in attrs.fields(mf.JobRecord))
 
 @attrs.define(eq=False)
 class Job:
-    """A launched process step: its entity, launcher, record and last known status."""
+    """A launched process step. Two entities are involved, each with one
+    name: ``owner``, the entity that was started (a model, an ensemble, a
+    store: what ``start`` was given and what runs until stopped or not), and
+    ``entity``, the leaf the step runs (the model, the ensemble's member, the
+    store itself: what ``ProcessStep.entity`` and the lifecycle hooks' ``entity``
+    argument name)."""
 
-    entity: Entity
+    owner: Entity
     step: ProcessStep
     launcher: Launcher
     record: mf.JobRecord
@@ -62,14 +67,10 @@ class Job:
         return self.step.key
 
     @property
-    def leaf(self) -> Any:
-        """What the lifecycle hooks receive: the step's entity (a model, a member...)."""
-        return self.step.entity if self.step.entity is not None else self.entity
-
-    @property
-    def model(self) -> Any:
-        """The same as :attr:`leaf` (for code written when only models ran)."""
-        return self.leaf
+    def entity(self) -> Any:
+        """The leaf the step runs (what the lifecycle hooks receive): the step's
+        entity, else the owner."""
+        return self.step.entity if self.step.entity is not None else self.owner
 
     @property
     def done(self) -> bool:
@@ -78,7 +79,7 @@ class Job:
     @property
     def ends(self) -> bool:
         """Whether the job ends by itself (False for an entity that runs until stopped)."""
-        return not self.entity.runs_until_stopped
+        return not self.owner.runs_until_stopped
 
 
 def tail(path: str, lines: int = 10) -> str:
@@ -131,6 +132,8 @@ class Controller:
         #: keys of jobs left running on purpose (Ctrl-C with kill_on_interrupt=False): not stopped at exit
         self.detached: set[str] = set()
         self._thread: threading.Thread | None = None
+        #: set by shutdown(): the monitor ends at its next turn
+        self._closing = False
         self._last_save = 0.0
         self._save_error: str | None = None
         launcher.bind(self.wakeup)
@@ -143,7 +146,7 @@ class Controller:
         handoff = Handoff()
         with self.lock:
             for entity, given in self.handoffs.values():
-                if any(not j.done for j in self.jobs.values() if j.entity is entity):
+                if any(not j.done for j in self.jobs.values() if j.owner is entity):
                     handoff.env.update(given.env)
                     handoff.secret_env.update(given.secret_env)
             # the launch's number: the same for preview() and the start() after it, so the
@@ -226,21 +229,21 @@ class Controller:
         with self.lock:
             runs = self._runs
             for step in plan.steps:
-                entity = plan.owner[step.key]
+                owner = plan.owner[step.key]
                 reason = step.error
                 if reason is None and step.job_id is None:
                     reason = (f"not started: the launcher failed ({error})" if error is not None else
                               f"launcher {self.launcher.name!r} gave this step no job id; it did not start")
                 st = JobStatus(Status.FAILED, None, reason) if reason else _QUEUED
-                leaf = step.entity
+                entity = step.entity
                 rec = mf.JobRecord(
-                    name=step.name, entity_type=getattr(leaf, "type", entity.type),
+                    name=step.name, entity_type=getattr(entity, "type", owner.type),
                     job_id=None if reason else step.job_id, run=runs.get(step.key, 0) + 1, launcher=launcher,
-                    status=st.status, reason=st.reason, ensemble=getattr(leaf, "ensemble", None), path=step.cwd,
+                    status=st.status, reason=st.reason, ensemble=getattr(entity, "ensemble", None), path=step.cwd,
                     launched_at=now, finished_at=now if reason else None, key=step.key,
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
-                    until_stopped=entity.runs_until_stopped)
-                job = Job(entity, step, self.launcher, rec, _NEW)
+                    until_stopped=owner.runs_until_stopped)
+                job = Job(owner, step, self.launcher, rec, _NEW)
                 self.manifest.jobs.append(rec)
                 self._count(rec)
                 self.jobs[step.key] = job
@@ -268,7 +271,7 @@ class Controller:
         for entity in entities:
             if not entity.runs_until_stopped:
                 continue
-            mine = [j for j in jobs if j.entity is entity]
+            mine = [j for j in jobs if j.owner is entity]
             steps = [j.step for j in mine]
             self._until_ready(entity, mine)
             try:
@@ -349,10 +352,25 @@ class Controller:
                 out.append(self.jobs[k])
             return out
 
-    def active(self) -> list[Job]:
-        """Every job not finished yet."""
+    def active(self, ends: bool | None = None) -> list[Job]:
+        """Every job not finished yet; with ``ends``, only those that end by
+        themselves (True) or only those that run until stopped (False)."""
         with self.lock:
-            return list(self._active.values())
+            if ends is None:
+                return list(self._active.values())
+            return [j for j in self._active.values() if j.ends is ends]
+
+    def statuses(self, keys: Iterable[str]) -> dict[str, JobStatus]:
+        """The last known status of each job of ``keys`` that was started, by
+        key (taken at one moment); keys never started are left out."""
+        with self.lock:
+            jobs = self.jobs
+            return {k: jobs[k].status for k in keys if k in jobs}
+
+    def records(self) -> list[mf.JobRecord]:
+        """Every launch of the experiment (this driver's and other writers'), oldest first."""
+        with self.lock:
+            return list(self.manifest.jobs)
 
     def stop(self, jobs: Sequence[Job], reason: str = "") -> list[Job]:
         """Stop the given jobs; a job already finished is left as it is."""
@@ -374,7 +392,13 @@ class Controller:
         return list(jobs)
 
     def shutdown(self, reason: str) -> None:
-        """Stop everything still running (the driver is exiting) and close the launcher."""
+        """Stop everything still running (the driver is exiting), then end
+        every thread this controller caused, and wait for each: the monitor
+        (then the last save), and through ``launcher.close()`` the launcher's
+        (a process launcher's reaper and its walltime stops) and the file
+        watcher's. Jobs left running on purpose (:attr:`detached`) are not
+        stopped. The controller can be used again: a new launch starts the
+        threads again."""
         active = [j for j in self.active() if j.key not in self.detached]
         if active:
             # said on screen, not only logged: a library's log may go nowhere at exit
@@ -383,12 +407,21 @@ class Controller:
                 self.stop(active, reason)
             except Exception as exc:  # at exit, say so rather than die with a traceback
                 log.error("could not stop every job at exit: %s", exc)
+        with self.lock:
+            self._closing = True
+            thread = self._thread
+        self.wakeup.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._save(force=True)
         self.launcher.close()
         self.watcher.close()  # the launcher's own close() closes it too, unless an override forgot
 
     # -- watching ----------------------------------------------------------------------------
 
     def _ensure_monitor(self) -> None:
+        """Start the monitor thread unless it runs (under the lock)."""
+        self._closing = False
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._monitor, name="simctl-monitor", daemon=True)
             self._thread.start()
@@ -398,6 +431,10 @@ class Controller:
         interval = low
         while True:
             with self.lock:
+                if self._closing:  # shutdown(): it saves after joining this thread
+                    self._thread = None
+                    self.changed.notify_all()
+                    return
                 idle = not self._active
                 # a change not yet written (saves are spaced SAVE_EVERY apart) is
                 # written at the latest SAVE_EVERY from now, even if nothing else changes
@@ -473,11 +510,11 @@ class Controller:
             self._finished.append(job)
         if old.status != new.status or old.returncode != new.returncode:
             if hook_changed:
-                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.leaf,
+                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.entity,
                                              old=old, new=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_status_changed", exc)
             if hook_finished and new.done and not old.done:
-                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", entity=job.leaf,
+                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", entity=job.entity,
                                              status=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_finished", exc)
 
