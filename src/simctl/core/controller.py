@@ -34,7 +34,6 @@ from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
 from .plan import LaunchPlan, make_plan
 from .plugins import Plugins, call_hook
-from .serialize import converter
 from .status import JobStatus, Status
 from .steps import BatchJob, ProcessStep
 from .watcher import FileWatcher
@@ -44,7 +43,6 @@ SAVE_EVERY = 0.25  # seconds between manifest writes while jobs change quickly
 #: seconds between two readiness checks when neither a ready file nor a job changed
 READY_FALLBACK = 1.0
 _NEW, _QUEUED = JobStatus(Status.NEW), JobStatus(Status.QUEUED)
-_RECORD_FIELDS = tuple(f.name for f in attrs.fields(mf.JobRecord))
 
 
 @attrs.define(eq=False)
@@ -99,9 +97,10 @@ class Controller:
     def __init__(self, name: str, exp_path: str, launcher: Launcher, plugins: Plugins,
                  experiment: object) -> None:
         self.launcher, self.plugins, self.experiment = launcher, plugins, experiment
-        loaded = mf.read(exp_path)
-        self.manifest = loaded[0] if loaded else mf.Manifest(name, exp_path, launcher.name)
-        self.writer = mf.Writer(exp_path, loaded[1] if loaded else None)
+        self.lock = threading.RLock()
+        #: the experiment's manifest, its records guarded by this controller's lock
+        self.book = mf.ManifestFile(exp_path, name, launcher.name, self.lock)
+        self.manifest = self.book.manifest
         self.jobs: dict[str, Job] = {}
         #: the jobs not finished yet, by key (what the monitor watches)
         self._active: dict[str, Job] = {}
@@ -111,14 +110,12 @@ class Controller:
         self._launches = 0
         #: records changed since the last save, by id()
         self._pending: dict[int, mf.JobRecord] = {}
-        #: records of the manifest by identity, highest run of each key, launch times: kept up to date
-        #: as records are added, so that recording a launch costs what it launches
-        self._index = {r.identity: r for r in self.manifest.jobs}
+        #: highest run of each key, launch times: kept up to date as records are added, so that
+        #: recording a launch costs what it launches
         self._runs: dict[str, int] = {}
         self._launch_times: set[float | None] = set()
         for rec in self.manifest.jobs:
             self._count(rec)
-        self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.wakeup = threading.Event()
         #: the experiment's one file watcher (the launcher's): readiness files are watched with it
@@ -244,7 +241,7 @@ class Controller:
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
                     until_stopped=owner.runs_until_stopped)
                 job = Job(owner, step, self.launcher, rec, _NEW)
-                self.manifest.jobs.append(rec)
+                self.book.add(rec)
                 self._count(rec)
                 self.jobs[step.key] = job
                 self._active[step.key] = job
@@ -526,12 +523,12 @@ class Controller:
 
     def _save(self, force: bool = False) -> None:
         """Write the records that changed (at most every SAVE_EVERY seconds
-        unless ``force``): taken under the lock, written outside it, merged
-        with what another writer (a second Experiment or driver on this
-        exp_path) wrote meanwhile. Never called with the lock held. A failed
-        write is logged and retried later: the jobs are still watched, and
-        the driver does not crash over it."""
-        with self.writer.lock:  # saves in the order their changes were taken
+        unless ``force``) and take in what another writer (a second
+        Experiment or driver on this exp_path) saved meanwhile: one
+        :meth:`ManifestFile.sync <simctl.core.manifest.ManifestFile.sync>`.
+        Never called with the lock held. A failed write is logged and retried
+        later: the jobs are still watched, and the driver does not crash over it."""
+        with self.book.turn:  # a save finding nothing left to write waits for the one under way
             with self.lock:
                 now = time.monotonic()
                 if not self._pending or not (force or now - self._last_save >= SAVE_EVERY):
@@ -539,16 +536,8 @@ class Controller:
                 self._last_save = now
                 changed = list(self._pending.values())
                 self._pending.clear()
-                records = mf.encode(changed)
-                header = self.manifest.header()
             try:
-                try:
-                    foreign = self.writer.save(header, records)
-                except mf.Lost as exc:
-                    log.warning("the manifest lost what this driver wrote (%s); writing it whole again", exc)
-                    with self.lock:
-                        everything = mf.encode(self.manifest.jobs)
-                    foreign = self.writer.save(header, everything, replace=True)
+                added = self.book.sync(changed)
             except (OSError, SimctlError) as exc:
                 with self.lock:
                     for rec in changed:
@@ -556,34 +545,13 @@ class Controller:
                 if str(exc) != self._save_error:
                     self._save_error = str(exc)
                     log.error("could not write the manifest %s: %s (will retry; jobs are still watched)",
-                              mf.path_of(self.manifest.exp_path), exc)
+                              self.book.path, exc)
                 return
-            self._save_error = None
-            if foreign:
-                with self.lock:
-                    self._merge(foreign)
-
-    def _merge(self, foreign: list[dict[str, Any]]) -> None:
-        """Take in the records another writer saved (under the lock): a record
-        already known is updated, a new one is added in launch order."""
-        added = []
-        for data in foreign:
-            try:
-                rec = converter.structure(data, mf.JobRecord)
-            except Exception as exc:  # another writer's bad record: keep going without it
-                log.warning("ignoring a record of the manifest another writer saved: %s", exc)
-                continue
-            mine = self._index.get(rec.identity)
-            if mine is None:
-                self._index[rec.identity] = rec
-                self._count(rec)
-                added.append(rec)
-            else:
-                for name in _RECORD_FIELDS:
-                    setattr(mine, name, getattr(rec, name))
+        self._save_error = None
         if added:
-            self.manifest.jobs += added
-            self.manifest.jobs.sort(key=lambda r: r.launched_at or 0.0)
+            with self.lock:
+                for rec in added:
+                    self._count(rec)
 
     def wait(self, jobs: Sequence[Job] | Callable[[], Sequence[Job]], timeout: float | None = None,
              tick: Callable[[int, int], None] | None = None) -> bool:
