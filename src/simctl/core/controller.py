@@ -129,8 +129,9 @@ class Controller:
         #: keys of jobs left running on purpose (Ctrl-C with kill_on_interrupt=False): not stopped at exit
         self.detached: set[str] = set()
         self._thread: threading.Thread | None = None
-        #: set by shutdown(): the monitor ends at its next turn
-        self._closing = False
+        #: the monitor thread shutdown() asked to end (it does at its next turn; a launch meanwhile
+        #: starts a new one rather than keeping this one)
+        self._retired: threading.Thread | None = None
         self._last_save = 0.0
         self._save_error: str | None = None
         launcher.bind(self.wakeup)
@@ -405,8 +406,7 @@ class Controller:
             except Exception as exc:  # at exit, say so rather than die with a traceback
                 log.error("could not stop every job at exit: %s", exc)
         with self.lock:
-            self._closing = True
-            thread = self._thread
+            thread = self._retired = self._thread
         self.wakeup.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -417,9 +417,8 @@ class Controller:
     # -- watching ----------------------------------------------------------------------------
 
     def _ensure_monitor(self) -> None:
-        """Start the monitor thread unless it runs (under the lock)."""
-        self._closing = False
-        if self._thread is None or not self._thread.is_alive():
+        """Start the monitor thread unless one runs that was not asked to end (under the lock)."""
+        if self._thread is None or not self._thread.is_alive() or self._thread is self._retired:
             self._thread = threading.Thread(target=self._monitor, name="simctl-monitor", daemon=True)
             self._thread.start()
 
@@ -428,8 +427,9 @@ class Controller:
         interval = low
         while True:
             with self.lock:
-                if self._closing:  # shutdown(): it saves after joining this thread
-                    self._thread = None
+                if self._retired is threading.current_thread():  # shutdown() saves after joining it
+                    if self._thread is self._retired:
+                        self._thread = None
                     self.changed.notify_all()
                     return
                 idle = not self._active
@@ -440,7 +440,8 @@ class Controller:
                 self._save(force=True)
                 with self.lock:
                     if not self._active:  # nothing was started while saving
-                        self._thread = None
+                        if self._thread is threading.current_thread():
+                            self._thread = None
                         self.changed.notify_all()
                         return
                 continue
