@@ -131,3 +131,110 @@ print(exp.get_status(m)[0].value, flush=True)
     daemon = int((tmp_path / "daemon.pid").read_text())
     wait_until(lambda: gone(daemon), "the daemon to be gone")
     time.sleep(0)
+
+
+# -- what simctl changes in the host program, and the threads it owns -------------------------------------------
+
+HOST = """
+import atexit, json, os, signal, sys, threading
+
+ours = []  # the exit handlers simctl registers
+real_register = atexit.register
+
+
+def spy(fn, *args, **kwargs):
+    if (getattr(fn, "__module__", None) or "").startswith("simctl"):
+        ours.append(fn.__qualname__)
+    return real_register(fn, *args, **kwargs)
+
+
+atexit.register = spy
+default = signal.getsignal(signal.SIGTERM)
+seen = {}
+import simctl
+from simctl.workflow import experiment as xp
+
+def state():
+    handler = signal.getsignal(signal.SIGTERM)
+    return {"atexit": list(ours),
+            "sigterm": "default" if handler is default else "simctl" if handler is xp._on_sigterm else "other"}
+
+seen["import"] = state()
+exp = simctl.Experiment("host", exp_path=os.path.abspath("exp"), launcher="local")
+m = exp.create_model("m", exp.create_run_settings(exe="true"), path=os.getcwd())
+exp.preview(m, show=False)
+exp.get_status(m)
+exp.summary()
+seen["preview"] = state()
+exp.start(m)
+exp.start(m)
+seen["start"] = state()
+other = simctl.Experiment("other", exp_path=os.path.abspath("exp2"), launcher="local")
+other.start(other.create_model("n", other.create_run_settings(exe="true"), path=os.getcwd()))
+exp.close()
+seen["one closed"] = state()  # the other experiment still has work
+other.close()
+seen["all closed"] = state()
+
+def mine(signum, frame):
+    pass
+
+signal.signal(signal.SIGTERM, mine)  # the host's own handler is kept, and kept after close()
+exp.start(m)
+seen["own handler"] = state()
+exp.close()
+seen["own handler closed"] = state()
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+exp.start(m)
+signal.signal(signal.SIGTERM, mine)  # replaced while simctl's was installed: close() leaves it
+exp.close()
+seen["replaced meanwhile"] = state()
+print(json.dumps(seen))
+"""
+
+
+def test_simctl_changes_signals_and_exit_hooks_only_when_work_starts_and_puts_sigterm_back_at_close(tmp_path):
+    proc = run_driver(tmp_path, HOST)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    handler = ["_stop_all_at_exit"]
+    assert seen == {
+        "import": {"atexit": [], "sigterm": "default"},
+        "preview": {"atexit": [], "sigterm": "default"},
+        "start": {"atexit": handler, "sigterm": "simctl"},  # registered once for two starts
+        "one closed": {"atexit": handler, "sigterm": "simctl"},
+        "all closed": {"atexit": handler, "sigterm": "default"},
+        "own handler": {"atexit": handler, "sigterm": "other"},
+        "own handler closed": {"atexit": handler, "sigterm": "other"},
+        "replaced meanwhile": {"atexit": handler, "sigterm": "other"},
+    }
+
+
+def _simctl_threads() -> list[str]:
+    import threading
+
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("simctl-") and t.is_alive())
+
+
+def test_close_ends_and_waits_for_every_thread_the_experiment_started_walltime_stops_too(tmp_path):
+    from _lifecycle_helpers import make_exp, write_script
+
+    from simctl import Status
+
+    exp = make_exp(tmp_path, launcher_options={"stop_grace": 1})
+    stubborn = write_script(tmp_path / "stubborn.py", """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the walltime stop waits out stop_grace, then kills
+        open("stubborn.started", "w").close()
+        time.sleep(120)
+    """)
+    rs = exp.create_run_settings(exe=sys.executable, exe_args=[str(stubborn)], walltime="00:00:01")
+    late = exp.create_model("late", rs, path=str(tmp_path))
+    watched = exp.create_model("watched", exp.create_run_settings(exe="sleep", exe_args="120"), path=str(tmp_path))
+    exp.start(late, watched, block=False)
+    wait_until(lambda: "simctl-walltime-stop" in _simctl_threads(), "the walltime stop to begin")
+    assert {"simctl-monitor", "simctl-process-reaper"} <= set(_simctl_threads())
+    exp.close()
+    assert _simctl_threads() == []  # the walltime stop was joined, not left to finish after close()
+    assert exp.get_status(late, watched) == [Status.FAILED, Status.CANCELLED]
+    assert "walltime 00:00:01 exceeded" in exp.controller.statuses(["late"])["late"].reason

@@ -20,6 +20,7 @@ from _lifecycle_helpers import (  # noqa: E402
 
 import simctl  # noqa: E402
 from simctl import Status  # noqa: E402
+from simctl.core import controller as controller_module  # noqa: E402
 
 assert no_leftover_processes  # the autouse guard applies here too
 
@@ -142,6 +143,42 @@ def test_an_entity_not_ready_in_time_is_stopped_and_reported(tmp_path):
     with pytest.raises(simctl.LaunchError, match=r"'store' was not ready after 0.5 s; it was stopped"):
         exp.start(server)
     assert exp.get_status(server) == [Status.CANCELLED]
+    wait_until(lambda: gone(int((where / "server.pid").read_text())), "the store to be gone")
+
+
+def test_readiness_is_noticed_by_the_file_watcher_and_on_ready_runs_once(tmp_path, monkeypatch):
+    # no fallback re-check during the test: only the ready file's appearance, seen by the
+    # experiment's one file watcher, can end the wait (a poll loop of its own would not be needed)
+    monkeypatch.setattr(controller_module, "READY_FALLBACK", 3600.0)
+    exp = make_exp(tmp_path)
+    where = tmp_path / "srv"
+    where.mkdir()
+    server = Sleeper("store", where)
+    calls = []
+    server.on_ready = lambda steps: calls.append(([s.key for s in steps], (where / "ready").exists()))
+    exp.start(server)
+    assert calls == [(["store"], True)]
+    assert exp.controller.watcher is exp.launcher.watcher  # one watcher per experiment
+    assert exp.controller.watcher.watching() == []  # the ready file is no longer watched
+    exp.stop(server)
+    assert exp.get_status(server) == [Status.CANCELLED]
+
+
+def test_an_on_ready_that_fails_stops_the_entity_and_says_why(tmp_path):
+    exp = make_exp(tmp_path)
+    where = tmp_path / "srv"
+    where.mkdir()
+    server = Sleeper("store", where)
+
+    def refuse(steps):
+        raise RuntimeError("the cluster would not form")
+
+    server.on_ready = refuse
+    with pytest.raises(simctl.LaunchError, match=r"'store' did not become ready: the cluster would not form; "
+                                                 r"it was stopped"):
+        exp.start(server)
+    assert exp.get_status(server) == [Status.CANCELLED]
+    assert "store" not in exp.controller.handoffs
     wait_until(lambda: gone(int((where / "server.pid").read_text())), "the store to be gone")
 
 

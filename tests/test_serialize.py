@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import simctl
 from simctl import BatchSettings, EntityFiles, Model, RunSettings
 from simctl.core.plugins import PluginRecord
-from simctl.core.serialize import structure, unstructure
+from simctl.core.serialize import UnknownSettingsWarning, structure, unstructure
 
 
 @attrs.define(eq=True)
@@ -103,3 +105,81 @@ def test_models_round_trip_for_any_fields(name, params, exe_args, env, nodes, pr
     if prefix:
         m.enable_key_prefixing()
     assert through_json(m, Model) == m
+
+
+# -- reading imports nothing the data names --------------------------------------------------------------------
+
+HOSTILE = """
+import pathlib
+pathlib.Path(__file__).with_name("IMPORTED").write_text("the module ran")
+
+class Evil:
+    pass
+"""
+
+
+@pytest.fixture
+def hostile(tmp_path, monkeypatch):
+    """An importable module that leaves a mark when imported."""
+    (tmp_path / "simctl_hostile_probe.py").write_text(HOSTILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path / "IMPORTED"
+    assert "simctl_hostile_probe" not in sys.modules
+
+
+@pytest.mark.parametrize("tag", ["simctl_hostile_probe:Evil", "simctl_no_such_module:Gone"])
+def test_settings_naming_a_module_import_nothing_and_read_as_the_base_class_with_a_warning(hostile, tag):
+    data = unstructure(RunSettings("app", nodes=2))
+    data["__class__"] = tag
+    data["reservation"] = "big-run"  # a field of the class it names, not of the base
+    with pytest.warns(UnknownSettingsWarning, match=rf"{tag} \(not installed here\) read as the base class "
+                                                    r"RunSettings; dropped the fields it lacks: reservation"):
+        back = structure(data, RunSettings)
+    assert type(back) is RunSettings and back.exe == "app" and back.nodes == 2
+    assert not hostile.exists()
+
+
+class SiteLauncher(simctl.Launcher):
+    name = "site"
+    run_settings_class = SiteRunSettings
+
+
+class SitePlugin:
+    @simctl.hookimpl
+    def simctl_register_launchers(self):
+        return [SiteLauncher]
+
+
+def test_settings_are_resolved_by_the_launchers_name_through_the_registry(hostile):
+    plugs = simctl.make_plugins()
+    plugs.register(SitePlugin(), name="site-plugin")
+    data = unstructure(SiteRunSettings("app", reservation="big-run"))
+    assert structure(data, RunSettings, launcher="site", plugins=plugs) == SiteRunSettings("app", reservation="big-run")
+    # written when the plugin's module had another name: the launcher's class, by its name, with nothing imported
+    data["__class__"] = "simctl_hostile_probe:SiteRunSettings"
+    with pytest.warns(UnknownSettingsWarning, match="read as the class of launcher 'site', SiteRunSettings"):
+        back = structure(data, RunSettings, launcher="site", plugins=plugs)
+    assert type(back) is SiteRunSettings and back.reservation == "big-run"
+    # a launcher not installed here: the base class, its own fields kept
+    with pytest.warns(UnknownSettingsWarning, match="dropped the fields it lacks: reservation"):
+        back = structure(data, RunSettings, launcher="gone", plugins=plugs)
+    assert type(back) is RunSettings and back.exe == "app"
+    assert not hostile.exists()
+
+
+def test_reading_a_manifest_imports_no_module_it_names(hostile, tmp_path):
+    from simctl.core import manifest as mf
+
+    evil = {"__class__": "simctl_hostile_probe:Evil", "exe": "x"}
+    rec = mf.JobRecord(name="m", entity_type="Model", job_id="1", run=1, launcher="local", key="m",
+                       launched_at=1.0, handle={"pid": 1, "settings": evil})
+    writer = mf.Writer(str(tmp_path / "exp"))
+    writer.save({**mf.Manifest("e", str(tmp_path / "exp"), "local").header(), "run_settings": evil},
+                [(rec.identity, json.dumps({**unstructure(rec), "run_settings": evil, "batch_settings": evil}))])
+    writer.save(mf.Manifest("e", str(tmp_path / "exp"), "local").header(),  # the journal too
+                [(rec.identity, json.dumps({**unstructure(rec), "run_settings": evil}))])
+    man = mf.load(str(tmp_path / "exp"))
+    assert [r.name for r in man.jobs] == ["m"] and man.jobs[0].handle["settings"] == evil
+    book = mf.ManifestFile(str(tmp_path / "exp"), "e", "local")
+    assert book.sync([]) == []
+    assert not hostile.exists()

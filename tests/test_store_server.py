@@ -244,6 +244,57 @@ def test_three_shards_form_a_cluster_with_every_slot_assigned_and_keys_spread_ov
     exp.stop(again)
 
 
+def test_is_ready_only_asks_and_on_ready_forms_the_cluster_and_writes_store_json(tmp_path):
+    exp = make_exp(tmp_path)
+    port = free_ports(3, cluster=True)
+    db = make_orchestrator(exp, port=port, db_nodes=3, db_identifier="cl")
+    before: dict[str, Any] = {}
+    form = db.on_ready
+
+    def on_ready(steps):  # what the controller's one call finds, before the real on_ready
+        assert all(db.is_ready(steps) for _ in range(3))  # asked again and again: still nothing done
+        shards = [redis.Redis(host="127.0.0.1", port=port + i, password=db.password, decode_responses=True)
+                  for i in range(3)]
+        before.update(store_json=(Path(db.path) / "store.json").exists(),
+                      known=[_cluster_info(c)["cluster_known_nodes"] for c in shards],
+                      slots=[_cluster_info(c)["cluster_slots_assigned"] for c in shards],
+                      addresses=db._addresses[:])
+        for c in shards:
+            c.close()
+        form(steps)
+
+    db.on_ready = on_ready
+    exp.start(db)
+    assert before == {"store_json": False, "known": ["1"] * 3, "slots": ["0"] * 3, "addresses": []}
+    assert json.loads((Path(db.path) / "store.json").read_text())["addresses"] == db.get_address()
+    assert all(_cluster_info(client(db, i))["cluster_state"] == "ok" for i in range(3))
+    exp.stop(db)
+
+
+def test_where_shards_run_is_the_launchers_capability_not_its_base_class(tmp_path):
+    class Remote(simctl.ProcessLauncher):  # an ssh launcher on the local base: its processes run elsewhere
+        name = "remote"
+        runs_on_this_host = False
+
+    local = make_exp(tmp_path).launcher
+    assert local.runs_on_this_host and not Remote().runs_on_this_host
+    with pytest.raises(simctl.ConfigError, match=r"hosts \['far-node'\] are not this machine"):
+        make_orchestrator(make_exp(tmp_path), hosts=["far-node"])
+    remote_exp = simctl.Experiment("remote", exp_path=str(tmp_path / "remote"), launcher="local")
+    remote_exp.launcher = Remote()
+    # an interface and hosts of the other machine are its business, not checked here
+    db = make_orchestrator(remote_exp, hosts=["far-node"], interface="ib-elsewhere")
+    assert db.hosts == ["far-node"]
+    port = free_ports()
+    with socket.socket() as taken:  # its port is taken here, which says nothing of the far node
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        db = make_orchestrator(remote_exp, port=port)
+        assert "--port" in remote_exp.preview(db, show=False)
+        with pytest.raises(simctl.ConfigError, match=f"port {port} on 127.0.0.1 is already in use"):
+            make_exp(tmp_path).preview(make_orchestrator(make_exp(tmp_path), port=port), show=False)
+
+
 # -- configuration -------------------------------------------------------------------------------------------
 
 

@@ -34,21 +34,27 @@ from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
 from .plan import LaunchPlan, make_plan
 from .plugins import Plugins, call_hook
-from .serialize import converter
 from .status import JobStatus, Status
 from .steps import BatchJob, ProcessStep
+from .watcher import FileWatcher
 
 log = logger("controller")
 SAVE_EVERY = 0.25  # seconds between manifest writes while jobs change quickly
+#: seconds between two readiness checks when neither a ready file nor a job changed
+READY_FALLBACK = 1.0
 _NEW, _QUEUED = JobStatus(Status.NEW), JobStatus(Status.QUEUED)
-_RECORD_FIELDS = tuple(f.name for f in attrs.fields(mf.JobRecord))
 
 
 @attrs.define(eq=False)
 class Job:
-    """A launched process step: its entity, launcher, record and last known status."""
+    """A launched process step. Two entities are involved, each with one
+    name: ``owner``, the entity that was started (a model, an ensemble, a
+    store: what ``start`` was given and what runs until stopped or not), and
+    ``entity``, the leaf the step runs (the model, the ensemble's member, the
+    store itself: what ``ProcessStep.entity`` and the lifecycle hooks' ``entity``
+    argument name)."""
 
-    entity: Entity
+    owner: Entity
     step: ProcessStep
     launcher: Launcher
     record: mf.JobRecord
@@ -59,14 +65,10 @@ class Job:
         return self.step.key
 
     @property
-    def leaf(self) -> Any:
-        """What the lifecycle hooks receive: the step's entity (a model, a member...)."""
-        return self.step.entity if self.step.entity is not None else self.entity
-
-    @property
-    def model(self) -> Any:
-        """The same as :attr:`leaf` (for code written when only models ran)."""
-        return self.leaf
+    def entity(self) -> Any:
+        """The leaf the step runs (what the lifecycle hooks receive): the step's
+        entity, else the owner."""
+        return self.step.entity if self.step.entity is not None else self.owner
 
     @property
     def done(self) -> bool:
@@ -75,7 +77,7 @@ class Job:
     @property
     def ends(self) -> bool:
         """Whether the job ends by itself (False for an entity that runs until stopped)."""
-        return not self.entity.runs_until_stopped
+        return not self.owner.runs_until_stopped
 
 
 def tail(path: str, lines: int = 10) -> str:
@@ -95,9 +97,10 @@ class Controller:
     def __init__(self, name: str, exp_path: str, launcher: Launcher, plugins: Plugins,
                  experiment: object) -> None:
         self.launcher, self.plugins, self.experiment = launcher, plugins, experiment
-        loaded = mf.read(exp_path)
-        self.manifest = loaded[0] if loaded else mf.Manifest(name, exp_path, launcher.name)
-        self.writer = mf.Writer(exp_path, loaded[1] if loaded else None)
+        self.lock = threading.RLock()
+        #: the experiment's manifest, its records guarded by this controller's lock
+        self.book = mf.ManifestFile(exp_path, name, launcher.name, self.lock)
+        self.manifest = self.book.manifest
         self.jobs: dict[str, Job] = {}
         #: the jobs not finished yet, by key (what the monitor watches)
         self._active: dict[str, Job] = {}
@@ -107,22 +110,28 @@ class Controller:
         self._launches = 0
         #: records changed since the last save, by id()
         self._pending: dict[int, mf.JobRecord] = {}
-        #: records of the manifest by identity, highest run of each key, launch times: kept up to date
-        #: as records are added, so that recording a launch costs what it launches
-        self._index = {r.identity: r for r in self.manifest.jobs}
+        #: highest run of each key, launch times: kept up to date as records are added, so that
+        #: recording a launch costs what it launches
         self._runs: dict[str, int] = {}
         self._launch_times: set[float | None] = set()
         for rec in self.manifest.jobs:
             self._count(rec)
-        self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.wakeup = threading.Event()
+        #: the experiment's one file watcher (the launcher's): readiness files are watched with it
+        watcher = getattr(launcher, "watcher", None)
+        self.watcher: FileWatcher = watcher if isinstance(watcher, FileWatcher) else FileWatcher()
+        #: how many times the watcher saw a ready file change (readiness waits compare it)
+        self._notices = 0
         self.hook_errors: list[str] = []
         #: what each ready entity that runs until stopped hands to later ones, by its name
         self.handoffs: dict[str, tuple[Entity, Handoff]] = {}
         #: keys of jobs left running on purpose (Ctrl-C with kill_on_interrupt=False): not stopped at exit
         self.detached: set[str] = set()
         self._thread: threading.Thread | None = None
+        #: the monitor thread shutdown() asked to end (it does at its next turn; a launch meanwhile
+        #: starts a new one rather than keeping this one)
+        self._retired: threading.Thread | None = None
         self._last_save = 0.0
         self._save_error: str | None = None
         launcher.bind(self.wakeup)
@@ -135,7 +144,7 @@ class Controller:
         handoff = Handoff()
         with self.lock:
             for entity, given in self.handoffs.values():
-                if any(not j.done for j in self.jobs.values() if j.entity is entity):
+                if any(not j.done for j in self.jobs.values() if j.owner is entity):
                     handoff.env.update(given.env)
                     handoff.secret_env.update(given.secret_env)
             # the launch's number: the same for preview() and the start() after it, so the
@@ -220,22 +229,22 @@ class Controller:
         with self.lock:
             runs = self._runs
             for step in plan.steps:
-                entity = plan.owner[step.key]
+                owner = plan.owner[step.key]
                 reason = step.error
                 if reason is None and step.job_id is None:
                     reason = (f"not started: the launcher failed ({error})" if error is not None else
                               f"launcher {self.launcher.name!r} gave this step no job id; it did not start")
                 st = JobStatus(Status.FAILED, None, reason) if reason else _QUEUED
-                leaf = step.entity
+                entity = step.entity
                 rec = mf.JobRecord(
-                    name=step.name, entity_type=getattr(leaf, "type", entity.type),
+                    name=step.name, entity_type=getattr(entity, "type", owner.type),
                     job_id=None if reason else step.job_id, run=runs.get(step.key, 0) + 1, launcher=launcher,
-                    status=st.status, reason=st.reason, ensemble=getattr(leaf, "ensemble", None), path=step.cwd,
+                    status=st.status, reason=st.reason, ensemble=getattr(entity, "ensemble", None), path=step.cwd,
                     launched_at=now, finished_at=now if reason else None, key=step.key,
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
-                    until_stopped=entity.runs_until_stopped)
-                job = Job(entity, step, self.launcher, rec, _NEW)
-                self.manifest.jobs.append(rec)
+                    until_stopped=owner.runs_until_stopped)
+                job = Job(owner, step, self.launcher, rec, _NEW)
+                self.book.add(rec)
                 self._count(rec)
                 self.jobs[step.key] = job
                 self._active[step.key] = job
@@ -256,15 +265,42 @@ class Controller:
         self._launch_times.add(rec.launched_at)
 
     def _wait_ready(self, entities: Sequence[Entity], jobs: list[Job]) -> None:
-        """Wait until every entity that runs until stopped is ready; stop it and
-        raise LaunchError if one of its jobs ends first or it times out."""
+        """Wait until every entity that runs until stopped is ready, then call
+        its ``on_ready`` once; stop it and raise LaunchError if one of its
+        jobs ends first, it times out, or ``on_ready`` fails."""
         for entity in entities:
             if not entity.runs_until_stopped:
                 continue
-            mine = [j for j in jobs if j.entity is entity]
+            mine = [j for j in jobs if j.owner is entity]
             steps = [j.step for j in mine]
-            deadline = time.monotonic() + entity.ready_timeout
-            while not entity.is_ready(steps):
+            self._until_ready(entity, mine)
+            try:
+                entity.on_ready(steps)
+            except Exception as exc:
+                self.stop(mine, "it did not become ready")
+                raise LaunchError(f"{entity.type} {entity.name!r} did not become ready: {exc}; it was stopped"
+                                  + "".join(_log_tail(j.step) for j in mine[:1])) from exc
+            with self.lock:
+                self.handoffs[entity.name] = (entity, entity.handoff(steps))
+            log.info("%s %r is ready", entity.type, entity.name)
+
+    def _until_ready(self, entity: Entity, mine: list[Job]) -> None:
+        """Ask ``entity.is_ready`` whenever something happened that may make
+        it so: one of its steps' ready files appeared or changed (noticed by
+        the experiment's file watcher, no poll loop of its own), one of its
+        jobs changed, or READY_FALLBACK seconds passed (readiness no file shows)."""
+        steps = [j.step for j in mine]
+        deadline = time.monotonic() + entity.ready_timeout
+        files = [s.ready_file for s in steps if s.ready_file]
+        key = f"ready:{id(self):x}:{entity.name}"
+        if files:
+            self.watcher.watch_files(key, files, self._noticed)
+        try:
+            while True:
+                with self.lock:
+                    seen = self._notices
+                if entity.is_ready(steps):
+                    return
                 with self.lock:
                     ended = next((j for j in mine if j.done), None)
                 if ended is not None:
@@ -273,16 +309,24 @@ class Controller:
                                       f"ended {ended.status.status.value}"
                                       + (f" ({ended.status.reason})" if ended.status.reason else "")
                                       + _log_tail(ended.step))
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     self.stop(mine)
                     raise LaunchError(f"{entity.type} {entity.name!r} was not ready after "
                                       f"{entity.ready_timeout:g} s; it was stopped"
                                       + "".join(_log_tail(j.step) for j in mine[:1]))
                 with self.lock:
-                    self.changed.wait(0.05)
-            with self.lock:
-                self.handoffs[entity.name] = (entity, entity.handoff(steps))
-            log.info("%s %r is ready", entity.type, entity.name)
+                    if self._notices == seen and not any(j.done for j in mine):
+                        self.changed.wait(min(left, READY_FALLBACK))
+        finally:
+            if files:
+                self.watcher.unwatch(key)
+
+    def _noticed(self) -> None:
+        """The file watcher saw a ready file appear or change (its thread)."""
+        with self.lock:
+            self._notices += 1
+            self.changed.notify_all()
 
     def _check_manifest_dir(self) -> None:
         """The manifest must be writable: found out before anything is launched."""
@@ -308,10 +352,25 @@ class Controller:
                 out.append(self.jobs[k])
             return out
 
-    def active(self) -> list[Job]:
-        """Every job not finished yet."""
+    def active(self, ends: bool | None = None) -> list[Job]:
+        """Every job not finished yet; with ``ends``, only those that end by
+        themselves (True) or only those that run until stopped (False)."""
         with self.lock:
-            return list(self._active.values())
+            if ends is None:
+                return list(self._active.values())
+            return [j for j in self._active.values() if j.ends is ends]
+
+    def statuses(self, keys: Iterable[str]) -> dict[str, JobStatus]:
+        """The last known status of each job of ``keys`` that was started, by
+        key (taken at one moment); keys never started are left out."""
+        with self.lock:
+            jobs = self.jobs
+            return {k: jobs[k].status for k in keys if k in jobs}
+
+    def records(self) -> list[mf.JobRecord]:
+        """Every launch of the experiment (this driver's and other writers'), oldest first."""
+        with self.lock:
+            return list(self.manifest.jobs)
 
     def stop(self, jobs: Sequence[Job], reason: str = "") -> list[Job]:
         """Stop the given jobs; a job already finished is left as it is."""
@@ -333,7 +392,13 @@ class Controller:
         return list(jobs)
 
     def shutdown(self, reason: str) -> None:
-        """Stop everything still running (the driver is exiting) and close the launcher."""
+        """Stop everything still running (the driver is exiting), then end
+        every thread this controller caused, and wait for each: the monitor
+        (then the last save), and through ``launcher.close()`` the launcher's
+        (a process launcher's reaper and its walltime stops) and the file
+        watcher's. Jobs left running on purpose (:attr:`detached`) are not
+        stopped. The controller can be used again: a new launch starts the
+        threads again."""
         active = [j for j in self.active() if j.key not in self.detached]
         if active:
             # said on screen, not only logged: a library's log may go nowhere at exit
@@ -342,12 +407,20 @@ class Controller:
                 self.stop(active, reason)
             except Exception as exc:  # at exit, say so rather than die with a traceback
                 log.error("could not stop every job at exit: %s", exc)
+        with self.lock:
+            thread = self._retired = self._thread
+        self.wakeup.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._save(force=True)
         self.launcher.close()
+        self.watcher.close()  # the launcher's own close() closes it too, unless an override forgot
 
     # -- watching ----------------------------------------------------------------------------
 
     def _ensure_monitor(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
+        """Start the monitor thread unless one runs that was not asked to end (under the lock)."""
+        if self._thread is None or not self._thread.is_alive() or self._thread is self._retired:
             self._thread = threading.Thread(target=self._monitor, name="simctl-monitor", daemon=True)
             self._thread.start()
 
@@ -356,6 +429,11 @@ class Controller:
         interval = low
         while True:
             with self.lock:
+                if self._retired is threading.current_thread():  # shutdown() saves after joining it
+                    if self._thread is self._retired:
+                        self._thread = None
+                    self.changed.notify_all()
+                    return
                 idle = not self._active
                 # a change not yet written (saves are spaced SAVE_EVERY apart) is
                 # written at the latest SAVE_EVERY from now, even if nothing else changes
@@ -364,7 +442,8 @@ class Controller:
                 self._save(force=True)
                 with self.lock:
                     if not self._active:  # nothing was started while saving
-                        self._thread = None
+                        if self._thread is threading.current_thread():
+                            self._thread = None
                         self.changed.notify_all()
                         return
                 continue
@@ -431,11 +510,11 @@ class Controller:
             self._finished.append(job)
         if old.status != new.status or old.returncode != new.returncode:
             if hook_changed:
-                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.leaf,
+                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.entity,
                                              old=old, new=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_status_changed", exc)
             if hook_finished and new.done and not old.done:
-                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", entity=job.leaf,
+                for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_finished", entity=job.entity,
                                              status=new, experiment=self.experiment):
                     self.hook_error(plugin, "simctl_entity_finished", exc)
 
@@ -447,12 +526,12 @@ class Controller:
 
     def _save(self, force: bool = False) -> None:
         """Write the records that changed (at most every SAVE_EVERY seconds
-        unless ``force``): taken under the lock, written outside it, merged
-        with what another writer (a second Experiment or driver on this
-        exp_path) wrote meanwhile. Never called with the lock held. A failed
-        write is logged and retried later: the jobs are still watched, and
-        the driver does not crash over it."""
-        with self.writer.lock:  # saves in the order their changes were taken
+        unless ``force``) and take in what another writer (a second
+        Experiment or driver on this exp_path) saved meanwhile: one
+        :meth:`ManifestFile.sync <simctl.core.manifest.ManifestFile.sync>`.
+        Never called with the lock held. A failed write is logged and retried
+        later: the jobs are still watched, and the driver does not crash over it."""
+        with self.book.turn:  # a save finding nothing left to write waits for the one under way
             with self.lock:
                 now = time.monotonic()
                 if not self._pending or not (force or now - self._last_save >= SAVE_EVERY):
@@ -460,16 +539,8 @@ class Controller:
                 self._last_save = now
                 changed = list(self._pending.values())
                 self._pending.clear()
-                records = mf.encode(changed)
-                header = self.manifest.header()
             try:
-                try:
-                    foreign = self.writer.save(header, records)
-                except mf.Lost as exc:
-                    log.warning("the manifest lost what this driver wrote (%s); writing it whole again", exc)
-                    with self.lock:
-                        everything = mf.encode(self.manifest.jobs)
-                    foreign = self.writer.save(header, everything, replace=True)
+                added = self.book.sync(changed)
             except (OSError, SimctlError) as exc:
                 with self.lock:
                     for rec in changed:
@@ -477,34 +548,13 @@ class Controller:
                 if str(exc) != self._save_error:
                     self._save_error = str(exc)
                     log.error("could not write the manifest %s: %s (will retry; jobs are still watched)",
-                              mf.path_of(self.manifest.exp_path), exc)
+                              self.book.path, exc)
                 return
-            self._save_error = None
-            if foreign:
-                with self.lock:
-                    self._merge(foreign)
-
-    def _merge(self, foreign: list[dict[str, Any]]) -> None:
-        """Take in the records another writer saved (under the lock): a record
-        already known is updated, a new one is added in launch order."""
-        added = []
-        for data in foreign:
-            try:
-                rec = converter.structure(data, mf.JobRecord)
-            except Exception as exc:  # another writer's bad record: keep going without it
-                log.warning("ignoring a record of the manifest another writer saved: %s", exc)
-                continue
-            mine = self._index.get(rec.identity)
-            if mine is None:
-                self._index[rec.identity] = rec
-                self._count(rec)
-                added.append(rec)
-            else:
-                for name in _RECORD_FIELDS:
-                    setattr(mine, name, getattr(rec, name))
+        self._save_error = None
         if added:
-            self.manifest.jobs += added
-            self.manifest.jobs.sort(key=lambda r: r.launched_at or 0.0)
+            with self.lock:
+                for rec in added:
+                    self._count(rec)
 
     def wait(self, jobs: Sequence[Job] | Callable[[], Sequence[Job]], timeout: float | None = None,
              tick: Callable[[int, int], None] | None = None) -> bool:

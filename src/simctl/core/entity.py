@@ -4,8 +4,10 @@
 (an orchestrator's shards), a colocated store or an inference worker are
 further ones. The core never asks what kind an entity is: it asks the entity
 for its launch entries (:meth:`Entity.plan`), its job keys, its run
-directories, whether it runs until stopped, when it is ready, and what it
-hands to the entities started after it.
+directories, whether it runs until stopped, when it is ready (a pure
+question, :meth:`Entity.is_ready`), what to do once it is
+(:meth:`Entity.on_ready`), and what it hands to the entities started after
+it.
 """
 
 from __future__ import annotations
@@ -102,9 +104,25 @@ class Entity:
         before the launcher; never by ``preview``. Nothing by default."""
 
     def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
-        """Whether the started entity is ready. By default: every step that
-        names a ``ready_file`` has written it."""
+        """Whether the started entity is ready. A question, not a step: it
+        reads files and may ask the running processes, but changes nothing
+        (no file written, no state kept); work to do once ready goes in
+        :meth:`on_ready`. By default: every step that names a ``ready_file``
+        has written it.
+
+        The controller asks again whenever one of the steps' ready files
+        appears or changes (the experiment's file watcher notices it), when
+        a job of the entity changes, and every second as a fallback for
+        readiness that no file shows."""
         return all(os.path.exists(s.ready_file) for s in steps if s.ready_file)
+
+    def on_ready(self, steps: Sequence[ProcessStep]) -> None:
+        """Called once by the controller when :meth:`is_ready` first says yes,
+        before :meth:`handoff` and before ``start`` returns: the place for
+        work that needs every step up (forming a cluster of servers, writing
+        a file for tools that attach later). An exception fails the launch:
+        the entity's jobs are stopped and ``start`` raises LaunchError with
+        its message. Nothing by default."""
 
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
         """What this (ready) entity gives to entities started after it."""

@@ -29,6 +29,7 @@ from .errors import ConfigError, choices
 from .settings import BatchSettings, RunSettings
 from .status import JobStatus
 from .steps import BatchJob, Launch, ProcessStep
+from .watcher import FileWatcher
 
 
 def redact(env: Mapping[str, str | None], secret: Mapping[str, str]) -> str:
@@ -65,6 +66,11 @@ class Launcher:
     #: node-local index, first match wins (used for steps with ``per_node``). Not a
     #: ClassVar: a batch launcher gives its own to the ProcessLauncher running its steps
     local_rank_vars: Mapping[str | None, tuple[str, ...]] = {}
+    #: True when every process this launcher starts runs on this very machine (the
+    #: ``local`` launcher): a store then checks its ports and interfaces here, and
+    #: refuses other hosts. ``ProcessLauncher`` sets it; a subclass that starts its
+    #: processes elsewhere (over ssh) sets it back to False.
+    runs_on_this_host: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.accepted_options))
@@ -76,6 +82,10 @@ class Launcher:
                 + f"; accepted: {choices(self.accepted_options) if self.accepted_options else '(none)'}")
         self.options = dict(options)
         self.wakeup: threading.Event | None = None
+        #: the experiment's one file watcher: the launcher's own files (exit statuses...)
+        #: and the readiness files the controller waits for; its thread runs only
+        #: while something is watched
+        self.watcher = FileWatcher()
 
     # -- discovery ------------------------------------------------------------
 
@@ -95,6 +105,7 @@ class Launcher:
         """Receive the event to set when a job may have changed state, so the
         monitor wakes at once instead of waiting for its next poll."""
         self.wakeup = wakeup
+        self.watcher.wakeup = wakeup
 
     # -- settings ---------------------------------------------------------------
 
@@ -218,4 +229,6 @@ class Launcher:
     def close(self) -> None:
         """Release threads and files; called when the experiment closes (and
         at driver exit). Jobs still running are stopped by the experiment
-        before this."""
+        before this. An override calls ``super().close()`` (it stops the
+        file watcher's thread)."""
+        self.watcher.close()

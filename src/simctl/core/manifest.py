@@ -21,6 +21,12 @@ changed, not the size of the experiment's history.
 * Readers need no lock: a line still being appended (or torn by a crash)
   has no final newline yet and is ignored; a snapshot replaced while being
   opened is detected (its inode or change time changed) and read again.
+* A driver uses one interface, :class:`ManifestFile`: it gives
+  :meth:`ManifestFile.sync` the records that changed and gets back the ones
+  other writers added; the merge happens inside.
+* Reading imports nothing the file names: settings classes are found among
+  the launchers' and those already loaded (:mod:`.serialize`).
+* Files, not SQLite: see :class:`ManifestFile` (and ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -37,9 +43,12 @@ from typing import Any, Iterable, Iterator
 import attrs
 import cattrs
 
+from ..log import logger
 from .errors import ConfigError
 from .serialize import converter
 from .status import Status
+
+log = logger("manifest")
 
 DIRNAME = ".simctl"
 FILENAME = "manifest.json"
@@ -475,6 +484,94 @@ class Writer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(journal_of(self.exp_path))  # after the rename: see _read_raw
         self.position = Position(inode, len(data), 0)
+
+
+_RECORD_FIELDS = tuple(f.name for f in attrs.fields(JobRecord))
+
+
+class ManifestFile:
+    """An experiment's manifest as one driver holds it: the records in memory
+    (:attr:`manifest`) and the files on disk, behind one method,
+    :meth:`sync`. The caller guards the records with ``lock`` (a controller
+    passes its own): they are read under it and updated under it, and the
+    files are written outside it, so no thread waits for the disk.
+
+    Why files and not SQLite (``benchmarks/bench_manifest.py`` measures
+    both): experiments live on shared parallel file systems (Lustre, GPFS,
+    NFS), where SQLite's WAL mode does not work at all (its index is shared
+    memory, so every reader and writer must be on one host, while ``simctl
+    status`` runs on a login node and the driver in an allocation) and its
+    rollback journal depends on POSIX byte-range locks that these systems
+    implement unreliably or not at all; the snapshot and journal here need
+    only ``flock`` between writers, appends of whole lines and an atomic
+    rename, and a reader needs no lock at all."""
+
+    def __init__(self, exp_path: str, experiment: str, launcher: str, lock: Any = None) -> None:
+        loaded = read(exp_path)
+        #: everything recorded, this writer's and others', oldest launch first
+        self.manifest = loaded[0] if loaded else Manifest(experiment, exp_path, launcher)
+        self.lock = lock if lock is not None else threading.RLock()
+        #: one sync at a time from this process, so lines go out in the order changes were taken: a
+        #: caller that picks the changed records holds it across picking them and :meth:`sync`, so that
+        #: one that finds nothing left to write still waits for the write under way
+        self.turn = threading.RLock()
+        self._writer = Writer(exp_path, loaded[1] if loaded else None)
+        self._index = {r.identity: r for r in self.manifest.jobs}
+
+    @property
+    def path(self) -> str:
+        return path_of(self.manifest.exp_path)
+
+    def add(self, record: JobRecord) -> None:
+        """Take in a record this writer made (under the lock); :meth:`sync` writes it."""
+        self.manifest.jobs.append(record)
+        self._index[record.identity] = record
+
+    def sync(self, changed: Iterable[JobRecord]) -> list[JobRecord]:
+        """Write ``changed`` (as they are now) and take in what other writers
+        (a second driver on this exp_path, ``simctl status`` after a driver
+        died) saved since the last sync: a record this one holds is updated in
+        place, a new one is added in launch order. Returns the new ones. Not
+        to be called with the lock held. Raises OSError or SimctlError if the
+        files cannot be written (nothing was taken in; sync the records again
+        later). If what this writer wrote is gone from the disk (the manifest
+        was removed or replaced by something unreadable), everything is
+        written again."""
+        with self.turn:
+            with self.lock:
+                records = encode(changed)
+                header = self.manifest.header()
+            try:
+                foreign = self._writer.save(header, records)
+            except Lost as exc:
+                log.warning("the manifest lost what this driver wrote (%s); writing it whole again", exc)
+                with self.lock:
+                    everything = encode(self.manifest.jobs)
+                foreign = self._writer.save(header, everything, replace=True)
+            if not foreign:
+                return []
+            with self.lock:
+                return self._merge(foreign)
+
+    def _merge(self, foreign: list[dict[str, Any]]) -> list[JobRecord]:
+        added = []
+        for data in foreign:
+            try:
+                rec = converter.structure(data, JobRecord)
+            except Exception as exc:  # another writer's bad record: keep going without it
+                log.warning("ignoring a record of the manifest another writer saved: %s", exc)
+                continue
+            mine = self._index.get(rec.identity)
+            if mine is None:
+                self._index[rec.identity] = rec
+                added.append(rec)
+            else:
+                for name in _RECORD_FIELDS:
+                    setattr(mine, name, getattr(rec, name))
+        if added:
+            self.manifest.jobs += added
+            self.manifest.jobs.sort(key=lambda r: r.launched_at or 0.0)
+        return added
 
 
 def encode(records: Iterable[JobRecord]) -> list[tuple[Identity, str]]:

@@ -104,6 +104,7 @@ class ProcessLauncher(Launcher):
                                           "open-file limit, at most 512)",
                         "stop_grace": "seconds between SIGTERM and SIGKILL when stopping (default 3)"}
     local_rank_vars: Mapping[str | None, tuple[str, ...]] = {None: ()}
+    runs_on_this_host = True
     #: how often the reaper polls processes it could not open a pidfd for
     #: (no ``os.pidfd_open`` on this system, or no file descriptor left) and adopted ones
     fallback_poll = 0.02
@@ -129,6 +130,8 @@ class ProcessLauncher(Launcher):
         self._reaper: threading.Thread | None = None
         self._reaper_lock = threading.Lock()
         self._closed = False
+        #: threads stopping jobs past their walltime (the reaper must not wait out a stop): joined by close()
+        self._stoppers: list[threading.Thread] = []
 
     # -- starting ------------------------------------------------------------------
 
@@ -311,7 +314,11 @@ class ProcessLauncher(Launcher):
             with self._lock:
                 for j in late:
                     self._procs[j].stopping = "walltime"
-            threading.Thread(target=self._stop, args=(late, "walltime"), daemon=True).start()
+            stopper = threading.Thread(target=self._stop, args=(late, "walltime"), name="simctl-walltime-stop",
+                                       daemon=True)
+            with self._lock:  # kept until close(), which joins it
+                self._stoppers = [t for t in self._stoppers if t.is_alive()] + [stopper]
+            stopper.start()
 
     def _reap(self, job_id: str) -> None:
         """Record the exit of a job whose process ended (called with the lock held)."""
@@ -368,10 +375,15 @@ class ProcessLauncher(Launcher):
 
     def _stop(self, job_ids: Sequence[str], reason: bool | str) -> None:
         victims: list[_Proc] = []
+        #: jobs already being stopped for another reason (their walltime): that stop is waited for
+        under_way: list[_Proc] = []
         with self._lock:
             for j in job_ids:
                 proc = self._procs.get(j)
-                if proc is None or proc.status.done or (proc.stopping and proc.stopping != reason):
+                if proc is None or proc.status.done:
+                    continue
+                if proc.stopping and proc.stopping != reason:
+                    under_way.append(proc)
                     continue
                 if proc.popen is None and proc.adopted is None:  # still queued
                     proc.status = JobStatus(Status.NEVER_STARTED, None, "stopped before it started")
@@ -389,6 +401,8 @@ class ProcessLauncher(Launcher):
         for proc in left:
             log.error("process launcher: job %s (pid %s) did not end after SIGKILL",
                       proc.step.job_id if proc.step else "?", self._pid(proc))
+        if under_way:
+            self._wait_ended(under_way, time.monotonic() + self.stop_grace + 10)
 
     def _mark(self, job_id: str) -> str:
         return f"{id(self):x}:{os.getpid()}:{job_id}"
@@ -497,7 +511,16 @@ class ProcessLauncher(Launcher):
 
     def close(self) -> None:
         """Stop the reaper and release its pipe and selector (started again
-        on the next ``start``)."""
+        on the next ``start``). Stops of jobs past their walltime still under
+        way are finished first (they need the reaper to see the exits)."""
+        super().close()
+        while True:
+            with self._lock:
+                stoppers, self._stoppers = self._stoppers, []
+            if not stoppers:
+                break
+            for stopper in stoppers:
+                stopper.join()
         with self._reaper_lock:
             reaper = self._reaper
             if reaper is None:

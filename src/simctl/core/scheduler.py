@@ -48,7 +48,6 @@ from .processes import ProcessLauncher
 from .settings import BatchSettings
 from .status import JobStatus, Status
 from .steps import BatchJob, Launch, ProcessStep
-from .watcher import FileWatcher
 
 STEP = "step:"
 
@@ -101,7 +100,6 @@ class SchedulerLauncher(Launcher):
         self._cancelled: set[str] = set()
         #: member job ids stopped on their own (the rest of their batch job goes on)
         self._stopped: set[str] = set()
-        self.watcher = FileWatcher()
         #: scheduler commands run so far (tests and benchmarks count them)
         self.commands_run = 0
 
@@ -129,7 +127,6 @@ class SchedulerLauncher(Launcher):
     def bind(self, wakeup: threading.Event) -> None:
         super().bind(wakeup)
         self._steps.bind(wakeup)
-        self.watcher.wakeup = wakeup
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -489,6 +486,6 @@ class SchedulerLauncher(Launcher):
         return True
 
     def close(self) -> None:
-        self.watcher.close()
+        super().close()
         self._steps.close()
 

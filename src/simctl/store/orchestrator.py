@@ -13,10 +13,16 @@ until stopped, and ``start`` returns once it is ready:
   shards are job steps inside an allocation, one batch job each outside one,
   or all in ONE batch job with ``batch=True``. A shard reports its address in
   ``<dir>/shard-<i>.addr``, so readiness needs no scheduler command.
-* Ready means: every shard's address file of this launch exists, every shard
-  answers PING with the password, and a cluster (formed by the driver the
-  first time all shards answer: CLUSTER MEET, then ADDSLOTS for the slots no
-  shard holds yet) reports ``cluster_state:ok`` on every shard.
+* Ready (:meth:`Orchestrator.is_ready`, a question that changes nothing)
+  means: every shard's address file of this launch exists and every shard
+  answers PING with the password. The controller notices the address files
+  with the experiment's file watcher. Then :meth:`Orchestrator.on_ready`,
+  called once, forms a cluster (CLUSTER MEET, then ADDSLOTS for the slots no
+  shard holds yet) and waits until it reports ``cluster_state:ok`` on every
+  shard, before ``start`` returns.
+* Where the shards run is the launcher's to say (``runs_on_this_host``):
+  on this machine, ports and interfaces are checked here before anything
+  starts and ``hosts=`` other than this one are refused.
 * Entities started afterwards receive ``SSDB`` (``host:port`` of every shard,
   comma-separated), ``SSDB_CLUSTER`` (``1`` or ``0``) and, through their
   environment only, ``SSDB_PASSWORD``.
@@ -48,6 +54,7 @@ import re
 import secrets
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -57,7 +64,6 @@ from ..core.entity import Entity, Handoff, PlanContext
 from ..core.errors import ConfigError, SimctlError
 from ..core.files import EntityFiles, check_name
 from ..core.launcher import Launcher
-from ..core.processes import ProcessLauncher
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..log import logger
@@ -206,8 +212,6 @@ class Orchestrator(Entity):
         self._password = secrets.token_urlsafe(32)
         self._addresses: list[str] = []
         self._started_on: list[str] = []  # host names, from the address files
-        self._formed: str | None = None  # the launch whose cluster this driver formed
-        self._last_error = ""
 
     def __repr__(self) -> str:
         return (f"Orchestrator(name={self.name!r}, path={self.path!r}, port={self.port}, db_nodes={self.db_nodes}, "
@@ -343,7 +347,7 @@ class Orchestrator(Entity):
 
     @staticmethod
     def _check_hosts(launcher: Launcher, hosts: list[str]) -> None:
-        if isinstance(launcher, ProcessLauncher):
+        if launcher.runs_on_this_host:
             far = [h for h in hosts if not _local_host(h)]
             if far:
                 raise ConfigError(f"hosts {far} are not this machine, and launcher {launcher.name!r} runs the "
@@ -357,15 +361,12 @@ class Orchestrator(Entity):
     def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Any, str]]:
         return [(self, os.path.join(exp_path, self.name))]
 
-    def _runs_here(self, launcher: Launcher) -> bool:
-        return isinstance(launcher, ProcessLauncher)
-
     def plan(self, ctx: PlanContext) -> list[Launch]:
         """One step per shard (or one batch job of them). Where the shards
         run on this machine, their ports are checked to be free first. Makes
         nothing on disk (:meth:`prepare` makes the directory)."""
         ctx.check(self.run_settings, self.batch_settings)
-        if self._runs_here(ctx.launcher):
+        if ctx.launcher.runs_on_this_host:
             try:
                 addresses = interface_addresses(self.interfaces)
             except ValueError as exc:
@@ -412,34 +413,56 @@ class Orchestrator(Entity):
         os.makedirs(self.path, mode=0o700, exist_ok=True)
 
     def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
-        """Every shard of this launch reported its address and answers; a
-        cluster is formed (once) and its state is ok on every shard."""
-        infos = []
-        for step in steps:
-            info = _read_json(step.ready_file or "")
-            if info is None or info.get("launch") != step.argv[step.argv.index("--launch") + 1]:
-                return False
-            infos.append(info)
-        addresses = [f"{info['host']}:{info['port']}" for info in infos]
+        """Every shard of this launch reported its address and answers PING.
+        A question only: nothing is written and the cluster is not touched
+        (:meth:`on_ready` forms it)."""
+        infos = self._reported(steps)
+        if infos is None:
+            return False
         try:
-            with self._clients(addresses) as clients:
+            with self._clients(_addresses(infos)) as clients:
                 for c in clients:
                     c.ping()
-                if self.is_cluster and not self._cluster_ok(clients, infos, infos[0]["launch"]):
-                    return False
-        except Exception as exc:  # not ready yet; said once per kind of error
-            if str(exc) != self._last_error:
-                self._last_error = str(exc)
-                log.debug("orchestrator %r not ready yet: %s", self.name, exc)
+        except Exception as exc:  # not ready yet
+            log.debug("orchestrator %r not ready yet: %s", self.name, exc)
             return False
+        return True
+
+    def on_ready(self, steps: Sequence[ProcessStep]) -> None:
+        """Once every shard answers: a cluster is formed (CLUSTER MEET, then
+        ADDSLOTS for the slots no shard holds yet) and waited for until its
+        state is ok on every shard; then the addresses are kept and
+        ``store.json`` is written for tools that attach later."""
+        infos = self._reported(steps)
+        if infos is None:
+            raise SimctlError("a shard's address file changed or vanished after it was ready")
+        addresses = _addresses(infos)
+        if self.is_cluster:
+            self._form_cluster(addresses, infos)
         self._addresses = addresses
         self._started_on = [str(info.get("hostname", info["host"])) for info in infos]
         srv.write_private(os.path.join(self.path, "store.json"), json.dumps(
             {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "password": self._password}))
-        return True
 
-    def _cluster_ok(self, clients: list[Any], infos: list[dict[str, Any]], launch: str) -> bool:
-        if self._formed != launch:
+    @staticmethod
+    def _reported(steps: Sequence[ProcessStep]) -> list[dict[str, Any]] | None:
+        """What every shard of this launch wrote in its address file, or None
+        while one has not (a file left by an earlier launch does not count)."""
+        infos = []
+        for step in steps:
+            info = _read_json(step.ready_file or "")
+            if info is None or info.get("launch") != step.argv[step.argv.index("--launch") + 1]:
+                return None
+            infos.append(info)
+        return infos
+
+    def _form_cluster(self, addresses: list[str], infos: list[dict[str, Any]]) -> None:
+        """Join the shards into one cluster and give out the slots no shard
+        holds (a cluster started again from its saved state holds them all);
+        wait, within ``ready_timeout``, until every shard says it is ok. That
+        wait asks the shards (their gossip writes no file), backing off."""
+        deadline = time.monotonic() + self.ready_timeout
+        with self._clients(addresses) as clients:
             for info in infos[1:]:
                 clients[0].execute_command("CLUSTER", "MEET", info["host"], info["port"])
             owned: set[int] = set()
@@ -451,13 +474,14 @@ class Orchestrator(Entity):
                 share = missing[k * len(missing) // n:(k + 1) * len(missing) // n]
                 if share:
                     c.execute_command("CLUSTER", "ADDSLOTS", *share)
-            self._formed = launch
-        for c in clients:
-            info = _cluster_info(c)
-            if (info.get("cluster_state") != "ok" or int(info.get("cluster_slots_assigned", 0)) != SLOTS
-                    or int(info.get("cluster_known_nodes", 0)) < len(clients)):
-                return False
-        return True
+            pause = 0.01
+            while not all(_cluster_ok(_cluster_info(c), n) for c in clients):
+                if time.monotonic() + pause > deadline:
+                    states = [_cluster_info(c).get("cluster_state", "?") for c in clients]
+                    raise SimctlError(f"the cluster of {n} shards was not ok after {self.ready_timeout:g} s "
+                                      f"(cluster_state per shard: {', '.join(states)})")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
         return Handoff(env={"SSDB": ",".join(self._addresses), "SSDB_CLUSTER": "1" if self.is_cluster else "0"},
@@ -477,6 +501,15 @@ class Orchestrator(Entity):
         finally:
             for c in clients:
                 c.close()
+
+
+def _addresses(infos: list[dict[str, Any]]) -> list[str]:
+    return [f"{info['host']}:{info['port']}" for info in infos]
+
+
+def _cluster_ok(info: dict[str, str], shards: int) -> bool:
+    return (info.get("cluster_state") == "ok" and int(info.get("cluster_slots_assigned", 0)) == SLOTS
+            and int(info.get("cluster_known_nodes", 0)) >= shards)
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
@@ -530,7 +563,7 @@ def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, inte
     if not batch and any(kwargs.get(k) is not None for k in ("time", "account", "queue")):
         raise ConfigError("time, account and queue are for the batch job of batch=True; with batch=False use "
                           "set_walltime() / set_run_arg()")
-    if isinstance(launcher, ProcessLauncher):
+    if launcher.runs_on_this_host:
         try:
             interface_addresses(interfaces)  # the shards run here: the interfaces must exist here
         except ValueError as exc:

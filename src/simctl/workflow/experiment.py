@@ -38,8 +38,14 @@ from .model import Model
 
 log = logger("experiment")
 
-#: experiments with a controller, stopped at driver exit (see Experiment's docstring)
+#: experiments that started work and were not closed since: stopped at driver exit (see Experiment's docstring)
 _LIVE: "weakref.WeakSet[Experiment]" = weakref.WeakSet()
+#: guards _LIVE's exit hooks: the atexit handler (registered once, at the first start()) and the SIGTERM
+#: handler (installed while an experiment has work, then the previous one is put back)
+_HOOKS = threading.Lock()
+_exit_handler_registered = False
+#: the SIGTERM handler simctl replaced (SIG_DFL), while its own is installed; None when it is not
+_previous_sigterm: Any = None
 
 
 def _stop_all_at_exit() -> None:
@@ -51,7 +57,34 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds the driver, then the exit handler stops the jobs
 
 
-atexit.register(_stop_all_at_exit)
+def _work_starts(experiment: "Experiment") -> None:
+    """``experiment`` is about to start jobs: it joins the experiments stopped at
+    exit; the exit handler is registered (once per process), and, in the main
+    thread while SIGTERM has its default action, SIGTERM is made a normal exit."""
+    global _exit_handler_registered, _previous_sigterm
+    with _HOOKS:
+        _LIVE.add(experiment)
+        if not _exit_handler_registered:
+            atexit.register(_stop_all_at_exit)
+            _exit_handler_registered = True
+        if (_previous_sigterm is None and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _work_ends(experiment: "Experiment") -> None:
+    """``experiment`` was closed: once no experiment has work left, SIGTERM's
+    previous handler is put back, unless the program installed another one
+    meanwhile (then that one stays), or this is not the main thread (then it
+    is put back by the next close() in the main thread)."""
+    global _previous_sigterm
+    with _HOOKS:
+        _LIVE.discard(experiment)
+        if (_previous_sigterm is not None and not _LIVE
+                and threading.current_thread() is threading.main_thread()):
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, _previous_sigterm)
+            _previous_sigterm = None
 
 
 class Generated(list[str]):
@@ -96,6 +129,19 @@ class Experiment:
     exit-status files) and ``simctl stop EXP_PATH`` stops what is left.
     ``close()`` does the same at any time; an experiment is also a context
     manager that closes at the end of its ``with`` block.
+
+    What simctl changes in the host program, and when: nothing at import,
+    and nothing for :meth:`preview`, :meth:`get_status` or the other
+    questions. The first :meth:`start` registers the exit handler (atexit,
+    once per process) and, when it runs in the main thread while SIGTERM has
+    its default action, installs a SIGTERM handler that turns SIGTERM into a
+    normal exit (``SystemExit(143)``), so the exit handler stops the jobs. A
+    program with its own SIGTERM handler keeps it (then it should call
+    ``close()`` itself). ``close()`` of the last experiment with work puts
+    the previous handler back, unless the program replaced simctl's
+    meanwhile. Every thread an experiment starts (the monitor, the
+    launcher's reaper, walltime stops, the file watcher) has ended when
+    ``close()`` returns.
     """
 
     def __init__(self, name: str, exp_path: str | None = None, launcher: str = "local", *,
@@ -141,24 +187,26 @@ class Experiment:
 
     @property
     def controller(self) -> Controller:
+        """The experiment's controller, made when first needed; making it
+        installs nothing in the host program (see the class's docstring)."""
         if self._controller is None:
             self._controller = Controller(self.name, self.exp_path, self.launcher, self.plugins, self)
             self._controller.manifest.driver = _driver_identity()
-            _LIVE.add(self)
-            if (threading.current_thread() is threading.main_thread()
-                    and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-                signal.signal(signal.SIGTERM, _on_sigterm)
         return self._controller
 
     def close(self, reason: str = "the experiment was closed") -> None:
-        """Stop every job still running (recorded CANCELLED with ``reason``)
-        and release the launcher's threads and files."""
+        """Stop every job still running (recorded CANCELLED with ``reason``),
+        end and wait for every thread the experiment started, release the
+        launcher's files, and, if no other experiment has work, put back the
+        SIGTERM handler :meth:`start` replaced."""
         string("reason", reason)
-        _LIVE.discard(self)
-        if self._controller is not None:
-            self._controller.shutdown(reason)
-        else:
-            self.launcher.close()
+        try:
+            if self._controller is not None:
+                self._controller.shutdown(reason)
+            else:
+                self.launcher.close()
+        finally:
+            _work_ends(self)
 
     def __enter__(self) -> "Experiment":
         return self
@@ -339,20 +387,20 @@ class Experiment:
             boolean(arg, value)
         if not ents:
             raise ConfigError("start() needs at least one entity (a Model, an Ensemble...)")
-        _LIVE.add(self)  # again after a close(): what starts now is stopped at exit too
+        _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
             self._block(kill_on_interrupt)
 
     def _ending(self) -> list[Job]:
-        with self.controller.lock:
-            return [j for j in self.controller.jobs.values() if j.ends and (not j.done or j in self._waited)]
+        """The jobs start(block=True) waits for: those waited for from the
+        start, and any that end by themselves started meanwhile."""
+        return list(dict.fromkeys([*self._waited, *self.controller.active(ends=True)]))
 
     def _block(self, kill_on_interrupt: bool) -> None:
         c = self.controller
-        with c.lock:
-            self._waited = {j for j in c.jobs.values() if j.ends and not j.done}
+        self._waited = set(c.active(ends=True))
         try:
             with progress_ticker(f"{self.name}: running", enabled=sys.stdout.isatty()) as tick:
                 c.wait(self._ending, tick=tick)
@@ -397,8 +445,7 @@ class Experiment:
         boolean("verbose", verbose)
         boolean("kill_on_interrupt", kill_on_interrupt)
         c = self.controller
-        with c.lock:
-            jobs = [j for j in c.jobs.values() if not j.done and j.ends]
+        jobs = c.active(ends=True)
         try:
             while not c.wait(jobs, timeout=interval):
                 if verbose:
@@ -413,18 +460,17 @@ class Experiment:
         if not keys:
             raise ConfigError(f"{entity.name!r} has no jobs (an ensemble without members?), so it cannot have "
                               "finished; give it members and start it first")
-        c = self.controller
-        with c.lock:
-            if any(k not in c.jobs for k in keys):
-                raise ConfigError(f"{entity.name!r} was not started in this experiment")
-            return all(c.jobs[k].done for k in keys)  # a job given up on (vanished) is done too
+        statuses = self.controller.statuses(keys)
+        if len(statuses) < len(set(keys)):
+            raise ConfigError(f"{entity.name!r} was not started in this experiment")
+        return all(st.done for st in statuses.values())  # a job given up on (vanished) is done too
 
     def get_status(self, *entities: Entity) -> list[Status]:
         """The status of each job of ``entities`` (each member of an ensemble,
         each shard of a store); NEW if never started."""
-        c = self.controller
-        with c.lock:
-            return [c.jobs[k].status.status if k in c.jobs else Status.NEW for k in self._keys(entities)]
+        keys = self._keys(entities)
+        statuses = self.controller.statuses(keys)
+        return [statuses[k].status if k in statuses else Status.NEW for k in keys]
 
     @staticmethod
     def _keys(entities: Iterable[Any]) -> list[str]:
@@ -451,9 +497,7 @@ class Experiment:
 
     def summary_data(self) -> list[mf.JobRecord]:
         """Every launch of this experiment, oldest first."""
-        c = self.controller
-        with c.lock:
-            return list(c.manifest.jobs)
+        return self.controller.records()
 
     def summary(self) -> str:
         """A table of every launch: name, entity type, job id, run, time, status, return code."""
