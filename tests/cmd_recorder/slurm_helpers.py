@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from _lifecycle_helpers import wait_until as _wait_until
 
 import simctl
-from _lifecycle_helpers import wait_until as _wait_until  # noqa: E402
 
 RECORDER = Path(__file__).resolve().parent
 TESTS = RECORDER.parent
