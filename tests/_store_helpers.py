@@ -212,42 +212,53 @@ def _children() -> set[int]:
 
 class StoreFactory:
     """Starts each kind of shared store the first time a test asks for it, and
-    every one of them at the end of the session (``close``).
+    stops them all when asked (``close``); asked again afterwards, it starts
+    new ones.
 
     * ``redis(1)``: a bare password-protected redis-server (:class:`Server`);
       ``redis(3)``: three of them formed into a Redis Cluster (a list).
     * ``orchestrator(1)`` / ``orchestrator(3)``: a :class:`SharedStore`, a store
       of 1 or 3 shards (a Redis Cluster) with its inference workers, started by
-      an experiment of its own on the local launcher, defaults otherwise.
+      an experiment of its own on the local launcher, on the loopback interface.
 
-    The processes each one starts (and those they start later, e.g. a
-    supervisor restarting an inference worker) belong to the session, not to
-    the test that happened to ask first: the process-leak guard leaves them."""
+    tests/conftest.py closes the stores after the last test of a run of
+    consecutive test modules that use them, so no other test shares the
+    process with them (some count the runner's threads). The processes each
+    one starts (and those they start later, e.g. a supervisor restarting an
+    inference worker) belong to the session, not to the test that happened to
+    ask first: the process-leak guard leaves them."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._redis: dict[int, Any] = {}
         self._orchestrators: dict[int, SharedStore] = {}
+        self._pids: set[int] = set()
+        self._starts = 0
 
     def _started(self, start: Any) -> Any:
         before = _children()
         try:
             return start()
         finally:
-            SHARED_PROCESSES.update(_children() - before)
+            new = _children() - before
+            self._pids |= new
+            SHARED_PROCESSES.update(new)
+
+    def _where(self, what: str) -> Path:
+        self._starts += 1
+        return self.root / f"{what}-{self._starts}"  # a new directory per start: nothing saved is loaded again
 
     def redis(self, shards: int) -> Any:
         assert shards in (1, 3), shards
         if shards not in self._redis:
-            where = self.root / f"redis-{shards}"
-            self._redis[shards] = self._started(
-                lambda: Server(where) if shards == 1 else start_cluster(where))
+            where = self._where(f"redis-{shards}")
+            self._redis[shards] = self._started(lambda: Server(where) if shards == 1 else start_cluster(where))
         return self._redis[shards]
 
     def orchestrator(self, shards: int) -> SharedStore:
         assert shards in (1, 3), shards
         if shards not in self._orchestrators:
-            exp = simctl.Experiment(f"shared-store-{shards}", exp_path=str(self.root / f"orchestrator-{shards}"),
+            exp = simctl.Experiment(f"shared-store-{shards}", exp_path=str(self._where(f"orchestrator-{shards}")),
                                     launcher="local")
             db = exp.create_database(port=free_ports(shards), db_nodes=shards, interface="lo")
             self._started(lambda: exp.start(db))
@@ -255,19 +266,39 @@ class StoreFactory:
         return self._orchestrators[shards]
 
     def close(self) -> None:
-        for shared in self._orchestrators.values():
-            shared.exp.stop(shared.db)
-            shared.exp.launcher.close()
-        for started in self._redis.values():
-            for server in started if isinstance(started, list) else [started]:
-                server.kill()
+        """Stop every store this factory runs."""
+        orchestrators, self._orchestrators = self._orchestrators, {}
+        started, self._redis = self._redis, {}
+        try:
+            for shared in orchestrators.values():
+                try:
+                    shared.exp.stop(shared.db)
+                finally:
+                    shared.exp.launcher.close()
+            for servers in started.values():
+                for server in servers if isinstance(servers, list) else [servers]:
+                    server.kill()
+        finally:
+            SHARED_PROCESSES.difference_update(self._pids)
+            self._pids = set()
+
+
+#: the session's factory while the ``stores`` fixture lives
+_FACTORIES: list[StoreFactory] = []
 
 
 def stores_for_session(root: Path) -> Iterator[StoreFactory]:
     """The body of the ``stores`` session fixture."""
     factory = StoreFactory(root)
+    _FACTORIES.append(factory)
     try:
         yield factory
     finally:
+        _FACTORIES.remove(factory)
         factory.close()
 
+
+def stop_shared_stores() -> None:
+    """Stop the shared stores now (the factory starts new ones if a later test asks)."""
+    for factory in _FACTORIES:
+        factory.close()

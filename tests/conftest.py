@@ -146,8 +146,32 @@ def lsf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The one store factory (:class:`_store_helpers.StoreFactory`): each kind
     of shared store (bare redis-servers or an experiment's orchestrator; one
-    server or a 3-shard cluster) is started the first time a test asks for it
-    and stopped at the end of the session."""
+    server or a 3-shard cluster) is started the first time a test asks for it,
+    shared by the tests that follow, and stopped after the last test of a run
+    of consecutive modules that use it (see ``pytest_runtest_teardown``)."""
     from _store_helpers import stores_for_session  # redis, numpy: only for the sessions that use a store
 
     yield from stores_for_session(tmp_path_factory.mktemp("stores"))
+
+
+#: the test modules with tests that use the shared stores (known once collected)
+_STORE_MODULES: set[Path] = set()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _STORE_MODULES.update(item.path for item in session.items if "stores" in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the last test of a run of consecutive modules that use the shared
+    stores (and after its fixtures, its module's too, are torn down), stop the
+    stores: no test of another module shares the process with them (some count
+    the runner's threads: monitors, process reapers). A later module that uses
+    them gets new ones."""
+    result = yield
+    if item.path in _STORE_MODULES and (nextitem is None or nextitem.path not in _STORE_MODULES):
+        helpers = sys.modules.get("_store_helpers")
+        if helpers is not None:
+            helpers.stop_shared_stores()
+    return result

@@ -32,18 +32,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_slow_under(HERE, items)
 
 
-# -- the session's bare redis-servers --------------------------------------------------------
+# -- the shared bare redis-servers --------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(stores) -> Server:
-    """The session's bare single server."""
+    """The shared bare single server (the session's factory starts it once for the modules that use it)."""
     return stores.redis(1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(stores) -> list[Server]:
-    """The session's bare 3-shard Redis Cluster."""
+    """The shared bare 3-shard Redis Cluster."""
     return stores.redis(3)
 
 
