@@ -85,15 +85,13 @@ def free_ports(n: int = 1, cluster: bool | None = None) -> int:
     def usable(p: int) -> bool:
         return 10000 <= p <= 65535 and not lo <= p <= hi and p not in _HANDED_OUT
 
-    candidates = [b for b in range(10000, 65536 - n) if all(map(usable, ports_of(b)))]
-    assert candidates, f"no {n} port(s){' with bus ports' if cluster else ''} outside the ephemeral range {lo}-{hi}"
-    for _ in range(200):
-        base = random.choice(candidates)
-        ports = ports_of(base)
-        if all(map(port_free, ports)):
+    for _ in range(2000):
+        ports = ports_of(random.randrange(10000, 65536 - n))
+        if all(map(usable, ports)) and all(map(port_free, ports)):
             _HANDED_OUT.update(ports)
-            return base
-    raise AssertionError("no free ports")
+            return ports[0]
+    raise AssertionError(f"no {n} free port(s){' with their bus ports' if cluster else ''} outside the ephemeral "
+                         f"range {lo}-{hi}")
 
 
 # -- bare redis-servers -----------------------------------------------------------------------------

@@ -225,7 +225,7 @@ EXPECTED = {
 PRODUCERS = {"model": ["producer_1", "producer_2"], "ensemble": ["producer_0", "producer_1"]}
 
 
-from _store_helpers import free_ports as free_port  # noqa: E402
+from _store_helpers import free_ports  # noqa: E402
 from _store_helpers import port_free as _free
 
 
@@ -245,7 +245,7 @@ def run_example(where: Path, example: str, *, db_nodes: int, launcher: str, sall
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python experiment.py`` in ``where`` (under ``salloc`` when asked, else outside
     any Slurm allocation); fails the test if it fails."""
-    port = free_port(db_nodes)
+    port = free_ports(db_nodes)
     write_example(where, example, port=port, db_nodes=db_nodes, launcher=launcher)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SSDB", "SSKEY"))}
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
@@ -298,7 +298,7 @@ def test_the_documents_producer_consumer_examples_run_on_local(tmp_path, example
 def test_the_model_guides_consumer_as_written_is_refused_its_data_source_with_the_registered_names(tmp_path):
     """What the adaptation fixes: without register_incoming_entity the consumer
     has no data sources, and set_data_source("producer_1") says so."""
-    write_example(tmp_path, "model", port=free_port(1), db_nodes=1, launcher="local")
+    write_example(tmp_path, "model", port=free_ports(1), db_nodes=1, launcher="local")
     driver = tmp_path / "experiment.py"
     text = driver.read_text()
     driver.write_text(re.sub(r"consumer\.register_incoming_entity\(producer_\d\).*\n", "", text))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _lifecycle_helpers import PY, SIMCTL, gone, make_exp, wait_until, write_script
-from _store_helpers import free_ports as free_port
+from _store_helpers import free_ports
 
 import simctl
 from simctl import Client, Dataset, Status
@@ -62,7 +62,7 @@ def running(request, stores):
 
 def test_db_client_is_a_ready_client_shared_with_the_models_the_store_serves(tmp_path):
     exp = make_exp(tmp_path)
-    db = exp.create_database(port=free_port())
+    db = exp.create_database(port=free_ports())
     with pytest.raises(simctl.SimctlError, match="has not been started"):
         db.client()
     exp.start(db)
@@ -214,7 +214,7 @@ def test_no_experiment_no_store_recorded(tmp_path):
 
 def test_a_stopped_store_is_not_running(tmp_path):
     exp = make_exp(tmp_path)
-    db = exp.create_database(port=free_port())
+    db = exp.create_database(port=free_ports())
     exp.start(db)
     assert store("ls", exp.exp_path).returncode == 0
     exp.stop(db)
@@ -228,7 +228,7 @@ def test_a_stopped_store_is_not_running(tmp_path):
 def test_a_store_whose_server_died_is_not_running(tmp_path):
     """Recorded running (its driver did not look yet), but nothing answers."""
     exp = make_exp(tmp_path)
-    db = exp.create_database(port=free_port())
+    db = exp.create_database(port=free_ports())
     exp.start(db)
     info = json.loads((Path(db.path) / "shard-0.addr").read_text())
     os.kill(info["pid"], 9)  # the server; its supervisor ends with it
@@ -240,7 +240,7 @@ def test_a_store_whose_server_died_is_not_running(tmp_path):
 
 def test_a_store_not_ready_yet_has_no_address_file(tmp_path):
     exp = make_exp(tmp_path)
-    db = exp.create_database(port=free_port())
+    db = exp.create_database(port=free_ports())
     exp.start(db)
     recorded = Path(db.path) / "store.json"
     assert stat.S_IMODE(recorded.stat().st_mode) == 0o600
@@ -254,7 +254,7 @@ def test_a_store_not_ready_yet_has_no_address_file(tmp_path):
 
 def test_an_experiment_with_two_stores_needs_db(tmp_path):
     exp = make_exp(tmp_path)
-    port = free_port(2)
+    port = free_ports(2)
     first = exp.create_database(port=port, db_identifier="first")
     second = exp.create_database(port=port + 1, db_identifier="second")
     exp.start(first, second)
@@ -273,7 +273,7 @@ def test_an_experiment_with_two_stores_needs_db(tmp_path):
 
 def test_a_server_that_refuses_the_recorded_password_is_not_the_store(tmp_path):
     exp = make_exp(tmp_path)
-    db = exp.create_database(port=free_port())
+    db = exp.create_database(port=free_ports())
     exp.start(db)
     recorded = Path(db.path) / "store.json"
     info = json.loads(recorded.read_text())
