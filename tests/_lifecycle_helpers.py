@@ -2,8 +2,8 @@
 experiment factory that builds a fresh plugin manager per test, child
 programs, and a guard that fails a test which leaves processes behind.
 
-Test modules import it as ``from _lifecycle_helpers import ...`` (the tests
-directory is put on ``sys.path`` by each of them).
+Test modules import it as ``from _lifecycle_helpers import ...`` (pyproject
+puts the tests directory on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import psutil
 import pytest
@@ -161,19 +161,30 @@ def manifest_statuses(exp_path: Path) -> dict[str, str]:
     return {} if man is None else {r.name: r.status.value for r in man.jobs}
 
 
-@pytest.fixture
-def python_on_path(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Make ``python`` on PATH this interpreter, as the documents' ``exe="python"`` expects."""
-    monkeypatch.setenv("PATH", BIN + os.pathsep + os.environ.get("PATH", ""))
-    return PY
+#: processes that belong to the session, not to one test (the shared stores' servers,
+#: supervisors and workers, see _store_helpers.StoreFactory): they and whatever they start
+#: later are no test's leftovers
+SHARED_PROCESSES: set[int] = set()
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Run the test in its own directory (a model without a path writes its
-    outputs in the current directory); afterwards fail a test that left any
-    child process of the test runner behind, and clean up so the next test
-    starts clean."""
+def _shared_tree() -> set[int]:
+    """The session's processes and their descendants, now."""
+    out: set[int] = set()
+    for pid in SHARED_PROCESSES:
+        try:
+            out.add(pid)
+            out.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def leftover_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process-leak guard (tests/conftest.py applies it to every test as
+    ``no_leftover_processes``): run the test in its own directory (a model
+    without a path writes its outputs in the current directory); afterwards
+    fail a test that left any child process of the test runner behind, and
+    clean up so the next test starts clean."""
     monkeypatch.chdir(tmp_path)
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
@@ -184,8 +195,9 @@ def no_leftover_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     _EXPERIMENTS.clear()
     def alive() -> list[psutil.Process]:
         out = []
+        shared = _shared_tree()
         for p in me.children(recursive=True):
-            if p.pid in before:
+            if p.pid in before or p.pid in shared:
                 continue
             try:
                 if p.status() != psutil.STATUS_ZOMBIE:

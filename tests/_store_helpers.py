@@ -1,29 +1,302 @@
-"""Ports for the stores the tests start (shared by the store test modules)."""
+"""The stores the tests start, for every layer: the one port picker, bare
+redis-servers (a password-protected single server and a 3-shard Redis
+Cluster, for the client's wire-level tests), and the session's store factory
+(``stores`` in tests/conftest.py), which starts each kind of shared store once
+per session and stops it at the end.
+
+Shared stores are for tests that only read and write data: such a test gets
+the store emptied for it (its fixture flushes it first). A test that kills,
+stops, flushes as part of what it tests, or reconfigures a store starts a
+private one."""
 
 from __future__ import annotations
 
 import random
+import secrets
 import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import psutil
+import pytest
+import redis
+from _lifecycle_helpers import SHARED_PROCESSES
+
+import simctl
+from simctl.store import Client
+
+REDIS_SERVER = "/usr/bin/redis-server"
+#: the password of every bare redis-server the tests start
+PASSWORD = "pw-" + secrets.token_hex(12)
+#: the store variables of the environment (a client made by make_client sees only those it is given)
+STORE_ENV = ("SSDB", "SSDB_PASSWORD", "SSDB_CLUSTER", "SSKEYIN", "SSKEYOUT", "SR_LOG_LEVEL", "SR_LOG_FILE")
+#: a Redis Cluster node also listens on its cluster bus, at its port + 10000
+BUS_OFFSET = 10000
+
+
+# -- ports ------------------------------------------------------------------------------------------
 
 
 def port_free(port: int) -> bool:
-    """Whether nothing listens on ``port`` of 127.0.0.1 now."""
+    """Whether nothing listens on ``port`` now, on any local address (a
+    listener on 127.0.0.1 or on another interface's address is seen too)."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind(("", port))
             return True
         except OSError:
             return False
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out to outgoing connections (any of them may be
+    taken at any moment by a connection of any program on the machine)."""
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+#: ports handed out in this session (a store is often made before the previous one binds its ports)
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(n: int = 1, cluster: bool | None = None) -> int:
     """A base port such that it and the next n-1 are free, and for a cluster
-    (``cluster``, by default n >= 3) their bus ports (+10000) too."""
+    (``cluster``; by default n >= 3) each one's bus port (port + 10000) too.
+
+    Every port (bus ports included) lies outside the kernel's ephemeral range,
+    so an outgoing connection cannot take it between this check and the
+    server's bind, and none was handed out before in this session. The one
+    port picker of the tests: every store, shard and cluster node they start
+    takes its ports from here."""
     cluster = n >= 3 if cluster is None else cluster
-    for _ in range(200):
-        base = random.randrange(20000, 30000)
-        ports = list(range(base, base + n)) + ([p + 10000 for p in range(base, base + n)] if cluster else [])
-        if all(map(port_free, ports)):
-            return base
-    raise AssertionError("no free ports")
+    lo, hi = _ephemeral_range()
+
+    def ports_of(base: int) -> list[int]:
+        ports = list(range(base, base + n))
+        return ports + [p + BUS_OFFSET for p in ports] if cluster else ports
+
+    def usable(p: int) -> bool:
+        return 10000 <= p <= 65535 and not lo <= p <= hi and p not in _HANDED_OUT
+
+    for _ in range(2000):
+        ports = ports_of(random.randrange(10000, 65536 - n))
+        if all(map(usable, ports)) and all(map(port_free, ports)):
+            _HANDED_OUT.update(ports)
+            return ports[0]
+    raise AssertionError(f"no {n} free port(s){' with their bus ports' if cluster else ''} outside the ephemeral "
+                         f"range {lo}-{hi}")
+
+
+# -- bare redis-servers -----------------------------------------------------------------------------
+
+
+class Server:
+    """One redis-server with a password, in a directory of its own."""
+
+    def __init__(self, root: Path, cluster: bool = False, password: str = PASSWORD) -> None:
+        self.port = free_ports(1, cluster=cluster)
+        self.dir = root / f"redis-{self.port}"
+        self.dir.mkdir(parents=True)
+        self.socket = self.dir / "redis.sock"
+        conf = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}", 'save ""', "appendonly no",
+                f"requirepass {password}", f"masterauth {password}", "dbfilename dump.rdb",
+                f"unixsocket {self.socket}", "unixsocketperm 700"]
+        if cluster:
+            conf += ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 5000"]
+        (self.dir / "redis.conf").write_text("\n".join(conf) + "\n")
+        self.log = self.dir / "redis.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([REDIS_SERVER, str(self.dir / "redis.conf")], stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.address = f"127.0.0.1:{self.port}"
+        self.raw = redis.Redis(port=self.port, password=password, protocol=2)
+        for _ in range(200):
+            try:
+                self.raw.ping()
+                return
+            except redis.ConnectionError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"redis-server on {self.port} did not start: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.raw.close()
+
+
+def form_cluster(nodes: list[Server]) -> None:
+    """Give each node a third of the slots, introduce them, wait until the state is ok everywhere."""
+    edges = np.linspace(0, 16384, len(nodes) + 1).astype(int)
+    for node, lo, hi in zip(nodes, edges[:-1], edges[1:]):
+        node.raw.execute_command("CLUSTER", "ADDSLOTSRANGE", int(lo), int(hi) - 1)
+    for node in nodes[1:]:
+        nodes[0].raw.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+    for _ in range(600):
+        infos = [n.raw.execute_command("CLUSTER", "INFO").decode() for n in nodes]
+        if all("cluster_state:ok" in i and f"cluster_known_nodes:{len(nodes)}" in i for i in infos):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the cluster did not form: {infos}")
+
+
+def start_cluster(root: Path) -> list[Server]:
+    """Three bare redis-servers formed into a Redis Cluster."""
+    nodes: list[Server] = []
+    try:
+        for _ in range(3):
+            nodes.append(Server(root, cluster=True))
+        form_cluster(nodes)
+    except BaseException:
+        for n in nodes:
+            n.kill()
+        raise
+    return nodes
+
+
+def cluster_address(nodes: list[Server]) -> str:
+    return ",".join(n.address for n in nodes)
+
+
+def make_client(address: Any, password: str | None = PASSWORD, env: dict[str, str] | None = None,
+                **kwargs: Any) -> Client:
+    """A Client made with exactly ``env`` as the store variables of the environment."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in STORE_ENV:
+            mp.delenv(name, raising=False)
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        return Client(address=address, password=password, **kwargs)
+
+
+def raw_keys(c: Client) -> set[str]:
+    """Every key on every server of ``c``'s store."""
+    servers = [c._r.get_redis_connection(n) for n in c._r.get_primaries()] if c.is_cluster else [c._r]
+    return {k.decode() for r in servers for k in r.keys("*")}
+
+
+# -- the session's shared stores --------------------------------------------------------------------
+
+
+class SharedStore:
+    """A store started by an experiment (local launcher) for the whole session:
+    ``exp`` started ``db``, so the models a test starts with ``exp`` receive the
+    store (``SSDB``...). Its experiment directory holds this one store."""
+
+    def __init__(self, exp: simctl.Experiment, db: Any) -> None:
+        self.exp = exp
+        self.db = db
+
+    def emptied(self) -> SharedStore:
+        """The store with nothing in it, for the test about to use it."""
+        with self.db.client() as c:
+            c.flush_db()
+        return self
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+class StoreFactory:
+    """Starts each kind of shared store the first time a test asks for it, and
+    stops them all when asked (``close``); asked again afterwards, it starts
+    new ones.
+
+    * ``redis(1)``: a bare password-protected redis-server (:class:`Server`);
+      ``redis(3)``: three of them formed into a Redis Cluster (a list).
+    * ``orchestrator(1)`` / ``orchestrator(3)``: a :class:`SharedStore`, a store
+      of 1 or 3 shards (a Redis Cluster) with its inference workers, started by
+      an experiment of its own on the local launcher, on the loopback interface.
+
+    tests/conftest.py closes the stores after the last test of a run of
+    consecutive test modules that use them, so no other test shares the
+    process with them (some count the runner's threads). The processes each
+    one starts (and those they start later, e.g. a supervisor restarting an
+    inference worker) belong to the session, not to the test that happened to
+    ask first: the process-leak guard leaves them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._redis: dict[int, Any] = {}
+        self._orchestrators: dict[int, SharedStore] = {}
+        self._pids: set[int] = set()
+        self._starts = 0
+
+    def _started(self, start: Any) -> Any:
+        before = _children()
+        try:
+            return start()
+        finally:
+            new = _children() - before
+            self._pids |= new
+            SHARED_PROCESSES.update(new)
+
+    def _where(self, what: str) -> Path:
+        self._starts += 1
+        return self.root / f"{what}-{self._starts}"  # a new directory per start: nothing saved is loaded again
+
+    def redis(self, shards: int) -> Any:
+        assert shards in (1, 3), shards
+        if shards not in self._redis:
+            where = self._where(f"redis-{shards}")
+            self._redis[shards] = self._started(lambda: Server(where) if shards == 1 else start_cluster(where))
+        return self._redis[shards]
+
+    def orchestrator(self, shards: int) -> SharedStore:
+        assert shards in (1, 3), shards
+        if shards not in self._orchestrators:
+            exp = simctl.Experiment(f"shared-store-{shards}", exp_path=str(self._where(f"orchestrator-{shards}")),
+                                    launcher="local")
+            db = exp.create_database(port=free_ports(shards), db_nodes=shards, interface="lo")
+            self._started(lambda: exp.start(db))
+            self._orchestrators[shards] = SharedStore(exp, db)
+        return self._orchestrators[shards]
+
+    def close(self) -> None:
+        """Stop every store this factory runs."""
+        orchestrators, self._orchestrators = self._orchestrators, {}
+        started, self._redis = self._redis, {}
+        try:
+            for shared in orchestrators.values():
+                try:
+                    shared.exp.stop(shared.db)
+                finally:
+                    shared.exp.launcher.close()
+            for servers in started.values():
+                for server in servers if isinstance(servers, list) else [servers]:
+                    server.kill()
+        finally:
+            SHARED_PROCESSES.difference_update(self._pids)
+            self._pids = set()
+
+
+#: the session's factory while the ``stores`` fixture lives
+_FACTORIES: list[StoreFactory] = []
+
+
+def stores_for_session(root: Path) -> Iterator[StoreFactory]:
+    """The body of the ``stores`` session fixture."""
+    factory = StoreFactory(root)
+    _FACTORIES.append(factory)
+    try:
+        yield factory
+    finally:
+        _FACTORIES.remove(factory)
+        factory.close()
+
+
+def stop_shared_stores() -> None:
+    """Stop the shared stores now (the factory starts new ones if a later test asks)."""
+    for factory in _FACTORIES:
+        factory.close()

@@ -1,47 +1,69 @@
-"""Shared fixtures. Keep them generic: other test files build on them.
-Add fixtures freely; do not remove or change the meaning of existing ones.
+"""Fixtures shared by more than one layer. Keep them generic: other test files
+build on them. Add fixtures freely; do not remove or change the meaning of
+existing ones.
 
-House rules: real parts, no mocks. Every test gets a fresh plugin manager
-(``plugs``) and an experiment built on it (``exp``); in-process plugins are
-registered on that manager under explicit names. Real external plugin
-packages are pip-installed once per session (``plugin_site``).
+Layout: the tests are grouped by layer, each directory with a conftest.py of
+the fixtures only it uses:
+
+* ``core/``: unit tests of the core (planning, expansion, settings, templates,
+  generator, checks, manifest, plugins, controller, entities, serialization,
+  the plugins CLI). Those that start real processes are marked ``slow``.
+* ``launchers/``: local, Slurm, PBS, LSF, scheduler commands.
+* ``store/``: the feature store's client, server, orchestrator, inference, CLI.
+* ``backends/``: the ML backends' runtimes.
+* ``e2e/``: the quick start, the documents' examples, driver exit, plugin
+  authors' docs and examples, lifecycle across components.
+
+Everything outside ``core/`` is marked ``slow`` by its directory's conftest:
+``pytest -m "not slow" tests/core`` runs the unit tests alone. The shared
+helpers (``_*.py``, ``cmd_recorder/slurm_helpers.py``) are imported by name
+(pyproject puts ``tests`` and ``tests/cmd_recorder`` on ``sys.path``).
+
+House rules: real parts, no mocks. Every test runs in its own ``tmp_path``
+as the current directory and fails if it leaves a process behind
+(``no_leftover_processes``, applied to every test). Stores are shared per
+session (``stores``) by tests that only read and write data; see
+``_store_helpers.py``. In-process plugins are registered on a fresh plugin
+manager per test under explicit names (``plugs``, in core/).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
+from _lifecycle_helpers import leftover_guard
+from _paths import LSF_STANDIN
 from hypothesis import HealthCheck, settings
 
-import simctl
 from simctl.core.plugins import DISABLE_ENV
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-#: the real example plugin and the deliberately broken test packages
-PLUGIN_PACKAGES = {
-    "simctl-lhs": REPO / "examples" / "simctl-lhs",
-    "simctl-broken-plugin": TESTS / "data" / "plugins" / "broken-plugin",
-    "simctl-mismatched-plugin": TESTS / "data" / "plugins" / "mismatched-plugin",
-}
 # No wall-clock limits in tests: hypothesis' per-example deadline is one, and
 # flaky on a loaded machine.
 settings.register_profile("simctl", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("simctl")
 
-#: a plugin whose strategy name clashes with a built-in one (installed on its own)
-CLASH_PACKAGE = TESTS / "data" / "plugins" / "clash-plugin"
 #: the ``simctl`` console script of the environment running the tests
 SIMCTL = Path(sys.executable).with_name("simctl")
 
 
-# -- plugins and experiments ------------------------------------------------------
+# -- every test ----------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process-leak guard, on every test: the test runs in ``tmp_path`` (a
+    model without a path writes its outputs in the current directory) and
+    fails if it leaves any child process of the test runner behind (they are
+    killed, so the next test starts clean). The session's shared stores are
+    not a test's leftovers."""
+    yield from leftover_guard(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -49,72 +71,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No plugin blocklist inherited from the shell running the tests."""
     monkeypatch.delenv(DISABLE_ENV, raising=False)
     return monkeypatch
-
-
-@pytest.fixture
-def plugs(clean_env: pytest.MonkeyPatch) -> simctl.Plugins:
-    """A fresh plugin manager with every installed entry point loaded (the
-    built-in strategies and launchers). Register in-process plugins on it with
-    ``plugs.register(obj, name=...)``."""
-    return simctl.make_plugins()
-
-
-@pytest.fixture
-def exp_path(tmp_path: Path) -> Path:
-    """Where the test experiment writes (not created in advance)."""
-    return tmp_path / "exp"
-
-
-@pytest.fixture
-def exp(exp_path: Path, plugs: simctl.Plugins):
-    """An experiment on the local launcher, using this test's ``plugs``."""
-    experiment = simctl.Experiment("test-exp", exp_path=str(exp_path), launcher="local", plugins=plugs)
-    yield experiment
-    experiment.launcher.close()
-
-
-@pytest.fixture
-def rs(exp: simctl.Experiment) -> simctl.RunSettings:
-    """Run settings for a trivial local program."""
-    return exp.create_run_settings(exe=sys.executable, exe_args=["-c", "pass"])
-
-
-class Recorder:
-    """An in-process plugin that records every lifecycle hook call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def of(self, hook: str) -> list[dict[str, Any]]:
-        return [kw for name, kw in self.calls if name == hook]
-
-    @simctl.hookimpl
-    def simctl_entity_created(self, entity: Any, experiment: Any) -> None:
-        self.calls.append(("simctl_entity_created", {"entity": entity, "experiment": experiment}))
-
-    @simctl.hookimpl
-    def simctl_entity_before_launch(self, entity: Any, step: Any, experiment: Any) -> None:
-        self.calls.append(("simctl_entity_before_launch", {"entity": entity, "step": step,
-                                                           "experiment": experiment}))
-
-    @simctl.hookimpl
-    def simctl_entity_status_changed(self, entity: Any, old: Any, new: Any, experiment: Any) -> None:
-        self.calls.append(("simctl_entity_status_changed", {"entity": entity, "old": old, "new": new,
-                                                            "experiment": experiment}))
-
-    @simctl.hookimpl
-    def simctl_entity_finished(self, entity: Any, status: Any, experiment: Any) -> None:
-        self.calls.append(("simctl_entity_finished", {"entity": entity, "status": status,
-                                                      "experiment": experiment}))
-
-
-@pytest.fixture
-def recorder(plugs: simctl.Plugins) -> Recorder:
-    """A :class:`Recorder` registered on ``plugs`` as "recorder"."""
-    rec = Recorder()
-    record = plugs.register(rec, name="recorder")
-    assert record.status == "ok", record.error
-    return rec
 
 
 # -- files -------------------------------------------------------------------------
@@ -145,80 +101,7 @@ def snapshot() -> Callable[[Path], dict[str, Any]]:
     return _snapshot
 
 
-@pytest.fixture
-def write(tmp_path: Path) -> Callable[..., Path]:
-    """``write("in/params.txt", "x = ;x;")``: a file under ``tmp_path/src``."""
-
-    def _write(rel: str, text: str | bytes = "", mode: int | None = None) -> Path:
-        path = tmp_path / "src" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(text, bytes):
-            path.write_bytes(text)
-        else:
-            path.write_text(text, encoding="utf-8")
-        if mode is not None:
-            path.chmod(mode)
-        return path
-
-    return _write
-
-
-# -- real external plugin packages --------------------------------------------------
-
-
-def _pip_install_target(site: Path, packages: list[Path]) -> None:
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-           "--disable-pip-version-check", "--quiet", "--target", str(site), *map(str, packages)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=site)
-    assert proc.returncode == 0, f"pip install failed:\n{proc.stdout}\n{proc.stderr}"
-    for pkg in packages:  # pip builds in place: leave the sources clean
-        shutil.rmtree(pkg / "build", ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def plugin_site(tmp_path_factory: pytest.TempPathFactory):
-    """The example and test plugin packages, pip-installed for real (wheels
-    built by hatchling, entry points in their dist-info) into a directory of
-    their own for this session, removed afterwards.
-
-    A directory of its own rather than the dev venv's site-packages: entry
-    points are found the same way (``importlib.metadata`` over ``sys.path``),
-    but the shared venv is never left with a broken plugin in it, even when
-    the session is killed, and concurrent test runs by others never see them.
-    Use ``external_plugins`` to make a test see them.
-    """
-    site = tmp_path_factory.mktemp("plugin-site")
-    _pip_install_target(site, list(PLUGIN_PACKAGES.values()))
-    yield site
-    shutil.rmtree(site, ignore_errors=True)
-
-
-def _make_visible(site: Path, mp: pytest.MonkeyPatch) -> Path:
-    mp.syspath_prepend(str(site))
-    mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
-    return site
-
-
-@pytest.fixture
-def external_plugins(plugin_site: Path, clean_env: pytest.MonkeyPatch) -> Path:
-    """Make the installed external plugins visible to this test: in process
-    (``sys.path``) and to subprocesses (``PYTHONPATH``)."""
-    return _make_visible(plugin_site, clean_env)
-
-
-@pytest.fixture(scope="session")
-def clash_site(tmp_path_factory: pytest.TempPathFactory):
-    """The clashing plugin package, pip-installed on its own like ``plugin_site``."""
-    site = tmp_path_factory.mktemp("clash-site")
-    _pip_install_target(site, [CLASH_PACKAGE])
-    yield site
-    shutil.rmtree(site, ignore_errors=True)
-
-
-@pytest.fixture
-def clashing_plugin(clash_site: Path, clean_env: pytest.MonkeyPatch) -> Path:
-    """Make the clashing plugin visible to this test (in process and to subprocesses)."""
-    return _make_visible(clash_site, clean_env)
+# -- the command line ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -231,3 +114,64 @@ def simctl_cli(clean_env: pytest.MonkeyPatch) -> Callable[..., subprocess.Comple
         return subprocess.run([str(SIMCTL), *args], capture_output=True, text=True, env=full)
 
     return _run
+
+
+# -- the LSF stand-in (launchers and store) ---------------------------------------------
+
+
+@pytest.fixture
+def lsf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The LSF stand-in first on PATH, its state in a fresh directory; every
+    job process it started is gone after the test."""
+    state = tmp_path / "lsf-state"
+    monkeypatch.setenv("PATH", f"{LSF_STANDIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SIMCTL_LSF_STANDIN_STATE", str(state))
+    monkeypatch.setenv("SIMCTL_LSF_STANDIN_PYTHON", sys.executable)
+    monkeypatch.delenv("SIMCTL_LSF_STANDIN_GARBAGE", raising=False)
+    monkeypatch.delenv("LSB_JOBID", raising=False)
+    yield state
+    for path in (state / "jobs").glob("*.json") if state.exists() else []:
+        for el in json.loads(path.read_text())["elements"].values():
+            if el.get("pgid"):
+                try:
+                    os.killpg(el["pgid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+# -- the session's shared stores (store, backends, e2e) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The one store factory (:class:`_store_helpers.StoreFactory`): each kind
+    of shared store (bare redis-servers or an experiment's orchestrator; one
+    server or a 3-shard cluster) is started the first time a test asks for it,
+    shared by the tests that follow, and stopped after the last test of a run
+    of consecutive modules that use it (see ``pytest_runtest_teardown``)."""
+    from _store_helpers import stores_for_session  # redis, numpy: only for the sessions that use a store
+
+    yield from stores_for_session(tmp_path_factory.mktemp("stores"))
+
+
+#: the test modules with tests that use the shared stores (known once collected)
+_STORE_MODULES: set[Path] = set()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _STORE_MODULES.update(item.path for item in session.items if "stores" in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the last test of a run of consecutive modules that use the shared
+    stores (and after its fixtures, its module's too, are torn down), stop the
+    stores: no test of another module shares the process with them (some count
+    the runner's threads: monitors, process reapers). A later module that uses
+    them gets new ones."""
+    result = yield
+    if item.path in _STORE_MODULES and (nextitem is None or nextitem.path not in _STORE_MODULES):
+        helpers = sys.modules.get("_store_helpers")
+        if helpers is not None:
+            helpers.stop_shared_stores()
+    return result

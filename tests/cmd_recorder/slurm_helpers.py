@@ -1,7 +1,7 @@
 """Helpers shared by the Slurm test modules (test_slurm, test_scheduler_commands,
-test_auto_launcher). Not a command: it sits beside the recording wrappers
-because it reads their log. Import with
-``sys.path.insert(0, <tests>/cmd_recorder); from slurm_helpers import ...``.
+test_auto_launcher...). Not a command: it sits beside the recording wrappers
+because it reads their log. Import with ``from slurm_helpers import ...``
+(pyproject puts tests/cmd_recorder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from _lifecycle_helpers import wait_until as _wait_until
 
 import simctl
-from _lifecycle_helpers import wait_until as _wait_until  # noqa: E402
 
 RECORDER = Path(__file__).resolve().parent
 TESTS = RECORDER.parent

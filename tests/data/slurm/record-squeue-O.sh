@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-record the real Slurm outputs that tests/test_slurm_parsers.py reads, with
+# Re-record the real Slurm outputs that tests/launchers/test_slurm_parsers.py reads, with
 # EXACTLY the commands simctl's slurm launcher runs (src/simctl/plugins/launchers/slurm.py):
 #
 #   squeue -h -r -t all -j IDS -O "JobArrayID:|,State:|,Reason:|,exit_code:|"

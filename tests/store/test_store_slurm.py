@@ -1,0 +1,225 @@
+"""The feature store on the REAL test Slurm (scripts/setup-slurm.sh): an
+orchestrator as srun steps inside an allocation (one server and a 3-shard
+cluster), as one batch job with producers in a batch ensemble reading SSDB
+from their environment (and its inference workers serving a script on each
+shard), and a colocated store shared by the two ranks of an srun step on one
+node.
+
+Every test here is marked ``slurm`` and FAILS (never skips) without the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from slurm_helpers import PY, outside_allocation, require_slurm, script, slurm_exp, squeue_state, wait_until
+
+import simctl
+from simctl import Status
+from simctl.store import colocated
+from simctl.store.orchestrator import make_orchestrator
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(autouse=True)
+def _cluster(monkeypatch):
+    require_slurm()
+    outside_allocation(monkeypatch)
+
+
+from _store_helpers import free_ports  # noqa: E402
+
+#: a producer: stores its member number under its own name, with redis-py, from SSDB in its environment
+PRODUCER = """
+    import json, os, sys
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+    addresses = os.environ["SSDB"].split(",")
+    password = os.environ["SSDB_PASSWORD"]
+    if os.environ["SSDB_CLUSTER"] == "1":
+        r = RedisCluster(startup_nodes=[ClusterNode(a.rpartition(":")[0], int(a.rpartition(":")[2]))
+                                        for a in addresses], password=password)
+    else:
+        host, _, port = addresses[0].rpartition(":")
+        r = redis.Redis(host=host, port=int(port), password=password)
+    name = os.path.basename(os.getcwd())
+    r.set(f"{name}.result", sys.argv[-1])
+    print(json.dumps({"SSDB": os.environ["SSDB"], "SLURM_JOB_ID": os.environ.get("SLURM_JOB_ID"),
+                      "SLURM_STEP_ID": os.environ.get("SLURM_STEP_ID")}))
+"""
+
+DRIVER = """
+import json, os, sys
+import psutil, redis
+from redis.cluster import RedisCluster
+from simctl import Experiment
+from simctl.store.orchestrator import make_orchestrator
+
+root, producer, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+exp = Experiment("alloc", exp_path=root, launcher="auto")
+out = {"launcher": exp.launcher_name, "alloc": os.environ["SLURM_JOB_ID"]}
+for n, base in ((1, port), (3, port + 1)):
+    db = make_orchestrator(exp, port=base, db_nodes=n, db_identifier=f"db{n}")
+    exp.start(db)
+    ens = exp.create_ensemble(f"prod{n}", params={"x": [10, 20]}, params_as_args=["x"],
+                              run_settings=exp.create_run_settings(exe=sys.executable, exe_args=[producer]))
+    exp.generate(ens)
+    exp.start(ens, block=True)
+    host, _, p = db.get_address()[0].rpartition(":")
+    r = (RedisCluster(host=host, port=int(p), password=db.password) if n == 3
+         else redis.Redis(host=host, port=int(p), password=db.password))
+    infos = [json.load(open(os.path.join(db.path, f"shard-{i}.addr"))) for i in range(n)]
+    out[f"db{n}"] = {"status": [str(s) for s in exp.get_status(db)], "members": [str(s) for s in exp.get_status(ens)],
+                     "values": [r.get(f"prod{n}_{i}.result").decode() for i in range(2)],
+                     "job_ids": [exp.controller.jobs[k].record.job_id for k in db.job_keys()],
+                     "seen": [json.loads(open(os.path.join(m.path, m.name + ".out")).read()) for m in ens],
+                     "address": db.get_address(), "pids": [i["pid"] for i in infos] + [i["supervisor"] for i in infos]}
+    r.close()
+    exp.stop(db)
+    out[f"db{n}"]["stopped"] = [str(s) for s in exp.get_status(db)]
+    out[f"db{n}"]["active_after"] = db.is_active()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_store_runs_as_srun_steps_inside_an_allocation_one_server_and_a_cluster(tmp_path):
+    driver = script(tmp_path, DRIVER, "driver.py")
+    producer = script(tmp_path, PRODUCER, "producer.py")
+    port = free_ports(4, cluster=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    proc = subprocess.run(["salloc", "-N1", "-n6", "-t", "00:10:00", "-J", "simctl-test-store",
+                           PY, driver, str(tmp_path / "alloc"), producer, str(port)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    assert result["launcher"] == "slurm"
+    for n, base in ((1, port), (3, port + 1)):
+        got = result[f"db{n}"]
+        assert got["status"] == ["Running"] * n and got["members"] == ["Completed"] * 2
+        assert all(j.startswith("step:") for j in got["job_ids"])  # srun steps of the allocation
+        assert got["address"] == [f"127.0.0.1:{base + i}" for i in range(n)]
+        assert got["values"] == ["10", "20"]  # -x 10 / -x 20: each producer's result is in the store
+        assert {s["SLURM_JOB_ID"] for s in got["seen"]} == {result["alloc"]}
+        assert all(s["SSDB"] == ",".join(got["address"]) for s in got["seen"])
+        assert got["stopped"] == ["Cancelled"] * n and got["active_after"] is False
+        wait_until(lambda pids=got["pids"]: not any(psutil.pid_exists(p) for p in pids),
+                   "every shard's processes to end", timeout=60)
+
+
+def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path):
+    exp = slurm_exp(tmp_path)
+    port = free_ports(3, cluster=True)
+    db = make_orchestrator(exp, port=port, db_nodes=3, batch=True, time="00:10:00")
+    text = exp.preview(db, show=False)
+    assert "#SBATCH --ntasks=3" in text and db.password not in text
+    exp.start(db)  # submitted; ready once every shard reported its address and the cluster is ok
+    job_ids = [exp.controller.jobs[k].record.job_id for k in db.job_keys()]
+    assert len({j.rpartition(":")[0] for j in job_ids}) == 1  # one batch job holds the three shards
+    job = job_ids[0].rpartition(":")[0]
+    assert exp.get_status(db) == [Status.RUNNING] * 3
+    assert db.is_active() and db.get_address() == [f"127.0.0.1:{port + i}" for i in range(3)]
+    env_files = list(Path(db.path).glob(".simctl-batch/*/0.env"))
+    assert env_files and (env_files[0].stat().st_mode & 0o777) == 0o600
+    assert db.password not in next(Path(db.path).glob(".simctl-batch/*/job.sh")).read_text()
+
+    producer = script(tmp_path, PRODUCER, "producer.py")
+    ens = exp.create_ensemble("prod", params={"x": [1, 2, 3]}, params_as_args=["x"],
+                              run_settings=exp.create_run_settings(exe=PY, exe_args=[producer]),
+                              batch_settings=exp.create_batch_settings(time="00:05:00"))
+    exp.generate(ens)
+    exp.start(ens, block=True)
+    assert exp.get_status(ens) == [Status.COMPLETED] * 3
+    from redis.cluster import RedisCluster
+
+    rc = RedisCluster(host="127.0.0.1", port=port, password=db.password, decode_responses=True)
+    assert [rc.get(f"prod_{i}.result") for i in range(3)] == ["1", "2", "3"]
+    rc.close()
+    seen = [json.loads((Path(m.path) / f"{m.name}.out").read_text()) for m in ens]
+    assert {s["SSDB"] for s in seen} == {",".join(db.get_address())}
+    assert {s["SLURM_JOB_ID"] for s in seen} != {job}  # the producers ran in their own batch job
+
+    # each shard's inference worker runs in the batch job beside its server, and serves a script on its shard
+    from simctl.store import protocol
+
+    with db.client() as c:
+        c.set_script("negate", "def negate(x):\n    return torch.neg(x)\n")
+        workers = []
+        for i in range(12):
+            c.put_tensor(f"t{i}", np.full(2, i, np.float32))
+            c.run_script("negate", "negate", f"t{i}", f"t{i}.neg")
+            assert c.get_tensor(f"t{i}.neg").tolist() == [-i, -i]
+            queue = protocol.queue_key(c._tag(f"t{i}"), "CPU")
+            workers += protocol.worker_pids(c._key_cmd("t", queue, "CLIENT", "LIST"), "CPU")
+    assert len(set(workers)) == 3  # one per shard, each found where its inputs were
+    pids = [json.loads((Path(db.path) / f"shard-{i}.addr").read_text())["pid"] for i in range(3)] + workers
+    exp.stop(db)
+    assert exp.get_status(db) == [Status.CANCELLED] * 3
+    assert squeue_state(job) in ("CANCELLED", "COMPLETING", "")
+    wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), "the shards to end", timeout=120)
+    assert sorted(p.name for p in Path(db.path).glob("shard-*.rdb")) == ["shard-0.rdb", "shard-1.rdb", "shard-2.rdb"]
+
+
+RANK = """
+    import json, os
+    import redis
+    address = os.environ["SSDB"]
+    r = redis.Redis(unix_socket_path=address[len("unix://"):], password=os.environ["SSDB_PASSWORD"])
+    r.incr("ranks")
+    print(json.dumps({"server": r.info("server")["process_id"], "rank": os.environ.get("SLURM_PROCID")}))
+"""
+
+
+def test_a_colocated_store_is_shared_by_the_ranks_of_an_srun_step_on_one_node(tmp_path):
+    exp = slurm_exp(tmp_path)
+
+    class Colocate:
+        @simctl.hookimpl
+        def simctl_entity_before_launch(self, entity, step, experiment):
+            if isinstance(entity, simctl.Model):
+                colocated.apply(step, colocated.uds())
+
+    exp.plugins.register(Colocate(), name="colocate")
+    rs = exp.create_run_settings(exe=PY, exe_args=[script(tmp_path, RANK, "rank.py")])
+    rs.set_tasks(2)
+    model = exp.create_model("app", rs)
+    exp.generate(model)
+    exp.start(model, block=True)  # a batch job of one member: srun -n 2 under the per-node wrapper
+    assert exp.get_status(model) == [Status.COMPLETED], exp.controller.jobs["app"].status
+    lines = [json.loads(ln) for ln in (Path(model.path) / "app.out").read_text().splitlines()]
+    assert sorted(ln["rank"] for ln in lines) == ["0", "1"]
+    assert len({ln["server"] for ln in lines}) == 1  # one store per node, used by both ranks
+    server = lines[0]["server"]
+    wait_until(lambda: not psutil.pid_exists(server), "the colocated server to end", timeout=60)
+
+
+COLOCATED_MEMBER = """
+    import os, sys
+    import numpy as np
+    from simctl import Client
+    c = Client()
+    c.put_tensor("mine", np.full(3, float(sys.argv[-1])))
+    print(c.get_tensor("mine").tolist(), os.environ["SSDB"].startswith("unix://"))
+"""
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["steps", "array"])
+def test_colocated_members_of_a_batch_ensemble(tmp_path, array):
+    """Model.colocate_db_uds on every member of a batch ensemble, as steps of one job and as a job array."""
+    exp = slurm_exp(tmp_path)
+    rs = exp.create_run_settings(exe=PY, exe_args=[script(tmp_path, COLOCATED_MEMBER, "member.py")])
+    ens = exp.create_ensemble("ens", params={"v": [1, 2]}, params_as_args=["v"], run_settings=rs,
+                              batch_settings=exp.create_batch_settings(time="00:05:00", array=array))
+    for m in ens:
+        m.colocate_db_uds()
+    exp.generate(ens)
+    exp.start(ens)
+    assert exp.get_status(ens) == [Status.COMPLETED] * 2, exp.summary()
+    for m, v in zip(ens, (1.0, 2.0)):
+        assert (Path(m.path) / f"{m.name}.out").read_text().split() == [f"[{v},", f"{v},", f"{v}]", "True"]
