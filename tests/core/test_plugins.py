@@ -582,6 +582,7 @@ def test_a_backend_plugin_a_worker_could_not_import_is_refused(plugs):
     assert plugs.register(LifecycleOnly(), name="lifecycle").status == "ok"
 
 
+@pytest.mark.slow
 def test_a_backend_plugin_defined_in_main_is_refused():
     code = ("import simctl\n"
             "class Mine:\n"
@@ -607,6 +608,7 @@ def test_a_bad_plugin_spec_says_the_form(spec):
         Source.parse(spec)
 
 
+@pytest.mark.slow
 def test_a_worker_registry_is_its_entry_points_plus_the_plugins_given(clean_env):
     """What a worker process builds, in a process of its own: the plugin's
     module is found through --plugin-path alone (not on PYTHONPATH here)."""
