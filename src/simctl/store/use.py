@@ -69,10 +69,7 @@ class StoreUse:
 
     def apply(self, step: ProcessStep, name: str) -> None:
         """Set on ``step`` (entity ``name``'s) the key prefixes and the colocated store."""
-        if self.key_prefixing:
-            step.env[contract.KEYOUT] = name
-        if self.incoming:
-            step.env[contract.KEYIN] = ",".join(self.incoming)
+        step.env.update(contract.prefix_env(name if self.key_prefixing else None, self.incoming))
         if self.colocated is not None:
             self.colocated.apply(step)
             if self.ml and step.per_node is not None:
