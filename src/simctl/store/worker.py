@@ -331,7 +331,7 @@ class Worker:
                 loaded = Loaded(backend, backend.load_script(source, self._local_device()), device)
         except fmt.FormatError as exc:
             raise RunError(f"{key!r} is not a {kind}: {exc}") from None
-        except ConfigError as exc:
+        except (ConfigError, RunError) as exc:  # RunError: a backend this worker does not have
             where = "" if self.device == "CPU" else f" on {self.device} (which the worker sees as GPU 0)"
             raise RunError(f"{kind} {key!r} cannot be loaded{where}: {exc}") from None
         except Exception as exc:  # a runtime's own error while loading
