@@ -14,12 +14,10 @@ from typing import Any
 import attrs
 import pytest
 from test_store_client import (  # noqa: F401
-    REDIS_SERVER,
     address,
     client,
     cluster,
     kind,
-    make_client,
     raw_keys,
     server,
     shared,

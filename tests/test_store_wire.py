@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import redis
 from test_store_client import (  # noqa: F401
-    REDIS_SERVER,
     Server,
     address,
     client,
