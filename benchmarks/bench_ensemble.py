@@ -33,13 +33,21 @@ import tempfile
 import time
 from pathlib import Path
 from statistics import median
-from typing import Any, Dict
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    MB, Report, bench_arg_parser, fmt_mb, fmt_ratio, fmt_seconds, import_simctl, measure_in_subprocess,
-    run_cases, time_call,
+    MB,
+    Report,
+    bench_arg_parser,
+    fmt_mb,
+    fmt_ratio,
+    fmt_seconds,
+    import_simctl,
+    measure_in_subprocess,
+    run_cases,
+    time_call,
 )
 
 CASES = ["create", "lazy", "random", "generate", "genloop"]
@@ -80,7 +88,7 @@ class _Tmp:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def simctl_create(repeat: int = 3) -> Dict[str, Any]:
+def simctl_create(repeat: int = 3) -> dict[str, Any]:
     params = {"a": list(range(N_A)), "b": list(range(N_B))}
     counts = []
 
@@ -111,7 +119,7 @@ def _lazy_teardown(state: Any) -> None:
     state[0].cleanup()
 
 
-def _lazy_op(state: Any) -> Dict[str, Any]:
+def _lazy_op(state: Any) -> dict[str, Any]:
     t, params = state
     ens = t.exp.create_ensemble("big", params=params, run_settings=t.rs,
                                 perm_strategy="all_perm")
@@ -136,11 +144,11 @@ def _product_op(state: Any) -> int:
     return n
 
 
-def _random_params() -> Dict[str, list]:
+def _random_params() -> dict[str, list]:
     return {f"p{i}": list(range(RANDOM_VALUES)) for i in range(RANDOM_DIMS)}
 
 
-def simctl_random_draw(t: Any, params: Dict[str, list]) -> list:
+def simctl_random_draw(t: Any, params: dict[str, list]) -> list:
     ens = t.exp.create_ensemble("big", params=params, run_settings=t.rs,
                                 perm_strategy="random", n_models=RANDOM_DRAWS, seed=0)
     return [m for m in ens]
@@ -153,7 +161,7 @@ def _member_params(member: Any) -> tuple:
     return (repr(member),)
 
 
-def simctl_generate() -> Dict[str, Any]:
+def simctl_generate() -> dict[str, Any]:
     t = _Tmp()
     try:
         src = os.path.join(t.dir, "inputs")
@@ -344,7 +352,7 @@ def case_random(rep: Report, args: Any, run_simctl: bool) -> None:
             first = simctl_random_draw(t, params)  # warm-up (imports, plugin loading)
         finally:
             t.cleanup()
-        drawn: Dict[str, Any] = {}
+        drawn: dict[str, Any] = {}
 
         def op(t: _Tmp) -> None:
             drawn["members"] = simctl_random_draw(t, params)
@@ -418,7 +426,7 @@ def case_genloop(rep: Report, args: Any, run_simctl: bool) -> None:
         ours, loop, ratios = [], [], []
         try:
             for i in range(max(1, args.loop_repeat)):
-                pair: Dict[str, float] = {}
+                pair: dict[str, float] = {}
                 for side in ("loop", "simctl") if i % 2 == 0 else ("simctl", "loop"):
                     root = tempfile.mkdtemp(dir=base)
                     pair[side] = loop_generate(root) if side == "loop" else simctl_generate_into(root)

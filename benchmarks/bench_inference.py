@@ -65,8 +65,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -100,13 +101,13 @@ def _mlp(dims: Sequence[int], seed: int) -> Any:
     import torch
 
     torch.manual_seed(seed)
-    layers: List[Any] = []
+    layers: list[Any] = []
     for a, b in zip(dims, dims[1:]):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     return torch.nn.Sequential(*layers[:-1]).eval()
 
 
-def _build(out_dir: str, specs: Dict[str, Tuple[Sequence[int], int, str]]) -> None:
+def _build(out_dir: str, specs: dict[str, tuple[Sequence[int], int, str]]) -> None:
     """Write each model of ``specs`` (file name -> (dims, seed, "ONNX" | "TORCH")) into ``out_dir``."""
     import warnings
 
@@ -123,7 +124,7 @@ def _build(out_dir: str, specs: Dict[str, Tuple[Sequence[int], int, str]]) -> No
         Path(out_dir, name).write_bytes(buf.getvalue())
 
 
-def build_models(out_dir: str, specs: Dict[str, Tuple[Sequence[int], int, str]]) -> Dict[str, bytes]:
+def build_models(out_dir: str, specs: dict[str, tuple[Sequence[int], int, str]]) -> dict[str, bytes]:
     """The models of ``specs``, made in a child process (torch stays out of this one)."""
     ctx = multiprocessing.get_context("spawn")
     proc = ctx.Process(target=_build, args=(out_dir, specs))
@@ -150,7 +151,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def store(root: str) -> Iterator[Tuple[Any, Any]]:
+def store(root: str) -> Iterator[tuple[Any, Any]]:
     """A one-shard store with a CPU inference worker, started as a user does; (db, client)."""
     import simctl
 
@@ -192,7 +193,7 @@ def worker_pid(db: Any, timeout: float = 120) -> int:
 # --------------------------------------------------------------------------- latency
 
 
-def _times(op: Callable[[], Any], n: int) -> List[float]:
+def _times(op: Callable[[], Any], n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -237,7 +238,7 @@ def _in_process(conn: Any, runtime: str, model: bytes, dims: Sequence[int], rows
         conn.send(_times(once, n))
 
 
-def in_process(runtime: str, model: bytes, dims: Sequence[int], rows: int = 1) -> Tuple[Any, Any]:
+def in_process(runtime: str, model: bytes, dims: Sequence[int], rows: int = 1) -> tuple[Any, Any]:
     """A child process running ``model`` in-process (see :func:`_in_process`):
     (its pipe, the process). Its first message is its output."""
     ctx = multiprocessing.get_context("spawn")
@@ -290,9 +291,9 @@ def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
                     _times(round_trip, n // 4)  # warm up both sides
                     mine.send(n // 4)
                     mine.recv()
-                    ours: List[float] = []
-                    base: List[float] = []
-                    plain: List[float] = []
+                    ours: list[float] = []
+                    base: list[float] = []
+                    plain: list[float] = []
                     per_round = []
                     for r in range(rounds):
                         if r % 2:
@@ -373,8 +374,8 @@ def case_throughput(rep: Report, args: Any, run_simctl: bool) -> None:
 
     pairs, seconds = (1, 1.0) if args.quick else (args.rounds or 3, args.seconds or 4.0)
     root = tempfile.mkdtemp(prefix="simctl-bench-inference-")
-    procs: List[Any] = []
-    conns: List[Any] = []
+    procs: list[Any] = []
+    conns: list[Any] = []
     try:
         model = build_models(root, {"big.onnx": (BIG, 0, "ONNX")})["big.onnx"]
         with store(root) as (db, client):
@@ -410,8 +411,8 @@ def case_throughput(rep: Report, args: Any, run_simctl: bool) -> None:
                 if c.recv() != "ready":
                     raise RuntimeError("a client process did not start")
             watched = [worker, server] + [psutil.Process(p.pid) for p in procs]
-            got: Dict[str, List[float]] = {m: [] for m in MODES}
-            cpu: Dict[str, List[Tuple[float, float, float]]] = {m: [] for m in MODES}
+            got: dict[str, list[float]] = {m: [] for m in MODES}
+            cpu: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
             for r in range(pairs):
                 for mode in (MODES if r % 2 == 0 else MODES[1::-1] + MODES[2:]):
                     t0 = time.monotonic() + 0.2

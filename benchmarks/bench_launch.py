@@ -29,12 +29,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    Report, bench_arg_parser, cpu_seconds, fmt_seconds, run_cases, time_call,
+    Report,
+    bench_arg_parser,
+    cpu_seconds,
+    fmt_seconds,
+    run_cases,
+    time_call,
 )
 
 CASES = ["true100", "sleep1000", "cpu"]
@@ -60,14 +65,14 @@ class _Launch:
     """Fresh temp dir, Experiment and a generated ensemble of `replicas`
     members running `exe exe_args` (all untimed)."""
 
-    def __init__(self, replicas: int, exe: str, exe_args: List[str] | None = None) -> None:
+    def __init__(self, replicas: int, exe: str, exe_args: list[str] | None = None) -> None:
         from simctl import Experiment
 
         self.dir = tempfile.mkdtemp(prefix="simctl-bench-launch-")
         self.replicas = replicas
         try:
             self.exp = Experiment("bench", exp_path=self.dir, launcher="local")
-            kwargs: Dict[str, Any] = {"exe": exe}
+            kwargs: dict[str, Any] = {"exe": exe}
             if exe_args:
                 kwargs["exe_args"] = exe_args
             rs = self.exp.create_run_settings(**kwargs)
@@ -77,11 +82,11 @@ class _Launch:
             self.cleanup()
             raise
 
-    def statuses(self) -> Tuple[bool, Dict[str, int]]:
+    def statuses(self) -> tuple[bool, dict[str, int]]:
         from simctl import Status
 
         got = list(self.exp.get_status(self.ens))
-        counts: Dict[str, int] = {}
+        counts: dict[str, int] = {}
         for s in got:
             key = getattr(s, "name", str(s))
             counts[key] = counts.get(key, 0) + 1
@@ -126,7 +131,7 @@ def case_true100(rep: Report, args: Any, run_simctl: bool) -> None:
         _peer_no_telemetry(rep, args, name)
         return
 
-    results: List[Tuple[bool, Dict[str, int]]] = []
+    results: list[tuple[bool, dict[str, int]]] = []
 
     def setup() -> _Launch:
         return _Launch(N_TRUE, TRUE)
@@ -197,7 +202,7 @@ def case_cpu(rep: Report, args: Any, run_simctl: bool) -> None:
         rep.skip(name, "simctl not measured; no peer figure for this case")
         return
     launch = None
-    samples: List[Tuple[float, float]] = []
+    samples: list[tuple[float, float]] = []
     stop = threading.Event()
 
     def sampler() -> None:

@@ -32,8 +32,8 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import import_simctl  # noqa: E402
@@ -101,7 +101,7 @@ class SqliteStore:
         self.db.close()
 
 
-def run(make: Callable[[str], "JsonStore | SqliteStore"], base: str, n: int, saves: int, k: int) -> dict[str, float]:
+def run(make: Callable[[str], JsonStore | SqliteStore], base: str, n: int, saves: int, k: int) -> dict[str, float]:
     directory = tempfile.mkdtemp(prefix="manifest-", dir=base)
     try:
         store = make(directory)

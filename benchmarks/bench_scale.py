@@ -51,12 +51,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    Report, bench_arg_parser, fmt_ratio, fmt_seconds, measure_in_subprocess, run_cases,
+    Report,
+    bench_arg_parser,
+    fmt_ratio,
+    fmt_seconds,
+    measure_in_subprocess,
+    run_cases,
 )
 
 CASES = ["start", "watch", "manifest"]
@@ -98,14 +103,14 @@ def _plugins(kind: str) -> Any:
             for i, step in enumerate(launches):
                 step.job_id = str(i)
 
-        def status(self, job_ids: Any) -> Dict[str, Any]:
+        def status(self, job_ids: Any) -> dict[str, Any]:
             out = {}
             for i in job_ids:
                 out[i] = completed if i in self.seen else running
                 self.seen.add(i)
             return out
 
-        def stop(self, job_ids: Any) -> Dict[str, Any]:
+        def stop(self, job_ids: Any) -> dict[str, Any]:
             return {i: JobStatus(Status.CANCELLED) for i in job_ids}
 
     class RollingLauncher(NullLauncher):
@@ -117,14 +122,14 @@ def _plugins(kind: str) -> Any:
             super().__init__(**options)
             self.calls = 0
 
-        def status(self, job_ids: Any) -> Dict[str, Any]:
+        def status(self, job_ids: Any) -> dict[str, Any]:
             low, high = self.calls * WATCH_STEP, (self.calls + 1) * WATCH_STEP
             self.calls += 1
             return {i: completed if int(i) < low else running if int(i) < high else queued for i in job_ids}
 
     class Plugin:
         @simctl.hookimpl
-        def simctl_register_launchers(self) -> List[Any]:
+        def simctl_register_launchers(self) -> list[Any]:
             return [NullLauncher, RollingLauncher]
 
     plugs = simctl.make_plugins()
@@ -135,7 +140,7 @@ def _plugins(kind: str) -> Any:
 # --------------------------------------------------------------------------- start (child side)
 
 
-def _setup_start(n: int, kind: str = "null") -> Dict[str, Any]:
+def _setup_start(n: int, kind: str = "null") -> dict[str, Any]:
     from simctl import Experiment
 
     directory = tempfile.mkdtemp(prefix="simctl-bench-scale-")
@@ -145,7 +150,7 @@ def _setup_start(n: int, kind: str = "null") -> Dict[str, Any]:
     return {"exp": exp, "ens": ens, "dir": directory, "n": n}
 
 
-def _op_start(state: Dict[str, Any]) -> Dict[str, Any]:
+def _op_start(state: dict[str, Any]) -> dict[str, Any]:
     from simctl import Status
 
     state["exp"].start(state["ens"], block=True)
@@ -153,21 +158,21 @@ def _op_start(state: Dict[str, Any]) -> Dict[str, Any]:
     return {"completed": sum(s is Status.COMPLETED for s in got), "n": state["n"]}
 
 
-def _teardown(state: Dict[str, Any]) -> None:
+def _teardown(state: dict[str, Any]) -> None:
     exp = state.get("exp")
     if exp is not None:
         exp.close()
     shutil.rmtree(state["dir"], ignore_errors=True)
 
 
-def _setup_steps(n: int) -> Dict[str, Any]:
+def _setup_steps(n: int) -> dict[str, Any]:
     import simctl  # noqa: F401 - imported before timing, as for the simctl runs
     from simctl.core import manifest, serialize  # noqa: F401
 
     return {"n": n, "dir": tempfile.mkdtemp(prefix="simctl-bench-scale-")}
 
 
-def _op_steps(state: Dict[str, Any]) -> int:
+def _op_steps(state: dict[str, Any]) -> int:
     from simctl import ProcessStep
 
     cwd = state["dir"]
@@ -176,7 +181,7 @@ def _op_steps(state: Dict[str, Any]) -> int:
     return len(steps)
 
 
-def _op_loop(state: Dict[str, Any]) -> int:
+def _op_loop(state: dict[str, Any]) -> int:
     """The same bookkeeping as a plain loop: step, record, three serialized states."""
     from simctl import ProcessStep, Status
     from simctl.core import manifest as mf
@@ -184,8 +189,8 @@ def _op_loop(state: Dict[str, Any]) -> int:
 
     cwd = state["dir"]
     now = time.time()
-    records: Dict[str, Any] = {}
-    lines: List[str] = []
+    records: dict[str, Any] = {}
+    lines: list[str] = []
     for i in range(state["n"]):
         key = f"ens/ens_{i}"
         step = ProcessStep(name=f"ens_{i}", argv=["true"], cwd=cwd, env={}, out=os.path.join(cwd, f"ens_{i}.out"),
@@ -203,7 +208,7 @@ def _op_loop(state: Dict[str, Any]) -> int:
     return len(records)
 
 
-def _fastest(op: Any, setup: Any, repeat: int) -> Tuple[float, List[float], Any]:
+def _fastest(op: Any, setup: Any, repeat: int) -> tuple[float, list[float], Any]:
     times, result = [], None
     for _ in range(repeat):
         out = measure_in_subprocess(op, setup, teardown=_teardown)
@@ -212,11 +217,11 @@ def _fastest(op: Any, setup: Any, repeat: int) -> Tuple[float, List[float], Any]
     return min(times), times, result
 
 
-def _spread(times: List[float]) -> str:
+def _spread(times: list[float]) -> str:
     return f"{fmt_seconds(min(times))}-{fmt_seconds(max(times))}"
 
 
-def _steady(setup: Any) -> Dict[str, Any]:
+def _steady(setup: Any) -> dict[str, Any]:
     """``setup()``, then every poll cycle's changes saved at once (the
     controller's SAVE_EVERY = 0: 3 saves whatever n, where the default
     spacing of 0.25 s merges more of them the faster a run is) and the
@@ -238,7 +243,7 @@ def case_start(rep: Report, args: Any, run_simctl: bool) -> None:
         return
     import functools
 
-    per: Dict[str, Dict[int, float]] = {"simctl": {}, "steady": {}, "steps": {}, "loop": {}}
+    per: dict[str, dict[int, float]] = {"simctl": {}, "steady": {}, "steps": {}, "loop": {}}
     for n in SIZES:
         name = f"start {n:,}"
         try:
@@ -273,12 +278,12 @@ def case_start(rep: Report, args: Any, run_simctl: bool) -> None:
 # --------------------------------------------------------------------------- watch
 
 
-def _op_watch(state: Dict[str, Any]) -> Dict[str, Any]:
+def _op_watch(state: dict[str, Any]) -> dict[str, Any]:
     from simctl import Status
     from simctl.core import manifest as mf
     from simctl.core.serialize import converter
 
-    saves: List[Tuple[int, float]] = []
+    saves: list[tuple[int, float]] = []
     if hasattr(mf, "Writer"):
         real = mf.Writer.save
 
@@ -373,7 +378,7 @@ def case_watch(rep: Report, args: Any, run_simctl: bool) -> None:
 # --------------------------------------------------------------------------- manifest
 
 
-def _setup_manifest(n: int) -> Dict[str, Any]:
+def _setup_manifest(n: int) -> dict[str, Any]:
     from simctl import Status
     from simctl.core import manifest as mf
 
@@ -384,7 +389,7 @@ def _setup_manifest(n: int) -> Dict[str, Any]:
                             launched_at=now, key=f"ens/ens_{i}", handle={"pid": 100000 + i, "create_time": now})
                for i in range(n)]
     man = mf.Manifest("scale", directory, "null", jobs=records)
-    state: Dict[str, Any] = {"dir": directory, "man": man, "n": n}
+    state: dict[str, Any] = {"dir": directory, "man": man, "n": n}
     if hasattr(mf, "Writer"):
         writer = mf.Writer(directory)
         writer.save(man.header(), mf.encode(records))
@@ -394,7 +399,7 @@ def _setup_manifest(n: int) -> Dict[str, Any]:
     return state
 
 
-def _op_manifest(state: Dict[str, Any]) -> Dict[str, Any]:
+def _op_manifest(state: dict[str, Any]) -> dict[str, Any]:
     from simctl import Status
     from simctl.core import manifest as mf
 
@@ -431,7 +436,7 @@ def case_manifest(rep: Report, args: Any, run_simctl: bool) -> None:
         return
     import functools
 
-    means: Dict[int, float] = {}
+    means: dict[int, float] = {}
     for n in MANIFEST_SIZES:
         name = f"manifest {n:,}"
         try:

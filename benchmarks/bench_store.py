@@ -36,8 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -111,7 +112,7 @@ def _free_port(cluster: bool) -> int:
                     continue
 
 
-def start_cluster(root: str, n: int = 3) -> List[Server]:
+def start_cluster(root: str, n: int = 3) -> list[Server]:
     nodes = [Server(root, cluster=True) for _ in range(n)]
     edges = [16384 * i // n for i in range(n + 1)]
     for node, lo, hi in zip(nodes, edges, edges[1:]):
@@ -158,7 +159,7 @@ def case_tensor(rep: Report, args: Any, run_simctl: bool, size_name: str) -> Non
         ops = {"put": (lambda: ours.put_tensor("t", array), lambda: raw.set("k", data)),
                "get": (lambda: ours.get_tensor("t"), lambda: raw.get("k"))}
         ops["put"][0](), ops["put"][1]()  # warm up, and something to get
-        per_round: Dict[str, List[Tuple[float, float]]] = {"put": [], "get": []}
+        per_round: dict[str, list[tuple[float, float]]] = {"put": [], "get": []}
         for r in range(rounds):
             for name, (mine, base) in ops.items():
                 if r % 2:
@@ -232,7 +233,7 @@ def case_cluster(rep: Report, args: Any, run_simctl: bool) -> None:
         rep.skip("cluster", "simctl not importable")
         return
     root = tempfile.mkdtemp(prefix="simctl-bench-store-")
-    servers: List[Server] = []
+    servers: list[Server] = []
     try:
         single = Server(root)
         servers.append(single)

@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,7 +43,7 @@ NAMES = [f"p{i}" for i in range(90)] + [str(1200 + i) for i in range(10)]
 PARAMS = {name: i * 1.5 for i, name in enumerate(NAMES)}
 TAG_BODY = re.compile(r";([^;\n]+);")
 
-_per_tag: Dict[str, float] = {}
+_per_tag: dict[str, float] = {}
 
 
 def _write_file(directory: str, n_tags: int) -> str:

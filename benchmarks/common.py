@@ -22,9 +22,10 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -66,7 +67,7 @@ def import_simctl():
 class Timer:
     """``with Timer() as t: ...`` then ``t.seconds``."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.seconds = 0.0
         self._t0 = time.perf_counter()
         return self
@@ -75,16 +76,16 @@ class Timer:
         self.seconds = time.perf_counter() - self._t0
 
 
-def time_call(op: Callable[[Any], Any], setup: Optional[Callable[[], Any]] = None, *,
-              repeat: int = 1, budget: Optional[float] = None,
-              teardown: Optional[Callable[[Any], None]] = None) -> float:
+def time_call(op: Callable[[Any], Any], setup: Callable[[], Any] | None = None, *,
+              repeat: int = 1, budget: float | None = None,
+              teardown: Callable[[Any], None] | None = None) -> float:
     """Median wall time of ``op(setup())`` over ``repeat`` runs.
 
     ``setup`` (untimed) builds a fresh state for each run; ``teardown(state)``
     (untimed) cleans up. Stops repeating once ``budget`` seconds of measured
     time have been spent (at least one run is always made).
     """
-    times: List[float] = []
+    times: list[float] = []
     for _ in range(max(1, repeat)):
         state = setup() if setup is not None else None
         try:
@@ -108,7 +109,7 @@ def cpu_seconds() -> float:
 # --------------------------------------------------------------------------- memory
 
 
-def _proc_status_kb(field_name: str) -> Optional[int]:
+def _proc_status_kb(field_name: str) -> int | None:
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -133,9 +134,9 @@ def _maxrss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-def _memory_child(setup: Optional[Callable[[], Any]], op: Callable[[Any], Any],
-                  teardown: Optional[Callable[[Any], None]], use_tracemalloc: bool,
-                  queue: "multiprocessing.Queue") -> None:
+def _memory_child(setup: Callable[[], Any] | None, op: Callable[[Any], Any],
+                  teardown: Callable[[Any], None] | None, use_tracemalloc: bool,
+                  queue: multiprocessing.Queue) -> None:
     try:
         state = setup() if setup is not None else None
         gc.collect()
@@ -171,9 +172,9 @@ def _memory_child(setup: Optional[Callable[[], Any]], op: Callable[[Any], Any],
         queue.put({"ok": False, "error": repr(exc), "traceback": traceback.format_exc()})
 
 
-def measure_in_subprocess(op: Callable[[Any], Any], setup: Optional[Callable[[], Any]] = None,
-                          *, teardown: Optional[Callable[[Any], None]] = None,
-                          use_tracemalloc: bool = False, timeout: float = 600) -> Dict[str, Any]:
+def measure_in_subprocess(op: Callable[[Any], Any], setup: Callable[[], Any] | None = None,
+                          *, teardown: Callable[[Any], None] | None = None,
+                          use_tracemalloc: bool = False, timeout: float = 600) -> dict[str, Any]:
     """Run ``op(setup())`` once in a fresh spawned interpreter.
 
     Returns ``seconds`` (op only), ``extra_peak_rss_bytes`` (peak RSS during
@@ -213,7 +214,7 @@ def measure_in_subprocess(op: Callable[[Any], Any], setup: Optional[Callable[[],
 # --------------------------------------------------------------------------- reporting
 
 
-def fmt_seconds(s: Optional[float]) -> str:
+def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "n/a"
     if s < 0.001:
@@ -242,7 +243,7 @@ class Row:
     name: str
     status: str  # OK, MISS, FAIL, INFO, SKIP, WARN
     line: str
-    data: Dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Report:
@@ -252,8 +253,8 @@ class Report:
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self.rows: List[Row] = []
-        self.simctl_unavailable: Optional[str] = None
+        self.rows: list[Row] = []
+        self.simctl_unavailable: str | None = None
         print(f"== {title} ==", flush=True)
 
     # -- primitives
@@ -320,9 +321,9 @@ class Report:
         return self._add(name, "INFO", line, peer_s=peer_s, **data)
 
     # -- end
-    def finish(self, json_path: Optional[str] = None) -> int:
+    def finish(self, json_path: str | None = None) -> int:
         missed = [r for r in self.rows if r.status in ("MISS", "FAIL")]
-        counts: Dict[str, int] = {}
+        counts: dict[str, int] = {}
         for r in self.rows:
             counts[r.status] = counts.get(r.status, 0) + 1
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
@@ -344,7 +345,7 @@ class Report:
 # --------------------------------------------------------------------------- CLI
 
 
-def bench_arg_parser(description: str, cases: List[str]) -> argparse.ArgumentParser:
+def bench_arg_parser(description: str, cases: list[str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--skip-peer", action="store_true",
                    help="do not run SmartSim (no peer venv needed); peer ratios are skipped")
@@ -394,7 +395,7 @@ def apply_tmpdir(args: argparse.Namespace) -> str:
     return tempfile.gettempdir()
 
 
-def selected_cases(args: argparse.Namespace, cases: List[str]) -> List[str]:
+def selected_cases(args: argparse.Namespace, cases: list[str]) -> list[str]:
     if not args.only:
         return list(cases)
     wanted = [c.strip() for c in args.only.split(",") if c.strip()]
@@ -413,8 +414,8 @@ def environment_line() -> str:
             f"tmp {tempfile.gettempdir()}")
 
 
-def run_cases(name: str, args: argparse.Namespace, cases: List[str],
-              funcs: Dict[str, Callable[[Any, argparse.Namespace, bool], None]]) -> int:
+def run_cases(name: str, args: argparse.Namespace, cases: list[str],
+              funcs: dict[str, Callable[[Any, argparse.Namespace, bool], None]]) -> int:
     """The body of every benchmark script's ``main``: check the flags, pick the
     temp dir, import simctl (unless ``--peer-only``), run the chosen cases and
     return the exit status."""

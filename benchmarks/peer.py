@@ -28,8 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any
 
 PEER_PACKAGE = "smartsim"
 PEER_VERSION = "0.8.0"
@@ -57,7 +58,7 @@ def _venv_python() -> Path:
     return VENV_DIR / "bin" / "python"
 
 
-def _expected_marker() -> Dict[str, str]:
+def _expected_marker() -> dict[str, str]:
     constraints = CONSTRAINTS.read_bytes() if CONSTRAINTS.exists() else b""
     return {
         "package": PEER_PACKAGE,
@@ -77,7 +78,7 @@ def _marker_ok() -> bool:
     return all(recorded.get(k) == v for k, v in expected.items())
 
 
-def _python_version(python: str) -> Optional[tuple]:
+def _python_version(python: str) -> tuple | None:
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
@@ -192,8 +193,8 @@ def _kill_group(pgid: int) -> None:
         time.sleep(0.2)
 
 
-def run_peer(op: str, *, env: Optional[Dict[str, str]] = None,
-             timeout: Optional[float] = 1800, **kwargs: Any) -> Dict[str, Any]:
+def run_peer(op: str, *, env: dict[str, str] | None = None,
+             timeout: float | None = 1800, **kwargs: Any) -> dict[str, Any]:
     """Run ``peer_ops.py OP`` inside the peer venv and return its JSON result.
 
     ``kwargs`` are passed to the op as a JSON object. ``env`` adds/overrides
@@ -232,8 +233,8 @@ def run_peer(op: str, *, env: Optional[Dict[str, str]] = None,
             os.unlink(result_path)
 
 
-def _parse_cli_kwargs(items: list) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def _parse_cli_kwargs(items: list) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for item in items:
         key, _, raw = item.partition("=")
         try:

@@ -44,7 +44,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
 
 def _cpu() -> float:
@@ -73,7 +74,7 @@ def _stop_telemetry_monitor(exp) -> None:
             proc.wait()
 
 
-def op_create_ensemble(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> Dict[str, Any]:
+def op_create_ensemble(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> dict[str, Any]:
     exp = _experiment(tmp)
     rs = exp.create_run_settings(exe="true")
     params = {"a": list(range(na)), "b": list(range(nb))}
@@ -89,7 +90,7 @@ def op_create_ensemble(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> Dict
 CONFIG_TEXT = "A = ;a;\nB = ;b;\n"
 
 
-def op_generate(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> Dict[str, Any]:
+def op_generate(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> dict[str, Any]:
     src = os.path.join(tmp, "inputs")
     os.mkdir(src)
     cfg = os.path.join(src, "in.txt")
@@ -120,7 +121,7 @@ def op_generate(tmp: str, na: int = 100, nb: int = 100, **_: Any) -> Dict[str, A
             "configured_ok": text == expected}
 
 
-def op_start_true(tmp: str, n: int = 100, **_: Any) -> Dict[str, Any]:
+def op_start_true(tmp: str, n: int = 100, **_: Any) -> dict[str, Any]:
     exe = shutil.which("true")
     if exe is None:
         raise RuntimeError("no 'true' executable on PATH")
@@ -143,7 +144,7 @@ def op_start_true(tmp: str, n: int = 100, **_: Any) -> Dict[str, Any]:
             "all_completed": counts.get("Completed", 0) == n}
 
 
-OPS: Dict[str, Callable[..., Dict[str, Any]]] = {
+OPS: dict[str, Callable[..., dict[str, Any]]] = {
     "create_ensemble": op_create_ensemble,
     "generate": op_generate,
     "start_true": op_start_true,

@@ -15,8 +15,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import psutil
 import pytest

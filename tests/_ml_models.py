@@ -28,8 +28,7 @@ def keras_cnn(seed: int = 0) -> KerasCnn:
     import keras
     from keras.layers import Conv2D, Input
 
-    from simctl.ml import tf as ml_tf
-    from simctl.ml import tflite as ml_tflite
+    from simctl.ml import tf as ml_tf, tflite as ml_tflite
 
     keras.utils.set_random_seed(seed)
 

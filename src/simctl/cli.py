@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from . import SimctlError, __version__
-from .core import manifest as mf
-from .core import reattach
+from .core import manifest as mf, reattach
 from .core.plugins import FAMILIES, PluginRecord, make_plugins
-from .log import configure_logging
 from .core.serialize import converter
 from .core.table import HEADERS, rows
+from .log import configure_logging
 
 
 def _table(title: str, headers: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
@@ -132,10 +133,13 @@ def store() -> None:
     experiment's manifest."""
 
 
-def _store_info(exp_path: str, db: str | None) -> tuple[str, dict[str, Any], list[mf.JobRecord]]:
-    """(name, what store.json holds, the shards' manifest records) of the
-    experiment's store ``db`` (default: its only one). ClickException, saying
-    which, when there is none, several, or it does not run."""
+def _store(exp_path: str, db: str | None) -> tuple[Any, list[mf.JobRecord]]:
+    """(the orchestrator, attached through what it recorded; the shards'
+    manifest records) of the experiment's store ``db`` (default: its only
+    one). ClickException, saying which, when there is none, several, or it
+    does not run."""
+    from .store.orchestrator import Orchestrator, StoreFileUnreadable, StoreNotReady  # redis-py: start-up cost
+
     man = mf.load(exp_path)
     if man is None:
         raise click.ClickException(f"no simctl experiment at {exp_path} (no {mf.path_of(exp_path)})")
@@ -159,42 +163,36 @@ def _store_info(exp_path: str, db: str | None) -> tuple[str, dict[str, Any], lis
     if all(r.status.is_terminal for r in records):
         raise click.ClickException(f"store {db!r} of the experiment at {exp_path} is not running (its shards are "
                                    f"recorded {states}); start it again to look inside")
-    path = os.path.join(records[0].path or "", "store.json")
     try:
-        with open(path, encoding="utf-8") as fh:
-            info = json.load(fh)
-    except FileNotFoundError:
+        return Orchestrator.attach(records[0].path or ""), records
+    except StoreNotReady as exc:
         raise click.ClickException(f"store {db!r} is not running or not ready yet (recorded {states}): it writes "
-                                   f"{path} once ready, and there is none") from None
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot read store {db!r}'s address and password from {path}: {exc}") from None
-    if not isinstance(info, dict) or not isinstance(info.get("addresses"), list) or not info["addresses"]:
-        raise click.ClickException(f"{path} does not hold a store's addresses")
-    return db, info, records
+                                   f"{exc.path} once ready, and there is none") from None
+    except StoreFileUnreadable as exc:
+        raise click.ClickException(f"cannot read store {db!r}'s address and password from {exc.path}: "
+                                   f"{exc.reason}") from None
+    except SimctlError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-def _shards(exp_path: str, db: str | None) -> tuple[str, list[Any]]:
-    """(name, a redis-py client per shard) of a store that answers."""
-    import redis
+@contextlib.contextmanager
+def _shards(exp_path: str, db: str | None) -> Iterator[tuple[str, list[Any]]]:
+    """(name, a redis-py client per shard) of a store that answers, closed at the end of the ``with``."""
+    import redis  # start-up cost
 
-    name, info, records = _store_info(exp_path, db)
+    orchestrator, records = _store(exp_path, db)
+    name = orchestrator.name
     states = ", ".join(sorted({str(r.status) for r in records}))
-    shards: list[Any] = []  # redis.Redis: Any, as redis-py types replies bytes | str whatever decode_responses
-    for address in info["addresses"]:
-        host, _, port = str(address).rpartition(":")
-        r = redis.Redis(host=host, port=int(port), password=info.get("password"),
-                        socket_connect_timeout=STORE_CONNECT_TIMEOUT, socket_timeout=60)
-        shards.append(r)
-        try:
-            r.ping()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # an AuthenticationError too
-            for s in shards:
-                s.close()
-            why = ("refused the password the store recorded (another server took its port?)"
-                   if isinstance(exc, redis.AuthenticationError) else
-                   f"does not answer (its shards are recorded {states}; `simctl status {exp_path}` updates that)")
-            raise click.ClickException(f"store {name!r} is not running: {address} {why}: {exc}") from None
-    return name, shards
+    with orchestrator.shards(STORE_CONNECT_TIMEOUT, 60) as shards:
+        for address, r in zip(orchestrator.get_address(), shards):
+            try:
+                r.ping()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # an AuthenticationError too
+                why = ("refused the password the store recorded (another server took its port?)"
+                       if isinstance(exc, redis.AuthenticationError) else
+                       f"does not answer (its shards are recorded {states}; `simctl status {exp_path}` updates that)")
+                raise click.ClickException(f"store {name!r} is not running: {address} {why}: {exc}") from None
+        yield name, shards
 
 
 def _kind(key: bytes, rtype: str, head: Any, size: Any) -> dict[str, Any]:
@@ -262,12 +260,11 @@ def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
-    size: float = n
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
 
 
 @store.command("ls")
@@ -278,16 +275,13 @@ def _size(n: int | None) -> str:
 def store_ls(exp_path: str, pattern: str, db: str | None, as_json: bool) -> None:
     """List the keys of the experiment's store (matching PATTERN, a Redis glob
     such as 'producer_0.*') with their kind, dtype, shape and size in bytes."""
-    import redis
+    import redis  # start-up cost
 
-    name, shards = _shards(exp_path, db)
-    try:
-        rows = sorted((row for shard in shards for row in _store_keys(shard, pattern)), key=lambda r: r["key"])
-    except redis.RedisError as exc:
-        raise click.ClickException(f"store {name!r}: {exc}") from None
-    finally:
-        for shard in shards:
-            shard.close()
+    with _shards(exp_path, db) as (name, shards):
+        try:
+            rows = sorted((row for shard in shards for row in _store_keys(shard, pattern)), key=lambda r: r["key"])
+        except redis.RedisError as exc:
+            raise click.ClickException(f"store {name!r}: {exc}") from None
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -311,21 +305,18 @@ def store_get(exp_path: str, key: str, output: str, db: str | None) -> None:
 
     from .store import format as fmt  # numpy: start-up cost
 
-    name, shards = _shards(exp_path, db)
     value = rtype = None
-    try:
-        for shard in shards:  # in a cluster, the shard that holds the key's slot answers
-            try:
-                rtype = shard.type(key).decode()
-            except redis.exceptions.AskError:  # MOVED: another shard holds it
-                continue
-            value = shard.get(key) if rtype == "string" else None
-            break
-    except redis.RedisError as exc:
-        raise click.ClickException(f"store {name!r}: {exc}") from None
-    finally:
-        for shard in shards:
-            shard.close()
+    with _shards(exp_path, db) as (name, shards):
+        try:
+            for shard in shards:  # in a cluster, the shard that holds the key's slot answers
+                try:
+                    rtype = shard.type(key).decode()
+                except redis.exceptions.AskError:  # MOVED: another shard holds it
+                    continue
+                value = shard.get(key) if rtype == "string" else None
+                break
+        except redis.RedisError as exc:
+            raise click.ClickException(f"store {name!r}: {exc}") from None
     if rtype in (None, "none"):
         raise click.ClickException(f"store {name!r} has no key {key!r} (keys are listed by `simctl store ls "
                                    f"{exp_path}`; a prefixed entity's keys start with its name and a dot)")

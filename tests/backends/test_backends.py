@@ -24,8 +24,7 @@ import simctl
 from simctl.core.backend import parse_device
 from simctl.ml import read_model
 from simctl.ml.torch import serialize_function, serialize_model
-from simctl.plugins.backends import onnx as onnx_plugin
-from simctl.plugins.backends import torch as torch_plugin
+from simctl.plugins.backends import onnx as onnx_plugin, torch as torch_plugin
 from simctl.plugins.backends.onnx import OnnxBackend
 from simctl.plugins.backends.torch import TorchBackend
 

@@ -17,11 +17,8 @@ from _ml_models import KerasCnn, keras_cnn
 from _paths import REPO
 
 import simctl
-from simctl.ml import read_model
-from simctl.ml import tf as ml_tf
-from simctl.ml import tflite as ml_tflite
-from simctl.plugins.backends import tf as tf_plugin
-from simctl.plugins.backends import tflite as tflite_plugin
+from simctl.ml import read_model, tf as ml_tf, tflite as ml_tflite
+from simctl.plugins.backends import tf as tf_plugin, tflite as tflite_plugin
 from simctl.plugins.backends.tf import TfBackend
 from simctl.plugins.backends.tflite import TfliteBackend
 

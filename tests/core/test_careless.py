@@ -18,8 +18,9 @@ import datetime
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -370,7 +371,8 @@ STILL_GOOD: dict[str, Callable[[Ctx], None]] = {
 RUNS_MODELS = (_odd_paths_run, _generated_mixed_with_entities)
 
 
-@pytest.mark.parametrize("check", [pytest.param(check, id=name, marks=[pytest.mark.slow] if check in RUNS_MODELS else [])
+@pytest.mark.parametrize("check", [pytest.param(check, id=name,
+                                                marks=[pytest.mark.slow] if check in RUNS_MODELS else [])
                                    for name, check in {**GOOD, **STILL_GOOD}.items()])
 def test_unusual_but_valid_input_works(ctx, monkeypatch, check):
     monkeypatch.setenv("HOME", os.environ.get("HOME", "/"))

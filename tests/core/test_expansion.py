@@ -8,8 +8,7 @@ import itertools
 import random
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import simctl
 from simctl import Pick, Product, Repeat, Zip

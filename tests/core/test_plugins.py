@@ -7,10 +7,9 @@ import inspect
 import subprocess
 import sys
 from collections import Counter
-
-import pluggy
 from pathlib import Path
 
+import pluggy
 import pytest
 from _paths import REPO
 

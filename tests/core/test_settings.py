@@ -7,8 +7,7 @@ import sys
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import simctl
 from simctl import BatchSettings, RunSettings, format_flags, format_hms, parse_walltime

@@ -7,8 +7,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import simctl
 from simctl.core.templates import Ref, Template, inline_values, load

@@ -225,8 +225,7 @@ EXPECTED = {
 PRODUCERS = {"model": ["producer_1", "producer_2"], "ensemble": ["producer_0", "producer_1"]}
 
 
-from _store_helpers import free_ports  # noqa: E402
-from _store_helpers import port_free as _free  # noqa: E402
+from _store_helpers import free_ports, port_free as _free  # noqa: E402
 
 
 def write_example(where: Path, example: str, *, port: int, db_nodes: int, launcher: str) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from slurm_helpers import REPO, outside_allocation, require_slurm, scancel_quietly, wait_until

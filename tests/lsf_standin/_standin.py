@@ -20,8 +20,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 STATE_ENV = "SIMCTL_LSF_STANDIN_STATE"
 #: comma-separated command names (bsub, bjobs, bkill) that print garbage instead of their output

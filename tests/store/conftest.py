@@ -10,8 +10,8 @@ against the session's bare password-protected redis-servers, one server and a
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from _markers import mark_slow_under
@@ -25,7 +25,8 @@ from simctl.store import Client
 HERE = Path(__file__).resolve().parent
 
 # a missing server FAILS these tests (scripts/setup.sh installs it), never skips them
-assert os.path.exists(REDIS_SERVER), f"{REDIS_SERVER} is missing: run bash scripts/setup.sh (apt-get install redis-server)"
+assert os.path.exists(REDIS_SERVER), \
+    f"{REDIS_SERVER} is missing: run bash scripts/setup.sh (apt-get install redis-server)"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -125,6 +125,20 @@ def test_errors_reach_the_caller_and_the_worker_goes_on(client: Client) -> None:
     assert client.get_tensor("y").shape == (1, 2)
 
 
+def test_an_unknown_backend_is_the_workers_error_naming_the_installed_ones(client: Client) -> None:
+    """The client checks a backend's name by its form only; the worker, which has the
+    backends, refuses one it does not know, and its words reach the caller."""
+    client.set_model("jax", b"not a model for any backend here", "JAX")  # stored as named
+    client.put_tensor("x", np.ones((1, 4), np.float32))
+    with pytest.raises(StoreError, match=r"^run_model\('jax'\): model 'jax' cannot be loaded: unknown backend "
+                                         r"'JAX'; installed: .*ONNX.*TORCH"):
+        client.run_model("jax", "x", "y")
+    assert not client.tensor_exists("y")
+    client.set_model("mlp", serialize_model(mlp()), "TORCH")
+    client.run_model("mlp", "x", "y")  # the worker still serves
+    assert client.get_tensor("y").shape == (1, 2)
+
+
 def test_bad_arguments_are_refused_before_sending(client: Client) -> None:
     with pytest.raises(simctl.ConfigError, match="give the outputs"):
         client.run_model("m", "x")

@@ -27,8 +27,7 @@ import simctl
 from simctl import ConfigError, Status
 from simctl.core.plugins import default_plugins
 from simctl.ml.torch import serialize_model
-from simctl.store import format as fmt
-from simctl.store import preload
+from simctl.store import format as fmt, preload
 from simctl.store.server import find_server
 
 NEGATE = "def negate(x):\n\treturn torch.neg(x)\n"  # the documents' script
@@ -446,10 +445,10 @@ BAD: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (ML, lambda p: {"device": "GPU:1", "devices_per_node": 2},
      r"device 'GPU:1' names one GPU, but devices_per_node is 2; .*'GPU' with devices_per_node=2 and first_device=1"),
     (ML, lambda p: {"device": "GPU:1", "first_device": 2}, r"device 'GPU:1' and first_device=2 name different GPUs"),
-    (ML, lambda p: {"batch_size": -1}, r"batch_size must be an integer >= 0, got -1"),
-    (ML, lambda p: {"min_batch_timeout": 1.5}, r"min_batch_timeout must be an integer >= 0, got 1.5"),
+    (ML, lambda p: {"batch_size": -1}, r"add_ml_model\('m'\): batch_size must be an int >= 0 \(0: none\), got -1"),
+    (ML, lambda p: {"min_batch_timeout": 1.5}, r"min_batch_timeout must be an int >= 0 \(0: none\), got 1.5"),
     (ML, lambda p: {"batch_size": 2, "min_batch_size": 3}, r"min_batch_size \(3\) is larger than batch_size \(2\)"),
-    (ML, lambda p: {"tag": 3}, r"tag must be a str; got 3"),
+    (ML, lambda p: {"tag": 3}, r"tag must be a str, got 3"),
     (ML, lambda p: {"inputs": [1]}, r"inputs must be None, a name or a list of names"),
     (ML, lambda p: {"name": ""}, r"name must be a non-empty str .*got ''"),
     (SCRIPT, lambda p: {"script": NEGATE, "script_path": str(p)}, r"add_script\('m'\): .* not both"),

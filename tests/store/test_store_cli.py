@@ -95,6 +95,36 @@ def test_db_client_of_a_cluster_reaches_every_shard(stores):
         assert len(per_shard) == 3 and sum(per_shard) == 30 and all(per_shard)
 
 
+def test_orchestrator_attach_reads_what_a_ready_store_recorded(tmp_path):
+    """What `simctl store` uses: the orchestrator of a running store, from its directory alone."""
+    from simctl.store.orchestrator import Orchestrator, StoreFileUnreadable, StoreNotReady
+
+    exp = make_exp(tmp_path)
+    db = exp.create_database(port=free_ports())
+    exp.start(db)
+    attached = Orchestrator.attach(db.path)
+    assert (attached.name, attached.get_address(), attached.password, attached.is_cluster) == \
+        (db.name, db.get_address(), db.password, False)
+    assert attached.is_active()
+    with attached.client() as c:
+        c.put_tensor("seen", np.arange(3))
+    with attached.shards(3, 5) as shards:
+        assert [s.exists("seen") for s in shards] == [1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StoreNotReady, match="store.json does not exist") as err:
+        Orchestrator.attach(empty)
+    assert err.value.path == str(empty / "store.json")
+    (empty / "store.json").write_text("{not json")
+    with pytest.raises(StoreFileUnreadable, match="cannot read the store's address and password from"):
+        Orchestrator.attach(empty)
+    (empty / "store.json").write_text(json.dumps({"name": "x", "addresses": ["nohost"], "password": "p"}))
+    with pytest.raises(simctl.SimctlError, match="does not hold a store's addresses"):
+        Orchestrator.attach(empty)
+    exp.stop(db)
+    assert not attached.is_active()
+
+
 # -- simctl store ls ------------------------------------------------------------------------------
 
 

@@ -30,8 +30,7 @@ from _store_helpers import (
     raw_keys,
     start_cluster,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from simctl import ConfigError
@@ -46,9 +45,9 @@ from simctl.store import (
     StoreConnectionError,
     StoreError,
     StoreKeyError,
+    format as fmt,
     log_data,
 )
-from simctl.store import format as fmt
 
 #: every numeric numpy dtype, in each byte order
 NUMERIC = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,

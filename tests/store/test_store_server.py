@@ -24,8 +24,7 @@ from redis.cluster import RedisCluster
 
 import simctl
 from simctl import Status
-from simctl.store import colocated
-from simctl.store import server as srv
+from simctl.store import colocated, server as srv
 from simctl.store.orchestrator import SLOTS, _cluster_info, make_orchestrator
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from .errors import ConfigError
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
-from typing import Any, Callable, Literal, overload
+from typing import Any, Literal, overload
 
 from .errors import ConfigError
 

@@ -13,7 +13,8 @@ it.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -42,7 +43,7 @@ class PlanContext:
     plugins that a store's inference workers load. Planning reads it and
     never writes anything."""
 
-    launcher: "Launcher"
+    launcher: Launcher
     token: str
     handoff: Handoff = attrs.field(factory=Handoff)
     #: entities that run until stopped planned in the same launch: they start,
@@ -52,11 +53,11 @@ class PlanContext:
     #: points, as arguments of the store's supervisor (``Plugins.worker_args``)
     worker_plugins: tuple[str, ...] = ()
 
-    def check(self, run_settings: "RunSettings | None", batch_settings: "BatchSettings | None") -> None:
+    def check(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
         """Raise ConfigError if the launcher cannot run these settings."""
         self.launcher.check_settings(run_settings, batch_settings)
 
-    def batch_job(self, name: str, cwd: str, batch_settings: "BatchSettings",
+    def batch_job(self, name: str, cwd: str, batch_settings: BatchSettings,
                   members: list[ProcessStep]) -> BatchJob:
         """A batch job of ``members``, with its files under ``cwd``."""
         self.check(None, batch_settings)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, overload, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, overload, runtime_checkable
 
 from . import checks
 from .errors import ConfigError

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import attrs
 
@@ -111,7 +112,7 @@ class EntityFiles:
     configure_as: dict[str, str] = attrs.field(factory=dict)
 
     @classmethod
-    def checked(cls, to_copy: Any = None, to_symlink: Any = None, to_configure: Any = None) -> "EntityFiles":
+    def checked(cls, to_copy: Any = None, to_symlink: Any = None, to_configure: Any = None) -> EntityFiles:
         """Absolute paths, each checked to exist. A to_configure directory is
         walked (symlinks followed) and keeps its tree; a symlink in it that
         loops or points nowhere, or a pipe, socket or device, is a ConfigError."""

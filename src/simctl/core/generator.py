@@ -37,7 +37,8 @@ import shutil
 import stat
 import uuid
 from collections import Counter
-from typing import Any, Iterable, Literal, NamedTuple
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple
 
 from . import templates
 from .errors import ConfigError

@@ -22,7 +22,8 @@ from __future__ import annotations
 import difflib
 import shlex
 import threading
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from . import pernode
 from .errors import ConfigError, choices

@@ -38,7 +38,8 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import attrs
 import cattrs

@@ -36,7 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .steps import ProcessStep
@@ -53,7 +54,7 @@ def wrap(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "simctl.core.pernode", "--", *argv]
 
 
-def env(step: "ProcessStep", rank_vars: Sequence[str]) -> dict[str, str | None]:
+def env(step: ProcessStep, rank_vars: Sequence[str]) -> dict[str, str | None]:
     """The variables the wrapper reads, for ``step``."""
     assert step.per_node is not None
     return {ONCE: json.dumps(step.per_node), RANK_VARS: ",".join(rank_vars),

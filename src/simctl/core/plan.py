@@ -15,7 +15,7 @@ The launch of anything goes through four stages, in this order:
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 

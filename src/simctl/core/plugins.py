@@ -28,7 +28,8 @@ import sys
 import sysconfig
 import threading
 import types
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import pluggy
@@ -353,7 +354,7 @@ class Source:
         return f"{self.name}={self.module}:{self.attr}{'()' if self.call else ''}"
 
     @classmethod
-    def parse(cls, spec: str) -> "Source":
+    def parse(cls, spec: str) -> Source:
         """The source a ``--plugin`` argument names; ValueError saying what is wrong."""
         name, eq, target = spec.partition("=")
         module, colon, attr = target.partition(":")

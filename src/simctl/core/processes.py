@@ -26,7 +26,8 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import psutil
 

@@ -39,7 +39,8 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from .checks import job_name
 from .errors import SchedulerError

@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import shlex
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import attrs
 

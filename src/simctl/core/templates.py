@@ -42,9 +42,10 @@ import ast
 import json
 import re
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain, compress
 from operator import and_, not_, sub
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -132,7 +133,7 @@ class Template:
     _plans: dict[frozenset[str], _Plan] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
-    def parse(cls, text: str, path: str = "<string>", tag: str = ";") -> "Template":
+    def parse(cls, text: str, path: str = "<string>", tag: str = ";") -> Template:
         """Split ``text`` at ``tag``; read its inline lists (errors name the file and line)."""
         if not isinstance(tag, str) or not tag or "\n" in tag or "\r" in tag:
             raise ConfigError(f"the tag must be a non-empty string without line breaks, for example ';', "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -71,7 +71,7 @@ class FileWatcher:
         paths = tuple(paths)
         self._add(key, _FilesWatch(paths, on_change, tuple(stamp(p) for p in paths)))
 
-    def _add(self, key: str, watch: "_Watch | _FilesWatch") -> None:
+    def _add(self, key: str, watch: _Watch | _FilesWatch) -> None:
         with self._lock:
             self._watches[key] = watch
             if self._thread is None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 import io
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from simctl.core.errors import ConfigError
 

@@ -13,9 +13,10 @@ from typing import Any
 
 # imported on first use: a shard's supervisor (python -m simctl.store.supervisor) needs
 # neither redis-py nor numpy, and starts faster without them
-_FROM = {"Client": "client", "LLDebug": "client", "LLDeveloper": "client", "LLInfo": "client", "LLQuiet": "client",
-         "LogLevel": "client", "log_data": "client", "Dataset": "dataset", "FormatError": "format",
-         "StoreConnectionError": "format", "StoreError": "format", "StoreKeyError": "format"}
+_FROM = {"Client": "client", "LLDebug": "logs", "LLDeveloper": "logs", "LLInfo": "logs", "LLQuiet": "logs",
+         "LogLevel": "logs", "log_data": "logs", "Dataset": "dataset", "FormatError": "format",
+         "StoreConnectionError": "format", "StoreError": "format", "StoreKeyError": "format",
+         "ModelSpec": "spec"}
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +28,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Client", "Dataset", "FormatError", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel",
-           "StoreConnectionError", "StoreError", "StoreKeyError", "log_data"]
+           "ModelSpec", "StoreConnectionError", "StoreError", "StoreKeyError", "log_data"]

@@ -37,8 +37,8 @@ import attrs
 from ..core import checks
 from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
-from . import contract
-from . import server as srv
+from . import contract, server as srv
+from .address import Address
 from .protocol import check_devices
 
 #: options the documents pass for inference (ML models in the store, a later issue); accepted and kept
@@ -161,12 +161,12 @@ def apply(step: ProcessStep, db: ColocatedDB, plugins: Sequence[str] = ()) -> No
     if db.transport == "uds":
         path = db.unix_socket or _socket_path()
         argv += ["--port", "0", "--unixsocket", path, "--unixsocketperm", format(db.socket_permissions, "o")]
-        address = f"unix://{path}"
+        address = str(Address(path=path))
     else:
         argv += ["--port", str(db.port)]
         for name in db.ifnames:
             argv += ["--interface", name]
-        address = f"127.0.0.1:{db.port}"
+        address = str(Address("127.0.0.1", db.port))
     if db.custom_pinning:
         argv += ["--pin", ",".join(map(str, db.custom_pinning))]
     conf = list(db.conf)
@@ -179,6 +179,6 @@ def apply(step: ProcessStep, db: ColocatedDB, plugins: Sequence[str] = ()) -> No
     if db.ml_devices:
         argv += plugins
     step.per_node = argv
-    step.env[contract.ADDRESS] = address
-    step.env[contract.CLUSTER] = "0"
-    step.secret_env[contract.PASSWORD] = secrets.token_urlsafe(32)
+    env, secret_env = contract.store_env([address], False, secrets.token_urlsafe(32))
+    step.env.update(env)
+    step.secret_env.update(secret_env)

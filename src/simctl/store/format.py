@@ -120,7 +120,11 @@ Header fields (all present): ``backend`` (the backend plugin's name: ``"ONNX"``,
 ``min_batch_size``, ``min_batch_timeout`` (integers >= 0, 0 meaning "no
 batching", "no minimum" and "no wait"; ``min_batch_timeout`` in milliseconds),
 ``tag`` (a string, ``""`` when none), ``inputs`` and ``outputs`` (lists of
-names, or null when the model does not need them).
+names, or null when the model does not need them). Optional fields, present
+only when the model was stored with them: ``threads_per_queue``,
+``inter_op_threads``, ``intra_op_threads`` (integers >= 1; kept, the
+runtimes' own thread defaults apply). A reader ignores fields it does not
+know. These are the fields of :class:`simctl.store.spec.ModelSpec`.
 
 A script (TorchScript source holding functions, or one function's source) is
 one Redis string in the same key space, under the same prefixing::
@@ -150,6 +154,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..core.errors import ConfigError, SimctlError
+from .spec import ModelSpec
 
 #: format version written by this module (tensors: the digit in the magic)
 VERSION = 1
@@ -422,14 +427,11 @@ def _ml_header(magic: bytes, fields: dict[str, Any], payload: int, what: str) ->
     return _ML_FIXED.pack(magic, len(head)) + head
 
 
-def model_header(backend: str, device: str, batch_size: int, min_batch_size: int, min_batch_timeout: int,
-                 tag: str, inputs: list[str] | None, outputs: list[str] | None, model_size: int,
-                 what: str = "model") -> bytes:
-    """The bytes that precede a model of ``model_size`` bytes in its value (arguments
-    already checked by the caller); ConfigError if the value would be too large."""
-    fields = {"backend": backend, "device": device, "batch_size": batch_size, "min_batch_size": min_batch_size,
-              "min_batch_timeout": min_batch_timeout, "tag": tag, "inputs": inputs, "outputs": outputs}
-    return _ml_header(MODEL_MAGIC, fields, model_size, what)
+def model_header(spec: ModelSpec, model_size: int, what: str = "model") -> bytes:
+    """The bytes that precede a model of ``model_size`` bytes, stored with
+    ``spec`` (checked when it was made), in its value; ConfigError if the
+    value would be too large."""
+    return _ml_header(MODEL_MAGIC, spec.header_fields(), model_size, what)
 
 
 def script_header(device: str, source_size: int, what: str = "script") -> bytes:

@@ -67,7 +67,8 @@ from ..core.launcher import Launcher
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..log import logger
-from . import server as srv
+from . import contract, server as srv
+from .address import Address, parse_addresses
 from .protocol import check_devices, own_slots
 from .supervisor import PASSWORD_ENV, interface_addresses
 
@@ -75,6 +76,10 @@ if TYPE_CHECKING:  # the client (redis-py, numpy) is imported when first used
     from .client import Client
 
 log = logger("store")
+
+#: what a ready store records in its directory (mode 0600: ``name``, ``addresses``, ``cluster``,
+#: ``password``), for tools that attach later (:meth:`Orchestrator.attach`)
+STORE_FILE = "store.json"
 
 SLOTS = 16384
 #: the cluster bus listens on the client port + this
@@ -185,6 +190,22 @@ def check_port_free(address: str, port: int, what: str) -> None:
                               "another port=") from None
 
 
+class StoreNotReady(SimctlError):
+    """A store's directory has no ``store.json``: the store never became ready, or not yet."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} does not exist: the store writes it once ready")
+        self.path = path
+
+
+class StoreFileUnreadable(SimctlError):
+    """A store's ``store.json`` cannot be read (``reason`` says why)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read the store's address and password from {path}: {reason}")
+        self.path, self.reason = path, reason
+
+
 class Orchestrator(Entity):
     """A feature store: one server, or a Redis Cluster of ``db_nodes`` shards.
 
@@ -212,6 +233,38 @@ class Orchestrator(Entity):
         self._password = secrets.token_urlsafe(32)
         self._addresses: list[str] = []
         self._started_on: list[str] = []  # host names, from the address files
+
+    @classmethod
+    def attach(cls, path: str | os.PathLike[str]) -> Orchestrator:
+        """The orchestrator of the store that runs from the directory ``path``,
+        from what it recorded there when it became ready (``store.json``: its
+        name, addresses and password), for a tool that attaches to a running
+        store without the driver that started it (``simctl store``). It reads
+        and connects (:meth:`client`, :meth:`get_address`, :meth:`is_active`,
+        :meth:`password`); it has no launcher, so it is not started or stopped
+        through it. :class:`StoreNotReady` when there is no ``store.json``,
+        :class:`StoreFileUnreadable` when it cannot be read, SimctlError when
+        it holds no store."""
+        file = os.path.join(os.fspath(path), STORE_FILE)
+        try:
+            with open(file, encoding="utf-8") as fh:
+                info = json.load(fh)
+        except FileNotFoundError:
+            raise StoreNotReady(file) from None
+        except (OSError, ValueError) as exc:
+            raise StoreFileUnreadable(file, str(exc)) from None
+        try:
+            addresses = parse_addresses(info.get("addresses") if isinstance(info, dict) else None, file)
+        except ConfigError:
+            addresses = []
+        if not addresses or not isinstance(info.get("name"), str) or not isinstance(info.get("password"), str):
+            raise SimctlError(f"{file} does not hold a store's addresses")
+        db = cls(info["name"], os.path.dirname(file), None, port=addresses[0].port,  # type: ignore[arg-type]
+                 db_nodes=len(addresses), interfaces=[], batch=False, hosts=[], run_settings=None,  # type: ignore[arg-type]
+                 batch_settings=None, db_cpus=1, single_cmd=True, server="", persist=True, ready_timeout=60.0)
+        db._password = info["password"]
+        db._addresses = [str(a) for a in addresses]
+        return db
 
     def __repr__(self) -> str:
         return (f"Orchestrator(name={self.name!r}, path={self.path!r}, port={self.port}, db_nodes={self.db_nodes}, "
@@ -441,7 +494,7 @@ class Orchestrator(Entity):
             self._form_cluster(addresses, infos)
         self._addresses = addresses
         self._started_on = [str(info.get("hostname", info["host"])) for info in infos]
-        srv.write_private(os.path.join(self.path, "store.json"), json.dumps(
+        srv.write_private(os.path.join(self.path, STORE_FILE), json.dumps(
             {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "password": self._password}))
 
     @staticmethod
@@ -484,19 +537,28 @@ class Orchestrator(Entity):
                 pause = min(pause * 2, 0.5)
 
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
-        return Handoff(env={"SSDB": ",".join(self._addresses), "SSDB_CLUSTER": "1" if self.is_cluster else "0"},
-                       secret_env={PASSWORD_ENV: self._password})
+        env, secret_env = contract.store_env(self._addresses, self.is_cluster, self._password)
+        return Handoff(env=env, secret_env=secret_env)
 
     @contextlib.contextmanager
     def _clients(self, addresses: Sequence[str], timeout: float = 5) -> Iterator[list[Any]]:
-        import redis
+        with self.shards(timeout, timeout, addresses, decode_responses=True) as clients:
+            yield clients
+
+    @contextlib.contextmanager
+    def shards(self, connect_timeout: float = 5, command_timeout: float | None = 5,
+               addresses: Sequence[str] | None = None, **options: Any) -> Iterator[list[Any]]:
+        """A ``redis.Redis`` for each shard (of ``addresses``; default: the
+        store's), with the store's password, closed at the end of the
+        ``with``. Nothing is sent until they are used; ``options`` go to
+        :func:`simctl.store.wire.connect`."""
+        from . import wire  # redis-py: start-up cost
 
         clients = []
         try:
-            for address in addresses:
-                host, _, port = address.rpartition(":")
-                clients.append(redis.Redis(host=host, port=int(port), password=self._password, decode_responses=True,
-                                           socket_timeout=timeout, socket_connect_timeout=timeout))
+            for address in self.get_address() if addresses is None else addresses:
+                clients.append(wire.connect(address, self._password, socket_connect_timeout=connect_timeout,
+                                            socket_timeout=command_timeout, **options))
             yield clients
         finally:
             for c in clients:
@@ -504,7 +566,7 @@ class Orchestrator(Entity):
 
 
 def _addresses(infos: list[dict[str, Any]]) -> list[str]:
-    return [f"{info['host']}:{info['port']}" for info in infos]
+    return [str(Address(info["host"], info["port"])) for info in infos]
 
 
 def _cluster_ok(info: dict[str, str], shards: int) -> bool:

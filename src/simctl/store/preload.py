@@ -38,38 +38,31 @@ from typing import Any
 import attrs
 
 from ..core import checks
-from ..core.backend import parse_device
 from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
 from ..ml import read_model
-from . import format as fmt
-from .client import Client, _check_length, _names
+from . import contract, format as fmt
+from .base import check_length
+from .client import Client
 from .server import write_private
+from .spec import ModelSpec, Placement
 
 #: the directory, in a colocated model's working directory, of what its store preloads
 DIRNAME = ".simctl-ml"
-MANIFEST_VERSION = 1
+#: version 2: each item carries its spec (a ModelSpec for a model, a Placement for a script)
+MANIFEST_VERSION = 2
 
 
 @attrs.frozen
 class MLObject:
-    """One ML model or script (a function is a script) to store: checked
-    arguments and its bytes. Equal objects have the same arguments and bytes."""
+    """One ML model or script (a function is a script) to store: its checked
+    settings and its bytes. Equal objects have the same settings and bytes."""
 
     #: "model" or "script"
     kind: str
     name: str
-    #: "CPU", "GPU" or "GPU:n", as given
-    device: str
-    devices_per_node: int = 1
-    first_device: int = 0
-    backend: str = ""
-    batch_size: int = 0
-    min_batch_size: int = 0
-    min_batch_timeout: int = 0
-    tag: str = ""
-    inputs: tuple[str, ...] | None = None
-    outputs: tuple[str, ...] | None = None
+    #: a model's :class:`ModelSpec`; a script's :class:`Placement` (its device(s))
+    spec: Placement
     #: SHA-256 of ``data`` (hex): equality without comparing the bytes
     sha256: str = ""
     #: the serialized model, or the script's UTF-8 source
@@ -79,15 +72,7 @@ class MLObject:
 
     def placements(self) -> list[tuple[str, str]]:
         """(key, device) of each copy stored: one, or one per GPU."""
-        kind, index = parse_device(self.device)
-        if kind == "CPU":
-            return [(self.name, "CPU")]
-        if index is not None:
-            return [(self.name, self.device)]
-        if self.devices_per_node == 1:
-            return [(self.name, f"GPU:{self.first_device}")]
-        gpus = range(self.first_device, self.first_device + self.devices_per_node)
-        return [(f"{self.name}.GPU:{i}", f"GPU:{i}") for i in gpus]
+        return self.spec.placements(self.name)
 
     def store_keys(self) -> list[str]:
         """The store keys it takes."""
@@ -101,54 +86,27 @@ class MLObject:
 
 def store(client: Client, obj: MLObject) -> None:
     """SET ``obj`` through ``client``: once, or, on several GPUs, once per GPU
-    under ``<name>.GPU:<i>`` (``set_model_multigpu``, ``set_script_multigpu``)."""
-    placements = obj.placements()
-    if len(placements) > 1:
-        if obj.kind == "model":
-            client.set_model_multigpu(obj.name, obj.data, obj.backend, obj.first_device, obj.devices_per_node,
-                                      obj.batch_size, obj.min_batch_size, obj.min_batch_timeout, obj.tag,
-                                      _list(obj.inputs), _list(obj.outputs))
-        else:
-            client.set_script_multigpu(obj.name, obj.data.decode("utf-8"), obj.first_device, obj.devices_per_node)
+    under ``<name>.GPU:<i>``."""
+    if isinstance(obj.spec, ModelSpec):
+        client.set_model_spec(obj.name, obj.data, obj.spec)
         return
-    [(key, device)] = placements
-    if obj.kind == "model":
-        client.set_model(key, obj.data, obj.backend, device, obj.batch_size, obj.min_batch_size,
-                         obj.min_batch_timeout, obj.tag, _list(obj.inputs), _list(obj.outputs))
-    else:
+    for key, device in obj.placements():
         client.set_script(key, obj.data.decode("utf-8"), device)
-
-
-def _list(names: tuple[str, ...] | None) -> list[str] | None:
-    return None if names is None else list(names)
 
 
 # -- checked at the call -------------------------------------------------------------------------
 
 
-def _placement_args(what: str, name: Any, device: Any, devices_per_node: Any, first_device: Any) -> str:
-    """Check the name and device arguments; the device string to keep."""
+def _check_name(what: str, name: Any) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{what}: name must be a non-empty str (the key the store keeps it under); "
                           f"got {checks.show(name)}")
-    kind, index = parse_device(device, f"{what}: device")
-    checks.positive_int(f"{what}: devices_per_node", devices_per_node)
-    checks.positive_int(f"{what}: first_device", first_device, minimum=0)
-    if kind == "GPU" and index is not None:
-        if devices_per_node > 1:
-            raise ConfigError(f"{what}: device {device!r} names one GPU, but devices_per_node is "
-                              f"{devices_per_node}; for {devices_per_node} GPUs give device='GPU' with "
-                              f"devices_per_node={devices_per_node} and first_device={index}")
-        if first_device not in (0, index):
-            raise ConfigError(f"{what}: device {device!r} and first_device={first_device} name different GPUs; "
-                              f"give device='GPU' with first_device={first_device}, or device={device!r} alone")
-    return str(device)  # a str: parse_device accepted it
 
 
 def _finish(obj: MLObject) -> MLObject:
     """Check that every key fits, and fill in the digest."""
     for key in obj.store_keys():
-        _check_length(key, f"{obj.added_by}({obj.name!r})")
+        check_length(key, f"{obj.added_by}({obj.name!r})")
     return attrs.evolve(obj, sha256=hashlib.sha256(obj.data).hexdigest())
 
 
@@ -158,21 +116,12 @@ def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None,
     """The checked arguments of ``add_ml_model``, with the model's bytes (read
     from ``model_path`` now)."""
     what = f"add_ml_model({name!r:.60})"
-    device = _placement_args(what, name, device, devices_per_node, first_device)
-    if not isinstance(backend, str) or not backend.strip():
-        raise ConfigError(f"{what}: backend must be a backend's name (a non-empty str: 'ONNX', 'TORCH', or one a "
-                          f"plugin provides); got {checks.show(backend)}")
+    _check_name(what, name)
+    spec = ModelSpec.checked(what, backend=backend, device=device, devices_per_node=devices_per_node,
+                             first_device=first_device, batch_size=batch_size, min_batch_size=min_batch_size,
+                             min_batch_timeout=min_batch_timeout, tag=tag, inputs=inputs, outputs=outputs)
     # Not looked up in this process's plugins: the store's inference workers run the model, with the
     # plugins of the experiment that started them; a backend they do not know is the error of the request.
-    for arg, v in (("batch_size", batch_size), ("min_batch_size", min_batch_size),
-                   ("min_batch_timeout", min_batch_timeout)):
-        checks.positive_int(f"{what}: {arg}", v, minimum=0)
-    if batch_size and min_batch_size > batch_size:
-        raise ConfigError(f"{what}: min_batch_size ({min_batch_size}) is larger than batch_size ({batch_size}); "
-                          "a batch never holds more than batch_size requests")
-    if not isinstance(tag, str):
-        raise ConfigError(f"{what}: tag must be a str; got {checks.show(tag)}")
-    in_names, out_names = _names(inputs, f"{what}: inputs"), _names(outputs, f"{what}: outputs")
     if model is not None and model_path is not None:
         raise ConfigError(f"{what}: give the model either in memory (model=bytes) or as a file (model_path=...), "
                           f"not both; got model={checks.show(model, 40)} and model_path={model_path!r:.80}")
@@ -186,11 +135,8 @@ def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None,
         raise ConfigError(f"{what}: {exc}") from None
     if not data:
         raise ConfigError(f"{what}: the model is empty (0 bytes)" + (f": {model_path!r}" if model_path else ""))
-    fmt.model_header(backend, device, batch_size, min_batch_size, min_batch_timeout, tag, in_names, out_names,
-                     len(data), what)
-    return _finish(MLObject("model", name, device, devices_per_node, first_device, backend, batch_size,
-                            min_batch_size, min_batch_timeout, tag, None if in_names is None else tuple(in_names),
-                            None if out_names is None else tuple(out_names), data=data, added_by="add_ml_model"))
+    fmt.model_header(spec, len(data), what)
+    return _finish(MLObject("model", name, spec, data=data, added_by="add_ml_model"))
 
 
 def script(name: str, script: Any = None, script_path: Any = None, device: str = "CPU",
@@ -198,7 +144,8 @@ def script(name: str, script: Any = None, script_path: Any = None, device: str =
     """The checked arguments of ``add_script``, with the source (read from
     ``script_path`` now)."""
     what = f"add_script({name!r:.60})"
-    device = _placement_args(what, name, device, devices_per_node, first_device)
+    _check_name(what, name)
+    placement = Placement.checked(what, device=device, devices_per_node=devices_per_node, first_device=first_device)
     if (script is None) == (script_path is None):
         raise ConfigError(f"{what}: give the script either as source text (script=str) or as a file "
                           f"(script_path=...), not {'both' if script is not None else 'neither'}")
@@ -211,8 +158,8 @@ def script(name: str, script: Any = None, script_path: Any = None, device: str =
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
             raise ConfigError(f"{what}: script_path {os.fspath(script_path)!r} cannot be read: {why}") from None
-    return _source(what, "script_path" if script_path is not None else "script", name, script, device,
-                   devices_per_node, first_device, "add_script")
+    return _source(what, "script_path" if script_path is not None else "script", name, script, placement,
+                   "add_script")
 
 
 def function(name: str, function: Any = None, device: str = "CPU", devices_per_node: int = 1,
@@ -220,7 +167,8 @@ def function(name: str, function: Any = None, device: str = "CPU", devices_per_n
     """The checked arguments of ``add_function``: a Python function is
     serialized to TorchScript source now (needs torch); a str is that source."""
     what = f"add_function({name!r:.60})"
-    device = _placement_args(what, name, device, devices_per_node, first_device)
+    _check_name(what, name)
+    placement = Placement.checked(what, device=device, devices_per_node=devices_per_node, first_device=first_device)
     if function is None:
         raise ConfigError(f"{what}: no function: give function= a Python function (defined in a file) or its "
                           "TorchScript source (str)")
@@ -234,17 +182,16 @@ def function(name: str, function: Any = None, device: str = "CPU", devices_per_n
             function = serialize_function(function)
         except ConfigError as exc:
             raise ConfigError(f"{what}: function cannot be serialized: {exc}") from None
-    return _source(what, "function", name, function, device, devices_per_node, first_device, "add_function")
+    return _source(what, "function", name, function, placement, "add_function")
 
 
-def _source(what: str, arg: str, name: str, source: Any, device: str, devices_per_node: int, first_device: int,
-            added_by: str) -> MLObject:
+def _source(what: str, arg: str, name: str, source: Any, placement: Placement, added_by: str) -> MLObject:
     if not isinstance(source, str) or not source.strip():
         got = "an empty str" if isinstance(source, str) else checks.show(source)
         raise ConfigError(f"{what}: {arg} must be non-empty TorchScript source text; got {got}")
     data = source.encode("utf-8")
-    fmt.script_header(device, len(data), what)
-    return _finish(MLObject("script", name, device, devices_per_node, first_device, data=data, added_by=added_by))
+    fmt.script_header(placement.device, len(data), what)
+    return _finish(MLObject("script", name, placement, data=data, added_by=added_by))
 
 
 def check_new(owner: str, have: Sequence[MLObject], new: MLObject, what: str = "") -> None:
@@ -301,11 +248,11 @@ def prepare(steps: Sequence[ProcessStep]) -> None:
         if getattr(step.entity, "colocated_db", None) is not None:
             colocated.append((step, distinct(((step.name, o) for o in objs), f"{step.name}'s colocated store")))
             continue
-        address = step.env.get("SSDB")
+        address = step.env.get(contract.ADDRESS)
         if not address:
             raise ConfigError(f"{step.name}: has {', '.join(o.describe() for o in objs)} to load, but its "
-                              "environment has no SSDB (the store's address); start a store first")
-        key = (address, step.secret_env.get("SSDB_PASSWORD", ""))
+                              f"environment has no {contract.ADDRESS} (the store's address); start a store first")
+        key = (address, step.secret_env.get(contract.PASSWORD, ""))
         shared.setdefault(key, []).extend((f"model {step.name!r}", o) for o in objs)
     todo = [(address, password, distinct(owned, f"the store at {address}"))
             for (address, password), owned in shared.items()]
@@ -347,6 +294,7 @@ def write_manifest(step: ProcessStep, objs: Sequence[MLObject]) -> str:
             write_private(blob, obj.data)
         fields = attrs.asdict(obj, filter=lambda a, _v: a.name != "data")
         items.append(fields | {"file": os.path.relpath(blob, os.path.dirname(path)), "size": len(obj.data)})
+
     write_private(path, json.dumps({"version": MANIFEST_VERSION, "items": items}, indent=1).encode("utf-8"))
     return path
 
@@ -376,10 +324,9 @@ def read_manifest(path: str) -> list[MLObject]:
         if hashlib.sha256(data).hexdigest() != item["sha256"]:
             raise ValueError(f"{blob} (the bytes of {item['kind']} {item['name']!r}) changed after it was written "
                              f"(its SHA-256 is not the one recorded)")
-        args = {k: v for k, v in item.items() if k in fields}
-        for k in ("inputs", "outputs"):
-            args[k] = None if args.get(k) is None else tuple(args[k])
-        out.append(MLObject(**args, data=data))
+        spec = (ModelSpec if item["kind"] == "model" else Placement)(**item["spec"])
+        args = {k: v for k, v in item.items() if k in fields and k != "spec"}
+        out.append(MLObject(**args, spec=spec, data=data))
     return out
 
 
@@ -389,8 +336,7 @@ def preload_from_manifest(address_or_socket: str, password: str, path: str) -> i
     absolute path); the number of keys set. Raises (ValueError, ConfigError,
     StoreError) saying what failed."""
     objs = read_manifest(path)
-    address = f"unix://{address_or_socket}" if address_or_socket.startswith("/") else address_or_socket
-    with Client(address=address, password=password or None, logger_name="simctl") as client:
+    with Client(address=address_or_socket, password=password or None, logger_name="simctl") as client:
         client.use_model_ensemble_prefix(False)
         for obj in objs:
             store(client, obj)

@@ -44,10 +44,11 @@ import time
 from collections.abc import Sequence
 
 from . import contract
+from .address import Address
 from .server import render_conf, write_private
 
 PASSWORD_ENV = contract.PASSWORD
-READY_ENV = "SIMCTL_READY_FILE"
+READY_ENV = contract.READY_FILE
 #: lines of the server's log quoted when it fails
 TAIL_LINES = 8
 #: the variables that restrict a process to GPU ``n`` (NVIDIA, AMD, Intel): set for a ``GPU:n`` worker
@@ -114,14 +115,14 @@ def _command(*words: str) -> bytes:
     return b"".join(out)
 
 
-def ping(where: str | tuple[str, int], password: str, timeout: float = 2.0) -> None:
+def ping(where: Address, password: str, timeout: float = 2.0) -> None:
     """AUTH then PING over a socket of its own (redis-py takes longer to import
     than a server takes to start). Returns once PONG came back; PermissionError
     if the password is refused; another OSError while the server is not ready."""
-    family = socket.AF_UNIX if isinstance(where, str) else socket.AF_INET
+    family = socket.AF_UNIX if where.is_unix else socket.AF_INET6 if ":" in where.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(where)
+        sock.connect(where.sockaddr())
         sock.sendall(_command("AUTH", password) + _command("PING"))
         data = b""
         while data.count(b"\r\n") < 2:
@@ -148,7 +149,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--cluster", action="store_true", help="run as a Redis Cluster node")
     p.add_argument("--nosave", action="store_true", help="do not save the data when stopped")
     p.add_argument("--colocated", action="store_true",
-                   help="a colocated store: report readiness by creating $SIMCTL_READY_FILE")
+                   help=f"a colocated store: report readiness by creating ${contract.READY_FILE}")
     p.add_argument("--unixsocket", help="listen on this Unix socket")
     p.add_argument("--unixsocketperm", default="700", help="the socket's mode (octal)")
     p.add_argument("--log", help="the server's log file ({host} is replaced by this node's name)")
@@ -265,7 +266,7 @@ class Supervisor:
             except (OSError, ValueError) as exc:
                 return self.fail(f"cannot pin the server to CPUs {a.pin} ({exc}); this process may use CPUs "
                                  f"{sorted(os.sched_getaffinity(0))}", [])
-        env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+        env = contract.without_password(os.environ)
         log_fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.log_start = os.fstat(log_fd).st_size  # errors quote this run's lines only
         try:
@@ -289,8 +290,8 @@ class Supervisor:
     def _wait_answering(self, addresses: list[str]) -> bool:
         """Wait until the server answers PING; False (having said why) if it ends first."""
         assert self.proc is not None
-        where: str | tuple[str, int] = self.args.unixsocket or (addresses[0], self.args.port)
-        self.where = f"unix://{where}" if isinstance(where, str) else f"{where[0]}:{where[1]}"
+        where = Address(path=self.args.unixsocket) if self.args.unixsocket else Address(addresses[0], self.args.port)
+        self.where = str(where)
         delay = 0.002
         while True:
             if self.proc.poll() is not None:
@@ -331,7 +332,7 @@ class Supervisor:
     def _report(self, addresses: list[str]) -> None:
         assert self.proc is not None
         if self.args.colocated:
-            ready = os.environ.get(READY_ENV)
+            ready = contract.read().ready_file
             if ready:
                 open(ready, "w").close()
             return
@@ -363,7 +364,7 @@ class Supervisor:
 
     def _start_worker(self, device: str, previous_exit: str, delay: float = 0.0) -> None:
         """Start the inference worker of ``device`` (its output goes to a log beside the server's)."""
-        env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+        env = contract.without_password(os.environ)
         env[PASSWORD_ENV] = self.password
         if device != "CPU":
             index = device.partition(":")[2] or "0"

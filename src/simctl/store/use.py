@@ -13,8 +13,8 @@ once for both). The component knows how to check itself at plan time
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -51,11 +51,11 @@ class StoreUse:
     #: a store started beside the application on each node (a :class:`ColocatedDB`)
     colocated: Any = attrs.field(default=None, eq=False, repr=False)
 
-    def copy(self) -> "StoreUse":
+    def copy(self) -> StoreUse:
         """A member's own component, starting from this one (the ML objects are shared, not copied)."""
         return StoreUse(self.key_prefixing, list(self.incoming), list(self.ml), self.colocated)
 
-    def check_new(self, owner: str, obj: "MLObject", what: str = "") -> None:
+    def check_new(self, owner: str, obj: MLObject, what: str = "") -> None:
         """ConfigError if ``obj`` would take a store key one of this entity's objects takes."""
         from .preload import check_new  # the client (redis-py, numpy): start-up cost
 
@@ -70,10 +70,7 @@ class StoreUse:
         """Set on ``step`` (entity ``name``'s, planned in ``ctx``) the key
         prefixes and the colocated store, whose inference workers load the
         plugins ``ctx`` names."""
-        if self.key_prefixing:
-            step.env[contract.KEYOUT] = name
-        if self.incoming:
-            step.env[contract.KEYIN] = ",".join(self.incoming)
+        step.env.update(contract.prefix_env(name if self.key_prefixing else None, self.incoming))
         if self.colocated is not None:
             self.colocated.apply(step, ctx.worker_plugins if ctx is not None else ())
             if self.ml and step.per_node is not None:
@@ -163,7 +160,7 @@ class StoreMethods:
 
         self._add_ml(preload.function(name, function, device, devices_per_node, first_device))
 
-    def _add_ml(self, obj: "MLObject") -> None:
+    def _add_ml(self, obj: MLObject) -> None:
         uses = self._store_uses()
         for owner, use in uses:  # every check before any change
             use.check_new(owner, obj)
@@ -192,7 +189,7 @@ class StoreMethods:
         return self.store_use.key_prefixing
 
     @property
-    def ml(self) -> list["MLObject"]:
+    def ml(self) -> list[MLObject]:
         """The ML models, scripts and functions stored before the application starts."""
         return self.store_use.ml
 

@@ -38,8 +38,7 @@ import redis
 
 from ..core.errors import ConfigError
 from ..core.plugins import Plugins, worker_plugins
-from . import format as fmt
-from . import protocol as pr
+from . import contract, format as fmt, protocol as pr, wire
 
 #: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
 DEFAULT_MIN_BATCH_WAIT_MS = 10
@@ -106,12 +105,8 @@ class Worker:
 
     def _connect(self, address: str) -> redis.Redis:
         # no read timeout: the worker blocks on its queue (the supervisor stops it with the server)
-        opts: dict[str, Any] = dict(password=self.password, protocol=2, socket_timeout=None, socket_connect_timeout=10,
-                                    client_name=pr.worker_name(self.device))
-        if address.startswith("unix://"):
-            return redis.Redis(unix_socket_path=address[len("unix://"):], **opts)
-        host, _, port = address.rpartition(":")
-        return redis.Redis(host=host, port=int(port), **opts)
+        return wire.connect(address, self.password, protocol=2, socket_timeout=None, socket_connect_timeout=10,
+                            client_name=pr.worker_name(self.device))
 
     def _wait_for_slots(self) -> set[int]:
         """This shard's slots, once the driver has formed the cluster."""
@@ -160,15 +155,7 @@ class Worker:
         """Send ``cmds`` in one write and read their replies; an error reply
         (a key of another type, a store out of memory) is returned in its place
         as a ``redis.ResponseError``."""
-        conn = self.conn
-        conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
-        out: list[Any] = []
-        for _ in cmds:
-            try:
-                out.append(conn.read_response())
-            except redis.ResponseError as exc:
-                out.append(exc)
-        return out
+        return wire.exchange(self.conn, cmds)
 
     def _taken(self, reply: Any) -> list[bytes]:
         """The requests a take (the TAKE script or BLMOVE) moved; its error ends the worker."""
@@ -308,11 +295,7 @@ class Worker:
 
     def _cluster_client(self) -> Any:
         if self.cluster is None:
-            from redis.cluster import RedisCluster
-
-            host, _, port = self.address.rpartition(":")
-            self.cluster = RedisCluster(host=host, port=int(port), password=self.password, protocol=2,
-                                        socket_timeout=60)
+            self.cluster = wire.connect_cluster([self.address], self.password, protocol=2, socket_timeout=60)
         return self.cluster
 
     def _backend(self, name: str) -> Any:
@@ -357,7 +340,7 @@ class Worker:
                 loaded = Loaded(backend, backend.load_script(source, self._local_device()), device)
         except fmt.FormatError as exc:
             raise RunError(f"{key!r} is not a {kind}: {exc}") from None
-        except ConfigError as exc:
+        except (ConfigError, RunError) as exc:  # RunError: a backend this worker does not have
             where = "" if self.device == "CPU" else f" on {self.device} (which the worker sees as GPU 0)"
             raise RunError(f"{kind} {key!r} cannot be loaded{where}: {exc}") from None
         except Exception as exc:  # a runtime's own error while loading
@@ -529,8 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # nothing to flush
     try:
         plugins = worker_plugins(args.plugin, args.plugin_path, args.disable_plugin)
-        worker = Worker(args.address, os.environ.get("SSDB_PASSWORD") or None, device_name(args.device),
-                        args.cluster, plugins)
+        worker = Worker(args.address, contract.read().password, device_name(args.device), args.cluster, plugins)
         worker.fail_orphans(args.previous_exit)
         worker.serve()
     except redis.ConnectionError as exc:

@@ -10,7 +10,8 @@ needed (iteration, lookup, ``generate``, ``start``) and kept from then on.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -61,7 +62,7 @@ class Ensemble(StoreMethods, Entity):
             raise ConfigError(f"ensemble {self.name!r}: batch_settings must be a BatchSettings (from "
                               f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
 
-    def bind(self, expand: ExpandFn, on_created: CreatedHook | None = None) -> "Ensemble":
+    def bind(self, expand: ExpandFn, on_created: CreatedHook | None = None) -> Ensemble:
         """Attach the resolved strategy and the "created" hook (done by the experiment)."""
         self._expand, self._on_created = expand, on_created
         return self

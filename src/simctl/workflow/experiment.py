@@ -11,12 +11,12 @@ import signal
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
-from ..core import checks, generator
-from ..core import manifest as mf
+from ..core import checks, generator, manifest as mf
 from ..core.checks import boolean, number, positive_int, show, string, string_list
 from ..core.controller import Controller, Job
 from ..core.entity import Entity
@@ -39,7 +39,7 @@ from .model import Model
 log = logger("experiment")
 
 #: experiments that started work and were not closed since: stopped at driver exit (see Experiment's docstring)
-_LIVE: "weakref.WeakSet[Experiment]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Experiment] = weakref.WeakSet()
 #: guards _LIVE's exit hooks: the atexit handler (registered once, at the first start()) and the SIGTERM
 #: handler (installed while an experiment has work, then the previous one is put back)
 _HOOKS = threading.Lock()
@@ -57,7 +57,7 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds the driver, then the exit handler stops the jobs
 
 
-def _work_starts(experiment: "Experiment") -> None:
+def _work_starts(experiment: Experiment) -> None:
     """``experiment`` is about to start jobs: it joins the experiments stopped at
     exit; the exit handler is registered (once per process), and, in the main
     thread while SIGTERM has its default action, SIGTERM is made a normal exit."""
@@ -72,7 +72,7 @@ def _work_starts(experiment: "Experiment") -> None:
             _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def _work_ends(experiment: "Experiment") -> None:
+def _work_ends(experiment: Experiment) -> None:
     """``experiment`` was closed: once no experiment has work left, SIGTERM's
     previous handler is put back, unless the program installed another one
     meanwhile (then that one stays), or this is not the main thread (then it
@@ -208,7 +208,7 @@ class Experiment:
         finally:
             _work_ends(self)
 
-    def __enter__(self) -> "Experiment":
+    def __enter__(self) -> Experiment:
         return self
 
     def __exit__(self, *exc: Any) -> None:

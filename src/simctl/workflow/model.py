@@ -5,7 +5,8 @@ parameters, where; and what it asks of the feature store (its
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -133,7 +134,7 @@ class Model(StoreMethods, Entity):
         self.colocate_db_tcp(*args, **kwargs)
 
     @property
-    def colocated_db(self) -> "ColocatedDB | None":
+    def colocated_db(self) -> ColocatedDB | None:
         """The store colocated with this model (``colocate_db_tcp``/``_uds``), or None."""
         colocated: ColocatedDB | None = self.store_use.colocated
         return colocated
@@ -150,7 +151,7 @@ class Model(StoreMethods, Entity):
             return [ctx.batch_job(self.name, step.cwd, self.batch_settings, [step])]
         return [step]
 
-    def run_dirs(self, exp_path: str, tag: str) -> list[tuple["Model", str]]:
+    def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Model, str]]:
         """The run directories generate() writes for this entity: (model, directory)."""
         if self.ensemble:
             raise ConfigError(f"model {self.name!r} is a member of ensemble {self.ensemble!r}, whose directory "

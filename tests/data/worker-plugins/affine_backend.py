@@ -7,7 +7,8 @@ A model is JSON bytes ``{"scale": a, "shift": b}``; running it on x gives
 """
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import simctl
 from simctl import ConfigError

@@ -7,7 +7,8 @@ onnxruntime is imported when a model is loaded, never when plugins are listed.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 

@@ -13,7 +13,8 @@ the CPU only.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 

@@ -19,14 +19,25 @@ import math
 import re
 import shlex
 import subprocess
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import attrs
 
 import simctl
-from simctl import checks
-from simctl import (BatchJob, ConfigError, JobStatus, RunSettings, SchedulerError, SchedulerLauncher, Status,
-                    BatchSettings, format_flags, parse_walltime)
+from simctl import (
+    BatchJob,
+    BatchSettings,
+    ConfigError,
+    JobStatus,
+    RunSettings,
+    SchedulerError,
+    SchedulerLauncher,
+    Status,
+    checks,
+    format_flags,
+    parse_walltime,
+)
 
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 

@@ -24,14 +24,24 @@ import shlex
 import shutil
 import signal
 import subprocess
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import attrs
 
 import simctl
-from simctl import checks
-from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, RunSettings, SchedulerError, SchedulerLauncher,
-                    Status, format_flags)
+from simctl import (
+    BatchJob,
+    BatchSettings,
+    ConfigError,
+    JobStatus,
+    RunSettings,
+    SchedulerError,
+    SchedulerLauncher,
+    Status,
+    checks,
+    format_flags,
+)
 
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 

@@ -10,12 +10,23 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import simctl
-from simctl import checks
-from simctl import (BatchJob, BatchSettings, ConfigError, JobStatus, ProcessStep, RunSettings, SchedulerError,
-                    SchedulerLauncher, Status, format_flags)
+from simctl import (
+    BatchJob,
+    BatchSettings,
+    ConfigError,
+    JobStatus,
+    ProcessStep,
+    RunSettings,
+    SchedulerError,
+    SchedulerLauncher,
+    Status,
+    checks,
+    format_flags,
+)
 
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 

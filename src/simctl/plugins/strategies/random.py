@@ -8,8 +8,7 @@ import random as _random
 from typing import Any
 
 import simctl
-from simctl import Pick, Product
-from simctl import checks
+from simctl import Pick, Product, checks
 
 
 class RandomPick:

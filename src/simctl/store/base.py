@@ -1,0 +1,159 @@
+"""What every part of the :class:`~simctl.store.Client` stands on: the
+servers behind it (:class:`~simctl.store.servers.Server`), its key prefixes,
+one command on a key, and redis-py's errors turned into simctl's. The client's
+commands are written in parts on this base, as redis-py writes its commands
+in mixins over ``execute_command``: tensors and the servers in
+:mod:`.client`, datasets and aggregation lists in :mod:`.datasets`, ML
+models and scripts in :mod:`.models`, running them in :mod:`.inference`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import redis
+
+from ..core.errors import ConfigError
+from . import format as fmt
+from .dataset import check_name
+from .format import FormatError, StoreError, StoreKeyError
+from .servers import Server, store_error
+from .wire import Parts
+
+
+class ClientBase:
+    """The state and the helpers the client's parts share (see the module docstring)."""
+
+    #: the servers (one, or a cluster's primaries)
+    _server: Server
+    #: the addresses the client was given, canonical (``host:port``, ``[v6]:port``, ``unix:///path``)
+    addresses: list[str]
+    _password: str | None
+    #: the write prefix (``SSKEYOUT``), the data sources (``SSKEYIN``) and the read prefix
+    _put_prefix: str
+    _sources: list[str]
+    _get_prefix: str
+    #: kind of key -> whether the prefixes apply
+    _use_prefix: dict[str, bool]
+
+    @property
+    def _r(self) -> Any:
+        """The redis-py client (``redis.Redis`` or ``RedisCluster``) under the client."""
+        return self._server.redis
+
+    # -- commands and errors ----------------------------------------------------------------
+
+    def _call(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` with redis-py's errors turned into simctl's, naming ``what``."""
+        try:
+            return func(*args)
+        except redis.RedisError as exc:
+            raise self._error(what, exc) from None
+
+    def _error(self, what: str, exc: redis.RedisError) -> StoreError:
+        """simctl's error for redis-py's ``exc`` raised by ``what``."""
+        return store_error(what, exc, self.addresses)
+
+    def _one(self, key: str, *args: Any) -> Any:
+        """Run a command on ``key``'s server (redis-py's errors)."""
+        return self._server.execute(key, *args)
+
+    def _key_cmd(self, what: str, key: str, *args: Any) -> Any:
+        """:meth:`_one` with simctl's errors."""
+        try:
+            return self._server.execute(key, *args)
+        except redis.RedisError as exc:
+            raise self._error(f"{what} {key!r}", exc) from None
+
+    # -- keys and prefixes ------------------------------------------------------------------
+
+    def _key(self, kind: str, name: Any, read: bool, what: str) -> str:
+        """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied."""
+        if type(name) is not str or not name:
+            check_name(name, f"{what}: name")
+        prefix = (self._get_prefix if read else self._put_prefix) if self._use_prefix[kind] else ""
+        key = f"{prefix}.{name}" if prefix else name
+        if len(key) > fmt.MAX_KEY_BYTES // 4:  # a longer key may take more than MAX_KEY_BYTES in UTF-8
+            check_length(key, what)
+        return key
+
+    def _missing(self, what: str, kind: str, key: str, name: str) -> StoreKeyError:
+        how = f" (data source {self._get_prefix!r})" if key != name else ""
+        return StoreKeyError(f"{what}: no {kind} {key!r} in the store{how}")
+
+    # -- copying and moving a key -------------------------------------------------------------
+
+    def _copy_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
+        if self._server.same_slot(src, dest):
+            if not self._key_cmd(what, src, "COPY", src, dest, "REPLACE"):
+                raise self._missing(what, kind, src, name)
+            return
+        dumped = self._key_cmd(what, src, "DUMP", src)
+        if dumped is None:
+            raise self._missing(what, kind, src, name)
+        self._key_cmd(what, dest, "RESTORE", dest, 0, dumped, "REPLACE")
+
+    def _rename_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
+        if src == dest:
+            if not self._key_cmd(what, src, "EXISTS", src):
+                raise self._missing(what, kind, src, name)
+        elif self._server.same_slot(src, dest):
+            try:
+                self._key_cmd(what, src, "RENAME", src, dest)
+            except StoreError as exc:
+                if "no such key" in str(exc):
+                    raise self._missing(what, kind, src, name) from None
+                raise
+        else:
+            self._copy_key(src, dest, what, kind, name)
+            self._key_cmd(what, src, "DEL", src)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def gpus(what: str, first_gpu: Any, num_gpus: Any) -> list[int]:
+    """The GPU numbers ``first_gpu`` .. ``first_gpu + num_gpus - 1``, checked."""
+    for arg, v, low in (("first_gpu", first_gpu, 0), ("num_gpus", num_gpus, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ConfigError(f"{what}: {arg} must be an int >= {low}, got {v!r:.80}")
+    return list(range(first_gpu, first_gpu + num_gpus))
+
+
+def check_length(key: str, what: str) -> None:
+    """ConfigError naming ``what`` if ``key`` is longer than a key may be."""
+    n = len(key.encode("utf-8"))
+    if n > fmt.MAX_KEY_BYTES:
+        raise ConfigError(f"{what}: key {key[:60]!r}... is {n} bytes long; keys may be at most "
+                          f"{fmt.MAX_KEY_BYTES} bytes (prefix and dataset decoration included)")
+
+
+def encode_value(data: Any, what: str) -> bytes | Parts:
+    """The stored value of an array: bytes, or parts sent without copying."""
+    buffers = fmt.encode_tensor(data, what)
+    return bytes(buffers[0]) if len(buffers) == 1 else Parts(buffers)
+
+
+def decode_value(value: bytes | bytearray, what: str, copy: bool = True) -> np.ndarray:
+    """The array in ``value``; a copy only if asked and ``value`` is not a buffer of its own."""
+    try:
+        return fmt.decode_tensor(value, copy and type(value) is not bytearray)
+    except FormatError as exc:
+        raise FormatError(f"{what}: {exc}") from None
+
+
+def poll(check: Callable[[], bool], poll_frequency_ms: float, num_tries: int, what: str) -> bool:
+    """Call ``check`` up to ``num_tries`` times, ``poll_frequency_ms`` apart, until it is true."""
+    if isinstance(num_tries, bool) or not isinstance(num_tries, int) or num_tries < 1:
+        raise ConfigError(f"{what}: num_tries must be an int >= 1, got {num_tries!r}")
+    if isinstance(poll_frequency_ms, bool) or not isinstance(poll_frequency_ms, (int, float)) or poll_frequency_ms < 0:
+        raise ConfigError(f"{what}: poll_frequency_ms must be a number >= 0, got {poll_frequency_ms!r}")
+    for i in range(num_tries):
+        if check():
+            return True
+        if i + 1 < num_tries:
+            time.sleep(poll_frequency_ms / 1000)
+    return False

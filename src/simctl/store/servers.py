@@ -1,0 +1,180 @@
+"""The servers behind a :class:`~simctl.store.Client`: one interface,
+:class:`Server`, and its two implementations, :class:`Standalone` (one
+server) and :class:`Cluster` (a Redis Cluster), as SmartRedis splits its
+``RedisServer`` into ``Redis`` and ``RedisCluster``. The client is written
+once against the interface; what differs between one server and a cluster
+(where a key lives, which keys can share a command, what "every server"
+means) is answered here. :func:`open_servers` asks the store which it is.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import redis
+
+from ..core.errors import ConfigError
+from . import contract, protocol as pr, wire
+from .address import Address
+from .format import StoreConnectionError, StoreError
+
+
+class Server(abc.ABC):
+    """The store's server(s), as the client uses them. Methods raise
+    redis-py's errors; the client turns them into its own (:func:`store_error`)."""
+
+    is_cluster: ClassVar[bool]
+
+    def __init__(self, client: Any) -> None:
+        #: the redis-py client (``redis.Redis`` or ``redis.cluster.RedisCluster``)
+        self.redis = client
+
+    @abc.abstractmethod
+    def execute(self, key: str, *args: Any) -> Any:
+        """Run the command ``args`` on the server holding ``key``."""
+
+    @abc.abstractmethod
+    def same_slot(self, a: str, b: str) -> bool:
+        """Whether the keys ``a`` and ``b`` may take part in one command (COPY, RENAME)."""
+
+    @abc.abstractmethod
+    def primaries(self) -> dict[str, redis.Redis]:
+        """``host:port`` (or the socket's address) -> ``redis.Redis`` of every server that holds data."""
+
+    @abc.abstractmethod
+    def node_of(self, key: str) -> redis.Redis | None:
+        """The ``redis.Redis`` of the server holding ``key`` (None when redis-py has to find it)."""
+
+    @abc.abstractmethod
+    def tag_of(self, key: str) -> str:
+        """The inference workers' tag of the server holding ``key`` (see :mod:`.protocol`)."""
+
+    def pipeline(self) -> Any:
+        """A pipeline (no transaction) of commands that may go to several servers."""
+        return self.redis.pipeline(transaction=False)
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class Standalone(Server):
+    """One server: every key lives on it."""
+
+    is_cluster = False
+
+    def __init__(self, client: redis.Redis, address: str) -> None:
+        super().__init__(client)
+        self.address = address
+
+    def execute(self, key: str, *args: Any) -> Any:
+        return self.redis.execute_command(*args)
+
+    def same_slot(self, a: str, b: str) -> bool:
+        return True
+
+    def primaries(self) -> dict[str, redis.Redis]:
+        return {self.address: self.redis}
+
+    def node_of(self, key: str) -> redis.Redis | None:
+        return self.redis  # type: ignore[no-any-return]
+
+    def tag_of(self, key: str) -> str:
+        return pr.tag_for(None)
+
+
+class Cluster(Server):
+    """A Redis Cluster. A command goes straight to the node that holds its
+    key's slot (redis-py's cluster dispatch costs about 25 us a command in
+    Python); redis-py's cluster client takes over when the slot map is stale
+    or the node does not answer."""
+
+    is_cluster = True
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self._tags: dict[str, str] = {}
+
+    def execute(self, key: str, *args: Any) -> Any:
+        direct = wire.node_client(self.redis, key)
+        if direct is not None:
+            try:
+                return direct.execute_command(*args)
+            except (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.ConnectionError,
+                    redis.TimeoutError):  # MOVED is an AskError
+                pass
+        return self.redis.execute_command(*args)
+
+    def same_slot(self, a: str, b: str) -> bool:
+        return bool(self.redis.keyslot(a) == self.redis.keyslot(b))
+
+    def primaries(self) -> dict[str, redis.Redis]:
+        return wire.primaries(self.redis)
+
+    def node_of(self, key: str) -> redis.Redis | None:
+        return wire.node_client(self.redis, key)
+
+    def tag_of(self, key: str) -> str:
+        try:
+            node = wire.node_of(self.redis, key)
+        except redis.exceptions.RedisClusterException as exc:
+            raise StoreConnectionError(f"no shard of the cluster holds {key!r}: {exc}") from None
+        if node.name not in self._tags:
+            self._tags[node.name] = pr.tag_for(wire.node_slots(self.redis, node.name))
+        return self._tags[node.name]
+
+
+def open_servers(addresses: list[Address], password: str | None, **options: Any) -> Server:
+    """Connect to the store at ``addresses``: asks each in turn whether it is
+    a Redis Cluster (one INFO), and returns the :class:`Standalone` or
+    :class:`Cluster` that it is. ``options`` go to :func:`wire.connect`.
+    StoreConnectionError when none answers or the password is refused;
+    ConfigError when several addresses are given for one server."""
+    names = [str(a) for a in addresses]
+    problems = []
+    for address in addresses:
+        r = wire.connect(address, password, zero_copy=True, retry_once=True, keepalive=True, **options)
+        try:
+            enabled = bool(r.info("cluster").get("cluster_enabled"))
+        except redis.AuthenticationError as exc:
+            r.close()
+            how = "no password was given" if not password else "the password was refused"
+            raise StoreConnectionError(f"Client: the store at {address} refused the connection: {how} "
+                                       f"(password= or {contract.PASSWORD}): {exc}") from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            r.close()
+            problems.append(f"{address}: {exc}")
+            continue
+        except redis.ResponseError:  # INFO refused (renamed, ACL): not a cluster we could use anyway
+            enabled = False
+        if not enabled:
+            if len(addresses) > 1:
+                r.close()
+                raise ConfigError(f"Client: {len(addresses)} addresses given ({', '.join(names)}) but "
+                                  f"{address} is not a Redis Cluster; give one address for a single server")
+            return Standalone(r, str(address))
+        r.close()
+        if all(a.is_unix for a in addresses):
+            raise ConfigError(f"Client: {address} is a Redis Cluster, which is reached over TCP, not a socket")
+        try:
+            return Cluster(wire.connect_cluster(addresses, password, zero_copy=True, retry_once=True,
+                                                socket_keepalive=True, **options))
+        except redis.AuthenticationError as exc:
+            raise StoreConnectionError(f"Client: the cluster at {address} refused the password: {exc}") from None
+        except (redis.RedisError, OSError) as exc:
+            raise StoreConnectionError(f"Client: the Redis Cluster at {', '.join(names)} is not usable "
+                                       f"(is its state ok?): {exc}") from None
+    raise StoreConnectionError("Client: no store answered at " + "; ".join(problems) +
+                               ". Is it running (exp.start(db) returns once it is), and is the address right?")
+
+
+def store_error(what: str, exc: redis.RedisError, addresses: list[str]) -> StoreError:
+    """simctl's error for redis-py's ``exc`` raised by ``what``."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+                        redis.exceptions.RedisClusterException)):
+        return StoreConnectionError(f"{what}: lost the store at {','.join(addresses)}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, redis.ResponseError):
+        if str(exc).startswith("WRONGTYPE"):
+            return StoreError(f"{what}: the key holds another kind of value: {exc}")
+        return StoreError(f"{what}: the store answered: {exc}")
+    return StoreError(f"{what}: {type(exc).__name__}: {exc}")

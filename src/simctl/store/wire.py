@@ -1,0 +1,292 @@
+"""The wire: every use simctl makes of redis-py below its public API, in one
+module, and the one function that opens a connection to a store server.
+
+redis-py's client layer costs tens of microseconds a command in Python, and
+its connections copy a large value several times on the way in and out. The
+speed-ups below reach under that layer:
+
+* :class:`Parts` arguments are sent as the buffers they are made of (a
+  tensor's header and a view of the array), without being joined
+  (``AbstractConnection._construct_command_packer``);
+* large bulk replies are received straight into a ``bytearray`` of their own
+  (``redis._parsers._RESP2Parser`` and ``redis._parsers.socket.SocketBuffer``);
+* a request and the wait for its reply go out as one write on a pooled
+  connection (:func:`send_and_wait`: ``pack_commands``,
+  ``send_packed_command``, ``read_response``), and an inference worker talks
+  over one connection without the client layer (:func:`exchange`);
+* a cluster command goes straight to the node holding its slot
+  (:func:`node_client`: ``nodes_manager.get_node_from_slot``, ``slots_cache``).
+
+These are redis-py internals: ``pyproject.toml`` pins redis-py to the majors
+they were checked against (:data:`REDIS_MAJORS`), and ``tests/test_store_wire.py``
+checks each against the installed redis-py. Without the parser internals the
+client still works, with one more copy of large replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, NodesManager, RedisCluster
+from redis.retry import Retry
+
+from .address import Address, parse_address
+
+#: the redis-py majors this module was checked against (pyproject pins ``redis>=5.0,<9``)
+REDIS_MAJORS = (5, 6, 7, 8)
+#: bytes a connection asks the socket for at a time (redis-py's default, 64 KiB, makes large gets slow)
+READ_SIZE = 1 << 20
+#: replies at least this large are received straight into a buffer of their own (see _Buffer)
+BIG_REPLY = 128 * 1024
+
+try:  # redis-py's pure-Python reply parser (redis >= 5); without it, large replies are copied once more
+    from redis._parsers import _RESP2Parser
+    from redis._parsers.socket import SocketBuffer
+    _FAST_REPLIES = True
+except ImportError:  # pragma: no cover - another redis-py layout
+    _FAST_REPLIES = False
+
+
+# -- sending large values without copying them --------------------------------------------
+
+
+class Parts:
+    """One command argument sent as the concatenation of several buffers."""
+
+    __slots__ = ("buffers", "size")
+
+    def __init__(self, buffers: list[bytes | memoryview]) -> None:
+        self.buffers = buffers
+        self.size = sum(len(b) for b in buffers)
+
+
+def _arg(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+class _Packer:
+    """Packs commands like redis-py's packer, except that a :class:`Parts`
+    argument goes out as its buffers, without being joined into one."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def pack(self, *args: Any) -> list[bytes | memoryview]:
+        if Parts not in map(type, args):
+            return self._inner.pack(*args)  # type: ignore[no-any-return]
+        out: list[bytes | memoryview] = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if type(a) is Parts:
+                out.append(b"$%d\r\n" % a.size)
+                out.extend(a.buffers)
+                out.append(b"\r\n")
+            else:
+                b = _arg(a)
+                out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return out
+
+
+# -- receiving large values without copying them --------------------------------------------
+
+if _FAST_REPLIES:
+    class _Buffer(SocketBuffer):
+        """redis-py's socket buffer, except that a large bulk reply is received
+        straight into a ``bytearray`` of its own: one copy (from the kernel) where
+        redis-py makes three, and the caller may use it as writable memory."""
+
+        def read(self, length: int, *args: Any, **kwargs: Any) -> Any:
+            if length < BIG_REPLY:
+                return SocketBuffer.read(self, length, *args, **kwargs)
+            out = bytearray(length + 2)
+            with memoryview(out) as view:
+                got = self._buffer.readinto(view)
+                try:
+                    while got < length + 2:
+                        n = self._sock.recv_into(view[got:])
+                        if not n:
+                            raise redis.ConnectionError("Connection closed by server.")
+                        got += n
+                except TimeoutError:
+                    raise redis.TimeoutError("Timeout reading from socket") from None
+                except OSError as exc:
+                    raise redis.ConnectionError(f"Error while reading from socket: {exc}") from None
+            if out[length:] != b"\r\n":
+                raise redis.ConnectionError("Protocol error: a bulk reply without its terminator")
+            del out[length:]
+            return out
+
+    class _Parser(_RESP2Parser):
+        def on_connect(self, connection: Any) -> None:
+            _RESP2Parser.on_connect(self, connection)
+            self._buffer = _Buffer(self._sock, self.socket_read_size, connection.socket_timeout)
+
+
+class _ZeroCopy:
+    """Connections that send :class:`Parts` without joining them and receive
+    large replies without extra copies (RESP2 only)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if _FAST_REPLIES and kwargs.get("protocol") in (2, "2"):
+            kwargs["parser_class"] = _Parser
+        super().__init__(**kwargs)
+
+    def _construct_command_packer(self, packer: Any) -> _Packer:
+        return _Packer(super()._construct_command_packer(packer))  # type: ignore[misc]
+
+
+class TCPConnection(_ZeroCopy, redis.Connection):
+    pass
+
+
+class UnixConnection(_ZeroCopy, redis.UnixDomainSocketConnection):
+    pass
+
+
+# -- connecting ----------------------------------------------------------------------------
+
+
+def _address(address: Address | str) -> Address:
+    return address if isinstance(address, Address) else parse_address(address)
+
+
+def connect(address: Address | str, password: str | None, *, zero_copy: bool = False, retry_once: bool = False,
+            keepalive: bool = False, **options: Any) -> redis.Redis:
+    """A ``redis.Redis`` for the one server at ``address`` (an :class:`Address`
+    or its text: ``host:port``, ``[v6]:port``, ``unix:///path``). Nothing is
+    sent until it is used. ``zero_copy``: connections that send :class:`Parts`
+    and receive large replies without copies (give ``protocol=2``);
+    ``retry_once``: a command is tried once more after a connection error
+    (redis-py's ``Retry(NoBackoff(), 1)``); ``keepalive``: TCP keep-alive
+    (a socket has none). Other options go to redis-py's
+    connection pool (``socket_timeout``, ``socket_connect_timeout``,
+    ``client_name``, ``decode_responses``...)."""
+    a = _address(address)
+    if retry_once:
+        options["retry"] = Retry(NoBackoff(), 1)
+    cls: type[redis.Connection] | type[redis.UnixDomainSocketConnection]
+    if a.is_unix:
+        cls = UnixConnection if zero_copy else redis.UnixDomainSocketConnection
+        pool = redis.ConnectionPool(connection_class=cls, path=a.path, password=password, **options)
+    else:
+        cls = TCPConnection if zero_copy else redis.Connection
+        if keepalive:
+            options["socket_keepalive"] = True
+        pool = redis.ConnectionPool(connection_class=cls, host=a.host, port=a.port, password=password, **options)
+    return redis.Redis(connection_pool=pool)
+
+
+def connect_cluster(addresses: Sequence[Address | str], password: str | None, *, zero_copy: bool = False,
+                    retry_once: bool = False, **options: Any) -> RedisCluster:
+    """A ``RedisCluster`` found through the TCP ``addresses`` (the first
+    answers; the others are further startup nodes). Options as :func:`connect`.
+    It connects (and reads the slot map) before returning: redis-py's errors
+    (``redis.RedisError``, ``OSError``) say why it could not."""
+    tcp = [a for a in map(_address, addresses) if not a.is_unix]
+    if not tcp:
+        raise ValueError("a Redis Cluster is reached over TCP, not a Unix socket")
+    if retry_once:
+        options["retry"] = Retry(NoBackoff(), 1)
+    if zero_copy:
+        options["connection_class"] = TCPConnection
+    # a URL makes redis-py build each node's pool with the connection class given
+    return RedisCluster(url=f"redis://{tcp[0]}", startup_nodes=[ClusterNode(a.host, a.port) for a in tcp[1:]],
+                        password=password, **options)
+
+
+# -- one round trip, under the client layer ------------------------------------------------
+
+
+def exchange(conn: Any, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send ``cmds`` over the connection ``conn`` in one write and read their
+    replies; an error reply (a key of another type, a store out of memory) is
+    returned in its place as a ``redis.ResponseError``."""
+    conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+    out: list[Any] = []
+    for _ in cmds:
+        try:
+            out.append(conn.read_response())
+        except redis.ResponseError as exc:
+            out.append(exc)
+    return out
+
+
+def send_and_wait(r: redis.Redis, cmds: Sequence[tuple[Any, ...]]) -> Any:
+    """Send ``cmds`` in one write on a connection of ``r``'s pool and return
+    the reply to the last (the others' are read and dropped): redis-py's
+    pipeline costs about 100 us of Python, more than the round trip. Like
+    redis-py, the exchange is tried once more after a connection error; other
+    redis-py errors are raised."""
+    pool = r.connection_pool
+    for attempt in (0, 1):
+        conn = None
+        try:
+            try:
+                conn = pool.get_connection()
+            except TypeError:  # redis-py 5.0 wants a command name
+                conn = pool.get_connection(cmds[-1][0])
+            conn.send_packed_command(conn.pack_commands(cmds))
+            for _ in cmds[:-1]:
+                conn.read_response()
+            return conn.read_response()
+        except BaseException as exc:
+            if conn is not None:
+                conn.disconnect()  # a reply may be left unread
+            if attempt or not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                raise
+        finally:
+            if conn is not None:
+                pool.release(conn)
+    return None  # not reached: the second attempt returns or raises
+
+
+# -- a cluster's slot map ------------------------------------------------------------------
+
+
+def node_of(cluster: RedisCluster, key: str) -> Any:
+    """The ``ClusterNode`` holding ``key``'s slot in redis-py's slot map;
+    ``redis.exceptions.RedisClusterException`` when no node holds it."""
+    return cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+
+
+def node_client(cluster: RedisCluster, key: str) -> redis.Redis | None:
+    """The ``redis.Redis`` of the node holding ``key``'s slot; None when
+    redis-py has no connection for it (its own dispatch will find one)."""
+    try:
+        node = node_of(cluster, key)
+    except redis.exceptions.RedisClusterException:
+        return None
+    return getattr(node, "redis_connection", None)
+
+
+def node_slots(cluster: RedisCluster, name: str) -> list[int]:
+    """The slots the node ``name`` (``host:port``) holds as primary, by redis-py's slot map."""
+    return [s for s, nodes in cluster.nodes_manager.slots_cache.items() if nodes and nodes[0].name == name]
+
+
+def primaries(cluster: RedisCluster) -> dict[str, redis.Redis]:
+    """``host:port`` (canonical, see :class:`Address`) -> ``redis.Redis`` of every primary."""
+    return {str(Address(n.host, n.port)): cluster.get_redis_connection(n) for n in cluster.get_primaries()}
+
+
+def internals() -> dict[str, bool]:
+    """Whether each redis-py internal this module uses is in the installed redis-py."""
+    base = redis.connection.AbstractConnection
+    return {
+        "redis._parsers._RESP2Parser": _FAST_REPLIES,
+        "redis._parsers.socket.SocketBuffer": _FAST_REPLIES,
+        "SocketBuffer._buffer, _sock": _FAST_REPLIES and {"_buffer", "_sock"} <= set(
+            vars(SocketBuffer(None, READ_SIZE, None))),  # type: ignore[arg-type]
+        "_RESP2Parser.on_connect": _FAST_REPLIES and hasattr(_RESP2Parser, "on_connect"),
+        "AbstractConnection._construct_command_packer": hasattr(base, "_construct_command_packer"),
+        "AbstractConnection.pack_commands": hasattr(base, "pack_commands"),
+        "AbstractConnection.send_packed_command": hasattr(base, "send_packed_command"),
+        "AbstractConnection.read_response": hasattr(base, "read_response"),
+        "ConnectionPool.get_connection": hasattr(redis.ConnectionPool, "get_connection"),
+        "NodesManager.get_node_from_slot": hasattr(NodesManager, "get_node_from_slot"),
+        "NodesManager.slots_cache": "slots_cache" in NodesManager.__init__.__code__.co_names,
+    }

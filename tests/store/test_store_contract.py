@@ -1,0 +1,89 @@
+"""The environment contract has one owner, simctl.store.contract: no other
+module spells its variables (a string in code: a key, a message, an f-string
+part; docstrings may talk about them), and its reader and writers say what
+the contract's table says."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import simctl
+from simctl.store import contract
+
+PACKAGE = Path(simctl.__file__).resolve().parent
+#: the contract's names, as whole words
+SPELLED = re.compile(r"\b(" + "|".join(map(re.escape, contract.NAMES)) + r")\b")
+#: modules that may spell a name: the contract; the core's per-node wrapper owns the readiness
+#: file's name (the core may not import the store, so the contract takes it from there)
+OWNERS = {"store/contract.py": set(contract.NAMES), "core/pernode.py": {contract.READY_FILE}}
+
+
+def literals(source: str) -> Iterator[tuple[int, str]]:
+    """(line, text) of every str constant in ``source`` that is not a docstring."""
+    tree = ast.parse(source)
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def spellings(source: str, allowed: set[str] = frozenset()) -> list[tuple[int, str]]:
+    return [(line, name) for line, text in literals(source) for name in SPELLED.findall(text) if name not in allowed]
+
+
+def test_the_scanner_finds_a_name_in_code_and_not_in_docstrings():
+    source = ('"""Reads SSDB."""\nimport os\n\ndef f():\n    """SSKEYIN too."""\n'
+              '    return os.environ["SSDB"], f"no SSDB_PASSWORD for {x}", "SSDB_CLUSTERS", "MY_SSDB"\n')
+    assert spellings(source) == [(6, "SSDB"), (6, "SSDB_PASSWORD")]
+
+
+def test_no_module_but_the_contract_spells_its_variables():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for line, name in spellings(path.read_text(encoding="utf-8"), OWNERS.get(rel, set())):
+            found.append(f"simctl/{rel}:{line} spells {name!r}")
+    assert not found, "use the names in simctl.store.contract instead:\n" + "\n".join(found)
+
+
+def test_the_contract_documents_every_variable_it_names():
+    doc = contract.__doc__ or ""
+    for name in contract.NAMES:
+        assert f"``{name}``" in doc, name
+    assert len(set(contract.NAMES)) == 6
+
+
+def test_read():
+    env = contract.read({"SSDB": "h:1,h:2", "SSDB_CLUSTER": "1", "SSDB_PASSWORD": "pw", "SSKEYOUT": " me ",
+                         "SSKEYIN": "a, b,,c", "SIMCTL_READY_FILE": "/tmp/ready", "OTHER": "x"})
+    assert env == contract.StoreEnv(address="h:1,h:2", cluster=True, password="pw", keyout="me",
+                                    keyin=("a", "b", "c"), ready_file="/tmp/ready")
+    assert contract.read({}) == contract.StoreEnv()
+    assert contract.read({"SSDB_PASSWORD": "", "SSDB_CLUSTER": "0"}) == contract.StoreEnv(cluster=False)
+    assert contract.read({"SSDB_CLUSTER": "yes"}).cluster is None
+
+
+def test_read_takes_this_process_environment_by_default(monkeypatch):
+    monkeypatch.setenv("SSDB", "unix:///s")
+    monkeypatch.setenv("SSKEYIN", "p")
+    assert (contract.read().address, contract.read().keyin) == ("unix:///s", ("p",))
+
+
+@pytest.mark.parametrize("cluster, flag", [(True, "1"), (False, "0")])
+def test_the_writers(cluster, flag):
+    env, secret = contract.store_env(["h:1", "[::1]:2"], cluster, "pw")
+    assert env == {"SSDB": "h:1,[::1]:2", "SSDB_CLUSTER": flag} and secret == {"SSDB_PASSWORD": "pw"}
+    assert contract.read(env | secret) == contract.StoreEnv(address="h:1,[::1]:2", cluster=cluster, password="pw")
+    assert contract.prefix_env("me", ["a", "b"]) == {"SSKEYOUT": "me", "SSKEYIN": "a,b"}
+    assert contract.prefix_env(None, []) == {}
+    assert contract.without_password({"SSDB_PASSWORD": "pw", "SSDB": "h:1"}) == {"SSDB": "h:1"}
