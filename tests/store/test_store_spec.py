@@ -13,15 +13,7 @@ from typing import Any
 
 import attrs
 import pytest
-from test_store_client import (  # noqa: F401
-    address,
-    client,
-    cluster,
-    kind,
-    raw_keys,
-    server,
-    shared,
-)
+from _store_helpers import raw_keys
 
 import simctl
 from simctl import ConfigError

@@ -21,14 +21,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _lifecycle_helpers import PY, no_leftover_processes, write_script
+from _lifecycle_helpers import PY, write_script
 from _store_helpers import free_ports
 
 import simctl
 from simctl import Status
 from simctl.core.plugins import default_plugins
-
-assert no_leftover_processes  # the autouse guard: no test leaves a process behind
 
 WORKER_PLUGINS = Path(__file__).resolve().parent.parent / "data" / "worker-plugins"
 
