@@ -32,6 +32,9 @@ class ClientBase:
     #: the addresses the client was given, canonical (``host:port``, ``[v6]:port``, ``unix:///path``)
     addresses: list[str]
     _password: str | None
+    #: the user it logged in as (None: the ``default`` user), and the certificate authority of a TLS store
+    _username: str | None
+    _tls_ca: str | None
     #: the write prefix (``SSKEYOUT``), the data sources (``SSKEYIN``) and the read prefix
     _put_prefix: str
     _sources: list[str]

@@ -20,7 +20,8 @@ large tensors are sent straight from the array's memory without a copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from .address import parse_addresses, same_server
 from .base import check_length, decode_value, encode_value, poll
 from .dataset import check_name
 from .datasets import DatasetCommands
+from .format import StoreError
 from .inference import InferenceCommands
 from .logs import LLDebug, LLDeveloper, LLInfo, LLQuiet, LogLevel, log_data, write_log
 from .models import ModelCommands
@@ -52,8 +54,14 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     ``address``: ``host:port`` (several, comma-separated or a list, for a
     cluster; ``[v6]:port`` for an IPv6 host) or ``unix:///path``; default: the
     ``SSDB`` environment variable the launcher sets (an address passed first,
-    ``Client("host:port")``, is taken as the address). ``password``: default
-    ``SSDB_PASSWORD``; none if that is unset. ``cluster`` is accepted for
+    ``Client("host:port")``, is taken as the address). ``username`` and
+    ``password``: the store's user to log in as (a member of an experiment is
+    ``simctl-member``, see :mod:`simctl.store.roles`) and its password;
+    default ``SSDB_USER`` and ``SSDB_PASSWORD``, each read on its own (unset:
+    the ``default`` user; no password). ``tls_ca``: the certificate authority
+    (a PEM file) of a store that speaks TLS (``create_database(tls=True)``),
+    trusted alone, the servers' host names checked; default ``SSDB_TLS_CA``;
+    unset: plain TCP. ``cluster`` is accepted for
     compatibility: the client asks the server whether it is a Redis Cluster
     (one INFO when it connects) and works either way, so a script written with
     ``Client(cluster=False)`` runs unchanged against a sharded store.
@@ -66,8 +74,9 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     """
 
     def __init__(self, cluster: bool | None = None, address: str | Iterable[str] | None = None,
-                 password: str | None = None, *, logger_name: str = "Default",
-                 connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float | None = COMMAND_TIMEOUT) -> None:
+                 password: str | None = None, *, username: str | None = None, tls_ca: str | None = None,
+                 logger_name: str = "Default", connect_timeout: float = CONNECT_TIMEOUT,
+                 command_timeout: float | None = COMMAND_TIMEOUT) -> None:
         if isinstance(cluster, str) and address is None:  # the older Client(address, cluster) order
             cluster, address = None, cluster
         if cluster is not None and not isinstance(cluster, bool):
@@ -80,9 +89,15 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
                               f"the experiment's store ({contract.ADDRESS} is " +
                               ("not set)" if address is None else f"empty), got address={address!r}"))
         self._password = (env.password if password is None else password) or None
+        self._username = (env.user if username is None else username) or None
+        self._tls_ca = (env.tls_ca if tls_ca is None else tls_ca) or None
+        if self._tls_ca is not None and not os.path.isfile(self._tls_ca):
+            raise ConfigError(f"Client: the store's certificate authority {self._tls_ca!r} (tls_ca= or "
+                              f"{contract.TLS_CA}) is not a file")
         self.addresses = [str(a) for a in parsed]
-        self._server = open_servers(parsed, self._password, socket_connect_timeout=connect_timeout,
-                                    socket_timeout=command_timeout, socket_read_size=READ_SIZE, protocol=2)
+        self._server = open_servers(parsed, self._password, username=self._username, tls_ca=self._tls_ca,
+                                    socket_connect_timeout=connect_timeout, socket_timeout=command_timeout,
+                                    socket_read_size=READ_SIZE, protocol=2)
         # key prefixing (the reference documents' SSKEYIN / SSKEYOUT)
         self._put_prefix = env.keyout
         self._sources = list(env.keyin)
@@ -235,10 +250,25 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             out.append((name, known[name]))
         return out
 
+    def _admin(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`_call` for a command of the store's admin user: a refusal
+        (``NOPERM``) says who may run it."""
+        try:
+            return func(*args)
+        except redis.exceptions.NoPermissionError as exc:
+            raise StoreError(f"{what}: refused to this client's user {self._username or 'default'!r} ({exc}): "
+                             f"{what.split()[0]} administers the store, which only its admin user may do: the "
+                             "driver can, through db.client() (or db.set_db_conf for the configuration); a "
+                             "member cannot") from None
+        except redis.RedisError as exc:
+            raise self._error(what, exc) from None
+
     def flush_db(self, addresses: str | Iterable[str] | None = None) -> None:
-        """Delete every key on the given servers (default: all of them)."""
+        """Delete every key on the given servers (default: all of them). The
+        store's admin user's (the driver's ``db.client()``): a member's client
+        gets a StoreError saying so."""
         for name, r in self._nodes(addresses, "flush_db"):
-            self._call(f"flush_db {name}", r.flushdb)
+            self._admin(f"flush_db {name}", r.flushdb)
 
     def get_db_node_info(self, addresses: str | Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Redis' INFO of each given server (default: all of them), as dicts."""
@@ -246,18 +276,21 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         return [self._call(f"get_db_node_info {name}", r.info) for name, r in nodes]
 
     def config_get(self, expression: str, address: str | None = None) -> dict[str, str]:
-        """CONFIG GET ``expression`` (a glob) on one server (default: the first)."""
+        """CONFIG GET ``expression`` (a glob) on one server (default: the
+        first). The admin user's, like :meth:`flush_db`."""
         check_name(expression, "config_get: expression")
         name, r = self._nodes(address, "config_get")[0]
-        return self._call(f"config_get {name}", r.config_get, expression)  # type: ignore[no-any-return]
+        return self._admin(f"config_get {name}", r.config_get, expression)  # type: ignore[no-any-return]
 
     def config_set(self, config_param: str, value: Any, address: str | None = None) -> None:
-        """CONFIG SET ``config_param`` ``value`` on one server (default: every server)."""
+        """CONFIG SET ``config_param`` ``value`` on one server (default: every
+        server). The admin user's, like :meth:`flush_db`."""
         check_name(config_param, "config_set: config_param")
         for name, r in self._nodes(address, "config_set"):
-            self._call(f"config_set {config_param} on {name}", r.config_set, config_param, value)
+            self._admin(f"config_set {config_param} on {name}", r.config_set, config_param, value)
 
     def save(self, addresses: str | Iterable[str] | None = None) -> None:
-        """Make each given server (default: all) write its data to disk now (SAVE)."""
+        """Make each given server (default: all) write its data to disk now
+        (SAVE). The admin user's, like :meth:`flush_db`."""
         for name, r in self._nodes(addresses, "save"):
-            self._call(f"save {name}", r.save)
+            self._admin(f"save {name}", r.save)

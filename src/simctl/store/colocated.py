@@ -10,9 +10,12 @@ sets on the step:
   once per node before the application's ranks start there and stopped after
   the last one ends (:mod:`simctl.core.pernode`); it creates
   ``$SIMCTL_READY_FILE`` once the server answers;
-* ``env["SSDB"]``: ``127.0.0.1:<port>`` or ``unix://<socket>``, and
-  ``env["SSDB_CLUSTER"] = "0"``;
-* ``secret_env["SSDB_PASSWORD"]``: a password generated for this launch.
+* ``env["SSDB"]``: ``127.0.0.1:<port>`` or ``unix://<socket>``,
+  ``env["SSDB_CLUSTER"] = "0"`` and ``env["SSDB_USER"]``, the members' user
+  (:mod:`simctl.store.roles`);
+* ``secret_env["SSDB_PASSWORD"]``: its password, generated for this launch
+  (the supervisor makes up the other users' passwords itself: nobody else
+  uses them).
 
 The model's status and exit code are its application's. The server keeps
 its data in a private temporary directory on the node (removed when it stops;
@@ -37,7 +40,7 @@ import attrs
 from ..core import checks
 from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
-from . import contract, server as srv
+from . import contract, roles, server as srv
 from .address import Address
 from .protocol import check_devices
 
@@ -152,7 +155,8 @@ def _socket_path() -> str:
 
 def apply(step: ProcessStep, db: ColocatedDB, plugins: Sequence[str] = ()) -> None:
     """Make ``step`` (a model's) start its colocated store: sets ``per_node``,
-    ``env["SSDB"]``, ``env["SSDB_CLUSTER"]`` and ``secret_env["SSDB_PASSWORD"]``.
+    ``env["SSDB"]``, ``env["SSDB_CLUSTER"]``, ``env["SSDB_USER"]`` and
+    ``secret_env["SSDB_PASSWORD"]``.
     A password (and, by default, a socket path) is generated per call.
     ``plugins``: the experiment's plugins for the inference workers
     (``PlanContext.worker_plugins``)."""
@@ -179,6 +183,6 @@ def apply(step: ProcessStep, db: ColocatedDB, plugins: Sequence[str] = ()) -> No
     if db.ml_devices:
         argv += plugins
     step.per_node = argv
-    env, secret_env = contract.store_env([address], False, secrets.token_urlsafe(32))
+    env, secret_env = contract.store_env([address], False, secrets.token_urlsafe(32), user=roles.MEMBER)
     step.env.update(env)
     step.secret_env.update(secret_env)

@@ -24,16 +24,25 @@ until stopped, and ``start`` returns once it is ready:
   on this machine, ports and interfaces are checked here before anything
   starts and ``hosts=`` other than this one are refused.
 * Entities started afterwards receive ``SSDB`` (``host:port`` of every shard,
-  comma-separated), ``SSDB_CLUSTER`` (``1`` or ``0``) and, through their
-  environment only, ``SSDB_PASSWORD``.
+  comma-separated), ``SSDB_CLUSTER`` (``1`` or ``0``), ``SSDB_USER`` (the
+  members' user, ``simctl-member``), a TLS store's ``SSDB_TLS_CA`` and,
+  through their environment only, ``SSDB_PASSWORD``.
 
-Security: each orchestrator generates its own password
-(:func:`secrets.token_urlsafe`); shards bind only to the addresses of the
-chosen interface(s), never 0.0.0.0; the password reaches them through their
-environment (a 0600 file in batch jobs) and their 0600 configuration file,
-never a command line; their directory is mode 0700. When ready, the
-orchestrator also writes ``<dir>/store.json`` (mode 0600: ``name``,
-``addresses``, ``cluster``, ``password``) for tools that attach later.
+Security: each orchestrator generates a password for each of its users
+(:mod:`simctl.store.roles`: the driver's admin, the members, the inference
+workers, replication; :func:`secrets.token_urlsafe`), and the ``default``
+user is disabled. A member can read and write data and run models, never
+administer, stop, reconfigure or copy out the store; :meth:`set_db_conf`,
+``db.client()`` and ``simctl store`` are the admin's. Shards bind only to the
+addresses of the chosen interface(s), never 0.0.0.0; the passwords reach
+them through their environment (a 0600 file in batch jobs) and are in their
+0600 configuration file as hashes, never on a command line; their directory
+is mode 0700 and every file in it 0600. When ready, the orchestrator also
+writes ``<dir>/store.json`` (mode 0600: ``name``, ``addresses``,
+``cluster``, ``username`` and ``password`` of the admin, ``tls_ca``) for
+tools that attach later; the shards take the credentials out of it when they
+stop. ``tls=True``: the store speaks TLS only, with certificates of its own
+authority (:mod:`simctl.store.tls`), for a store reached across nodes.
 
 Persistence: stopping a shard saves its data (``shard-<i>.rdb``) in the
 orchestrator's directory, and a new orchestrator started on the same directory
@@ -51,7 +60,6 @@ import errno
 import json
 import os
 import re
-import secrets
 import socket
 import sys
 import time
@@ -67,7 +75,7 @@ from ..core.launcher import Launcher
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..log import logger
-from . import contract, server as srv
+from . import contract, roles, server as srv, tls as store_tls
 from .address import Address, parse_addresses
 from .protocol import check_devices, own_slots
 from .supervisor import PASSWORD_ENV, interface_addresses
@@ -78,8 +86,9 @@ if TYPE_CHECKING:  # the client (redis-py, numpy) is imported when first used
 log = logger("store")
 
 #: what a ready store records in its directory (mode 0600: ``name``, ``addresses``, ``cluster``,
-#: ``password``), for tools that attach later (:meth:`Orchestrator.attach`)
-STORE_FILE = "store.json"
+#: the admin's ``username`` and ``password``, ``tls_ca``), for tools that attach later
+#: (:meth:`Orchestrator.attach`); the credentials are taken out when the store stops
+STORE_FILE = srv.STORE_FILE
 
 SLOTS = 16384
 #: the cluster bus listens on the client port + this
@@ -97,6 +106,7 @@ EXTRA_OPTIONS = {
     "persist": "save the data when stopped and load it when started again (default True)",
     "ready_timeout": "seconds start() waits for it to be ready (default 60; 600 with batch=True)",
     "ml_devices": "devices with an inference worker beside each shard (default ['CPU']; [] for none)",
+    "tls": "speak TLS only, with a certificate authority made for the store (default False)",
 }
 
 
@@ -206,6 +216,14 @@ class StoreFileUnreadable(SimctlError):
         self.path, self.reason = path, reason
 
 
+class StoreStopped(SimctlError):
+    """A store's ``store.json`` holds no credentials: the store stopped."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} holds no credentials: the store stopped (its shards take them out when they do)")
+        self.path = path
+
+
 class Orchestrator(Entity):
     """A feature store: one server, or a Redis Cluster of ``db_nodes`` shards.
 
@@ -218,7 +236,8 @@ class Orchestrator(Entity):
     def __init__(self, name: str, path: str, launcher: Launcher, *, port: int, db_nodes: int,
                  interfaces: list[str], batch: bool, hosts: list[str], run_settings: RunSettings,
                  batch_settings: BatchSettings | None, db_cpus: int, single_cmd: bool, server: str,
-                 persist: bool, ready_timeout: float, ml_devices: Sequence[str] = ("CPU",)) -> None:
+                 persist: bool, ready_timeout: float, ml_devices: Sequence[str] = ("CPU",),
+                 tls: bool = False) -> None:
         self.name, self.path, self.launcher = name, path, launcher
         self.port, self.db_nodes, self.interfaces = port, db_nodes, interfaces
         self.batch, self._hosts, self.run_settings, self.batch_settings = batch, hosts, run_settings, batch_settings
@@ -230,7 +249,13 @@ class Orchestrator(Entity):
         self.conf: dict[str, str] = {}
         self.params: dict[str, Any] = {}  # for generate(): an orchestrator has no parameters...
         self.files = EntityFiles()  # ...and no attached files
-        self._password = secrets.token_urlsafe(32)
+        #: the passwords of the store's users (roles.py): the driver is the admin
+        self._secrets = roles.Secrets.generate()
+        self._username: str | None = roles.ADMIN
+        self._password = self._secrets.admin
+        #: TLS only, with a certificate authority of the store's own (in its directory)
+        self.tls = tls
+        self._tls_ca: str | None = os.path.join(path, store_tls.CA_CERT) if tls else None
         self._addresses: list[str] = []
         self._started_on: list[str] = []  # host names, from the address files
 
@@ -238,13 +263,15 @@ class Orchestrator(Entity):
     def attach(cls, path: str | os.PathLike[str]) -> Orchestrator:
         """The orchestrator of the store that runs from the directory ``path``,
         from what it recorded there when it became ready (``store.json``: its
-        name, addresses and password), for a tool that attaches to a running
-        store without the driver that started it (``simctl store``). It reads
-        and connects (:meth:`client`, :meth:`get_address`, :meth:`is_active`,
-        :meth:`password`); it has no launcher, so it is not started or stopped
-        through it. :class:`StoreNotReady` when there is no ``store.json``,
-        :class:`StoreFileUnreadable` when it cannot be read, SimctlError when
-        it holds no store."""
+        name, addresses, the admin's user name and password, a TLS store's
+        certificate authority), for a tool that attaches to a running store
+        without the driver that started it (``simctl store``). It reads and
+        connects as the admin (:meth:`client`, :meth:`get_address`,
+        :meth:`is_active`, :meth:`password`); it has no launcher, so it is not
+        started or stopped through it. :class:`StoreNotReady` when there is
+        no ``store.json``, :class:`StoreFileUnreadable` when it cannot be
+        read, :class:`StoreStopped` when the store stopped (its credentials
+        were taken out), SimctlError when it holds no store."""
         file = os.path.join(os.fspath(path), STORE_FILE)
         try:
             with open(file, encoding="utf-8") as fh:
@@ -257,12 +284,17 @@ class Orchestrator(Entity):
             addresses = parse_addresses(info.get("addresses") if isinstance(info, dict) else None, file)
         except ConfigError:
             addresses = []
+        if addresses and isinstance(info.get("name"), str) and info.get("stopped") and "password" not in info:
+            raise StoreStopped(file)
         if not addresses or not isinstance(info.get("name"), str) or not isinstance(info.get("password"), str):
             raise SimctlError(f"{file} does not hold a store's addresses")
         db = cls(info["name"], os.path.dirname(file), None, port=addresses[0].port,  # type: ignore[arg-type]
                  db_nodes=len(addresses), interfaces=[], batch=False, hosts=[], run_settings=None,  # type: ignore[arg-type]
-                 batch_settings=None, db_cpus=1, single_cmd=True, server="", persist=True, ready_timeout=60.0)
+                 batch_settings=None, db_cpus=1, single_cmd=True, server="", persist=True, ready_timeout=60.0,
+                 tls=isinstance(info.get("tls_ca"), str))
+        db._username = info["username"] if isinstance(info.get("username"), str) else None
         db._password = info["password"]
+        db._tls_ca = info["tls_ca"] if isinstance(info.get("tls_ca"), str) else None
         db._addresses = [str(a) for a in addresses]
         return db
 
@@ -273,9 +305,21 @@ class Orchestrator(Entity):
     # -- what users read -------------------------------------------------------------------
 
     @property
+    def username(self) -> str | None:
+        """The store's admin user, as which the driver logs in (``simctl-admin``, :mod:`simctl.store.roles`)."""
+        return self._username
+
+    @property
     def password(self) -> str:
-        """The store's password (generated for this orchestrator)."""
+        """The admin user's password (generated for this orchestrator; the
+        members get their own: see :meth:`handoff`)."""
         return self._password
+
+    @property
+    def tls_ca(self) -> str | None:
+        """The certificate (PEM file) of the store's own certificate authority
+        when it speaks TLS (``tls=True``), else None."""
+        return self._tls_ca
 
     @property
     def num_shards(self) -> int:
@@ -301,13 +345,15 @@ class Orchestrator(Entity):
         return list(self._addresses)
 
     def client(self, **kwargs: Any) -> Client:
-        """A :class:`simctl.Client` connected to this store (its addresses and
-        password), for the driver; keyword arguments go to ``Client`` (e.g.
-        ``logger_name``). SimctlError if it was never started;
+        """A :class:`simctl.Client` connected to this store as its admin user
+        (its addresses, the admin's user and password, a TLS store's
+        certificate authority), for the driver; keyword arguments go to
+        ``Client`` (e.g. ``logger_name``). SimctlError if it was never started;
         :class:`~simctl.store.StoreConnectionError` if it no longer answers."""
         from .client import Client  # redis-py and numpy: start-up cost
 
-        return Client(address=self.get_address(), password=self._password, **kwargs)
+        return Client(address=self.get_address(), username=self._username or "", password=self._password,
+                      tls_ca=self._tls_ca or "", **kwargs)
 
     def is_active(self) -> bool:
         """Whether every shard answers (and, for a cluster, the cluster state is ok)."""
@@ -325,9 +371,12 @@ class Orchestrator(Entity):
 
     def set_db_conf(self, key: str, value: str | int) -> None:
         """Set a server configuration directive (``maxmemory``, ``maxclients``...)
-        on every shard: at once with CONFIG SET if the store runs, and at every
-        later start. Keys simctl owns (``bind``, ``port``, ``requirepass``,
-        ``dir``...) are refused."""
+        on every shard: at once with CONFIG SET (as the admin user) if the
+        store runs, and at every later start. Keys simctl owns or refuses are
+        refused here, each with its reason (:func:`simctl.store.server.refusal`:
+        ``bind``, ``port``, ``protected-mode``, ``requirepass``, ``masteruser``,
+        ``aclfile`` and the other ACL keys, ``dir``, ``dbfilename``, every
+        ``enable-*`` and ``tls-*``...)."""
         key, text = srv.check_conf("set_db_conf", key, value)
         if self.is_active():
             try:
@@ -443,6 +492,8 @@ class Orchestrator(Entity):
             rs.set_hostlist([self._hosts[i % len(self._hosts)]])
         argv = [sys.executable, "-m", "simctl.store.supervisor", "--index", str(i), "--port", str(self.port + i),
                 "--dir", self.path, "--server", self.server, "--launch", launch]
+        if self._tls_ca:
+            argv += ["--tls-ca", self._tls_ca, "--tls-ca-key", os.path.join(self.path, store_tls.CA_KEY)]
         for name in self.interfaces:
             argv += ["--interface", name]
         if self.is_cluster:
@@ -455,15 +506,32 @@ class Orchestrator(Entity):
             argv += ["--ml-device", device]
         if self.ml_devices:
             argv += plugins  # the experiment's plugins, for the inference workers
-        return ProcessStep(name=f"{self.name}_{i}", argv=argv, cwd=self.path, secret_env={PASSWORD_ENV: self._password},
+        secret_env = {PASSWORD_ENV: self._secrets.member, contract.STORE_SECRETS: self._secrets.encode()}
+        return ProcessStep(name=f"{self.name}_{i}", argv=argv, cwd=self.path, secret_env=secret_env,
                            out=os.path.join(self.path, f"{self.name}_{i}.out"),
                            err=os.path.join(self.path, f"{self.name}_{i}.err"), run_settings=rs,
                            key=f"{self.name}/shard-{i}", entity=self,
                            ready_file=os.path.join(self.path, f"shard-{i}.addr"))
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
-        """The orchestrator's directory (the shards' working directory), mode 0700."""
+        """The orchestrator's directory (the shards' working directory), mode
+        0700; the shards' output files made (or kept) with mode 0600, which
+        the launcher keeps when it writes into them; with ``tls=True``, a new
+        certificate authority (:func:`simctl.store.tls.make_ca`)."""
         os.makedirs(self.path, mode=0o700, exist_ok=True)
+        if os.stat(self.path).st_uid == os.getuid():
+            os.chmod(self.path, 0o700)
+        outputs = [p for s in steps for p in (s.out, s.err) if p]
+        if self.batch_settings is not None:
+            outputs += [os.path.join(self.path, f"{self.name}.batch.{x}") for x in ("out", "err")]
+        for path in outputs:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+        if self._tls_ca:
+            store_tls.make_ca(self._tls_ca, os.path.join(self.path, store_tls.CA_KEY), self.name)
 
     def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
         """Every shard of this launch reported its address and answers PING.
@@ -494,8 +562,11 @@ class Orchestrator(Entity):
             self._form_cluster(addresses, infos)
         self._addresses = addresses
         self._started_on = [str(info.get("hostname", info["host"])) for info in infos]
+        if self._tls_ca:  # every shard made its certificate: no other is to be signed
+            store_tls.remove(os.path.join(self.path, store_tls.CA_KEY))
         srv.write_private(os.path.join(self.path, STORE_FILE), json.dumps(
-            {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "password": self._password}))
+            {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "username": self._username,
+             "password": self._password, "tls_ca": self._tls_ca}))
 
     @staticmethod
     def _reported(steps: Sequence[ProcessStep]) -> list[dict[str, Any]] | None:
@@ -537,7 +608,10 @@ class Orchestrator(Entity):
                 pause = min(pause * 2, 0.5)
 
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
-        env, secret_env = contract.store_env(self._addresses, self.is_cluster, self._password)
+        """The store for the entities started after it: its addresses, the
+        members' user and password, a TLS store's certificate authority."""
+        env, secret_env = contract.store_env(self._addresses, self.is_cluster, self._secrets.member,
+                                             user=roles.MEMBER, tls_ca=self._tls_ca)
         return Handoff(env=env, secret_env=secret_env)
 
     @contextlib.contextmanager
@@ -549,16 +623,17 @@ class Orchestrator(Entity):
     def shards(self, connect_timeout: float = 5, command_timeout: float | None = 5,
                addresses: Sequence[str] | None = None, **options: Any) -> Iterator[list[Any]]:
         """A ``redis.Redis`` for each shard (of ``addresses``; default: the
-        store's), with the store's password, closed at the end of the
-        ``with``. Nothing is sent until they are used; ``options`` go to
-        :func:`simctl.store.wire.connect`."""
+        store's), logged in as the admin user (over TLS for a TLS store),
+        closed at the end of the ``with``. Nothing is sent until they are used;
+        ``options`` go to :func:`simctl.store.wire.connect`."""
         from . import wire  # redis-py: start-up cost
 
         clients = []
         try:
             for address in self.get_address() if addresses is None else addresses:
-                clients.append(wire.connect(address, self._password, socket_connect_timeout=connect_timeout,
-                                            socket_timeout=command_timeout, **options))
+                clients.append(wire.connect(address, self._password, username=self._username, tls_ca=self._tls_ca,
+                                            socket_connect_timeout=connect_timeout, socket_timeout=command_timeout,
+                                            **options))
             yield clients
         finally:
             for c in clients:
@@ -646,4 +721,5 @@ def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, inte
     return Orchestrator(name, path, launcher, port=port, db_nodes=db_nodes, interfaces=interfaces, batch=batch,
                         hosts=host_list, run_settings=rs, batch_settings=bs, db_cpus=db_cpus, single_cmd=single_cmd,
                         server=server, persist=persist, ready_timeout=float(timeout),
-                        ml_devices=check_devices(kwargs.get("ml_devices", ["CPU"])))
+                        ml_devices=check_devices(kwargs.get("ml_devices", ["CPU"])),
+                        tls=_bool("tls", kwargs.get("tls", False)))

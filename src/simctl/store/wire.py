@@ -147,6 +147,12 @@ class UnixConnection(_ZeroCopy, redis.UnixDomainSocketConnection):
     pass
 
 
+class TLSConnection(_ZeroCopy, redis.SSLConnection):
+    """The zero-copy connection over TLS: the same sending and receiving, on
+    the socket redis-py's ``SSLConnection`` wraps (``recv_into`` and
+    ``sendall`` of an ``ssl.SSLSocket``)."""
+
+
 # -- connecting ----------------------------------------------------------------------------
 
 
@@ -154,34 +160,50 @@ def _address(address: Address | str) -> Address:
     return address if isinstance(address, Address) else parse_address(address)
 
 
-def connect(address: Address | str, password: str | None, *, zero_copy: bool = False, retry_once: bool = False,
-            keepalive: bool = False, **options: Any) -> redis.Redis:
+def tls_options(tls_ca: str) -> dict[str, Any]:
+    """redis-py's options for a TLS connection that trusts the certificate
+    authority in the file ``tls_ca`` alone and checks the server's host name."""
+    return {"ssl_ca_certs": tls_ca, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+
+
+def connect(address: Address | str, password: str | None, *, username: str | None = None,
+            tls_ca: str | None = None, zero_copy: bool = False, retry_once: bool = False, keepalive: bool = False,
+            **options: Any) -> redis.Redis:
     """A ``redis.Redis`` for the one server at ``address`` (an :class:`Address`
-    or its text: ``host:port``, ``[v6]:port``, ``unix:///path``). Nothing is
-    sent until it is used. ``zero_copy``: connections that send :class:`Parts`
-    and receive large replies without copies (give ``protocol=2``);
-    ``retry_once``: a command is tried once more after a connection error
-    (redis-py's ``Retry(NoBackoff(), 1)``); ``keepalive``: TCP keep-alive
-    (a socket has none). Other options go to redis-py's
-    connection pool (``socket_timeout``, ``socket_connect_timeout``,
-    ``client_name``, ``decode_responses``...)."""
+    or its text: ``host:port``, ``[v6]:port``, ``unix:///path``), logging in
+    as ``username`` (None: the ``default`` user) with ``password``. Nothing is
+    sent until it is used. ``tls_ca``: TCP over TLS, trusting the certificate
+    authority in that file alone (a socket ignores it). ``zero_copy``:
+    connections that send :class:`Parts` and receive large replies without
+    copies (give ``protocol=2``), over TLS too; ``retry_once``: a command is
+    tried once more after a connection error (redis-py's ``Retry(NoBackoff(),
+    1)``); ``keepalive``: TCP keep-alive (a socket has none). Other options go
+    to redis-py's connection pool (``socket_timeout``,
+    ``socket_connect_timeout``, ``client_name``, ``decode_responses``...)."""
     a = _address(address)
     if retry_once:
         options["retry"] = Retry(NoBackoff(), 1)
+    if username:
+        options["username"] = username
     cls: type[redis.Connection] | type[redis.UnixDomainSocketConnection]
     if a.is_unix:
         cls = UnixConnection if zero_copy else redis.UnixDomainSocketConnection
         pool = redis.ConnectionPool(connection_class=cls, path=a.path, password=password, **options)
     else:
-        cls = TCPConnection if zero_copy else redis.Connection
+        if tls_ca:
+            cls = TLSConnection if zero_copy else redis.SSLConnection
+            options.update(tls_options(tls_ca))
+        else:
+            cls = TCPConnection if zero_copy else redis.Connection
         if keepalive:
             options["socket_keepalive"] = True
         pool = redis.ConnectionPool(connection_class=cls, host=a.host, port=a.port, password=password, **options)
     return redis.Redis(connection_pool=pool)
 
 
-def connect_cluster(addresses: Sequence[Address | str], password: str | None, *, zero_copy: bool = False,
-                    retry_once: bool = False, **options: Any) -> RedisCluster:
+def connect_cluster(addresses: Sequence[Address | str], password: str | None, *, username: str | None = None,
+                    tls_ca: str | None = None, zero_copy: bool = False, retry_once: bool = False,
+                    **options: Any) -> RedisCluster:
     """A ``RedisCluster`` found through the TCP ``addresses`` (the first
     answers; the others are further startup nodes). Options as :func:`connect`.
     It connects (and reads the slot map) before returning: redis-py's errors
@@ -191,7 +213,13 @@ def connect_cluster(addresses: Sequence[Address | str], password: str | None, *,
         raise ValueError("a Redis Cluster is reached over TCP, not a Unix socket")
     if retry_once:
         options["retry"] = Retry(NoBackoff(), 1)
-    if zero_copy:
+    if username:
+        options["username"] = username
+    if tls_ca:
+        # TLS by the connection class and its options, not a rediss:// URL (whose class would replace ours)
+        options["connection_class"] = TLSConnection if zero_copy else redis.SSLConnection
+        options.update(tls_options(tls_ca))
+    elif zero_copy:
         options["connection_class"] = TCPConnection
     # a URL makes redis-py build each node's pool with the connection class given
     return RedisCluster(url=f"redis://{tcp[0]}", startup_nodes=[ClusterNode(a.host, a.port) for a in tcp[1:]],

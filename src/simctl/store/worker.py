@@ -2,8 +2,10 @@
 
 Started by a shard's supervisor (:mod:`simctl.store.supervisor`), one per
 device, beside the store server; it serves the requests of
-:mod:`simctl.store.protocol` on that server's queues. The password comes from
-``$SSDB_PASSWORD``. A ``GPU:n`` worker is started with the device's visibility
+:mod:`simctl.store.protocol` on that server's queues. It logs in as the
+store's worker user (:mod:`simctl.store.roles`): the supervisor gives it the
+user, its password and a TLS store's certificate authority in ``$SSDB_USER``,
+``$SSDB_PASSWORD`` and ``$SSDB_TLS_CA``. A ``GPU:n`` worker is started with the device's visibility
 variables set to ``n`` (see :data:`simctl.store.supervisor.VISIBILITY`), so that inside it the GPU is
 number 0.
 
@@ -79,9 +81,11 @@ class Worker:
     """Serves one device's queue on one store server."""
 
     def __init__(self, address: str, password: str | None, device: str, cluster: bool,
-                 plugins: Plugins | None = None) -> None:
+                 plugins: Plugins | None = None, *, username: str | None = None, tls_ca: str | None = None) -> None:
         self.device = device
         self.password = password
+        #: the user it logs in as, and a TLS store's certificate authority
+        self.username, self.tls_ca = username, tls_ca
         self.address = address
         self.local = self._connect(address)
         self.tag = pr.tag_for(self._wait_for_slots() if cluster else None)
@@ -105,8 +109,8 @@ class Worker:
 
     def _connect(self, address: str) -> redis.Redis:
         # no read timeout: the worker blocks on its queue (the supervisor stops it with the server)
-        return wire.connect(address, self.password, protocol=2, socket_timeout=None, socket_connect_timeout=10,
-                            client_name=pr.worker_name(self.device))
+        return wire.connect(address, self.password, username=self.username, tls_ca=self.tls_ca, protocol=2,
+                            socket_timeout=None, socket_connect_timeout=10, client_name=pr.worker_name(self.device))
 
     def _wait_for_slots(self) -> set[int]:
         """This shard's slots, once the driver has formed the cluster."""
@@ -295,7 +299,8 @@ class Worker:
 
     def _cluster_client(self) -> Any:
         if self.cluster is None:
-            self.cluster = wire.connect_cluster([self.address], self.password, protocol=2, socket_timeout=60)
+            self.cluster = wire.connect_cluster([self.address], self.password, username=self.username,
+                                                tls_ca=self.tls_ca, protocol=2, socket_timeout=60)
         return self.cluster
 
     def _backend(self, name: str) -> Any:
@@ -512,7 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # nothing to flush
     try:
         plugins = worker_plugins(args.plugin, args.plugin_path, args.disable_plugin)
-        worker = Worker(args.address, contract.read().password, device_name(args.device), args.cluster, plugins)
+        env = contract.read()
+        worker = Worker(args.address, env.password, device_name(args.device), args.cluster, plugins,
+                        username=env.user, tls_ca=env.tls_ca)
         worker.fail_orphans(args.previous_exit)
         worker.serve()
     except redis.ConnectionError as exc:
