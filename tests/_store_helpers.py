@@ -33,7 +33,8 @@ REDIS_SERVER = "/usr/bin/redis-server"
 #: the password of every bare redis-server the tests start
 PASSWORD = "pw-" + secrets.token_hex(12)
 #: the store variables of the environment (a client made by make_client sees only those it is given)
-STORE_ENV = ("SSDB", "SSDB_PASSWORD", "SSDB_CLUSTER", "SSKEYIN", "SSKEYOUT", "SR_LOG_LEVEL", "SR_LOG_FILE")
+STORE_ENV = ("SSDB", "SSDB_USER", "SSDB_PASSWORD", "SSDB_TLS_CA", "SSDB_CLUSTER", "SSKEYIN", "SSKEYOUT", "SR_LOG_LEVEL",
+             "SR_LOG_FILE")
 #: a Redis Cluster node also listens on its cluster bus, at its port + 10000
 BUS_OFFSET = 10000
 

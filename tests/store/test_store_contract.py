@@ -60,16 +60,19 @@ def test_the_contract_documents_every_variable_it_names():
     doc = contract.__doc__ or ""
     for name in contract.NAMES:
         assert f"``{name}``" in doc, name
-    assert len(set(contract.NAMES)) == 6
+    assert len(set(contract.NAMES)) == 9
 
 
 def test_read():
     env = contract.read({"SSDB": "h:1,h:2", "SSDB_CLUSTER": "1", "SSDB_PASSWORD": "pw", "SSKEYOUT": " me ",
-                         "SSKEYIN": "a, b,,c", "SIMCTL_READY_FILE": "/tmp/ready", "OTHER": "x"})
-    assert env == contract.StoreEnv(address="h:1,h:2", cluster=True, password="pw", keyout="me",
-                                    keyin=("a", "b", "c"), ready_file="/tmp/ready")
+                         "SSKEYIN": "a, b,,c", "SIMCTL_READY_FILE": "/tmp/ready", "OTHER": "x",
+                         "SSDB_USER": "simctl-member", "SSDB_TLS_CA": "/d/tls-ca.crt"})
+    assert env == contract.StoreEnv(address="h:1,h:2", cluster=True, user="simctl-member", password="pw",
+                                    tls_ca="/d/tls-ca.crt", keyout="me", keyin=("a", "b", "c"),
+                                    ready_file="/tmp/ready")
     assert contract.read({}) == contract.StoreEnv()
-    assert contract.read({"SSDB_PASSWORD": "", "SSDB_CLUSTER": "0"}) == contract.StoreEnv(cluster=False)
+    assert contract.read({"SSDB_PASSWORD": "", "SSDB_CLUSTER": "0", "SSDB_USER": "", "SSDB_TLS_CA": ""}) == \
+        contract.StoreEnv(cluster=False)
     assert contract.read({"SSDB_CLUSTER": "yes"}).cluster is None
 
 
@@ -87,3 +90,12 @@ def test_the_writers(cluster, flag):
     assert contract.prefix_env("me", ["a", "b"]) == {"SSKEYOUT": "me", "SSKEYIN": "a,b"}
     assert contract.prefix_env(None, []) == {}
     assert contract.without_password({"SSDB_PASSWORD": "pw", "SSDB": "h:1"}) == {"SSDB": "h:1"}
+    assert contract.without_password({"SIMCTL_STORE_SECRETS": "admin=x", "SSDB_USER": "u"}) == {"SSDB_USER": "u"}
+
+
+def test_the_writers_with_a_user_and_a_certificate_authority():
+    env, secret = contract.store_env(["h:1"], False, "pw", user="simctl-member", tls_ca="/d/tls-ca.crt")
+    assert env == {"SSDB": "h:1", "SSDB_CLUSTER": "0", "SSDB_USER": "simctl-member", "SSDB_TLS_CA": "/d/tls-ca.crt"}
+    assert secret == {"SSDB_PASSWORD": "pw"}  # the user's name is no secret; its password is
+    assert contract.read(env | secret) == contract.StoreEnv(address="h:1", cluster=False, user="simctl-member",
+                                                            password="pw", tls_ca="/d/tls-ca.crt")

@@ -34,7 +34,7 @@ def shard_info(db: Any, i: int = 0) -> dict[str, Any]:
 
 def client(db: Any, i: int = 0) -> redis.Redis:
     host, _, port = db.get_address()[i].rpartition(":")
-    return redis.Redis(host=host, port=int(port), password=db.password, decode_responses=True)
+    return redis.Redis(host=host, port=int(port), username=db.username, password=db.password, decode_responses=True)
 
 
 #: a model that reports what it got of the store and uses it with redis-py
@@ -45,7 +45,8 @@ USE_STORE = """
     if os.environ.get("SSDB"):
         import redis
         host, _, port = os.environ["SSDB"].split(",")[0].rpartition(":")
-        r = redis.Redis(host=host, port=int(port), password=os.environ["SSDB_PASSWORD"])
+        r = redis.Redis(host=host, port=int(port), username=os.environ["SSDB_USER"],
+                        password=os.environ["SSDB_PASSWORD"])
         r.set("from-model", sys.argv[1])
     print(json.dumps(seen))
 """
@@ -127,11 +128,14 @@ def test_the_password_is_required_and_never_on_a_command_line_and_shards_bind_on
         redis.Redis(host=host, port=int(port)).ping()
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host=host, port=int(port), password="wrong").ping()
+    with pytest.raises(redis.AuthenticationError):  # the default user is disabled, whatever the password
+        redis.Redis(host=host, port=int(port), password=db.password).ping()
     info = shard_info(db)
     for pid in (info["supervisor"], info["pid"]):
         proc = psutil.Process(pid)
         assert db.password not in " ".join(proc.cmdline())
-    assert "SSDB_PASSWORD" not in psutil.Process(info["pid"]).environ()  # the server does not even inherit it
+    server_env = psutil.Process(info["pid"]).environ()
+    assert "SSDB_PASSWORD" not in server_env and "SIMCTL_STORE_SECRETS" not in server_env  # not even inherited
     listening = [c.laddr for c in psutil.Process(info["pid"]).net_connections() if c.status == psutil.CONN_LISTEN]
     assert listening and all(a.ip == "127.0.0.1" for a in listening), listening  # never 0.0.0.0
     assert client(db).config_get("bind") == {"bind": "127.0.0.1"}
@@ -139,8 +143,10 @@ def test_the_password_is_required_and_never_on_a_command_line_and_shards_bind_on
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
     for secret_file in (d / "shard-0.conf", d / "store.json"):
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert db.password not in (d / "shard-0.conf").read_text()  # the users' passwords are there as hashes
     assert json.loads((d / "store.json").read_text()) == {
-        "name": "orchestrator", "addresses": db.get_address(), "cluster": False, "password": db.password}
+        "name": "orchestrator", "addresses": db.get_address(), "cluster": False, "username": "simctl-admin",
+        "password": db.password, "tls_ca": None}
     exp.stop(db)
 
 
@@ -202,7 +208,8 @@ def test_three_shards_form_a_cluster_with_every_slot_assigned_and_keys_spread_ov
         info = _cluster_info(client(db, i))
         assert info["cluster_state"] == "ok" and int(info["cluster_slots_assigned"]) == SLOTS
         assert int(info["cluster_known_nodes"]) == 3
-    rc = RedisCluster(host="127.0.0.1", port=port, password=db.password, decode_responses=True)
+    rc = RedisCluster(host="127.0.0.1", port=port, username=db.username, password=db.password,
+                      decode_responses=True)
     for k in range(300):
         rc.set(f"key-{k}", k)
     assert [int(rc.get(f"key-{k}")) for k in range(300)] == list(range(300))
@@ -215,7 +222,7 @@ def test_three_shards_form_a_cluster_with_every_slot_assigned_and_keys_spread_ov
         import json, os
         from redis.cluster import RedisCluster, ClusterNode
         nodes = [ClusterNode(h, int(p)) for h, _, p in (a.rpartition(":") for a in os.environ["SSDB"].split(","))]
-        rc = RedisCluster(startup_nodes=nodes, password=os.environ["SSDB_PASSWORD"])
+        rc = RedisCluster(startup_nodes=nodes, username=os.environ["SSDB_USER"], password=os.environ["SSDB_PASSWORD"])
         rc.set("{tag}.from-model", 7)
         print(json.dumps({"SSDB": os.environ["SSDB"], "SSDB_CLUSTER": os.environ["SSDB_CLUSTER"]}))
     """)
@@ -230,7 +237,8 @@ def test_three_shards_form_a_cluster_with_every_slot_assigned_and_keys_spread_ov
 
     again = make_orchestrator(exp, port=port, db_nodes=3, db_identifier="cl")  # the saved cluster comes back
     exp.start(again)
-    rc = RedisCluster(host="127.0.0.1", port=port, password=again.password, decode_responses=True)
+    rc = RedisCluster(host="127.0.0.1", port=port, username=again.username, password=again.password,
+                      decode_responses=True)
     assert rc.get("key-299") == "299" and rc.get("{tag}.from-model") == "7"
     rc.close()
     exp.stop(again)
@@ -245,8 +253,8 @@ def test_is_ready_only_asks_and_on_ready_forms_the_cluster_and_writes_store_json
 
     def on_ready(steps):  # what the controller's one call finds, before the real on_ready
         assert all(db.is_ready(steps) for _ in range(3))  # asked again and again: still nothing done
-        shards = [redis.Redis(host="127.0.0.1", port=port + i, password=db.password, decode_responses=True)
-                  for i in range(3)]
+        shards = [redis.Redis(host="127.0.0.1", port=port + i, username=db.username, password=db.password,
+                              decode_responses=True) for i in range(3)]
         before.update(store_json=(Path(db.path) / "store.json").exists(),
                       known=[_cluster_info(c)["cluster_known_nodes"] for c in shards],
                       slots=[_cluster_info(c)["cluster_slots_assigned"] for c in shards],
@@ -324,8 +332,8 @@ def test_bad_settings_are_refused_naming_the_argument(tmp_path):
         (lambda: db.set_max_clients(0), "clients"),
         (lambda: db.set_max_message_size(10), "at least 1048576"),
         (lambda: db.enable_checkpoints(-1), "frequency"),
-        (lambda: db.set_db_conf("requirepass", "x"), "'requirepass' is set by simctl itself"),
-        (lambda: db.set_db_conf("bind", "0.0.0.0"), "'bind' is set by simctl itself"),
+        (lambda: db.set_db_conf("requirepass", "x"), "'requirepass' cannot be set: who may do what is simctl's"),
+        (lambda: db.set_db_conf("bind", "0.0.0.0"), "'bind' cannot be set: where the store listens is simctl's"),
         (lambda: db.set_db_conf("maxmemory", "1gb\nrequirepass x"), "line break"),
         (lambda: db.set_db_conf("max memory", "1"), "configuration key is a word"),
         (lambda: db.set_batch_arg("exclusive"), "not launched as a batch job"),
@@ -466,11 +474,12 @@ COLOCATED_APP = """
     import json, os, sys
     import psutil, redis
     address = os.environ["SSDB"]
+    login = {"username": os.environ["SSDB_USER"], "password": os.environ["SSDB_PASSWORD"]}
     if address.startswith("unix://"):
-        r = redis.Redis(unix_socket_path=address[len("unix://"):], password=os.environ["SSDB_PASSWORD"])
+        r = redis.Redis(unix_socket_path=address[len("unix://"):], **login)
     else:
         host, _, port = address.rpartition(":")
-        r = redis.Redis(host=host, port=int(port), password=os.environ["SSDB_PASSWORD"])
+        r = redis.Redis(host=host, port=int(port), **login)
     r.set("x", "42")
     server = [p for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] in ("redis-server", "valkey-server")
               and os.environ["SSDB_PASSWORD"] not in " ".join(p.info["cmdline"] or [])]
@@ -555,7 +564,8 @@ def test_a_colocated_store_that_cannot_start_fails_the_model_with_its_reason(tmp
     (lambda: colocated.tcp(db_cpus=0), "db_cpus"),
     (lambda: colocated.tcp(custom_pinning="0-3"), "custom_pinning must be CPU numbers"),
     (lambda: colocated.tcp(debug="yes"), "debug must be True or False"),
-    (lambda: colocated.tcp(requirepass="x"), "'requirepass' is set by simctl itself"),
+    (lambda: colocated.tcp(requirepass="x"), "'requirepass' cannot be set: who may do what is simctl's"),
+    (lambda: colocated.tcp(enable_protected_configs="yes"), "'enable-protected-configs' cannot be set"),
     (lambda: colocated.tcp(threads_per_queue=0), "threads_per_queue"),
 ])
 def test_bad_colocated_options_are_refused(make, match):
@@ -570,7 +580,8 @@ def test_colocated_options_of_the_documents_are_accepted():
     assert dict(db.ml_options) == {"threads_per_queue": 1, "inter_op_threads": 1, "intra_op_threads": 1}
     step = simctl.ProcessStep(name="m", argv=["app"], cwd="/w")
     colocated.apply(step, db)
-    assert step.env == {"SSDB": "127.0.0.1:6780", "SSDB_CLUSTER": "0"} and step.secret_env["SSDB_PASSWORD"]
+    assert step.env == {"SSDB": "127.0.0.1:6780", "SSDB_CLUSTER": "0", "SSDB_USER": "simctl-member"}
+    assert step.secret_env["SSDB_PASSWORD"]
     assert step.per_node[1:4] == ["-m", "simctl.store.supervisor", "--colocated"]
     conf = step.per_node.index("--conf")
     assert step.per_node[conf:conf + 2] == ["--conf", "maxclients=100000"] and "--pin" in step.per_node
