@@ -242,7 +242,7 @@ def test_the_model_guides_examples_in_a_standard_store(tmp_path, cnn, standard):
 
 def _raw(db: Any) -> redis.Redis:
     host, _, port = db.get_address()[0].rpartition(":")
-    return redis.Redis(host=host, port=int(port), password=db.password)
+    return redis.Redis(host=host, port=int(port), username=db.username, password=db.password)
 
 
 def test_the_ensemble_guides_examples_each_member_on_its_own_prefixed_tensors(tmp_path, cnn, standard):

@@ -138,7 +138,7 @@ def monitored(r: redis.Redis, action: Callable[[], object]) -> list[str]:
 
 def raw(db: Any) -> redis.Redis:
     host, _, port = db.get_address()[0].rpartition(":")
-    return redis.Redis(host=host, port=int(port), password=db.password)
+    return redis.Redis(host=host, port=int(port), username=db.username, password=db.password)
 
 
 # -- a standard store -------------------------------------------------------------------------------
@@ -328,12 +328,13 @@ def test_preload_from_manifest_stores_into_a_running_server(tmp_path, exp_db):
     step = simctl.ProcessStep(name="m", argv=["x"], cwd=str(tmp_path), key="ens/m")
     manifest = preload.write_manifest(step, objs)
     assert manifest == str(tmp_path / preload.DIRNAME / "ens" / "m" / "manifest.json")
-    assert preload.preload_from_manifest(db.get_address()[0], db.password, manifest) == 3
+    assert preload.preload_from_manifest(db.get_address()[0], db.password, manifest, username=db.username) == 3
     r = raw(db)
     assert fmt.decode_model(r.get("lin.GPU:1"))[1] == objs[0].data
     assert fmt.decode_script(r.get("tw"))[1].encode() == objs[1].data
     with pytest.raises(ValueError, match=r"cannot read .*nothing.json: No such file or directory"):
-        preload.preload_from_manifest(db.get_address()[0], db.password, str(tmp_path / "nothing.json"))
+        preload.preload_from_manifest(db.get_address()[0], db.password, str(tmp_path / "nothing.json"),
+                                      username=db.username)
 
 
 # -- no store ----------------------------------------------------------------------------------------
@@ -427,8 +428,8 @@ def _missing(tmp_path: Path) -> str:
 ML, SCRIPT, FUNCTION = "add_ml_model", "add_script", "add_function"
 DEVICES = r"device must be 'CPU', 'GPU' \(the first GPU\) or 'GPU:n'"
 BAD: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
-    (ML, lambda p: {"backend": 3}, r"add_ml_model\('m'\): backend must be a backend's name \(a non-empty str: "
-                                   r"'ONNX', 'TORCH', or one a plugin provides\); got 3"),
+    (ML, lambda p: {"backend": 3}, r"add_ml_model\('m'\): backend must be a backend's name \(letters, digits, "
+                                   r"'_', '.', '\+', '-'; such as 'ONNX' or 'TORCH'\), got 3 \(int\)"),
     (ML, lambda p: {"backend": " "}, r"add_ml_model\('m'\): backend must be a backend's name .*got ' '"),
     (ML, lambda p: {"model": b"x", "model_path": str(p)}, r"either in memory .* not both; got model=b'x'"),
     (ML, lambda p: {"model": None}, r"add_ml_model\('m'\): no model: give model=bytes"),
@@ -484,7 +485,7 @@ def test_the_backend_is_not_looked_up_in_the_drivers_plugins(tmp_path, missing_r
                                                                                        replicas=2)
     entity.add_ml_model("jax", "JAX", model=b"\x00model")  # installed nowhere here
     entity.add_ml_model("missing", "NOSUCHRT", model=b"\x00model")  # its runtime is not installed here
-    assert [(o.name, o.backend) for o in entity.ml] == [("jax", "JAX"), ("missing", "NOSUCHRT")]
+    assert [(o.name, o.spec.backend) for o in entity.ml] == [("jax", "JAX"), ("missing", "NOSUCHRT")]
 
 
 @pytest.mark.parametrize("kind", ["model", "ensemble"])

@@ -213,7 +213,7 @@ def test_store_get_of_a_string_that_is_not_a_tensor(tmp_path, stores):
     import redis
 
     host, _, port = db.get_address()[0].rpartition(":")
-    r = redis.Redis(host=host, port=int(port), password=db.password)
+    r = redis.Redis(host=host, port=int(port), username=db.username, password=db.password)
     r.set("note", b"written by someone else")
     r.close()
     proc = store("get", exp.exp_path, "note", "-o", str(tmp_path / "n.npy"))

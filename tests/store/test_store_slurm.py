@@ -42,13 +42,13 @@ PRODUCER = """
     import redis
     from redis.cluster import ClusterNode, RedisCluster
     addresses = os.environ["SSDB"].split(",")
-    password = os.environ["SSDB_PASSWORD"]
+    login = {"username": os.environ["SSDB_USER"], "password": os.environ["SSDB_PASSWORD"]}
     if os.environ["SSDB_CLUSTER"] == "1":
         r = RedisCluster(startup_nodes=[ClusterNode(a.rpartition(":")[0], int(a.rpartition(":")[2]))
-                                        for a in addresses], password=password)
+                                        for a in addresses], **login)
     else:
         host, _, port = addresses[0].rpartition(":")
-        r = redis.Redis(host=host, port=int(port), password=password)
+        r = redis.Redis(host=host, port=int(port), **login)
     name = os.path.basename(os.getcwd())
     r.set(f"{name}.result", sys.argv[-1])
     print(json.dumps({"SSDB": os.environ["SSDB"], "SLURM_JOB_ID": os.environ.get("SLURM_JOB_ID"),
@@ -73,8 +73,8 @@ for n, base in ((1, port), (3, port + 1)):
     exp.generate(ens)
     exp.start(ens, block=True)
     host, _, p = db.get_address()[0].rpartition(":")
-    r = (RedisCluster(host=host, port=int(p), password=db.password) if n == 3
-         else redis.Redis(host=host, port=int(p), password=db.password))
+    r = (RedisCluster(host=host, port=int(p), username=db.username, password=db.password) if n == 3
+         else redis.Redis(host=host, port=int(p), username=db.username, password=db.password))
     infos = [json.load(open(os.path.join(db.path, f"shard-{i}.addr"))) for i in range(n)]
     out[f"db{n}"] = {"status": [str(s) for s in exp.get_status(db)], "members": [str(s) for s in exp.get_status(ens)],
                      "values": [r.get(f"prod{n}_{i}.result").decode() for i in range(2)],
@@ -138,7 +138,8 @@ def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path)
     assert exp.get_status(ens) == [Status.COMPLETED] * 3
     from redis.cluster import RedisCluster
 
-    rc = RedisCluster(host="127.0.0.1", port=port, password=db.password, decode_responses=True)
+    rc = RedisCluster(host="127.0.0.1", port=port, username=db.username, password=db.password,
+                      decode_responses=True)
     assert [rc.get(f"prod_{i}.result") for i in range(3)] == ["1", "2", "3"]
     rc.close()
     seen = [json.loads((Path(m.path) / f"{m.name}.out").read_text()) for m in ens]
@@ -170,7 +171,8 @@ RANK = """
     import json, os
     import redis
     address = os.environ["SSDB"]
-    r = redis.Redis(unix_socket_path=address[len("unix://"):], password=os.environ["SSDB_PASSWORD"])
+    r = redis.Redis(unix_socket_path=address[len("unix://"):], username=os.environ["SSDB_USER"],
+                    password=os.environ["SSDB_PASSWORD"])
     r.incr("ranks")
     print(json.dumps({"server": r.info("server")["process_id"], "rank": os.environ.get("SLURM_PROCID")}))
 """
