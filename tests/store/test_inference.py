@@ -408,4 +408,4 @@ def test_a_request_flushed_away_is_an_error_not_a_wait(client: Client) -> None:
 
 def store_client(client: Client) -> Client:
     """Another client of the same store."""
-    return Client(address=client.addresses, password=client._password)
+    return Client(address=client.addresses, username=client._username, password=client._password)

@@ -176,7 +176,7 @@ def test_a_member_cannot_administer_the_store_and_the_admin_can(tmp_path, shards
         assert {line.split()[1] for line in ri.execute_command("ACL", "LIST")} == {"default", *roles.USERS.values()}
         assert "user default off" in " ".join(ri.execute_command("ACL", "LIST"))
         assert ri.execute_command("ROLE")[0] == "master"
-        workers = wait_until(lambda: [c for c in ri.client_list() if c["name"].startswith("simctl-ml-CPU-")],
+        workers = wait_until(lambda r=ri: [c for c in r.client_list() if c["name"].startswith("simctl-ml-CPU-")],
                              "the shard's inference worker to connect")
         assert {c["user"] for c in workers} == {roles.WORKER}  # the workers log in as theirs
     assert {p.name: p.read_bytes() for p in d.glob("shard-*.conf")} == conf_before  # no CONFIG REWRITE

@@ -139,7 +139,7 @@ def open_servers(addresses: list[Address], password: str | None, **options: Any)
         except redis.AuthenticationError as exc:
             r.close()
             user = options.get("username") or "default"
-            how = "no password was given" if not password else f"the password of user {user!r} was refused"
+            how = f"{'the password was refused' if password else 'no password was given'} (user {user!r})"
             raise StoreConnectionError(f"Client: the store at {address} refused the connection: {how} "
                                        f"(username= or {contract.USER}, password= or {contract.PASSWORD}): "
                                        f"{exc}") from None
