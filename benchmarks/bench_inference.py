@@ -176,7 +176,7 @@ def worker_pid(db: Any, timeout: float = 120) -> int:
     from simctl.store import protocol
 
     host, _, port = db.get_address()[0].rpartition(":")
-    r = redis.Redis(host=host, port=int(port), password=db.password)
+    r = redis.Redis(host=host, port=int(port), username=db.username, password=db.password)
     deadline = time.monotonic() + timeout
     try:
         while not (pids := protocol.worker_pids(r.client_list(), "CPU")):
@@ -331,12 +331,12 @@ def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
 # --------------------------------------------------------------------------- throughput
 
 
-def _client(address: str, password: str, index: int, conn: Any) -> None:
+def _client(address: str, username: str, password: str, index: int, conn: Any) -> None:
     """One client process: on (model, t0, t1) run rounds from t0 until t1 and
     answer how many finished by t1 (model "": put_tensor + get_tensor only); None ends."""
     from simctl.store import Client
 
-    client = Client(address=address, password=password)
+    client = Client(address=address, username=username, password=password)
     x = _input(1, BIG[0], seed=index)
     xk, yk = f"c{index}.x", f"c{index}.y"
 
@@ -403,7 +403,7 @@ def case_throughput(rep: Report, args: Any, run_simctl: bool) -> None:
             ctx = multiprocessing.get_context("spawn")
             for i in range(N_CLIENTS):
                 mine, theirs = ctx.Pipe()
-                p = ctx.Process(target=_client, args=(db.get_address()[0], db.password, i, theirs))
+                p = ctx.Process(target=_client, args=(db.get_address()[0], db.username, db.password, i, theirs))
                 p.start()
                 procs.append(p)
                 conns.append(mine)
