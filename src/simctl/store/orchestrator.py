@@ -522,8 +522,11 @@ class Orchestrator(Entity):
         if os.stat(self.path).st_uid == os.getuid():
             os.chmod(self.path, 0o700)
         outputs = [p for s in steps for p in (s.out, s.err) if p]
-        if self.batch_settings is not None:
+        if self.batch_settings is not None:  # the batch job's output
             outputs += [os.path.join(self.path, f"{self.name}.batch.{x}") for x in ("out", "err")]
+        if self.launcher is not None and self.launcher.batch_settings_class is not None:
+            # the launcher's job scripts, if it submits any, in a directory of the user's alone
+            os.makedirs(os.path.join(self.path, ".simctl-batch"), mode=0o700, exist_ok=True)
         for path in outputs:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
