@@ -99,8 +99,31 @@ MEMBER = """
             got["EVAL FLUSHALL"] = str(exc)
         out["refusals"][address] = got
     with Client() as c:
-        c.put_tensor("member-wrote", __import__("numpy").arange(3))
+        import numpy as np
+        from simctl import Dataset
+        c.put_tensor("member-wrote", np.arange(3))
         out["read_back"] = c.get_tensor("member-wrote").tolist()
+        # the rest of the client API a member uses (on a cluster, keys on several shards)
+        for i in range(8):
+            c.copy_tensor("member-wrote", f"copy-{i}")  # DUMP/RESTORE across slots
+        c.rename_tensor("copy-0", "renamed")
+        ds = Dataset("ds")
+        ds.add_tensor("t", np.ones(2))
+        ds.add_meta_scalar("step", 3)
+        c.put_dataset(ds)
+        c.append_to_list("runs", ds)
+        c.copy_dataset("ds", "ds2")
+        c.rename_dataset("ds2", "ds3")
+        got = c.get_datasets_from_list("runs")[0]
+        c.set_script("neg", "def neg(x):\\n    return -x\\n")
+        c.run_script("neg", "neg", ["member-wrote"], ["negated"])
+        c.delete_script("neg")
+        out["api_ok"] = [c.get_tensor("renamed").tolist(), got.get_tensor("t").tolist(),
+                         c.get_dataset("ds3").get_meta_scalars("step").tolist(), c.get_tensor("negated").tolist(),
+                         c.get_list_length("runs"), c.poll_key("renamed", 1, 1), c.dataset_exists("ds"),
+                         len(c.get_db_node_info()) == len(c.addresses)]
+        c.delete_dataset("ds")
+        c.delete_list("runs")
         for name, call in [("flush_db", c.flush_db), ("config_get", lambda: c.config_get("dir")),
                            ("config_set", lambda: c.config_set("maxmemory", "1mb")), ("save", c.save)]:
             try:
@@ -141,11 +164,16 @@ def run_member(exp: simctl.Experiment, tmp_path: Path, name: str, body: str, *ar
 def test_a_member_cannot_administer_the_store_and_the_admin_can(tmp_path, shards):
     exp, db = start_store(tmp_path, shards)
     d = Path(db.path)
-    conf_before = {p.name: p.read_bytes() for p in d.glob("shard-*.conf")}
+    def confs() -> dict[str, bytes]:  # the servers' configuration files (not a cluster's state files)
+        return {p.name: p.read_bytes() for p in d.glob("shard-*.conf") if not p.name.endswith(".nodes.conf")}
+
+    conf_before = confs()
+    assert len(conf_before) == shards
     commands = FORBIDDEN + ALSO_FORBIDDEN + (CLUSTER_FORBIDDEN if shards == 3 else [])
     seen = run_member(exp, tmp_path, "member", MEMBER, json.dumps(commands))
 
     assert seen["user"] == roles.MEMBER and seen["read_back"] == [0, 1, 2]  # its data commands work
+    assert seen["api_ok"] == [[0, 1, 2], [1.0, 1.0], [3], [0, -1, -2], 1, True, True, True]  # the client API too
     assert sorted(seen["refusals"]) == sorted(db.get_address())  # on every shard
     for address, got in seen["refusals"].items():
         for cmd in commands:
@@ -179,7 +207,7 @@ def test_a_member_cannot_administer_the_store_and_the_admin_can(tmp_path, shards
         workers = wait_until(lambda r=ri: [c for c in r.client_list() if c["name"].startswith("simctl-ml-CPU-")],
                              "the shard's inference worker to connect")
         assert {c["user"] for c in workers} == {roles.WORKER}  # the workers log in as theirs
-    assert {p.name: p.read_bytes() for p in d.glob("shard-*.conf")} == conf_before  # no CONFIG REWRITE
+    assert confs() == conf_before  # no CONFIG REWRITE
     with db.client() as c:
         assert c.get_tensor("member-wrote").tolist() == [0, 1, 2]  # no FLUSHALL
         # the driver's admin user may do what the member may not
