@@ -427,8 +427,8 @@ def _missing(tmp_path: Path) -> str:
 ML, SCRIPT, FUNCTION = "add_ml_model", "add_script", "add_function"
 DEVICES = r"device must be 'CPU', 'GPU' \(the first GPU\) or 'GPU:n'"
 BAD: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
-    (ML, lambda p: {"backend": 3}, r"add_ml_model\('m'\): backend must be a backend's name \(a non-empty str: "
-                                   r"'ONNX', 'TORCH', or one a plugin provides\); got 3"),
+    (ML, lambda p: {"backend": 3}, r"add_ml_model\('m'\): backend must be a backend's name \(letters, digits, "
+                                   r"'_', '\.', '\+', '-'; such as 'ONNX' or 'TORCH'\), got 3 \(int\)"),
     (ML, lambda p: {"backend": " "}, r"add_ml_model\('m'\): backend must be a backend's name .*got ' '"),
     (ML, lambda p: {"model": b"x", "model_path": str(p)}, r"either in memory .* not both; got model=b'x'"),
     (ML, lambda p: {"model": None}, r"add_ml_model\('m'\): no model: give model=bytes"),
@@ -484,7 +484,7 @@ def test_the_backend_is_not_looked_up_in_the_drivers_plugins(tmp_path, missing_r
                                                                                        replicas=2)
     entity.add_ml_model("jax", "JAX", model=b"\x00model")  # installed nowhere here
     entity.add_ml_model("missing", "NOSUCHRT", model=b"\x00model")  # its runtime is not installed here
-    assert [(o.name, o.backend) for o in entity.ml] == [("jax", "JAX"), ("missing", "NOSUCHRT")]
+    assert [(o.name, o.spec.backend) for o in entity.ml] == [("jax", "JAX"), ("missing", "NOSUCHRT")]
 
 
 @pytest.mark.parametrize("kind", ["model", "ensemble"])
