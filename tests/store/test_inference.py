@@ -309,6 +309,19 @@ def test_a_cluster_runs_each_request_on_the_shard_holding_its_input(store: objec
         assert client.get_tensor(f"{{{name}}}.out").tolist() == [-1.0, -1.0]
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_store_is_ready_once_its_inference_workers_are_connected(tmp_path: Path, shards: int) -> None:
+    """Ready means served: every device's worker is connected when start() returns (a client gives
+    up on a device no worker serves after a few seconds, and a worker starts slower than that on a
+    loaded node)."""
+    exp, db = start_store(tmp_path, shards, ml_devices=["CPU", "GPU:0", "GPU:1"])
+    try:
+        with db.shards() as nodes:
+            assert [protocol.worker_devices(n.client_list()) for n in nodes] == [{"CPU", "GPU:0", "GPU:1"}] * shards
+    finally:
+        exp.stop(db)
+
+
 def test_gpu_workers_are_pinned_by_the_visibility_variables(tmp_path: Path) -> None:
     exp, db = start_store(tmp_path, 1, ml_devices=["CPU", "GPU:1"])
     try:

@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -64,6 +65,8 @@ WORKER_PLUGIN_ARGS = (
 #: a worker that dies sooner than this after starting is restarted after a growing delay
 QUICK_DEATH = 5.0
 MAX_RESTART_DELAY = 10.0
+#: longest wait, before a store reports ready, for its first inference workers to connect
+WORKER_READY_TIMEOUT = 120.0
 
 
 def interface_addresses(names: Sequence[str]) -> list[str]:
@@ -176,8 +179,11 @@ def _cpus(text: str) -> set[int]:
 class _Worker:
     """An inference worker process and its restarts."""
 
-    def __init__(self, proc: subprocess.Popen[bytes] | None, started: float, delay: float) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | None, started: float, delay: float,
+                 ready: int | None = None) -> None:
         self.proc, self.started, self.delay = proc, started, delay
+        #: the read end of the pipe a first worker says it is connected on
+        self.ready = ready
         self.restart_at: float | None = None
         self.how = ""
 
@@ -283,7 +289,8 @@ class Supervisor:
         if a.preload and not self._preload():
             return self._finish(failed=True)
         for device in dict.fromkeys(a.ml_device):
-            self._start_worker(device, "")
+            self._start_worker(device, "", first=True)
+        self._wait_workers_connected()
         self._report(addresses)
         return self._finish(failed=False)
 
@@ -362,8 +369,27 @@ class Supervisor:
 
     # -- inference workers --------------------------------------------------------------
 
-    def _start_worker(self, device: str, previous_exit: str, delay: float = 0.0) -> None:
-        """Start the inference worker of ``device`` (its output goes to a log beside the server's)."""
+    def _wait_workers_connected(self) -> None:
+        """Wait until every first worker has connected to the server (a byte on
+        its ready pipe), or has ended, or WORKER_READY_TIMEOUT has passed: a
+        store reported ready serves its devices from the first request (a
+        client gives up on a device no worker serves after a few seconds, and
+        a worker's start takes longer than that on a loaded node)."""
+        pending = {w.ready: w for w in self.workers.values() if w.ready is not None}
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while pending and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(pending), [], [], max(0.0, deadline - time.monotonic()))
+            for fd in readable:
+                os.read(fd, 1)  # a byte, or b"" when the worker ended first
+                os.close(fd)
+                pending.pop(fd).ready = None
+        for fd, worker in pending.items():
+            os.close(fd)
+            worker.ready = None
+
+    def _start_worker(self, device: str, previous_exit: str, delay: float = 0.0, first: bool = False) -> None:
+        """Start the inference worker of ``device`` (its output goes to a log
+        beside the server's); a ``first`` one says on a pipe when it is connected."""
         env = contract.without_password(os.environ)
         env[PASSWORD_ENV] = self.password
         if device != "CPU":
@@ -374,18 +400,26 @@ class Supervisor:
         for flag, _, _ in WORKER_PLUGIN_ARGS:
             for value in getattr(self.args, flag[2:].replace("-", "_")):
                 argv += [flag, value]
+        ready, tell = os.pipe() if first else (None, None)
+        if tell is not None:
+            argv += ["--ready-fd", str(tell)]
         log = f"{os.path.splitext(self.log)[0]}.ml-{device.replace(':', '')}.log"
         log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=env,
-                                    close_fds=True)
+                                    close_fds=True, pass_fds=() if tell is None else (tell,))
         except OSError as exc:
             print(f"simctl store supervisor: could not start the inference worker for {device}: {exc}",
                   file=sys.stderr, flush=True)
             proc = None
         finally:
             os.close(log_fd)
-        self.workers[device] = _Worker(proc, time.monotonic(), delay)
+            if tell is not None:
+                os.close(tell)
+        if proc is None and ready is not None:
+            os.close(ready)
+            ready = None
+        self.workers[device] = _Worker(proc, time.monotonic(), delay, ready)
 
     def _watch(self) -> int:
         """Wait for the server to end, restarting inference workers that die

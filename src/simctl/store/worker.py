@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -79,11 +79,14 @@ class Worker:
     """Serves one device's queue on one store server."""
 
     def __init__(self, address: str, password: str | None, device: str, cluster: bool,
-                 plugins: Plugins | None = None) -> None:
+                 plugins: Plugins | None = None, on_connected: Callable[[], None] | None = None) -> None:
         self.device = device
         self.password = password
         self.address = address
         self.local = self._connect(address)
+        self.local.ping()  # connected, under its name: clients now see this device served...
+        if on_connected is not None:
+            on_connected()  # ...before a cluster's worker waits for the cluster to form
         self.tag = pr.tag_for(self._wait_for_slots() if cluster else None)
         self.cluster: Any = None  # a cluster client, for keys held by other shards
         self.owned: set[int] | None = self._owned if cluster else None
@@ -508,11 +511,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="a directory to import those plugins from, after this interpreter's own path (repeatable)")
     p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
                    help="an entry point not to load (repeatable)")
+    p.add_argument("--ready-fd", type=int, default=None, metavar="FD",
+                   help="a pipe to write one byte to once connected to the store (the supervisor waits for it)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # nothing to flush
     try:
         plugins = worker_plugins(args.plugin, args.plugin_path, args.disable_plugin)
-        worker = Worker(args.address, contract.read().password, device_name(args.device), args.cluster, plugins)
+        worker = Worker(args.address, contract.read().password, device_name(args.device), args.cluster, plugins,
+                        on_connected=None if args.ready_fd is None else lambda: _say_ready(args.ready_fd))
         worker.fail_orphans(args.previous_exit)
         worker.serve()
     except redis.ConnectionError as exc:
@@ -521,6 +527,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _say_ready(fd: int) -> None:
+    """One byte on the supervisor's pipe: this worker is connected to the store."""
+    os.write(fd, b"1")
+    os.close(fd)
 
 
 if __name__ == "__main__":
