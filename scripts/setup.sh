@@ -40,7 +40,9 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
 fi
-pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@"; }
+# --no-compile: Python compiles a module when it is first imported; compiling all of torch's
+# (and tensorflow's) at install time was a quarter of the quick start's first run
+pip_install() { .venv/bin/pip install -q --disable-pip-version-check --no-compile "$@"; }
 
 # torch's CPU build: the wheel on this machine's disk when there is one, else the
 # PyTorch CPU index. Never a plain `pip install torch`: that is a CUDA build of several GB.
