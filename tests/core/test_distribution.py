@@ -69,3 +69,12 @@ def test_install_hints_quote_the_extras():
     offenders = [f"{p.relative_to(REPO)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
                  if unquoted.search(line)]
     assert not offenders
+
+
+def test_the_example_plugins_depend_on_this_distribution():
+    # depending on "simctl" would install PyPI's other project
+    for path in sorted((REPO / "examples").glob("*/pyproject.toml")):
+        deps = tomllib.loads(path.read_text())["project"].get("dependencies", [])
+        names = {re.split(r"[\s\[<>=!~;]", d, maxsplit=1)[0].lower() for d in deps}
+        assert "simctl" not in names and distribution.NAME in names, (path, deps)
+    assert 'dependencies = ["simctl"' not in (REPO / "docs" / "plugin-authors.md").read_text()
