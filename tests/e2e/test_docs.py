@@ -10,7 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from _lifecycle_helpers import BIN
+from _lifecycle_helpers import BIN, PY
 from _paths import REPO
 
 PAGES = ["index.html", "tutorial/index.html", "howto/sweeps/index.html", "howto/store/index.html",
@@ -35,3 +35,19 @@ def test_the_docs_build_strict_with_every_page(tmp_path: Path):
     completion = re.sub(r"<[^>]+>", "", (site / "howto/completion/index.html").read_text())  # highlighting's spans
     assert "_SIMCTL_COMPLETE=bash_source simctl" in completion
     assert "the guides say" in (site / "coming-from-smartsim/index.html").read_text()
+
+
+def test_the_tutorial_runs_as_written(tmp_path: Path):
+    # its Python blocks, one after the other, are one driver script
+    text = (REPO / "docs" / "tutorial.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)\n```", text, re.S))
+    (tmp_path / "driver.py").write_text(code + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIMCTL_", "VIRTUAL_ENV"))}
+    env["PATH"] = "/usr/bin:/bin"
+    proc = subprocess.run([PY, "driver.py"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Completed") == 4, proc.stdout
+    # what the tutorial says the last member wrote
+    assert (tmp_path / "study/sweep/sweep_3/sweep_3.out").read_text().strip() == "alpha = 0.2 ['-n', '20']"
+    assert (tmp_path / "study/sweep/sweep_3/sim.py").is_symlink()
+    assert (tmp_path / "study/sweep/simctl-params.json").is_file() and (tmp_path / "study/.simctl").is_dir()
