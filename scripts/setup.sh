@@ -67,6 +67,13 @@ else
   extras="torch"
   check='import simctl, torch, ClusterShell'
 fi
+# the distribution was called "simctl" before it became simctl-hpc: an old install's entry points
+# would register every built-in plugin twice
+if .venv/bin/python -c 'import importlib.metadata as m; m.distribution("simctl")' 2>/dev/null; then
+  say "removing the distribution's old name (simctl) from .venv"
+  .venv/bin/pip uninstall -q -y simctl
+  rm -f .venv/.simctl-installed-*
+fi
 stamp=.venv/.simctl-installed-$extras
 want=$( (cat pyproject.toml; echo "$TORCH_VERSION") | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "$check" 2>/dev/null; then
