@@ -58,14 +58,15 @@ def test_a_readme_block_runs_as_written(tmp_path: Path, line: int, code: str):
     assert not re.search(r"\b(Failed|Cancelled|Unknown)\b", proc.stdout), proc.stdout
 
 
-def test_the_readme_starts_with_install_then_the_quick_start():
+def test_the_readme_starts_with_the_quick_start_then_install():
+    """The quick start's two commands first (a rule of the house), the pip-only route right after."""
     text = README.read_text()
     sections = re.findall(r"^## (.+)$", text, re.M)
-    assert sections[:2] == ["Install", "Quick start"]
-    install = text[text.index("## Install"):text.index("## Quick start")]
-    assert "pip install 'simctl-hpc[valkey]'" in install  # the pip-only route: a store without root
-    quick = text[text.index("## Quick start"):text.index("## Using it")]
-    assert "bash scripts/example.sh" in quick and "bash scripts/test.sh" in quick
+    assert sections[:2] == ["Quick start", "Install"]
+    quick = text[text.index("## Quick start"):text.index("## Install")]
+    assert re.findall(r"^bash scripts/\S+", quick, re.M) == ["bash scripts/example.sh", "bash scripts/test.sh"]
     assert "du -sh .venv" in quick  # the quick start's cost, measured
+    install = text[text.index("## Install"):text.index("## Using it")]
+    assert "pip install 'simctl-hpc[valkey]'" in install  # the pip-only route: a store without root
     # SmartSim's guides are named as such; their tables live in docs/coming-from-smartsim.md
     assert "the documents" not in text.lower()
