@@ -152,9 +152,7 @@ class Model(StoreMethods, Entity):
         return [step]
 
     def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Model, str]]:
-        """The run directories generate() writes for this entity: (model, directory)."""
-        if self.ensemble:
-            raise ConfigError(f"model {self.name!r} is a member of ensemble {self.ensemble!r}, whose directory "
-                              f"holds it: generate the ensemble (exp.generate(ensemble)), not the member alone")
-        return [(self, os.path.join(exp_path, self.name))]
+        """The run directories generate() writes for this entity: (model, directory);
+        a member of an ensemble alone gets its place in the ensemble's directory."""
+        return [(self, os.path.join(exp_path, *([self.ensemble] if self.ensemble else []), self.name))]
 
