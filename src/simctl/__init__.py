@@ -19,7 +19,6 @@ from .core.backend import Backend, parse_device
 from .core.entity import Entity, Handoff, PlanContext
 from .core.errors import (
     ConfigError,
-    Interrupted,
     JobsFailed,
     LaunchError,
     PluginError,
@@ -65,7 +64,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
 __all__ = [
     "Backend", "BatchJob", "checks", "BatchSettings", "Client", "ConfigError", "Dataset", "Ensemble", "Entity",
     "EntityFiles", "Experiment",
-    "FileWatcher", "Handoff", "Interrupted", "JobsFailed", "JobStatus", "Launch", "LaunchError", "LaunchPlan",
+    "FileWatcher", "Handoff", "JobsFailed", "JobStatus", "Launch", "LaunchError", "LaunchPlan",
     "Launcher", "Model", "Pick",
     "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
     "SchedulerError", "SchedulerLauncher", "SimctlError", "SimctlWarning", "Status", "Strategy", "Zip",

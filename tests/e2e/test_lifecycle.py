@@ -133,9 +133,12 @@ def test_summary_table_and_data(tmp_path):
     header = table[0].split()
     for col in ("Name", "Entity-Type", "JobID", "RunID", "Time", "Status", "Returncode"):
         assert col in header
-    body = [line.split() for line in table[2:]]
+    end = table.index("")  # the table; then the failures' report
+    body = [line.split() for line in table[2:end]]
     assert [(row[0], row[3], row[5], row[6]) for row in body] == [
         ("ok", "1", "Completed", "0"), ("bad", "1", "Failed", "1"), ("ok", "2", "Completed", "0")]
+    assert all(row[4].endswith("s") for row in body)  # a duration with its unit
+    assert table[end + 1] == "1 of 2 job(s) failed:" and "bad.err" in "\n".join(table[end:])
 
 
 def test_summary_of_an_ensemble_names_the_ensemble(tmp_path):

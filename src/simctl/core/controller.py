@@ -259,7 +259,8 @@ class Controller:
                     status=st.status, reason=st.reason, ensemble=getattr(entity, "ensemble", None), path=step.cwd,
                     launched_at=now, finished_at=now if reason else None, key=step.key,
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
-                    until_stopped=owner.runs_until_stopped, out=step.out or None, err=step.err or None)
+                    until_stopped=owner.runs_until_stopped, out=step.out or None, err=step.err or None,
+                    argv=list(step.argv), env=dict(step.env))
                 job = Job(owner, step, self.launcher, rec, _NEW)
                 self.book.add(rec)
                 self._count(rec)

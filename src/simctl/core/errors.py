@@ -32,30 +32,34 @@ class JobsFailed(SimctlError):
         self.jobs = list(jobs)
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C interrupted a blocking ``start`` or ``poll``, which stopped (or
-    left running) the jobs it waited for and says so in its message. Caught
-    as a KeyboardInterrupt; if nothing catches it, a script ends with that one
-    line, without a traceback, and exit status 130 (see :func:`quiet_interrupt`)."""
+def interrupted(message: str) -> KeyboardInterrupt:
+    """What a blocking ``start`` or ``poll`` raises after Ctrl-C, once it has
+    stopped (or left running) the jobs it waited for: a plain
+    KeyboardInterrupt (so Python still exits with status 130 and ``except
+    KeyboardInterrupt`` catches it) whose message says what was done. If
+    nothing catches it, a script ends with that one line, without a
+    traceback (see :func:`quiet_interrupt`)."""
+    exc = KeyboardInterrupt(message)
+    exc.simctl_said = True  # type: ignore[attr-defined]
+    return exc
 
 
 def _quiet_hook(previous: object) -> object:
     import sys
 
     def hook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
-        if isinstance(exc, Interrupted):
+        if isinstance(exc, KeyboardInterrupt) and getattr(exc, "simctl_said", False):
             print(f"simctl: {exc}", file=sys.stderr, flush=True)
             return
         previous(kind, exc, tb)  # type: ignore[operator]
-    hook.simctl_quiet = True  # type: ignore[attr-defined]
     return hook
 
 
 def quiet_interrupt() -> None:
-    """Make an uncaught :class:`Interrupted` print its one line rather than a
-    traceback: ``sys.excepthook`` is wrapped, only when it is still Python's
-    own (a program or IPython with its own hook keeps it); every other
-    exception goes to the previous hook as before."""
+    """Make an uncaught KeyboardInterrupt from :func:`interrupted` print its
+    one line rather than a traceback: ``sys.excepthook`` is wrapped, only
+    when it is still Python's own (a program or IPython with its own hook
+    keeps it); every other exception goes to Python's hook as before."""
     import sys
 
     if sys.excepthook is sys.__excepthook__:

@@ -90,6 +90,10 @@ class JobRecord:
     #: the files receiving this run's standard output and error (see :mod:`.logs`)
     out: str | None = None
     err: str | None = None
+    #: what ran (executable and arguments, without the run command) and the entity's own environment
+    #: (never the secret one): what ``simctl rerun`` starts again after the driver is gone
+    argv: list[str] = attrs.field(factory=list)
+    env: dict[str, str | None] = attrs.field(factory=dict)
 
     @property
     def identity(self) -> Identity:

@@ -22,7 +22,7 @@ from ..core import checks, generator, logs, manifest as mf
 from ..core.checks import boolean, number, positive_int, show, string, string_list
 from ..core.controller import Controller, Job
 from ..core.entity import Entity
-from ..core.errors import ConfigError, Interrupted, JobsFailed, SimctlWarning, choices, quiet_interrupt
+from ..core.errors import ConfigError, JobsFailed, SimctlWarning, choices, interrupted, quiet_interrupt
 from ..core.expansion import Strategy, check_param_name, param_values
 from ..core.files import check_name
 from ..core.launcher import Launcher
@@ -393,9 +393,9 @@ class Experiment:
         completing (Failed, Cancelled, Unknown), each in its own run directory.
 
         Ctrl-C while blocking stops the jobs waited for unless
-        ``kill_on_interrupt=False``, then raises :class:`~simctl.Interrupted`
-        (a KeyboardInterrupt): uncaught, it ends a script with one line saying
-        what was stopped, without a traceback."""
+        ``kill_on_interrupt=False``, then raises a KeyboardInterrupt whose
+        message says what was stopped: uncaught, it ends a script with that
+        one line, without a traceback (exit status 130, as for any Ctrl-C)."""
         ents = _flatten(entities)
         for arg, value in (("block", block), ("summary", summary), ("kill_on_interrupt", kill_on_interrupt),
                            ("raise_on_failure", raise_on_failure)):
@@ -466,10 +466,10 @@ class Experiment:
                 c.wait(self._ending, tick=tick)
         except KeyboardInterrupt as exc:
             said = self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
-            if isinstance(exc, Interrupted):
+            if getattr(exc, "simctl_said", False):
                 raise
             quiet_interrupt()
-            raise Interrupted(said) from None
+            raise interrupted(said) from None
         self._report(list(self._waited), raise_on_failure)
 
     def _progress_rows(self) -> list[tuple[str, int, int, int, bool]]:
@@ -538,10 +538,10 @@ class Experiment:
                           f"after {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
         except KeyboardInterrupt as exc:
             said = self._interrupted(jobs, kill_on_interrupt, "poll() was waiting for")
-            if isinstance(exc, Interrupted):
+            if getattr(exc, "simctl_said", False):
                 raise
             quiet_interrupt()
-            raise Interrupted(said) from None
+            raise interrupted(said) from None
         if verbose:
             failed = sum(j.status.status is Status.FAILED for j in jobs)
             print(f"simctl: {self.name}: {len(jobs)} job(s) finished: {len(jobs) - failed} without failing, "
