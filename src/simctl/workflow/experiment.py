@@ -250,14 +250,15 @@ class Experiment:
                       ("nodes", "time", "queue", "account", "batch_args"))
         return self.launcher.create_batch_settings(nodes, time, queue, account, batch_args, **kwargs)
 
-    def create_database(self, port: int = 6379, db_nodes: int = 1, interface: str | list[str] = "lo",
+    def create_database(self, port: int | None = None, db_nodes: int = 1, interface: str | list[str] = "lo",
                         batch: bool = False, hosts: Any = None, run_command: str | None = "auto",
                         db_cpus: int = 1, single_cmd: bool = True, **kwargs: Any) -> Any:
         """A feature store (:class:`simctl.store.Orchestrator`): one server, or
         a Redis Cluster of ``db_nodes`` >= 3 shards, on consecutive ports from
-        ``port``, bound to ``interface`` only and protected by a generated
-        password. ``start`` returns once it answers; entities started after it
-        find it through ``SSDB``."""
+        ``port`` (default: free ones here, with their cluster bus ports),
+        bound to ``interface`` only and protected by a generated password.
+        ``start`` returns once it answers; entities started after it find it
+        through ``SSDB``."""
         from ..store.orchestrator import make_orchestrator  # redis-py: start-up cost
 
         orc = make_orchestrator(self, port, db_nodes, interface, batch, hosts, run_command, db_cpus, single_cmd,
