@@ -29,7 +29,7 @@ def _table(title: str, headers: tuple[str, ...], body: list[tuple[str, ...]]) ->
 
     table = Table(title=escape(title))
     for h in headers:
-        table.add_column(h, overflow="fold")
+        table.add_column(h, overflow="fold", no_wrap=h == "Path")  # a path to copy whole
     for row in body:  # cells are text, never markup: "simctl[onnx]" must show as written
         table.add_row(*(escape(str(c)) for c in row))
     Console(width=None if sys.stdout.isatty() else 160).print(table)

@@ -167,6 +167,9 @@ class Experiment:
         self.launcher: Launcher = cls(**dict(launcher_options or {}))
         self._controller: Controller | None = None
         self._waited: set[Job] = set()
+        #: jobs that end by themselves started with block=False, not waited for yet: the next blocking start or
+        #: poll reports them, also when they ended before it was called
+        self._unwaited: set[Job] = set()
 
     def _pick_launcher(self, launcher: str) -> str:
         names = self.plugins.names("launcher")
@@ -418,6 +421,8 @@ class Experiment:
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
             self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends])
+        else:
+            self._unwaited.update(j for j in jobs if j.ends)
 
     def _recorded(self, keys: Iterable[str]) -> dict[str, mf.JobRecord]:
         """The latest record of each key that has one (this driver's or an earlier driver's)."""
@@ -461,7 +466,9 @@ class Experiment:
 
     def _block(self, kill_on_interrupt: bool, raise_on_failure: bool, started: list[Job]) -> None:
         c = self.controller
-        self._waited = {*started, *c.active(ends=True)}  # those it started may have ended already
+        # those it started (or started earlier without waiting) may have ended already
+        self._waited = {*started, *self._unwaited, *c.active(ends=True)}
+        self._unwaited.clear()
         try:
             with progress_ticker(self._progress_rows, enabled=_interactive()) as tick:
                 c.wait(self._ending, tick=tick)
@@ -530,7 +537,8 @@ class Experiment:
         boolean("verbose", verbose)
         boolean("kill_on_interrupt", kill_on_interrupt)
         c = self.controller
-        jobs = c.active(ends=True)
+        jobs = list(dict.fromkeys([*self._unwaited, *c.active(ends=True)]))
+        self._unwaited.clear()
         began = time.monotonic()
         try:
             while not c.wait(jobs, timeout=interval):
