@@ -250,7 +250,7 @@ def rerun(exp_path: str, failed: bool) -> None:
     of the experiment at EXP_PATH whose latest run ended without completing:
     each in its own run directory, with the command and environment its
     last run recorded. Its output files are kept as <name>.out.<run>."""
-    from .workflow.rerun import rerun_failed
+    from .workflow.rerun import rerun_failed  # the workflow layer: start-up cost of the other commands
 
     try:
         code = rerun_failed(exp_path, make_plugins())
