@@ -95,7 +95,8 @@ def _experiment(_ctx: click.Context | None, _param: click.Parameter | None, valu
                                    "the experiment")
         return found
     if not os.path.isdir(value):
-        raise click.BadParameter(f"{value} is not a directory", param_hint="EXP_PATH")
+        why = "is not a directory" if os.path.exists(value) else "does not exist"
+        raise click.BadParameter(f"{value!r} {why}", param_hint="EXP_PATH")
     if not os.path.lexists(mf.path_of(value)):
         raise click.BadParameter(f"no simctl experiment at {value} (no {mf.path_of(value)})", param_hint="EXP_PATH")
     return value
@@ -104,10 +105,13 @@ def _experiment(_ctx: click.Context | None, _param: click.Parameter | None, valu
 def _split(args: tuple[str, ...], most: int, what: str) -> tuple[str, list[str]]:
     """(the experiment, the other arguments) of a command whose EXP_PATH is
     optional before other optional arguments: the first argument is EXP_PATH
-    when there are ``most`` of them, or when it is a directory holding an experiment."""
+    when there are ``most`` of them, or when it is a directory holding an
+    experiment, or a directory while no experiment holds the current one
+    (then it is the experiment asked for: the error says it has none)."""
     if len(args) > most:
         raise click.UsageError(f"too many arguments: expected [EXP_PATH] {what}")
-    if args and (len(args) == most or os.path.lexists(mf.path_of(args[0]))):
+    if args and (len(args) == most or os.path.lexists(mf.path_of(args[0]))
+                 or (os.path.isdir(args[0]) and lg.find_experiment() is None)):
         return _experiment(None, None, args[0]), list(args[1:])
     return _experiment(None, None, None), list(args)
 

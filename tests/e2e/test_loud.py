@@ -102,7 +102,7 @@ def test_status_logs_and_stop_find_the_experiment_from_the_current_directory(tmp
     running = _simctl(inside, "status", "--running")
     assert [ln for ln in running.stdout.splitlines() if "sweep_" in ln] == []
 
-    logs = _simctl(inside, "logs", "sweep_1", "--err")
+    logs = _simctl(inside.parent, "logs", "sweep_1", "--err")  # a member's name, though a directory here too
     assert logs.returncode == 0 and logs.stdout == "boom: sweep_1 could not converge\n", logs.stderr
     one = _simctl(tmp_path, "logs", "exp", "sweep/sweep_2")
     assert one.stdout == f"output of sweep_2 run in {tmp_path / 'exp' / 'sweep' / 'sweep_2'}\n"
