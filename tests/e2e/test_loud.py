@@ -181,3 +181,36 @@ def test_simctl_rerun_failed_after_the_driver_is_gone(tmp_path):
     assert sorted(p.name for p in member.glob("sweep_0.err*")) == ["sweep_0.err", "sweep_0.err.1", "sweep_0.err.2"]
     nothing = _simctl(tmp_path, "rerun", "exp", "--failed")
     assert nothing.returncode == 0 and "nothing to re-run" in nothing.stderr
+
+
+#: fails its first two runs (it counts them in its run directory)
+FLAKY = """
+    import os, sys
+    with open("attempts", "a") as fh:
+        fh.write("x")
+    n = len(open("attempts").read())
+    print("attempt", n)
+    sys.exit(0 if n >= 3 or not os.getcwd().endswith("sweep_1") else 5)
+"""
+
+
+def test_max_retries_starts_a_failed_member_again_in_its_directory(tmp_path):
+    write_script(tmp_path / "member.py", FLAKY)
+    res = _driver(tmp_path, """
+    exp.generate(ens)
+    try:
+        exp.start(ens, max_retries=1, raise_on_failure=True)
+    except simctl.JobsFailed as exc:
+        print("STILL", [(r.key, r.run) for r in exc.jobs])
+    exp.start(ens, only="failed", max_retries=2)
+    print("FINALLY", [s.value for s in exp.get_status(ens)])
+    """)
+    assert res.returncode == 0, res.stderr
+    assert "STILL [('sweep/sweep_1', 2)]" in res.stdout  # one retry: still failing
+    assert "starting them again (retry 1 of 1): sweep/sweep_1" in res.stderr
+    assert "FINALLY ['Completed', 'Completed', 'Completed']" in res.stdout  # its third run completed
+    member = tmp_path / "exp" / "sweep" / "sweep_1"
+    assert (member / "attempts").read_text() == "xxx" and (member / "sweep_1.out").read_text() == "attempt 3\n"
+    assert (member / "sweep_1.out.1").read_text() == "attempt 1\n"
+    assert (tmp_path / "exp" / "sweep" / "sweep_0" / "attempts").read_text() == "x"  # not retried: it completed
+    assert "SimctlWarning" not in res.stderr

@@ -380,7 +380,8 @@ class Experiment:
     # -- running ---------------------------------------------------------------------------
 
     def start(self, *entities: Entity, block: bool = True, summary: bool = False,
-              kill_on_interrupt: bool = True, raise_on_failure: bool = False, only: str | None = None) -> None:
+              kill_on_interrupt: bool = True, raise_on_failure: bool = False, only: str | None = None,
+              max_retries: int = 0) -> None:
         """Launch ``entities``. Entities that run until stopped (a store) are
         waited on until ready before the next ones start. ``block`` then waits
         until every job of this experiment that ends by itself has finished
@@ -406,6 +407,11 @@ class Experiment:
             boolean(arg, value)
         if not ents:
             raise ConfigError("start() needs at least one entity (a Model, an Ensemble...)")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0 (how many times a failed job is started again), "
+                              f"got {show(max_retries)}")
+        if max_retries and not block:
+            raise ConfigError("max_retries needs block=True: the retries are started while start() waits")
         if only is not None:
             if only != "failed":
                 raise ConfigError(f"only must be 'failed' (or None for everything), got {show(only)}")
@@ -420,7 +426,7 @@ class Experiment:
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
-            self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends])
+            self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
         else:
             self._unwaited.update(j for j in jobs if j.ends)
 
@@ -464,20 +470,37 @@ class Experiment:
         start, and any that end by themselves started meanwhile."""
         return list(dict.fromkeys([*self._waited, *self.controller.active(ends=True)]))
 
-    def _block(self, kill_on_interrupt: bool, raise_on_failure: bool, started: list[Job]) -> None:
+    def _block(self, kill_on_interrupt: bool, raise_on_failure: bool, started: list[Job],
+               max_retries: int = 0) -> None:
         c = self.controller
         # those it started (or started earlier without waiting) may have ended already
         self._waited = {*started, *self._unwaited, *c.active(ends=True)}
         self._unwaited.clear()
-        try:
-            with progress_ticker(self._progress_rows, enabled=_interactive()) as tick:
-                c.wait(self._ending, tick=tick)
-        except KeyboardInterrupt as exc:
-            said = self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
-            if getattr(exc, "simctl_said", False):
-                raise
-            quiet_interrupt()
-            raise interrupted(said) from None
+        retryable = {j.key for j in started if isinstance(j.entity, Model)}
+        for attempt in range(max_retries + 1):
+            try:
+                with progress_ticker(self._progress_rows, enabled=_interactive()) as tick:
+                    c.wait(self._ending, tick=tick)
+            except KeyboardInterrupt as exc:
+                said = self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
+                if getattr(exc, "simctl_said", False):
+                    raise
+                quiet_interrupt()
+                raise interrupted(said) from None
+            failed = [j for j in self._waited if j.status.status is Status.FAILED and j.key in retryable]
+            if attempt == max_retries or not failed:
+                break
+            print(f"simctl: {len(failed)} job(s) failed, starting them again (retry {attempt + 1} of "
+                  f"{max_retries}): {', '.join(j.key for j in failed[:5])}{' ...' if len(failed) > 5 else ''}",
+                  file=sys.stderr, flush=True)
+            models = []
+            for j in failed:
+                model = j.entity
+                if model.path is None:
+                    model.path = j.step.cwd  # where it ran: a retry runs there again
+                models.append(model)
+            again = c.launch(models)
+            self._waited = (self._waited - set(failed)) | set(again)
         self._report(list(self._waited), raise_on_failure)
 
     def _progress_rows(self) -> list[tuple[str, int, int, int, bool]]:
