@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from _lifecycle_helpers import SIMCTL, run_driver, write_script
+from _lifecycle_helpers import SIMCTL, gone, kill_pids, run_driver, wait_until, write_script
 
 from simctl.core import manifest as mf
 
@@ -214,3 +214,30 @@ def test_max_retries_starts_a_failed_member_again_in_its_directory(tmp_path):
     assert (member / "sweep_1.out.1").read_text() == "attempt 1\n"
     assert (tmp_path / "exp" / "sweep" / "sweep_0" / "attempts").read_text() == "x"  # not retried: it completed
     assert "SimctlWarning" not in res.stderr
+
+
+def test_simctl_stop_says_what_it_stopped(tmp_path):
+    write_script(tmp_path / "member.py", """
+    import os, time
+    open("pid", "w").write(str(os.getpid()))
+    time.sleep(300)
+    """)
+    res = _driver(tmp_path, """
+    import signal, time
+    exp.generate(ens)
+    exp.start(ens["sweep_1"], block=False)
+    while not os.path.exists("exp/sweep/sweep_1/pid"):
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)  # the driver dies: its job is left running
+    """)
+    assert res.returncode == -9
+    pid = int((tmp_path / "exp" / "sweep" / "sweep_1" / "pid").read_text())
+    try:
+        stop = _simctl(tmp_path / "exp", "stop")
+        assert stop.returncode == 0, stop.stderr
+        assert "stopped 1 job(s): sweep/sweep_1" in stop.stdout
+        wait_until(lambda: gone(pid), "the job to be stopped")
+        again = _simctl(tmp_path / "exp", "stop")
+        assert "nothing to stop" in again.stdout
+    finally:
+        kill_pids([pid])
