@@ -217,15 +217,21 @@ def logs_cmd(args: tuple[str, ...], err: bool, follow: bool) -> None:
 
 
 def _follow(exp_path: str, recs: list[mf.JobRecord], err: bool) -> None:
-    """Print the files of ``recs`` as they grow, until every one of their jobs has ended (or Ctrl-C)."""
+    """Print the files of ``recs`` as they grow, until every one of their jobs
+    has ended (or Ctrl-C); after the driver is gone, the jobs are looked up as
+    ``simctl status`` does."""
     import time
 
     offsets: dict[str, int] = {}
     paths = [p for p in (lg.out_path(r, err) for r in recs) if p]
     several = len(paths) > 1
+    plugins = make_plugins()
     try:
         while True:
-            latest = (mf.load(exp_path) or mf.Manifest("", exp_path, "")).latest()
+            man = mf.load(exp_path) or mf.Manifest("", exp_path, "")
+            if not reattach.driver_alive(man):  # nobody updates the manifest: look at the jobs themselves
+                man = reattach.refresh(exp_path, plugins)
+            latest = man.latest()
             ended = all(latest.get(r.key or r.name, r).status.is_terminal for r in recs)
             for path in paths:
                 try:

@@ -241,3 +241,30 @@ def test_simctl_stop_says_what_it_stopped(tmp_path):
         assert "nothing to stop" in again.stdout
     finally:
         kill_pids([pid])
+
+
+def test_simctl_logs_follows_a_running_job_until_it_ends(tmp_path):
+    write_script(tmp_path / "member.py", """
+    import os, time
+    print("first", flush=True)
+    while not os.path.exists(os.path.join(os.path.dirname(os.getcwd()), "go")):
+        time.sleep(0.05)
+    print("second", flush=True)
+    """)
+    driver = run_driver(tmp_path, SWEEP.format(body="exp.generate(ens); exp.start(ens['sweep_0'])"), wait=False)
+    assert isinstance(driver, subprocess.Popen)
+    try:
+        out = tmp_path / "exp" / "sweep" / "sweep_0" / "sweep_0.out"
+        wait_until(lambda: out.exists() and "first" in out.read_text(), "the job to print its first line")
+        follow = subprocess.Popen([SIMCTL, "logs", str(tmp_path / "exp"), "sweep_0", "-f"], stdout=subprocess.PIPE,
+                                  text=True)
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "first\n"  # printed while the job still runs
+        (tmp_path / "exp" / "sweep" / "go").write_text("")
+        rest, _ = follow.communicate()
+        assert rest == "second\n" and follow.returncode == 0  # it ended with the job
+        driver.communicate()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
