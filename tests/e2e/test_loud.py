@@ -268,3 +268,14 @@ def test_simctl_logs_follows_a_running_job_until_it_ends(tmp_path):
         if driver.poll() is None:
             driver.kill()
             driver.communicate()
+
+
+def test_a_new_driver_runs_a_generated_ensemble_again_in_its_members_directories(tmp_path):
+    _write(tmp_path, failing="")
+    assert _driver(tmp_path, "exp.generate(ens); exp.start(ens)").returncode == 0
+    assert _driver(tmp_path, "exp.start(ens)").returncode == 0  # no generate in this driver
+    assert not list(tmp_path.glob("sweep_*.out"))  # never in the current directory
+    for i in range(3):
+        member = tmp_path / "exp" / "sweep" / f"sweep_{i}"
+        assert (member / f"sweep_{i}.out").read_text() == f"output of sweep_{i} run in {member}\n"
+        assert (member / f"sweep_{i}.out.1").exists()  # the first run's output, kept

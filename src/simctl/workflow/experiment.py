@@ -420,8 +420,7 @@ class Experiment:
                 print(f"simctl: nothing to re-run: no job of {', '.join(e.name for e in _flatten(entities))} "
                       "ended without completing", file=sys.stderr, flush=True)
                 return
-        for ent in ents:
-            self._place_member(ent)
+        self._place_members(ents)
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
@@ -451,19 +450,39 @@ class Experiment:
                     out.append(m)
         return out
 
-    def _place_member(self, ent: Entity) -> None:
-        """A member of an ensemble started alone runs in its own run directory:
-        its ``path``, else the one its last run used, else its generated place
-        ``<exp_path>/<ensemble>/<member>``; never the current directory."""
-        if not isinstance(ent, Model) or not ent.ensemble or ent.path:
+    def _place_members(self, entities: list[Entity]) -> None:
+        """Members run in their own run directories, never in the current one:
+        a member started alone takes its ``path``, else the one its last run
+        used (an earlier driver's), else its generated place
+        ``<exp_path>/<ensemble>/<member>``, and is refused if it has none; so
+        do the members of an ensemble that was not generated in this driver
+        (and has no ``path``) when an earlier driver generated or ran them."""
+        alone = [e for e in entities if isinstance(e, Model) and e.ensemble and not e.path]
+        unplaced = [e for e in entities if isinstance(e, Ensemble) and e.path is None]
+        if not alone and not unplaced:
             return
-        rec = self._recorded([ent.key]).get(ent.key)
-        for candidate in (rec.path if rec else None, os.path.join(self.exp_path, ent.ensemble, ent.name)):
-            if candidate and os.path.isdir(candidate):
-                ent.path = candidate
-                return
-        raise ConfigError(f"member {ent.name!r} of ensemble {ent.ensemble!r} has no run directory: generate it "
-                          f"(exp.generate(ensemble) or exp.generate(member)) before starting it alone")
+        with self.controller.lock:
+            latest = self.controller.manifest.latest()  # once: a 10,000-member ensemble costs one pass
+
+        def place(member: Model) -> bool:
+            rec = latest.get(member.key)
+            for candidate in (rec.path if rec else None,
+                              os.path.join(self.exp_path, member.ensemble or "", member.name)):
+                if candidate and os.path.isdir(candidate):
+                    member.path = candidate
+                    return True
+            return False
+
+        for member in alone:
+            if not place(member):
+                raise ConfigError(f"member {member.name!r} of ensemble {member.ensemble!r} has no run directory: "
+                                  "generate it (exp.generate(ensemble) or exp.generate(member)) before starting "
+                                  "it alone")
+        for ens in unplaced:
+            members = [m for m in ens if not m.path]
+            if members and place(members[0]):  # generated or run before: each member where it was
+                for member in members[1:]:
+                    place(member)
 
     def _ending(self) -> list[Job]:
         """The jobs start(block=True) waits for: those waited for from the
