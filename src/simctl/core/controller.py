@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from ..log import logger
-from . import manifest as mf
+from . import logs, manifest as mf
 from .entity import Entity, Handoff, PlanContext
 from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
@@ -83,13 +83,7 @@ class Job:
 
 def tail(path: str, lines: int = 10) -> str:
     """The last ``lines`` lines of a file (for error messages), or '' if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    return "\n".join(logs.tail(path, lines))
 
 
 class Controller:
@@ -191,6 +185,7 @@ class Controller:
         for entity in entities:
             entity.prepare([s for s in plan.steps if plan.owner[s.key] is entity and not s.error])
         to_start = [launch for launch in plan.launches if not _failed(launch)]
+        self._keep_previous_outputs([s for s in plan.steps if not s.error])
         error: BaseException | None = None
         try:
             self.launcher.start(to_start)
@@ -204,6 +199,27 @@ class Controller:
                               f"{sum(not j.done for j in jobs)} job(s) it had started are tracked") from error
         self._wait_ready(entities, jobs)
         return jobs
+
+    def _keep_previous_outputs(self, steps: Sequence[ProcessStep]) -> None:
+        """Each run keeps its own output: before a job starts again, its previous
+        run's ``<name>.out``/``.err`` are renamed ``<name>.out.<run>`` (and that
+        run's record points there), so the new run's do not overwrite them."""
+        with self.lock:
+            latest = self.manifest.latest()
+        for step in steps:
+            prev = latest.get(step.key)
+            if prev is None:
+                continue
+            for field, path in (("out", step.out), ("err", step.err)):
+                if path and logs.out_path(prev, field == "err") == path and os.path.isfile(path):
+                    kept = f"{path}.{prev.run}"
+                    try:
+                        os.replace(path, kept)
+                    except OSError:
+                        continue
+                    with self.lock:
+                        setattr(prev, field, kept)
+                        self._pending[id(prev)] = prev
 
     def _before_launch(self, plan: LaunchPlan) -> None:
         """The hook on every process step; a failure fails its whole launch."""
@@ -243,7 +259,8 @@ class Controller:
                     status=st.status, reason=st.reason, ensemble=getattr(entity, "ensemble", None), path=step.cwd,
                     launched_at=now, finished_at=now if reason else None, key=step.key,
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
-                    until_stopped=owner.runs_until_stopped)
+                    until_stopped=owner.runs_until_stopped, out=step.out or None, err=step.err or None,
+                    argv=list(step.argv), env=dict(step.env))
                 job = Job(owner, step, self.launcher, rec, _NEW)
                 self.book.add(rec)
                 self._count(rec)

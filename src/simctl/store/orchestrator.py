@@ -70,6 +70,7 @@ from ..core.steps import Launch, ProcessStep
 from ..log import logger
 from . import contract, server as srv
 from .address import Address, parse_addresses
+from .ports import free_ports
 from .protocol import check_devices, own_slots
 from .supervisor import PASSWORD_ENV, interface_addresses
 
@@ -588,7 +589,7 @@ def _cluster_info(client: Any) -> dict[str, str]:
     return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
 
 
-def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, interface: str | list[str] = "lo",
+def make_orchestrator(experiment: Any, port: int | None = None, db_nodes: int = 1, interface: str | list[str] = "lo",
                       batch: bool = False, hosts: str | list[str] | None = None, run_command: str | None = "auto",
                       db_cpus: int = 1, single_cmd: bool = True, **kwargs: Any) -> Orchestrator:
     """``Experiment.create_database``: an :class:`Orchestrator` for ``experiment``
@@ -604,7 +605,8 @@ def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, inte
     launcher: Launcher = experiment.launcher
     name = check_name("orchestrator", kwargs.get("db_identifier", "orchestrator"))
     db_nodes = _db_nodes(db_nodes)
-    port = _port(port, db_nodes)
+    # no port given: free ones here (and their cluster bus ports), not a fixed default that collides on shared nodes
+    port = _port(port, db_nodes) if port is not None else free_ports(db_nodes, cluster=db_nodes >= 3)
     interfaces = _interfaces(interface)
     batch = _bool("batch", batch)
     single_cmd = _bool("single_cmd", single_cmd)
