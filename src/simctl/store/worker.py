@@ -69,6 +69,8 @@ class Request(NamedTuple):
     fn: str
     inputs: list[str]
     outputs: list[str]
+    #: the caller's wait, in seconds (None: no limit)
+    timeout: float | None = None
 
 
 class RunError(Exception):
@@ -238,6 +240,10 @@ class Worker:
                 if _rows(group, inputs) >= loaded.min_batch_size:
                     continue
                 wait = (loaded.min_batch_timeout or DEFAULT_MIN_BATCH_WAIT_MS) / 1000
+                # never so long that a caller gives up, or its supervisor takes the worker for hung
+                limits = [r.timeout for r in group if r.timeout is not None]
+                if limits:
+                    wait = min(wait, min(limits) / 2)
                 deadline = start + wait if deadline is None else min(deadline, start + wait)
             left = None if deadline is None else deadline - time.monotonic()
             if left is None or left <= 0:
@@ -265,7 +271,7 @@ class Worker:
             try:
                 msg = pr.parse(raw)
                 reqs.append(Request(raw, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
-                                    list(msg["in"]), list(msg["out"])))
+                                    list(msg["in"]), list(msg["out"]), pr.timeout_of(msg)))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
         return self._groups(reqs, cmds)
