@@ -51,7 +51,8 @@ class HungWatch:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2 * ANSWER + pr.HUNG_CHECK)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2 * ANSWER + pr.HUNG_CHECK)
         self._close()
 
     def hung(self) -> dict[str, str]:

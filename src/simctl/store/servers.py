@@ -129,9 +129,10 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
     """Connect to the store at ``addresses``: asks each in turn whether it is
     a Redis Cluster (one INFO), and returns the :class:`Standalone` or
     :class:`Cluster` that it is. ``waits`` (default :class:`wire.Waits`)
-    bounds the whole: the addresses after the first are asked only while the
-    timeout has not passed since the first was (a stopped server accepts the
-    connection and never answers). ``options`` go to :func:`wire.connect`.
+    bounds the whole: each address in turn may take an equal share of the
+    time left (a stopped server accepts the connection and never answers;
+    one address has the whole timeout), and a cluster is then found through
+    the node that answered. ``options`` go to :func:`wire.connect`.
     StoreConnectionError when none answers or the password is refused;
     ConfigError when several addresses are given for one server."""
     waits = waits or wire.Waits()
@@ -140,12 +141,12 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
     deadline = None if waits.timeout is None else time.monotonic() + waits.timeout
     for i, address in enumerate(addresses):
         limits = waits.options()
-        if i and deadline is not None:  # only a cluster's further nodes: this connection is not kept
-            left = deadline - time.monotonic()
-            if left <= 0:
+        if deadline is not None and len(addresses) > 1:  # a cluster's nodes: these connections are not kept
+            share = (deadline - time.monotonic()) / (len(addresses) - i)
+            if share <= 0:
                 problems.append(f"{address}: not asked, the timeout ({waits.timeout:g} s) had passed")
                 continue
-            limits = {k: left if v is None else min(v, left) for k, v in limits.items()}
+            limits = {k: share if v is None else min(v, share) for k, v in limits.items()}
         r = wire.connect(address, password, zero_copy=True, retry_once=True, keepalive=True, **limits, **options)
         try:
             enabled = bool(r.info("cluster").get("cluster_enabled"))
@@ -157,7 +158,7 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
         except redis.TimeoutError as exc:
             r.close()
             wait = limits["socket_timeout"] if "connecting" not in str(exc) else limits["socket_connect_timeout"]
-            problems.append(f"{address}: no answer within {wait:g} s (a stopped or overloaded server?): {exc}")
+            problems.append(f"{address}: no answer within {wait:.3g} s (a stopped or overloaded server?): {exc}")
             continue
         except (redis.ConnectionError, OSError) as exc:
             r.close()
