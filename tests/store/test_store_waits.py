@@ -313,9 +313,9 @@ def llen(client: Client, key: str) -> int:
 class Caller(threading.Thread):
     """A client of its own running ``call(client)`` in a thread; ``error`` what it raised, ``waited`` how long."""
 
-    def __init__(self, db: Any, call: Callable[[Client], Any]) -> None:
+    def __init__(self, db: Any, call: Callable[[Client], Any], **client: Any) -> None:
         super().__init__()
-        self.client = db.client()
+        self.client = db.client(**client)
         self.call = call
         self.error: BaseException | None = None
         self.waited = 0.0
@@ -343,7 +343,9 @@ def test_a_hung_worker_fails_its_callers_within_their_timeouts_and_is_replaced(t
             first = Caller(db, lambda k: k.run_script("neg", "neg", "x", "y1", timeout=3))
             first.start()
             wait_until(lambda: llen(c, taken) == 1, "the stopped worker to hold the first request")
-            second = Caller(db, lambda k: k.run_script("neg", "neg", "x", "y2", timeout=3))
+            assert protocol.timeout_of(protocol.parse(c._key_cmd("t", taken, "LINDEX", taken, 0))) == 3
+            # the second caller's run waits its client's timeout (the default of run_model and run_script)
+            second = Caller(db, lambda k: k.run_script("neg", "neg", "x", "y2"), timeout=3)
             second.start()
             first.join()
             second.join()

@@ -27,8 +27,14 @@ from .spec import names
 
 #: ``timeout`` not given: the client's
 _CLIENTS: Any = object()
-#: seconds an exchange of the wait may take beyond the run's deadline (the round trip of its last slice)
-_SLACK = 0.25
+#: seconds a BLPOP's slice ends before a run's deadline, for its answer to come back by then (a server
+#: ends a blocking command up to 1/hz s late: 100 ms at the default hz 10); closer to the deadline than a
+#: slice of _MIN_SLICE would allow, the reply list is polled every _POLL seconds (LPOP)
+_MARGIN = 0.2
+_MIN_SLICE = 0.01
+_POLL = 0.02
+#: seconds the withdrawal of a request at its deadline may wait for each answer of the store
+_GIVE_UP = 2.0
 
 
 class _Deadline:
@@ -46,22 +52,31 @@ class _Deadline:
         left = self.left()
         return left is not None and left <= 0
 
-    def slice(self) -> float:
-        """Seconds the next BLPOP blocks: a slice, ending by the deadline, well within one answer's wait."""
+    def slice(self) -> float | None:
+        """Seconds the next BLPOP blocks: at most a slice, well within one
+        answer's wait, ending early enough before the deadline for its answer
+        to come back by then; None when too little time is left for one."""
         s = pr.WAIT_SLICE
         if self.answer is not None:
             s = min(s, self.answer / 2)
         left = self.left()
         if left is not None:
-            s = min(s, left)
-        return max(s, 0.001)
+            s = min(s, left - _MARGIN)
+            if s < _MIN_SLICE:
+                return None
+        return s
 
     def exchange(self) -> float | None:
-        """Seconds the next exchange may wait for its answer."""
+        """Seconds the next exchange may wait for its answer: no later than the deadline."""
         left = self.left()
         if left is None:
             return self.answer
-        return min(max(left, 0) + _SLACK, self.answer if self.answer is not None else float("inf"))
+        left = max(left, _MARGIN / 4)
+        return left if self.answer is None else min(left, self.answer)
+
+    def give_up(self) -> float:
+        """Seconds each exchange of the withdrawal at the deadline may wait."""
+        return _GIVE_UP if self.answer is None else min(_GIVE_UP, self.answer)
 
 
 def _offset(what: str, offset: Any) -> int:
@@ -167,17 +182,25 @@ class InferenceCommands(ClientBase):
         got = self._send_and_wait(what, queue, body, reply, rid, deadline)
         while True:
             if got is None:
-                if deadline.passed():
+                blpop = deadline.slice()
+                if blpop is not None:
+                    got = self._exchange(what, queue, deadline, ("BLPOP", reply, _blpop_seconds(blpop)))
+                elif deadline.passed():  # the withdrawal looks at the replies too
                     return self._give_up(what, tag, device, queue, reply, rid, body, deadline)
-                got = self._exchange(what, queue, deadline, ("BLPOP", reply, _blpop_seconds(deadline.slice())))
+                else:  # the deadline is at hand: poll
+                    time.sleep(min(_POLL, max(deadline.left() or 0, 0)))
+                    raw = self._exchange(what, queue, deadline, ("LPOP", reply))
+                    if raw is None:
+                        continue
+                    got = (reply, raw)
             if got is not None:
                 answer = _answer(got[1], rid)
                 got = None
                 if answer is not None:
                     return answer
                 continue  # the reply to an earlier request this client gave up on
-            if deadline.passed():
-                return self._give_up(what, tag, device, queue, reply, rid, body, deadline)
+            if deadline.slice() is None:
+                continue  # to the withdrawal, above
             clients = self._exchange(what, queue, deadline, ("CLIENT", "LIST"))
             if pr.has_worker(clients, device):
                 gone_since = None
@@ -199,25 +222,28 @@ class InferenceCommands(ClientBase):
         in one transaction that also says where it was, and raise the
         StoreTimeoutError that says so (or return the reply, come meanwhile)."""
         limit = f"the timeout ({deadline.limit:g} s)"
-        clients = self._key_cmd(what, queue, "CLIENT", "LIST")
-        devices = sorted(pr.worker_devices(clients) | {device})
-        pipe = self._node(what, queue).pipeline(transaction=True)
-        for d in devices:
-            pipe.execute_command("LREM", pr.queue_key(tag, d), 1, body)
-        for d in devices:
-            pipe.execute_command("LPOS", pr.taken_key(tag, d), body)
-        pipe.execute_command("LRANGE", reply, 0, -1)
+        node = self._node(what, queue)
         try:
-            found = pipe.execute()
+            clients = wire.send_and_wait(node, [("CLIENT", "LIST")], timeout=deadline.give_up())
+            devices = sorted(pr.worker_devices(clients) | {device})
+            found = wire.send_and_wait(node, [("MULTI",), *[("LREM", pr.queue_key(tag, d), 1, body) for d in devices],
+                                              *[("LPOS", pr.taken_key(tag, d), body) for d in devices],
+                                              ("LRANGE", reply, 0, -1), ("EXEC",)], timeout=deadline.give_up())
+            if not isinstance(found, list) or len(found) != 2 * len(devices) + 1:
+                raise redis.ResponseError(f"the transaction answered {found!r:.200}")
+            for raw in found[-1]:
+                answer = _answer(raw, rid)
+                if answer is not None:  # it came in time, just
+                    wire.send_and_wait(node, [("LREM", reply, 1, raw)], timeout=deadline.give_up())
+                    return answer
+        except redis.TimeoutError:
+            raise StoreTimeoutError(f"{what}: no reply within {limit}, and the store shard holding {queue!r} did "
+                                    f"not answer the withdrawal within {deadline.give_up():g} s (stopped, hung or "
+                                    "overloaded?): the request may still run") from None
         except redis.RedisError as exc:
             raise self._error(f"{what}: withdrawing the request after {limit}", exc) from None
         withdrawn = [d for d, n in zip(devices, found) if n]
         holders = [d for d, pos in zip(devices, found[len(devices):]) if pos is not None]
-        for raw in found[-1]:
-            answer = _answer(raw, rid)
-            if answer is not None:  # it came in time, just
-                self._key_cmd(what, reply, "LREM", reply, 1, raw)
-                return answer
         if withdrawn:
             if not pr.has_worker(clients, withdrawn[0]):
                 why = f"no inference worker for {withdrawn[0]} is connected to the store shard holding {queue!r}"
@@ -285,7 +311,7 @@ class InferenceCommands(ClientBase):
         out, it is looked for on the shard; found, the wait goes on; not
         found, StoreConnectionError (it may have run; it is not sent again)."""
         r = self._node(what, queue)
-        cmds = [("RPUSH", queue, body), ("BLPOP", reply, _blpop_seconds(deadline.slice()))]
+        cmds = [("RPUSH", queue, body), ("BLPOP", reply, _blpop_seconds(deadline.slice() or 0.001))]
         try:
             return wire.send_and_wait(r, cmds, timeout=deadline.exchange(), retry=False)
         except redis.TimeoutError:

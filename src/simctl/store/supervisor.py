@@ -26,7 +26,9 @@ the last lines of its log; a port already in use is named.
 
 The inference workers (``--ml-device``) are started with the plugin arguments
 it was given (``--plugin``, ``--plugin-path``, ``--disable-plugin``: the
-experiment's plugins, see ``Plugins.worker_args``); it loads none itself.
+experiment's plugins, see ``Plugins.worker_args``); it loads none itself. A
+worker that dies is restarted; one that holds a request past the request's
+timeout is killed as hung and restarted (:mod:`simctl.store.hung`).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ client still works, with one more copy of large replies.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,14 +141,27 @@ if _FAST_REPLIES:
             self._buffer = _Buffer(self._sock, self.socket_read_size, connection.socket_timeout)
 
 
+#: ``limit``: seconds (False: none) the connections this thread opens in :func:`send_and_wait` may wait
+#: for their handshake (AUTH...), when shorter than their own timeout
+_handshake = threading.local()
+
+
 class _ZeroCopy:
     """Connections that send :class:`Parts` without joining them and receive
-    large replies without extra copies (RESP2 only)."""
+    large replies without extra copies (RESP2 only), and whose handshake an
+    exchange may bound (:func:`send_and_wait`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         if _FAST_REPLIES and kwargs.get("protocol") in (2, "2"):
             kwargs["parser_class"] = _Parser
         super().__init__(**kwargs)
+
+    def _connect(self) -> Any:
+        sock = super()._connect()  # type: ignore[misc]
+        limit = getattr(_handshake, "limit", False)
+        if limit is not False:
+            sock.settimeout(limit)
+        return sock
 
     def _construct_command_packer(self, packer: Any) -> _Packer:
         return _Packer(super()._construct_command_packer(packer))  # type: ignore[misc]
@@ -287,13 +301,15 @@ def send_and_wait(r: redis.Redis, cmds: Sequence[tuple[Any, ...]], timeout: floa
     the reply to the last (the others' are read and dropped): redis-py's
     pipeline costs about 100 us of Python, more than the round trip.
     ``timeout``: seconds this exchange may wait for the replies (None: no
-    limit; False, the default: the connection's own timeout). A connection
-    that cannot be had is tried once more (nothing was sent); with ``retry``
+    limit; False, the default: the connection's own timeout), the handshake
+    of a connection opened for it included (the wire's connections). A
+    connection that cannot be had is tried once more (nothing was sent); with ``retry``
     the exchange is sent once more after the connection broke during it
     (never after a timeout: the server may be running the commands).
     redis-py's errors are raised."""
     pool = r.connection_pool
     for attempt in (0, 1):
+        _handshake.limit = timeout  # a connection opened now waits no longer for its handshake
         try:
             try:
                 conn = pool.get_connection()  # connected, handshake done
@@ -303,6 +319,8 @@ def send_and_wait(r: redis.Redis, cmds: Sequence[tuple[Any, ...]], timeout: floa
             if attempt:
                 raise
             continue
+        finally:
+            _handshake.limit = False
         try:
             if timeout is not False and conn._sock is not None:
                 conn._sock.settimeout(timeout)
@@ -363,6 +381,8 @@ def internals() -> dict[str, bool]:
         "AbstractConnection.pack_commands": hasattr(base, "pack_commands"),
         "AbstractConnection.send_packed_command": hasattr(base, "send_packed_command"),
         "AbstractConnection.read_response": hasattr(base, "read_response"),
+        "Connection._connect, UnixDomainSocketConnection._connect": all(
+            "_connect" in vars(c) for c in (redis.Connection, redis.UnixDomainSocketConnection)),
         "AbstractConnection._sock, socket_timeout": "_sock" in vars(redis.Connection())
         and redis.Connection(socket_timeout=1.5).socket_timeout == 1.5,
         "RedisCluster.ERRORS_ALLOW_RETRY": redis.TimeoutError in getattr(RedisCluster, "ERRORS_ALLOW_RETRY", ()),

@@ -19,7 +19,9 @@ names them, kept loaded, and dropped when their key is published on
 model was stored with a ``batch_size``: up to ``batch_size`` rows (the first
 dimension of the inputs), waiting at most ``min_batch_timeout`` ms
 (:data:`DEFAULT_MIN_BATCH_WAIT_MS` when only ``min_batch_size`` is given) for
-``min_batch_size`` rows. An error (a model never stored, a wrong shape, a
+``min_batch_size`` rows, and never more than half the shortest ``timeout`` of
+the requests waiting (so that no caller gives up, and the supervisor does
+not take the worker for hung, while it waits). An error (a model never stored, a wrong shape, a
 function the script lacks) is the reply to that request; the worker goes on.
 """
 
