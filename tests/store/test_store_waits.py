@@ -329,30 +329,34 @@ class Caller(threading.Thread):
         self.waited = time.monotonic() - start
 
 
-def test_a_hung_worker_fails_its_callers_within_their_timeouts_and_is_replaced(tmp_path: Path, frozen: Any) -> None:
-    exp, db = start_store(tmp_path)
+@pytest.mark.parametrize("shards", [1, 3], ids=["standalone", "cluster"])
+def test_a_hung_worker_fails_its_callers_within_their_timeouts_and_is_replaced(tmp_path: Path, frozen: Any,
+                                                                                shards: int) -> None:
+    exp, db = start_store(tmp_path, shards)
     try:
         with db.client() as c:
             c.set_script("neg", NEG)
+            c.set_script("spin", SPIN)
             c.put_tensor("x", np.ones(2, np.float32))
-            c.run_script("neg", "neg", "x", "y")  # the worker has loaded the script
+            c.run_script("neg", "neg", "x", "y")  # the worker has loaded torch
             pid = worker_pid(c, "x")
             tag = c._tag("x")
             taken, queue = protocol.taken_key(tag, "CPU"), protocol.queue_key(tag, "CPU")
-            frozen(pid)  # blocked in BLMOVE: the server moves the next request into its taken list, then nothing
-            first = Caller(db, lambda k: k.run_script("neg", "neg", "x", "y1", timeout=3))
+            first = Caller(db, lambda k: k.run_script("spin", "spin", "x", "y1", timeout=3))
             first.start()
-            wait_until(lambda: llen(c, taken) == 1, "the stopped worker to hold the first request")
+            wait_until(lambda: llen(c, taken) == 1, "the worker to take the first request")
+            frozen(pid)  # the worker holds the first request, and takes no other
             assert protocol.timeout_of(protocol.parse(c._key_cmd("t", taken, "LINDEX", taken, 0))) == 3
             # the second caller's run waits its client's timeout (the default of run_model and run_script)
             second = Caller(db, lambda k: k.run_script("neg", "neg", "x", "y2"), timeout=3)
             second.start()
             first.join()
             second.join()
-            for caller in (first, second):
+            for caller, script in ((first, "spin"), (second, "neg")):
                 assert isinstance(caller.error, StoreTimeoutError), caller.error
                 assert caller.waited >= 3 * 0.99
-                assert str(caller.error).startswith("run_script('neg', 'neg'): no reply within the timeout (3 s)")
+                assert str(caller.error).startswith(f"run_script({script!r}, {script!r}): no reply within the "
+                                                    "timeout (3 s)")
             assert "the inference worker for CPU took the request and has not answered: it is hung" \
                 in str(first.error)
             assert "the inference worker for CPU did not take it" in str(second.error)

@@ -67,7 +67,9 @@ class HungWatch:
         while not self._stop.wait(pr.HUNG_CHECK):
             try:
                 self.look()
-            except (redis.RedisError, OSError, ValueError):
+            except (redis.ResponseError, ValueError):
+                pass  # a cluster not formed yet (CLUSTERDOWN), say: look again later
+            except (redis.RedisError, OSError):
                 self._close()  # not answering, or restarting: look again later, on a new connection
 
     def _close(self) -> None:

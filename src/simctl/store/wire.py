@@ -257,7 +257,9 @@ def connect(address: Address | str, password: str | None, *, zero_copy: bool = F
         if keepalive:
             options["socket_keepalive"] = True
         pool = redis.ConnectionPool(connection_class=cls, host=a.host, port=a.port, password=password, **options)
-    return redis.Redis(connection_pool=pool)
+    r = redis.Redis(connection_pool=pool)
+    r.auto_close_connection_pool = True  # the pool is its own: close() closes its connections
+    return r
 
 
 def connect_cluster(addresses: Sequence[Address | str], password: str | None, *, zero_copy: bool = False,
