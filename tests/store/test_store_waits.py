@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -269,6 +270,37 @@ def test_the_watch_finds_a_worker_holding_a_request_past_its_timeout(server: Ser
         watch.stop()
 
 
+def test_the_watch_finds_a_worker_silent_while_it_holds_nothing(server: Server) -> None:
+    """A worker asks for requests every second (BLMOVE): connections of a
+    worker (by their names) all silent for HUNG_IDLE s while it holds nothing
+    mean it is hung; a busy one (here: one that keeps sending) is not."""
+    server.raw.delete(protocol.taken_key("w", "CPU"), protocol.taken_key("w", "GPU:0"))
+    silent = wire.connect(server.address, PASSWORD, protocol=2, client_name="simctl-ml-CPU-999991")
+    busy = wire.connect(server.address, PASSWORD, protocol=2, client_name="simctl-ml-GPU:0-999992")
+    watch = HungWatch(server.address, PASSWORD, ["CPU", "GPU:0"], cluster=False)
+    try:
+        silent.ping()
+        busy.ping()
+        watch.look()
+        assert watch.hung() == {}
+        end = time.monotonic() + protocol.HUNG_IDLE + 1.5
+        while time.monotonic() < end:  # the silent one says nothing meanwhile
+            busy.ping()
+            time.sleep(0.2)
+        watch.look()
+        hung = watch.hung()
+        assert list(hung) == ["CPU"], hung
+        idle = re.fullmatch(r"it held no request and sent no command for (\d+) s \(an idle worker asks for "
+                            r"requests every 1 s\): hung", hung["CPU"])
+        assert idle and int(idle.group(1)) >= protocol.HUNG_IDLE, hung
+        watch.look()
+        assert watch.hung() == {}  # that worker is reported once
+    finally:
+        watch.stop()
+        silent.close()
+        busy.close()
+
+
 def test_a_request_carries_its_timeout_and_older_requests_have_none() -> None:
     _, body = protocol.request("r", "model", "m", ["x"], ["y"], "", 2.5)
     msg = protocol.parse(body)
@@ -376,6 +408,23 @@ def test_a_hung_worker_fails_its_callers_within_their_timeouts_and_is_replaced(t
             assert not c.tensor_exists("y2")  # the withdrawn request never ran
             for caller in (first, second):
                 caller.client.close()
+    finally:
+        exp.stop(db)
+
+
+def test_a_worker_stopped_while_idle_is_replaced(tmp_path: Path, frozen: Any) -> None:
+    exp, db = start_store(tmp_path)
+    try:
+        with db.client() as c:
+            c.set_script("neg", NEG)
+            c.put_tensor("x", np.ones(1, np.float32))
+            c.run_script("neg", "neg", "x", "y")
+            pid = worker_pid(c, "x")
+            frozen(pid)  # holding nothing: once its last BLMOVE ends, it asks for nothing
+            new = worker_pid(c, "x", other_than=pid, wait=RESTART)
+            assert gone(pid)
+            c.run_script("neg", "neg", "x", "z", timeout=RESTART)
+            assert c.get_tensor("z").tolist() == [-1.0] and worker_pid(c, "x") == new
     finally:
         exp.stop(db)
 

@@ -9,6 +9,13 @@ request :data:`protocol.HUNG_GRACE` seconds past that request's timeout is
 hung: :meth:`HungWatch.hung` says so once, and the supervisor kills it and
 starts another, which answers the requests left in the list with an error.
 The requests held at that moment are never counted against the next worker.
+
+A worker that holds no request asks for one every :data:`protocol.IDLE`
+seconds (a blocking BLMOVE): one whose connections have all been silent for
+:data:`protocol.HUNG_IDLE` seconds (``idle`` in ``CLIENT LIST``) while it holds
+nothing is hung too (stopped while idle, say), and is replaced the same way.
+The watch finds the worker's connections by their names once, then asks only
+about them (``CLIENT LIST ID``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ class HungWatch:
         self._spent: dict[str, set[str]] = {d: set() for d in self.devices}
         #: device -> why its worker is hung, until :meth:`hung` hands it over
         self._hung: dict[str, str] = {}
+        #: device -> the ids of its worker's connections; the pids of workers already reported idle and hung
+        self._conns: dict[str, list[Any]] = {}
+        self._spent_pids: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._redis: redis.Redis | None = None
@@ -103,7 +113,7 @@ class HungWatch:
         held = pipe.execute()
         now = time.monotonic() if now is None else now
         for device, raws in zip(self.devices, held):
-            reason = self._judge(device, raws, now)
+            reason = self._judge(device, raws, now) or ("" if raws else self._silent(r, device))
             if reason:
                 with self._lock:
                     self._hung[device] = reason
@@ -134,3 +144,20 @@ class HungWatch:
         if reason:
             spent.update(ids)
         return reason
+
+    def _silent(self, r: redis.Redis, device: str) -> str:
+        """Why the worker of ``device``, holding no request, is hung ("" if it is not)."""
+        ids = self._conns.get(device)
+        conns = r.client_list(client_id=ids) if ids else []
+        if not conns:  # not known yet, or a new worker: find its connections by their names
+            conns = [c for c in r.client_list() if pr.worker_pids([c], device)]
+            self._conns[device] = [int(c["id"]) for c in conns]
+        pids = {pid for c in conns for pid in pr.worker_pids([c], device)}
+        if len(pids) != 1 or pids <= self._spent_pids:
+            return ""
+        idle = min(int(c.get("idle", 0)) for c in conns)
+        if idle < pr.HUNG_IDLE:
+            return ""
+        self._spent_pids |= pids
+        return (f"it held no request and sent no command for {idle} s (an idle worker asks for requests every "
+                f"{pr.IDLE:g} s): hung")

@@ -73,7 +73,10 @@ stays in one more than its ``timeout`` plus :data:`HUNG_GRACE` seconds (from
 when the supervisor first saw it there) means its worker is hung; the
 supervisor kills that worker (SIGKILL) and starts another, whose first act is
 to answer every request left in the taken list with an error saying the
-worker was killed as hung. A long run therefore holds its device at most
+worker was killed as hung. A worker that holds no request sends a blocking
+take every :data:`IDLE` seconds; one whose connections have all been silent
+(``idle`` in ``CLIENT LIST``) for :data:`HUNG_IDLE` seconds while it holds
+nothing is hung too (stopped while idle), and is replaced the same way. A long run therefore holds its device at most
 its caller's timeout (plus the grace); the requests queued behind it wait,
 each at most its own caller's timeout. A request without ``timeout`` sets no
 limit: the worker may hold it for ever.
@@ -119,6 +122,8 @@ TAKE = 64
 HUNG_GRACE = 2.0
 #: seconds between the supervisor's looks at its workers' taken lists
 HUNG_CHECK = 0.5
+#: seconds without a command from a worker that holds no request after which it is hung (it asks every IDLE s)
+HUNG_IDLE = 5
 
 #: move up to ARGV[1] requests from the queue KEYS[1] to the taken list KEYS[2], atomically
 TAKE_SCRIPT = """
