@@ -204,14 +204,16 @@ class InferenceCommands(ClientBase):
             clients = self._exchange(what, queue, deadline, ("CLIENT", "LIST"))
             if pr.has_worker(clients, device):
                 gone_since = None
-                lost = lost + 1 if self._lost(queue, tag, pr.worker_devices(clients), body, reply) else 0
+                lost = lost + 1 if self._lost(what, queue, tag, pr.worker_devices(clients), body, reply,
+                                              deadline) else 0
                 if lost >= 2:
                     raise StoreError(f"{what}: the request is no longer in the store and no reply came (was the "
                                      "store flushed, or its keys deleted, while it waited?); run it again")
                 continue
             now = time.monotonic()
             gone_since = gone_since or now
-            if now - gone_since >= pr.NO_WORKER_GRACE and self._key_cmd(what, queue, "LREM", queue, 1, body):
+            if now - gone_since >= pr.NO_WORKER_GRACE and self._exchange(what, queue, deadline,
+                                                                          ("LREM", queue, 1, body)):
                 raise StoreError(f"{what}: no inference worker for {device} answered on the store shard holding "
                                  f"{queue!r} for {pr.NO_WORKER_GRACE:g} s (is the store running, with ml_devices "
                                  f"including {device!r}?); the request was withdrawn")
@@ -261,22 +263,31 @@ class InferenceCommands(ClientBase):
         raise StoreTimeoutError(f"{what}: no reply within {limit}, and the request is no longer in the store (was "
                                 "the store flushed, or its keys deleted, while it waited?)")
 
-    def _lost(self, queue: str, tag: str, devices: set[str], body: bytes, reply: str) -> bool:
+    def _lost(self, what: str, queue: str, tag: str, devices: set[str], body: bytes, reply: str,
+              deadline: _Deadline) -> bool:
         """Whether the request ``body`` is in no queue and no taken list of the
         shard's workers, with no reply waiting (one transaction on the shard)."""
-        node = self._server.node_of(queue)
-        if node is None:
-            return False
-        pipe = node.pipeline(transaction=True)
-        for device in devices:
-            pipe.execute_command("LPOS", pr.queue_key(tag, device), body)
-            pipe.execute_command("LPOS", pr.taken_key(tag, device), body)
-        pipe.execute_command("LLEN", reply)
         try:
-            found = pipe.execute()
+            found = self._places(self._node(what, queue), tag, devices, body, reply, deadline.exchange())
+        except redis.TimeoutError:
+            raise self._no_answer(what, queue, deadline) from None
         except redis.RedisError:
             return False  # not known: go on waiting
         return all(f is None for f in found[:-1]) and not found[-1]
+
+    @staticmethod
+    def _places(node: redis.Redis, tag: str, devices: set[str], body: bytes, reply: str,
+                timeout: float | None) -> list[Any]:
+        """Where the request ``body`` is on its shard, in one transaction: its
+        position (or None) in the queue, then the taken list, of each of
+        ``devices``, and last the replies waiting in ``reply``."""
+        cmds: list[tuple[Any, ...]] = []
+        for d in sorted(devices):
+            cmds += [("LPOS", pr.queue_key(tag, d), body), ("LPOS", pr.taken_key(tag, d), body)]
+        found = wire.send_and_wait(node, [("MULTI",), *cmds, ("LRANGE", reply, 0, -1), ("EXEC",)], timeout=timeout)
+        if not isinstance(found, list) or len(found) != len(cmds) + 1:
+            raise redis.ResponseError(f"the transaction answered {found!r:.200}")
+        return found
 
     def _node(self, what: str, key: str) -> redis.Redis:
         """The ``redis.Redis`` of the server holding ``key`` (a cluster's node connected if need be)."""
@@ -321,15 +332,12 @@ class InferenceCommands(ClientBase):
         except redis.RedisError as exc:
             raise self._error(f"{what} {queue!r}", exc) from None
         try:
-            clients = self._key_cmd(what, queue, "CLIENT", "LIST")
+            wait = deadline.give_up()
+            clients = wire.send_and_wait(r, [("CLIENT", "LIST")], timeout=wait)
             tag = queue.partition("{")[2].partition("}")[0]
-            pipe = r.pipeline(transaction=True)
-            for d in pr.worker_devices(clients) | {queue.rpartition(".q.")[2]}:
-                pipe.execute_command("LPOS", pr.queue_key(tag, d), body)
-                pipe.execute_command("LPOS", pr.taken_key(tag, d), body)
-            pipe.execute_command("LRANGE", reply, 0, -1)
-            found = pipe.execute()
-        except (redis.RedisError, StoreError):
+            found = self._places(r, tag, pr.worker_devices(clients) | {queue.rpartition(".q.")[2]}, body, reply,
+                                 wait)
+        except redis.RedisError:
             found = None
         if found is not None and (any(f is not None for f in found[:-1])
                                   or any(_answer(raw, rid) is not None for raw in found[-1])):
