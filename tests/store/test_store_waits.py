@@ -116,7 +116,7 @@ def test_a_frozen_server_is_a_timeout_error_for_every_call_and_for_client(tmp_pa
             assert isinstance(err, StoreConnectionError) and isinstance(err, TimeoutError)
             assert f"the store at {s.address} did not answer within 1.5 s" in str(err)
         # Client() itself: the frozen server accepts the connection (its backlog) and never answers AUTH
-        err = raises_after(1.5, StoreConnectionError, lambda: make_client(s.address, timeout=1.5))
+        err = raises_after(1.5, StoreTimeoutError, lambda: make_client(s.address, timeout=1.5))
         assert f"no store answered at {s.address}: no answer within 1.5 s" in str(err)
         # connect_timeout no longer hides the wait: the handshake waits timeout, never the old 300 s
         raises_after(1.0, StoreConnectionError, lambda: make_client(s.address, timeout=1.0, connect_timeout=0.2))
@@ -134,7 +134,7 @@ def test_client_with_many_addresses_waits_one_timeout_in_all(tmp_path: Path, fro
     try:
         frozen(a.proc.pid)
         frozen(b.proc.pid)
-        err = raises_after(2.0, StoreConnectionError, lambda: make_client(f"{a.address},{b.address}", timeout=2))
+        err = raises_after(2.0, StoreTimeoutError, lambda: make_client(f"{a.address},{b.address}", timeout=2))
         assert f"{a.address}: no answer within 1 s" in str(err)
         assert f"{b.address}: no answer within" in str(err)
     finally:

@@ -64,10 +64,12 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     ``timeout=`` sets it per call); ``connect_timeout`` (default 5 s, never
     more than ``timeout``) the longest a server may take to accept a
     connection. A store that does not answer in time (stopped, hung,
-    overloaded) is a :class:`StoreConnectionError` saying so: ``Client()``
-    raises it within ``timeout`` whatever the number of addresses; a call
-    raises it once one answer is ``timeout`` late (a large tensor may take
-    longer as long as its bytes keep flowing). A broken connection is
+    overloaded) is a :class:`StoreTimeoutError` (a
+    :class:`StoreConnectionError`) saying so: ``Client()`` raises it within
+    ``timeout`` whatever the number of addresses; a call raises it once one
+    answer is ``timeout`` late (a large tensor may take longer as long as its
+    bytes keep flowing; :meth:`save` of a large store may need a longer
+    ``timeout``). A broken connection is
     reconnected and the command sent once more, at once; a timeout never is.
     ``timeout=None`` waits without limit. ``command_timeout`` is the older
     name of ``timeout`` (given, it wins).
@@ -269,6 +271,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             self._call(f"config_set {config_param} on {name}", r.config_set, config_param, value)
 
     def save(self, addresses: str | Iterable[str] | None = None) -> None:
-        """Make each given server (default: all) write its data to disk now (SAVE)."""
+        """Make each given server (default: all) write its data to disk now
+        (SAVE; the client's ``timeout`` bounds each server's answer)."""
         for name, r in self._nodes(addresses, "save"):
             self._call(f"save {name}", r.save)

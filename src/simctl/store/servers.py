@@ -138,6 +138,7 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
     waits = waits or wire.Waits()
     names = [str(a) for a in addresses]
     problems = []
+    timed_out = 0  # addresses that did not answer in time
     deadline = None if waits.timeout is None else time.monotonic() + waits.timeout
     for i, address in enumerate(addresses):
         limits = waits.options()
@@ -145,6 +146,7 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
             share = (deadline - time.monotonic()) / (len(addresses) - i)
             if share <= 0:
                 problems.append(f"{address}: not asked, the timeout ({waits.timeout:g} s) had passed")
+                timed_out += 1
                 continue
             limits = {k: share if v is None else min(v, share) for k, v in limits.items()}
         r = wire.connect(address, password, zero_copy=True, retry_once=True, keepalive=True, **limits, **options)
@@ -159,6 +161,7 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
             r.close()
             wait = limits["socket_timeout"] if "connecting" not in str(exc) else limits["socket_connect_timeout"]
             problems.append(f"{address}: no answer within {wait:.3g} s (a stopped or overloaded server?): {exc}")
+            timed_out += 1
             continue
         except (redis.ConnectionError, OSError) as exc:
             r.close()
@@ -183,8 +186,9 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
         except (redis.RedisError, OSError) as exc:
             raise StoreConnectionError(f"Client: the Redis Cluster at {', '.join(names)} is not usable "
                                        f"(is its state ok?): {exc}") from None
-    raise StoreConnectionError("Client: no store answered at " + "; ".join(problems) +
-                               ". Is it running (exp.start(db) returns once it is), and is the address right?")
+    error = StoreTimeoutError if timed_out == len(addresses) else StoreConnectionError
+    raise error("Client: no store answered at " + "; ".join(problems) +
+                ". Is it running (exp.start(db) returns once it is), and is the address right?")
 
 
 def store_error(what: str, exc: redis.RedisError, addresses: list[str], timeout: float | None = None) -> StoreError:
