@@ -273,6 +273,8 @@ def rerun(exp_path: str, failed: bool) -> None:
 
 #: seconds to wait for a shard to accept the connection before saying the store does not run
 STORE_CONNECT_TIMEOUT = 3.0
+#: seconds ``simctl store`` waits for any answer of the store by default (``--timeout``)
+STORE_TIMEOUT = 10.0
 
 
 @main.group()
@@ -326,22 +328,43 @@ def _store(exp_path: str, db: str | None) -> tuple[Any, list[mf.JobRecord]]:
         raise click.ClickException(str(exc)) from None
 
 
+_TIMEOUT_OPTION = click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=STORE_TIMEOUT, show_default=True,
+    help="Seconds to wait for any answer of the store (a stopped or hung server is then an error).")
+
+
+def _no_answer(name: str, exc: Exception, timeout: float) -> str:
+    """What ``simctl store`` says of redis-py's error ``exc``."""
+    import redis  # start-up cost
+
+    if isinstance(exc, redis.TimeoutError):
+        return (f"store {name!r} did not answer within {timeout:g} s (a stopped, hung or overloaded server; "
+                f"--timeout sets the wait): {exc}")
+    return f"store {name!r}: {exc}"
+
+
 @contextlib.contextmanager
-def _shards(exp_path: str, db: str | None) -> Iterator[tuple[str, list[Any]]]:
-    """(name, a redis-py client per shard) of a store that answers, closed at the end of the ``with``."""
+def _shards(exp_path: str, db: str | None, timeout: float) -> Iterator[tuple[str, list[Any]]]:
+    """(name, a redis-py client per shard, waiting ``timeout`` seconds for any
+    answer) of a store that answers, closed at the end of the ``with``."""
     import redis  # start-up cost
 
     orchestrator, records = _store(exp_path, db)
     name = orchestrator.name
     states = ", ".join(sorted({str(r.status) for r in records}))
-    with orchestrator.shards(STORE_CONNECT_TIMEOUT, 60) as shards:
+    with orchestrator.shards(min(STORE_CONNECT_TIMEOUT, timeout), timeout) as shards:
         for address, r in zip(orchestrator.get_address(), shards):
             try:
                 r.ping()
             except (redis.ConnectionError, redis.TimeoutError) as exc:  # an AuthenticationError too
-                why = ("refused the password the store recorded (another server took its port?)"
-                       if isinstance(exc, redis.AuthenticationError) else
-                       f"does not answer (its shards are recorded {states}; `simctl status {exp_path}` updates that)")
+                if isinstance(exc, redis.AuthenticationError):
+                    why = "refused the password the store recorded (another server took its port?)"
+                elif isinstance(exc, redis.TimeoutError):
+                    why = (f"did not answer within {timeout:g} s (a stopped, hung or overloaded server; --timeout "
+                           "sets the wait)")
+                else:
+                    why = (f"does not answer (its shards are recorded {states}; `simctl status {exp_path}` "
+                           "updates that)")
                 raise click.ClickException(f"store {name!r} is not running: {address} {why}: {exc}") from None
         yield name, shards
 
@@ -422,7 +445,8 @@ def _size(n: int | None) -> str:
 @click.argument("args", nargs=-1, metavar="[EXP_PATH] [PATTERN]")
 @click.option("--db", help="The store's name (db_identifier), when the experiment has several.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def store_ls(args: tuple[str, ...], db: str | None, as_json: bool) -> None:
+@_TIMEOUT_OPTION
+def store_ls(args: tuple[str, ...], db: str | None, as_json: bool, timeout: float) -> None:
     """List the keys of the experiment's store (matching PATTERN, a Redis glob
     such as 'producer_0.*'; default all) with their kind, dtype, shape and size
     in bytes. EXP_PATH defaults to the experiment holding the current directory."""
@@ -430,11 +454,11 @@ def store_ls(args: tuple[str, ...], db: str | None, as_json: bool) -> None:
 
     exp_path, rest = _split(args, 2, "[PATTERN]")
     pattern = rest[0] if rest else "*"
-    with _shards(exp_path, db) as (name, shards):
+    with _shards(exp_path, db, timeout) as (name, shards):
         try:
             rows = sorted((row for shard in shards for row in _store_keys(shard, pattern)), key=lambda r: r["key"])
         except redis.RedisError as exc:
-            raise click.ClickException(f"store {name!r}: {exc}") from None
+            raise click.ClickException(_no_answer(name, exc, timeout)) from None
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -449,7 +473,8 @@ def store_ls(args: tuple[str, ...], db: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="The .npy file to write ('-': standard output).")
 @click.option("--db", help="The store's name (db_identifier), when the experiment has several.")
-def store_get(args: tuple[str, ...], output: str, db: str | None) -> None:
+@_TIMEOUT_OPTION
+def store_get(args: tuple[str, ...], output: str, db: str | None, timeout: float) -> None:
     """Write the tensor stored under KEY (the full key, prefix included, as
     `simctl store ls` shows it) to a .npy file. EXP_PATH defaults to the
     experiment holding the current directory."""
@@ -463,7 +488,7 @@ def store_get(args: tuple[str, ...], output: str, db: str | None) -> None:
     from .store import format as fmt  # numpy: start-up cost
 
     value = rtype = None
-    with _shards(exp_path, db) as (name, shards):
+    with _shards(exp_path, db, timeout) as (name, shards):
         try:
             for shard in shards:  # in a cluster, the shard that holds the key's slot answers
                 try:
@@ -473,7 +498,7 @@ def store_get(args: tuple[str, ...], output: str, db: str | None) -> None:
                 value = shard.get(key) if rtype == "string" else None
                 break
         except redis.RedisError as exc:
-            raise click.ClickException(f"store {name!r}: {exc}") from None
+            raise click.ClickException(_no_answer(name, exc, timeout)) from None
     if rtype in (None, "none"):
         raise click.ClickException(f"store {name!r} has no key {key!r} (keys are listed by `simctl store ls "
                                    f"{exp_path}`; a prefixed entity's keys start with its name and a dot)")

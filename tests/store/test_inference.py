@@ -24,7 +24,7 @@ from _store_helpers import free_ports
 import simctl
 from simctl.ml.torch import serialize_model
 from simctl.store import Client, protocol
-from simctl.store.format import StoreError
+from simctl.store.format import StoreError, StoreTimeoutError
 
 
 class Rows(torch.nn.Module):
@@ -348,6 +348,11 @@ def test_no_worker_at_all_is_an_error_within_a_bounded_time(tmp_path: Path) -> N
             c.put_tensor("x", np.ones(1, np.float32))
             with pytest.raises(StoreError, match="no inference worker for CPU answered"):
                 c.run_model("m", "x", "y")
+            assert c._key_cmd("t", protocol.queue_key("w", "CPU"), "LLEN", protocol.queue_key("w", "CPU")) == 0
+            # a timeout shorter than the grace: the caller's timeout decides, and says why
+            with pytest.raises(StoreTimeoutError, match=r"run_model\('m'\): no reply within the timeout \(1 s\): no "
+                                                        r"inference worker for CPU is connected .* withdrawn"):
+                c.run_model("m", "x", "y", timeout=1)
             assert c._key_cmd("t", protocol.queue_key("w", "CPU"), "LLEN", protocol.queue_key("w", "CPU")) == 0
     finally:
         exp.stop(db)

@@ -26,7 +26,9 @@ the last lines of its log; a port already in use is named.
 
 The inference workers (``--ml-device``) are started with the plugin arguments
 it was given (``--plugin``, ``--plugin-path``, ``--disable-plugin``: the
-experiment's plugins, see ``Plugins.worker_args``); it loads none itself.
+experiment's plugins, see ``Plugins.worker_args``); it loads none itself. A
+worker that dies is restarted; one that holds a request past the request's
+timeout is killed as hung and restarted (:mod:`simctl.store.hung`).
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ class _Worker:
         self.ready = ready
         self.restart_at: float | None = None
         self.how = ""
+        #: why the supervisor killed it as hung ("" if it did not)
+        self.hung = ""
 
 
 class Supervisor:
@@ -424,20 +428,34 @@ class Supervisor:
     def _watch(self) -> int:
         """Wait for the server to end, restarting inference workers that die
         (after a delay that doubles, up to MAX_RESTART_DELAY, while they keep
-        dying within QUICK_DEATH seconds); the server's exit status."""
+        dying within QUICK_DEATH seconds) and killing those that hold a
+        request past its deadline (:mod:`simctl.store.hung`); the server's
+        exit status."""
         assert self.proc is not None
+        if self.workers and getattr(self, "hung_watch", None) is None:  # the watch of their taken lists
+            from .hung import HungWatch  # redis-py: start-up cost, paid once the server answers
+
+            self.hung_watch = HungWatch(self.where, self.password, self.workers, self.args.cluster).start()
         while True:
             try:
                 return self.proc.wait(timeout=WATCH_INTERVAL if self.workers else None)
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
+            for device, why in (self.hung_watch.hung() if self.workers else {}).items():
+                w = self.workers[device]
+                if not self.stopping and w.proc is not None and w.proc.poll() is None:
+                    print(f"simctl store supervisor: the inference worker for {device} (pid {w.proc.pid}) is hung: "
+                          f"{why}; killing it", file=sys.stderr, flush=True)
+                    w.hung = f"killed by its supervisor: {why}"
+                    w.proc.kill()
+                    w.proc.wait()
             for device, w in list(self.workers.items()):
                 if self.stopping or (w.proc is not None and w.proc.poll() is None):
                     continue
                 if w.restart_at is None:
                     rc = -1 if w.proc is None else w.proc.returncode
-                    w.how = f"exit code {rc}" if rc >= 0 else f"killed by signal {-rc}"
+                    w.how = w.hung or (f"exit code {rc}" if rc >= 0 else f"killed by signal {-rc}")
                     w.delay = min(max(2 * w.delay, 0.5), MAX_RESTART_DELAY) if now - w.started < QUICK_DEATH else 0
                     w.restart_at = now + w.delay
                 if now >= w.restart_at:
@@ -446,6 +464,9 @@ class Supervisor:
                     self._start_worker(device, w.how, w.delay)
 
     def _stop_workers(self) -> None:
+        watch = getattr(self, "hung_watch", None)
+        if watch is not None:
+            watch.stop()
         procs = [w.proc for w in self.workers.values() if w.proc is not None]
         for proc in procs:
             if proc.poll() is None:

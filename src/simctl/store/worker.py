@@ -19,7 +19,9 @@ names them, kept loaded, and dropped when their key is published on
 model was stored with a ``batch_size``: up to ``batch_size`` rows (the first
 dimension of the inputs), waiting at most ``min_batch_timeout`` ms
 (:data:`DEFAULT_MIN_BATCH_WAIT_MS` when only ``min_batch_size`` is given) for
-``min_batch_size`` rows. An error (a model never stored, a wrong shape, a
+``min_batch_size`` rows, and never more than half the shortest ``timeout`` of
+the requests waiting (so that no caller gives up, and the supervisor does
+not take the worker for hung, while it waits). An error (a model never stored, a wrong shape, a
 function the script lacks) is the reply to that request; the worker goes on.
 """
 
@@ -69,6 +71,8 @@ class Request(NamedTuple):
     fn: str
     inputs: list[str]
     outputs: list[str]
+    #: the caller's wait, in seconds (None: no limit)
+    timeout: float | None = None
 
 
 class RunError(Exception):
@@ -241,6 +245,10 @@ class Worker:
                 if _rows(group, inputs) >= loaded.min_batch_size:
                     continue
                 wait = (loaded.min_batch_timeout or DEFAULT_MIN_BATCH_WAIT_MS) / 1000
+                # never so long that a caller gives up, or its supervisor takes the worker for hung
+                limits = [r.timeout for r in group if r.timeout is not None]
+                if limits:
+                    wait = min(wait, min(limits) / 2)
                 deadline = start + wait if deadline is None else min(deadline, start + wait)
             left = None if deadline is None else deadline - time.monotonic()
             if left is None or left <= 0:
@@ -268,7 +276,7 @@ class Worker:
             try:
                 msg = pr.parse(raw)
                 reqs.append(Request(raw, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
-                                    list(msg["in"]), list(msg["out"])))
+                                    list(msg["in"]), list(msg["out"]), pr.timeout_of(msg)))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
         return self._groups(reqs, cmds)
