@@ -398,6 +398,9 @@ class ProcessLauncher(Launcher):
                     continue
                 proc.stopping = reason
                 victims.append(proc)
+        if victims:
+            with self._reaper_lock:  # their exits must be seen, even after a close()
+                self._ensure_reaper()
         self._find_trees(victims)
         for proc in victims:
             self._signal(proc, signal.SIGTERM)

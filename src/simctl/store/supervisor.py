@@ -879,6 +879,9 @@ class Supervisor:
             return self._exit("stopped", f"shard {self.args.index} was stopped while its server was down after a "
                               "crash: its data on disk is as the crash left it", 0)
         if cut:
+            for temp in glob.glob(os.path.join(self.dir, f"temp-*{self.proc.pid}.*")):  # the save it cut
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
             return self._unsaved(cut)
         if p == "off":
             return self._exit("stopped", f"shard {self.args.index} stopped; nothing saved (persistence=off)", 0)
