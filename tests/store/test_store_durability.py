@@ -39,7 +39,8 @@ def info_of(db: Any, i: int = 0) -> dict[str, Any]:
 def shard(db: Any, i: int = 0, **kwargs: Any) -> redis.Redis:
     """A connection to shard ``i`` alone (its own keys, in a cluster)."""
     host, _, port = db.get_address()[i].rpartition(":")
-    return redis.Redis(host=host, port=int(port), password=db.password, decode_responses=True, **kwargs)
+    kwargs.setdefault("decode_responses", True)
+    return redis.Redis(host=host, port=int(port), password=db.password, **kwargs)
 
 
 def tag_of(db: Any, i: int) -> str:
@@ -225,7 +226,7 @@ def test_a_graceful_stop_of_a_large_store_waits_for_the_save_and_it_loads_back_w
     exp.start(db)
     mib = 768
     fill(shard(db), mib)
-    r = shard(db)
+    r = shard(db, decode_responses=False)
     used = int(r.info("memory")["used_memory"])
     assert used > mib << 20
     sample = {k: r.get(k) for k in ("big0", f"big{mib // 2}", f"big{mib - 1}")}
@@ -241,7 +242,7 @@ def test_a_graceful_stop_of_a_large_store_waits_for_the_save_and_it_loads_back_w
 
     again = make_orchestrator(exp, port=free_ports(), ml_devices=[], persistence=persistence)
     exp.start(again)
-    r = shard(again)
+    r = shard(again, decode_responses=False)
     assert r.dbsize() == mib
     assert {k: r.get(k) for k in sample} == sample
     (loaded,) = [e for e in events(again) if e["event"] == "loaded" and e["launch"] == info_of(again)["launch"]]

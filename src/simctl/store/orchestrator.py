@@ -534,6 +534,7 @@ class Orchestrator(Entity):
         ADDSLOTS for the slots no shard holds yet) and waited for until its
         state is ok on every shard; then the addresses are kept and
         ``store.json`` is written for tools that attach later."""
+        self.on_events(steps)  # what the shards loaded, in the driver's log before it says the store is ready
         infos = self._reported(steps)
         if infos is None:
             raise SimctlError("a shard's address file changed or vanished after it was ready")
