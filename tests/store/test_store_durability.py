@@ -311,7 +311,7 @@ def test_a_full_disk_is_reported_at_the_write_and_at_the_stop_and_never_loads_st
     filler = fill_disk(small_disk, leave=256 << 10)
     import numpy as np
 
-    big = np.zeros(1 << 20, dtype=np.uint8)
+    big = np.frombuffer(os.urandom(1 << 20), dtype=np.uint8)  # incompressible: a snapshot of it needs the space
     if persistence == "everysec":
         with pytest.raises(StoreError, match="MISCONF.*No space left on device") as err:
             for n in range(64):
@@ -329,7 +329,7 @@ def test_a_full_disk_is_reported_at_the_write_and_at_the_stop_and_never_loads_st
     exp.stop(db)
     (rec,) = [r for r in exp.summary_data() if r.key == "orchestrator/shard-0"][-1:]
     assert rec.status is Status.FAILED and "WITHOUT saving its data" in rec.reason, rec.reason
-    assert "No space left on device" in rec.reason or "cannot" in rec.reason or "failed" in rec.reason
+    assert "No space left on device" in rec.reason
     assert logged(store_log, "WITHOUT saving its data", logging.ERROR)
     assert not list(Path(path).glob("temp-*"))
 

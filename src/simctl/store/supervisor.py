@@ -114,6 +114,8 @@ RESERVED_FDS = 64
 MAX_CLIENTS_CAP = 100_000
 #: the server's log lines that tell why a save or a write to disk failed
 DISK_ERROR = re.compile(r"(?i)(error|fail|can't|cannot|no space|denied|read-only)")
+#: ...and its warnings that never do (about the system's settings)
+NOT_DISK = re.compile(r"(?i)^WARNING |overcommit|transparent huge pages|somaxconn")
 
 
 def interface_addresses(names: Sequence[str]) -> list[str]:
@@ -429,6 +431,11 @@ class Supervisor:
         #: the size of the server's log when it first answered (what it says later is about its run)
         self._ready_log = 0
         self._next_progress = 0.0
+        self._progress_every = PROGRESS_INTERVAL
+        #: when to ask next whether a stopped server still answers, and how many times in a row it did
+        self._next_answer = 0.0
+        self._answered = 0
+        self.target: Address | None = None
 
     # -- what it tells ------------------------------------------------------------------
 
@@ -486,6 +493,7 @@ class Supervisor:
         if not self.stopping:
             self.stop_at = time.monotonic()
             self._next_progress = self.stop_at + PROGRESS_INTERVAL
+            self._next_answer = self.stop_at + 1.0
             with contextlib.suppress(OSError):
                 self._stop_log = os.path.getsize(self.log)
         self.stopping = True
@@ -658,7 +666,7 @@ class Supervisor:
         first start) if it ends first."""
         assert self.proc is not None
         where = Address(path=self.args.unixsocket) if self.args.unixsocket else Address(addresses[0], self.args.port)
-        self.where = str(where)
+        self.where, self.target = str(where), where
         if self.probe is None:
             self.probe = Probe(where, self.password)
         self.probe.close()
@@ -829,7 +837,7 @@ class Supervisor:
         bad = [k for k in ("aof_last_write_status", "rdb_last_bgsave_status", "aof_last_bgrewrite_status")
                if info.get(k, "ok") != "ok" and (k != "aof_last_write_status" or info.get("aof_enabled") == "1")]
         if bad and not self.disk_error:
-            self.disk_error = self._disk_reason()
+            self.disk_error = self._write_refusal() or self._disk_reason()
             self.event("disk-error", f"shard {self.args.index} cannot write its data to disk "
                        f"({self.disk_error}): writes are refused (MISCONF) until it can", level="error",
                        reason=self.disk_error)
@@ -839,10 +847,48 @@ class Supervisor:
 
     def _disk_reason(self) -> str:
         """The server's last words about a failed write to disk."""
-        for line in reversed(tail(self.log, lines=40, start=self.log_start)):
-            if DISK_ERROR.search(line.partition(" # ")[2] or line):
-                return line.partition(" # ")[2].strip() or line.strip()
+        texts = [line.partition(" # ")[2].strip() for line in tail(self.log, lines=40, start=self._ready_log)]
+        said = [t for t in texts if DISK_ERROR.search(t) and not NOT_DISK.search(t)
+                and "errors trying to shut down" not in t.lower()]
+        if said:
+            return "; ".join(dict.fromkeys(said[-2:]))
+        refused = self._write_refusal()
+        if refused:
+            return refused
+        # the log may be on the failing disk too: try writing there
+        probe = os.path.join(self.dir, f".simctl-disk-check-{os.getpid()}")
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"\0" * 65536)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            return f"writing to {self.dir} fails: {exc.strerror or exc}"
         return "see its log " + self.log
+
+    def _write_refusal(self) -> str:
+        """The server's own words when it refuses writes because its disk
+        fails (``Errors writing to the AOF file: No space left on device``),
+        or '': asked with a DEL of a key that does not exist (a write that
+        changes nothing, refused like any other)."""
+        if self.probe is None:
+            return ""
+        key = "simctl.supervisor.disk-check"
+        try:
+            if self.args.cluster:  # a key of this shard's own slots
+                from .protocol import own_slots, tag_for  # imports redis-py: start-up cost, and only when a disk fails
+
+                key += "{" + tag_for(own_slots(str(self.probe.ask("CLUSTER", "NODES")))) + "}"
+            self.probe.ask("DEL", key)
+        except ReplyError as exc:
+            text = str(exc)
+            return text.partition(" ")[2] if text.startswith("MISCONF") else ""
+        except (OSError, ConnectionError, ValueError):
+            return ""
+        return ""
 
     def _watch_stop(self, now: float) -> None:
         """While the server shuts down: report the save's progress, cut it at
@@ -856,13 +902,28 @@ class Supervisor:
             return
         lines = tail(self.log, lines=40, start=self._stop_log)
         if self._cut is None and any("errors trying to shut down" in ln for ln in lines):
-            reasons = [ln.partition(" # ")[2].strip() for ln in lines if " # " in ln and DISK_ERROR.search(
-                ln.partition(" # ")[2]) and "errors trying to shut down" not in ln]
+            texts = [ln.partition(" # ")[2].strip() for ln in lines]
+            reasons = [t for t in texts if DISK_ERROR.search(t) and not NOT_DISK.search(t)
+                       and "errors trying to shut down" not in t.lower()]
             self._cut = "the final save failed: " + ("; ".join(reasons[-2:]) or "see " + self.log)
             self.proc.kill()
             return
+        if self._cut is None and now >= self._next_answer and self.target is not None:
+            # a server whose shutdown failed goes on serving, and its log may be on the full disk:
+            # answering twice, a second apart, well after the stop means it is not shutting down
+            self._next_answer = now + 1.0
+            try:
+                ping(self.target, self.password, timeout=0.5)
+                self._answered += 1
+            except OSError:
+                self._answered = 0
+            if self._answered >= 2:
+                self._cut = "the final save failed: " + self._disk_reason()
+                self.proc.kill()
+                return
         if now >= self._next_progress:
-            self._next_progress = now + PROGRESS_INTERVAL
+            self._progress_every = min(self._progress_every * 1.5, 30.0)
+            self._next_progress = now + self._progress_every
             temps = glob.glob(os.path.join(self.dir, f"temp-{self.proc.pid}.rdb"))
             written = sum(os.path.getsize(p) for p in temps if os.path.exists(p))
             of = int(self.health.get("used_memory", "0") or 0)
@@ -879,7 +940,8 @@ class Supervisor:
             return self._exit("stopped", f"shard {self.args.index} was stopped while its server was down after a "
                               "crash: its data on disk is as the crash left it", 0)
         if cut:
-            for temp in glob.glob(os.path.join(self.dir, f"temp-*{self.proc.pid}.*")):  # the save it cut
+            pid = self.proc.pid if self.proc else "x"
+            for temp in glob.glob(os.path.join(self.dir, f"temp-*{pid}.*")):  # what the save it cut left
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
             return self._unsaved(cut)
@@ -970,7 +1032,7 @@ def _last_warning(lines: list[str]) -> str:
     """``: <the server's last warning>`` from its log lines, or ''."""
     for line in reversed(lines):
         text = line.partition(" # ")[2].strip()
-        if text:
+        if text and not NOT_DISK.search(text):
             return f": {text}"
     return ""
 
