@@ -20,6 +20,7 @@ FAILED with the reason.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import math
 import os
@@ -33,6 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import psutil
 
 from ..log import logger
@@ -385,9 +387,13 @@ class ProcessLauncher(Launcher):
         victims: list[_Proc] = []
         #: jobs already being stopped for another reason (their walltime): that stop is waited for
         under_way: list[_Proc] = []
+        orphans: list[_Proc] = []  # adopted jobs whose own process is gone: what they left is still stopped
         with self._lock:
             for j in job_ids:
                 proc = self._procs.get(j)
+                if proc is not None and proc.status.done and proc.popen is None and proc.adopted is None \
+                        and proc.mark and reason is True:
+                    orphans.append(proc)
                 if proc is None or proc.status.done:
                     continue
                 if proc.stopping and proc.stopping != reason:
@@ -398,6 +404,8 @@ class ProcessLauncher(Launcher):
                     continue
                 proc.stopping = reason
                 victims.append(proc)
+        if orphans:
+            self._stop_orphans(orphans)
         if victims:
             with self._reaper_lock:  # their exits must be seen, even after a close()
                 self._ensure_reaper()
@@ -422,6 +430,30 @@ class ProcessLauncher(Launcher):
                       proc.step.job_id if proc.step else "?", self._pid(proc))
         if under_way:
             self._wait_ended(under_way, time.monotonic() + max(map(self._grace, under_way)) + 10)
+
+    def _stop_orphans(self, procs: list[_Proc]) -> None:
+        """Stop what jobs whose own process died left running (found by the
+        mark in their environment: a server whose supervisor was killed),
+        SIGTERM then SIGKILL after the job's grace."""
+        self._find_trees(procs)
+        left = [p for proc in procs for p in proc.tree if _alive(p)]
+        if not left:
+            return
+        log.warning("process launcher: stopping %d process(es) left by job(s) whose own process had ended: %s",
+                    len(left), ", ".join(str(p.pid) for p in left))
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        deadline = time.monotonic() + max(map(self._grace, procs))
+        while any(map(_alive, left)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for p in left:
+            if _alive(p):
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        for proc in procs:
+            proc.status = attrs.evolve(proc.status, reason=f"{proc.status.reason}; the {len(proc.tree)} "
+                                       "process(es) it left running were stopped")
 
     def _grace(self, proc: _Proc) -> float:
         """Seconds between SIGTERM and SIGKILL for this job: its step's own, else the launcher's."""
