@@ -517,3 +517,47 @@ def test_a_store_step_waits_for_its_supervisor_and_keeps_its_logs(tmp_path):
     limited = make_orchestrator(exp, port=free_ports(), ml_devices=[], stop_limit=5, db_identifier="lim")
     (step,) = limited.plan(exp.controller.context())
     assert step.stop_grace == 35.0 and ["--stop-limit", "5"] == step.argv[step.argv.index("--stop-limit"):][:2]
+
+
+#: a driver whose model leaves a process of its own (its own session) and then sleeps
+ORPHANING_DRIVER = """
+import sys, time
+import simctl
+exp = simctl.Experiment("exp", exp_path="exp", launcher="local")
+code = ("import subprocess, sys, time\\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\\n"
+        "open('left.pid', 'w').write(str(p.pid))\\n"
+        "time.sleep(600)\\n")
+m = exp.create_model("m", exp.create_run_settings(exe=sys.executable, exe_args=["-c", code]))
+exp.start(m)
+print("started", flush=True)
+time.sleep(300)
+"""
+
+
+def test_simctl_stop_stops_what_a_job_whose_own_process_died_left_running(tmp_path):
+    """A process a job left (a server whose supervisor was killed on a system
+    without the parent-death signal) is found by the job's mark and stopped."""
+    from _lifecycle_helpers import SIMCTL, run_driver
+
+    proc = run_driver(tmp_path, ORPHANING_DRIVER, wait=False)
+    assert proc.stdout.readline().strip() == "started"
+    left_file = tmp_path / "exp" / "m" / "left.pid"
+    left = wait_until(lambda: left_file.exists() and left_file.read_text() and int(left_file.read_text()),
+                      "the model's own process to start")
+    proc.kill()  # the driver dies...
+    proc.wait()
+    try:
+        model = [p for p in psutil.process_iter(["cmdline"]) if "left.pid" in " ".join(p.info["cmdline"] or [])]
+        for p in model:
+            p.kill()  # ...and the job's own process: only what it left runs
+        wait_until(lambda: all(gone(p.pid) for p in model), "the model to die")
+        assert not gone(left)
+        res = subprocess.run([SIMCTL, "stop", "exp", "--json"], cwd=tmp_path, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        wait_until(lambda: gone(left), "what the job left to be stopped")
+        (job,) = json.loads(res.stdout)["jobs"]
+        assert "process(es) it left running were stopped" in job["reason"], job
+    finally:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(left).kill()
