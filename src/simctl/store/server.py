@@ -49,6 +49,7 @@ OWNED_KEYS = frozenset({
     "pidfile", "include", "protected-mode", "unixsocket", "unixsocketperm", "cluster-enabled",
     "cluster-config-file", "shutdown-on-sigterm", "shutdown-on-sigint", "aclfile", "user", "tls-port",
     "supervised", "rename-command", "enable-debug-command", "enable-module-command",
+    "appendonly", "appendfsync", "appenddirname", "appendfilename",  # persistence= says how the data is kept
 })
 _KEY = re.compile(r"[a-z][a-z0-9-]*")
 

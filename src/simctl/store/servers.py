@@ -186,6 +186,9 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
         except (redis.RedisError, OSError) as exc:
             raise StoreConnectionError(f"Client: the Redis Cluster at {', '.join(names)} is not usable "
                                        f"(is its state ok?): {exc}") from None
+    if any("max number of clients reached" in p for p in problems):  # it runs, and refuses more clients
+        raise StoreConnectionError("Client: the store is full: it refused this connection because it has as many "
+                                   "clients as it accepts (maxclients; set_max_clients): " + "; ".join(problems))
     error = StoreTimeoutError if timed_out == len(addresses) else StoreConnectionError
     raise error("Client: no store answered at " + "; ".join(problems) +
                 ". Is it running (exp.start(db) returns once it is), and is the address right?")

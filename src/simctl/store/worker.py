@@ -165,7 +165,14 @@ class Worker:
         return wire.exchange(self.conn, cmds)
 
     def _taken(self, reply: Any) -> list[bytes]:
-        """The requests a take (the TAKE script or BLMOVE) moved; its error ends the worker."""
+        """The requests a take (the TAKE script or BLMOVE) moved; its error ends
+        the worker, except a store refusing writes because its disk fails
+        (MISCONF): the worker waits for the disk rather than crash-loop."""
+        if isinstance(reply, redis.ResponseError) and str(reply).startswith("MISCONF"):
+            print(f"simctl inference worker ({self.device}): the store refuses writes, waiting: {reply}",
+                  file=sys.stderr, flush=True)
+            time.sleep(1.0)
+            return []
         if isinstance(reply, redis.ResponseError):
             raise reply
         return reply if isinstance(reply, list) else [] if reply is None else [reply]
