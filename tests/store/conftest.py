@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 from _markers import mark_slow_under
+from _plugin_helpers import MissingRuntimePlugin
 from _store_helpers import REDIS_SERVER, Server, cluster_address, make_client
 
-from simctl import hookimpl
-from simctl.core.backend import Backend
 from simctl.core.plugins import default_plugins, reset_default_plugins
 from simctl.store import Client
 
@@ -79,22 +78,10 @@ def client(shared: Client) -> Client:
 # -- a backend whose runtime is missing ------------------------------------------------------
 
 
-class _Missing(Backend):
-    name = "NOSUCHRT"
-    requires = ("simctl_no_such_runtime_module",)
-    install_hint = "simctl[nosuchrt]"
-
-
-class _MissingPlugin:
-    @hookimpl
-    def simctl_register_backends(self) -> list[type[Backend]]:
-        return [_Missing]
-
-
 @pytest.fixture
 def missing_runtime() -> Iterator[None]:
     """A real backend plugin, registered in-process, whose runtime is not installed."""
     reset_default_plugins()
-    default_plugins().register(_MissingPlugin(), name="missing-runtime")
+    default_plugins().register(MissingRuntimePlugin(), name="missing-runtime")
     yield
     reset_default_plugins()
