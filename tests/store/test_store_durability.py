@@ -529,7 +529,7 @@ code = ("import subprocess, sys, time\\n"
         "open('left.pid', 'w').write(str(p.pid))\\n"
         "time.sleep(600)\\n")
 m = exp.create_model("m", exp.create_run_settings(exe=sys.executable, exe_args=["-c", code]))
-exp.start(m)
+exp.start(m, block=False)
 print("started", flush=True)
 time.sleep(300)
 """
@@ -542,7 +542,7 @@ def test_simctl_stop_stops_what_a_job_whose_own_process_died_left_running(tmp_pa
 
     proc = run_driver(tmp_path, ORPHANING_DRIVER, wait=False)
     assert proc.stdout.readline().strip() == "started"
-    left_file = tmp_path / "exp" / "m" / "left.pid"
+    left_file = tmp_path / "left.pid"  # the model runs in the driver's directory
     left = wait_until(lambda: left_file.exists() and left_file.read_text() and int(left_file.read_text()),
                       "the model's own process to start")
     proc.kill()  # the driver dies...
