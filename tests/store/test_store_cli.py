@@ -263,7 +263,7 @@ def test_a_store_whose_server_died_is_not_running(tmp_path):
     db = exp.create_database(port=free_ports())
     exp.start(db)
     info = json.loads((Path(db.path) / "shard-0.addr").read_text())
-    os.kill(info["pid"], 9)  # the server; its supervisor ends with it
+    os.kill(info["supervisor"], 9)  # the supervisor (which would restart a killed server); its server dies with it
     wait_until(lambda: gone(info["pid"]) and gone(info["supervisor"]), "the shard to end")
     proc = store("ls", exp.exp_path)
     assert proc.returncode == 1 and "store 'orchestrator'" in proc.stderr and "is not running" in proc.stderr

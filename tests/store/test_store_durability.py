@@ -484,8 +484,12 @@ def test_files_are_private_and_logs_are_appended_across_starts(tmp_path):
     assert shard(again).get("k") == "v"  # the snapshot was loaded, then kept in an append-only file
     shard(again).set("k2", "v")
     exp.stop(again)
-    err = (d / "orchestrator_0.err").read_text()
-    assert err.startswith(first_err) and len(err) > len(first_err)  # appended, never truncated
+    # nothing is lost: the first run's output is kept beside the second's (each run keeps its own, issue 17)
+    kept = [p for p in d.glob("orchestrator_0.err.*")]
+    assert [p.read_text() for p in kept] == [first_err]
+    assert "stopped; its data is saved" in (d / "orchestrator_0.err").read_text()
+    # and within a run the server's own log is appended to across its starts, never truncated
+    assert (d / "shard-0.log").read_text().count("Ready to accept connections") >= 2
     files = [p for p in d.rglob("*") if p.is_file()]
     names = {p.name for p in files}
     assert {"shard-0.rdb", "shard-0.log", "shard-0.events", "orchestrator_0.err", "orchestrator_0.out",

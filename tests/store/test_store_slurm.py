@@ -163,7 +163,8 @@ def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path)
     assert exp.get_status(db) == [Status.CANCELLED] * 3
     assert squeue_state(job) in ("CANCELLED", "COMPLETING", "")
     wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), "the shards to end", timeout=120)
-    assert sorted(p.name for p in Path(db.path).glob("shard-*.rdb")) == ["shard-0.rdb", "shard-1.rdb", "shard-2.rdb"]
+    # saved in their append-only files (the default persistence)
+    assert sorted(p.name for p in Path(db.path).glob("shard-*.aof")) == ["shard-0.aof", "shard-1.aof", "shard-2.aof"]
 
 
 RANK = """
