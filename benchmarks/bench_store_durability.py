@@ -53,21 +53,10 @@ MiB = 1 << 20
 
 
 def free_base(n: int, cluster: bool) -> int:
-    import random
-    import socket
+    """Free ports for ``n`` servers (and their cluster bus ports): simctl's own picker."""
+    from simctl.store.ports import free_ports
 
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                return False
-    while True:
-        base = random.randrange(20000, 30000)
-        if all(free(p) for i in range(n) for p in ((base + i, base + i + 10000) if cluster else (base + i,))):
-            return base
+    return free_ports(n, cluster)
 
 
 def store(root: str, name: str, shards: int = 1, **kwargs: Any) -> tuple[Any, Any]:
