@@ -18,20 +18,14 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from slurm_helpers import PY, outside_allocation, require_slurm, script, slurm_exp, squeue_state, wait_until
+from slurm_helpers import PY, script, slurm_exp, squeue_state, wait_until
 
 import simctl
 from simctl import Status
 from simctl.store import colocated
 from simctl.store.orchestrator import make_orchestrator
 
-pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(autouse=True)
-def _cluster(monkeypatch):
-    require_slurm()
-    outside_allocation(monkeypatch)
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
 from _store_helpers import free_ports  # noqa: E402
