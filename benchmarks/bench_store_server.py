@@ -51,20 +51,10 @@ GiB = 1 << 30
 
 
 def free_base(n: int, cluster: bool) -> int:
-    import random
+    """Free ports for ``n`` servers (and their cluster bus ports): simctl's own picker."""
+    from simctl.store.ports import free_ports
 
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                return False
-    while True:
-        base = random.randrange(20000, 30000)
-        if all(free(p) for i in range(n) for p in ((base + i, base + i + 10000) if cluster else (base + i,))):
-            return base
+    return free_ports(n, cluster)
 
 
 def bare_servers(binary: str, ports: list[int], workdir: str) -> tuple[float, list[subprocess.Popen[bytes]]]:

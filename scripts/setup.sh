@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# Set up everything simctl needs, idempotently: Debian packages (redis-server),
-# the virtual environment .venv, and simctl installed in it (editable, with the
-# test extras and every ML backend's runtime, CPU builds, so all their tests
-# run). Safe to run again on a machine where it already ran.
-#   scripts/setup.sh           # the runtime: python venv + redis-server
-#   scripts/setup.sh --slurm   # also a real single-node Slurm cluster (tests)
+# Set up what simctl needs, idempotently: Debian packages (redis-server), the
+# virtual environment .venv, and simctl installed in it (editable). Safe to run
+# again on a machine where it already ran: what is there is skipped.
+#   scripts/setup.sh                # what the quick start's example uses: simctl and torch (CPU)
+#   scripts/setup.sh --dev          # also the test, lint and docs tools and every ML backend's
+#                                   # runtime (onnxruntime, tensorflow-cpu, ai-edge-litert): the test command's
+#   scripts/setup.sh --dev --slurm  # also a real single-node Slurm cluster (tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+dev=0 slurm=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    --slurm) slurm=1 ;;
+    *) echo "usage: scripts/setup.sh [--dev] [--slurm]" >&2; exit 2 ;;
+  esac
+done
 
 PY=${PYTHON:-python3}
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
@@ -30,30 +40,49 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.simctl-installed
+# --no-compile: Python compiles a module when it is first imported; compiling all of torch's
+# (and tensorflow's) at install time was a quarter of the quick start's first run
+pip_install() { .venv/bin/pip install -q --disable-pip-version-check --no-compile "$@"; }
+
 # torch's CPU build: the wheel on this machine's disk when there is one, else the
 # PyTorch CPU index. Never a plain `pip install torch`: that is a CUDA build of several GB.
 TORCH_VERSION=2.13.0
 TORCH_WHEEL=/opt/wheels/torch-$TORCH_VERSION+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
-want=$( (cat pyproject.toml; echo "$TORCH_VERSION") | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
-   || ! .venv/bin/python -c 'import simctl, torch, onnxruntime, tensorflow, ai_edge_litert.interpreter' 2>/dev/null; then
-  if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
-    say "installing torch $TORCH_VERSION (CPU) into .venv"
-    if [ -f "$TORCH_WHEEL" ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      .venv/bin/pip install -q --disable-pip-version-check "$TORCH_WHEEL"
-    else
-      .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" \
-        --index-url https://download.pytorch.org/whl/cpu
-    fi
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  say "installing torch $TORCH_VERSION (CPU) into .venv"
+  if [ -f "$TORCH_WHEEL" ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    pip_install "$TORCH_WHEEL"
+  else
+    pip_install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
   fi
-  # .[ml] is every backend's runtime: onnxruntime, torch (above), tensorflow-cpu, ai-edge-litert
-  say "installing simctl into .venv (editable, with test extras and the ML backends)"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test,ml]"
+fi
+
+# the example: simctl itself (its [torch] extra is the torch above). --dev: the test tools
+# and the ML backends' runtimes (.[ml]: onnxruntime, torch, tensorflow-cpu, ai-edge-litert),
+# and the documentation site's tools (.[docs]). A stamp per level: pyproject's hash.
+if [ "$dev" = 1 ]; then
+  extras="test,ml,docs"
+  check='import simctl, torch, cryptography, onnxruntime, tensorflow, ai_edge_litert.interpreter, mkdocs, pytest'
+else
+  extras="torch"
+  check='import simctl, torch, ClusterShell, cryptography'
+fi
+# the distribution was called "simctl" before it became simctl-hpc: an old install's entry points
+# would register every built-in plugin twice
+if .venv/bin/python -c 'import importlib.metadata as m; m.distribution("simctl")' 2>/dev/null; then
+  say "removing the distribution's old name (simctl) from .venv"
+  .venv/bin/pip uninstall -q -y simctl
+  rm -f .venv/.simctl-installed-*
+fi
+stamp=.venv/.simctl-installed-$extras
+want=$( (cat pyproject.toml; echo "$TORCH_VERSION") | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "$check" 2>/dev/null; then
+  say "installing simctl into .venv (editable, with .[$extras])"
+  pip_install -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
 
-if [ "${1:-}" = "--slurm" ]; then
+if [ "$slurm" = 1 ]; then
   bash scripts/setup-slurm.sh
 fi
 say "ready: $(.venv/bin/simctl --version)"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from simctl import Backend, hookimpl
+
 
 def pip_install_target(site: Path, packages: list[Path]) -> None:
     """pip-install ``packages`` (offline, no build isolation) into ``site``."""
@@ -28,3 +30,19 @@ def make_visible(site: Path, mp: pytest.MonkeyPatch) -> Path:
     mp.syspath_prepend(str(site))
     mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     return site
+
+
+class MissingRuntime(Backend):
+    """A backend whose runtime is installed nowhere."""
+
+    name = "NOSUCHRT"
+    requires = ("simctl_no_such_runtime_module",)
+    install_hint = "simctl[nosuchrt]"
+
+
+class MissingRuntimePlugin:
+    """Its plugin, importable by module and class name (a worker loads an in-process plugin so)."""
+
+    @hookimpl
+    def simctl_register_backends(self) -> list[type[Backend]]:
+        return [MissingRuntime]

@@ -11,9 +11,7 @@ private one."""
 
 from __future__ import annotations
 
-import random
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,7 +25,8 @@ import redis
 from _lifecycle_helpers import SHARED_PROCESSES
 
 import simctl
-from simctl.store import Client
+from simctl.store import Client, ports
+from simctl.store.ports import port_free  # noqa: F401  (the tests' name for it too)
 
 REDIS_SERVER = "/usr/bin/redis-server"
 #: the password of every bare redis-server the tests start
@@ -42,58 +41,14 @@ BUS_OFFSET = 10000
 # -- ports ------------------------------------------------------------------------------------------
 
 
-def port_free(port: int) -> bool:
-    """Whether nothing listens on ``port`` now, on any local address (a
-    listener on 127.0.0.1 or on another interface's address is seen too)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("", port))
-            return True
-        except OSError:
-            return False
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    """The ports the kernel hands out to outgoing connections (any of them may be
-    taken at any moment by a connection of any program on the machine)."""
-    try:
-        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-#: ports handed out in this session (a store is often made before the previous one binds its ports)
-_HANDED_OUT: set[int] = set()
-
-
 def free_ports(n: int = 1, cluster: bool | None = None) -> int:
     """A base port such that it and the next n-1 are free, and for a cluster
-    (``cluster``; by default n >= 3) each one's bus port (port + 10000) too.
-
-    Every port (bus ports included) lies outside the kernel's ephemeral range,
-    so an outgoing connection cannot take it between this check and the
-    server's bind, and none was handed out before in this session. The one
+    (``cluster``; by default n >= 3) each one's bus port (port + 10000) too:
+    the product's own picker (:func:`simctl.store.ports.free_ports`: outside
+    the kernel's ephemeral range, never the same twice in a process). The one
     port picker of the tests: every store, shard and cluster node they start
     takes its ports from here."""
-    cluster = n >= 3 if cluster is None else cluster
-    lo, hi = _ephemeral_range()
-
-    def ports_of(base: int) -> list[int]:
-        ports = list(range(base, base + n))
-        return ports + [p + BUS_OFFSET for p in ports] if cluster else ports
-
-    def usable(p: int) -> bool:
-        return 10000 <= p <= 65535 and not lo <= p <= hi and p not in _HANDED_OUT
-
-    for _ in range(2000):
-        ports = ports_of(random.randrange(10000, 65536 - n))
-        if all(map(usable, ports)) and all(map(port_free, ports)):
-            _HANDED_OUT.update(ports)
-            return ports[0]
-    raise AssertionError(f"no {n} free port(s){' with their bus ports' if cluster else ''} outside the ephemeral "
-                         f"range {lo}-{hi}")
+    return ports.free_ports(n, n >= 3 if cluster is None else cluster)
 
 
 # -- bare redis-servers -----------------------------------------------------------------------------

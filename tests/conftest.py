@@ -42,6 +42,7 @@ import pytest
 from _lifecycle_helpers import leftover_guard
 from _paths import LSF_STANDIN
 from hypothesis import HealthCheck, settings
+from slurm_helpers import outside_allocation, require_slurm
 
 from simctl.core.plugins import DISABLE_ENV
 
@@ -176,3 +177,10 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if helpers is not None:
             helpers.stop_shared_stores()
     return result
+
+
+@pytest.fixture
+def slurm_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real test Slurm, up (a test FAILS without it, never skips), seen from outside any allocation."""
+    require_slurm()
+    outside_allocation(monkeypatch)

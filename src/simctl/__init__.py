@@ -16,8 +16,17 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from .core import checks
 from .core.backend import Backend, parse_device
+from .core.distribution import NAME as _DISTRIBUTION
 from .core.entity import Entity, Handoff, PlanContext
-from .core.errors import ConfigError, LaunchError, PluginError, SchedulerError, SimctlError
+from .core.errors import (
+    ConfigError,
+    JobsFailed,
+    LaunchError,
+    PluginError,
+    SchedulerError,
+    SimctlError,
+    SimctlWarning,
+)
 from .core.expansion import Pick, Product, Repeat, Strategy, Zip
 from .core.files import EntityFiles
 from .core.hookspecs import hookimpl
@@ -49,16 +58,18 @@ def __getattr__(name: str) -> object:
 
 
 try:
-    __version__ = _version("simctl")
+    __version__ = _version(_DISTRIBUTION)
 except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
 __all__ = [
     "Backend", "BatchJob", "checks", "BatchSettings", "Client", "ConfigError", "Dataset", "Ensemble", "Entity",
     "EntityFiles", "Experiment",
-    "FileWatcher", "Handoff", "JobStatus", "Launch", "LaunchError", "LaunchPlan", "Launcher", "Model", "Pick",
+    "FileWatcher", "Handoff", "JobsFailed", "JobStatus", "Launch", "LaunchError", "LaunchPlan",
+    "Launcher", "Model", "Pick",
     "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
-    "SchedulerError", "SchedulerLauncher", "SimctlError", "Status", "Strategy", "Zip", "configure_logging",
-    "env_file", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins", "parse_device", "parse_walltime",
+    "SchedulerError", "SchedulerLauncher", "SimctlError", "SimctlWarning", "Status", "Strategy", "Zip",
+    "configure_logging", "env_file", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins",
+    "parse_device", "parse_walltime",
     "read_rc", "redact", "__version__",
 ]

@@ -1,4 +1,6 @@
-"""The ``simctl`` command: ``simctl plugins list``, ``simctl status``, ``simctl stop``, ``simctl store``."""
+"""The ``simctl`` command: ``simctl plugins list``, ``simctl status``, ``simctl logs``, ``simctl stop``,
+``simctl rerun``, ``simctl store``. Every command's EXP_PATH is optional: the experiment is found from the
+current directory upwards (the directory holding ``.simctl/manifest.json``), as git finds its repository."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from typing import Any
 import click
 
 from . import SimctlError, __version__
-from .core import manifest as mf, reattach
+from .core import logs as lg, manifest as mf, reattach
 from .core.plugins import FAMILIES, PluginRecord, make_plugins
 from .core.serialize import converter
+from .core.status import Status
 from .core.table import HEADERS, rows
 from .log import configure_logging
 
@@ -26,13 +29,17 @@ def _table(title: str, headers: tuple[str, ...], body: list[tuple[str, ...]]) ->
 
     table = Table(title=escape(title))
     for h in headers:
-        table.add_column(h, overflow="fold")
+        table.add_column(h, overflow="fold", no_wrap=h == "Path")  # a path to copy whole
     for row in body:  # cells are text, never markup: "simctl[onnx]" must show as written
         table.add_row(*(escape(str(c)) for c in row))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
-@click.group()
+#: ``-h`` as well as ``--help``, on every command (inherited by the subcommands' contexts)
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="simctl")
 def main() -> None:
     """Run simulation + ML workflows on laptops and HPC machines."""
@@ -76,52 +83,198 @@ def plugins_list(as_json: bool, family: str | None, strict: bool) -> None:
         sys.exit(1)
 
 
-def _experiment(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+def _experiment(_ctx: click.Context | None, _param: click.Parameter | None, value: str | None) -> str:
     """EXP_PATH must hold an experiment: checked before anything is locked or
-    written there (taking the lock creates ``EXP_PATH/.simctl``)."""
+    written there (taking the lock creates ``EXP_PATH/.simctl``). Without
+    EXP_PATH, the experiment holding the current directory."""
+    if value is None:
+        found = lg.find_experiment()
+        if found is None:
+            raise click.UsageError(f"no simctl experiment here: neither {os.getcwd()} nor a directory above it "
+                                   f"holds {os.path.join(mf.DIRNAME, mf.FILENAME)}; give EXP_PATH, or cd into "
+                                   "the experiment")
+        return found
+    if not os.path.isdir(value):
+        why = "is not a directory" if os.path.exists(value) else "does not exist"
+        raise click.BadParameter(f"{value!r} {why}", param_hint="EXP_PATH")
     if not os.path.lexists(mf.path_of(value)):
-        raise click.BadParameter(f"no simctl experiment at {value} (no {mf.path_of(value)})")
+        raise click.BadParameter(f"no simctl experiment at {value} (no {mf.path_of(value)})", param_hint="EXP_PATH")
     return value
 
 
-def _show(man: mf.Manifest, as_json: bool) -> None:
+def _split(args: tuple[str, ...], most: int, what: str) -> tuple[str, list[str]]:
+    """(the experiment, the other arguments) of a command whose EXP_PATH is
+    optional before other optional arguments: the first argument is EXP_PATH
+    when there are ``most`` of them, or when it is a directory holding an
+    experiment, or a directory while no experiment holds the current one
+    (then it is the experiment asked for: the error says it has none)."""
+    if len(args) > most:
+        raise click.UsageError(f"too many arguments: expected [EXP_PATH] {what}")
+    if args and (len(args) == most or os.path.lexists(mf.path_of(args[0]))
+                 or (os.path.isdir(args[0]) and lg.find_experiment() is None)):
+        return _experiment(None, None, args[0]), list(args[1:])
+    return _experiment(None, None, None), list(args)
+
+
+def _show(man: mf.Manifest, as_json: bool, records: list[mf.JobRecord] | None = None, paths: bool = False,
+          note: str = "") -> None:
     if as_json:
-        click.echo(json.dumps(converter.unstructure(man), indent=2))
+        data = converter.unstructure(man)
+        if records is not None:
+            data["jobs"] = converter.unstructure(records)
+        click.echo(json.dumps(data, indent=2))
         return
-    _table(f"{man.experiment} ({man.launcher}) at {man.exp_path}", HEADERS, rows(man.jobs))
+    headers = HEADERS + (("Path",) if paths else ())
+    _table(f"{man.experiment} ({man.launcher}) at {man.exp_path}{note}", headers,
+           rows(man.jobs if records is None else records, paths))
+
+
+def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[list[mf.JobRecord], str]:
+    """The records ``simctl status`` shows, and what the title says of the choice."""
+    recs = man.jobs if every else mf.latest_records(man.jobs)
+    note = "" if every else ": latest run of each job"
+    if failed:
+        recs = [r for r in recs if r.status.is_terminal and r.status is not Status.COMPLETED
+                and not lg.is_stopped_store(r)]
+        note += ", failed only"
+    if running:
+        recs = [r for r in recs if not r.status.is_terminal]
+        note += ", running only"
+    return recs, note
 
 
 @main.command()
-@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
+@click.argument("exp_path", required=False, callback=_experiment)
+@click.option("--all", "every", is_flag=True, help="Every run of every job (default: the latest run of each).")
+@click.option("--failed", is_flag=True, help="Only jobs that ended without completing (Failed, Cancelled, Unknown).")
+@click.option("--running", is_flag=True, help="Only jobs not finished yet.")
+@click.option("--paths", is_flag=True, help="Add a column with each job's run directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(exp_path: str, as_json: bool) -> None:
-    """Show every launch of the experiment at EXP_PATH, from its manifest.
+def status(exp_path: str, every: bool, failed: bool, running: bool, paths: bool, as_json: bool) -> None:
+    """Show the jobs of the experiment at EXP_PATH (default: the one holding
+    the current directory), from its manifest: the latest run of each job.
 
     If the driver that started the jobs is gone, the jobs it left unfinished
     are looked up (their processes, scheduler jobs and exit-status files) and
-    the manifest is corrected."""
+    the manifest is corrected. A store stopped on purpose shows as Stopped."""
     try:
-        _show(reattach.refresh(exp_path, make_plugins()), as_json)
+        man = reattach.refresh(exp_path, make_plugins())
     except SimctlError as exc:
         raise click.ClickException(str(exc)) from None
+    recs, note = _pick(man, every, failed, running)
+    _show(man, as_json, recs, paths, note)
+    if not as_json and not every:
+        latest = [r for r in recs if not r.until_stopped]
+        report = lg.failure_report([r for r in latest if r.status is Status.FAILED], len(latest), lines=3)
+        if report:
+            click.echo(report, err=True)
 
 
 @main.command()
-@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
+@click.argument("exp_path", required=False, callback=_experiment)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def stop(exp_path: str, as_json: bool) -> None:
-    """Stop every job that a driver which is gone left running at EXP_PATH."""
+    """Stop every job that a driver which is gone left running at EXP_PATH,
+    and say which (or that nothing was running)."""
+    before = mf.load(exp_path)
+    running = {r.identity for r in mf.latest_records(before.jobs) if not r.status.is_terminal} if before else set()
     try:
         man = reattach.stop_left(exp_path, make_plugins())
     except SimctlError as exc:
         raise click.ClickException(str(exc)) from None
-    _show(man, as_json)
+    stopped = [r for r in mf.latest_records(man.jobs) if r.identity in running]
+    if as_json:
+        _show(man, True, stopped)
+    elif not stopped:
+        click.echo(f"nothing to stop: no job of {man.experiment} at {man.exp_path} was running")
+    else:
+        _show(man, False, stopped, note=f": stopped {len(stopped)} job(s)")
+        click.echo(f"stopped {len(stopped)} job(s): {', '.join(r.key or r.name for r in stopped)}")
+
+
+@main.command(name="logs")
+@click.argument("args", nargs=-1, metavar="[EXP_PATH] [ENTITY_OR_MEMBER]")
+@click.option("--err", is_flag=True, help="The error output (.err) rather than the output (.out).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what is written until the job(s) end.")
+def logs_cmd(args: tuple[str, ...], err: bool, follow: bool) -> None:
+    """Print the output of the latest run of a job (a model, a member such as
+    sweep_3 or sweep/sweep_3), of each member of an ensemble, or, with no
+    name, of every job of the experiment at EXP_PATH (default: the one holding
+    the current directory)."""
+    exp_path, rest = _split(args, 2, "[ENTITY_OR_MEMBER]")
+    man = mf.load(exp_path)
+    assert man is not None  # _experiment checked it
+    name = rest[0] if rest else None
+    recs = lg.select(man.latest(), name)
+    if not recs:
+        known = sorted({r.key or r.name for r in man.jobs} | {r.ensemble for r in man.jobs if r.ensemble})
+        raise click.ClickException(f"no job or entity named {name!r} in {exp_path}; it has: "
+                                   f"{', '.join(known[:20])}{' ...' if len(known) > 20 else ''}")
+    if not follow:
+        click.echo(lg.read_logs(recs, err), nl=False)
+        return
+    _follow(exp_path, recs, err)
+
+
+def _follow(exp_path: str, recs: list[mf.JobRecord], err: bool) -> None:
+    """Print the files of ``recs`` as they grow, until every one of their jobs
+    has ended (or Ctrl-C); after the driver is gone, the jobs are looked up as
+    ``simctl status`` does."""
+    import time
+
+    offsets: dict[str, int] = {}
+    paths = [p for p in (lg.out_path(r, err) for r in recs) if p]
+    several = len(paths) > 1
+    plugins = make_plugins()
+    try:
+        while True:
+            man = mf.load(exp_path) or mf.Manifest("", exp_path, "")
+            if not reattach.driver_alive(man):  # nobody updates the manifest: look at the jobs themselves
+                man = reattach.refresh(exp_path, plugins)
+            latest = man.latest()
+            ended = all(latest.get(r.key or r.name, r).status.is_terminal for r in recs)
+            for path in paths:
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(offsets.get(path, 0))
+                        chunk = fh.read()
+                except OSError:
+                    continue
+                if chunk:
+                    offsets[path] = offsets.get(path, 0) + len(chunk)
+                    text = chunk.decode("utf-8", "replace")
+                    click.echo(f"==> {path} <==\n{text}" if several else text, nl=False)
+            if ended:
+                return
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+
+
+@main.command()
+@click.argument("exp_path", required=False, callback=_experiment)
+@click.option("--failed", is_flag=True, required=True,
+              help="Re-run the jobs whose latest run ended without completing (required: the only choice now).")
+def rerun(exp_path: str, failed: bool) -> None:
+    """Re-run, in a new driver (this command, which waits for them), the jobs
+    of the experiment at EXP_PATH whose latest run ended without completing:
+    each in its own run directory, with the command and environment its
+    last run recorded. Its output files are kept as <name>.out.<run>."""
+    from .workflow.rerun import rerun_failed  # the workflow layer: start-up cost of the other commands
+
+    try:
+        code = rerun_failed(exp_path, make_plugins())
+    except SimctlError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 # -- simctl store ---------------------------------------------------------------------------------
 
 #: seconds to wait for a shard to accept the connection before saying the store does not run
 STORE_CONNECT_TIMEOUT = 3.0
+#: seconds ``simctl store`` waits for any answer of the store by default (``--timeout``)
+STORE_TIMEOUT = 10.0
 
 
 @main.group()
@@ -175,22 +328,43 @@ def _store(exp_path: str, db: str | None) -> tuple[Any, list[mf.JobRecord]]:
         raise click.ClickException(str(exc)) from None
 
 
+_TIMEOUT_OPTION = click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=STORE_TIMEOUT, show_default=True,
+    help="Seconds to wait for any answer of the store (a stopped or hung server is then an error).")
+
+
+def _no_answer(name: str, exc: Exception, timeout: float) -> str:
+    """What ``simctl store`` says of redis-py's error ``exc``."""
+    import redis  # start-up cost
+
+    if isinstance(exc, redis.TimeoutError):
+        return (f"store {name!r} did not answer within {timeout:g} s (a stopped, hung or overloaded server; "
+                f"--timeout sets the wait): {exc}")
+    return f"store {name!r}: {exc}"
+
+
 @contextlib.contextmanager
-def _shards(exp_path: str, db: str | None) -> Iterator[tuple[str, list[Any]]]:
-    """(name, a redis-py client per shard) of a store that answers, closed at the end of the ``with``."""
+def _shards(exp_path: str, db: str | None, timeout: float) -> Iterator[tuple[str, list[Any]]]:
+    """(name, a redis-py client per shard, waiting ``timeout`` seconds for any
+    answer) of a store that answers, closed at the end of the ``with``."""
     import redis  # start-up cost
 
     orchestrator, records = _store(exp_path, db)
     name = orchestrator.name
     states = ", ".join(sorted({str(r.status) for r in records}))
-    with orchestrator.shards(STORE_CONNECT_TIMEOUT, 60) as shards:
+    with orchestrator.shards(min(STORE_CONNECT_TIMEOUT, timeout), timeout) as shards:
         for address, r in zip(orchestrator.get_address(), shards):
             try:
                 r.ping()
             except (redis.ConnectionError, redis.TimeoutError) as exc:  # an AuthenticationError too
-                why = ("refused the password the store recorded (another server took its port?)"
-                       if isinstance(exc, redis.AuthenticationError) else
-                       f"does not answer (its shards are recorded {states}; `simctl status {exp_path}` updates that)")
+                if isinstance(exc, redis.AuthenticationError):
+                    why = "refused the password the store recorded (another server took its port?)"
+                elif isinstance(exc, redis.TimeoutError):
+                    why = (f"did not answer within {timeout:g} s (a stopped, hung or overloaded server; --timeout "
+                           "sets the wait)")
+                else:
+                    why = (f"does not answer (its shards are recorded {states}; `simctl status {exp_path}` "
+                           "updates that)")
                 raise click.ClickException(f"store {name!r} is not running: {address} {why}: {exc}") from None
         yield name, shards
 
@@ -268,20 +442,23 @@ def _size(n: int | None) -> str:
 
 
 @store.command("ls")
-@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
-@click.argument("pattern", default="*")
+@click.argument("args", nargs=-1, metavar="[EXP_PATH] [PATTERN]")
 @click.option("--db", help="The store's name (db_identifier), when the experiment has several.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def store_ls(exp_path: str, pattern: str, db: str | None, as_json: bool) -> None:
+@_TIMEOUT_OPTION
+def store_ls(args: tuple[str, ...], db: str | None, as_json: bool, timeout: float) -> None:
     """List the keys of the experiment's store (matching PATTERN, a Redis glob
-    such as 'producer_0.*') with their kind, dtype, shape and size in bytes."""
+    such as 'producer_0.*'; default all) with their kind, dtype, shape and size
+    in bytes. EXP_PATH defaults to the experiment holding the current directory."""
     import redis  # start-up cost
 
-    with _shards(exp_path, db) as (name, shards):
+    exp_path, rest = _split(args, 2, "[PATTERN]")
+    pattern = rest[0] if rest else "*"
+    with _shards(exp_path, db, timeout) as (name, shards):
         try:
             rows = sorted((row for shard in shards for row in _store_keys(shard, pattern)), key=lambda r: r["key"])
         except redis.RedisError as exc:
-            raise click.ClickException(f"store {name!r}: {exc}") from None
+            raise click.ClickException(_no_answer(name, exc, timeout)) from None
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -292,21 +469,26 @@ def store_ls(exp_path: str, pattern: str, db: str | None, as_json: bool) -> None
 
 
 @store.command("get")
-@click.argument("exp_path", type=click.Path(exists=True, file_okay=False), callback=_experiment)
-@click.argument("key")
+@click.argument("args", nargs=-1, required=True, metavar="[EXP_PATH] KEY")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="The .npy file to write ('-': standard output).")
 @click.option("--db", help="The store's name (db_identifier), when the experiment has several.")
-def store_get(exp_path: str, key: str, output: str, db: str | None) -> None:
+@_TIMEOUT_OPTION
+def store_get(args: tuple[str, ...], output: str, db: str | None, timeout: float) -> None:
     """Write the tensor stored under KEY (the full key, prefix included, as
-    `simctl store ls` shows it) to a .npy file."""
+    `simctl store ls` shows it) to a .npy file. EXP_PATH defaults to the
+    experiment holding the current directory."""
+    if len(args) == 1 and os.path.lexists(mf.path_of(args[0])):
+        raise click.UsageError("missing KEY: expected [EXP_PATH] KEY")
+    exp_path, rest = _split(args, 2, "KEY")
+    key = rest[0]
     import numpy as np
     import redis
 
     from .store import format as fmt  # numpy: start-up cost
 
     value = rtype = None
-    with _shards(exp_path, db) as (name, shards):
+    with _shards(exp_path, db, timeout) as (name, shards):
         try:
             for shard in shards:  # in a cluster, the shard that holds the key's slot answers
                 try:
@@ -316,7 +498,7 @@ def store_get(exp_path: str, key: str, output: str, db: str | None) -> None:
                 value = shard.get(key) if rtype == "string" else None
                 break
         except redis.RedisError as exc:
-            raise click.ClickException(f"store {name!r}: {exc}") from None
+            raise click.ClickException(_no_answer(name, exc, timeout)) from None
     if rtype in (None, "none"):
         raise click.ClickException(f"store {name!r} has no key {key!r} (keys are listed by `simctl store ls "
                                    f"{exp_path}`; a prefixed entity's keys start with its name and a dot)")

@@ -1,11 +1,18 @@
 """Logging, as the reference documents use it: ``get_logger(name)``.
 
-As a library, simctl only adds a :class:`logging.NullHandler` to its
-``simctl`` logger and leaves output to the application: importing simctl
+As a library, simctl only adds one handler to its ``simctl`` logger,
+:data:`UNHEARD`, and leaves output to the application: importing simctl
 changes no logging setup, and the user's own applies (records propagate to
 the root logger). A driver script opts in to simctl's messages on stderr by
 calling :func:`get_logger` (the reference documents' helper) or
 :func:`configure_logging` (level from ``SIMCTL_LOG_LEVEL``, default INFO).
+
+While the application has set up no logging at all (no handler on the root
+logger, none of its own on ``simctl``), simctl's warnings and errors would
+be lost: :data:`UNHEARD` turns them into :class:`simctl.SimctlWarning`
+warnings (shown on stderr by Python, silenced with
+``warnings.filterwarnings("ignore", category=simctl.SimctlWarning)`` or
+``logging.getLogger("simctl").removeHandler(simctl.log.UNHEARD)``).
 """
 
 from __future__ import annotations
@@ -13,11 +20,36 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import TextIO
+
+from .core.errors import SimctlWarning
 
 _FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 _ROOT = logging.getLogger("simctl")
-_ROOT.addHandler(logging.NullHandler())
+
+
+class _Unheard(logging.Handler):
+    """simctl's WARNING and ERROR records as :class:`SimctlWarning` warnings,
+    only while nothing else would show them (no logging set up)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        others = [h for h in _ROOT.handlers if h is not self]
+        if others or (_ROOT.propagate and logging.getLogger().handlers):
+            return  # the application's logging shows it
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        try:
+            warnings.warn_explicit(text, SimctlWarning, record.pathname, record.lineno, module=record.module)
+        except Exception:  # a warnings filter set to "error" must not break the code that logged: said plainly
+            print(f"simctl: {text}", file=sys.stderr, flush=True)
+
+
+#: the handler that makes simctl's warnings heard while the application set up no logging
+UNHEARD = _Unheard()
+_ROOT.addHandler(UNHEARD)
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -249,9 +249,9 @@ def tree_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkout's metadata. Where the tree itself is installed this changes nothing."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     root = tmp_path_factory.mktemp("meta")
-    info = root / f"simctl-{project['version']}.dist-info"
+    info = root / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: simctl\nVersion: {project['version']}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
     lines = ["[simctl]"] + [f"{k} = {v}" for k, v in project["entry-points"]["simctl"].items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return root
@@ -285,7 +285,7 @@ def test_plugins_list_shows_every_backend_built_in_and_available(tree_metadata):
     data = {r["name"]: r for r in json.loads(proc.stdout)}
     for name in ("onnx", "torch", "tf", "tflite"):
         assert data[name]["provides"] == {"backend": [name.upper()]}
-        assert (data[name]["builtin"], data[name]["status"], data[name]["distribution"]) == (True, "ok", "simctl")
+        assert (data[name]["builtin"], data[name]["status"], data[name]["distribution"]) == (True, "ok", "simctl-hpc")
     table = _plugins_list(tree_metadata, "--family", "backend")
     assert table.returncode == 0, table.stderr
     rows = {line.split()[1]: line for line in table.stdout.splitlines() if line.startswith("│")}
@@ -293,10 +293,10 @@ def test_plugins_list_shows_every_backend_built_in_and_available(tree_metadata):
         assert name.upper() in rows[name] and "built-in" in rows[name] and " ok " in rows[name]
 
 
-@pytest.mark.parametrize("hidden, plugin, extra", [("onnxruntime", "onnx", "simctl[onnx]"),
-                                                   ("torch", "torch", "simctl[torch]"),
-                                                   ("tensorflow", "tf", "simctl[tf]"),
-                                                   ("ai_edge_litert", "tflite", "simctl[tflite]")])
+@pytest.mark.parametrize("hidden, plugin, extra", [("onnxruntime", "onnx", "'simctl-hpc[onnx]'"),
+                                                   ("torch", "torch", "'simctl-hpc[torch]'"),
+                                                   ("tensorflow", "tf", "'simctl-hpc[tf]'"),
+                                                   ("ai_edge_litert", "tflite", "'simctl-hpc[tflite]'")])
 def test_plugins_list_names_the_extra_when_the_runtime_is_missing(tree_metadata, hidden, plugin, extra):
     proc = _plugins_list(tree_metadata, "--json", hide=(hidden,))
     assert proc.returncode == 0, proc.stderr
@@ -313,14 +313,15 @@ def test_plugins_list_names_the_extra_when_the_runtime_is_missing(tree_metadata,
 
 def test_plugins_list_table_shows_the_extra(tree_metadata):
     table = _plugins_list(tree_metadata, "--family", "backend", hide=("onnxruntime",))
-    assert "pip install simctl[onnx]" in table.stdout
+    assert "pip install 'simctl-hpc[onnx]'" in table.stdout
 
 
 def test_load_without_the_runtime_names_the_extra():
     code = ("import sys; sys.modules['onnxruntime'] = None\n"
             "import simctl\n"
             "from simctl.plugins.backends.onnx import OnnxBackend\n"
-            "assert OnnxBackend.unavailable_reason() == 'onnxruntime is not installed: pip install simctl[onnx]'\n"
+            "reason = \"onnxruntime is not installed: pip install 'simctl-hpc[onnx]'\"\n"
+            "assert OnnxBackend.unavailable_reason() == reason\n"
             "try:\n"
             "    OnnxBackend().load(b'x')\n"
             "except simctl.ConfigError as e:\n"
@@ -329,7 +330,7 @@ def test_load_without_the_runtime_names_the_extra():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "backend 'ONNX' cannot be used here: onnxruntime does not import" in proc.stdout
-    assert "pip install simctl[onnx]" in proc.stdout
+    assert "pip install 'simctl-hpc[onnx]'" in proc.stdout
 
 
 def test_listing_plugins_imports_no_runtime(tree_metadata):

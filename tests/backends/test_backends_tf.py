@@ -332,16 +332,17 @@ def test_a_gpu_is_a_clear_error_on_the_cpu_runtimes(cnn):
 def test_each_backend_registers_from_its_own_module():
     assert tf_plugin.simctl_register_backends() == [TfBackend]
     assert tflite_plugin.simctl_register_backends() == [TfliteBackend]
-    assert (TfBackend.name, TfBackend.requires, TfBackend.install_hint) == ("TF", ("tensorflow",), "simctl[tf]")
+    assert (TfBackend.name, TfBackend.requires, TfBackend.install_hint) == ("TF", ("tensorflow",), "simctl-hpc[tf]")
     assert (TfliteBackend.name, TfliteBackend.requires) == ("TFLITE", ("ai_edge_litert",))
 
 
 @pytest.mark.parametrize("hidden, code, extra", [
-    ("tensorflow", "from simctl.plugins.backends.tf import TfBackend as B; B().load(b'x', inputs=['x'])", "simctl[tf]"),
+    ("tensorflow", "from simctl.plugins.backends.tf import TfBackend as B; B().load(b'x', inputs=['x'])",
+     "'simctl-hpc[tf]'"),
     ("ai_edge_litert", "from simctl.plugins.backends.tflite import TfliteBackend as B; B().load(b'x')",
-     "simctl[tflite]"),
-    ("tensorflow", "from simctl.ml.tf import serialize_model; serialize_model(None)", "simctl[tf]"),
-    ("tensorflow", "from simctl.ml.tflite import serialize_model; serialize_model(None)", "simctl[tf]"),
+     "'simctl-hpc[tflite]'"),
+    ("tensorflow", "from simctl.ml.tf import serialize_model; serialize_model(None)", "'simctl-hpc[tf]'"),
+    ("tensorflow", "from simctl.ml.tflite import serialize_model; serialize_model(None)", "'simctl-hpc[tf]'"),
 ])
 def test_without_the_runtime_the_error_names_the_extra(hidden, code, extra):
     script = (f"import sys; sys.modules[{hidden!r}] = None\n"

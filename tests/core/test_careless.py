@@ -238,8 +238,6 @@ BAD: dict[str, tuple[Callable[[Ctx], Any], str]] = {
                                r"overwrite must be True or False; got 'yes'"),
     "generate overwrite None": (lambda c: c.exp.generate(c.model, overwrite=None), r"overwrite must be .*None"),
     "generate tag newline": (lambda c: c.exp.generate(c.model, tag="\n"), r"tag must be .*on one line.*'\\n'"),
-    "generate a member alone": (lambda c: c.exp.generate(c.ens["ens_0"]),
-                                r"model 'ens_0' is a member of ensemble 'ens'.*generate the ensemble"),
     "poll verbose str": (lambda c: c.exp.poll(1, verbose="quiet"), r"verbose must be True or False; got 'quiet'"),
     "preview show str": (lambda c: c.exp.preview(c.model, show="no"), r"show must be True or False; got 'no'"),
     "finished of an empty ensemble": (lambda c: c.exp.finished(c.exp.create_ensemble("empty")),

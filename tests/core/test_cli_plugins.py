@@ -52,7 +52,7 @@ def test_list_json_matches_the_in_process_records(simctl_cli, plugs):
         assert rec["families"] == ["strategy"]
         assert rec["provides"] == {"strategy": [name]}
         assert (rec["distribution"], rec["version"], rec["builtin"], rec["status"]) == (
-            "simctl", simctl.__version__, True, "ok")
+            "simctl-hpc", simctl.__version__, True, "ok")
     assert data["local"]["provides"] == {"launcher": ["local"]}
 
 

@@ -337,7 +337,13 @@ def test_importing_simctl_leaves_the_users_logging_alone():
     code = ("import logging, simctl; lg = logging.getLogger('simctl'); "
             "print(lg.propagate, [type(h).__name__ for h in lg.handlers], logging.getLogger().handlers)")
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["True", "['NullHandler']", "[]"]
+    assert out == ["True", "['_Unheard']", "[]"]
+    # with no logging set up, simctl's warnings are Python warnings (not lost), and can be silenced
+    code = ("import logging, warnings, simctl; logging.getLogger('simctl.x').warning('heard %d', 1); "
+            "warnings.filterwarnings('ignore', category=simctl.SimctlWarning); "
+            "logging.getLogger('simctl.x').warning('silenced')")
+    err = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "SimctlWarning: warning: heard 1" in err and "silenced" not in err
     # the user's own setup receives simctl's records
     code = ("import logging, simctl; logging.basicConfig(level=logging.INFO, format='%(name)s:%(message)s'); "
             "simctl.Experiment('x', exp_path='/tmp/simctl-never-made', launcher='auto')")

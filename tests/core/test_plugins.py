@@ -51,7 +51,7 @@ def test_builtin_plugins_come_from_entry_points(plugs):
     for name in BUILTIN_STRATEGIES:
         rec = by_name[name]
         assert rec.builtin is True
-        assert rec.distribution == "simctl"
+        assert rec.distribution == "simctl-hpc"
         assert rec.version == simctl.__version__
         assert rec.status == "ok", rec.error
         assert rec.provides == {"strategy": [name]}
@@ -61,7 +61,10 @@ def test_builtin_plugins_come_from_entry_points(plugs):
 
 def test_every_builtin_is_a_declared_entry_point(plugs):
     """The built-ins are registered in pyproject.toml like any third party's."""
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10 (scripts/test-pythons.sh)
+        import tomli as tomllib
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["simctl"]
     loaded = {r.name for r in plugs.records if r.builtin}
@@ -179,7 +182,7 @@ def test_clash_with_a_builtin_names_its_distribution(plugs):
     with pytest.raises(simctl.PluginError) as err:
         plugs.get("strategy", "random")
     msg = str(err.value)
-    assert "'random' (distribution simctl " + simctl.__version__ + ")" in msg
+    assert "'random' (distribution simctl-hpc " + simctl.__version__ + ")" in msg
     assert "'my-random' (registered in-process)" in msg
 
 
@@ -477,7 +480,7 @@ def test_a_real_package_clashing_with_a_builtin(clashing_plugin, tmp_path):
     mine, builtin = by_name["my_random"], by_name["random"]
     assert (mine.distribution, mine.version, mine.status) == ("simctl-clash-plugin", "2.0.0", "broken")
     assert builtin.status == "broken"
-    assert f"also provided by plugin 'random' (distribution simctl {simctl.__version__})" in mine.error
+    assert f"also provided by plugin 'random' (distribution simctl-hpc {simctl.__version__})" in mine.error
     assert "also provided by plugin 'my_random' (distribution simctl-clash-plugin 2.0.0)" in builtin.error
     exp = simctl.Experiment("clash", exp_path=str(tmp_path / "e"), plugins=plugs)
     try:

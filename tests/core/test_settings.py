@@ -354,6 +354,23 @@ def test_hostlists():
     assert rs.hostlist == ["a", "b"]
 
 
+def test_hostlists_in_the_workload_managers_syntax_are_expanded():
+    # the case: split on commas by hand, this was ['nid[001-003', '005]']
+    rs = RunSettings("echo")
+    rs.set_hostlist("nid[001-003,005]")
+    assert rs.hostlist == ["nid001", "nid002", "nid003", "nid005"]  # zero-padding kept
+    # pieces keep their order (shard i runs on host i); each range ascends, as `scontrol show hostnames`
+    bs = BatchSettings()
+    bs.set_hostlist("login2, nid[9-10],r[1-2]n[1-2]")
+    assert bs.hostlist == ["login2", "nid9", "nid10", "r1n1", "r1n2", "r2n1", "r2n2"]
+    assert RunSettings("echo", hostlist=["a[1-2]", "b"]).hostlist == ["a1", "a2", "b"]
+    for bad, why in (("nid[1-", "is not a host list"), ("nid[3-1]", "is not a host list"),
+                     ("n[1-2] m", "without spaces"), ("@rack1", "without spaces")):  # no ClusterShell group lookups
+        with pytest.raises(simctl.ConfigError, match=why):
+            rs.set_hostlist(bad)
+    assert rs.hostlist == ["nid001", "nid002", "nid003", "nid005"]
+
+
 WRONG = {"None": None, "bool": True, "negative": -1, "zero": 0, "float": 1.5, "nan": float("nan"),
          "int-str": "2", "empty": "", "list": ["a"], "nested": [["a"]], "dict": {"a": 1}, "bytes": b"x",
          "object": object()}

@@ -58,20 +58,15 @@ def test_start_block_false_returns_at_once_then_poll_and_finished(tmp_path):
     assert exp.get_status(model) == [Status.COMPLETED]
 
 
-def test_poll_verbose_logs_running_count(tmp_path, caplog):
+def test_poll_verbose_prints_running_count(tmp_path, capsys):
     exp = make_exp(tmp_path)
     rs = code_settings(exp, "import time; time.sleep(0.6)")
     model = exp.create_model("slowish", rs, path=str(tmp_path))
     exp.start(model, block=False)
-    logger = logging.getLogger("simctl")
-    caplog.set_level(logging.INFO, logger="simctl")  # a library logs at the level its user sets
-    logger.addHandler(caplog.handler)
-    try:
-        exp.poll(interval=0.1, verbose=True)
-    finally:
-        logger.removeHandler(caplog.handler)
+    exp.poll(interval=0.1, verbose=True)  # printed on stderr, with no logging set up
     assert exp.get_status(model) == [Status.COMPLETED]
-    assert any("1 job(s) running" in r.getMessage() for r in caplog.records)
+    err = capsys.readouterr().err
+    assert "x: 1 of 1 job(s) running after" in err and "x: 1 job(s) finished: 1 without failing, 0 failed" in err
 
 
 def test_get_status_of_an_ensemble_gives_each_member(tmp_path):
@@ -133,9 +128,12 @@ def test_summary_table_and_data(tmp_path):
     header = table[0].split()
     for col in ("Name", "Entity-Type", "JobID", "RunID", "Time", "Status", "Returncode"):
         assert col in header
-    body = [line.split() for line in table[2:]]
+    end = table.index("")  # the table; then the failures' report
+    body = [line.split() for line in table[2:end]]
     assert [(row[0], row[3], row[5], row[6]) for row in body] == [
         ("ok", "1", "Completed", "0"), ("bad", "1", "Failed", "1"), ("ok", "2", "Completed", "0")]
+    assert all(row[4].endswith("s") for row in body)  # a duration with its unit
+    assert table[end + 1] == "1 of 2 job(s) failed:" and "bad.err" in "\n".join(table[end:])
 
 
 def test_summary_of_an_ensemble_names_the_ensemble(tmp_path):
@@ -424,7 +422,7 @@ PROGRESS_DRIVER = """
 def test_progress_bar_when_output_is_a_terminal(tmp_path):
     rc, screen = _run_in_terminal(tmp_path, PROGRESS_DRIVER)
     assert rc == 0, screen
-    assert "bar: running" in screen
+    assert "Ensemble b" in screen  # labelled by entity
     assert "3/3" in screen
     assert "statuses: ['Completed', 'Completed', 'Completed']" in screen
 

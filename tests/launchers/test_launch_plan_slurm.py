@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from slurm_helpers import (
     PY,
-    outside_allocation,
     py_settings,
-    require_slurm,
     script,
     slurm_exp,
     wait_until,
@@ -25,13 +23,7 @@ from slurm_helpers import (
 import simctl
 from simctl import Status
 
-pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(autouse=True)
-def _cluster(monkeypatch):
-    require_slurm()
-    outside_allocation(monkeypatch)
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
 REPORT = """

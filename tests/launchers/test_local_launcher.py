@@ -33,7 +33,7 @@ def test_local_is_registered_through_the_entry_point():
     cls = plugs.get("launcher", "local")
     assert issubclass(cls, simctl.Launcher) and cls.name == "local"
     rec = [r for r in plugs.records if "local" in r.provides.get("launcher", [])]
-    assert rec and rec[0].builtin and rec[0].distribution == "simctl"
+    assert rec and rec[0].builtin and rec[0].distribution == "simctl-hpc"
 
 
 def test_local_rejects_run_commands_and_batch_settings(tmp_path):

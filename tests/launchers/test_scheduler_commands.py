@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 from slurm_helpers import (
     fake_command,
-    outside_allocation,
     path_without,
     py_settings,
-    require_slurm,
     scancel_quietly,
     script,
     slurm_exp,
@@ -35,13 +33,7 @@ import simctl
 from simctl import ConfigError, SchedulerError, Status
 from simctl.plugins.launchers.slurm import SlurmLauncher
 
-pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(autouse=True)
-def _cluster(monkeypatch):
-    require_slurm()
-    outside_allocation(monkeypatch)
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
 #: runs until the file named by its argument exists

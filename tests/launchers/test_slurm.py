@@ -19,9 +19,7 @@ from slurm_helpers import (
     PY,
     RECORDER,
     CmdLog,
-    outside_allocation,
     py_settings,
-    require_slurm,
     scancel_quietly,
     script,
     slurm_exp,
@@ -34,13 +32,7 @@ from slurm_helpers import (
 import simctl
 from simctl import Status
 
-pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(autouse=True)
-def _cluster(monkeypatch):
-    require_slurm()
-    outside_allocation(monkeypatch)
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
 #: prints what a model sees of Slurm, and its arguments, as JSON on one line

@@ -366,6 +366,18 @@ def test_srun_flags():
                                     "--mpi=pmix"]  # --exclusive given: no --exact added
 
 
+def test_slurm_host_lists_reach_srun_and_sbatch_expanded(tmp_path):
+    # "nid[001-003,005]" was split at its comma into two names no node has
+    rs = SrunSettings(exe="a.out", run_command="srun")
+    rs.set_hostlist("nid[001-003,005]")
+    assert "--nodelist=nid001,nid002,nid003,nid005" in rs.format_run_args()
+    exp = simctl.Experiment("p", exp_path=str(tmp_path / "p"), launcher="slurm", plugins=simctl.make_plugins())
+    bs = exp.create_batch_settings(nodes=2)
+    bs.set_hostlist("gpu[07-08]")
+    _, text = _preview(tmp_path, bs)
+    assert "#SBATCH --nodelist=gpu07,gpu08\n" in text
+
+
 def test_srun_runs_one_task_unless_told_otherwise():
     # inside an allocation srun would inherit SLURM_NTASKS and start the program once per
     # task of the whole allocation (a batch job's or salloc's)

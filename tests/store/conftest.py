@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from _markers import mark_slow_under
-from _missing_backend import MissingPlugin
+from _plugin_helpers import MissingRuntimePlugin
 from _store_helpers import REDIS_SERVER, Server, cluster_address, make_client
 
 from simctl.core.plugins import default_plugins, reset_default_plugins
@@ -82,6 +82,6 @@ def client(shared: Client) -> Client:
 def missing_runtime() -> Iterator[None]:
     """A real backend plugin, registered in-process, whose runtime is not installed."""
     reset_default_plugins()
-    default_plugins().register(MissingPlugin(), name="missing-runtime")
+    default_plugins().register(MissingRuntimePlugin(), name="missing-runtime")
     yield
     reset_default_plugins()

@@ -24,7 +24,7 @@ from _store_helpers import free_ports
 import simctl
 from simctl.ml.torch import serialize_model
 from simctl.store import Client, protocol
-from simctl.store.format import StoreError
+from simctl.store.format import StoreError, StoreTimeoutError
 
 
 class Rows(torch.nn.Module):
@@ -309,6 +309,19 @@ def test_a_cluster_runs_each_request_on_the_shard_holding_its_input(store: objec
         assert client.get_tensor(f"{{{name}}}.out").tolist() == [-1.0, -1.0]
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_store_is_ready_once_its_inference_workers_are_connected(tmp_path: Path, shards: int) -> None:
+    """Ready means served: every device's worker is connected when start() returns (a client gives
+    up on a device no worker serves after a few seconds, and a worker starts slower than that on a
+    loaded node)."""
+    exp, db = start_store(tmp_path, shards, ml_devices=["CPU", "GPU:0", "GPU:1"])
+    try:
+        with db.shards() as nodes:
+            assert [protocol.worker_devices(n.client_list()) for n in nodes] == [{"CPU", "GPU:0", "GPU:1"}] * shards
+    finally:
+        exp.stop(db)
+
+
 def test_gpu_workers_are_pinned_by_the_visibility_variables(tmp_path: Path) -> None:
     exp, db = start_store(tmp_path, 1, ml_devices=["CPU", "GPU:1"])
     try:
@@ -335,6 +348,11 @@ def test_no_worker_at_all_is_an_error_within_a_bounded_time(tmp_path: Path) -> N
             c.put_tensor("x", np.ones(1, np.float32))
             with pytest.raises(StoreError, match="no inference worker for CPU answered"):
                 c.run_model("m", "x", "y")
+            assert c._key_cmd("t", protocol.queue_key("w", "CPU"), "LLEN", protocol.queue_key("w", "CPU")) == 0
+            # a timeout shorter than the grace: the caller's timeout decides, and says why
+            with pytest.raises(StoreTimeoutError, match=r"run_model\('m'\): no reply within the timeout \(1 s\): no "
+                                                        r"inference worker for CPU is connected .* withdrawn"):
+                c.run_model("m", "x", "y", timeout=1)
             assert c._key_cmd("t", protocol.queue_key("w", "CPU"), "LLEN", protocol.queue_key("w", "CPU")) == 0
     finally:
         exp.stop(db)

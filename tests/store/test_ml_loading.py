@@ -429,7 +429,7 @@ ML, SCRIPT, FUNCTION = "add_ml_model", "add_script", "add_function"
 DEVICES = r"device must be 'CPU', 'GPU' \(the first GPU\) or 'GPU:n'"
 BAD: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (ML, lambda p: {"backend": 3}, r"add_ml_model\('m'\): backend must be a backend's name \(letters, digits, "
-                                   r"'_', '.', '\+', '-'; such as 'ONNX' or 'TORCH'\), got 3 \(int\)"),
+                                   r"'_', '\.', '\+', '-'; such as 'ONNX' or 'TORCH'\), got 3 \(int\)"),
     (ML, lambda p: {"backend": " "}, r"add_ml_model\('m'\): backend must be a backend's name .*got ' '"),
     (ML, lambda p: {"model": b"x", "model_path": str(p)}, r"either in memory .* not both; got model=b'x'"),
     (ML, lambda p: {"model": None}, r"add_ml_model\('m'\): no model: give model=bytes"),

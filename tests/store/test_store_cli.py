@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +263,7 @@ def test_a_store_whose_server_died_is_not_running(tmp_path):
     db = exp.create_database(port=free_ports())
     exp.start(db)
     info = json.loads((Path(db.path) / "shard-0.addr").read_text())
-    os.kill(info["pid"], 9)  # the server; its supervisor ends with it
+    os.kill(info["supervisor"], 9)  # the supervisor (which would restart a killed server); its server dies with it
     wait_until(lambda: gone(info["pid"]) and gone(info["supervisor"]), "the shard to end")
     proc = store("ls", exp.exp_path)
     assert proc.returncode == 1 and "store 'orchestrator'" in proc.stderr and "is not running" in proc.stderr
@@ -313,3 +315,29 @@ def test_a_server_that_refuses_the_recorded_password_is_not_the_store(tmp_path):
     assert f"store 'orchestrator' is not running: {info['addresses'][0]} refused the password" in proc.stderr
     assert "stale" not in proc.stderr and db.password not in proc.stderr
     exp.stop(db)
+
+
+def test_a_frozen_store_is_an_error_within_the_timeout_not_silence(tmp_path):
+    """simctl store ls/get wait --timeout seconds (default 10) for any answer: a
+    stopped server (SIGSTOP) is a clear error, not a silent wait."""
+    help_text = subprocess.run([SIMCTL, "store", "ls", "--help"], capture_output=True, text=True).stdout
+    assert "--timeout" in help_text and "[default: 10.0; x>0]" in " ".join(help_text.split())
+    exp = make_exp(tmp_path)
+    db = exp.create_database(port=free_ports())
+    exp.start(db)
+    try:
+        server = json.loads((Path(db.path) / "shard-0.addr").read_text())["pid"]
+        os.kill(server, signal.SIGSTOP)
+        try:
+            for cmd, args in (("ls", ()), ("get", ("k", "-o", str(tmp_path / "k.npy")))):
+                start = time.monotonic()
+                proc = store(cmd, exp.exp_path, *args, "--timeout", "1.5")
+                assert time.monotonic() - start >= 1.5
+                assert proc.returncode == 1, proc.stderr
+                assert (f"store 'orchestrator' is not running: {db.get_address()[0]} did not answer within 1.5 s "
+                        "(a stopped, hung or overloaded server; --timeout sets the wait)") in proc.stderr
+        finally:
+            os.kill(server, signal.SIGCONT)
+        assert store("ls", exp.exp_path, "--timeout", "1.5").returncode == 0
+    finally:
+        exp.stop(db)

@@ -383,7 +383,7 @@ def private(root: Path) -> list[str]:
 def test_every_file_of_a_store_is_private_while_it_runs_and_after_it_stopped(tmp_path, shards, tls_on):
     exp = make_exp(tmp_path)
     db = make_orchestrator(exp, port=free_ports(shards), db_nodes=shards, tls=tls_on)
-    db.set_db_conf("appendonly", "yes")  # append-only files too
+    assert db.persistence == "everysec"  # append-only files too (the default)
     exp.start(db)
     d = Path(db.path)
     with db.client() as c:

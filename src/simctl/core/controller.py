@@ -19,6 +19,7 @@ thread are not held up by the disk.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 import attrs
 
 from ..log import logger
-from . import manifest as mf
+from . import logs, manifest as mf
 from .entity import Entity, Handoff, PlanContext
 from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
@@ -83,13 +84,7 @@ class Job:
 
 def tail(path: str, lines: int = 10) -> str:
     """The last ``lines`` lines of a file (for error messages), or '' if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    return "\n".join(logs.tail(path, lines))
 
 
 class Controller:
@@ -125,6 +120,8 @@ class Controller:
         #: how many times the watcher saw a ready file change (readiness waits compare it)
         self._notices = 0
         self.hook_errors: list[str] = []
+        #: entities whose event files are followed, with their jobs, by watch key
+        self._event_watches: dict[str, tuple[Entity, list[Job]]] = {}
         #: what each ready entity that runs until stopped hands to later ones, by its name
         self.handoffs: dict[str, tuple[Entity, Handoff]] = {}
         #: keys of jobs left running on purpose (Ctrl-C with kill_on_interrupt=False): not stopped at exit
@@ -191,6 +188,7 @@ class Controller:
         for entity in entities:
             entity.prepare([s for s in plan.steps if plan.owner[s.key] is entity and not s.error])
         to_start = [launch for launch in plan.launches if not _failed(launch)]
+        self._keep_previous_outputs([s for s in plan.steps if not s.error])
         error: BaseException | None = None
         try:
             self.launcher.start(to_start)
@@ -202,8 +200,59 @@ class Controller:
                 raise error  # the launcher's own words; what it had started is recorded
             raise LaunchError(f"launcher {self.launcher.name!r} failed while starting: {error}; "
                               f"{sum(not j.done for j in jobs)} job(s) it had started are tracked") from error
+        self._watch_events(entities, jobs)
         self._wait_ready(entities, jobs)
         return jobs
+
+    def _keep_previous_outputs(self, steps: Sequence[ProcessStep]) -> None:
+        """Each run keeps its own output: before a job starts again, its previous
+        run's ``<name>.out``/``.err`` are renamed ``<name>.out.<run>`` (and that
+        run's record points there), so the new run's do not overwrite them."""
+        with self.lock:
+            latest = self.manifest.latest()
+        for step in steps:
+            prev = latest.get(step.key)
+            if prev is None:
+                continue
+            for field, path in (("out", step.out), ("err", step.err)):
+                if path and logs.out_path(prev, field == "err") == path and os.path.isfile(path):
+                    kept = f"{path}.{prev.run}"
+                    try:
+                        os.replace(path, kept)
+                    except OSError:
+                        continue
+                    with self.lock:
+                        setattr(prev, field, kept)
+                        self._pending[id(prev)] = prev
+
+    def _watch_events(self, entities: Sequence[Entity], jobs: list[Job]) -> None:
+        """Follow each entity's event files (:meth:`Entity.event_files`) until its jobs have ended."""
+        for entity in entities:
+            mine = [j for j in jobs if j.owner is entity and not j.done]
+            if not mine:
+                continue
+            steps = [j.step for j in mine]
+            try:
+                files = entity.event_files(steps)
+            except Exception as exc:  # an entity's bug must not fail a launch that happened
+                log.error("%s %r: could not name its event files: %r", entity.type, entity.name, exc)
+                continue
+            if not files:
+                continue
+            key = f"events:{id(self):x}:{entity.name}:{self._launches}"
+            with self.lock:
+                self._event_watches[key] = (entity, mine)
+            self.watcher.watch_files(key, files, functools.partial(_read_events, entity, steps))
+            _read_events(entity, steps)  # what was written before the watch began
+
+    def _events_ended(self, job: Job) -> None:
+        """Stop following the events of ``job``'s entity once all its jobs ended
+        (under the lock), reading what they wrote last."""
+        for key, (entity, mine) in list(self._event_watches.items()):
+            if job in mine and all(j.done for j in mine):
+                del self._event_watches[key]
+                self.watcher.unwatch(key)
+                _read_events(entity, [j.step for j in mine])
 
     def _before_launch(self, plan: LaunchPlan) -> None:
         """The hook on every process step; a failure fails its whole launch."""
@@ -243,7 +292,8 @@ class Controller:
                     status=st.status, reason=st.reason, ensemble=getattr(entity, "ensemble", None), path=step.cwd,
                     launched_at=now, finished_at=now if reason else None, key=step.key,
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
-                    until_stopped=owner.runs_until_stopped)
+                    until_stopped=owner.runs_until_stopped, out=step.out or None, err=step.err or None,
+                    argv=list(step.argv), env=dict(step.env))
                 job = Job(owner, step, self.launcher, rec, _NEW)
                 self.book.add(rec)
                 self._count(rec)
@@ -500,6 +550,11 @@ class Controller:
         rec = job.record
         if old == new and rec.reason == new.reason:
             return
+        if new.done:
+            try:  # the entity may know better why it ended (its own records)
+                new = job.owner.final_status(job.step, new)
+            except Exception as error:  # an entity's bug: keep the launcher's word
+                log.error("%s %r: could not read why %s ended: %r", job.owner.type, job.owner.name, job.key, error)
         job.status = new
         rec.status, rec.returncode, rec.reason = new.status, new.returncode, new.reason
         if new.done and rec.finished_at is None:  # a job given up on (final) ends here too
@@ -509,6 +564,8 @@ class Controller:
             if self._active.get(job.key) is job:
                 del self._active[job.key]
             self._finished.append(job)
+            if self._event_watches:
+                self._events_ended(job)
         if old.status != new.status or old.returncode != new.returncode:
             if hook_changed:
                 for plugin, exc in call_hook(self.plugins.pm, "simctl_entity_status_changed", entity=job.entity,
@@ -586,6 +643,13 @@ class Controller:
                 self.changed.wait(0.5 if left is None else min(left, 0.5))
         self._save(force=True)
         return True
+
+
+def _read_events(entity: Entity, steps: list[ProcessStep]) -> None:
+    try:
+        entity.on_events(steps)
+    except Exception as exc:  # an entity's bug must not stop the watcher
+        log.error("%s %r: could not read its events: %r", entity.type, entity.name, exc)
 
 
 def _failed(launch: ProcessStep | BatchJob) -> bool:

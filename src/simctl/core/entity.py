@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from .status import JobStatus
 from .steps import BatchJob, Launch, ProcessStep
 
 if TYPE_CHECKING:
@@ -128,3 +129,24 @@ class Entity:
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
         """What this (ready) entity gives to entities started after it."""
         return Handoff()
+
+    def event_files(self, steps: Sequence[ProcessStep]) -> list[str]:
+        """Files the started entity's processes append news to (a store's
+        restarts, saves, disk errors). From the launch until every job of the
+        entity has ended, the controller calls :meth:`on_events` whenever one
+        of them changes (in the file watcher's thread), and once more after
+        the last job ended. None by default."""
+        return []
+
+    def on_events(self, steps: Sequence[ProcessStep]) -> None:
+        """Read what is new in :meth:`event_files` and report it (the driver's
+        log). May be called from two threads at once; must not raise for
+        unreadable files. Nothing by default."""
+
+    def final_status(self, step: ProcessStep, status: JobStatus) -> JobStatus:
+        """The status to record for ``step``, which has just ended with
+        ``status`` as its launcher saw it: an entity that knows better (a
+        store whose shard ended while it should run, or whose final save
+        failed) gives the status and reason from its own records. A question
+        about files only; ``status`` by default."""
+        return status

@@ -22,6 +22,56 @@ class LaunchError(SimctlError):
     """Starting, watching or stopping work failed."""
 
 
+class JobsFailed(SimctlError):
+    """``start(..., raise_on_failure=True)``: jobs failed. ``jobs`` holds their
+    manifest records (``name``, ``key``, ``status``, ``returncode``, ``reason``,
+    ``out``, ``err``); the message says which and quotes their logs."""
+
+    def __init__(self, message: str, jobs: Sequence[object]) -> None:
+        super().__init__(message)
+        self.jobs = list(jobs)
+
+
+def interrupted(message: str) -> KeyboardInterrupt:
+    """What a blocking ``start`` or ``poll`` raises after Ctrl-C, once it has
+    stopped (or left running) the jobs it waited for: a plain
+    KeyboardInterrupt (so Python still exits with status 130 and ``except
+    KeyboardInterrupt`` catches it) whose message says what was done. If
+    nothing catches it, a script ends with that one line, without a
+    traceback (see :func:`quiet_interrupt`)."""
+    exc = KeyboardInterrupt(message)
+    exc.simctl_said = True  # type: ignore[attr-defined]
+    return exc
+
+
+def _quiet_hook(previous: object) -> object:
+    import sys
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+        if isinstance(exc, KeyboardInterrupt) and getattr(exc, "simctl_said", False):
+            print(f"simctl: {exc}", file=sys.stderr, flush=True)
+            return
+        previous(kind, exc, tb)  # type: ignore[operator]
+    return hook
+
+
+def quiet_interrupt() -> None:
+    """Make an uncaught KeyboardInterrupt from :func:`interrupted` print its
+    one line rather than a traceback: ``sys.excepthook`` is wrapped, only
+    when it is still Python's own (a program or IPython with its own hook
+    keeps it); every other exception goes to Python's hook as before."""
+    import sys
+
+    if sys.excepthook is sys.__excepthook__:
+        sys.excepthook = _quiet_hook(sys.excepthook)  # type: ignore[assignment]
+
+
+class SimctlWarning(UserWarning):
+    """What simctl warns a driver's user about (jobs that failed, ...), through
+    :mod:`warnings`: shown on stderr by default; silenced with
+    ``warnings.filterwarnings("ignore", category=simctl.SimctlWarning)``."""
+
+
 class SchedulerError(LaunchError):
     """A workload-manager command failed or printed something unexpected."""
 

@@ -74,7 +74,9 @@ def _plan(entities: Iterable[Any], exp_path: str, tag: str) -> list[_Unit]:
         run_dirs = getattr(entity, "run_dirs", None)
         if not callable(run_dirs):
             raise ConfigError(f"generate() takes models and ensembles, got {type(entity).__name__}")
-        top = os.path.join(exp_path, entity.name)
+        member_of = getattr(entity, "ensemble", None)  # a member alone: its own directory in its ensemble's
+        top = os.path.join(exp_path, *([member_of] if isinstance(member_of, str) and member_of else []),
+                           entity.name)
         runs = run_dirs(exp_path, tag)
         dirs = [d for _, d in runs]
         if any(d != top and d.rpartition(os.sep)[0] != top for d in dirs) or (top in dirs and len(dirs) > 1):
@@ -299,6 +301,7 @@ def generate(entities: Iterable[Any], exp_path: str, overwrite: bool = False,
     try:
         for unit in units:
             parent, leaf = os.path.split(unit.top)
+            os.makedirs(parent, exist_ok=True)  # an ensemble's directory, for a member generated alone
             staged.append((os.path.join(parent, f".{leaf}.tmp-{token}"), unit.top))
             _stage(unit, staged[-1][0], parsed, layouts, unknown_tags == "error")
         old = _swap_in(staged, overwrite, token)

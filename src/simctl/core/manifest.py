@@ -87,6 +87,13 @@ class JobRecord:
     handle: dict[str, Any] = attrs.field(factory=dict)
     #: the job runs until stopped (a store): not waited for by start(block=True)
     until_stopped: bool = False
+    #: the files receiving this run's standard output and error (see :mod:`.logs`)
+    out: str | None = None
+    err: str | None = None
+    #: what ran (executable and arguments, without the run command) and the entity's own environment
+    #: (never the secret one): what ``simctl rerun`` starts again after the driver is gone
+    argv: list[str] = attrs.field(factory=list)
+    env: dict[str, str | None] = attrs.field(factory=dict)
 
     @property
     def identity(self) -> Identity:
@@ -573,6 +580,14 @@ class ManifestFile:
             self.manifest.jobs += added
             self.manifest.jobs.sort(key=lambda r: r.launched_at or 0.0)
         return added
+
+
+def latest_records(records: Iterable[JobRecord]) -> list[JobRecord]:
+    """The latest run of each job (by key) among ``records``, in the order of their first launch."""
+    out: dict[str, JobRecord] = {}
+    for r in records:
+        out[r.key or r.name] = r
+    return list(out.values())
 
 
 def encode(records: Iterable[JobRecord]) -> list[tuple[Identity, str]]:

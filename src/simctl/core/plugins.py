@@ -23,6 +23,7 @@ import importlib
 import importlib.metadata as md
 import inspect
 import os
+import re
 import site
 import sys
 import sysconfig
@@ -35,6 +36,7 @@ import attrs
 import pluggy
 
 from . import checks, hookspecs
+from .distribution import NAME as DISTRIBUTION
 from .errors import ConfigError, PluginError, choices
 
 GROUP = "simctl"
@@ -62,7 +64,7 @@ class PluginRecord:
     error: str | None = None
     #: family -> names it provides ("strategy": ["all_perm"])
     provides: dict[str, list[str]] = attrs.field(factory=dict)
-    #: provided name -> why it cannot work here ("onnxruntime is not installed: pip install simctl[onnx]")
+    #: provided name -> why it cannot work here ("onnxruntime is not installed: pip install 'simctl-hpc[onnx]'")
     unavailable: dict[str, str] = attrs.field(factory=dict)
     hooks: list[str] = attrs.field(factory=list)
 
@@ -479,6 +481,11 @@ def _entry_points() -> Iterable[md.EntryPoint]:
     return md.entry_points(group=GROUP)
 
 
+def _normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``Simctl_HPC`` -> ``simctl-hpc``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def make_plugins(load_entrypoints: bool = True, disable: Iterable[str] | None = None) -> Plugins:
     """Build a fresh plugin manager: specs added, every entry point of the
     ``simctl`` group loaded on its own (unless ``load_entrypoints=False``).
@@ -491,14 +498,14 @@ def make_plugins(load_entrypoints: bool = True, disable: Iterable[str] | None = 
     records: list[PluginRecord] = []
     blocked = disabled_names() | {n.strip() for n in off if n.strip()}
     if load_entrypoints:
-        own = __name__.split(".")[0]
+        own = _normalize(DISTRIBUTION)
         first: dict[str, PluginRecord] = {}
         for ep in sorted(_entry_points(), key=lambda e: e.name):
             dist = getattr(ep, "dist", None)
             record = PluginRecord(
                 name=ep.name, distribution=dist.metadata["Name"] if dist else None,
                 version=dist.version if dist else None,
-                builtin=dist is not None and dist.metadata["Name"] == own)
+                builtin=dist is not None and _normalize(dist.metadata["Name"]) == own)
             records.append(record)
             if ep.name in blocked:
                 record.status = "disabled"

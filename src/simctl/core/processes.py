@@ -9,7 +9,10 @@ the reaper reaps, so every exit keeps its real return code. A concurrency
 limit keeps a huge ensemble from exhausting processes or file descriptors:
 steps beyond it stay QUEUED and start as others finish. ``stop`` ends the
 whole process tree: SIGTERM to the group and every descendant, SIGKILL after
-``stop_grace`` seconds; a step stopped while still queued is NEVER_STARTED. A
+``stop_grace`` seconds (a step's own ``stop_grace`` overrides it: a store
+finishing its final save is given as long as it needs); a step stopped while
+still queued is NEVER_STARTED. A step's output files are truncated at its start,
+or appended to (``append_output``). A
 walltime in a step's run settings is enforced: the step is stopped and
 FAILED with the reason.
 """
@@ -17,7 +20,9 @@ FAILED with the reason.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
+import math
 import os
 import resource
 import selectors
@@ -29,6 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import psutil
 
 from ..log import logger
@@ -61,7 +67,7 @@ def _signal_reason(rc: int) -> str:
 
 
 class _Proc:
-    __slots__ = ("step", "popen", "pidfd", "status", "tree", "stopping", "deadline", "adopted", "mark")
+    __slots__ = ("step", "popen", "pidfd", "status", "tree", "stopping", "deadline", "adopted", "mark", "grace")
 
     def __init__(self, step: ProcessStep | None) -> None:
         self.step = step
@@ -72,6 +78,8 @@ class _Proc:
         self.adopted: psutil.Process | None = None
         #: the value of MARK in the environment of the job's processes
         self.mark: str | None = None
+        #: an adopted job's own stop grace (its step's, recorded in its handle; None: the launcher's)
+        self.grace: float | None = None
         self.pidfd: int | None = None
         self.status = JobStatus(Status.QUEUED)
         #: descendants of the process, found when it is stopped
@@ -179,14 +187,15 @@ class ProcessLauncher(Launcher):
         if os.sep not in exe and shutil.which(exe, path=env.get("PATH")) is None:
             proc.status = JobStatus(Status.FAILED, None, f"executable {exe!r} not found on PATH")
             return
+        mode = "ab" if step.append_output else "wb"
         try:
-            out = open(step.out, "wb")
+            out = open(step.out, mode)
         except OSError as exc:
             proc.status = JobStatus(Status.FAILED, None, f"could not open output file {step.out}: "
                                                          f"{exc.strerror or exc}")
             return
         try:
-            with out, open(step.err, "wb") as err:
+            with out, open(step.err, mode) as err:
                 proc.popen = subprocess.Popen(argv, cwd=step.cwd, env=env, stdin=subprocess.DEVNULL,
                                               stdout=out, stderr=err, start_new_session=True, close_fds=True)
         except OSError as exc:
@@ -378,9 +387,13 @@ class ProcessLauncher(Launcher):
         victims: list[_Proc] = []
         #: jobs already being stopped for another reason (their walltime): that stop is waited for
         under_way: list[_Proc] = []
+        orphans: list[_Proc] = []  # adopted jobs whose own process is gone: what they left is still stopped
         with self._lock:
             for j in job_ids:
                 proc = self._procs.get(j)
+                if proc is not None and proc.status.done and proc.popen is None and proc.adopted is None \
+                        and proc.mark and reason is True:
+                    orphans.append(proc)
                 if proc is None or proc.status.done:
                     continue
                 if proc.stopping and proc.stopping != reason:
@@ -391,19 +404,61 @@ class ProcessLauncher(Launcher):
                     continue
                 proc.stopping = reason
                 victims.append(proc)
+        if orphans:
+            self._stop_orphans(orphans)
+        if victims:
+            with self._reaper_lock:  # their exits must be seen, even after a close()
+                self._ensure_reaper()
         self._find_trees(victims)
         for proc in victims:
             self._signal(proc, signal.SIGTERM)
-        left = self._wait_ended(victims, time.monotonic() + self.stop_grace)
-        self._find_trees(left)  # anything started while they were shutting down
-        for proc in left:
-            self._signal(proc, signal.SIGKILL)
-        left = self._wait_ended(left, time.monotonic() + 10)
+        start = time.monotonic()
+        deadline = {id(p): start + self._grace(p) for p in victims}
+        waiting, killed = victims, []
+        while waiting:  # each job gets its own grace (math.inf: until it ends by itself)
+            left = self._wait_ended(waiting, min(deadline[id(p)] for p in waiting))
+            now = time.monotonic()
+            late = [p for p in left if deadline[id(p)] <= now]
+            self._find_trees(late)  # anything started while they were shutting down
+            for proc in late:
+                self._signal(proc, signal.SIGKILL)
+            killed += late
+            waiting = [p for p in left if deadline[id(p)] > now]
+        left = self._wait_ended(killed, time.monotonic() + 10)
         for proc in left:
             log.error("process launcher: job %s (pid %s) did not end after SIGKILL",
                       proc.step.job_id if proc.step else "?", self._pid(proc))
         if under_way:
-            self._wait_ended(under_way, time.monotonic() + self.stop_grace + 10)
+            self._wait_ended(under_way, time.monotonic() + max(map(self._grace, under_way)) + 10)
+
+    def _stop_orphans(self, procs: list[_Proc]) -> None:
+        """Stop what jobs whose own process died left running (found by the
+        mark in their environment: a server whose supervisor was killed),
+        SIGTERM then SIGKILL after the job's grace."""
+        self._find_trees(procs)
+        left = [p for proc in procs for p in proc.tree if _alive(p)]
+        if not left:
+            return
+        log.warning("process launcher: stopping %d process(es) left by job(s) whose own process had ended: %s",
+                    len(left), ", ".join(str(p.pid) for p in left))
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        deadline = time.monotonic() + max(map(self._grace, procs))
+        while any(map(_alive, left)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for p in left:
+            if _alive(p):
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        for proc in procs:
+            proc.status = attrs.evolve(proc.status, reason=f"{proc.status.reason}; the {len(proc.tree)} "
+                                       "process(es) it left running were stopped")
+
+    def _grace(self, proc: _Proc) -> float:
+        """Seconds between SIGTERM and SIGKILL for this job: its step's own, else the launcher's."""
+        own = proc.step.stop_grace if proc.step is not None else proc.grace
+        return self.stop_grace if own is None else own
 
     def _mark(self, job_id: str) -> str:
         return f"{id(self):x}:{os.getpid()}:{job_id}"
@@ -482,7 +537,11 @@ class ProcessLauncher(Launcher):
                 ctime = psutil.Process(pid).create_time()
             except psutil.Error:
                 ctime = None
-            return {"pid": pid, "create_time": ctime, "mark": proc.mark}
+            out = {"pid": pid, "create_time": ctime, "mark": proc.mark}
+            grace = proc.step.stop_grace if proc.step is not None else None
+            if grace is not None:  # JSON has no infinity: -1 means "until it ends by itself"
+                out["stop_grace"] = -1 if math.isinf(grace) else grace
+            return out
 
     def adopt(self, job_id: str, handle: Mapping[str, Any]) -> bool:
         pid, ctime = handle.get("pid"), handle.get("create_time")
@@ -490,6 +549,9 @@ class ProcessLauncher(Launcher):
             return False
         proc = _Proc(None)
         proc.mark = handle.get("mark")
+        grace = handle.get("stop_grace")
+        if isinstance(grace, (int, float)) and not isinstance(grace, bool):
+            proc.grace = math.inf if grace < 0 else float(grace)
         try:
             p = psutil.Process(pid)
             alive = _alive(p) and (ctime is None or abs(p.create_time() - ctime) < 0.01)

@@ -60,6 +60,12 @@ def env_file(env: Mapping[str, str | None]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def _redirect(step: ProcessStep) -> str:
+    """A member's output redirections: truncating, or appending (``append_output``)."""
+    to = ">>" if step.append_output else ">"
+    return f"{to} {shlex.quote(step.out)} 2{to} {shlex.quote(step.err)}"
+
+
 def read_rc(path: str) -> int | None:
     """The exit status a batch member left in ``path``, or None if it did not end."""
     try:
@@ -216,12 +222,12 @@ class SchedulerLauncher(Launcher):
             body.append(f'case "{self.array_index}" in')
             for i, m in enumerate(job.members):
                 body.append(f"  {self.array_base + i}) ( cd {q(m.cwd)} && . {jd}/{i}.env && exec "
-                            f"{shlex.join(self.command(m))} ) > {q(m.out)} 2> {q(m.err)}; echo $? > {jd}/{i}.rc ;;")
+                            f"{shlex.join(self.command(m))} ) {_redirect(m)}; echo $? > {jd}/{i}.rc ;;")
             body.append("esac")
         else:
             for i, m in enumerate(job.members):
                 body.append(f"( ( cd {q(m.cwd)} && . {jd}/{i}.env && exec {shlex.join(self.command(m))} ) "
-                            f"> {q(m.out)} 2> {q(m.err)} & echo $! > {jd}/{i}.pid; wait $!; "
+                            f"{_redirect(m)} & echo $! > {jd}/{i}.pid; wait $!; "
                             f"echo $? > {jd}/{i}.rc ) &")
             # stop single members on request (<i>.stop, written by the launcher) until all have ended
             body += ['while [ -n "$(jobs -rp)" ]; do',

@@ -23,6 +23,7 @@ import attrs
 
 from . import checks
 from .errors import ConfigError
+from .hosts import expand as expand_hosts
 
 ArgValue = checks.FlagValue
 
@@ -103,13 +104,9 @@ def _exe_args(value: Any) -> list[str]:
 
 
 def _hostlist(value: Any) -> list[str]:
-    """Host names from ``"n1,n2"`` or a list of str: each non-empty, no spaces."""
-    hosts = checks.string_list("hostlist", value, split=lambda s: s.split(","), items=(str,))
-    hosts = [h.strip() for h in hosts]
-    bad = [h for h in hosts if not h or re.search(r"[\s,\0]", h)]
-    if bad:
-        raise ConfigError(f"hostlist: host names must be non-empty, without spaces or commas; got {value!r}")
-    return hosts
+    """Host names from ``"n1,n2"``, ``"nid[001-003,005]"`` or a list of such
+    (expanded by ClusterShell: :func:`simctl.core.hosts.expand`)."""
+    return expand_hosts("hostlist", value)
 
 
 # The converters are named, annotated functions (not lambdas, not made by a

@@ -51,6 +51,12 @@ class ProcessStep:
     per_node: list[str] | None = None
     #: a file the process writes once it is ready (for entities that run until stopped)
     ready_file: str | None = None
+    #: seconds between SIGTERM and SIGKILL when this step is stopped: None for the launcher's
+    #: ``stop_grace``; ``math.inf`` to wait until it ends by itself (a store finishing its final save)
+    stop_grace: float | None = None
+    #: append to ``out`` and ``err`` rather than truncate them at each start (a store's logs
+    #: keep the reason an earlier run ended)
+    append_output: bool = False
     #: set by ``Launcher.start``: the id to ask ``status`` / ``stop`` about
     job_id: str | None = None
     #: set by ``Launcher.start`` instead of ``job_id`` when the step could not be started

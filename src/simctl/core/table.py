@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .logs import shown_status
 from .manifest import JobRecord
 
 HEADERS = ("Name", "Entity-Type", "JobID", "RunID", "Time", "Status", "Returncode", "Reason")
 
 
-def rows(records: Sequence[JobRecord]) -> list[tuple[str, ...]]:
+def duration(seconds: float | None) -> str:
+    """A duration with its unit, in one word: ``0.42s``, ``12.3s``, ``3m07s``, ``2h05m``."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def rows(records: Sequence[JobRecord], paths: bool = False) -> list[tuple[str, ...]]:
+    """One row per record, as :data:`HEADERS` (and the run directory with ``paths``)."""
     out: list[tuple[str, ...]] = []
     for r in records:
-        elapsed = r.elapsed
-        out.append((r.name, r.entity_type + (f" ({r.ensemble})" if r.ensemble else ""), r.job_id or "-",
-                    str(r.run), "-" if elapsed is None else f"{elapsed:.3f}", str(r.status),
-                    "-" if r.returncode is None else str(r.returncode), r.reason))
+        row = (r.name, r.entity_type + (f" ({r.ensemble})" if r.ensemble else ""), r.job_id or "-",
+               str(r.run), duration(r.elapsed), shown_status(r),
+               "-" if r.returncode is None else str(r.returncode), r.reason)
+        out.append(row + ((r.path or "-",) if paths else ()))
     return out
 
 

@@ -9,7 +9,7 @@ The model is frozen: its variables become constants of one graph (a
 ``GraphDef``), fed through its named inputs and read from its named outputs.
 The batch dimension stays as the model declares it (``None`` for a Keras
 model built on ``keras.Input``: any batch size). tensorflow is imported when
-these are called (``pip install simctl[tf]``).
+these are called (``pip install 'simctl-hpc[tf]'``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import importlib
 import os
 from typing import Any
 
+from simctl.core.distribution import extra
 from simctl.core.errors import ConfigError
 
 #: what the helpers take, for error messages
@@ -32,7 +33,7 @@ def import_tensorflow() -> Any:
     try:
         return importlib.import_module("tensorflow")
     except ImportError as exc:
-        raise ConfigError(f"tensorflow does not import ({exc}): pip install simctl[tf]") from None
+        raise ConfigError(f"tensorflow does not import ({exc}): {extra('tf')}") from None
 
 
 def frozen_function(model: Any, positional_names: bool = False) -> Any:

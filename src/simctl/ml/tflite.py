@@ -7,8 +7,8 @@ The model is frozen (as for ``TF``) and converted by ``tf.lite.TFLiteConverter``
 into a flatbuffer. A Keras model's batch dimension stays dynamic, so any batch
 size runs. Its inputs are named ``input_0``, ``input_1``... in the order the
 model takes them, which is the order the ``TFLITE`` backend feeds them in.
-Converting needs tensorflow (``pip install simctl[tf]``); running needs only
-the LiteRT interpreter (``pip install simctl[tflite]``).
+Converting needs tensorflow (``pip install 'simctl-hpc[tf]'``); running needs only
+the LiteRT interpreter (``pip install 'simctl-hpc[tflite]'``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     model_bytes = serialize_model(net, example_inputs=x)  # torch.jit.trace
     script = serialize_function(timestwo)                 # TorchScript source text
 
-torch is imported when these are called (``pip install simctl[torch]``).
+torch is imported when these are called (``pip install 'simctl-hpc[torch]'``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from simctl.core.distribution import extra
 from simctl.core.errors import ConfigError
 
 
@@ -23,7 +24,7 @@ def _torch() -> Any:
     try:
         return importlib.import_module("torch")
     except ImportError as exc:
-        raise ConfigError(f"simctl.ml.torch needs torch ({exc}): pip install simctl[torch]") from None
+        raise ConfigError(f"simctl.ml.torch needs torch ({exc}): {extra('torch')}") from None
 
 
 def serialize_model(module: Any, example_inputs: Any = None) -> bytes:

@@ -16,6 +16,7 @@ from typing import Any
 _FROM = {"Client": "client", "LLDebug": "logs", "LLDeveloper": "logs", "LLInfo": "logs", "LLQuiet": "logs",
          "LogLevel": "logs", "log_data": "logs", "Dataset": "dataset", "FormatError": "format",
          "StoreConnectionError": "format", "StoreError": "format", "StoreKeyError": "format",
+         "StoreTimeoutError": "format",
          "ModelSpec": "spec"}
 
 
@@ -28,4 +29,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Client", "Dataset", "FormatError", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel",
-           "ModelSpec", "StoreConnectionError", "StoreError", "StoreKeyError", "log_data"]
+           "ModelSpec", "StoreConnectionError", "StoreError", "StoreKeyError", "StoreTimeoutError", "log_data"]

@@ -21,7 +21,7 @@ from . import format as fmt
 from .dataset import check_name
 from .format import FormatError, StoreError, StoreKeyError
 from .servers import Server, store_error
-from .wire import Parts
+from .wire import Parts, Waits
 
 
 class ClientBase:
@@ -41,6 +41,8 @@ class ClientBase:
     _get_prefix: str
     #: kind of key -> whether the prefixes apply
     _use_prefix: dict[str, bool]
+    #: how long calls wait for the store
+    _waits: Waits
 
     @property
     def _r(self) -> Any:
@@ -58,7 +60,7 @@ class ClientBase:
 
     def _error(self, what: str, exc: redis.RedisError) -> StoreError:
         """simctl's error for redis-py's ``exc`` raised by ``what``."""
-        return store_error(what, exc, self.addresses)
+        return store_error(what, exc, self.addresses, self._waits.timeout)
 
     def _one(self, key: str, *args: Any) -> Any:
         """Run a command on ``key``'s server (redis-py's errors)."""

@@ -38,14 +38,12 @@ from .inference import InferenceCommands
 from .logs import LLDebug, LLDeveloper, LLInfo, LLQuiet, LogLevel, log_data, write_log
 from .models import ModelCommands
 from .servers import open_servers
-from .wire import READ_SIZE
+from .wire import CONNECT_TIMEOUT, READ_SIZE, TIMEOUT, Waits
 
 __all__ = ["Client", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel", "log_data"]
 
-#: seconds to wait for a server to accept a connection before giving up
-CONNECT_TIMEOUT = 5.0
-#: seconds a command may wait for its answer before the client gives up
-COMMAND_TIMEOUT = 300.0
+#: ``command_timeout`` not given (the older name of ``timeout``)
+_OLD_NAME: Any = object()
 
 
 class Client(DatasetCommands, ModelCommands, InferenceCommands):
@@ -65,9 +63,24 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     compatibility: the client asks the server whether it is a Redis Cluster
     (one INFO when it connects) and works either way, so a script written with
     ``Client(cluster=False)`` runs unchanged against a sharded store.
-    ``logger_name`` is the context ``log_data`` writes. A store that cannot be
-    reached is a :class:`StoreConnectionError` within ``connect_timeout``
-    seconds per address.
+    ``logger_name`` is the context ``log_data`` writes.
+
+    Every call waits a bounded time. ``timeout`` (default 30 s,
+    :data:`~simctl.store.wire.TIMEOUT`) is the longest any call waits for an
+    answer of the store, ``Client()`` included (connecting, AUTH, its first
+    command), and the default limit of ``run_model``/``run_script`` (their
+    ``timeout=`` sets it per call); ``connect_timeout`` (default 5 s, never
+    more than ``timeout``) the longest a server may take to accept a
+    connection. A store that does not answer in time (stopped, hung,
+    overloaded) is a :class:`StoreTimeoutError` (a
+    :class:`StoreConnectionError`) saying so: ``Client()`` raises it within
+    ``timeout`` whatever the number of addresses; a call raises it once one
+    answer is ``timeout`` late (a large tensor may take longer as long as its
+    bytes keep flowing; :meth:`save` of a large store may need a longer
+    ``timeout``). A broken connection is
+    reconnected and the command sent once more, at once; a timeout never is.
+    ``timeout=None`` waits without limit. ``command_timeout`` is the older
+    name of ``timeout`` (given, it wins).
 
     Keys are prefixed as the launcher says (``SSKEYOUT``, ``SSKEYIN``; see
     :meth:`set_data_source` and the ``use_*_ensemble_prefix`` switches).
@@ -75,8 +88,8 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def __init__(self, cluster: bool | None = None, address: str | Iterable[str] | None = None,
                  password: str | None = None, *, username: str | None = None, tls_ca: str | None = None,
-                 logger_name: str = "Default", connect_timeout: float = CONNECT_TIMEOUT,
-                 command_timeout: float | None = COMMAND_TIMEOUT) -> None:
+                 logger_name: str = "Default", timeout: float | None = TIMEOUT,
+                 connect_timeout: float | None = CONNECT_TIMEOUT, command_timeout: Any = _OLD_NAME) -> None:
         if isinstance(cluster, str) and address is None:  # the older Client(address, cluster) order
             cluster, address = None, cluster
         if cluster is not None and not isinstance(cluster, bool):
@@ -95,9 +108,9 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             raise ConfigError(f"Client: the store's certificate authority {self._tls_ca!r} (tls_ca= or "
                               f"{contract.TLS_CA}) is not a file")
         self.addresses = [str(a) for a in parsed]
-        self._server = open_servers(parsed, self._password, username=self._username, tls_ca=self._tls_ca,
-                                    socket_connect_timeout=connect_timeout, socket_timeout=command_timeout,
-                                    socket_read_size=READ_SIZE, protocol=2)
+        self._waits = Waits(timeout if command_timeout is _OLD_NAME else command_timeout, connect_timeout)
+        self._server = open_servers(parsed, self._password, self._waits, username=self._username,
+                                    tls_ca=self._tls_ca, socket_read_size=READ_SIZE, protocol=2)
         # key prefixing (the reference documents' SSKEYIN / SSKEYOUT)
         self._put_prefix = env.keyout
         self._sources = list(env.keyin)
@@ -291,6 +304,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def save(self, addresses: str | Iterable[str] | None = None) -> None:
         """Make each given server (default: all) write its data to disk now
-        (SAVE). The admin user's, like :meth:`flush_db`."""
+        (SAVE; the client's ``timeout`` bounds each server's answer). The
+        admin user's, like :meth:`flush_db`."""
         for name, r in self._nodes(addresses, "save"):
             self._admin(f"save {name}", r.save)

@@ -42,6 +42,7 @@ from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
 from . import contract, roles, server as srv
 from .address import Address
+from .ports import free_ports
 from .protocol import check_devices
 
 #: options the documents pass for inference (ML models in the store, a later issue); accepted and kept
@@ -109,11 +110,13 @@ def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any
             "ml_options": tuple(ml), "server": srv.find_server(server), "ml_devices": devices}
 
 
-def tcp(port: int = 6780, ifname: str | list[str] = "lo", db_cpus: int = 1, custom_pinning: Any = None,
+def tcp(port: int | None = None, ifname: str | list[str] = "lo", db_cpus: int = 1, custom_pinning: Any = None,
         debug: bool = False, server: str | None = None, **kwargs: Any) -> ColocatedDB:
     """The options of ``Model.colocate_db_tcp``, checked. Other keyword
     arguments are server directives (``maxclients=100000``) or the inference
     options in :data:`ML_OPTIONS`."""
+    if port is None:
+        port = free_ports()  # free here, unlike a fixed default shared by every colocated store
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ConfigError(f"port must be an int between 1 and 65535; got {checks.show(port)}")
     names = checks.string_list("ifname", ifname, split=lambda s: s.split(","), items=(str,))

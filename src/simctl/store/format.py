@@ -198,6 +198,10 @@ class StoreConnectionError(StoreError, ConnectionError):
     """The store cannot be reached, refused the credentials, or went away."""
 
 
+class StoreTimeoutError(StoreConnectionError, TimeoutError):
+    """The store, or the inference worker running a request, did not answer within the timeout."""
+
+
 class StoreKeyError(StoreError, KeyError):
     """A key (or a dataset's tensor or metadata field) does not exist."""
 

@@ -3,7 +3,14 @@ multi-GPU forms. A run is a request to the inference worker beside the shard
 that holds its first input (the protocol is :mod:`.protocol`): pushed and
 waited for in one round trip, answered with the outputs stored or the
 worker's error (a model never stored, a wrong shape, a backend the worker
-does not have)."""
+does not have).
+
+Every run waits at most its ``timeout`` (default: the client's): then the
+request is withdrawn if no worker took it, and the caller gets a
+:class:`StoreTimeoutError` saying whether the request was still queued or
+taken by a worker that did not answer (hung, or a run longer than the
+timeout; the shard's supervisor restarts such a worker). A request is sent
+once and runs at most once (see :mod:`.protocol`)."""
 
 from __future__ import annotations
 
@@ -15,8 +22,61 @@ import redis
 from ..core.errors import ConfigError
 from . import protocol as pr, wire
 from .base import ClientBase, gpus
-from .format import StoreError
+from .format import StoreConnectionError, StoreError, StoreTimeoutError
 from .spec import names
+
+#: ``timeout`` not given: the client's
+_CLIENTS: Any = object()
+#: seconds a BLPOP's slice ends before a run's deadline, for its answer to come back by then (a server
+#: ends a blocking command up to 1/hz s late: 100 ms at the default hz 10); closer to the deadline than a
+#: slice of _MIN_SLICE would allow, the reply list is polled every _POLL seconds (LPOP)
+_MARGIN = 0.2
+_MIN_SLICE = 0.01
+_POLL = 0.02
+#: seconds the withdrawal of a request at its deadline may wait for each answer of the store
+_GIVE_UP = 2.0
+
+
+class _Deadline:
+    """A run's limit: when it ends, and how long each exchange of its wait may take."""
+
+    def __init__(self, limit: float | None, answer: float | None) -> None:
+        #: the run's timeout (None: no limit) and the client's wait for one answer
+        self.limit, self.answer = limit, answer
+        self.end = None if limit is None else time.monotonic() + limit
+
+    def left(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def passed(self) -> bool:
+        left = self.left()
+        return left is not None and left <= 0
+
+    def slice(self) -> float | None:
+        """Seconds the next BLPOP blocks: at most a slice, well within one
+        answer's wait, ending early enough before the deadline for its answer
+        to come back by then; None when too little time is left for one."""
+        s = pr.WAIT_SLICE
+        if self.answer is not None:
+            s = min(s, self.answer / 2)
+        left = self.left()
+        if left is not None:
+            s = min(s, left - _MARGIN)
+            if s < _MIN_SLICE:
+                return None
+        return s
+
+    def exchange(self) -> float | None:
+        """Seconds the next exchange may wait for its answer: no later than the deadline."""
+        left = self.left()
+        if left is None:
+            return self.answer
+        left = max(left, _MARGIN / 4)
+        return left if self.answer is None else min(left, self.answer)
+
+    def give_up(self) -> float:
+        """Seconds each exchange of the withdrawal at the deadline may wait."""
+        return _GIVE_UP if self.answer is None else min(_GIVE_UP, self.answer)
 
 
 def _offset(what: str, offset: Any) -> int:
@@ -33,7 +93,7 @@ class InferenceCommands(ClientBase):
     _devices: dict[tuple[str, str], str]
 
     def run_model(self, name: str, inputs: str | list[str] | None = None,
-                  outputs: str | list[str] | None = None) -> None:
+                  outputs: str | list[str] | None = None, *, timeout: Any = _CLIENTS) -> None:
         """Run the model ``name`` on the tensors ``inputs`` and store its results
         as the tensors ``outputs``, beside the store: by the inference worker of
         the shard that holds the first input, on the model's device. Returns once
@@ -41,33 +101,48 @@ class InferenceCommands(ClientBase):
         backend the worker does not have...) is a StoreError with the worker's
         words. Inputs are read with the data source's prefix when one is set
         (``SSKEYIN``, :meth:`set_data_source`), else with this entity's own;
-        outputs are written with its own."""
+        outputs are written with its own.
+
+        ``timeout``: the longest this call waits for the reply, in seconds
+        (default: the client's ``timeout``, 30 s unless set; None: no limit).
+        When it passes, a :class:`StoreTimeoutError` names the model and the
+        timeout and says where the request was: not yet taken by a worker
+        (busy with earlier requests, or hung: the request is withdrawn and
+        will not run), or taken and unanswered (the worker is hung, or the
+        run takes longer: the shard's supervisor kills and restarts a worker
+        that holds a request 2 s past its timeout, and its other requests are
+        answered with an error). The request is sent once: it runs at most
+        once."""
         what = f"run_model({name!r})"
         key = self._key("model", name, True, "run_model")
-        self._run("model", key, "", inputs, outputs, what)
+        self._run("model", key, "", inputs, outputs, what, timeout)
 
-    def run_script(self, name: str, fn_name: str, inputs: str | list[str], outputs: str | list[str]) -> None:
+    def run_script(self, name: str, fn_name: str, inputs: str | list[str], outputs: str | list[str], *,
+                   timeout: Any = _CLIENTS) -> None:
         """Run the function ``fn_name`` of the script (or function) stored as
-        ``name``, like :meth:`run_model`."""
+        ``name``, like :meth:`run_model` (``timeout`` too)."""
         what = f"run_script({name!r}, {fn_name!r})"
         key = self._key("model", name, True, "run_script")
         if not isinstance(fn_name, str) or not fn_name.isidentifier():
             raise ConfigError(f"{what}: fn_name must be the name of a function in the script, got {fn_name!r:.80}")
-        self._run("script", key, fn_name, inputs, outputs, what)
+        self._run("script", key, fn_name, inputs, outputs, what, timeout)
 
     def run_model_multigpu(self, name: str, offset: int, first_gpu: int, num_gpus: int,
-                           inputs: str | list[str] | None = None, outputs: str | list[str] | None = None) -> None:
+                           inputs: str | list[str] | None = None, outputs: str | list[str] | None = None, *,
+                           timeout: Any = _CLIENTS) -> None:
         """Run the copy of ``name`` on GPU ``first_gpu + offset % num_gpus``
-        (``offset``: an MPI rank, say, to spread callers over the GPUs)."""
+        (``offset``: an MPI rank, say, to spread callers over the GPUs);
+        ``timeout`` as :meth:`run_model`'s."""
         numbers = gpus("run_model_multigpu", first_gpu, num_gpus)
-        self.run_model(f"{name}.GPU:{numbers[_offset('run_model_multigpu', offset) % num_gpus]}", inputs, outputs)
+        self.run_model(f"{name}.GPU:{numbers[_offset('run_model_multigpu', offset) % num_gpus]}", inputs, outputs,
+                       timeout=timeout)
 
     def run_script_multigpu(self, name: str, fn_name: str, inputs: str | list[str], outputs: str | list[str],
-                            offset: int, first_gpu: int, num_gpus: int) -> None:
+                            offset: int, first_gpu: int, num_gpus: int, *, timeout: Any = _CLIENTS) -> None:
         """Like :meth:`run_model_multigpu` for a script's function."""
         numbers = gpus("run_script_multigpu", first_gpu, num_gpus)
         self.run_script(f"{name}.GPU:{numbers[_offset('run_script_multigpu', offset) % num_gpus]}", fn_name,
-                        inputs, outputs)
+                        inputs, outputs, timeout=timeout)
 
     # -- one request ---------------------------------------------------------------------------
 
@@ -78,82 +153,210 @@ class InferenceCommands(ClientBase):
     def _tensor_in(self, name: str, what: str) -> str:
         return self._key("tensor", name, bool(self._get_prefix), what)
 
-    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str) -> None:
+    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
+        limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")
         ins = [self._tensor_in(n, what) for n in names(f"{what}: inputs", inputs) or []]
         outs = [self._key("tensor", n, False, what) for n in names(f"{what}: outputs", outputs) or []]
         if not ins or not outs:
             raise ConfigError(f"{what}: give the {'inputs' if not ins else 'outputs'} (a tensor name or a list "
                               "of them)")
+        deadline = _Deadline(limit, self._waits.timeout)
         tag = self._tag(ins[0])
         device = self._devices.get((kind, key), "CPU")
         reply = pr.reply_key(tag, self._id)
-        rid, body = pr.request(reply, kind, key, ins, outs, fn)
+        rid, body = pr.request(reply, kind, key, ins, outs, fn, limit)
         queue = pr.queue_key(tag, device)
-        answer = self._wait_reply(what, tag, device, queue, reply, rid, body)
+        answer = self._wait_reply(what, tag, device, queue, reply, rid, body, deadline)
         if answer.get("error") is not None:
             raise StoreError(f"{what}: {answer['error']}")
         self._devices[(kind, key)] = str(answer.get("device") or device)
 
     def _wait_reply(self, what: str, tag: str, device: str, queue: str, reply: str, rid: str,
-                    body: bytes) -> dict[str, Any]:
+                    body: bytes, deadline: _Deadline) -> dict[str, Any]:
         """The reply to request ``rid``; StoreError when no worker of ``device``
         lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn),
-        or when the request is gone from the store with no reply, twice in a row."""
+        or when the request is gone from the store with no reply, twice in a row;
+        StoreTimeoutError when the deadline passes first (:meth:`_give_up`)."""
         gone_since: float | None = None
         lost = 0
-        got = self._send_and_wait(what, queue, body, reply)
+        got = self._send_and_wait(what, queue, body, reply, rid, deadline)
         while True:
             if got is None:
-                got = self._key_cmd(what, reply, "BLPOP", reply, pr.WAIT_SLICE)
+                blpop = deadline.slice()
+                if blpop is not None:
+                    got = self._exchange(what, queue, deadline, ("BLPOP", reply, _blpop_seconds(blpop)))
+                elif deadline.passed():  # the withdrawal looks at the replies too
+                    return self._give_up(what, tag, device, queue, reply, rid, body, deadline)
+                else:  # the deadline is at hand: poll
+                    time.sleep(min(_POLL, max(deadline.left() or 0, 0)))
+                    raw = self._exchange(what, queue, deadline, ("LPOP", reply))
+                    if raw is None:
+                        continue
+                    got = (reply, raw)
             if got is not None:
-                raw, got = got[1], None
-                try:
-                    answer = pr.parse(raw)
-                except ValueError:
-                    continue
-                if answer["id"] == rid:
+                answer = _answer(got[1], rid)
+                got = None
+                if answer is not None:
                     return answer
                 continue  # the reply to an earlier request this client gave up on
-            clients = self._key_cmd(what, queue, "CLIENT", "LIST")
+            if deadline.slice() is None:
+                continue  # to the withdrawal, above
+            clients = self._exchange(what, queue, deadline, ("CLIENT", "LIST"))
             if pr.has_worker(clients, device):
                 gone_since = None
-                lost = lost + 1 if self._lost(queue, tag, pr.worker_devices(clients), body, reply) else 0
+                lost = lost + 1 if self._lost(what, queue, tag, pr.worker_devices(clients), body, reply,
+                                              deadline) else 0
                 if lost >= 2:
                     raise StoreError(f"{what}: the request is no longer in the store and no reply came (was the "
                                      "store flushed, or its keys deleted, while it waited?); run it again")
                 continue
             now = time.monotonic()
             gone_since = gone_since or now
-            if now - gone_since >= pr.NO_WORKER_GRACE and self._key_cmd(what, queue, "LREM", queue, 1, body):
+            if now - gone_since >= pr.NO_WORKER_GRACE and self._exchange(what, queue, deadline,
+                                                                          ("LREM", queue, 1, body)):
                 raise StoreError(f"{what}: no inference worker for {device} answered on the store shard holding "
                                  f"{queue!r} for {pr.NO_WORKER_GRACE:g} s (is the store running, with ml_devices "
                                  f"including {device!r}?); the request was withdrawn")
 
-    def _lost(self, queue: str, tag: str, devices: set[str], body: bytes, reply: str) -> bool:
+    def _give_up(self, what: str, tag: str, device: str, queue: str, reply: str, rid: str, body: bytes,
+                 deadline: _Deadline) -> dict[str, Any]:
+        """At the deadline: withdraw the request from every queue of its shard,
+        in one transaction that also says where it was, and raise the
+        StoreTimeoutError that says so (or return the reply, come meanwhile)."""
+        limit = f"the timeout ({deadline.limit:g} s)"
+        node = self._node(what, queue)
+        try:
+            clients = wire.send_and_wait(node, [("CLIENT", "LIST")], timeout=deadline.give_up())
+            devices = sorted(pr.worker_devices(clients) | {device})
+            found = wire.send_and_wait(node, [("MULTI",), *[("LREM", pr.queue_key(tag, d), 1, body) for d in devices],
+                                              *[("LPOS", pr.taken_key(tag, d), body) for d in devices],
+                                              ("LRANGE", reply, 0, -1), ("EXEC",)], timeout=deadline.give_up())
+            if not isinstance(found, list) or len(found) != 2 * len(devices) + 1:
+                raise redis.ResponseError(f"the transaction answered {found!r:.200}")
+            for raw in found[-1]:
+                answer = _answer(raw, rid)
+                if answer is not None:  # it came in time, just
+                    wire.send_and_wait(node, [("LREM", reply, 1, raw)], timeout=deadline.give_up())
+                    return answer
+        except redis.TimeoutError:
+            raise StoreTimeoutError(f"{what}: no reply within {limit}, and the store shard holding {queue!r} did "
+                                    f"not answer the withdrawal within {deadline.give_up():g} s (stopped, hung or "
+                                    "overloaded?): the request may still run") from None
+        except redis.RedisError as exc:
+            raise self._error(f"{what}: withdrawing the request after {limit}", exc) from None
+        withdrawn = [d for d, n in zip(devices, found) if n]
+        holders = [d for d, pos in zip(devices, found[len(devices):]) if pos is not None]
+        if withdrawn:
+            if not pr.has_worker(clients, withdrawn[0]):
+                why = f"no inference worker for {withdrawn[0]} is connected to the store shard holding {queue!r}"
+            else:
+                why = (f"the inference worker for {withdrawn[0]} did not take it: it is busy with earlier requests "
+                       "(a long run holds its device until it ends, or until its own timeout), or hung")
+            raise StoreTimeoutError(f"{what}: no reply within {limit}: {why}. The request was withdrawn and will "
+                                    "not run; pass a longer timeout= to wait longer")
+        if holders:
+            raise StoreTimeoutError(f"{what}: no reply within {limit}: the inference worker for {holders[0]} took "
+                                    "the request and has not answered: it is hung, or the run takes longer than "
+                                    f"the timeout (pass a longer timeout=). A worker that holds a request "
+                                    f"{pr.HUNG_GRACE:g} s past its timeout is killed and restarted by the shard's "
+                                    "supervisor")
+        raise StoreTimeoutError(f"{what}: no reply within {limit}, and the request is no longer in the store (was "
+                                "the store flushed, or its keys deleted, while it waited?)")
+
+    def _lost(self, what: str, queue: str, tag: str, devices: set[str], body: bytes, reply: str,
+              deadline: _Deadline) -> bool:
         """Whether the request ``body`` is in no queue and no taken list of the
         shard's workers, with no reply waiting (one transaction on the shard)."""
-        node = self._server.node_of(queue)
-        if node is None:
-            return False
-        pipe = node.pipeline(transaction=True)
-        for device in devices:
-            pipe.execute_command("LPOS", pr.queue_key(tag, device), body)
-            pipe.execute_command("LPOS", pr.taken_key(tag, device), body)
-        pipe.execute_command("LLEN", reply)
         try:
-            found = pipe.execute()
+            found = self._places(self._node(what, queue), tag, devices, body, reply, deadline.exchange())
+        except redis.TimeoutError:
+            raise self._no_answer(what, queue, deadline) from None
         except redis.RedisError:
             return False  # not known: go on waiting
         return all(f is None for f in found[:-1]) and not found[-1]
 
-    def _send_and_wait(self, what: str, queue: str, body: bytes, reply: str) -> Any:
-        """RPUSH the request and BLPOP its reply (one slice) in one round trip
-        (:func:`wire.send_and_wait`); None when the reply is still to come."""
-        r = self._server.node_of(queue)
-        if r is None:  # let redis-py find the node; two round trips
-            self._key_cmd(what, queue, "RPUSH", queue, body)
-            return None
+    @staticmethod
+    def _places(node: redis.Redis, tag: str, devices: set[str], body: bytes, reply: str,
+                timeout: float | None) -> list[Any]:
+        """Where the request ``body`` is on its shard, in one transaction: its
+        position (or None) in the queue, then the taken list, of each of
+        ``devices``, and last the replies waiting in ``reply``."""
+        cmds: list[tuple[Any, ...]] = []
+        for d in sorted(devices):
+            cmds += [("LPOS", pr.queue_key(tag, d), body), ("LPOS", pr.taken_key(tag, d), body)]
+        found = wire.send_and_wait(node, [("MULTI",), *cmds, ("LRANGE", reply, 0, -1), ("EXEC",)], timeout=timeout)
+        if not isinstance(found, list) or len(found) != len(cmds) + 1:
+            raise redis.ResponseError(f"the transaction answered {found!r:.200}")
+        return found
+
+    def _node(self, what: str, key: str) -> redis.Redis:
+        """The ``redis.Redis`` of the server holding ``key`` (a cluster's node connected if need be)."""
+        node = self._server.node_of(key)
+        if node is not None:
+            return node
+        try:  # a cluster node redis-py has no connection to yet
+            return self._r.get_redis_connection(wire.node_of(self._r, key))  # type: ignore[no-any-return]
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            raise StoreConnectionError(f"{what}: no shard of the cluster holds {key!r}: {exc}") from None
+
+    def _exchange(self, what: str, key: str, deadline: _Deadline, cmd: tuple[Any, ...]) -> Any:
+        """``cmd`` on the server holding ``key``, waiting for its answer no
+        later than the deadline (plus a round trip's slack)."""
         try:
-            return wire.send_and_wait(r, [("RPUSH", queue, body), ("BLPOP", reply, pr.WAIT_SLICE)])
+            return wire.send_and_wait(self._node(what, key), [cmd], timeout=deadline.exchange())
+        except redis.TimeoutError:
+            raise self._no_answer(what, key, deadline) from None
+        except redis.RedisError as exc:
+            raise self._error(f"{what} {key!r}", exc) from None
+
+    def _no_answer(self, what: str, key: str, deadline: _Deadline) -> StoreTimeoutError:
+        waited = deadline.exchange() if deadline.limit is None else deadline.limit
+        return StoreTimeoutError(f"{what}: the store shard holding {key!r} did not answer within "
+                                 f"{waited if waited is not None else 0:g} s (stopped, hung or overloaded?); the "
+                                 "request, if it arrived, may still run once it answers")
+
+    def _send_and_wait(self, what: str, queue: str, body: bytes, reply: str, rid: str, deadline: _Deadline) -> Any:
+        """RPUSH the request and BLPOP its reply (one slice) in one round trip
+        (:func:`wire.send_and_wait`); None when the reply is still to come.
+        The request is sent once: when the connection breaks after it went
+        out, it is looked for on the shard; found, the wait goes on; not
+        found, StoreConnectionError (it may have run; it is not sent again)."""
+        r = self._node(what, queue)
+        cmds = [("RPUSH", queue, body), ("BLPOP", reply, _blpop_seconds(deadline.slice() or 0.001))]
+        try:
+            return wire.send_and_wait(r, cmds, timeout=deadline.exchange(), retry=False)
+        except redis.TimeoutError:
+            raise self._no_answer(what, queue, deadline) from None
+        except redis.ConnectionError as exc:
+            broke = exc
         except redis.RedisError as exc:
             raise self._error(f"{what} {queue!r}", exc) from None
+        try:
+            wait = deadline.give_up()
+            clients = wire.send_and_wait(r, [("CLIENT", "LIST")], timeout=wait)
+            tag = queue.partition("{")[2].partition("}")[0]
+            found = self._places(r, tag, pr.worker_devices(clients) | {queue.rpartition(".q.")[2]}, body, reply,
+                                 wait)
+        except redis.RedisError:
+            found = None
+        if found is not None and (any(f is not None for f in found[:-1])
+                                  or any(_answer(raw, rid) is not None for raw in found[-1])):
+            return None  # it arrived: wait for its reply
+        raise StoreConnectionError(f"{what}: the connection to the store shard holding {queue!r} broke after the "
+                                   f"request was sent ({broke}), and the shard holds no trace of it: it was lost on "
+                                   "the way, or it ran and its reply was lost with the connection. It was not sent "
+                                   "again (a request runs at most once): check its outputs, or run it again")
+
+
+def _blpop_seconds(seconds: float) -> str:
+    """BLPOP's timeout argument (Redis 6 takes a decimal number of seconds)."""
+    return f"{seconds:.3f}"
+
+
+def _answer(raw: Any, rid: str) -> dict[str, Any] | None:
+    """The reply ``raw`` if it answers request ``rid``."""
+    try:
+        answer = pr.parse(raw)
+    except ValueError:
+        return None
+    return answer if answer["id"] == rid else None

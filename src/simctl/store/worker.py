@@ -21,7 +21,9 @@ names them, kept loaded, and dropped when their key is published on
 model was stored with a ``batch_size``: up to ``batch_size`` rows (the first
 dimension of the inputs), waiting at most ``min_batch_timeout`` ms
 (:data:`DEFAULT_MIN_BATCH_WAIT_MS` when only ``min_batch_size`` is given) for
-``min_batch_size`` rows. An error (a model never stored, a wrong shape, a
+``min_batch_size`` rows, and never more than half the shortest ``timeout`` of
+the requests waiting (so that no caller gives up, and the supervisor does
+not take the worker for hung, while it waits). An error (a model never stored, a wrong shape, a
 function the script lacks) is the reply to that request; the worker goes on.
 """
 
@@ -32,7 +34,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -71,6 +73,8 @@ class Request(NamedTuple):
     fn: str
     inputs: list[str]
     outputs: list[str]
+    #: the caller's wait, in seconds (None: no limit)
+    timeout: float | None = None
 
 
 class RunError(Exception):
@@ -81,13 +85,17 @@ class Worker:
     """Serves one device's queue on one store server."""
 
     def __init__(self, address: str, password: str | None, device: str, cluster: bool,
-                 plugins: Plugins | None = None, *, username: str | None = None, tls_ca: str | None = None) -> None:
+                 plugins: Plugins | None = None, on_connected: Callable[[], None] | None = None, *,
+                 username: str | None = None, tls_ca: str | None = None) -> None:
         self.device = device
         self.password = password
         #: the user it logs in as, and a TLS store's certificate authority
         self.username, self.tls_ca = username, tls_ca
         self.address = address
         self.local = self._connect(address)
+        self.local.ping()  # connected, under its name: clients now see this device served...
+        if on_connected is not None:
+            on_connected()  # ...before a cluster's worker waits for the cluster to form
         self.tag = pr.tag_for(self._wait_for_slots() if cluster else None)
         self.cluster: Any = None  # a cluster client, for keys held by other shards
         self.owned: set[int] | None = self._owned if cluster else None
@@ -162,7 +170,14 @@ class Worker:
         return wire.exchange(self.conn, cmds)
 
     def _taken(self, reply: Any) -> list[bytes]:
-        """The requests a take (the TAKE script or BLMOVE) moved; its error ends the worker."""
+        """The requests a take (the TAKE script or BLMOVE) moved; its error ends
+        the worker, except a store refusing writes because its disk fails
+        (MISCONF): the worker waits for the disk rather than crash-loop."""
+        if isinstance(reply, redis.ResponseError) and str(reply).startswith("MISCONF"):
+            print(f"simctl inference worker ({self.device}): the store refuses writes, waiting: {reply}",
+                  file=sys.stderr, flush=True)
+            time.sleep(1.0)
+            return []
         if isinstance(reply, redis.ResponseError):
             raise reply
         return reply if isinstance(reply, list) else [] if reply is None else [reply]
@@ -242,6 +257,10 @@ class Worker:
                 if _rows(group, inputs) >= loaded.min_batch_size:
                     continue
                 wait = (loaded.min_batch_timeout or DEFAULT_MIN_BATCH_WAIT_MS) / 1000
+                # never so long that a caller gives up, or its supervisor takes the worker for hung
+                limits = [r.timeout for r in group if r.timeout is not None]
+                if limits:
+                    wait = min(wait, min(limits) / 2)
                 deadline = start + wait if deadline is None else min(deadline, start + wait)
             left = None if deadline is None else deadline - time.monotonic()
             if left is None or left <= 0:
@@ -269,7 +288,7 @@ class Worker:
             try:
                 msg = pr.parse(raw)
                 reqs.append(Request(raw, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
-                                    list(msg["in"]), list(msg["out"])))
+                                    list(msg["in"]), list(msg["out"]), pr.timeout_of(msg)))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
         return self._groups(reqs, cmds)
@@ -513,12 +532,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="a directory to import those plugins from, after this interpreter's own path (repeatable)")
     p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
                    help="an entry point not to load (repeatable)")
+    p.add_argument("--ready-fd", type=int, default=None, metavar="FD",
+                   help="a pipe to write one byte to once connected to the store (the supervisor waits for it)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # nothing to flush
     try:
         plugins = worker_plugins(args.plugin, args.plugin_path, args.disable_plugin)
         env = contract.read()
         worker = Worker(args.address, env.password, device_name(args.device), args.cluster, plugins,
+                        on_connected=None if args.ready_fd is None else lambda: _say_ready(args.ready_fd),
                         username=env.user, tls_ca=env.tls_ca)
         worker.fail_orphans(args.previous_exit)
         worker.serve()
@@ -528,6 +550,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _say_ready(fd: int) -> None:
+    """One byte on the supervisor's pipe: this worker is connected to the store."""
+    os.write(fd, b"1")
+    os.close(fd)
 
 
 if __name__ == "__main__":

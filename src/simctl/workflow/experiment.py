@@ -10,17 +10,19 @@ import os
 import signal
 import sys
 import threading
+import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from ..core import checks, generator, manifest as mf
+from ..core import checks, generator, logs, manifest as mf
 from ..core.checks import boolean, number, positive_int, show, string, string_list
 from ..core.controller import Controller, Job
 from ..core.entity import Entity
-from ..core.errors import ConfigError, choices
+from ..core.errors import ConfigError, JobsFailed, SimctlWarning, choices, interrupted, quiet_interrupt
 from ..core.expansion import Strategy, check_param_name, param_values
 from ..core.files import check_name
 from ..core.launcher import Launcher
@@ -165,6 +167,9 @@ class Experiment:
         self.launcher: Launcher = cls(**dict(launcher_options or {}))
         self._controller: Controller | None = None
         self._waited: set[Job] = set()
+        #: jobs that end by themselves started with block=False, not waited for yet: the next blocking start or
+        #: poll reports them, also when they ended before it was called
+        self._unwaited: set[Job] = set()
 
     def _pick_launcher(self, launcher: str) -> str:
         names = self.plugins.names("launcher")
@@ -248,14 +253,15 @@ class Experiment:
                       ("nodes", "time", "queue", "account", "batch_args"))
         return self.launcher.create_batch_settings(nodes, time, queue, account, batch_args, **kwargs)
 
-    def create_database(self, port: int = 6379, db_nodes: int = 1, interface: str | list[str] = "lo",
+    def create_database(self, port: int | None = None, db_nodes: int = 1, interface: str | list[str] = "lo",
                         batch: bool = False, hosts: Any = None, run_command: str | None = "auto",
                         db_cpus: int = 1, single_cmd: bool = True, **kwargs: Any) -> Any:
         """A feature store (:class:`simctl.store.Orchestrator`): one server, or
         a Redis Cluster of ``db_nodes`` >= 3 shards, on consecutive ports from
-        ``port``, bound to ``interface`` only and protected by a generated
-        password. ``start`` returns once it answers; entities started after it
-        find it through ``SSDB``."""
+        ``port`` (default: free ones here, with their cluster bus ports),
+        bound to ``interface`` only and protected by a generated password.
+        ``start`` returns once it answers; entities started after it find it
+        through ``SSDB``."""
         from ..store.orchestrator import make_orchestrator  # redis-py: start-up cost
 
         orc = make_orchestrator(self, port, db_nodes, interface, batch, hosts, run_command, db_cpus, single_cmd,
@@ -374,62 +380,188 @@ class Experiment:
     # -- running ---------------------------------------------------------------------------
 
     def start(self, *entities: Entity, block: bool = True, summary: bool = False,
-              kill_on_interrupt: bool = True) -> None:
+              kill_on_interrupt: bool = True, raise_on_failure: bool = False, only: str | None = None,
+              max_retries: int = 0) -> None:
         """Launch ``entities``. Entities that run until stopped (a store) are
         waited on until ready before the next ones start. ``block`` then waits
         until every job of this experiment that ends by itself has finished
         (also those started earlier with ``block=False``), not for the ones
-        that run until stopped; ``summary`` prints what is about to start;
+        that run until stopped; ``summary`` prints what is about to start.
+
+        When jobs it waited for failed, a blocking start says so (a
+        :class:`~simctl.SimctlWarning`: how many failed, each one's error log
+        and its last lines), or with ``raise_on_failure=True`` raises
+        :class:`~simctl.JobsFailed`, which carries their records.
+
+        ``only="failed"`` starts only the members (or models) whose latest
+        recorded run, in this driver or an earlier one, ended without
+        completing (Failed, Cancelled, Unknown), each in its own run directory.
+
         Ctrl-C while blocking stops the jobs waited for unless
-        ``kill_on_interrupt=False``."""
+        ``kill_on_interrupt=False``, then raises a KeyboardInterrupt whose
+        message says what was stopped: uncaught, it ends a script with that
+        one line, without a traceback (exit status 130, as for any Ctrl-C)."""
         ents = _flatten(entities)
-        for arg, value in (("block", block), ("summary", summary), ("kill_on_interrupt", kill_on_interrupt)):
+        for arg, value in (("block", block), ("summary", summary), ("kill_on_interrupt", kill_on_interrupt),
+                           ("raise_on_failure", raise_on_failure)):
             boolean(arg, value)
         if not ents:
             raise ConfigError("start() needs at least one entity (a Model, an Ensemble...)")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0 (how many times a failed job is started again), "
+                              f"got {show(max_retries)}")
+        if max_retries and not block:
+            raise ConfigError("max_retries needs block=True: the retries are started while start() waits")
+        if only is not None:
+            if only != "failed":
+                raise ConfigError(f"only must be 'failed' (or None for everything), got {show(only)}")
+            ents = self._failed_members(ents)
+            if not ents:
+                print(f"simctl: nothing to re-run: no job of {', '.join(e.name for e in _flatten(entities))} "
+                      "ended without completing", file=sys.stderr, flush=True)
+                return
+        self._place_members(ents)
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
-            self._block(kill_on_interrupt)
+            self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
+        else:
+            self._unwaited.update(j for j in jobs if j.ends)
+
+    def _recorded(self, keys: Iterable[str]) -> dict[str, mf.JobRecord]:
+        """The latest record of each key that has one (this driver's or an earlier driver's)."""
+        with self.controller.lock:
+            latest = self.controller.manifest.latest()
+        return {k: latest[k] for k in keys if k in latest}
+
+    def _failed_members(self, entities: list[Entity]) -> list[Entity]:
+        """The models and members of ``entities`` whose latest run ended without completing."""
+        out: list[Entity] = []
+        for ent in entities:
+            if not isinstance(ent, (Ensemble, Model)):
+                raise ConfigError(f"only='failed' re-runs models and ensemble members; {ent.type} {ent.name!r} "
+                                  "is neither")
+            models: list[Model] = list(ent) if isinstance(ent, Ensemble) else [ent]
+            recs = self._recorded(m.key for m in models)
+            for m in models:
+                rec = recs.get(m.key)
+                if rec is not None and rec.status.is_terminal and rec.status is not Status.COMPLETED:
+                    out.append(m)
+        return out
+
+    def _place_members(self, entities: list[Entity]) -> None:
+        """Members run in their own run directories, never in the current one:
+        a member started alone takes its ``path``, else the one its last run
+        used (an earlier driver's), else its generated place
+        ``<exp_path>/<ensemble>/<member>``, and is refused if it has none; so
+        do the members of an ensemble that was not generated in this driver
+        (and has no ``path``) when an earlier driver generated or ran them."""
+        alone = [e for e in entities if isinstance(e, Model) and e.ensemble and not e.path]
+        unplaced = [e for e in entities if isinstance(e, Ensemble) and e.path is None]
+        if not alone and not unplaced:
+            return
+        with self.controller.lock:
+            latest = self.controller.manifest.latest()  # once: a 10,000-member ensemble costs one pass
+
+        def place(member: Model) -> bool:
+            rec = latest.get(member.key)
+            for candidate in (rec.path if rec else None,
+                              os.path.join(self.exp_path, member.ensemble or "", member.name)):
+                if candidate and os.path.isdir(candidate):
+                    member.path = candidate
+                    return True
+            return False
+
+        for member in alone:
+            if not place(member):
+                raise ConfigError(f"member {member.name!r} of ensemble {member.ensemble!r} has no run directory: "
+                                  "generate it (exp.generate(ensemble) or exp.generate(member)) before starting "
+                                  "it alone")
+        for ens in unplaced:
+            members = [m for m in ens if not m.path]
+            if members and place(members[0]):  # generated or run before: each member where it was
+                for member in members[1:]:
+                    place(member)
 
     def _ending(self) -> list[Job]:
         """The jobs start(block=True) waits for: those waited for from the
         start, and any that end by themselves started meanwhile."""
         return list(dict.fromkeys([*self._waited, *self.controller.active(ends=True)]))
 
-    def _block(self, kill_on_interrupt: bool) -> None:
+    def _block(self, kill_on_interrupt: bool, raise_on_failure: bool, started: list[Job],
+               max_retries: int = 0) -> None:
         c = self.controller
-        self._waited = set(c.active(ends=True))
-        try:
-            with progress_ticker(f"{self.name}: running", enabled=sys.stdout.isatty()) as tick:
-                c.wait(self._ending, tick=tick)
-        except KeyboardInterrupt:
-            self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
-            raise
-        failed = [j for j in self._waited if j.status.status is Status.FAILED]
-        if failed:
-            log.warning("%d of %d job(s) failed: %s", len(failed), len(self._waited),
-                        "; ".join(f"{j.key}: {j.status.reason or 'exit ' + str(j.status.returncode)}"
-                                  for j in failed[:5]))
+        # those it started (or started earlier without waiting) may have ended already
+        self._waited = {*started, *self._unwaited, *c.active(ends=True)}
+        self._unwaited.clear()
+        retryable = {j.key for j in started if isinstance(j.entity, Model)}
+        for attempt in range(max_retries + 1):
+            try:
+                with progress_ticker(self._progress_rows, enabled=_interactive()) as tick:
+                    c.wait(self._ending, tick=tick)
+            except KeyboardInterrupt as exc:
+                said = self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
+                if getattr(exc, "simctl_said", False):
+                    raise
+                quiet_interrupt()
+                raise interrupted(said) from None
+            failed = [j for j in self._waited if j.status.status is Status.FAILED and j.key in retryable]
+            if attempt == max_retries or not failed:
+                break
+            print(f"simctl: {len(failed)} job(s) failed, starting them again (retry {attempt + 1} of "
+                  f"{max_retries}): {', '.join(j.key for j in failed[:5])}{' ...' if len(failed) > 5 else ''}",
+                  file=sys.stderr, flush=True)
+            models = []
+            for j in failed:
+                model = j.entity
+                if model.path is None:
+                    model.path = j.step.cwd  # where it ran: a retry runs there again
+                models.append(model)
+            again = c.launch(models)
+            self._waited = (self._waited - set(failed)) | set(again)
+        self._report(list(self._waited), raise_on_failure)
 
-    def _interrupted(self, jobs: list[Job], kill: bool, what: str) -> None:
+    def _progress_rows(self) -> list[tuple[str, int, int, int, bool]]:
+        """Per entity waited for: (label, done, failed, total, runs until stopped)."""
+        by_owner: dict[int, tuple[Entity, list[Job]]] = {}
+        for j in list(dict.fromkeys([*self._waited, *self.controller.active()])):
+            by_owner.setdefault(id(j.owner), (j.owner, []))[1].append(j)
+        out = []
+        for owner, jobs in by_owner.values():
+            out.append((f"{owner.type} {owner.name}", sum(j.done for j in jobs),
+                        sum(j.status.status is Status.FAILED for j in jobs), len(jobs), not all(j.ends for j in jobs)))
+        return out
+
+    def _report(self, jobs: list[Job], raise_on_failure: bool, stacklevel: int = 4) -> None:
+        """Say which of ``jobs`` failed (a SimctlWarning), or raise JobsFailed."""
+        failed = [j.record for j in jobs if j.status.status is Status.FAILED]
+        if not failed:
+            return
+        text = logs.failure_report(failed, len(jobs))
+        if raise_on_failure:
+            raise JobsFailed(text, failed)
+        warnings.warn(text, SimctlWarning, stacklevel=stacklevel)  # the line of the driver that called
+
+    def _interrupted(self, jobs: list[Job], kill: bool, what: str) -> str:
         """Ctrl-C while waiting: stop the unfinished ``jobs`` (unless not
-        ``kill``), saying so on screen either way. A second Ctrl-C during the
-        stop does not interrupt it (the jobs would be left running untracked)."""
+        ``kill``), saying so on screen either way; returns one line saying
+        what was done. A second Ctrl-C during the stop does not interrupt it
+        (the jobs would be left running untracked)."""
         active = [j for j in jobs if not j.done]
+        names = ", ".join(j.key for j in active[:5]) + (" ..." if len(active) > 5 else "")
         if kill:
             print(f"\nInterrupted: stopping {len(active)} job(s) {what} "
                   "(kill_on_interrupt=True; Ctrl-C again is ignored until they are stopped)",
                   file=sys.stderr, flush=True)
             with _ignoring_sigint():
                 self.controller.stop(active, "interrupted (Ctrl-C)")
-            print("Stopped.", file=sys.stderr, flush=True)
-        else:
-            self.controller.detached.update(j.key for j in active)
-            print(f"\nInterrupted: {len(active)} job(s) keep running (kill_on_interrupt=False; also after "
-                  f"the driver exits: `simctl status {self.exp_path}` and `simctl stop` find them)",
-                  file=sys.stderr, flush=True)
+            return f"interrupted (Ctrl-C): stopped {len(active)} job(s) {what}" + (f": {names}" if active else "")
+        self.controller.detached.update(j.key for j in active)
+        print(f"\nInterrupted: {len(active)} job(s) keep running (kill_on_interrupt=False; also after "
+              f"the driver exits: `simctl status {self.exp_path}` and `simctl stop` find them)",
+              file=sys.stderr, flush=True)
+        return f"interrupted (Ctrl-C): {len(active)} job(s) {what} keep running" + (f": {names}" if active else "")
 
     def stop(self, *entities: Entity) -> None:
         """Stop ``entities`` (ending their whole process trees); with no
@@ -440,19 +572,32 @@ class Experiment:
 
     def poll(self, interval: float = 10, verbose: bool = True, kill_on_interrupt: bool = True) -> None:
         """Block until every running job of this experiment that ends by itself
-        finishes, logging the count of running jobs every ``interval`` seconds."""
+        finishes; with ``verbose``, print (on stderr) every ``interval``
+        seconds how many run, and at the end how many completed and failed.
+        Failures are reported as by :meth:`start`."""
         number("interval", interval, above=0)
         boolean("verbose", verbose)
         boolean("kill_on_interrupt", kill_on_interrupt)
         c = self.controller
-        jobs = c.active(ends=True)
+        jobs = list(dict.fromkeys([*self._unwaited, *c.active(ends=True)]))
+        self._unwaited.clear()
+        began = time.monotonic()
         try:
             while not c.wait(jobs, timeout=interval):
                 if verbose:
-                    log.info("%d job(s) running", sum(not j.done for j in jobs))
-        except KeyboardInterrupt:
-            self._interrupted(jobs, kill_on_interrupt, "poll() was waiting for")
-            raise
+                    print(f"simctl: {self.name}: {sum(not j.done for j in jobs)} of {len(jobs)} job(s) running "
+                          f"after {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+        except KeyboardInterrupt as exc:
+            said = self._interrupted(jobs, kill_on_interrupt, "poll() was waiting for")
+            if getattr(exc, "simctl_said", False):
+                raise
+            quiet_interrupt()
+            raise interrupted(said) from None
+        if verbose:
+            failed = sum(j.status.status is Status.FAILED for j in jobs)
+            print(f"simctl: {self.name}: {len(jobs)} job(s) finished: {len(jobs) - failed} without failing, "
+                  f"{failed} failed", file=sys.stderr, flush=True)
+        self._report(jobs, False, stacklevel=3)
 
     def finished(self, entity: Entity) -> bool:
         """Whether ``entity`` (every member of an ensemble) has finished."""
@@ -467,10 +612,28 @@ class Experiment:
 
     def get_status(self, *entities: Entity) -> list[Status]:
         """The status of each job of ``entities`` (each member of an ensemble,
-        each shard of a store); NEW if never started."""
+        each shard of a store): this driver's, else the one the manifest
+        records (an earlier driver's run); NEW if never started."""
         keys = self._keys(entities)
         statuses = self.controller.statuses(keys)
-        return [statuses[k].status if k in statuses else Status.NEW for k in keys]
+        recorded = self._recorded(k for k in keys if k not in statuses)
+        return [statuses[k].status if k in statuses else recorded[k].status if k in recorded else Status.NEW
+                for k in keys]
+
+    def logs(self, entity: Entity | str, err: bool = False) -> str:
+        """The output (``err``: the error output) of the latest run of
+        ``entity`` (a model, a member, an ensemble: each member's, headed by its
+        name; or a job's name or key), as :command:`simctl logs` prints it."""
+        boolean("err", err)
+        name = entity if isinstance(entity, str) else None
+        keys = self._keys([entity]) if name is None else None
+        with self.controller.lock:
+            latest = self.controller.manifest.latest()
+        recs = logs.select(latest, name) if name is not None else [latest[k] for k in keys or () if k in latest]
+        if not recs:
+            raise ConfigError(f"{name or entity.name!r} has no recorded run in this experiment "  # type: ignore[union-attr]
+                              f"({self.exp_path})")
+        return logs.read_logs(recs, err)
 
     @staticmethod
     def _keys(entities: Iterable[Any]) -> list[str]:
@@ -500,13 +663,30 @@ class Experiment:
         return self.controller.records()
 
     def summary(self) -> str:
-        """A table of every launch: name, entity type, job id, run, time, status, return code."""
-        return render_table(self.summary_data())
+        """A table of every launch: name, entity type, job id, run, time, status,
+        return code; then, if the latest run of some jobs failed, how many, with
+        each one's error log and last lines."""
+        records = self.summary_data()
+        latest = [r for r in mf.latest_records(records) if not r.until_stopped]
+        report = logs.failure_report([r for r in latest if r.status is Status.FAILED], len(latest))
+        return render_table(records) + (f"\n\n{report}" if report else "")
 
     @property
     def hook_errors(self) -> list[str]:
         """Errors raised by plugins' lifecycle hooks (each also logged)."""
         return list(self.controller.hook_errors)
+
+
+def _interactive() -> bool:
+    """Whether to draw progress: a terminal, or a Jupyter kernel (rich draws a widget there)."""
+    if sys.stdout.isatty():
+        return True
+    shell = sys.modules.get("IPython")
+    try:
+        ip = shell.get_ipython() if shell is not None else None
+    except Exception:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 def _driver_identity() -> dict[str, Any]:

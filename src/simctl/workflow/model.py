@@ -107,10 +107,10 @@ class Model(StoreMethods, Entity):
 
     # -- colocated store -----------------------------------------------------------------
 
-    def colocate_db_tcp(self, port: int = 6780, ifname: str | list[str] = "lo", db_cpus: int = 1,
+    def colocate_db_tcp(self, port: int | None = None, ifname: str | list[str] = "lo", db_cpus: int = 1,
                         custom_pinning: Any = None, debug: bool = False, **kwargs: Any) -> None:
         """Start a store beside this model on each node it runs on, reachable
-        over TCP on ``port`` of ``ifname`` (``SSDB`` tells the application
+        over TCP on ``port`` (default: a port free here, picked now) of ``ifname`` (``SSDB`` tells the application
         where); it stops when the application ends."""
         from ..store import colocated  # its server checks import redis-py: start-up cost
 
@@ -152,9 +152,7 @@ class Model(StoreMethods, Entity):
         return [step]
 
     def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Model, str]]:
-        """The run directories generate() writes for this entity: (model, directory)."""
-        if self.ensemble:
-            raise ConfigError(f"model {self.name!r} is a member of ensemble {self.ensemble!r}, whose directory "
-                              f"holds it: generate the ensemble (exp.generate(ensemble)), not the member alone")
-        return [(self, os.path.join(exp_path, self.name))]
+        """The run directories generate() writes for this entity: (model, directory);
+        a member of an ensemble alone gets its place in the ensemble's directory."""
+        return [(self, os.path.join(exp_path, *([self.ensemble] if self.ensemble else []), self.name))]
 

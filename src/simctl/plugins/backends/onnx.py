@@ -1,4 +1,4 @@
-"""The ``ONNX`` backend: ONNX models run by onnxruntime (``pip install simctl[onnx]``).
+"""The ``ONNX`` backend: ONNX models run by onnxruntime (``pip install 'simctl-hpc[onnx]'``).
 
 onnxruntime is imported when a model is loaded, never when plugins are listed.
 ``GPU:n`` needs an onnxruntime build with the CUDA execution provider
@@ -41,7 +41,7 @@ class OnnxBackend(Backend):
 
     name = "ONNX"
     requires = ("onnxruntime",)
-    install_hint = "simctl[onnx]"
+    install_hint = "simctl-hpc[onnx]"
 
     def load(self, model: bytes, device: str = "CPU", inputs: Sequence[str] | None = None,
              outputs: Sequence[str] | None = None) -> OnnxModel:

@@ -1,4 +1,4 @@
-"""The ``TF`` backend: frozen TensorFlow graphs run by tensorflow (``pip install simctl[tf]``).
+"""The ``TF`` backend: frozen TensorFlow graphs run by tensorflow (``pip install 'simctl-hpc[tf]'``).
 
 A model is a frozen graph: a serialized ``GraphDef`` whose variables are
 constants, as :func:`simctl.ml.tf.serialize_model` makes it from a Keras
@@ -69,7 +69,7 @@ class TfBackend(Backend):
 
     name = "TF"
     requires = ("tensorflow",)
-    install_hint = "simctl[tf]"
+    install_hint = "simctl-hpc[tf]"
 
     def load(self, model: bytes, device: str = "CPU", inputs: Sequence[str] | None = None,
              outputs: Sequence[str] | None = None) -> TfModel:

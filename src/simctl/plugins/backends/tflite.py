@@ -1,5 +1,5 @@
 """The ``TFLITE`` backend: TFLite flatbuffers run by the LiteRT interpreter
-(``pip install simctl[tflite]``), on the CPU.
+(``pip install 'simctl-hpc[tflite]'``), on the CPU.
 
 A model is what ``tf.lite.TFLiteConverter`` writes (or
 :func:`simctl.ml.tflite.serialize_model`). Its inputs and outputs are those of
@@ -84,7 +84,7 @@ class TfliteBackend(Backend):
 
     name = "TFLITE"
     requires = ("ai_edge_litert",)
-    install_hint = "simctl[tflite]"
+    install_hint = "simctl-hpc[tflite]"
 
     def load(self, model: bytes, device: str = "CPU", inputs: Sequence[str] | None = None,
              outputs: Sequence[str] | None = None) -> TfliteModel:

@@ -1,5 +1,5 @@
 """The ``TORCH`` backend: TorchScript models, scripts and functions run by
-torch (``pip install simctl[torch]``).
+torch (``pip install 'simctl-hpc[torch]'``).
 
 A model is what ``torch.jit.save`` writes (or :func:`simctl.ml.torch.serialize_model`);
 a script is TorchScript source text with one or more functions
@@ -48,7 +48,7 @@ class TorchBackend(Backend):
 
     name = "TORCH"
     requires = ("torch",)
-    install_hint = "simctl[torch]"
+    install_hint = "simctl-hpc[torch]"
 
     def _device(self, torch: Any, device: str) -> Any:
         kind, index = parse_device(device)
