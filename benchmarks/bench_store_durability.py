@@ -77,7 +77,7 @@ def raw(db: Any, i: int = 0, **kwargs: Any) -> Any:
     import redis
 
     host, _, port = db.get_address()[i].rpartition(":")
-    return redis.Redis(host=host, port=int(port), password=db.password, **kwargs)
+    return redis.Redis(host=host, port=int(port), username=db.username, password=db.password, **kwargs)
 
 
 def fill(r: Any, n: int) -> None:

@@ -40,7 +40,7 @@ def shard(db: Any, i: int = 0, **kwargs: Any) -> redis.Redis:
     """A connection to shard ``i`` alone (its own keys, in a cluster)."""
     host, _, port = db.get_address()[i].rpartition(":")
     kwargs.setdefault("decode_responses", True)
-    return redis.Redis(host=host, port=int(port), password=db.password, **kwargs)
+    return redis.Redis(host=host, port=int(port), username=db.username, password=db.password, **kwargs)
 
 
 def tag_of(db: Any, i: int) -> str:
@@ -376,7 +376,7 @@ def test_a_cluster_serves_its_healthy_shards_while_one_is_down_and_the_shard_rej
     from redis.cluster import RedisCluster
 
     host, _, port = db.get_address()[0].rpartition(":")
-    rc = RedisCluster(host=host, port=int(port), password=db.password, decode_responses=True)
+    rc = RedisCluster(host=host, port=int(port), username=db.username, password=db.password, decode_responses=True)
     assert rc.get(f"kept{tag_of(db, victim)}") == "yes"
     rc.close()
     exp.stop(db)

@@ -27,7 +27,8 @@ def test_create_database_without_a_port_takes_free_ones_and_runs_there(tmp_path)
     try:
         assert exp.get_status(db) == [Status.RUNNING]
         host, _, listening = db.get_address()[0].rpartition(":")
-        assert int(listening) == port and redis.Redis(host=host, port=port, password=db.password).ping()
+        assert int(listening) == port
+        assert redis.Redis(host=host, port=port, username=db.username, password=db.password).ping()
     finally:
         exp.stop(db)
 

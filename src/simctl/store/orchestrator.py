@@ -96,10 +96,10 @@ from ..core.settings import BatchSettings, RunSettings
 from ..core.status import JobStatus, Status
 from ..core.steps import Launch, ProcessStep
 from ..log import logger
-from . import contract, roles, server as srv, tls as store_tls
+from . import cluster, contract, roles, server as srv, tls as store_tls
 from .address import Address, parse_addresses
 from .ports import free_ports
-from .protocol import check_devices, own_slots
+from .protocol import check_devices
 from .supervisor import MAX_RESTARTS, PASSWORD_ENV, PERSISTENCE, interface_addresses
 
 if TYPE_CHECKING:  # the client (redis-py, numpy) is imported when first used
@@ -112,7 +112,7 @@ log = logger("store")
 #: (:meth:`Orchestrator.attach`); the credentials are taken out when the store stops
 STORE_FILE = srv.STORE_FILE
 
-SLOTS = 16384
+SLOTS = cluster.SLOTS
 #: seconds a stop waits for a shard's supervisor beyond its ``stop_limit`` (it ends the save itself at the limit)
 STOP_MARGIN = 30.0
 #: the cluster bus listens on the client port + this
@@ -135,6 +135,8 @@ EXTRA_OPTIONS = {
     "ready_timeout": "seconds start() waits for it to be ready (default 60; 600 with batch=True)",
     "ml_devices": "devices with an inference worker beside each shard (default ['CPU']; [] for none)",
     "tls": "speak TLS only, with a certificate authority made for the store (default False)",
+    "replicas": "replicas of each shard of a cluster (db_nodes >= 3), each taking over by itself when its primary "
+                "is lost (default 0)",
 }
 
 
@@ -154,6 +156,17 @@ def _port(port: Any, db_nodes: int) -> int:
         raise ConfigError(f"port must be between 1 and {top} for db_nodes={db_nodes} ({why}, at most 65535); "
                           f"got {port}")
     return port
+
+
+def _replicas(replicas: Any, db_nodes: int) -> int:
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise ConfigError(f"replicas must be an int >= 0 (replicas of each shard; 0: none); got "
+                          f"{checks.show(replicas)}")
+    if replicas and db_nodes < 3:
+        raise ConfigError(f"replicas={replicas} needs a Redis Cluster (db_nodes >= 3), whose primaries agree that "
+                          f"one failed and let its replica take over; a single server (db_nodes={db_nodes}) has "
+                          "nothing to decide that: use db_nodes>=3 with replicas, or replicas=0")
+    return replicas
 
 
 def _db_nodes(db_nodes: Any) -> int:
@@ -263,9 +276,11 @@ class Orchestrator(Entity):
                  batch_settings: BatchSettings | None, db_cpus: int, single_cmd: bool, server: str,
                  persist: bool, ready_timeout: float, ml_devices: Sequence[str] = ("CPU",),
                  persistence: str = PERSISTENCE[0], stop_limit: float | None = None,
-                 max_restarts: int = MAX_RESTARTS, tls: bool = False) -> None:
+                 max_restarts: int = MAX_RESTARTS, tls: bool = False, replicas: int = 0) -> None:
         self.name, self.path, self.launcher = name, path, launcher
         self.port, self.db_nodes, self.interfaces = port, db_nodes, interfaces
+        #: replicas of each primary (a cluster's; :mod:`simctl.store.cluster`)
+        self.replicas = replicas
         self.batch, self._hosts, self.run_settings, self.batch_settings = batch, hosts, run_settings, batch_settings
         self.db_cpus, self.single_cmd, self.server, self.persist = db_cpus, single_cmd, server, persist
         self.ready_timeout = ready_timeout
@@ -321,10 +336,12 @@ class Orchestrator(Entity):
             raise StoreStopped(file)
         if not addresses or not isinstance(info.get("name"), str) or not isinstance(info.get("password"), str):
             raise SimctlError(f"{file} does not hold a store's addresses")
+        replicas = info["replicas"] if isinstance(info.get("replicas"), int) and info["replicas"] > 0 else 0
         db = cls(info["name"], os.path.dirname(file), None, port=addresses[0].port,  # type: ignore[arg-type]
-                 db_nodes=len(addresses), interfaces=[], batch=False, hosts=[], run_settings=None,  # type: ignore[arg-type]
-                 batch_settings=None, db_cpus=1, single_cmd=True, server="", persist=True, ready_timeout=60.0,
-                 tls=isinstance(info.get("tls_ca"), str))
+                 db_nodes=len(addresses) // (1 + replicas), interfaces=[], batch=False, hosts=[],
+                 run_settings=None, batch_settings=None, db_cpus=1, single_cmd=True,  # type: ignore[arg-type]
+                 server="", persist=True, ready_timeout=60.0, tls=isinstance(info.get("tls_ca"), str),
+                 replicas=replicas)
         db._username = info["username"] if isinstance(info.get("username"), str) else None
         db._password = info["password"]
         db._tls_ca = info["tls_ca"] if isinstance(info.get("tls_ca"), str) else None
@@ -358,6 +375,11 @@ class Orchestrator(Entity):
     def num_shards(self) -> int:
         """How many shards (servers) the store has."""
         return self.db_nodes
+
+    @property
+    def servers(self) -> int:
+        """How many servers the store runs: each shard's primary and its replicas."""
+        return self.db_nodes * (1 + self.replicas)
 
     @property
     def is_cluster(self) -> bool:
@@ -491,7 +513,7 @@ class Orchestrator(Entity):
     # -- the entity protocol ------------------------------------------------------------------
 
     def job_keys(self) -> list[str]:
-        return [f"{self.name}/shard-{i}" for i in range(self.db_nodes)]
+        return [f"{self.name}/shard-{i}" for i in range(self.servers)]
 
     def run_dirs(self, exp_path: str, tag: str) -> list[tuple[Any, str]]:
         return [(self, os.path.join(exp_path, self.name))]
@@ -507,13 +529,13 @@ class Orchestrator(Entity):
             except ValueError as exc:
                 raise ConfigError(f"interface: {exc}") from None
             for address in addresses:
-                for i in range(self.db_nodes):
-                    what = f"shard {i} of orchestrator {self.name!r}"
+                for i in range(self.servers):
+                    what = f"server {i} of orchestrator {self.name!r}"
                     check_port_free(address, self.port + i, what)
                     if self.is_cluster:
                         check_port_free(address, self.port + i + BUS_OFFSET, f"the cluster bus of {what}")
         launch = uuid.uuid4().hex[:16]
-        steps = [self._shard(i, launch, ctx.worker_plugins) for i in range(self.db_nodes)]
+        steps = [self._shard(i, launch, ctx.worker_plugins) for i in range(self.servers)]
         if self.batch_settings is not None:
             return [ctx.batch_job(self.name, self.path, self.batch_settings, steps)]
         return list(steps)
@@ -522,7 +544,7 @@ class Orchestrator(Entity):
         rs = self.run_settings
         if self._hosts:
             rs = copy.deepcopy(rs)
-            rs.set_hostlist([self._hosts[i % len(self._hosts)]])
+            rs.set_hostlist([cluster.host_of(i, self.db_nodes, self._hosts)])
         argv = [sys.executable, "-m", "simctl.store.supervisor", "--index", str(i), "--port", str(self.port + i),
                 "--dir", self.path, "--server", self.server, "--launch", launch]
         if self._tls_ca:
@@ -616,8 +638,8 @@ class Orchestrator(Entity):
         if self._tls_ca:  # every shard made its certificate: no other is to be signed
             store_tls.remove(os.path.join(self.path, store_tls.CA_KEY))
         srv.write_private(os.path.join(self.path, STORE_FILE), json.dumps(
-            {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "username": self._username,
-             "password": self._password, "tls_ca": self._tls_ca}))
+            {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "replicas": self.replicas,
+             "username": self._username, "password": self._password, "tls_ca": self._tls_ca}))
 
     @staticmethod
     def _reported(steps: Sequence[ProcessStep]) -> list[dict[str, Any]] | None:
@@ -632,31 +654,12 @@ class Orchestrator(Entity):
         return infos
 
     def _form_cluster(self, addresses: list[str], infos: list[dict[str, Any]]) -> None:
-        """Join the shards into one cluster and give out the slots no shard
-        holds (a cluster started again from its saved state holds them all);
-        wait, within ``ready_timeout``, until every shard says it is ok. That
-        wait asks the shards (their gossip writes no file), backing off."""
+        """Join the servers into one cluster of ``db_nodes`` primaries and
+        their replicas (:func:`simctl.store.cluster.form`), waiting within
+        ``ready_timeout`` until every server says it is ok."""
         deadline = time.monotonic() + self.ready_timeout
         with self._clients(addresses) as clients:
-            for info in infos[1:]:
-                clients[0].execute_command("CLUSTER", "MEET", info["host"], info["port"])
-            owned: set[int] = set()
-            for c in clients:
-                owned |= own_slots(c.execute_command("CLUSTER", "NODES"))
-            missing = sorted(set(range(SLOTS)) - owned)
-            n = len(clients)
-            for k, c in enumerate(clients):
-                share = missing[k * len(missing) // n:(k + 1) * len(missing) // n]
-                if share:
-                    c.execute_command("CLUSTER", "ADDSLOTS", *share)
-            pause = 0.01
-            while not all(_cluster_ok(_cluster_info(c), n) for c in clients):
-                if time.monotonic() + pause > deadline:
-                    states = [_cluster_info(c).get("cluster_state", "?") for c in clients]
-                    raise SimctlError(f"the cluster of {n} shards was not ok after {self.ready_timeout:g} s "
-                                      f"(cluster_state per shard: {', '.join(states)})")
-                time.sleep(pause)
-                pause = min(pause * 2, 0.5)
+            cluster.form(clients, [(info["host"], int(info["port"])) for info in infos], self.db_nodes, deadline)
 
     def event_files(self, steps: Sequence[ProcessStep]) -> list[str]:
         """Each shard's ``shard-<i>.events``, which its supervisor appends to."""
@@ -769,11 +772,6 @@ def _addresses(infos: list[dict[str, Any]]) -> list[str]:
     return [str(Address(info["host"], info["port"])) for info in infos]
 
 
-def _cluster_ok(info: dict[str, str], shards: int) -> bool:
-    return (info.get("cluster_state") == "ok" and int(info.get("cluster_slots_assigned", 0)) == SLOTS
-            and int(info.get("cluster_known_nodes", 0)) >= shards)
-
-
 def _read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -783,11 +781,8 @@ def _read_json(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _cluster_info(client: Any) -> dict[str, str]:
-    text = client.execute_command("CLUSTER", "INFO")
-    if isinstance(text, dict):  # a client that parses the reply itself
-        return {k: str(v) for k, v in text.items()}
-    return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
+#: ``CLUSTER INFO`` as a dict
+_cluster_info = cluster.info_of
 
 
 def make_orchestrator(experiment: Any, port: int | None = None, db_nodes: int = 1, interface: str | list[str] = "lo",
@@ -806,8 +801,10 @@ def make_orchestrator(experiment: Any, port: int | None = None, db_nodes: int = 
     launcher: Launcher = experiment.launcher
     name = check_name("orchestrator", kwargs.get("db_identifier", "orchestrator"))
     db_nodes = _db_nodes(db_nodes)
+    replicas = _replicas(kwargs.get("replicas", 0), db_nodes)
+    servers = db_nodes * (1 + replicas)
     # no port given: free ones here (and their cluster bus ports), not a fixed default that collides on shared nodes
-    port = _port(port, db_nodes) if port is not None else free_ports(db_nodes, cluster=db_nodes >= 3)
+    port = _port(port, servers) if port is not None else free_ports(servers, cluster=db_nodes >= 3)
     interfaces = _interfaces(interface)
     batch = _bool("batch", batch)
     single_cmd = _bool("single_cmd", single_cmd)
@@ -862,4 +859,4 @@ def make_orchestrator(experiment: Any, port: int | None = None, db_nodes: int = 
                         server=server, persist=persist, ready_timeout=float(timeout), persistence=persistence,
                         stop_limit=None if stop_limit is None else float(stop_limit), max_restarts=max_restarts,
                         ml_devices=check_devices(kwargs.get("ml_devices", ["CPU"])),
-                        tls=_bool("tls", kwargs.get("tls", False)))
+                        tls=_bool("tls", kwargs.get("tls", False)), replicas=replicas)
