@@ -8,6 +8,12 @@ until stopped, and ``start`` returns once it is ready:
 * ``db_nodes=1``: one server. ``db_nodes>=3``: a Redis Cluster of that many
   shards, every one of the 16,384 slots assigned (spread evenly) before
   ``start`` returns. ``db_nodes=2`` is refused (a cluster needs three).
+  ``replicas=R`` (a cluster only) adds R replicas to each shard, servers
+  ``db_nodes .. db_nodes * (1 + R) - 1`` on the next ports, placed on
+  another host than their primary's when ``hosts=`` allows; a replica takes
+  over by itself when its primary is lost (:mod:`simctl.store.cluster`).
+  Every server is a step and a ``shard-<i>`` of its own (files, job key),
+  and ``SSDB`` lists them all.
 * Each shard is one process step running ``python -m simctl.store.supervisor``
   (see :mod:`simctl.store.supervisor`) on port ``port + i``; on a scheduler,
   shards are job steps inside an allocation, one batch job each outside one,
@@ -17,9 +23,10 @@ until stopped, and ``start`` returns once it is ready:
   means: every shard's address file of this launch exists and every shard
   answers PING with the password. The controller notices the address files
   with the experiment's file watcher. Then :meth:`Orchestrator.on_ready`,
-  called once, forms a cluster (CLUSTER MEET, then ADDSLOTS for the slots no
-  shard holds yet) and waits until it reports ``cluster_state:ok`` on every
-  shard, before ``start`` returns.
+  called once, forms a cluster (CLUSTER MEET, ADDSLOTS for the slots no
+  shard holds yet, CLUSTER REPLICATE for the replicas) and waits until it
+  reports ``cluster_state:ok`` on every server and every replica's link is
+  up, before ``start`` returns.
 * Where the shards run is the launcher's to say (``runs_on_this_host``):
   on this machine, ports and interfaces are checked here before anything
   starts and ``hosts=`` other than this one are refused.

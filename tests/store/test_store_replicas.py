@@ -1,0 +1,125 @@
+"""Replicas (issue 15): ``create_database(db_nodes=3, replicas=1)`` on the
+local launcher runs a real cluster of 3 primaries, each with a replica that
+logs in as the ``simctl-replica`` user; when a primary's server and its
+supervisor are killed with SIGKILL (so nothing restarts it), its replica
+takes over by itself and every key written before is read back, through the
+client the driver had and through a new one. Where replicas go on hosts, and
+the refusals, are checked without starting anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from _lifecycle_helpers import gone, make_exp, wait_until
+from _store_helpers import free_ports
+
+from simctl import ConfigError, Status
+from simctl.store import cluster, roles
+from simctl.store.orchestrator import make_orchestrator
+
+
+def info_of(db: Any, i: int) -> dict[str, Any]:
+    return json.loads((Path(db.path) / f"shard-{i}.addr").read_text())
+
+
+def node(db: Any, i: int) -> redis.Redis:
+    """A connection to server ``i`` alone, as the admin."""
+    info = info_of(db, i)
+    return redis.Redis(host=info["host"], port=info["port"], username=db.username, password=db.password,
+                       decode_responses=True, socket_timeout=10)
+
+
+def nodes_seen_by(db: Any, i: int) -> dict[int, tuple[str, str, str]]:
+    """port -> (node id, flags, primary's id) of every node, as server ``i`` sees them."""
+    out = {}
+    for line in node(db, i).execute_command("CLUSTER", "NODES").splitlines():
+        parts = line.split()
+        out[int(parts[1].split("@")[0].rpartition(":")[2])] = (parts[0], parts[2], parts[3])
+    return out
+
+
+def test_replicas_are_refused_on_a_single_server_and_checked(tmp_path):
+    exp = make_exp(tmp_path)
+    with pytest.raises(ConfigError, match=r"replicas=1 needs a Redis Cluster \(db_nodes >= 3\).*db_nodes=1"):
+        make_orchestrator(exp, port=free_ports(), replicas=1)
+    for bad in (-1, True, "1", 1.0):
+        with pytest.raises(ConfigError, match=r"replicas must be an int >= 0 .*got"):
+            make_orchestrator(exp, port=free_ports(3), db_nodes=3, replicas=bad)
+    db = make_orchestrator(exp, port=free_ports(6), db_nodes=3, replicas=1)
+    assert (db.num_shards, db.servers, db.replicas) == (3, 6, 1)
+    assert db.job_keys() == [f"orchestrator/shard-{i}" for i in range(6)]
+
+
+def test_each_replica_goes_on_another_host_than_its_primary_when_there_are_hosts_enough():
+    hosts = ["n1", "n2", "n3"]
+    placed = [cluster.host_of(i, 3, hosts) for i in range(9)]  # 3 primaries, 2 replicas each
+    assert placed[:3] == hosts  # the primaries as without replicas: server i on hosts[i % len]
+    for i in range(3, 9):
+        p = cluster.primary_of(i, 3)
+        assert p == i % 3 and placed[i] != placed[p]
+    assert {placed[i] for i in (0, 3, 6)} == set(hosts)  # a primary and its two replicas on three hosts
+    assert [cluster.host_of(i, 3, ["only"]) for i in range(6)] == ["only"] * 6  # one host: all there
+    assert cluster.primary_of(2, 3) is None
+
+
+def test_a_replica_takes_over_a_killed_primary_and_every_key_is_read_back(tmp_path):
+    exp = make_exp(tmp_path)
+    db = make_orchestrator(exp, port=free_ports(6), db_nodes=3, replicas=1, ml_devices=[])
+    exp.start(db)
+    try:
+        ports = [info_of(db, i)["port"] for i in range(6)]
+        assert len(db.get_address()) == 6
+        seen = nodes_seen_by(db, 0)
+        ids = {port: seen[port][0] for port in ports}
+        for i in range(3):  # server i is a primary; server i + 3 replicates it
+            assert "master" in seen[ports[i]][1]
+            assert "slave" in seen[ports[i + 3]][1] and seen[ports[i + 3]][2] == ids[ports[i]]
+            links = [c for c in node(db, i).client_list() if "S" in c["flags"]]
+            assert [c["user"] for c in links] == [roles.REPLICA]  # the replica logged in as its own user
+        client = db.client()
+        keys = {f"k{n}": np.full(4, n, dtype=np.int64) for n in range(300)}
+        for key, value in keys.items():
+            client.put_tensor(key, value)
+        for i in range(3):  # every write acknowledged by its primary has reached the replica
+            r = node(db, i)
+            offset = int(r.info("replication")["master_repl_offset"])
+            wait_until(lambda i=i, offset=offset: int(node(db, i + 3).info("replication").get(
+                "slave_repl_offset", -1)) >= offset, f"replica of server {i} to catch up")
+
+        victim = 1
+        info = info_of(db, victim)
+        os.kill(info["supervisor"], signal.SIGKILL)  # nothing restarts its server...
+        os.kill(info["pid"], signal.SIGKILL)  # ...which is killed too
+        wait_until(lambda: gone(info["pid"]) and gone(info["supervisor"]), "the primary and its supervisor to end")
+        replica = victim + 3
+        wait_until(lambda: "master" in nodes_seen_by(db, 0)[ports[replica]][1]
+                   and node(db, 0).execute_command("CLUSTER", "INFO").count("cluster_state:ok"),
+                   "the replica to take over, by itself")
+        assert "fail" in nodes_seen_by(db, 2)[ports[victim]][1]
+        taken = node(db, replica).execute_command("CLUSTER", "NODES")
+        assert cluster.myself(node(db, replica))[1:3] == (False, "")
+        assert cluster.myself(node(db, replica))[3], taken  # it holds the slots of the lost primary
+
+        def all_back(c: Any) -> bool:
+            try:
+                return all(np.array_equal(c.get_tensor(k), v) for k, v in keys.items())
+            except Exception:  # the client's view of the slots is refreshed after the failed node's error
+                return False
+
+        wait_until(lambda: all_back(client), "every key through the driver's client")
+        with db.client() as fresh:  # a new client finds the cluster through the addresses that answer
+            assert all(np.array_equal(fresh.get_tensor(k), v) for k, v in keys.items())
+            fresh.put_tensor("after", np.arange(3))  # and writes to every slot
+            assert fresh.tensor_exists("after")
+        client.close()
+        assert exp.get_status(db)[victim] is Status.FAILED
+    finally:
+        exp.stop(db)
+    assert all(s is not Status.RUNNING for s in exp.get_status(db))
