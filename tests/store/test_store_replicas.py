@@ -23,6 +23,7 @@ from _store_helpers import free_ports
 from simctl import ConfigError, Status
 from simctl.store import cluster, roles
 from simctl.store.orchestrator import make_orchestrator
+from simctl.store.protocol import own_slots, tag_for
 
 
 def info_of(db: Any, i: int) -> dict[str, Any]:
@@ -123,3 +124,45 @@ def test_a_replica_takes_over_a_killed_primary_and_every_key_is_read_back(tmp_pa
     finally:
         exp.stop(db)
     assert all(s is not Status.RUNNING for s in exp.get_status(db))
+
+
+SCRIPT = "def twice(x):\n    return x * 2\n"
+
+
+def test_after_a_failover_models_run_on_the_new_primary_and_a_new_start_brings_the_lost_server_back(tmp_path):
+    exp = make_exp(tmp_path)
+    port = free_ports(6)
+    db = make_orchestrator(exp, port=port, db_nodes=3, replicas=1)  # an inference worker beside every server
+    exp.start(db)
+    victim, replica = 1, 4
+    tag = "{" + tag_for(own_slots(node(db, victim).execute_command("CLUSTER", "NODES"))) + "}"
+    x = np.arange(6, dtype=np.float32)
+    try:
+        with db.client() as c:
+            c.set_script("s", SCRIPT)
+            c.put_tensor(f"x{tag}", x)
+            c.run_script("s", "twice", [f"x{tag}"], [f"y{tag}"])
+            np.testing.assert_array_equal(c.get_tensor(f"y{tag}"), x * 2)
+        info = info_of(db, victim)
+        os.kill(info["supervisor"], signal.SIGKILL)
+        os.kill(info["pid"], signal.SIGKILL)
+        wait_until(lambda: cluster.myself(node(db, replica))[3], "the replica to take over the lost primary's slots")
+        with db.client() as c:  # the worker beside the replica serves the shard now
+            np.testing.assert_array_equal(c.get_tensor(f"x{tag}"), x)
+            c.run_script("s", "twice", [f"y{tag}"], [f"z{tag}"])
+            np.testing.assert_array_equal(c.get_tensor(f"z{tag}"), x * 4)
+    finally:
+        exp.stop(db)
+
+    again = make_orchestrator(exp, port=port, db_nodes=3, replicas=1)  # the same directory: every server's data
+    exp.start(again)
+    try:
+        ports = [info_of(again, i)["port"] for i in range(6)]
+        seen = nodes_seen_by(again, 0)
+        assert "slave" in seen[ports[victim]][1] and seen[ports[victim]][2] == seen[ports[replica]][0]
+        with again.client() as c:
+            np.testing.assert_array_equal(c.get_tensor(f"z{tag}"), x * 4)
+            c.run_script("s", "twice", [f"x{tag}"], [f"w{tag}"])
+            np.testing.assert_array_equal(c.get_tensor(f"w{tag}"), x * 2)
+    finally:
+        exp.stop(again)
