@@ -145,8 +145,8 @@ def test_the_password_is_required_and_never_on_a_command_line_and_shards_bind_on
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert db.password not in (d / "shard-0.conf").read_text()  # the users' passwords are there as hashes
     assert json.loads((d / "store.json").read_text()) == {
-        "name": "orchestrator", "addresses": db.get_address(), "cluster": False, "username": "simctl-admin",
-        "password": db.password, "tls_ca": None}
+        "name": "orchestrator", "addresses": db.get_address(), "cluster": False, "replicas": 0,
+        "username": "simctl-admin", "password": db.password, "tls_ca": None}
     exp.stop(db)
 
 

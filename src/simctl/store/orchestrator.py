@@ -537,7 +537,7 @@ class Orchestrator(Entity):
                 raise ConfigError(f"interface: {exc}") from None
             for address in addresses:
                 for i in range(self.servers):
-                    what = f"server {i} of orchestrator {self.name!r}"
+                    what = f"shard {i} of orchestrator {self.name!r}"
                     check_port_free(address, self.port + i, what)
                     if self.is_cluster:
                         check_port_free(address, self.port + i + BUS_OFFSET, f"the cluster bus of {what}")
