@@ -16,6 +16,7 @@ server and a 3-shard Redis Cluster:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import pwd
@@ -542,6 +543,7 @@ def test_the_roles_secrets_and_their_encoding():
     with pytest.raises(ValueError, match="not role=password"):
         roles.Secrets.decode("root=x", "m")
     assert roles.CHANGED == protocol.CHANGED  # the members' channel is the protocol's
+    assert fnmatch.fnmatchcase(protocol.CHANGED, roles.CHANNELS)
     lines = srv.render_conf(roles.acl_directives(s))
     assert s.admin not in lines and s.member not in lines and s.worker not in lines  # hashes only
     assert "user default off" in lines and f"masterauth {s.replica}" in lines
@@ -561,3 +563,16 @@ def test_a_server_built_without_tls_is_named_as_the_reason():
 
     lines = ["# Missing implement of connection type tls", "# Failed finding TLS support."]
     assert "built without TLS, which tls=True needs" in why_failed(lines, 6379)
+
+
+def test_members_and_workers_reach_simctl_s_reserved_keys_and_channels_and_no_other_channel(tmp_path):
+    exp, db = start_store(tmp_path, 1, ml_devices=[])
+    r = admin(db, decode_responses=True)
+    for user in (roles.MEMBER, roles.WORKER):
+        for cmd in (("GET", "simctl.k"), ("SET", "{simctl}.k", "1"), ("GET", "{simctl}k"),
+                    ("PUBLISH", protocol.CHANGED, "x"), ("PUBLISH", "simctl.other", "x"),
+                    ("SUBSCRIBE", "simctl.other")):
+            assert r.execute_command("ACL", "DRYRUN", user, *cmd) == "OK", (user, cmd)
+        for cmd in (("PUBLISH", "elsewhere", "x"), ("SUBSCRIBE", "elsewhere")):
+            assert "no permissions" in r.execute_command("ACL", "DRYRUN", user, *cmd), (user, cmd)
+    exp.stop(db)

@@ -31,8 +31,11 @@ inference protocol finds its workers there), ``RESTORE`` (``copy_tensor``
 across cluster slots), ``EVAL``/``EVALSHA`` (the datasets' and the workers'
 scripts; the commands a script calls are checked against the caller's
 rights), the cluster's read subcommands (``CLUSTER SLOTS``, ``NODES``,
-``INFO``...) and ``PUBLISH``/``SUBSCRIBE`` on the change channel
-(:data:`simctl.store.protocol.CHANGED`) only.
+``INFO``...) and ``PUBLISH``/``SUBSCRIBE`` on simctl's own channels only
+(:data:`CHANNELS`: ``simctl.*``, such as the inference protocol's change
+channel :data:`simctl.store.protocol.CHANGED`). Every key is theirs
+(``~*``), simctl's own keys under a reserved prefix (``simctl.``,
+``{simctl}``) included.
 
 ``DEBUG`` and ``MODULE`` are refused to everyone before the ACL is asked
 (the server's ``enable-debug-command`` and ``enable-module-command`` stay
@@ -62,6 +65,8 @@ REPLICA = "simctl-replica"
 #: the inference protocol's change channel, :data:`simctl.store.protocol.CHANGED` (not imported from there:
 #: the protocol imports redis-py, which the supervisor does without; a test checks they agree)
 CHANGED = "simctl.ml.changed"
+#: the channels a member or worker may publish and subscribe to: simctl's own (the change channel among them)
+CHANNELS = "simctl.*"
 #: every user a store has, by role
 USERS = {"admin": ADMIN, "member": MEMBER, "worker": WORKER, "replica": REPLICA}
 
@@ -79,10 +84,10 @@ READMITTED = ("info", "client|list")
 
 
 def _data_rules(extra: tuple[str, ...] = ()) -> list[str]:
-    """A member's or worker's rights: every key, the change channel, every
+    """A member's or worker's rights: every key, simctl's channels, every
     command but those of @admin and @dangerous and :data:`DENIED`, with
     :data:`READMITTED` (and ``extra``) given back."""
-    rules = ["~*", "resetchannels", f"&{CHANGED}", "+@all", "-@admin", "-@dangerous"]
+    rules = ["~*", "resetchannels", f"&{CHANNELS}", "+@all", "-@admin", "-@dangerous"]
     rules += [f"+{c}" for c in READMITTED + extra]
     # a subcommand cannot be denied once its whole command is: deny the subcommands first
     rules += [f"-{c}" for c in sorted(DENIED, key=lambda c: "|" not in c)]
