@@ -166,3 +166,18 @@ def test_after_a_failover_models_run_on_the_new_primary_and_a_new_start_brings_t
             np.testing.assert_array_equal(c.get_tensor(f"w{tag}"), x * 2)
     finally:
         exp.stop(again)
+
+
+def test_replicas_of_a_tls_store_copy_their_primaries_over_tls(tmp_path):
+    exp = make_exp(tmp_path)
+    db = make_orchestrator(exp, port=free_ports(6), db_nodes=3, replicas=1, ml_devices=[], tls=True)
+    exp.start(db)  # ready once every replica's link to its primary is up
+    try:
+        with db.client() as c:
+            c.put_tensor("x", np.arange(3))
+            np.testing.assert_array_equal(c.get_tensor("x"), np.arange(3))
+            for r in c._server.primaries().values():
+                assert r.config_get("tls-replication")["tls-replication"] == "yes"
+                assert int(r.info("replication")["connected_slaves"]) == 1
+    finally:
+        exp.stop(db)
