@@ -146,7 +146,10 @@ def test_after_a_failover_models_run_on_the_new_primary_and_a_new_start_brings_t
         info = info_of(db, victim)
         os.kill(info["supervisor"], signal.SIGKILL)
         os.kill(info["pid"], signal.SIGKILL)
+        port_of = info_of(db, replica)["port"]
         wait_until(lambda: cluster.myself(node(db, replica))[3], "the replica to take over the lost primary's slots")
+        wait_until(lambda: all("master" in nodes_seen_by(db, i)[port_of][1] for i in (0, 2, 3, 5)),
+                   "every other server to know the new primary")
         with db.client() as c:  # the worker beside the replica serves the shard now
             np.testing.assert_array_equal(c.get_tensor(f"x{tag}"), x)
             c.run_script("s", "twice", [f"y{tag}"], [f"z{tag}"])
