@@ -38,10 +38,13 @@ def node(db: Any, i: int) -> redis.Redis:
 
 
 def nodes_seen_by(db: Any, i: int) -> dict[int, tuple[str, str, str]]:
-    """port -> (node id, flags, primary's id) of every node, as server ``i`` sees them."""
+    """port -> (node id, flags, primary's id) of every node, as server ``i`` sees them (a node still in
+    the handshake of a CLUSTER MEET, under a made-up id, is not one of them)."""
     out = {}
     for line in node(db, i).execute_command("CLUSTER", "NODES").splitlines():
         parts = line.split()
+        if "handshake" in parts[2].split(","):
+            continue
         out[int(parts[1].split("@")[0].rpartition(":")[2])] = (parts[0], parts[2], parts[3])
     return out
 
