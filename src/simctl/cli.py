@@ -131,7 +131,7 @@ def _show(man: mf.Manifest, as_json: bool, records: list[mf.JobRecord] | None = 
 
 def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[list[mf.JobRecord], str]:
     """The records ``simctl status`` shows, and what the title says of the choice."""
-    recs = man.jobs if every else mf.latest_records(man.jobs)
+    recs = man.jobs if every else _latest_and_unfinished(man.jobs)
     note = "" if every else ": latest run of each job"
     if failed:
         recs = [r for r in recs if r.status.is_terminal and r.status is not Status.COMPLETED
@@ -143,6 +143,13 @@ def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[l
     return recs, note
 
 
+def _latest_and_unfinished(jobs: list[mf.JobRecord]) -> list[mf.JobRecord]:
+    """The latest run of each job, and any earlier run not finished (left by
+    a driver that was killed: it may still run), in launch order."""
+    latest = {id(r) for r in mf.latest_records(jobs)}
+    return [r for r in jobs if id(r) in latest or not r.status.is_terminal]
+
+
 @main.command()
 @click.argument("exp_path", required=False, callback=_experiment)
 @click.option("--all", "every", is_flag=True, help="Every run of every job (default: the latest run of each).")
@@ -152,7 +159,8 @@ def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[l
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(exp_path: str, every: bool, failed: bool, running: bool, paths: bool, as_json: bool) -> None:
     """Show the jobs of the experiment at EXP_PATH (default: the one holding
-    the current directory), from its manifest: the latest run of each job.
+    the current directory), from its manifest: the latest run of each job,
+    and any earlier run not finished (a killed driver's).
 
     If the driver that started the jobs is gone, the jobs it left unfinished
     are looked up (their processes, scheduler jobs and exit-status files) and
@@ -177,12 +185,13 @@ def stop(exp_path: str, as_json: bool) -> None:
     """Stop every job that a driver which is gone left running at EXP_PATH,
     and say which (or that nothing was running)."""
     before = mf.load(exp_path)
-    running = {r.identity for r in mf.latest_records(before.jobs) if not r.status.is_terminal} if before else set()
+    # every run not finished, not only the latest of each job: a driver killed earlier may have left one going
+    running = {r.identity for r in before.jobs if not r.status.is_terminal} if before else set()
     try:
         man = reattach.stop_left(exp_path, make_plugins())
     except SimctlError as exc:
         raise click.ClickException(str(exc)) from None
-    stopped = [r for r in mf.latest_records(man.jobs) if r.identity in running]
+    stopped = [r for r in man.jobs if r.identity in running]
     if as_json:
         _show(man, True, stopped)
     elif not stopped:
