@@ -180,9 +180,12 @@ class Controller:
         plan = self.plan(entities)
         with self.lock:
             running = [s.key for s in plan.steps if s.key in self.jobs and not self.jobs[s.key].done]
+            other = next((plan.owner[k] for k in running if self.jobs[k].owner is not plan.owner[k]), None)
         if running:
             raise ConfigError(f"already running: {', '.join(running[:5])}"
-                              f"{' ...' if len(running) > 5 else ''}; stop them or wait for them first")
+                              f"{' ...' if len(running) > 5 else ''}; stop them or wait for them first"
+                              + (f" (or, if this is another {other.type} with the same name, give it its own "
+                                 f"{other.name_argument}=)" if other is not None else ""))
         self._refuse_others_running([s.key for s in plan.steps])
         self._check_manifest_dir()
         self._before_launch(plan)

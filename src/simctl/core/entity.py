@@ -78,6 +78,9 @@ class Entity:
     #: True for an entity that runs until it is stopped (a store): it is waited on
     #: until ready after it starts, and ``start(block=True)`` does not wait for it
     runs_until_stopped: ClassVar[bool] = False
+    #: the argument that names it where it is made (``create_model(name=...)``): what an error about
+    #: two entities with one name tells the user to change
+    name_argument: ClassVar[str] = "name"
     #: seconds to wait for readiness before giving up (entities that run until stopped)
     ready_timeout: float = 60.0
 

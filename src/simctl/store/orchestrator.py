@@ -239,6 +239,7 @@ class Orchestrator(Entity):
     """
 
     runs_until_stopped = True
+    name_argument = "db_identifier"
 
     def __init__(self, name: str, path: str, launcher: Launcher, *, port: int, db_nodes: int,
                  interfaces: list[str], batch: bool, hosts: list[str], run_settings: RunSettings,

@@ -476,6 +476,7 @@ class Experiment:
                       "ended without completing", file=sys.stderr, flush=True)
                 return
         self._place_members(ents)
+        self._check_colocated(ents)
         self._take_lock()
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
@@ -484,6 +485,18 @@ class Experiment:
             self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
         else:
             self._unwaited.update(j for j in jobs if j.ends)
+
+    def _check_colocated(self, entities: list[Entity]) -> None:
+        """Colocated stores about to start on this host: checked as create_database's shards are."""
+        if not self.launcher.runs_on_this_host:
+            return
+        models = [m for e in entities for m in (e.models if isinstance(e, Ensemble) else [e] if isinstance(e, Model)
+                                                 else [])]
+        dbs = [(f"model {m.key!r}", m.colocated_db) for m in models if m.colocated_db is not None]
+        if dbs:
+            from ..store import colocated  # its checks import redis-py: start-up cost
+
+            colocated.check_here(dbs)
 
     def _recorded(self, keys: Iterable[str]) -> dict[str, mf.JobRecord]:
         """The latest record of each key that has one (this driver's or an earlier driver's)."""
@@ -804,8 +817,9 @@ def _model_params(params: Any) -> dict[str, Any]:
     if bad:
         raise ConfigError(f"params names must be non-empty strings, got {show(bad[0])}"
                           + (f"; write {str(bad[0])!r}" if bad[0] != "" else ""))
-    for name in params:
+    for name, value in params.items():
         check_param_name(name)
+        checks.param_value(name, value)
     return dict(params)
 
 

@@ -15,6 +15,7 @@ from ..core.entity import Entity, PlanContext
 from ..core.errors import ConfigError
 from ..core.files import EntityFiles, name_validator
 from ..core.settings import BatchSettings, RunSettings
+from ..core.status import JobStatus, Status
 from ..core.steps import Launch, ProcessStep
 from ..store.use import StoreMethods, StoreUse, check_plan, prepare
 
@@ -138,6 +139,18 @@ class Model(StoreMethods, Entity):
         """The store colocated with this model (``colocate_db_tcp``/``_uds``), or None."""
         colocated: ColocatedDB | None = self.store_use.colocated
         return colocated
+
+    def final_status(self, step: ProcessStep, status: JobStatus) -> JobStatus:
+        """A model whose colocated store failed says why in its reason (the
+        store's error line, from the model's error output)."""
+        if status.status is not Status.FAILED or self.colocated_db is None or not step.err:
+            return status
+        from ..store import colocated  # start-up cost (a colocated model imported it already)
+
+        line = colocated.failure_line(step.err)
+        if line is None:
+            return status
+        return attrs.evolve(status, reason=f"{status.reason}; its colocated store failed: {line}")
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
         """Store the ML objects (:meth:`add_ml_model`...) before the application starts."""
