@@ -44,8 +44,10 @@ from ..core.logs import tail
 from ..core.steps import ProcessStep
 from . import contract, server as srv
 from .address import Address
+from .orchestrator import check_port_free
 from .ports import free_ports
 from .protocol import check_devices
+from .supervisor import interface_addresses
 
 #: options the documents pass for inference (ML models in the store, a later issue); accepted and kept
 ML_OPTIONS = ("threads_per_queue", "inter_op_threads", "intra_op_threads")
@@ -244,9 +246,6 @@ def check_here(models: Sequence[tuple[str, ColocatedDB]]) -> None:
     that runs processes here), checked as ``create_database`` checks its
     shards: each TCP store's interfaces exist here and its port is free on
     them, no two of them take one port, no two take one Unix socket path."""
-    from .orchestrator import check_port_free  # the store's own check (its module imports redis-py)
-    from .supervisor import interface_addresses
-
     ports: dict[int, str] = {}
     sockets: dict[str, str] = {}
     for who, db in models:
