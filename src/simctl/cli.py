@@ -144,10 +144,13 @@ def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[l
 
 
 def _latest_and_unfinished(jobs: list[mf.JobRecord]) -> list[mf.JobRecord]:
-    """The latest run of each job, and any earlier run not finished (left by
-    a driver that was killed: it may still run), in launch order."""
-    latest = {id(r) for r in mf.latest_records(jobs)}
-    return [r for r in jobs if id(r) in latest or not r.status.is_terminal]
+    """The latest run of each job, after any earlier run of it not finished
+    (left by a driver that was killed: it may still run), jobs in the order
+    they were first launched."""
+    runs: dict[str, list[mf.JobRecord]] = {}
+    for r in jobs:
+        runs.setdefault(r.key or r.name, []).append(r)
+    return [r for recs in runs.values() for r in recs if r is recs[-1] or not r.status.is_terminal]
 
 
 @main.command()
