@@ -78,3 +78,25 @@ def test_a_member_changed_after_creation_is_still_checked_at_start(exp, rs):
     ens.models[1].run_settings.run_command = "srun"  # the local launcher has no run command
     with pytest.raises(simctl.ConfigError, match="srun"):
         exp.preview(ens, show=False)
+
+
+def test_params_set_after_the_model_was_made_are_checked_too(exp, rs, tmp_path):
+    m = exp.create_model("m", rs, params={"x": 1}, params_as_args=["x"])
+    with pytest.raises(simctl.ConfigError, match="parameter 'x': None"):
+        m.params = {"x": None}
+    m.params["x"] = b"ab"  # changed in place: found where it is written
+    with pytest.raises(simctl.ConfigError, match="bytes would be written as b'ab'"):
+        exp.preview(m, show=False)
+    conf = tmp_path / "in.txt"
+    conf.write_text("x = ;x;\n")
+    m.attach_generator_files(to_configure=[str(conf)])
+    with pytest.raises(simctl.ConfigError, match="bytes would be written as b'ab'"):
+        exp.generate(m)
+    assert not (Path(exp.exp_path) / "m").exists()
+
+
+def test_a_member_is_found_by_name_or_index_only(exp, rs):
+    ens = exp.create_ensemble("e", params={"x": [1, 2]}, run_settings=rs)
+    assert ens[1].name == "e_1" and ens["e_0"].name == "e_0"
+    with pytest.raises(simctl.ConfigError, match=r"by its name \(a str\) or its index \(an int\), got 1.5"):
+        ens[1.5]

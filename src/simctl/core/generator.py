@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
-from . import templates
+from . import checks, templates
 from .errors import ConfigError
 from .files import EntityFiles, RunUnit
 
@@ -188,6 +188,9 @@ def _check(units: list[_Unit], exp_path: str, tag: str, unknown_tags: UnknownTag
                     raise ConfigError(f"model {model.name!r}: attached file {layout.top[name]} would be "
                                       f"written to {os.path.join(run, name)}, which is {why}; rename the file")
             keys = frozenset(model.params)
+            if layout.configure:  # the values written into files: params changed after creation too
+                for key, value in model.params.items():
+                    checks.param_value(key, value)
             for src, _, _ in layout.configure:
                 if src not in parsed:
                     parsed[src] = templates.load(src, tag)

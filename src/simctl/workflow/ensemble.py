@@ -181,8 +181,11 @@ class Ensemble(StoreMethods, Entity):
         return iter(self.models)
 
     def __getitem__(self, key: str | int) -> Model:
-        if isinstance(key, int):
+        if isinstance(key, int) and not isinstance(key, bool):
             return self.models[key]
+        if not isinstance(key, str):
+            raise ConfigError(f"ensemble {self.name!r}: a member is found by its name (a str) or its index (an "
+                              f"int), got {checks.show(key)}")
         for m in self.models:
             if m.name == key:
                 return m

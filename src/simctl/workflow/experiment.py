@@ -247,7 +247,12 @@ class Experiment:
         _dicts(("run_args", run_args, checks.flag_mapping), ("env_vars", env_vars, checks.env_mapping))
         _known_kwargs("create_run_settings", kwargs, self.launcher.run_settings_class,
                       ("exe", "exe_args", "run_command", "run_args", "env_vars"))
-        return self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
+        rs = self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
+        if rs.run_args and rs.run_command is None and not self.launcher.run_commands:
+            raise ConfigError(f"run_args {rs.run_args!r} are flags of a run command (srun, mpirun...), but launcher "
+                              f"{self.launcher_name!r} runs {exe!r} directly, so they would be ignored; leave "
+                              "run_args out, or pass them to the program in exe_args")
+        return rs
 
     def create_batch_settings(self, nodes: int | None = None, time: Any = None, queue: str | None = None,
                               account: str | None = None, batch_args: Mapping[str, Any] | None = None,

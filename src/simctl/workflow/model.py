@@ -27,9 +27,16 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
     """``--name=value`` for long names, ``-n value`` for one-letter names."""
     out: list[str] = []
     for name in names:
-        value = params[name]
+        value = checks.param_value(name, params[name])  # also a value set after the model was made
         out += [f"-{name}", str(value)] if len(name) == 1 else [f"--{name}={value}"]
     return out
+
+
+def _check_params(params: Any) -> None:
+    if not isinstance(params, dict):
+        raise ConfigError(f"params must be a dict of name -> value, got {checks.show(params)}")
+    for name, value in params.items():
+        checks.param_value(name, value)
 
 
 @attrs.define(eq=True)
@@ -38,7 +45,8 @@ class Model(StoreMethods, Entity):
 
     name: str = attrs.field(validator=name_validator("model"))
     run_settings: RunSettings
-    params: dict[str, Any] = attrs.field(factory=dict)
+    #: checked when set, also after the model was made (``model.params = {...}``)
+    params: dict[str, Any] = attrs.field(factory=dict, validator=lambda _s, _a, v: _check_params(v))
     path: str | None = None
     batch_settings: BatchSettings | None = None
     params_as_args: list[str] = attrs.field(factory=list)
