@@ -66,3 +66,13 @@ def test_an_unwritable_experiment_directory_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigError, match="cannot write the experiment's writer lock"):
         drv.WriterLock(str(blocker / "exp")).acquire()
+
+
+def test_a_holder_whose_lock_was_taken_over_while_idle_sees_it(tmp_path):
+    lock = drv.WriterLock(str(tmp_path))
+    assert lock.acquire() is None
+    other = {"pid": 1, "create_time": 1.0, "host": "elsewhere-" + socket.gethostname()}
+    _plant(tmp_path, **other)  # another host's driver took it over (this one had been silent too long)
+    assert lock.acquire()["host"] == other["host"] and not lock.held
+    lock.release()
+    assert (tmp_path / ".simctl" / drv.LOCKNAME).exists()  # not ours to remove

@@ -131,3 +131,33 @@ print("B", exp.get_status(*[exp.create_model("m", exp.create_run_settings(exe="t
     assert not [r for r in man.jobs if not r.status.is_terminal]  # nothing says Running forever
     res = subprocess.run([SIMCTL, "stop", "exp"], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0 and "nothing to stop" in res.stdout, res.stdout + res.stderr
+
+
+SLEEPER = """
+import os, time
+from simctl import Experiment
+exp = Experiment("d", exp_path="exp", launcher="local")
+os.makedirs(os.path.join("exp", "{name}"), exist_ok=True)
+exp.start(exp.create_model("{name}", exp.create_run_settings(exe="sleep", exe_args="300"),
+                           path=os.path.join("exp", "{name}")), block=False)
+print("started", flush=True)
+time.sleep(300)
+"""
+
+
+def test_two_killed_drivers_whose_jobs_have_the_same_local_job_id_are_both_stopped(tmp_path):
+    pids = []
+    for name in ("a", "b"):
+        proc = run_driver(tmp_path, SLEEPER.format(name=name), wait=False)
+        assert proc.stdout.readline().strip() == "started"
+        pids += [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        proc.kill()
+        proc.wait()
+        proc.communicate()
+    man = mf.load(str(tmp_path / "exp"))
+    assert [r.job_id for r in man.jobs] == ["1", "1"]  # each driver's local launcher counts from 1
+    res = subprocess.run([SIMCTL, "stop", "exp", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert {j["key"]: j["status"] for j in json.loads(res.stdout)["jobs"]} == {"a": "Cancelled", "b": "Cancelled"}
+    for pid in pids:
+        wait_until(lambda pid=pid: gone(pid), f"{pid} to be stopped")

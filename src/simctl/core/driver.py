@@ -104,9 +104,12 @@ class WriterLock:
     def acquire(self) -> dict[str, Any] | None:
         """Take the lock: None once this driver holds it, else the identity of
         the live driver that does (nothing is waited for)."""
-        if self.held:
-            return None
         me = identity()
+        if self.held:
+            data, _ = self._read()
+            if data is not None and same(data, me):
+                return None
+            self.held = False  # taken over while this driver was idle (silent too long): take it again or yield
         for _ in range(20):
             if self._create(me):
                 self.held, self._beat = True, time.monotonic()
