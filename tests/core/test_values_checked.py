@@ -100,3 +100,8 @@ def test_a_member_is_found_by_name_or_index_only(exp, rs):
     assert ens[1].name == "e_1" and ens["e_0"].name == "e_0"
     with pytest.raises(simctl.ConfigError, match=r"by its name \(a str\) or its index \(an int\), got 1.5"):
         ens[1.5]
+
+
+def test_preview_of_nothing_is_an_error_as_start_of_nothing_is(exp):
+    with pytest.raises(simctl.ConfigError, match=r"preview\(\) needs at least one entity"):
+        exp.preview()

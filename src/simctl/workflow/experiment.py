@@ -717,7 +717,10 @@ class Experiment:
         """The exact commands (and batch scripts) :meth:`start` would run,
         printed (``show``) and returned; nothing is started."""
         boolean("show", show)
-        text = self._describe(self.controller.prepared(_flatten(entities)))
+        ents = _flatten(entities)
+        if not ents:
+            raise ConfigError("preview() needs at least one entity (a Model, an Ensemble...), as start() does")
+        text = self._describe(self.controller.prepared(ents))
         if show:
             print(text)
         return text
