@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import psutil
+import pytest
 from _lifecycle_helpers import SIMCTL, gone, run_driver, wait_until
 
 from simctl.core import driver as drv, manifest as mf
@@ -161,3 +162,22 @@ def test_two_killed_drivers_whose_jobs_have_the_same_local_job_id_are_both_stopp
     assert {j["key"]: j["status"] for j in json.loads(res.stdout)["jobs"]} == {"a": "Cancelled", "b": "Cancelled"}
     for pid in pids:
         wait_until(lambda pid=pid: gone(pid), f"{pid} to be stopped")
+
+
+def test_another_experiment_in_the_same_process_cannot_overwrite_a_running_jobs_directory(tmp_path):
+    import simctl
+
+    one = simctl.Experiment("d", exp_path=str(tmp_path / "exp"), launcher="local", plugins=simctl.make_plugins())
+    two = simctl.Experiment("d", exp_path=str(tmp_path / "exp"), launcher="local", plugins=simctl.make_plugins())
+    try:
+        m = one.create_model("m", one.create_run_settings(exe="sleep", exe_args="300"))
+        one.generate(m)
+        one.start(m, block=False)
+        with pytest.raises(simctl.ConfigError, match=r"model m of driver pid \d+ .*\(this process: another "
+                                                     r"Experiment on this exp_path\)"):
+            two.generate(two.create_model("m", two.create_run_settings(exe="true")), overwrite=True)
+        one.stop(m)
+        two.generate(two.create_model("m", two.create_run_settings(exe="true")), overwrite=True)  # now it may
+    finally:
+        one.close()
+        two.close()

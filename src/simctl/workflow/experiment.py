@@ -400,10 +400,16 @@ class Experiment:
         me = drv.identity()
         if man is None:
             return
+        # this experiment's running jobs were refused by _refuse_running; its finished ones may not be saved yet
+        # (the disk lags its memory); any other job, of another driver or of another Experiment object in this
+        # process, is judged by what the disk says
+        over: set[mf.Identity] = set()
+        if self._controller is not None:
+            with self._controller.lock:
+                over = {r.identity for r in self._controller.manifest.jobs if r.status.is_terminal}
 
         def theirs(m: mf.Manifest) -> list[mf.JobRecord]:
-            return [r for r in m.jobs if not r.status.is_terminal and r.path
-                    and not drv.same(reattach.driver_of(m, r), me)
+            return [r for r in m.jobs if not r.status.is_terminal and r.path and r.identity not in over
                     and any(_within(r.path, top) for top in replaced)]
 
         found = theirs(man)
@@ -415,7 +421,8 @@ class Experiment:
         by: dict[str, list[str]] = {}
         for r in found:
             d = reattach.driver_of(man, r)
-            who = drv.describe(d) + ("" if drv.alive(d) else ", which is gone (`simctl stop` ends what it left)")
+            who = drv.describe(d) + (" (this process: another Experiment on this exp_path)" if drv.same(d, me)
+                                     else "" if drv.alive(d) else ", which is gone (`simctl stop` ends what it left)")
             by.setdefault(who, []).append(f"{r.entity_type.lower()} {r.key or r.name}")
         said = "; ".join(f"{', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} of {who}"
                          for who, keys in by.items())
