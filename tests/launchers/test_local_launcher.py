@@ -451,3 +451,20 @@ def test_a_model_without_leftovers_completes_with_no_reason(tmp_path):
     exp.start(model)
     rec = exp.summary_data()[0]
     assert (rec.status, rec.reason) == (Status.COMPLETED, "")
+
+
+def test_run_settings_the_local_launcher_does_not_use_are_said_not_silently_dropped(tmp_path):
+    exp = make_exp(tmp_path)
+    rs = exp.create_run_settings("true")
+    rs.set_tasks(4)
+    rs.set_hostlist(["n1"])
+    model = exp.create_model("m", rs, path=str(tmp_path))
+    with pytest.warns(simctl.SimctlWarning, match=r"one process on this machine: tasks=4, hostlist=\['n1'\] in its "
+                                                  "run settings are not used"):
+        exp.preview(model, show=False)
+    plain = exp.create_model("p", exp.create_run_settings("true"), path=str(tmp_path))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exp.preview(plain, show=False)  # nothing to say
