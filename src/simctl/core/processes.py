@@ -587,7 +587,7 @@ class ProcessLauncher(Launcher):
 
     def _signal(self, proc: _Proc, sig: signal.Signals) -> None:
         pid = self._pid(proc)
-        if proc.popen is not None and pid is not None and proc.popen.returncode is None:  # reaped: pid is free
+        if proc.popen is not None and pid is not None:
             try:  # the group outlives its leader: Linux does not reuse a pid while its group has members
                 os.killpg(pid, sig)
             except (ProcessLookupError, PermissionError):
