@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import SimctlError, __version__
-from .core import logs as lg, manifest as mf, reattach
+from .core import driver as drv, logs as lg, manifest as mf, reattach
 from .core.plugins import FAMILIES, PluginRecord, make_plugins
 from .core.serialize import converter
 from .core.status import Status
@@ -173,7 +173,8 @@ def status(exp_path: str, every: bool, failed: bool, running: bool, paths: bool,
     except SimctlError as exc:
         raise click.ClickException(str(exc)) from None
     recs, note = _pick(man, every, failed, running)
-    _show(man, as_json, recs, paths, note)
+    writer = drv.WriterLock(exp_path).holder()
+    _show(man, as_json, recs, paths, note + (f"; writer: {drv.describe(writer)}" if writer else ""))
     if not as_json and not every:
         latest = [r for r in recs if not r.until_stopped]
         report = lg.failure_report([r for r in latest if r.status is Status.FAILED], len(latest), lines=3)

@@ -86,6 +86,8 @@ print("OWN", exp.get_status(own)[0].value)
         assert sentinel.read_text() == "A's"  # nothing of A's was replaced
         statuses = {r.key: r.status.value for r in mf.load(str(tmp_path / "exp")).jobs if r.driver.get("pid") == a.pid}
         assert statuses == {"orchestrator/shard-0": "Running", "m": "Running"}, statuses
+        shown = subprocess.run([SIMCTL, "status", "exp"], cwd=tmp_path, capture_output=True, text=True)
+        assert f"writer: driver pid {a.pid} on host" in shown.stdout, shown.stdout + shown.stderr
     finally:
         a.terminate()
         a.communicate(timeout=60)
