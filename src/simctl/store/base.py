@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from ..core.errors import ConfigError
-from . import format as fmt
+from . import format as fmt, keyspace, wire
 from .dataset import check_name
 from .format import FormatError, StoreError, StoreKeyError
 from .servers import Server, store_error
@@ -40,6 +40,8 @@ class ClientBase:
     _use_prefix: dict[str, bool]
     #: how long calls wait for the store
     _waits: Waits
+    #: this client's id (its inference reply key, its temporary keys)
+    _id: str
 
     @property
     def _r(self) -> Any:
@@ -63,12 +65,59 @@ class ClientBase:
         """Run a command on ``key``'s server (redis-py's errors)."""
         return self._server.execute(key, *args)
 
-    def _key_cmd(self, what: str, key: str, *args: Any) -> Any:
-        """:meth:`_one` with simctl's errors."""
+    def _key_cmd(self, what: str, key: str, *args: Any, kind: str = "") -> Any:
+        """:meth:`_one` with simctl's errors; ``kind``: the kind of value the
+        command is about, named with the kind found when the key holds another
+        (a Redis WRONGTYPE)."""
         try:
             return self._server.execute(key, *args)
         except redis.RedisError as exc:
+            if kind and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
+                raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] != "GET") from None
             raise self._error(f"{what} {key!r}", exc) from None
+
+    def _kind_of(self, key: str) -> str:
+        """The kind of value ``key`` holds (see :data:`format.KIND_LUA`; 'none' when absent)."""
+        found = self._key_cmd("kind", key, "EVAL", keyspace.KIND, 1, key)
+        return found.decode() if isinstance(found, bytes) else str(found)
+
+    def _guarded(self, what: str, script: str, keys: list[str], args: list[Any], kind: str) -> Any:
+        """Run one of :mod:`.keyspace`'s checking scripts on ``keys`` (one
+        slot); its refusal is the KindError naming both kinds."""
+        try:
+            return self._server.execute(keys[0], "EVAL", script, len(keys), *keys, *args)
+        except redis.RedisError as exc:
+            raise self._script_error(what, keys, kind, exc) from None
+
+    def _script_error(self, what: str, keys: list[str], kind: str, exc: redis.RedisError) -> StoreError:
+        refused = keyspace.kind_error(what, keys, kind, exc) if isinstance(exc, redis.ResponseError) else None
+        return refused or self._error(f"{what} {keys[-1]!r}", exc)
+
+    def _put_value(self, what: str, key: str, value: bytes | Parts, kind: str) -> None:
+        """SET ``value`` (a tensor, model or script of ``kind``) under ``key``
+        unless the key holds another kind, in one round trip: a small value
+        through :data:`keyspace.PUT`; a large one SET under a temporary key
+        and renamed by :data:`keyspace.MOVE_IN` (never copied into Lua)."""
+        size = value.size if isinstance(value, Parts) else len(value)
+        tmp = keyspace.temporary_key(key, self._id) if size > keyspace.MOVE_FROM else None
+        if tmp is None:
+            self._guarded(what, keyspace.PUT, [key], [value, kind], kind)
+            return
+        cmds = [("SET", tmp, value, "PX", keyspace.TMP_TTL_MS), ("EVAL", keyspace.MOVE_IN, 2, tmp, key, kind)]
+        node = self._server.node_of(key)
+        try:
+            if node is not None:
+                try:
+                    wire.send_and_wait(node, cmds)
+                    return
+                except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
+                    pass  # a cluster's slot moved: redis-py's own dispatch finds it
+            pipe = self._server.pipeline()
+            for cmd in cmds:
+                pipe.execute_command(*cmd)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise self._script_error(what, [tmp, key], kind, exc) from None
 
     # -- keys and prefixes ------------------------------------------------------------------
 
@@ -80,6 +129,10 @@ class ClientBase:
         key = f"{prefix}.{name}" if prefix else name
         if len(key) > fmt.MAX_KEY_BYTES // 4:  # a longer key may take more than MAX_KEY_BYTES in UTF-8
             check_length(key, what)
+        if kind == "dataset":
+            keyspace.check_dataset(key, what)
+        else:
+            keyspace.check_key(key, "model or script" if kind == "model" else kind, what)
         return key
 
     def _missing(self, what: str, kind: str, key: str, name: str) -> StoreKeyError:
@@ -88,30 +141,24 @@ class ClientBase:
 
     # -- copying and moving a key -------------------------------------------------------------
 
-    def _copy_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
+    def _copy_key(self, src: str, dest: str, what: str, kind: str, name: str, rename: bool = False) -> None:
+        """Copy (``rename``: move) the ``kind`` at ``src`` to ``dest``, refused
+        when either holds another kind: one script when they share a slot,
+        else DUMP and RESTORE (and DEL) through scripts that check too."""
         if self._server.same_slot(src, dest):
-            if not self._key_cmd(what, src, "COPY", src, dest, "REPLACE"):
+            if not self._guarded(what, keyspace.TRANSFER, [src, dest], [kind, "rename" if rename else "copy"],
+                                 kind):
                 raise self._missing(what, kind, src, name)
             return
-        dumped = self._key_cmd(what, src, "DUMP", src)
-        if dumped is None:
+        dumped = self._guarded(what, keyspace.DUMP, [src], [kind], kind)
+        if not dumped:
             raise self._missing(what, kind, src, name)
-        self._key_cmd(what, dest, "RESTORE", dest, 0, dumped, "REPLACE")
+        self._guarded(what, keyspace.RESTORE, [dest], [kind, dumped[0]], kind)
+        if rename:
+            self._guarded(what, keyspace.DELETE, [src], [kind], kind)
 
     def _rename_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
-        if src == dest:
-            if not self._key_cmd(what, src, "EXISTS", src):
-                raise self._missing(what, kind, src, name)
-        elif self._server.same_slot(src, dest):
-            try:
-                self._key_cmd(what, src, "RENAME", src, dest)
-            except StoreError as exc:
-                if "no such key" in str(exc):
-                    raise self._missing(what, kind, src, name) from None
-                raise
-        else:
-            self._copy_key(src, dest, what, kind, name)
-            self._key_cmd(what, src, "DEL", src)
+        self._copy_key(src, dest, what, kind, name, rename=True)
 
 
 # -- helpers ------------------------------------------------------------------------------------
