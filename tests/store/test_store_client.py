@@ -133,9 +133,13 @@ def test_one_command_per_put_and_per_get(client: Client, kind: str, request: pyt
     one SET under a temporary key and the script that renames it (a large one, not copied into Lua),
     sent in one write; a get is one GET. The second put looks at the tensor the first put there."""
     servers = [request.getfixturevalue("server")] if kind == "standalone" else request.getfixturevalue("cluster")
-    puts = [{"cmdstat_eval": 1, "cmdstat_type": 1, "cmdstat_set": 1},
-            {"cmdstat_eval": 1, "cmdstat_type": 1, "cmdstat_getrange": 1, "cmdstat_set": 1, "cmdstat_rename": 1,
+    puts = [{"cmdstat_evalsha": 1, "cmdstat_getrange": 1, "cmdstat_set": 1},
+            {"cmdstat_evalsha": 1, "cmdstat_type": 1, "cmdstat_getrange": 1, "cmdstat_set": 1, "cmdstat_rename": 1,
              "cmdstat_persist": 1}]
+    for other in ("warm{t}", "t"):  # each server has run the scripts once: EVALSHA finds them
+        client.put_tensor(other, np.ones(1 << 20, np.float32))
+        client.put_tensor(other, np.ones(1, np.float32))
+        client.delete_tensor(other)
     for a, put in zip((np.ones(256, np.float32), np.ones(1 << 20, np.float32)), puts):
         def counts() -> dict[str, int]:
             out: dict[str, int] = {}

@@ -252,9 +252,13 @@ def test_bad_model_arguments(client: Client, tmp_path: Path, kwargs: dict[str, A
     assert raw_keys(client) == set()
 
 
-def test_min_batch_size_without_batch_size_is_accepted(client: Client) -> None:
-    client.set_model("m", b"x", "ONNX", min_batch_size=4)  # batch_size 0: no limit
-    assert fmt.parse_model_header(raw_value(client, "m")).min_batch_size == 4
+def test_min_batch_size_without_batch_size_is_refused(client: Client) -> None:
+    """Issue 16: it was silently ignored (batching is off without batch_size)."""
+    for arg in ("min_batch_size", "min_batch_timeout"):
+        with pytest.raises(ConfigError, match=rf"set_model\('m'\): {arg}=4 without batch_size: it applies only "
+                                              "to a batched model"):
+            client.set_model("m", b"x", "ONNX", **{arg: 4})
+    assert not client.model_exists("m")
 
 
 def test_the_client_asks_no_plugin_registry_about_a_backend(client: Client, missing_runtime: None) -> None:

@@ -84,14 +84,35 @@ class ClientBase:
     def _guarded(self, what: str, script: str, keys: list[str], args: list[Any], kind: str) -> Any:
         """Run one of :mod:`.keyspace`'s checking scripts on ``keys`` (one
         slot); its refusal is the KindError naming both kinds."""
-        try:
-            return self._server.execute(keys[0], "EVAL", script, len(keys), *keys, *args)
-        except redis.RedisError as exc:
-            raise self._script_error(what, keys, kind, exc) from None
+        return self._scripts(what, [("EVAL", script, len(keys), *keys, *args)], keys, kind)
 
-    def _script_error(self, what: str, keys: list[str], kind: str, exc: redis.RedisError) -> StoreError:
-        refused = keyspace.kind_error(what, keys, kind, exc) if isinstance(exc, redis.ResponseError) else None
-        return refused or self._error(f"{what} {keys[-1]!r}", exc)
+    def _scripts(self, what: str, cmds: list[tuple[Any, ...]], keys: list[str], kind: str) -> Any:
+        """Send ``cmds`` (on ``keys``, one slot; the scripts as EVALSHA, sent
+        again as EVAL when the server does not hold them) in one write; the
+        last reply. A script's refusal is the KindError naming both kinds."""
+        try:
+            try:
+                return self._send(keys[-1], [keyspace.by_sha(c) for c in cmds])
+            except redis.exceptions.NoScriptError:
+                return self._send(keys[-1], cmds)
+        except redis.RedisError as exc:
+            refused = keyspace.kind_error(what, keys, kind, exc) if isinstance(exc, redis.ResponseError) else None
+            raise refused or self._error(f"{what} {keys[-1]!r}", exc) from None
+
+    def _send(self, key: str, cmds: list[tuple[Any, ...]]) -> Any:
+        """``cmds`` (on ``key``'s slot) in one write to its server; the last
+        reply (redis-py's errors): :func:`wire.send_and_wait`, or redis-py's
+        pipeline when a cluster's slot map is stale."""
+        node = self._server.node_of(key)
+        if node is not None:
+            try:
+                return wire.send_and_wait(node, cmds)
+            except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
+                pass  # a cluster's slot moved: redis-py's own dispatch finds it
+        pipe = self._server.pipeline()
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
+        return pipe.execute()[-1]
 
     def _put_value(self, what: str, key: str, value: bytes | Parts, kind: str) -> None:
         """SET ``value`` (a tensor, model or script of ``kind``) under ``key``
@@ -101,23 +122,10 @@ class ClientBase:
         size = value.size if isinstance(value, Parts) else len(value)
         tmp = keyspace.temporary_key(key, self._id) if size > keyspace.MOVE_FROM else None
         if tmp is None:
-            self._guarded(what, keyspace.PUT, [key], [value, kind], kind)
-            return
-        cmds = [("SET", tmp, value, "PX", keyspace.TMP_TTL_MS), ("EVAL", keyspace.MOVE_IN, 2, tmp, key, kind)]
-        node = self._server.node_of(key)
-        try:
-            if node is not None:
-                try:
-                    wire.send_and_wait(node, cmds)
-                    return
-                except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
-                    pass  # a cluster's slot moved: redis-py's own dispatch finds it
-            pipe = self._server.pipeline()
-            for cmd in cmds:
-                pipe.execute_command(*cmd)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise self._script_error(what, [tmp, key], kind, exc) from None
+            self._scripts(what, [("EVAL", keyspace.PUT, 1, key, value, keyspace.STEMS[kind])], [key], kind)
+        else:
+            self._scripts(what, [("SET", tmp, value, "PX", keyspace.TMP_TTL_MS),
+                                 ("EVAL", keyspace.MOVE_IN, 2, tmp, key, kind)], [tmp, key], kind)
 
     # -- keys and prefixes ------------------------------------------------------------------
 

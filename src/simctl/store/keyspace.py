@@ -12,6 +12,7 @@ that into the :class:`~simctl.store.format.KindError` naming both kinds.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import Any
 
@@ -29,8 +30,18 @@ def _check(i: int, allowed: str) -> str:
             f"if found ~= 'none' and found ~= {allowed} then {_REFUSE} end end\n")
 
 
-#: KEYS[1] the key; ARGV[1] the value, ARGV[2] its kind: SET unless the key holds another kind
-PUT = KIND_LUA + _check(1, "ARGV[2]") + "redis.call('SET', KEYS[1], ARGV[1])\nreturn 1\n"
+#: KEYS[1] the key; ARGV[1] the value, ARGV[2] its magic's first 3 bytes (:data:`STEMS`): SET unless the key
+#: holds another kind (the common case, a key absent or of this kind, costs one GETRANGE)
+PUT = KIND_LUA + """
+local m = redis.pcall('GETRANGE', KEYS[1], 0, 2)
+if m ~= '' and m ~= ARGV[2] then
+  local kinds = {SMT = 'tensor', SMM = 'model', SMS = 'script'}
+""" + _check(1, "kinds[ARGV[2]]") + """end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+#: the first bytes of each kind's values (the stem of its magic)
+STEMS = {"tensor": "SMT", "model": "SMM", "script": "SMS"}
 
 #: KEYS[1] a temporary key holding the value (with an expiry), KEYS[2] the key; ARGV[1] the kind:
 #: RENAME the temporary key onto the key unless it holds another kind (then the temporary key is deleted)
@@ -71,6 +82,18 @@ RESTORE = KIND_LUA + _check(1, "ARGV[1]") + "redis.call('RESTORE', KEYS[1], 0, A
 
 #: KEYS[1]: its kind ('none' when absent)
 KIND = KIND_LUA + "return kind(KEYS[1])\n"
+
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (PUT, MOVE_IN, DELETE, TRANSFER, DUMP,
+                                                                          RESTORE, KIND)}
+
+
+def by_sha(cmd: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``cmd`` with an EVAL of one of the scripts above sent as EVALSHA (the server
+    caches a script once it ran it; NOSCRIPT otherwise: send the EVAL)."""
+    if cmd[0] == "EVAL" and cmd[1] in _SHA:
+        return ("EVALSHA", _SHA[cmd[1]], *cmd[2:])
+    return cmd
+
 
 #: a value larger than this is SET under a temporary key and renamed (not copied into Lua)
 MOVE_FROM = 65536
