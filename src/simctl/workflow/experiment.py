@@ -34,7 +34,7 @@ from ..core.status import Status
 from ..core.steps import BatchJob
 from ..core.table import render_table
 from ..log import logger
-from ..store.use import StoreUse
+from ..store.use import StoreUse, check_start
 from .ensemble import Ensemble
 from .model import Model
 
@@ -421,6 +421,7 @@ class Experiment:
                       "ended without completing", file=sys.stderr, flush=True)
                 return
         self._place_members(ents)
+        check_start(ents)  # one name, one model or script, across the entities started together
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
