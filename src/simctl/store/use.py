@@ -107,9 +107,10 @@ def check_start(entities: Iterable[Any]) -> None:
     """ConfigError, at plan time, when entities started together (each with
     its :class:`StoreMethods`) put different ML objects under one key of the
     running store (those with a colocated store keep theirs apart)."""
-    owned = [(owner, obj) for ent in entities if isinstance(ent, StoreMethods)
-             for owner, use in ent._store_uses() if use.needs_store for obj in use.ml]
-    if len({owner for owner, _ in owned}) > 1:
+    per_entity = [[(owner, obj) for owner, use in ent._store_uses() if use.needs_store for obj in use.ml]
+                  for ent in entities if isinstance(ent, StoreMethods)]
+    owned = [pair for pairs in per_entity for pair in pairs]
+    if sum(bool(pairs) for pairs in per_entity) > 1:  # one entity's own are checked by its plan (check_plan)
         from .preload import distinct  # start-up cost
 
         distinct(owned, "the store")
