@@ -185,6 +185,16 @@ def test_values_are_checked_where_they_enter(client: Client, address: str) -> No
         Dataset("d").add_tensor("m", masked)
     with pytest.raises(ConfigError, match="put_tensor.*data must be a numeric numpy array, got None"):
         client.put_tensor("n", None)
+    with pytest.raises(ConfigError, match=r"put_tensor\('r'\): data must be a numeric numpy array .* list"):
+        client.put_tensor("r", [[1, 2], [3]])  # ragged: numpy's raw ValueError before
+    for call in (lambda: client.put_tensor("\ud800", np.ones(1)), lambda: client.get_dataset("a\ud800"),
+                 lambda: client.set_script("\udcff", SCRIPT), lambda: Dataset("\ud800"),
+                 lambda: client.key_exists("\ud800")):
+        with pytest.raises(ConfigError, match="must be text UTF-8 can encode"):
+            call()  # a raw UnicodeEncodeError before
+    for call in (lambda: client.flush_db(5), lambda: client.get_db_node_info(addresses=[5])):
+        with pytest.raises(ConfigError, match="addresses must be None .*, 'host:port' or a list of them"):
+            call()  # a raw TypeError before
     assert raw_keys(client) == set()
 
 

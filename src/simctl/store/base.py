@@ -131,7 +131,7 @@ class ClientBase:
 
     def _key(self, kind: str, name: Any, read: bool, what: str) -> str:
         """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied."""
-        if type(name) is not str or not name:
+        if type(name) is not str or not name or not name.isascii():
             check_name(name, f"{what}: name")
         prefix = (self._get_prefix if read else self._put_prefix) if self._use_prefix[kind] else ""
         key = f"{prefix}.{name}" if prefix else name

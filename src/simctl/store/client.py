@@ -264,6 +264,11 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         known = self._server.primaries()
         if addresses is None:
             return list(known.items())
+        if not isinstance(addresses, str) and (not isinstance(addresses, (list, tuple))
+                                               or not all(isinstance(a, str) for a in addresses)):
+            raise ConfigError(f"{what}: addresses must be None (every server), 'host:port' or a list of them; "
+                              f"got {type(addresses).__name__} {addresses!r:.80}; its servers are "
+                              f"{', '.join(sorted(known))}")
         out = []
         for a in parse_addresses(addresses, what):
             name = next((k for k in known if k == str(a)), None) or next(

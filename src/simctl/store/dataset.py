@@ -12,9 +12,14 @@ from .format import StoreKeyError
 
 
 def check_name(name: Any, what: str) -> str:
-    """``name`` if it is a non-empty string, else ConfigError naming ``what``."""
+    """``name`` if it is a non-empty string that UTF-8 can encode, else ConfigError naming ``what``."""
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{what} must be a non-empty string, got {name!r}")
+        raise ConfigError(f"{what} must be a non-empty string, got {name!r:.80}")
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(f"{what} must be text UTF-8 can encode, got {name!r:.80} ({exc.reason})") from None
     return name
 
 

@@ -304,7 +304,11 @@ def as_array(data: Any, what: str) -> np.ndarray:
                           "tensors")
     if data is None:
         raise ConfigError(f"{what}: data must be a numeric numpy array, got None")
-    return np.asarray(data)
+    try:
+        return np.asarray(data)
+    except ValueError as exc:  # a ragged list
+        raise ConfigError(f"{what}: data must be a numeric numpy array (or a list numpy makes one of); "
+                          f"{type(data).__name__} {data!r:.60} is not one: {exc}") from None
 
 
 _headers: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
