@@ -23,6 +23,9 @@ from .format import FormatError, StoreError, StoreKeyError
 from .servers import Server, store_error
 from .wire import Parts, Waits
 
+#: the commands :meth:`ClientBase._key_cmd` sends that only read (a refusal of theirs says no more than the kinds)
+_READS = frozenset({"GET", "LLEN", "LRANGE", "GETRANGE", "EXISTS"})
+
 
 class ClientBase:
     """The state and the helpers the client's parts share (see the module docstring)."""
@@ -73,7 +76,7 @@ class ClientBase:
             return self._server.execute(key, *args)
         except redis.RedisError as exc:
             if kind and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
-                raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] != "GET") from None
+                raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] not in _READS) from None
             raise self._error(f"{what} {key!r}", exc) from None
 
     def _kind_of(self, key: str) -> str:
