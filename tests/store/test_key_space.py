@@ -232,3 +232,13 @@ def test_large_and_small_puts_of_any_key_work_on_every_store(client: Client, key
         client.put_tensor(key, value)  # over itself
         assert np.array_equal(client.get_tensor(key), value)
     assert raw_keys(client) == {key}
+
+
+def test_a_refusal_is_read_from_redis_pys_pipeline_words_too() -> None:
+    """The cluster's fallback (redis-py's pipeline, after a slot moved) puts its own words before the reply."""
+    from simctl.store import keyspace
+
+    got = keyspace.kind_error("put_tensor", ["tmp", "k"], "tensor",
+                              "Command # 2 (EVALSHA abc 2 tmp k tensor) of pipeline caused error: SIMCTLKIND 2 model")
+    assert isinstance(got, KindError) and str(got).startswith("put_tensor: key 'k' holds an ML model, not a tensor")
+    assert keyspace.kind_error("put_tensor", ["k"], "tensor", "OOM command not allowed") is None

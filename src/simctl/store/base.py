@@ -112,6 +112,10 @@ class ClientBase:
                 return wire.send_and_wait(node, cmds)
             except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
                 pass  # a cluster's slot moved: redis-py's own dispatch finds it
+            except redis.ConnectionError:
+                if not self._server.is_cluster:
+                    raise
+                # a cluster's node went away (a failover?): redis-py's dispatch finds the slot's new primary
         pipe = self._server.pipeline()
         for cmd in cmds:
             pipe.execute_command(*cmd)

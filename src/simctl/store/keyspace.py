@@ -160,10 +160,11 @@ def kind_error(what: str, keys: list[str], expected: str, reply: Any) -> KindErr
     (``keys``: the script's keys, ``expected``: the operation's kind); None
     when ``reply`` is no refusal."""
     text = str(reply)
-    if not text.startswith(fmt.KIND_ERROR + " "):
+    at = text.find(fmt.KIND_ERROR + " ")  # redis-py's pipeline puts its own words first
+    if at < 0:
         return None
-    _, index, found = text.split(" ", 2)
-    return refused(what, keys[int(index) - 1], found, expected)
+    _, index, found = text[at:].split(" ", 2)
+    return refused(what, keys[int(index) - 1], found.split()[0], expected)
 
 
 def refused(what: str, key: str, found: str, expected: str, write: bool = True) -> KindError:
