@@ -89,3 +89,15 @@ def test_replace_must_be_a_bool(tmp_path: Path, exp_db: Any) -> None:
         app(exp, tmp_path, "a").add_ml_model("net", "TORCH", model=b"x", replace="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"add_script\('simctl.x'\): name 'simctl.x' starts with 'simctl.'"):
         app(exp, tmp_path, "a").add_script("simctl.x", script="def f(x):\n    return x\n")
+
+
+def test_names_and_sources_utf8_cannot_encode_are_refused_at_the_call(tmp_path: Path, exp_db: Any) -> None:
+    exp, _ = exp_db
+    m = app(exp, tmp_path, "a")
+    with pytest.raises(ConfigError, match=r"add_ml_model\('\\ud800'\): name must be text UTF-8 can encode"):
+        m.add_ml_model("\ud800", "TORCH", model=b"x")  # a raw UnicodeEncodeError before
+    with pytest.raises(ConfigError, match=r"add_script\('s'\): script must be text UTF-8 can encode"):
+        m.add_script("s", script="def f(x):\n    return x  # \udcff\n")
+    with pytest.raises(ConfigError, match=r"add_ml_model\('\{d\}.tensor.t'\): name .* has the form of a dataset's"):
+        m.add_ml_model("{d}.tensor.t", "TORCH", model=b"x")
+    assert m.ml == []

@@ -44,6 +44,7 @@ from ..ml import read_model
 from . import contract, format as fmt
 from .base import check_length
 from .client import Client
+from .dataset import check_name as check_text
 from .server import write_private
 from .spec import ModelSpec, Placement
 
@@ -103,6 +104,7 @@ def _check_name(what: str, name: Any, replace: Any) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{what}: name must be a non-empty str (the key the store keeps it under); "
                           f"got {checks.show(name)}")
+    check_text(name, f"{what}: name")
     if name.startswith(fmt.RESERVED) or fmt.dataset_key_form(name):
         raise ConfigError(f"{what}: name {name[:80]!r} " + ("starts with 'simctl.', the prefix of simctl's own keys"
                           if name.startswith(fmt.RESERVED) else "has the form of a dataset's keys") +
@@ -199,7 +201,7 @@ def _source(what: str, arg: str, name: str, source: Any, placement: Placement, a
     if not isinstance(source, str) or not source.strip():
         got = "an empty str" if isinstance(source, str) else checks.show(source)
         raise ConfigError(f"{what}: {arg} must be non-empty TorchScript source text; got {got}")
-    data = source.encode("utf-8")
+    data = check_text(source, f"{what}: {arg}").encode("utf-8")
     fmt.script_header(placement.device, len(data), what)
     return _finish(MLObject("script", name, placement, data=data, added_by=added_by, replace=replace))
 
