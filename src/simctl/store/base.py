@@ -136,8 +136,10 @@ class ClientBase:
 
     # -- keys and prefixes ------------------------------------------------------------------
 
-    def _key(self, kind: str, name: Any, read: bool, what: str) -> str:
-        """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied."""
+    def _key(self, kind: str, name: Any, read: bool, what: str, look: bool = False) -> str:
+        """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied;
+        one a user may not name (:func:`keyspace.check_key`) is refused unless the call only
+        reads it (``look``: a get, an input; a dataset's tensor may be read as a tensor)."""
         if type(name) is not str or not name or not name.isascii():
             check_name(name, f"{what}: name")
         prefix = (self._get_prefix if read else self._put_prefix) if self._use_prefix[kind] else ""
@@ -146,7 +148,7 @@ class ClientBase:
             check_length(key, what)
         if kind == "dataset":
             keyspace.check_dataset(key, what)
-        else:
+        elif not look:
             keyspace.check_key(key, "model or script" if kind == "model" else kind, what)
         return key
 

@@ -185,7 +185,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def get_tensor(self, name: str) -> np.ndarray:
         """The array stored under ``name`` (one GET), with its dtype and shape."""
-        key = self._key("tensor", name, True, "get_tensor")
+        key = self._key("tensor", name, True, "get_tensor", look=True)
         value = self._key_cmd("get_tensor", key, "GET", key, kind="tensor")
         if value is None:
             raise self._missing("get_tensor", "tensor", key, name)
@@ -201,7 +201,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         """Fill ``result`` (same shape, same dtype up to byte order) with the tensor ``name``."""
         if not isinstance(result, np.ndarray) or not result.flags.writeable:
             raise ConfigError(f"unpack_tensor: result must be a writable numpy array, got {type(result).__name__}")
-        key = self._key("tensor", name, True, "unpack_tensor")
+        key = self._key("tensor", name, True, "unpack_tensor", look=True)
         value = self._key_cmd("unpack_tensor", key, "GET", key, kind="tensor")
         if value is None:
             raise self._missing("unpack_tensor", "tensor", key, name)
@@ -219,7 +219,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def tensor_exists(self, name: str) -> bool:
         """Whether the tensor ``name`` exists (a key holding another kind is no tensor)."""
-        key = self._key("tensor", name, True, "tensor_exists")
+        key = self._key("tensor", name, True, "tensor_exists", look=True)
         try:
             head = self._server.execute(key, "GETRANGE", key, 0, 2)
         except redis.ResponseError as exc:
@@ -247,7 +247,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def copy_tensor(self, src_name: str, dest_name: str) -> None:
         """Copy the tensor ``src_name`` (read prefix) to ``dest_name`` (write prefix)."""
-        src = self._key("tensor", src_name, True, "copy_tensor")
+        src = self._key("tensor", src_name, True, "copy_tensor", look=True)
         dest = self._key("tensor", dest_name, False, "copy_tensor")
         self._copy_key(src, dest, "copy_tensor", "tensor", src_name)
 

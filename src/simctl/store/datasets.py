@@ -139,7 +139,7 @@ class DatasetCommands(ClientBase):
 
     def copy_list(self, src_name: str, dest_name: str) -> None:
         """Copy the list ``src_name`` (read prefix) to ``dest_name`` (write prefix); the datasets are shared."""
-        src = self._key("list", src_name, True, "copy_list")
+        src = self._key("list", src_name, True, "copy_list", look=True)
         dest = self._key("list", dest_name, False, "copy_list")
         self._copy_key(src, dest, "copy_list", "list", src_name)
 
@@ -151,7 +151,7 @@ class DatasetCommands(ClientBase):
 
     def get_list_length(self, list_name: str) -> int:
         """Number of datasets in the list (0 if there is no such list)."""
-        key = self._key("list", list_name, True, "get_list_length")
+        key = self._key("list", list_name, True, "get_list_length", look=True)
         return int(self._key_cmd("get_list_length", key, "LLEN", key, kind="list"))
 
     def poll_list_length(self, name: str, list_length: int, poll_frequency_ms: float, num_tries: int) -> bool:
@@ -187,7 +187,7 @@ class DatasetCommands(ClientBase):
         return self._list_range(list_name, start_index, end_index, "get_dataset_list_range")
 
     def _list_range(self, list_name: str, start: int, end: int, what: str) -> list[Dataset]:
-        key = self._key("list", list_name, True, what)
+        key = self._key("list", list_name, True, what, look=True)
         try:
             names = [n.decode("utf-8") for n in self._key_cmd(what, key, "LRANGE", key, start, end, kind="list")]
         except UnicodeDecodeError as exc:

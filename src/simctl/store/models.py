@@ -112,7 +112,7 @@ class ModelCommands(ClientBase):
 
     def _get_stored(self, op: str, kind: str, name: str, decode: Callable[[bytes], tuple[Any, Any]]) -> Any:
         """The payload of the model or script ``name`` (read prefix), decoded."""
-        key = self._key("model", name, True, op)
+        key = self._key("model", name, True, op, look=True)
         value = self._key_cmd(op, key, "GET", key, kind=kind)
         if value is None:
             raise self._missing(op, kind, key, name)
@@ -138,7 +138,7 @@ class ModelCommands(ClientBase):
 
     def model_exists(self, name: str) -> bool:
         """Whether a model is stored under ``name`` (a tensor or script there is not one)."""
-        key = self._key("model", name, True, "model_exists")
+        key = self._key("model", name, True, "model_exists", look=True)
         return self._kind_of(key) == "model"
 
     def poll_model(self, name: str, poll_frequency_ms: float, num_tries: int) -> bool:
