@@ -290,7 +290,13 @@ class Worker:
             new, more_inputs = self._intake(more, cmds)
             inputs.update(more_inputs)
             for key, (loaded, group) in new.items():
-                if key in groups and groups[key][0] is not None:
+                if loaded is None:  # its requests are answered (an error) or passed on
+                    groups.setdefault(key, (None, []))
+                    continue
+                if key in groups and groups[key][0] not in (None, loaded):
+                    # the model changed while the batch filled: the new requests run the new one, apart
+                    key = (key[0], f"{key[1]}\x00{id(loaded)}")
+                if key in groups and groups[key][0] is loaded:
                     groups[key][1].extend(group)
                 else:
                     groups[key] = (loaded, group)
