@@ -391,7 +391,9 @@ def _kind(key: bytes, rtype: str, head: Any, size: Any) -> dict[str, Any]:
                            "shape": None, "size": None, "details": ""}
     if rtype == "string":
         row["size"] = int(size)
-        if head.startswith(fmt.TENSOR_MAGIC_STEM):
+        if fmt.kind_of_value(head) in ("model", "script"):
+            row["kind"] = fmt.kind_of_value(head)
+        elif head.startswith(fmt.TENSOR_MAGIC_STEM):
             row["kind"] = "tensor"
             try:
                 header = fmt.parse_header(head)
@@ -517,6 +519,10 @@ def store_get(args: tuple[str, ...], output: str, db: str | None, timeout: float
                                    f"{exp_path}`; a prefixed entity's keys start with its name and a dot)")
     if value is None:
         raise click.ClickException(f"key {key!r} of store {name!r} holds a Redis {rtype}, not a tensor")
+    found = fmt.kind_of_value(value)
+    if found in ("model", "script"):
+        raise click.ClickException(f"key {key!r} of store {name!r} holds {fmt.kind_name(found)}, not a tensor "
+                                   f"(Client.get_{found} reads it)")
     try:
         array = fmt.decode_tensor(value)
     except fmt.FormatError as exc:

@@ -35,7 +35,7 @@ from ..core.status import Status
 from ..core.steps import BatchJob
 from ..core.table import render_table
 from ..log import logger
-from ..store.use import StoreUse
+from ..store.use import StoreUse, check_start
 from .ensemble import Ensemble
 from .model import Model
 
@@ -489,6 +489,7 @@ class Experiment:
                 return
         self._place_members(ents)
         self._check_colocated(ents)
+        check_start(ents)  # one name, one model or script, across the entities started together
         self._take_lock()
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
