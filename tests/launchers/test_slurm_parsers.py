@@ -426,3 +426,47 @@ def test_job_names_are_made_safe():
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", name) and name.startswith("my_run_") and name.endswith("_x___1")
     assert launcher.job_name("ok-name_1.2") == "ok-name_1.2"
     assert len(launcher.job_name("n" * 300)) == 64
+
+
+# -- jobs waiting for the experiment's own nodes (issue 21) ----------------------------------------
+
+#: recorded on the test Slurm: a one-CPU job running on vm-real (2 CPUs), an exclusive job and a
+#: two-CPU job pending behind it (``squeue -h -r -t all -O SQUEUE_FORMAT,PLACEMENT_FORMAT``)
+PLACED = """\
+1838|PENDING|Resources|0||1|1|real|NO||
+1839|PENDING|Priority|0||1|2|real|OK||
+1837|RUNNING|None|0|vm-real|1|1|real|OK||
+"""
+SINFO = "debug*|vm|32\nreal|vm-real|2\n"
+
+
+def test_parse_placements_and_sinfo():
+    from simctl.plugins.launchers.slurm_nodes import default_partition, hostnames, parse_placements, parse_sinfo
+
+    got = parse_placements(PLACED)
+    assert got["1837"].nodes == ("vm-real",) and got["1837"].cpus == 1 and not got["1837"].exclusive
+    assert got["1838"].exclusive and got["1838"].nodes == () and got["1838"].reason == "Resources"
+    assert parse_placements("1|RUNNING|None|0|\n") == {}  # the status columns only: no placement
+    assert parse_sinfo(SINFO) == {"debug": {"vm": 32}, "real": {"vm-real": 2}}
+    assert default_partition(SINFO) == "debug"
+    assert sorted(hostnames("mn[1-3],login")) == ["login", "mn1", "mn2", "mn3"]
+    assert hostnames("(null)") == [] and hostnames("") == []
+
+
+def test_a_job_pending_behind_the_experiments_store_is_blocked_for_ever_only_when_nothing_else_frees():
+    from simctl.plugins.launchers.slurm_nodes import blocked, parse_placements, parse_sinfo
+
+    jobs, parts = parse_placements(PLACED), parse_sinfo(SINFO)
+    names = {"1837": "orchestrator", "1838": "ens", "1839": "other"}
+    got = blocked(jobs, parts, {"1837"}, names)
+    assert set(got) == {"1838", "1839"}
+    assert got["1838"].never  # exclusive: the store's node is never whole again
+    assert got["1839"].never  # 2 CPUs on a node of 2, one of them the store's
+    assert "1837 (orchestrator, runs until stopped)" in got["1839"].message and "vm-real" in got["1839"].message
+    # the holder ends by itself: both only wait, and say for what
+    later = blocked(jobs, parts, set(), names)
+    assert not later["1838"].never and "it starts when they free" in later["1838"].message
+    # a bigger node: two CPUs fit beside the store's one
+    assert not blocked(jobs, {"real": {"vm-real": 4}}, {"1837"}, names)["1839"].never
+    # nothing of the experiment's runs there: nothing to say
+    assert blocked({k: v for k, v in jobs.items() if k != "1837"}, parts, set(), names) == {}

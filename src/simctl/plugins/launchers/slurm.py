@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -29,6 +30,9 @@ from simctl import (
 )
 
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .slurm_nodes import PLACEMENT_FORMAT, SQUEUE_FORMAT, blocked, default_partition, parse_placements, parse_sinfo
+
+log = logging.getLogger("simctl.slurm")
 
 #: every state squeue or sacct reports, and what it means here
 STATES: dict[str, Status] = {
@@ -45,7 +49,6 @@ STATES: dict[str, Status] = {
 }
 REASONS = {"TIMEOUT": "time limit reached", "OUT_OF_MEMORY": "out of memory", "NODE_FAIL": "node failure",
            "BOOT_FAIL": "node boot failure", "DEADLINE": "deadline reached", "PREEMPTED": "preempted"}
-SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
 
 
 #: characters sbatch's ``#SBATCH`` line parser passes through without quoting
@@ -114,8 +117,9 @@ def map_state(raw: str, exit_code: int | None = None, reason: str = "") -> JobSt
 
 
 def parse_squeue(text: str) -> dict[str, JobStatus]:
-    """Parse ``squeue -h -r -t all -O JobArrayID:|,State:|,Reason:|,exit_code:|``.
-    The exit code column is the raw wait status (exit code << 8 | signal)."""
+    """Parse ``squeue -h -r -t all -O JobArrayID:|,State:|,Reason:|,exit_code:|...``
+    (:data:`SQUEUE_FORMAT`; further columns are ignored). The exit code column is
+    the raw wait status (exit code << 8 | signal)."""
     out: dict[str, JobStatus] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -239,6 +243,9 @@ class SlurmLauncher(SchedulerLauncher):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._accounting: bool | None = options.get("accounting")
+        self._partitions: tuple[dict[str, dict[str, int]], str] | None = None
+        #: (job id, never) pairs already logged: each wait for the experiment's own nodes is said once
+        self._said: set[tuple[str, bool]] = set()
 
     def directives(self, job: BatchJob) -> list[str]:
         bs, n_members = job.batch_settings, len(job.members)
@@ -258,12 +265,17 @@ class SlurmLauncher(SchedulerLauncher):
             args["array"] = f"0-{n_members - 1}"
             args["open-mode"] = "append"  # the elements share the job's output files
         elif not any(k in bs.batch_args for k in ("ntasks", "n", "exclusive", "ntasks-per-node")):
+            tasks = sum(_member_tasks(m.run_settings) for m in job.members)
             if bs.nodes or bs.hostlist:
-                # the user asked for nodes, not tasks: whole nodes, and members beyond what fits
-                # wait their turn inside the allocation (srun steps queue for CPUs)
-                args["exclusive"] = None
+                # the user asked for nodes, not tasks: room for every member at once, at most what
+                # those nodes have (members beyond it wait their turn inside the allocation, as srun
+                # steps queue for CPUs), and never whole nodes unless asked (batch_args exclusive):
+                # the experiment's own store may run on them (issue 21)
+                nodes = bs.nodes or len(bs.hostlist)
+                cpus = self.node_cpus(bs.queue)
+                args["ntasks"] = max(nodes, min(tasks, nodes * cpus) if cpus else tasks)
             else:  # room for every member at once: the sum of the members' tasks
-                args["ntasks"] = sum(_member_tasks(m.run_settings) for m in job.members)
+                args["ntasks"] = tasks
         args.update(bs.batch_args)
         return sbatch_directives(args)
 
@@ -291,6 +303,23 @@ class SlurmLauncher(SchedulerLauncher):
         except ValueError:
             raise SchedulerError(argv, 0, output, "sbatch printed no job id") from None
 
+    def partitions(self) -> tuple[dict[str, dict[str, int]], str]:
+        """The CPUs of every node by partition, and the default partition: one
+        ``sinfo``, asked once per launcher (``({}, "")`` where sinfo fails)."""
+        if self._partitions is None:
+            try:
+                text = self.run(["sinfo", "-h", "-N", "-o", "%P|%N|%c"]).stdout
+            except SchedulerError:
+                text = ""
+            self._partitions = (parse_sinfo(text), default_partition(text))
+        return self._partitions
+
+    def node_cpus(self, partition: str | None) -> int:
+        """The fewest CPUs a node of ``partition`` (None: the default one) has; 0 if unknown."""
+        parts, default = self.partitions()
+        cpus = parts.get(partition or default, {}).values()
+        return min(cpus) if cpus else 0
+
     def accounting(self) -> bool:
         """Whether Slurm accounting is on (then sacct knows finished jobs)."""
         if self._accounting is None:
@@ -300,7 +329,7 @@ class SlurmLauncher(SchedulerLauncher):
         return self._accounting
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        argv = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-O", SQUEUE_FORMAT]
+        argv = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-O", f"{SQUEUE_FORMAT},{PLACEMENT_FORMAT}"]
         proc = self.run(argv, ok_codes=(0, 1))
         if proc.returncode == 1:
             if "Invalid job id" not in proc.stderr:
@@ -311,6 +340,7 @@ class SlurmLauncher(SchedulerLauncher):
                 known = parse_squeue(proc.stdout)
             except ValueError as exc:
                 raise SchedulerError(argv, 0, proc.stdout, f"squeue printed something unexpected ({exc})") from None
+        known.update(self._waiting_for_own_nodes(proc.stdout if proc.returncode == 0 else ""))
         for job_id, st in list(known.items()):  # an array's own id: take its first element's state
             base = job_id.split("_")[0]
             known.setdefault(base, st)
@@ -325,6 +355,29 @@ class SlurmLauncher(SchedulerLauncher):
             except ValueError as exc:
                 raise SchedulerError(argv, 0, "", f"sacct printed something unexpected ({exc})") from None
         return known
+
+    def _waiting_for_own_nodes(self, listing: str) -> dict[str, JobStatus]:
+        """The pending jobs of ``listing`` that wait for nodes this launcher's
+        own running jobs hold (issue 21), as statuses saying so: QUEUED, or
+        FAILED when jobs that run until stopped leave too little for them
+        (the query then cancels them). Each is logged once."""
+        places = parse_placements(listing)
+        if not any(p.state == "PENDING" for p in places.values()) or not any(
+                p.state == "RUNNING" for p in places.values()):
+            return {}
+        with self._lock:
+            names = {j: b.name for j, b in self._jobs.items()}
+            forever = {j for j, b in self._jobs.items()
+                       if any(getattr(m.entity, "runs_until_stopped", False) for m in b.members)}
+        out = {}
+        for job_id, b in blocked(places, self.partitions()[0], forever, names).items():
+            status = Status.FAILED if b.never else Status.QUEUED
+            out[job_id] = JobStatus(status, None, b.message, raw="PENDING")
+            if (job_id, b.never) not in self._said:
+                self._said.add((job_id, b.never))
+                (log.error if b.never else log.warning)("Slurm job %s (%s): %s", job_id, names.get(job_id, "?"),
+                                                        b.message)
+        return out
 
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
