@@ -381,7 +381,12 @@ def test_slurm_host_lists_reach_srun_and_sbatch_expanded(tmp_path):
 def test_srun_runs_one_task_unless_told_otherwise():
     # inside an allocation srun would inherit SLURM_NTASKS and start the program once per
     # task of the whole allocation (a batch job's or salloc's)
-    assert SrunSettings(exe="a.out", run_command="srun").format_run_args() == ["--ntasks=1", "--exact"]
+    # one node: no "can't run 1 processes on 3 nodes" in a multi-node allocation (issue 18)
+    assert SrunSettings(exe="a.out", run_command="srun").format_run_args() == ["--ntasks=1", "--nodes=1", "--exact"]
+    pinned = SrunSettings(exe="a.out", run_command="srun")
+    pinned.set_hostlist(["n1", "n2"])
+    pinned.set_tasks(2)
+    assert pinned.format_run_args() == ["--ntasks=2", "--nodelist=n1,n2", "--nodes=2", "--exact"]
     rs = SrunSettings(exe="a.out", run_command="srun")
     rs.set_nodes(3)
     assert rs.format_run_args() == ["--nodes=3", "--ntasks=3", "--exact"]

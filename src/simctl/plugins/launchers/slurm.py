@@ -204,6 +204,15 @@ class SrunSettings(RunSettings):
             # task count runs once per node, or tasks-per-node times per node
             per_node = self.tasks_per_node or self.run_args.get("ntasks-per-node")
             args["ntasks"] = (self.nodes or 1) * (int(per_node) if per_node and str(per_node).isdigit() else 1)
+        if not any(k in args or k in self.run_args for k in ("nodes", "N")):
+            # a step inside a multi-node allocation inherits SLURM_NNODES: srun then warns "can't
+            # run 1 processes on 3 nodes" into the program's stderr, and a host list only says which
+            # nodes to include (srun -w n2 -n2 may add n1): ask for the nodes meant (issue 18)
+            tasks = str(args.get("ntasks", self.run_args.get("ntasks", self.run_args.get("n", ""))))
+            if self.hostlist:
+                args["nodes"] = len(self.hostlist)
+            elif tasks == "1":
+                args["nodes"] = 1
         if not any(k in self.run_args for k in ("exact", "overlap", "exclusive", "whole")):
             # since Slurm 21.08 a step without --exact takes every CPU of its nodes in the
             # allocation, so the members of one batch job (or steps under salloc) would
