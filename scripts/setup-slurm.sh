@@ -40,7 +40,7 @@ set -euo pipefail
 readonly PROG="setup-slurm"
 readonly CLUSTER_NAME=simctl
 readonly REAL_PARTITION=real
-readonly PACKAGES=(munge slurm-wlm slurm-wlm-torque)
+readonly PACKAGES=(munge slurm-wlm slurm-wlm-torque iproute2)   # iproute2: setup-multinode.sh
 
 readonly SLURM_CONF_DIR=/etc/slurm
 readonly SLURM_CONF=$SLURM_CONF_DIR/slurm.conf

@@ -1,0 +1,149 @@
+"""simctl across the nodes of the multi-node test cluster (issue 18; the
+cluster and how drivers run on it: conftest.py): an ensemble spread over 3
+nodes as srun steps and as one batch job, a 3-shard store with one shard per
+node reached from members on every node, and the guides' batch store beside
+a batch ensemble (issue 21) on nodes they share."""
+
+from __future__ import annotations
+
+#: a member: waits until all N members started (so they all hold CPUs at once), then reports
+#: where it ran; with a store, it puts a tensor and reaches every shard over TCP
+MEMBER = """
+    import json, os, socket, sys, time
+    n, barrier = int(sys.argv[1]), sys.argv[2]
+    me = os.path.basename(os.getcwd())
+    open(os.path.join(barrier, me), "w").close()
+    while len(os.listdir(barrier)) < n:
+        time.sleep(0.1)
+    out = {"host": socket.gethostname(), "node": os.environ.get("SLURMD_NODENAME"),
+           "job": os.environ.get("SLURM_JOB_ID"), "step": os.environ.get("SLURM_STEP_ID")}
+    if "SSDB" in os.environ:
+        import numpy as np
+        from simctl import Client
+        Client().put_tensor("where", np.frombuffer(out["host"].encode(), dtype=np.uint8))
+        reached = []
+        for address in os.environ["SSDB"].split(","):
+            host, _, port = address.rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=30):
+                reached.append(address)
+        out["reached"] = reached
+    print(json.dumps(out))
+"""
+
+ENSEMBLE = """
+import json, os, sys
+from simctl import Experiment
+root, member, n, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "batch"
+exp = Experiment("ens", exp_path=root, launcher="slurm")
+barrier = os.path.join(root, "barrier")
+os.makedirs(barrier)
+rs = exp.create_run_settings(exe=sys.executable, exe_args=[member, str(n), barrier])
+bs = exp.create_batch_settings(nodes=3, time="00:10:00") if batch else None
+ens = exp.create_ensemble("m", replicas=n, run_settings=rs, batch_settings=bs)
+exp.generate(ens)
+preview = exp.preview(ens, show=False)
+exp.start(ens, block=True)
+print("RESULT " + json.dumps({
+    "status": [str(s) for s in exp.get_status(ens)], "preview": preview,
+    "seen": [json.loads(open(os.path.join(m.path, m.name + ".out")).read() or "{}") for m in ens],
+    "err": [open(os.path.join(m.path, m.name + ".err")).read() for m in ens]}))
+"""
+
+
+def test_an_ensemble_of_srun_steps_spreads_over_the_three_nodes(cluster):
+    where = cluster.workdir("steps")
+    member = cluster.write(where, "member.py", MEMBER)
+    # two CPUs on each node: six members at once fill them, two per node
+    got = cluster.drive(where, ENSEMBLE, str(where / "exp"), member, "6", "steps",
+                        salloc=["-N3", "--ntasks-per-node=2", "-t", "00:10:00"])
+    assert got["status"] == ["Completed"] * 6, got
+    hosts = [s["host"] for s in got["seen"]]
+    assert sorted(hosts) == sorted(cluster.nodes * 2)
+    assert all(s["host"] == s["node"] for s in got["seen"])  # each ran on the node Slurm says
+    assert len({s["job"] for s in got["seen"]}) == 1 and len({s["step"] for s in got["seen"]}) == 6
+    # single-task steps ask for one node: no "can't run 1 processes on 3 nodes" in any member's stderr
+    assert got["err"] == [""] * 6, got["err"]
+
+
+def test_a_batch_ensemble_sized_by_nodes_spreads_over_the_three_nodes(cluster):
+    where = cluster.workdir("batch")
+    member = cluster.write(where, "member.py", MEMBER)
+    got = cluster.drive(where, ENSEMBLE, str(where / "exp"), member, "6", "batch")
+    assert "#SBATCH --nodes=3" in got["preview"] and "#SBATCH --ntasks=6" in got["preview"]
+    assert "--exclusive" not in got["preview"]
+    assert got["status"] == ["Completed"] * 6, got
+    assert {s["host"] for s in got["seen"]} == set(cluster.nodes)  # six CPUs over three nodes: all used at once
+    assert len({s["job"] for s in got["seen"]}) == 1  # one batch job
+    assert got["err"] == [""] * 6, got["err"]
+
+
+STORE = """
+import json, os, sys
+from simctl import Experiment
+root, member, port, iface, mode, hosts = sys.argv[1:7]
+hosts = hosts.split(",")
+exp = Experiment("store", exp_path=root, launcher="slurm")
+batch = mode == "batch"
+db = exp.create_database(port=int(port), db_nodes=3, interface=iface, hosts=hosts, batch=batch,
+                         **({"time": "00:10:00"} if batch else {}))
+exp.generate(db)
+db_preview = exp.preview(db, show=False)
+exp.start(db)
+barrier = os.path.join(root, "barrier")
+os.makedirs(barrier)
+rs = exp.create_run_settings(exe=sys.executable, exe_args=[member, "3", barrier])
+bs = exp.create_batch_settings(nodes=3, time="00:10:00") if batch else None
+ens = exp.create_ensemble("m", replicas=3, run_settings=rs, batch_settings=bs)
+ens.enable_key_prefixing()
+exp.generate(ens)
+preview = exp.preview(ens, show=False)
+exp.start(ens, block=True)
+infos = [json.load(open(os.path.join(db.path, f"shard-{i}.addr"))) for i in range(3)]
+with db.client() as c:
+    where = {m.name: bytes(c.get_tensor(f"{m.name}.where").tolist()).decode() for m in ens}
+out = {"status": [str(s) for s in exp.get_status(ens)], "address": db.get_address(), "where": where,
+       "infos": infos, "preview": preview, "db_preview": db_preview,
+       "seen": [json.loads(open(os.path.join(m.path, m.name + ".out")).read() or "{}") for m in ens],
+       "err": [open(os.path.join(m.path, m.name + ".err")).read() for m in ens]}
+exp.stop(db)
+out["stopped"] = [str(s) for s in exp.get_status(db)]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def check_store(cluster, got: dict, port: int) -> None:
+    assert got["status"] == ["Completed"] * 3, got
+    assert got["address"] == [f"{cluster.address(n)}:{port + i}" for i, n in enumerate(cluster.nodes)]
+    assert [i["hostname"] for i in got["infos"]] == cluster.nodes  # each shard on its own node
+    hosts = [s["host"] for s in got["seen"]]
+    assert sorted(hosts) == sorted(cluster.nodes)  # a member on every node
+    assert all(sorted(s["reached"]) == sorted(got["address"]) for s in got["seen"])  # every shard from every node
+    assert sorted(got["where"].values()) == sorted(cluster.nodes)  # each member's tensor, read back by the driver
+    assert got["stopped"] == ["Cancelled"] * 3
+
+
+def test_a_three_shard_store_one_shard_per_node_reached_from_members_on_every_node(cluster):
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("store")
+    member = cluster.write(where, "member.py", MEMBER)
+    port = free_ports(3, cluster=True)
+    got = cluster.drive(where, STORE, str(where / "exp"), member, str(port), cluster.iface, "steps",
+                        ",".join(cluster.nodes), salloc=["-N3", "--ntasks-per-node=2", "-t", "00:10:00"])
+    check_store(cluster, got, port)
+    assert got["err"] == [""] * 3, got["err"]
+
+
+def test_the_guides_batch_store_and_batch_ensemble_share_the_three_nodes(cluster):
+    """Issue 21 on many nodes: the store a batch job on the three nodes (hosts=),
+    the members a batch ensemble of nodes=3: neither holds the nodes whole, so
+    the members run beside the shards instead of waiting for them for ever."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("batchstore")
+    member = cluster.write(where, "member.py", MEMBER)
+    port = free_ports(3, cluster=True)
+    got = cluster.drive(where, STORE, str(where / "exp"), member, str(port), cluster.iface, "batch",
+                        ",".join(cluster.nodes))
+    assert "--exclusive" not in got["db_preview"] and "--exclusive" not in got["preview"]
+    check_store(cluster, got, port)
