@@ -147,3 +147,48 @@ def test_the_guides_batch_store_and_batch_ensemble_share_the_three_nodes(cluster
                         ",".join(cluster.nodes))
     assert "--exclusive" not in got["db_preview"] and "--exclusive" not in got["preview"]
     check_store(cluster, got, port)
+
+
+SAVE = """
+import json, os, sys
+import numpy as np
+from simctl import Experiment
+root, port, iface, hosts = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
+exp = Experiment("save", exp_path=root, launcher="slurm")
+out = {}
+for run in ("first", "again"):
+    db = exp.create_database(port=port, db_nodes=3, interface=iface, hosts=hosts, persistence="snapshot")
+    if run == "first":
+        exp.generate(db)
+    exp.start(db)
+    with db.client() as c:
+        if run == "first":
+            for i in range(30):
+                c.put_tensor(f"k{i}", np.full(4, i))
+        out[run] = sorted(i for i in range(30) if c.tensor_exists(f"k{i}"))
+    out[run + "_preview"] = exp.preview(db, show=False) if run == "first" else ""
+    exp.stop(db)
+    out[run + "_stopped"] = [str(s) for s in exp.get_status(db)]
+    out[run + "_reasons"] = [exp.controller.jobs[k].status.reason for k in db.job_keys()]
+    out[run + "_saved"] = sorted(p for p in os.listdir(db.path) if p.endswith(".rdb"))
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_stopping_shards_run_as_srun_steps_lets_their_final_save_finish(cluster):
+    """srun turns a SIGTERM of its own into a kill of its tasks (exit 137, before
+    or during the final save): the shards' tasks are signalled instead
+    (scancel --signal=TERM of their named steps) and waited for. With snapshot
+    persistence nothing is on disk before that save, so every key back after a
+    restart proves each shard saved."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("save")
+    port = free_ports(3, cluster=True)
+    got = cluster.drive(where, SAVE, str(where / "exp"), str(port), cluster.iface, ",".join(cluster.nodes),
+                        salloc=["-N3", "--ntasks-per-node=1", "-t", "00:10:00"])
+    assert got["first"] == list(range(30))
+    assert got["first_saved"] == ["shard-0.rdb", "shard-1.rdb", "shard-2.rdb"], got
+    assert got["first_stopped"] == ["Cancelled"] * 3, got["first_reasons"]
+    assert got["again"] == list(range(30)), got  # every key back, from every shard's save
+    assert got["first_preview"].count("--job-name=simctl-") == 3  # each shard's step has a name to signal it by

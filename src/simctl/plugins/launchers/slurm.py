@@ -10,7 +10,11 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
+import os
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -20,6 +24,7 @@ from simctl import (
     BatchSettings,
     ConfigError,
     JobStatus,
+    Launch,
     ProcessStep,
     RunSettings,
     SchedulerError,
@@ -255,6 +260,88 @@ class SlurmLauncher(SchedulerLauncher):
         self._partitions: tuple[dict[str, dict[str, int]], str] | None = None
         #: (job id, never) pairs already logged: each wait for the experiment's own nodes is said once
         self._said: set[tuple[str, bool]] = set()
+        #: srun steps that end by themselves once signalled (a store's shard saving its data), by job id:
+        #: their step names (see step_name) and stop graces
+        self._saving: dict[str, tuple[str, float]] = {}
+        #: those of them the experiment signalled to stop
+        self._stopping: set[str] = set()
+
+    # -- srun steps that must finish their own stop (issue 18) ---------------------------------
+
+    @staticmethod
+    def step_name(step: ProcessStep) -> str | None:
+        """The Slurm step name given to an srun step that must end by itself
+        when stopped (``stop_grace`` infinite, or longer than Slurm's own
+        grace: a store's shard finishing its final save), so that its tasks can
+        be signalled by name (``scancel --signal=TERM <job>.<step>``); None for
+        the others. Pure: the same for ``preview`` and ``start``."""
+        rs = step.run_settings
+        if rs is None or rs.run_command != "srun" or step.stop_grace is None:
+            return None
+        if any(k in rs.run_args for k in ("job-name", "J")):
+            return None
+        return "simctl-" + hashlib.sha1(f"{step.cwd}\0{step.key}".encode()).hexdigest()[:12]
+
+    def command(self, step: ProcessStep) -> list[str]:
+        argv = super().command(step)
+        name = self.step_name(step)
+        return [argv[0], f"--job-name={name}", *argv[1:]] if name else argv
+
+    def start(self, launches: Sequence[Launch]) -> None:
+        for launch in launches:  # steps of an allocation run through the process launcher's command
+            name = self.step_name(launch) if isinstance(launch, ProcessStep) else None
+            if name and isinstance(launch, ProcessStep) and launch.run_settings is not None:
+                launch.run_settings = copy.deepcopy(launch.run_settings)
+                launch.run_settings.run_args["job-name"] = name
+        super().start(launches)
+        for launch in launches:
+            if isinstance(launch, ProcessStep) and launch.job_id and launch.job_id.startswith("step:"):
+                name = str(launch.run_settings.run_args.get("job-name", "")) if launch.run_settings else ""
+                if name.startswith("simctl-") and launch.stop_grace is not None:
+                    self._saving[launch.job_id] = (name, launch.stop_grace)
+
+    def stop(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Steps that must finish their own stop get SIGTERM in their tasks
+        (``scancel --signal=TERM`` of their Slurm steps), not in ``srun``,
+        which would kill them at once (``srun: forcing job termination``,
+        exit 137: a store's final save lost). They are waited for, as long as
+        their ``stop_grace`` allows; then everything is stopped as usual."""
+        saving = {j: self._saving[j] for j in job_ids if j in self._saving}
+        if saving and self.inside_allocation():
+            self._stopping.update(saving)
+            self._signal_steps(saving)
+        return super().stop(job_ids)
+
+    def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        out = super().status(job_ids)
+        for j in self._stopping.intersection(out):  # ended because the experiment signalled them
+            st = out[j]
+            if st.done and st.status is not Status.CANCELLED:
+                out[j] = JobStatus(Status.CANCELLED, st.returncode, "stopped by the experiment"
+                                   + (f" (exit code {st.returncode})" if st.returncode else ""), raw=st.raw)
+        return out
+
+    def _signal_steps(self, saving: dict[str, tuple[str, float]]) -> None:
+        alloc = os.environ.get(self.allocation_env, "")
+        try:
+            listing = self.run(["squeue", "-h", "-s", "-j", alloc, "-o", "%i|%j"]).stdout
+        except SchedulerError as exc:
+            log.warning("could not list the steps of allocation %s (%s): stopping them through srun", alloc, exc)
+            return
+        names = {name for name, _ in saving.values()}
+        steps = [ln.split("|")[0] for ln in listing.splitlines() if ln.count("|") == 1 and ln.split("|")[1] in names]
+        if not steps:
+            return
+        # Slurm 22.05's scancel signals the steps' tasks, then exits 225 with "Kill job error on job
+        # step id J: Invalid job id specified" (seen every time): its exit code says nothing here
+        self.run(["scancel", "--signal=TERM", *steps], ok_codes=range(256))
+        deadline = time.monotonic() + max(grace for _, grace in saving.values())
+        waiting = list(saving)
+        while waiting and time.monotonic() < deadline:
+            done = self.status(waiting)
+            waiting = [j for j in waiting if not done[j].done]
+            if waiting:
+                time.sleep(0.1)
 
     def directives(self, job: BatchJob) -> list[str]:
         bs, n_members = job.batch_settings, len(job.members)
