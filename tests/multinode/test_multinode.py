@@ -192,3 +192,73 @@ def test_stopping_shards_run_as_srun_steps_lets_their_final_save_finish(cluster)
     assert got["first_stopped"] == ["Cancelled"] * 3, got["first_reasons"]
     assert got["again"] == list(range(30)), got  # every key back, from every shard's save
     assert got["first_preview"].count("--job-name=simctl-") == 3  # each shard's step has a name to signal it by
+
+
+REHOST = """
+import json, os, sys
+import numpy as np
+from simctl import Experiment
+root, port, iface, member = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+nodes = sys.argv[5].split(",")
+exp = Experiment("rehost", exp_path=root, launcher="slurm")
+out = {}
+for run, hosts, base in (("first", nodes, port), ("moved", nodes[1:] + nodes[:1], port + 3)):
+    db = exp.create_database(port=base, db_nodes=3, interface=iface, hosts=hosts)
+    if run == "first":
+        exp.generate(db)
+    exp.start(db)
+    infos = [json.load(open(os.path.join(db.path, f"shard-{i}.addr"))) for i in range(3)]
+    with db.client() as c:
+        if run == "first":
+            for i in range(30):
+                c.put_tensor(f"k{i}", np.full(4, i))
+        out[run] = sorted(i for i in range(30) if c.tensor_exists(f"k{i}"))
+        out[run + "_nodes"] = [sorted(line.split()[1].split("@")[0] for line in
+                                      c.get_db_node_info([a])[0].get("cluster_nodes", "").splitlines())
+                               for a in db.get_address()] if False else []
+    out[run + "_address"] = db.get_address()
+    out[run + "_hosts"] = [i["hostname"] for i in infos]
+    if run == "moved":  # members on every node read every key through the moved cluster
+        barrier = os.path.join(root, "barrier")
+        os.makedirs(barrier)
+        rs = exp.create_run_settings(exe=sys.executable, exe_args=[member, "3", barrier])
+        ens = exp.create_ensemble("m", replicas=3, run_settings=rs)
+        exp.generate(ens)
+        exp.start(ens, block=True)
+        out["members"] = [str(s) for s in exp.get_status(ens)]
+        out["seen"] = [json.loads(open(os.path.join(m.path, m.name + ".out")).read() or "{}") for m in ens]
+        out["err"] = [open(os.path.join(m.path, m.name + ".err")).read()[-2000:] for m in ens]
+    exp.stop(db)
+print("RESULT " + json.dumps(out))
+"""
+
+#: a member that reads every key of the moved store
+READER = """
+    import json, os, socket, sys, time
+    n, barrier = int(sys.argv[1]), sys.argv[2]
+    open(os.path.join(barrier, os.path.basename(os.getcwd())), "w").close()
+    while len(os.listdir(barrier)) < n:
+        time.sleep(0.1)
+    from simctl import Client
+    c = Client()
+    found = [i for i in range(30) if c.tensor_exists(f"k{i}") and int(c.get_tensor(f"k{i}")[0]) == i]
+    print(json.dumps({"host": socket.gethostname(), "found": found}))
+"""
+
+
+def test_a_saved_store_started_again_on_other_nodes_and_ports_forms_a_correct_cluster(cluster):
+    """The shards' saved cluster configuration names their old addresses: the
+    store started again elsewhere must not be ready with that stale map."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("rehost")
+    member = cluster.write(where, "member.py", READER)
+    port = free_ports(6, cluster=True)
+    got = cluster.drive(where, REHOST, str(where / "exp"), str(port), cluster.iface, member,
+                        ",".join(cluster.nodes), salloc=["-N3", "--ntasks-per-node=2", "-t", "00:10:00"])
+    assert got["first"] == list(range(30))
+    assert got["moved_hosts"] == cluster.nodes[1:] + cluster.nodes[:1]
+    assert got["moved"] == list(range(30)), got  # every key back, read by the driver
+    assert got["members"] == ["Completed"] * 3, got["err"]
+    assert sorted(s["host"] for s in got["seen"]) == sorted(cluster.nodes)
+    assert all(s["found"] == list(range(30)) for s in got["seen"]), got["seen"]

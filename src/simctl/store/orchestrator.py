@@ -564,8 +564,12 @@ class Orchestrator(Entity):
         wait asks the shards (their gossip writes no file), backing off."""
         deadline = time.monotonic() + self.ready_timeout
         with self._clients(addresses) as clients:
-            for info in infos[1:]:
-                clients[0].execute_command("CLUSTER", "MEET", info["host"], info["port"])
+            # every shard meets every other at its address of this start: a cluster started again
+            # from its saved state elsewhere (other nodes, other ports) knows its members at their
+            # old addresses, which gossip from one shard alone does not correct everywhere (issue 18)
+            for k, c in enumerate(clients):
+                for info in infos[:k] + infos[k + 1:]:
+                    c.execute_command("CLUSTER", "MEET", info["host"], info["port"])
             owned: set[int] = set()
             for c in clients:
                 owned |= own_slots(c.execute_command("CLUSTER", "NODES"))
@@ -576,7 +580,7 @@ class Orchestrator(Entity):
                 if share:
                     c.execute_command("CLUSTER", "ADDSLOTS", *share)
             pause = 0.01
-            while not all(_cluster_ok(_cluster_info(c), n) for c in clients):
+            while not all(_cluster_ok(_cluster_info(c), n) and _knows_only(c, addresses) for c in clients):
                 if time.monotonic() + pause > deadline:
                     states = [_cluster_info(c).get("cluster_state", "?") for c in clients]
                     raise SimctlError(f"the cluster of {n} shards was not ok after {self.ready_timeout:g} s "
@@ -694,6 +698,21 @@ def _addresses(infos: list[dict[str, Any]]) -> list[str]:
 def _cluster_ok(info: dict[str, str], shards: int) -> bool:
     return (info.get("cluster_state") == "ok" and int(info.get("cluster_slots_assigned", 0)) == SLOTS
             and int(info.get("cluster_known_nodes", 0)) >= shards)
+
+
+def _knows_only(client: Any, addresses: Sequence[str]) -> bool:
+    """Whether the shard knows exactly the shards at ``addresses``, each
+    connected (no stale address of an earlier start, no handshake left)."""
+    seen = set()
+    for line in str(client.execute_command("CLUSTER", "NODES")).splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        flags = parts[2].split(",")
+        if parts[7] != "connected" or any(f in flags for f in ("fail", "fail?", "handshake", "noaddr")):
+            return False
+        seen.add(parts[1].split("@")[0])
+    return seen == set(addresses)
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
