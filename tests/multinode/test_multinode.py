@@ -262,3 +262,37 @@ def test_a_saved_store_started_again_on_other_nodes_and_ports_forms_a_correct_cl
     assert got["members"] == ["Completed"] * 3, got["err"]
     assert sorted(s["host"] for s in got["seen"]) == sorted(cluster.nodes)
     assert all(s["found"] == list(range(30)) for s in got["seen"]), got["seen"]
+
+
+LOOPBACK = """
+import json, sys
+from simctl import Experiment, LaunchError
+root, port = sys.argv[1], int(sys.argv[2])
+exp = Experiment("lo", exp_path=root, launcher="slurm")
+db = exp.create_database(port=port, db_nodes=1, interface="lo", ready_timeout=20)
+exp.generate(db)
+try:
+    exp.start(db)
+    error = ""
+except LaunchError as exc:
+    error = str(exc)
+print("RESULT " + json.dumps({"error": error, "status": [str(s) for s in exp.get_status(db)]}))
+"""
+
+
+def test_a_store_on_loopback_of_another_node_is_an_error_naming_the_interface(cluster):
+    """The default interface="lo" with the driver on the head node: the shard
+    listens on its compute node's loopback, which the driver cannot reach. The
+    readiness error says so, and which interfaces the driver's host has."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("loopback")
+    got = cluster.drive(where, LOOPBACK, str(where / "exp"), str(free_ports(1)),
+                        salloc=["-N1", "-t", "00:10:00"])
+    error = got["error"]
+    assert "was not ready after 20 s" in error
+    for words in ("listens on 127.0.0.1", "(a loopback address: reachable only from that node)",
+                  "which this driver on sm-head cannot reach (interface=['lo'])",
+                  f"{cluster.iface} {cluster.net}.1"):
+        assert words in error, error
+    assert got["status"] == ["Cancelled"]

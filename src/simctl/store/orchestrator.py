@@ -545,6 +545,33 @@ class Orchestrator(Entity):
         srv.write_private(os.path.join(self.path, STORE_FILE), json.dumps(
             {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "password": self._password}))
 
+    def not_ready_reason(self, steps: Sequence[ProcessStep]) -> str:
+        """Which shards did not report an address, or which reported one this
+        driver's host cannot reach (a loopback address on another node; any
+        address that does not answer from here), with this host's interfaces."""
+        infos = [_read_json(step.ready_file or "") for step in steps]
+        missing = [i for i, info in enumerate(infos) if info is None]
+        if missing:
+            return f"shard(s) {', '.join(map(str, missing))} reported no address (still queued, or starting)"
+        here = socket.gethostname().split(".")[0]
+        far = []
+        for i, info in enumerate(infos):
+            assert info is not None
+            host, where = str(info.get("host", "")), str(info.get("hostname", "?")).split(".")[0]
+            try:
+                with socket.create_connection((host, int(info.get("port", 0))), timeout=2):
+                    continue
+            except (OSError, ValueError):
+                pass
+            loopback = host.startswith("127.") or host == "::1"
+            far.append(f"shard {i} listens on {host}:{info.get('port')} on host {where}"
+                       + (" (a loopback address: reachable only from that node)" if loopback and where != here
+                          else ""))
+        if not far:
+            return ""
+        return (f"{'; '.join(far)}, which this driver on {here} cannot reach (interface={self.interfaces!r}); "
+                f"give an interface the driver's host shares with the nodes; this host's: {_host_interfaces()}")
+
     @staticmethod
     def _reported(steps: Sequence[ProcessStep]) -> list[dict[str, Any]] | None:
         """What every shard of this launch wrote in its address file, or None
@@ -698,6 +725,14 @@ def _addresses(infos: list[dict[str, Any]]) -> list[str]:
 def _cluster_ok(info: dict[str, str], shards: int) -> bool:
     return (info.get("cluster_state") == "ok" and int(info.get("cluster_slots_assigned", 0)) == SLOTS
             and int(info.get("cluster_known_nodes", 0)) >= shards)
+
+
+def _host_interfaces() -> str:
+    """This host's network interfaces with their IPv4 addresses (``hsn0 10.0.0.1, lo 127.0.0.1``)."""
+    import psutil  # start-up cost: only for an error message
+
+    return ", ".join(f"{name} {a.address}" for name, addrs in sorted(psutil.net_if_addrs().items())
+                     for a in addrs if a.family == socket.AF_INET) or "none with an IPv4 address"
 
 
 def _knows_only(client: Any, addresses: Sequence[str]) -> bool:

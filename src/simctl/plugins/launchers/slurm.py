@@ -37,7 +37,7 @@ from simctl import (
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 from .slurm_nodes import PLACEMENT_FORMAT, SQUEUE_FORMAT, blocked, default_partition, parse_placements, parse_sinfo
 
-log = logging.getLogger("simctl.slurm")
+log = logging.getLogger(__name__)  # simctl.plugins.launchers.slurm: under the "simctl" logger
 
 #: every state squeue or sacct reports, and what it means here
 STATES: dict[str, Status] = {
