@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from slurm_helpers import PY, script, slurm_exp, squeue_state, wait_until
+from slurm_helpers import PY, no_allocation_env, script, slurm_exp, squeue_state, wait_until
 
 import simctl
 from simctl import Status
@@ -87,7 +87,7 @@ def test_a_store_runs_as_srun_steps_inside_an_allocation_one_server_and_a_cluste
     driver = script(tmp_path, DRIVER, "driver.py")
     producer = script(tmp_path, PRODUCER, "producer.py")
     port = free_ports(4, cluster=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env = no_allocation_env()
     proc = subprocess.run(["salloc", "-N1", "-n6", "-t", "00:10:00", "-J", "simctl-test-store",
                            PY, driver, str(tmp_path / "alloc"), producer, str(port)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
@@ -248,7 +248,7 @@ def test_the_documents_examples_with_a_batch_store_and_batch_producers(tmp_path,
     write_example(tmp_path, example, port=port, db_nodes=db_nodes, launcher="auto")
     driver = tmp_path / "experiment.py"
     driver.write_text(as_batch(driver.read_text()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SSDB", "SSKEY"))}
+    env = no_allocation_env(drop=("SSDB", "SSKEY"))
     env["PATH"] = os.path.dirname(PY) + os.pathsep + env.get("PATH", "")
     proc = subprocess.run([PY, "experiment.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=900)
