@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
+
 import simctl
 from simctl import (
     BatchJob,
@@ -270,11 +272,11 @@ class SlurmLauncher(SchedulerLauncher):
 
     @staticmethod
     def step_name(step: ProcessStep) -> str | None:
-        """The Slurm step name given to an srun step that must end by itself
-        when stopped (``stop_grace`` infinite, or longer than Slurm's own
-        grace: a store's shard finishing its final save), so that its tasks can
-        be signalled by name (``scancel --signal=TERM <job>.<step>``); None for
-        the others. Pure: the same for ``preview`` and ``start``."""
+        """The Slurm step name given to an srun step with a ``stop_grace`` of
+        its own (a store's shard, which must finish its final save when
+        stopped), so that its tasks can be signalled by name (``scancel
+        --signal=TERM <job>.<step>``); None for the others, and for a step
+        named by its run settings. Pure: the same for ``preview`` and ``start``."""
         rs = step.run_settings
         if rs is None or rs.run_command != "srun" or step.stop_grace is None:
             return None
@@ -282,17 +284,24 @@ class SlurmLauncher(SchedulerLauncher):
             return None
         return "simctl-" + hashlib.sha1(f"{step.cwd}\0{step.key}".encode()).hexdigest()[:12]
 
-    def command(self, step: ProcessStep) -> list[str]:
-        argv = super().command(step)
+    def _named(self, step: ProcessStep) -> RunSettings | None:
+        """``step``'s run settings with its step name (:meth:`step_name`), or None if it has none."""
         name = self.step_name(step)
-        return [argv[0], f"--job-name={name}", *argv[1:]] if name else argv
+        if name is None or step.run_settings is None:
+            return None
+        rs = copy.deepcopy(step.run_settings)
+        rs.run_args["job-name"] = name
+        return rs
+
+    def command(self, step: ProcessStep) -> list[str]:
+        named = self._named(step)
+        return super().command(step if named is None else attrs.evolve(step, run_settings=named))
 
     def start(self, launches: Sequence[Launch]) -> None:
-        for launch in launches:  # steps of an allocation run through the process launcher's command
-            name = self.step_name(launch) if isinstance(launch, ProcessStep) else None
-            if name and isinstance(launch, ProcessStep) and launch.run_settings is not None:
-                launch.run_settings = copy.deepcopy(launch.run_settings)
-                launch.run_settings.run_args["job-name"] = name
+        for launch in launches:  # steps of an allocation run through the process launcher's own command()
+            named = self._named(launch) if isinstance(launch, ProcessStep) else None
+            if named is not None and isinstance(launch, ProcessStep):
+                launch.run_settings = named
         super().start(launches)
         for launch in launches:
             if isinstance(launch, ProcessStep) and launch.job_id and launch.job_id.startswith("step:"):
