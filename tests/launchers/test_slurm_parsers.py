@@ -446,14 +446,28 @@ SINFO = "debug*|vm|32\nreal|vm-real|2\n"
 
 
 def test_parse_placements_and_sinfo():
-    from simctl.plugins.launchers.slurm_nodes import default_partition, hostnames, parse_placements, parse_sinfo
+    from simctl.plugins.launchers.slurm_nodes import hostnames, parse_placements, parse_sinfo, parse_slurm_conf
 
     got = parse_placements(PLACED)
     assert got["1837"].nodes == ("vm-real",) and got["1837"].cpus == 1 and not got["1837"].exclusive
     assert got["1838"].exclusive and got["1838"].nodes == () and got["1838"].reason == "Resources"
     assert parse_placements("1|RUNNING|None|0|\n") == {}  # the status columns only: no placement
     assert parse_sinfo(SINFO) == {"debug": {"vm": 32}, "real": {"vm-real": 2}}
-    assert default_partition(SINFO) == "debug"
+    # the test Slurm's and the multi-node cluster's slurm.conf lines (setup-slurm.sh, setup-multinode.sh)
+    conf = """# comment
+NodeName=vm NodeAddr=127.0.0.1 Port=6818 CPUs=32 RealMemory=65536 State=UNKNOWN
+NodeName=vm-real NodeHostname=vm NodeAddr=127.0.0.1 Port=6819 CPUs=2 RealMemory=23552 State=UNKNOWN
+NodeName=DEFAULT Sockets=2 CoresPerSocket=4 ThreadsPerCore=2
+NodeName=sm[1-3] NodeAddr=10.78.0.[11-13]   # default shape: 16 CPUs
+PartitionName=debug Nodes=vm Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=real Nodes=vm-real MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=compute Nodes=sm[1-3]
+PartitionName=all Nodes=ALL
+"""
+    parts, default = parse_slurm_conf(conf)
+    assert default == "debug" and parts["debug"] == {"vm": 32} and parts["real"] == {"vm-real": 2}
+    assert parts["compute"] == {"sm1": 16, "sm2": 16, "sm3": 16} and len(parts["all"]) == 5
+    assert parse_slurm_conf("") == ({}, "")
     assert sorted(hostnames("mn[1-3],login")) == ["login", "mn1", "mn2", "mn3"]
     assert hostnames("(null)") == [] and hostnames("") == []
 

@@ -37,7 +37,7 @@ from simctl import (
 )
 
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
-from .slurm_nodes import PLACEMENT_FORMAT, SQUEUE_FORMAT, blocked, default_partition, parse_placements, parse_sinfo
+from .slurm_nodes import PLACEMENT_FORMAT, SQUEUE_FORMAT, blocked, parse_placements, parse_sinfo, parse_slurm_conf
 
 log = logging.getLogger(__name__)  # simctl.plugins.launchers.slurm: under the "simctl" logger
 
@@ -260,6 +260,7 @@ class SlurmLauncher(SchedulerLauncher):
         super().__init__(**options)
         self._accounting: bool | None = options.get("accounting")
         self._partitions: tuple[dict[str, dict[str, int]], str] | None = None
+        self._sinfo: dict[str, dict[str, int]] | None = None
         #: (job id, never) pairs already logged: each wait for the experiment's own nodes is said once
         self._said: set[tuple[str, bool]] = set()
         #: srun steps that end by themselves once signalled (a store's shard saving its data), by job id:
@@ -374,7 +375,7 @@ class SlurmLauncher(SchedulerLauncher):
             if bs.nodes or bs.hostlist:
                 # the user asked for nodes, not tasks: room for every member at once, at most what
                 # those nodes have (members beyond it wait their turn inside the allocation, as srun
-                # steps queue for CPUs), and never whole nodes unless asked (batch_args exclusive):
+                # steps queue for CPUs; slurm.conf says how many), and never whole nodes unless asked:
                 # the experiment's own store may run on them (issue 21)
                 nodes = bs.nodes or len(bs.hostlist)
                 cpus = self.node_cpus(bs.queue)
@@ -409,15 +410,29 @@ class SlurmLauncher(SchedulerLauncher):
             raise SchedulerError(argv, 0, output, "sbatch printed no job id") from None
 
     def partitions(self) -> tuple[dict[str, dict[str, int]], str]:
-        """The CPUs of every node by partition, and the default partition: one
-        ``sinfo``, asked once per launcher (``({}, "")`` where sinfo fails)."""
+        """The CPUs of every node by partition, and the default partition, as
+        the cluster's ``slurm.conf`` (``$SLURM_CONF``, else
+        ``/etc/slurm/slurm.conf``) says: read once, without a command (so
+        ``preview`` runs none); ``({}, "")`` where there is no such file
+        (a configless site)."""
         if self._partitions is None:
             try:
-                text = self.run(["sinfo", "-h", "-N", "-o", "%P|%N|%c"]).stdout
-            except SchedulerError:
+                with open(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf", encoding="utf-8") as fh:
+                    text = fh.read()
+            except (OSError, UnicodeDecodeError):
                 text = ""
-            self._partitions = (parse_sinfo(text), default_partition(text))
+            self._partitions = parse_slurm_conf(text)
         return self._partitions
+
+    def _partitions_now(self) -> dict[str, dict[str, int]]:
+        """:meth:`partitions`, else (no slurm.conf here) one ``sinfo``, asked once."""
+        parts = self.partitions()[0]
+        if not parts and self._sinfo is None:
+            try:
+                self._sinfo = parse_sinfo(self.run(["sinfo", "-h", "-N", "-o", "%P|%N|%c"]).stdout)
+            except SchedulerError:
+                self._sinfo = {}
+        return parts or self._sinfo or {}
 
     def node_cpus(self, partition: str | None) -> int:
         """The fewest CPUs a node of ``partition`` (None: the default one) has; 0 if unknown."""
@@ -475,7 +490,7 @@ class SlurmLauncher(SchedulerLauncher):
             forever = {j for j, b in self._jobs.items()
                        if any(getattr(m.entity, "runs_until_stopped", False) for m in b.members)}
         out = {}
-        for job_id, b in blocked(places, self.partitions()[0], forever, names).items():
+        for job_id, b in blocked(places, self._partitions_now(), forever, names).items():
             status = Status.FAILED if b.never else Status.QUEUED
             out[job_id] = JobStatus(status, None, b.message, raw="PENDING")
             if (job_id, b.never) not in self._said:

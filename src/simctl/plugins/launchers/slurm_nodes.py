@@ -9,7 +9,7 @@ FAILED (and cancelled) instead of waited on forever.
 
 Everything here is pure: it reads one ``squeue`` listing (the columns of
 :data:`SQUEUE_FORMAT` then :data:`PLACEMENT_FORMAT`) and the partitions'
-nodes and CPUs (``sinfo -h -N -o %P|%N|%c``).
+nodes and CPUs (the cluster's ``slurm.conf``, else ``sinfo -h -N -o %P|%N|%c``).
 """
 
 from __future__ import annotations
@@ -84,9 +84,35 @@ def parse_sinfo(text: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def default_partition(text: str) -> str:
-    """The default partition in ``sinfo -h -N -o %P|%N|%c`` (the one marked ``*``)."""
-    return next((ln.split("|")[0].rstrip("*") for ln in text.splitlines() if ln.split("|")[0].endswith("*")), "")
+def parse_slurm_conf(text: str) -> tuple[dict[str, dict[str, int]], str]:
+    """The CPUs of every node by partition, and the default partition, from a
+    ``slurm.conf``'s ``NodeName=`` (``CPUs=``, else sockets x cores x threads;
+    ``NodeName=DEFAULT`` lines) and ``PartitionName=`` (``Nodes=``, ``ALL``,
+    ``Default=YES``) lines. Read without running a command, so a batch script
+    that depends on it stays a pure function of the job and this file."""
+    cpus_of: dict[str, int] = {}
+    default_cpus, parts, default = 1, {}, ""
+    for raw in text.splitlines():
+        words = [w.split("=", 1) for w in raw.split("#", 1)[0].split() if "=" in w]
+        keys = {k.lower(): v for k, v in words}
+        if "nodename" in keys:
+            cpus = _int(keys.get("cpus", ""))
+            if not cpus and any(k in keys for k in ("sockets", "corespersocket", "threadspercore")):
+                cpus = 1
+                for k in ("sockets", "corespersocket", "threadspercore"):
+                    cpus *= max(1, _int(keys.get(k, "1")))
+            cpus = cpus or default_cpus
+            if keys["nodename"] == "DEFAULT":
+                default_cpus = cpus
+            else:
+                cpus_of.update(dict.fromkeys(hostnames(keys["nodename"]), cpus))
+        elif "partitionname" in keys and keys["partitionname"] != "DEFAULT":
+            nodes = keys.get("nodes", "")
+            names = list(cpus_of) if nodes.upper() == "ALL" else hostnames(nodes)
+            parts[keys["partitionname"]] = {n: cpus_of.get(n, default_cpus) for n in names}
+            if keys.get("default", "").upper() == "YES":
+                default = keys["partitionname"]
+    return parts, default
 
 
 @attrs.frozen
