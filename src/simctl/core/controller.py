@@ -387,9 +387,10 @@ class Controller:
                                       + _log_tail(ended.step))
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    why = _not_ready_reason(entity, steps)
                     self.stop(mine)
                     raise LaunchError(f"{entity.type} {entity.name!r} was not ready after "
-                                      f"{entity.ready_timeout:g} s; it was stopped"
+                                      f"{entity.ready_timeout:g} s{f': {why}' if why else ''}; it was stopped"
                                       + "".join(_log_tail(j.step) for j in mine[:1]))
                 with self.lock:
                     if self._notices == seen and not any(j.done for j in mine):
@@ -677,6 +678,14 @@ def _read_events(entity: Entity, steps: list[ProcessStep]) -> None:
         entity.on_events(steps)
     except Exception as exc:  # an entity's bug must not stop the watcher
         log.error("%s %r: could not read its events: %r", entity.type, entity.name, exc)
+
+
+def _not_ready_reason(entity: Entity, steps: list[ProcessStep]) -> str:
+    try:
+        return entity.not_ready_reason(steps)
+    except Exception as exc:  # an entity's bug must not hide the timeout
+        log.error("%s %r: could not tell why it is not ready: %r", entity.type, entity.name, exc)
+        return ""
 
 
 def _failed(launch: ProcessStep | BatchJob) -> bool:

@@ -121,6 +121,13 @@ class Entity:
         readiness that no file shows."""
         return all(os.path.exists(s.ready_file) for s in steps if s.ready_file)
 
+    def not_ready_reason(self, steps: Sequence[ProcessStep]) -> str:
+        """Why the started entity is not ready, as far as it can tell (``""``
+        when it cannot): the controller adds it to the error it raises when
+        the entity was not ready in time (a server listening where the driver
+        cannot reach it...)."""
+        return ""
+
     def on_ready(self, steps: Sequence[ProcessStep]) -> None:
         """Called once by the controller when :meth:`is_ready` first says yes,
         before :meth:`handoff` and before ``start`` returns: the place for

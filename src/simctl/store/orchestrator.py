@@ -546,6 +546,33 @@ class Orchestrator(Entity):
         srv.write_private(os.path.join(self.path, STORE_FILE), json.dumps(
             {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "password": self._password}))
 
+    def not_ready_reason(self, steps: Sequence[ProcessStep]) -> str:
+        """Which shards did not report an address, or which reported one this
+        driver's host cannot reach (a loopback address on another node; any
+        address that does not answer from here), with this host's interfaces."""
+        infos = [_read_json(step.ready_file or "") for step in steps]
+        missing = [i for i, info in enumerate(infos) if info is None]
+        if missing:
+            return f"shard(s) {', '.join(map(str, missing))} reported no address (still queued, or starting)"
+        here = socket.gethostname().split(".")[0]
+        far = []
+        for i, info in enumerate(infos):
+            assert info is not None
+            host, where = str(info.get("host", "")), str(info.get("hostname", "?")).split(".")[0]
+            try:
+                with socket.create_connection((host, int(info.get("port", 0))), timeout=2):
+                    continue
+            except (OSError, ValueError):
+                pass
+            loopback = host.startswith("127.") or host == "::1"
+            far.append(f"shard {i} listens on {host}:{info.get('port')} on host {where}"
+                       + (" (a loopback address: reachable only from that node)" if loopback and where != here
+                          else ""))
+        if not far:
+            return ""
+        return (f"{'; '.join(far)}, which this driver on {here} cannot reach (interface={self.interfaces!r}); "
+                f"give an interface the driver's host shares with the nodes; this host's: {_host_interfaces()}")
+
     @staticmethod
     def _reported(steps: Sequence[ProcessStep]) -> list[dict[str, Any]] | None:
         """What every shard of this launch wrote in its address file, or None
@@ -565,8 +592,12 @@ class Orchestrator(Entity):
         wait asks the shards (their gossip writes no file), backing off."""
         deadline = time.monotonic() + self.ready_timeout
         with self._clients(addresses) as clients:
-            for info in infos[1:]:
-                clients[0].execute_command("CLUSTER", "MEET", info["host"], info["port"])
+            # every shard meets every other at its address of this start: a cluster started again
+            # from its saved state elsewhere (other nodes, other ports) knows its members at their
+            # old addresses, which gossip from one shard alone does not correct everywhere (issue 18)
+            for k, c in enumerate(clients):
+                for info in infos[:k] + infos[k + 1:]:
+                    c.execute_command("CLUSTER", "MEET", info["host"], info["port"])
             owned: set[int] = set()
             for c in clients:
                 owned |= own_slots(c.execute_command("CLUSTER", "NODES"))
@@ -577,7 +608,7 @@ class Orchestrator(Entity):
                 if share:
                     c.execute_command("CLUSTER", "ADDSLOTS", *share)
             pause = 0.01
-            while not all(_cluster_ok(_cluster_info(c), n) for c in clients):
+            while not all(_cluster_ok(_cluster_info(c), n) and _knows_only(c, addresses) for c in clients):
                 if time.monotonic() + pause > deadline:
                     states = [_cluster_info(c).get("cluster_state", "?") for c in clients]
                     raise SimctlError(f"the cluster of {n} shards was not ok after {self.ready_timeout:g} s "
@@ -695,6 +726,29 @@ def _addresses(infos: list[dict[str, Any]]) -> list[str]:
 def _cluster_ok(info: dict[str, str], shards: int) -> bool:
     return (info.get("cluster_state") == "ok" and int(info.get("cluster_slots_assigned", 0)) == SLOTS
             and int(info.get("cluster_known_nodes", 0)) >= shards)
+
+
+def _host_interfaces() -> str:
+    """This host's network interfaces with their IPv4 addresses (``hsn0 10.0.0.1, lo 127.0.0.1``)."""
+    import psutil  # start-up cost: only for an error message
+
+    return ", ".join(f"{name} {a.address}" for name, addrs in sorted(psutil.net_if_addrs().items())
+                     for a in addrs if a.family == socket.AF_INET) or "none with an IPv4 address"
+
+
+def _knows_only(client: Any, addresses: Sequence[str]) -> bool:
+    """Whether the shard knows exactly the shards at ``addresses``, each
+    connected (no stale address of an earlier start, no handshake left)."""
+    seen = set()
+    for line in str(client.execute_command("CLUSTER", "NODES")).splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        flags = parts[2].split(",")
+        if parts[7] != "connected" or any(f in flags for f in ("fail", "fail?", "handshake", "noaddr")):
+            return False
+        seen.add(parts[1].split("@")[0])
+    return seen == set(addresses)
 
 
 def _read_json(path: str) -> dict[str, Any] | None:

@@ -486,7 +486,9 @@ class Supervisor:
             # a shard that is down (or restarting) leaves the others serving their keys; a paused
             # one is noticed in 2 s, and welcomed back as soon as it answers
             conf += [("cluster-enabled", "yes"), ("cluster-config-file", f"{self.stem}.nodes.conf"),
-                     ("cluster-require-full-coverage", "no"), ("cluster-node-timeout", "2000")]
+                     ("cluster-require-full-coverage", "no"), ("cluster-node-timeout", "2000"),
+                     # its address of this start, not the one its saved cluster file holds (issue 18)
+                     ("cluster-announce-ip", addresses[0])]
         user: dict[str, list[str]] = {}
         for item in a.conf:
             key, _, value = item.partition("=")
