@@ -40,7 +40,7 @@ set -euo pipefail
 readonly PROG="setup-slurm"
 readonly CLUSTER_NAME=simctl
 readonly REAL_PARTITION=real
-readonly PACKAGES=(munge slurm-wlm slurm-wlm-torque)
+readonly PACKAGES=(munge slurm-wlm slurm-wlm-torque iproute2)   # iproute2: setup-multinode.sh
 
 readonly SLURM_CONF_DIR=/etc/slurm
 readonly SLURM_CONF=$SLURM_CONF_DIR/slurm.conf
@@ -100,15 +100,28 @@ alive() {
     [[ ${stat:0:1} != [ZX] ]]
 }
 
-# pids_of NAME PIDFILE: pids of live daemons NAME (pidfile first, then an
-# exact process-name match for daemons started some other way).
+# ours PID: PID runs on this machine's own "host" and cluster: in this script's
+# network and mount namespaces (not a node of the multi-node test cluster,
+# scripts/setup-multinode.sh, nor a container) and with this cluster's
+# slurm.conf (no -f naming another).
+ours() {
+    local pid=$1 conf
+    [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) == "$(readlink /proc/self/ns/net)" ]] || return 1
+    [[ $(readlink "/proc/$pid/ns/mnt" 2>/dev/null) == "$(readlink /proc/self/ns/mnt)" ]] || return 1
+    conf=$(tr '\0' '\n' 2>/dev/null </proc/"$pid"/cmdline | awk 'f { print; exit } $0 == "-f" { f = 1 }')
+    [[ -z $conf || $conf == "$SLURM_CONF" ]]
+}
+
+# pids_of NAME PIDFILE: pids of live daemons NAME of this cluster: its pid file
+# first, then a process-name match for daemons started some other way, kept
+# only if it is ours (see ours): never another cluster's daemon.
 pids_of() {
     local name=$1 pidfile=$2 pid
     {
         [[ -r $pidfile ]] && tr -dc '0-9' 2>/dev/null <"$pidfile" && echo
         pgrep -x "$name" || true
     } | sort -un | while read -r pid; do
-        alive "$pid" "$name" && echo "$pid"
+        alive "$pid" "$name" && ours "$pid" && echo "$pid"
     done
     return 0
 }
@@ -398,25 +411,32 @@ slurmd_daemons() {
     done
 }
 
+# node_of PID: the node a slurmd serves (its -N argument; empty without one).
+node_of() { tr '\0' '\n' 2>/dev/null </proc/"$1"/cmdline | awk 'f { print; exit } $0 == "-N" { f = 1 }'; }
+
 stop_slurmds() {
     local node
-    stop_daemon slurmd "$OLD_SLURMD_PID"   # stops every slurmd process
+    stop_daemon slurmd "$OLD_SLURMD_PID"   # every slurmd of this cluster (see pids_of), no other
     for node in $(nodes); do rm -f "$(slurmd_file pid "$node")"; done
 }
 
 node_port() { if [[ $1 == "$(real_node_name)" ]]; then echo "$REAL_SLURMD_PORT"; else echo "$SLURMD_PORT"; fi; }
 
 start_slurmds() {
-    local node port known=0 running i
-    for node in $(nodes); do [[ -n $(slurmd_pid "$node") ]] && known=$((known + 1)); done
-    running=$(slurmd_daemons | wc -l)
-    if [[ $CONFIG_CHANGED -eq 1 && $running -gt 0 ]]; then
+    local node port pid i
+    if [[ $CONFIG_CHANGED -eq 1 && -n $(slurmd_daemons) ]]; then
         log "configuration changed: restarting slurmd"
         stop_slurmds
-    elif [[ $running -gt $known ]]; then
-        log "$running slurmd running but only $known known by their pid files: restarting slurmd"
-        stop_slurmds
     fi
+    # a slurmd of this cluster that lost its pid file keeps running: its pid file is written
+    # again (never a restart of daemons this script cannot tell apart: issue 18)
+    for pid in $(slurmd_daemons); do
+        node=$(node_of "$pid")
+        if [[ -n $node && -z $(slurmd_pid "$node") ]] && nodes | grep -qx -- "$node"; then
+            log "slurmd of node $node (pid $pid) runs without its pid file: keeping it"
+            echo "$pid" >"$(slurmd_file pid "$node")"
+        fi
+    done
     for node in $(nodes); do
         [[ -n $(slurmd_pid "$node") ]] && continue
         port=$(node_port "$node")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import SimctlError, __version__
-from .core import logs as lg, manifest as mf, reattach
+from .core import driver as drv, logs as lg, manifest as mf, reattach
 from .core.plugins import FAMILIES, PluginRecord, make_plugins
 from .core.serialize import converter
 from .core.status import Status
@@ -131,7 +131,7 @@ def _show(man: mf.Manifest, as_json: bool, records: list[mf.JobRecord] | None = 
 
 def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[list[mf.JobRecord], str]:
     """The records ``simctl status`` shows, and what the title says of the choice."""
-    recs = man.jobs if every else mf.latest_records(man.jobs)
+    recs = man.jobs if every else _latest_and_unfinished(man.jobs)
     note = "" if every else ": latest run of each job"
     if failed:
         recs = [r for r in recs if r.status.is_terminal and r.status is not Status.COMPLETED
@@ -143,6 +143,16 @@ def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[l
     return recs, note
 
 
+def _latest_and_unfinished(jobs: list[mf.JobRecord]) -> list[mf.JobRecord]:
+    """The latest run of each job, after any earlier run of it not finished
+    (left by a driver that was killed: it may still run), jobs in the order
+    they were first launched."""
+    runs: dict[str, list[mf.JobRecord]] = {}
+    for r in jobs:
+        runs.setdefault(r.key or r.name, []).append(r)
+    return [r for recs in runs.values() for r in recs if r is recs[-1] or not r.status.is_terminal]
+
+
 @main.command()
 @click.argument("exp_path", required=False, callback=_experiment)
 @click.option("--all", "every", is_flag=True, help="Every run of every job (default: the latest run of each).")
@@ -152,7 +162,8 @@ def _pick(man: mf.Manifest, every: bool, failed: bool, running: bool) -> tuple[l
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(exp_path: str, every: bool, failed: bool, running: bool, paths: bool, as_json: bool) -> None:
     """Show the jobs of the experiment at EXP_PATH (default: the one holding
-    the current directory), from its manifest: the latest run of each job.
+    the current directory), from its manifest: the latest run of each job,
+    and any earlier run not finished (a killed driver's).
 
     If the driver that started the jobs is gone, the jobs it left unfinished
     are looked up (their processes, scheduler jobs and exit-status files) and
@@ -162,7 +173,8 @@ def status(exp_path: str, every: bool, failed: bool, running: bool, paths: bool,
     except SimctlError as exc:
         raise click.ClickException(str(exc)) from None
     recs, note = _pick(man, every, failed, running)
-    _show(man, as_json, recs, paths, note)
+    writer = drv.WriterLock(exp_path).holder()
+    _show(man, as_json, recs, paths, note + (f"; writer: {drv.describe(writer)}" if writer else ""))
     if not as_json and not every:
         latest = [r for r in recs if not r.until_stopped]
         report = lg.failure_report([r for r in latest if r.status is Status.FAILED], len(latest), lines=3)
@@ -177,12 +189,13 @@ def stop(exp_path: str, as_json: bool) -> None:
     """Stop every job that a driver which is gone left running at EXP_PATH,
     and say which (or that nothing was running)."""
     before = mf.load(exp_path)
-    running = {r.identity for r in mf.latest_records(before.jobs) if not r.status.is_terminal} if before else set()
+    # every run not finished, not only the latest of each job: a driver killed earlier may have left one going
+    running = {r.identity for r in before.jobs if not r.status.is_terminal} if before else set()
     try:
         man = reattach.stop_left(exp_path, make_plugins())
     except SimctlError as exc:
         raise click.ClickException(str(exc)) from None
-    stopped = [r for r in mf.latest_records(man.jobs) if r.identity in running]
+    stopped = [r for r in man.jobs if r.identity in running]
     if as_json:
         _show(man, True, stopped)
     elif not stopped:
@@ -378,7 +391,9 @@ def _kind(key: bytes, rtype: str, head: Any, size: Any) -> dict[str, Any]:
                            "shape": None, "size": None, "details": ""}
     if rtype == "string":
         row["size"] = int(size)
-        if head.startswith(fmt.TENSOR_MAGIC_STEM):
+        if fmt.kind_of_value(head) in ("model", "script"):
+            row["kind"] = fmt.kind_of_value(head)
+        elif head.startswith(fmt.TENSOR_MAGIC_STEM):
             row["kind"] = "tensor"
             try:
                 header = fmt.parse_header(head)
@@ -504,6 +519,10 @@ def store_get(args: tuple[str, ...], output: str, db: str | None, timeout: float
                                    f"{exp_path}`; a prefixed entity's keys start with its name and a dot)")
     if value is None:
         raise click.ClickException(f"key {key!r} of store {name!r} holds a Redis {rtype}, not a tensor")
+    found = fmt.kind_of_value(value)
+    if found in ("model", "script"):
+        raise click.ClickException(f"key {key!r} of store {name!r} holds {fmt.kind_name(found)}, not a tensor "
+                                   f"(Client.get_{found} reads it)")
     try:
         array = fmt.decode_tensor(value)
     except fmt.FormatError as exc:

@@ -41,10 +41,24 @@ def require_slurm() -> None:
                     + "); bring it up with: bash scripts/setup-slurm.sh", pytrace=False)
 
 
+#: the Slurm variables that say which cluster, not which allocation: kept outside an allocation
+CLUSTER_VARS = ("SLURM_CONF",)
+
+
+def no_allocation_env(env: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """``env`` (default: this process's) without the variables of a Slurm
+    allocation (``SLURM_*`` but ``SLURM_CONF``, which names the cluster) nor
+    those starting with ``drop``."""
+    env = dict(os.environ if env is None else env)
+    return {k: v for k, v in env.items()
+            if not (k.startswith("SLURM_") and k not in CLUSTER_VARS) and not (drop and k.startswith(drop))}
+
+
 def outside_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make this process look like it runs outside any Slurm allocation."""
+    """Make this process look like it runs outside any Slurm allocation (of the
+    cluster ``SLURM_CONF`` names, if set: a multi-node test cluster's)."""
     for k in list(os.environ):
-        if k.startswith("SLURM_"):
+        if k.startswith("SLURM_") and k not in CLUSTER_VARS:
             monkeypatch.delenv(k)
 
 

@@ -134,7 +134,10 @@ def test_manifest_is_written_and_loadable(tmp_path):
         ("ok", Status.COMPLETED, 0), ("bad", Status.FAILED, 5)]
     assert all(j.finished_at is not None and j.launched_at is not None for j in man.jobs)
     assert man.latest()["bad"].reason
-    # nothing but the manifest is left in .simctl (temporary files were renamed)
+    # nothing but the manifest and, while the experiment is open, its writer lock is in .simctl
+    # (temporary files were renamed)
+    assert sorted(os.listdir(path.parent)) == ["driver.lock", "manifest.json", "manifest.lock"]
+    exp.close()
     assert sorted(os.listdir(path.parent)) == ["manifest.json", "manifest.lock"]
 
 

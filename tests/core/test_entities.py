@@ -131,11 +131,11 @@ def test_ensemble_iteration_len_and_lookup(exp, rs):
     assert ens.models == members
 
 
-def test_ensemble_members_share_the_ensemble_settings(exp, rs):
+def test_ensemble_members_get_copies_of_the_ensemble_settings(exp, rs):
     ens = exp.create_ensemble("e", params={"x": [1, 2], "y": ["a"]}, params_as_args=["x", "y"],
                               run_settings=rs)
     for m, x in zip(ens, (1, 2)):
-        assert m.run_settings is rs
+        assert m.run_settings == rs and m.run_settings is not rs  # each its own (issue 18)
         assert m.params_to_args() == ["-x", str(x), "-y", "a"]
 
 

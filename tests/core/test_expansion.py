@@ -350,9 +350,12 @@ def test_strings_and_bytes_stay_single_values():
     from simctl.core.expansion import as_values
 
     assert as_values("s", "abc") == ["abc"]
-    assert as_values("b", b"ab") == [b"ab"]
     assert as_values("n", 5) == [5]
-    assert as_values("none", None) == [None]
+    # one value, but not one simctl can write as text (issue 16): refused, not written as b'ab' or None
+    with pytest.raises(simctl.ConfigError, match="bytes would be written as b.ab."):
+        as_values("b", b"ab")
+    with pytest.raises(simctl.ConfigError, match="None has no text"):
+        as_values("none", None)
 
 
 def test_a_dict_of_values_is_ambiguous(exp, rs):

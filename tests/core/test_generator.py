@@ -27,8 +27,9 @@ class Unprintable:
 
 
 def hidden(root: Path) -> list[str]:
-    """Leftover temporary entries (the generator's are dot-names)."""
-    return [str(p) for p in root.rglob(".*")] if root.exists() else []
+    """Leftover temporary entries (the generator's are dot-names; ``.simctl``,
+    the experiment's own directory with its writer lock, is not one)."""
+    return [str(p) for p in root.rglob(".*") if ".simctl" not in p.parts] if root.exists() else []
 
 
 def params_file(d: Path) -> dict:

@@ -50,8 +50,9 @@ def test_ensemble_members_round_trip(exp, rs):
 
 
 def test_run_settings_round_trip_keeps_the_class(exp):
-    rs = exp.create_run_settings("python", exe_args="sim.py --n 3", run_args={"distribution": "block"},
-                                 env_vars={"A": "1", "B": None}, walltime="01:00:00")
+    # run_args: a run command's flags (the local launcher, which has none, refuses them: issue 16)
+    rs = type(exp.create_run_settings("python"))("python", exe_args="sim.py --n 3", run_args={"distribution": "block"},
+                                                  env_vars={"A": "1", "B": None}, walltime="01:00:00")
     rs.set_nodes(2)
     rs.set_hostlist(["n1", "n2"])
     data = unstructure(rs)
@@ -90,7 +91,7 @@ def test_plugin_record_round_trip():
 
 
 names = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
-values = st.integers() | st.text(max_size=8) | st.booleans() | st.floats(allow_nan=False) | st.none()
+values = st.integers() | st.text(max_size=8) | st.booleans() | st.floats(allow_nan=False)  # None: refused (issue 16)
 
 
 @given(names, st.dictionaries(names, values, max_size=5), st.lists(st.text(max_size=6), max_size=4),

@@ -63,13 +63,17 @@ def test_settings_store_walltime_as_hms():
 
 def test_run_settings_from_the_experiment(exp):
     rs = exp.create_run_settings(exe="python", exe_args="output_my_parameter.py --n 'a b'",
-                                 run_args={"exclusive": None}, env_vars={"OMP_NUM_THREADS": "4"})
+                                 env_vars={"OMP_NUM_THREADS": "4"})
     assert isinstance(rs, RunSettings)
     assert rs.exe == "python"
     assert rs.exe_args == ["output_my_parameter.py", "--n", "a b"]
     assert rs.run_command is None  # local runs the executable directly
-    assert rs.run_args == {"exclusive": None}
+    assert rs.run_args == {}
     assert rs.env_vars == {"OMP_NUM_THREADS": "4"}
+    # so a run command's flags would be ignored: refused (issue 16)
+    with pytest.raises(simctl.ConfigError, match=r"run_args \{'exclusive': None\} are flags of a run command.*"
+                                                 "'local' runs 'python' directly"):
+        exp.create_run_settings(exe="python", run_args={"exclusive": None})
 
 
 def test_run_settings_setters(exp):

@@ -233,3 +233,88 @@ def test_close_ends_and_waits_for_every_thread_the_experiment_started_walltime_s
     assert _simctl_threads() == []  # the walltime stop was joined, not left to finish after close()
     assert exp.get_status(late, watched) == [Status.FAILED, Status.CANCELLED]
     assert "walltime 00:00:01 exceeded" in exp.controller.statuses(["late"])["late"].reason
+
+
+def test_a_daemon_left_by_a_model_that_ended_after_its_driver_was_killed_is_stopped_by_simctl_stop(tmp_path):
+    code = """
+import os, sys, time
+from simctl import Experiment
+daemon = '''
+import os, sys, time
+if os.fork(): sys.exit(0)
+os.setsid()
+if os.fork(): sys.exit(0)
+open("daemon.pid", "w").write(str(os.getpid()))
+time.sleep(300)
+'''
+open("daemon.py", "w").write(daemon)
+exp = Experiment("d", exp_path="exp", launcher="local")
+m = exp.create_model("m", exp.create_run_settings(exe=sys.executable, exe_args=["-c",
+    "import subprocess, sys, time; subprocess.run([sys.executable, 'daemon.py']); time.sleep(2)"]),
+    path=os.getcwd())
+exp.start(m, block=False)
+while not os.path.exists("daemon.pid"):
+    time.sleep(0.05)
+print("started", flush=True)
+time.sleep(300)
+"""
+    proc = run_driver(tmp_path, code, wait=False)
+    assert proc.stdout.readline().strip() == "started"
+    model = _pid_of(tmp_path, "m")
+    proc.kill()
+    proc.wait()
+    proc.communicate()
+    wait_until(lambda: gone(model), "the model to end")
+    daemon = int((tmp_path / "daemon.pid").read_text())
+    assert not gone(daemon)  # nobody watched it: the daemon outlived its model
+    res = subprocess.run([SIMCTL, "stop", "exp", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    wait_until(lambda: gone(daemon), "the daemon to be stopped")
+    rec = {j["name"]: j for j in json.loads(res.stdout)["jobs"]}["m"]
+    assert rec["status"] == "Unknown" and "process(es) it left running were stopped" in rec["reason"], rec
+
+
+DAEMON_DRIVER = """
+import os, sys, time
+from simctl import Experiment
+daemon = '''
+import os, sys, time
+if os.fork(): sys.exit(0)
+os.setsid()
+if os.fork(): sys.exit(0)
+open("daemon.pid", "w").write(str(os.getpid()))
+time.sleep(300)
+'''
+open("daemon.py", "w").write(daemon)
+exp = Experiment("d", exp_path="exp", launcher="local")
+m = exp.create_model("m", exp.create_run_settings(exe=sys.executable, exe_args=["-c",
+    "import subprocess, sys, time; subprocess.run([sys.executable, 'daemon.py']); time.sleep(300)"]),
+    path=os.getcwd())
+exp.start(m, block=False)
+while not os.path.exists("daemon.pid"):
+    time.sleep(0.05)
+print("started", flush=True)
+{after}
+"""
+
+
+def test_the_drivers_exit_ends_a_daemon_its_running_model_left(tmp_path):
+    proc = run_driver(tmp_path, DAEMON_DRIVER.format(after="pass"))
+    assert proc.returncode == 0, proc.stderr
+    daemon = int((tmp_path / "daemon.pid").read_text())
+    wait_until(lambda: gone(daemon), "the daemon to be gone")
+    assert manifest_statuses(tmp_path / "exp")["m"] == "Cancelled"
+
+
+def test_simctl_stop_ends_a_daemon_of_a_model_still_running_after_its_driver_was_killed(tmp_path):
+    proc = run_driver(tmp_path, DAEMON_DRIVER.format(after="time.sleep(300)"), wait=False)
+    assert proc.stdout.readline().strip() == "started"
+    proc.kill()
+    proc.wait()
+    proc.communicate()
+    daemon, model = int((tmp_path / "daemon.pid").read_text()), _pid_of(tmp_path, "m")
+    assert not gone(daemon) and not gone(model)
+    res = subprocess.run([SIMCTL, "stop", "exp", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert {j["name"]: j["status"] for j in json.loads(res.stdout)["jobs"]} == {"m": "Cancelled"}
+    wait_until(lambda: gone(daemon) and gone(model), "the model and its daemon to be gone")

@@ -19,7 +19,7 @@ from _paths import REPO
 
 README = REPO / "README.md"
 #: how many of the README's Python blocks are fragments (not run), and how many run
-FRAGMENTS = 3
+FRAGMENTS = 4
 RUN = 1
 
 _BLOCK = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)

@@ -4,6 +4,7 @@ the concurrency limit, statuses and faults, with real processes."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -409,3 +410,61 @@ def test_unwritable_working_directory_fails_with_a_reason(tmp_path):
     exp.start(model)
     assert exp.get_status(model) == [Status.FAILED]
     assert "ro.out" in exp.summary_data()[0].reason
+
+
+# -- nothing escapes (issue 16) -------------------------------------------------------------------------------
+
+DAEMON = """
+import os, sys, time
+if os.fork():
+    sys.exit(0)
+os.setsid()
+if os.fork():
+    sys.exit(0)
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(300)
+"""
+
+
+def test_a_model_that_leaves_a_daemon_is_not_completed_while_it_lives_and_says_so(tmp_path):
+    exp = make_exp(tmp_path)
+    daemon = write_script(tmp_path / "daemon.py", DAEMON)
+    pidfile = tmp_path / "daemon.pid"
+    model = exp.create_model("m", code_settings(
+        exp, f"import subprocess, sys; subprocess.run([sys.executable, {str(daemon)!r}, {str(pidfile)!r}])"),
+        path=str(tmp_path))
+    exp.start(model)  # blocks until the model is over: its process and the daemon it left
+    pid = int(pidfile.read_text())
+    assert gone(pid)
+    assert exp.get_status(model) == [Status.COMPLETED]
+    rec = exp.summary_data()[0]
+    assert rec.returncode == 0
+    # the daemon (and, if it had not exited yet, the fork between it and the model)
+    assert re.search(r"it left [12] process\(es\) running when it exited, stopped then: ", rec.reason), rec.reason
+    assert f"{pid} (python" in rec.reason
+
+
+def test_a_model_without_leftovers_completes_with_no_reason(tmp_path):
+    exp = make_exp(tmp_path)
+    model = exp.create_model("m", code_settings(exp, "import subprocess; subprocess.run(['true'])"),
+                             path=str(tmp_path))
+    exp.start(model)
+    rec = exp.summary_data()[0]
+    assert (rec.status, rec.reason) == (Status.COMPLETED, "")
+
+
+def test_run_settings_the_local_launcher_does_not_use_are_said_not_silently_dropped(tmp_path):
+    exp = make_exp(tmp_path)
+    rs = exp.create_run_settings("true")
+    rs.set_tasks(4)
+    rs.set_hostlist(["n1"])
+    model = exp.create_model("m", rs, path=str(tmp_path))
+    with pytest.warns(simctl.SimctlWarning, match=r"one process on this machine: tasks=4, hostlist=\['n1'\] in its "
+                                                  "run settings are not used"):
+        exp.preview(model, show=False)
+    plain = exp.create_model("p", exp.create_run_settings("true"), path=str(tmp_path))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exp.preview(plain, show=False)  # nothing to say

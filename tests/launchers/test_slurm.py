@@ -19,6 +19,7 @@ from slurm_helpers import (
     PY,
     RECORDER,
     CmdLog,
+    no_allocation_env,
     py_settings,
     scancel_quietly,
     script,
@@ -299,7 +300,7 @@ def test_inside_an_allocation_models_are_srun_steps_and_auto_picks_slurm(tmp_pat
     """, "sleeper.py")
     barrier = script(tmp_path, BARRIER, "barrier.py")
     log = CmdLog(tmp_path / "cmds.log")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env = no_allocation_env()
     env.update(PATH=f"{RECORDER}{os.pathsep}{env['PATH']}", SIMCTL_CMD_LOG=str(log.path), X="from-env")
     proc = subprocess.run(["salloc", "-N1", "-n2", "-t", "00:10:00", "-J", "simctl-test-alloc",
                            PY, driver, str(tmp_path / "alloc"), prog, sleeper, barrier],

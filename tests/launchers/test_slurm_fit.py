@@ -59,7 +59,9 @@ def test_more_members_than_the_node_has_cpus_take_turns(cluster, tmp_path):
     ens = exp.create_ensemble("ens", replicas=cpus + 1, run_settings=py_settings(exp, script(tmp_path, SPAN)),
                               batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00", queue="real"))
     exp.generate(ens)
-    assert "#SBATCH --exclusive" in exp.preview(ens, show=False)  # whole nodes, not a task count
+    text = exp.preview(ens, show=False)
+    assert f"#SBATCH --ntasks={cpus}" in text  # as many as the node holds, not more (issue 21: not the whole
+    assert "--exclusive" not in text           # node, which the experiment's own store may share)
     exp.start(ens)
     assert exp.get_status(ens) == [Status.COMPLETED] * (cpus + 1), exp.summary()
     spans = [tuple(map(float, (Path(m.path) / f"{m.name}.out").read_text().split())) for m in ens]

@@ -381,7 +381,12 @@ def test_slurm_host_lists_reach_srun_and_sbatch_expanded(tmp_path):
 def test_srun_runs_one_task_unless_told_otherwise():
     # inside an allocation srun would inherit SLURM_NTASKS and start the program once per
     # task of the whole allocation (a batch job's or salloc's)
-    assert SrunSettings(exe="a.out", run_command="srun").format_run_args() == ["--ntasks=1", "--exact"]
+    # one node: no "can't run 1 processes on 3 nodes" in a multi-node allocation (issue 18)
+    assert SrunSettings(exe="a.out", run_command="srun").format_run_args() == ["--ntasks=1", "--nodes=1", "--exact"]
+    pinned = SrunSettings(exe="a.out", run_command="srun")
+    pinned.set_hostlist(["n1", "n2"])
+    pinned.set_tasks(2)
+    assert pinned.format_run_args() == ["--ntasks=2", "--nodelist=n1,n2", "--nodes=2", "--exact"]
     rs = SrunSettings(exe="a.out", run_command="srun")
     rs.set_nodes(3)
     assert rs.format_run_args() == ["--nodes=3", "--ntasks=3", "--exact"]
@@ -426,3 +431,61 @@ def test_job_names_are_made_safe():
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", name) and name.startswith("my_run_") and name.endswith("_x___1")
     assert launcher.job_name("ok-name_1.2") == "ok-name_1.2"
     assert len(launcher.job_name("n" * 300)) == 64
+
+
+# -- jobs waiting for the experiment's own nodes (issue 21) ----------------------------------------
+
+#: recorded on the test Slurm: a one-CPU job running on vm-real (2 CPUs), an exclusive job and a
+#: two-CPU job pending behind it (``squeue -h -r -t all -O SQUEUE_FORMAT,PLACEMENT_FORMAT``)
+PLACED = """\
+1838|PENDING|Resources|0||1|1|real|NO||
+1839|PENDING|Priority|0||1|2|real|OK||
+1837|RUNNING|None|0|vm-real|1|1|real|OK||
+"""
+SINFO = "debug*|vm|32\nreal|vm-real|2\n"
+
+
+def test_parse_placements_and_sinfo():
+    from simctl.plugins.launchers.slurm_nodes import hostnames, parse_placements, parse_sinfo, parse_slurm_conf
+
+    got = parse_placements(PLACED)
+    assert got["1837"].nodes == ("vm-real",) and got["1837"].cpus == 1 and not got["1837"].exclusive
+    assert got["1838"].exclusive and got["1838"].nodes == () and got["1838"].reason == "Resources"
+    assert parse_placements("1|RUNNING|None|0|\n") == {}  # the status columns only: no placement
+    assert parse_sinfo(SINFO) == {"debug": {"vm": 32}, "real": {"vm-real": 2}}
+    # the test Slurm's and the multi-node cluster's slurm.conf lines (setup-slurm.sh, setup-multinode.sh)
+    conf = """# comment
+NodeName=vm NodeAddr=127.0.0.1 Port=6818 CPUs=32 RealMemory=65536 State=UNKNOWN
+NodeName=vm-real NodeHostname=vm NodeAddr=127.0.0.1 Port=6819 CPUs=2 RealMemory=23552 State=UNKNOWN
+NodeName=DEFAULT Sockets=2 CoresPerSocket=4 ThreadsPerCore=2
+NodeName=sm[1-3] NodeAddr=10.78.0.[11-13]   # default shape: 16 CPUs
+PartitionName=debug Nodes=vm Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=real Nodes=vm-real MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=compute Nodes=sm[1-3]
+PartitionName=all Nodes=ALL
+"""
+    parts, default = parse_slurm_conf(conf)
+    assert default == "debug" and parts["debug"] == {"vm": 32} and parts["real"] == {"vm-real": 2}
+    assert parts["compute"] == {"sm1": 16, "sm2": 16, "sm3": 16} and len(parts["all"]) == 5
+    assert parse_slurm_conf("") == ({}, "")
+    assert sorted(hostnames("mn[1-3],login")) == ["login", "mn1", "mn2", "mn3"]
+    assert hostnames("(null)") == [] and hostnames("") == []
+
+
+def test_a_job_pending_behind_the_experiments_store_is_blocked_for_ever_only_when_nothing_else_frees():
+    from simctl.plugins.launchers.slurm_nodes import blocked, parse_placements, parse_sinfo
+
+    jobs, parts = parse_placements(PLACED), parse_sinfo(SINFO)
+    names = {"1837": "orchestrator", "1838": "ens", "1839": "other"}
+    got = blocked(jobs, parts, {"1837"}, names)
+    assert set(got) == {"1838", "1839"}
+    assert got["1838"].never  # exclusive: the store's node is never whole again
+    assert got["1839"].never  # 2 CPUs on a node of 2, one of them the store's
+    assert "1837 (orchestrator, runs until stopped)" in got["1839"].message and "vm-real" in got["1839"].message
+    # the holder ends by itself: both only wait, and say for what
+    later = blocked(jobs, parts, set(), names)
+    assert not later["1838"].never and "it starts when they free" in later["1838"].message
+    # a bigger node: two CPUs fit beside the store's one
+    assert not blocked(jobs, {"real": {"vm-real": 4}}, {"1837"}, names)["1839"].never
+    # nothing of the experiment's runs there: nothing to say
+    assert blocked({k: v for k, v in jobs.items() if k != "1837"}, parts, set(), names) == {}

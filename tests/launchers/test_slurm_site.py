@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from slurm_helpers import REPO, outside_allocation, require_slurm, scancel_quietly, wait_until
+from slurm_helpers import PY as PY_SLEEP, REPO, outside_allocation, require_slurm, scancel_quietly, wait_until
 
 REAL = "real"  # the partition whose node advertises the machine's real size
 DEBUG = "debug"  # the default partition, overcommitted
@@ -220,3 +220,32 @@ def test_setup_keeps_the_state_of_its_own_cluster(tmp_path, files):
     proc = clear_foreign_state(tmp_path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == files
+
+
+def test_setup_counts_as_its_own_only_the_daemons_of_its_host_and_cluster(tmp_path):
+    """Issue 18: a slurmd of another cluster on this machine (a node of the
+    multi-node test cluster, in its own network namespace; or one run with its
+    own slurm.conf) is never found, restarted or stopped by setup-slurm.sh."""
+    fake = tmp_path / "slurmd"  # a process called slurmd that is not this cluster's
+    fake.symlink_to("/usr/bin/sleep")
+    elsewhere = subprocess.Popen(["unshare", "--net", str(fake), "300"])
+    other_conf = subprocess.Popen([PY_SLEEP, "-c", "import time; time.sleep(300)", "-f", "/other/slurm.conf"])
+    mine = subprocess.Popen([str(fake), "300"])
+    try:
+        # unshare runs the program in its own process once the namespace is made
+        wait_until(lambda: all(Path(f"/proc/{p.pid}/comm").read_text().strip() == "slurmd"
+                               for p in (elsewhere, mine)), "the stand-ins to start")
+        inner = elsewhere.pid
+
+        def ours(pid: int) -> int:
+            return run("bash", "-c", 'source "$1" && ours "$2"', "bash", str(SETUP), str(pid)).returncode
+
+        assert ours(mine.pid) == 0
+        assert ours(inner) == 1  # another network namespace: another host
+        assert ours(other_conf.pid) == 1  # another cluster's slurm.conf
+        found = run("bash", "-c", 'source "$1" && pids_of slurmd /nonexistent', "bash", str(SETUP)).stdout.split()
+        assert str(inner) not in found and str(mine.pid) in found
+    finally:
+        for p in (elsewhere, other_conf, mine):
+            p.kill()
+            p.wait()

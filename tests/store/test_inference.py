@@ -23,7 +23,7 @@ from _store_helpers import free_ports
 
 import simctl
 from simctl.ml.torch import serialize_model
-from simctl.store import Client, protocol
+from simctl.store import Client, format as fmt, protocol
 from simctl.store.format import StoreError, StoreTimeoutError
 
 
@@ -427,3 +427,85 @@ def test_a_request_flushed_away_is_an_error_not_a_wait(client: Client) -> None:
 def store_client(client: Client) -> Client:
     """Another client of the same store."""
     return Client(address=client.addresses, username=client._username, password=client._password)
+
+
+# -- issue 16: nothing stale, nothing overwritten, no crash loop, no mixed rows ---------------------
+
+
+def test_a_model_or_script_changed_behind_the_workers_back_is_never_run_stale(client: Client) -> None:
+    """A writer in another language stores with plain SET and DEL (no change published): the worker
+    compares the loaded copy's header (its id) with the stored one on every request."""
+    client.set_script("f", "def f(x):\n    return -x\n")
+    client.put_tensor("x", np.ones(2, np.float32))
+    client.run_script("f", "f", "x", "y")
+    assert client.get_tensor("y").tolist() == [-1.0, -1.0]
+    source = b"def f(x):\n    return x * 10\n"
+    client._one("f", "SET", "f", fmt.script_header("CPU", len(source)) + source)
+    client.run_script("f", "f", "x", "y")
+    assert client.get_tensor("y").tolist() == [10.0, 10.0]
+    client._one("f", "DEL", "f")
+    with pytest.raises(StoreError, match="no script 'f' in the store"):
+        client.run_script("f", "f", "x", "y")
+
+
+def test_an_output_holding_another_kind_is_the_callers_error(client: Client) -> None:
+    client.set_script("neg", "def neg(x):\n    return -x\n")
+    client.set_model("net", serialize_model(Rows()), "TORCH")
+    client.put_tensor("x", np.ones(2, np.float32))
+    with pytest.raises(StoreError, match=r"run_script\('neg', 'neg'\): .*key 'neg' holds a script \(or function\), "
+                                         "not a tensor"):
+        client.run_script("neg", "neg", "x", "neg")
+    with pytest.raises(StoreError, match="key 'net' holds an ML model, not a tensor"):
+        client.run_script("neg", "neg", "x", "net")
+    assert client.get_script("neg") == "def neg(x):\n    return -x\n"
+    assert client.model_exists("net")
+    client.run_script("neg", "neg", "x", "y")  # the worker goes on
+    assert client.get_tensor("y").tolist() == [-1.0, -1.0]
+
+
+def test_a_foreign_value_under_a_workers_queue_does_not_stop_it(client: Client) -> None:
+    """Issue 16: a string SET (bypassing simctl's client, which refuses the name) under a queue key made
+    the worker crash-loop on WRONGTYPE and every run on that shard fail."""
+    client.set_script("neg", "def neg(x):\n    return -x\n")
+    client.put_tensor("x", np.ones(1, np.float32))
+    client.run_script("neg", "neg", "x", "y")
+    pid = worker_pid(client, "x")
+    queue = protocol.queue_key(client._tag("x"), "CPU")
+    client._one(queue, "SET", queue, b"not a list")
+    while client._one(queue, "EXISTS", queue):  # the worker deletes it at its next take (within IDLE s)
+        time.sleep(0.01)
+    client.run_script("neg", "neg", "x", "y")
+    assert client.get_tensor("y").tolist() == [-1.0]
+    assert worker_pid(client, "x") == pid  # the same worker: it did not die
+
+
+class Total(torch.nn.Module):
+    """Not row-independent: one row, the sum of the rows it saw."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(0, keepdim=True)
+
+
+def test_a_batched_reply_without_one_row_per_input_row_fails_every_caller(client: Client, store: object) -> None:
+    client.set_model("total", serialize_model(Total()), "TORCH", batch_size=4, min_batch_size=4,
+                     min_batch_timeout=10_000)
+    errors: list[BaseException | None] = [None] * 4
+    barrier = threading.Barrier(4)
+
+    def one(i: int) -> None:
+        with store.client() as c:  # type: ignore[attr-defined]
+            c.put_tensor(f"{{b}}in{i}", np.full((1, 3), i, np.float32))
+            barrier.wait()
+            try:
+                c.run_model("total", f"{{b}}in{i}", f"{{b}}out{i}")
+            except StoreError as exc:
+                errors[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(e is not None and "a batched model must give one output row per input row" in str(e)
+               for e in errors), errors
+    assert not any(client.tensor_exists(f"{{b}}out{i}") for i in range(4))

@@ -222,6 +222,15 @@ def test_store_get_of_a_string_that_is_not_a_tensor(tmp_path, stores):
     assert proc.returncode == 1 and "key 'note' of store 'orchestrator': not a simctl tensor" in proc.stderr
     (row,) = ls_json(exp.exp_path, "note")
     assert (row["kind"], row["dtype"], row["size"]) == ("string", None, len(b"written by someone else"))
+    with db.client() as client:  # issue 16: a script was "not a simctl tensor"
+        client.set_script("neg", "def neg(x):\n    return -x\n")
+        client.set_model("net", b"MODEL", "ONNX")
+    for key, what, call in (("neg", r"a script (or function)", "get_script"), ("net", "an ML model", "get_model")):
+        proc = store("get", exp.exp_path, key, "-o", str(tmp_path / "n.npy"))
+        assert proc.returncode == 1
+        assert f"key {key!r} of store 'orchestrator' holds {what}, not a tensor (Client.{call} reads it)" in proc.stderr
+        (row,) = ls_json(exp.exp_path, key)
+        assert row["kind"] == key.replace("neg", "script").replace("net", "model")
 
 
 # -- finding the store, and what is wrong when it cannot be found ------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from _store_helpers import REDIS_SERVER, make_client, raw_keys
 
 from simctl import ConfigError
-from simctl.store import Client, FormatError, StoreKeyError, format as fmt
+from simctl.store import Client, FormatError, KindError, StoreKeyError, format as fmt
 
 # a missing server FAILS these tests (scripts/setup.sh installs it), never skips them
 assert os.path.exists(REDIS_SERVER), \
@@ -94,10 +94,13 @@ def test_format_as_documented(client: Client) -> None:
     assert client.get_script("hs") == src
     client.set_model("mine", b"MODEL", "ONNX", batch_size=4, outputs="out")
     value = raw_value(client, "mine")
-    assert value[:4] == b"SMM1" and json.loads(head_json(value)) == header and value.endswith(b"MODEL")
+    stored = json.loads(head_json(value))
+    assert len(stored.pop("id")) == 32  # new each time it is stored (the workers compare it)
+    assert value[:4] == b"SMM1" and stored == header and value.endswith(b"MODEL")
     client.set_script("s", src, device="GPU")
     value = raw_value(client, "s")
-    assert value[:4] == b"SMS1" and json.loads(head_json(value)) == {"device": "GPU"} and value.endswith(src.encode())
+    stored = json.loads(head_json(value))
+    assert value[:4] == b"SMS1" and stored.pop("id") and stored == {"device": "GPU"} and value.endswith(src.encode())
 
 
 def test_set_model_from_file(client: Client, tmp_path: Path) -> None:
@@ -149,13 +152,13 @@ def test_a_key_holding_another_kind(client: Client) -> None:
     client.put_tensor("t", np.arange(3))
     client.set_model("m", b"bytes", "ONNX")
     client.set_script("s", "def f(x):\n    return x\n")
-    with pytest.raises(FormatError, match="get_model 't': not a simctl model: it holds a tensor"):
+    with pytest.raises(KindError, match="get_model: key 't' holds a tensor, not an ML model$"):
         client.get_model("t")
-    with pytest.raises(FormatError, match="get_model 's': not a simctl model: it holds a script"):
+    with pytest.raises(KindError, match=r"get_model: key 's' holds a script \(or function\), not an ML model$"):
         client.get_model("s")
-    with pytest.raises(FormatError, match="get_script 'm': not a simctl script: it holds a model"):
+    with pytest.raises(KindError, match=r"get_script: key 'm' holds an ML model, not a script \(or function\)$"):
         client.get_script("m")
-    with pytest.raises(FormatError, match="not a simctl tensor"):
+    with pytest.raises(KindError, match="get_tensor: key 'm' holds an ML model, not a tensor$"):
         client.get_tensor("m")
     client._one("v2", "SET", "v2", b"SMM2" + bytes(20))
     with pytest.raises(FormatError, match=r"a model in format b'SMM2'; this version of simctl reads b'SMM1'"):
@@ -207,6 +210,7 @@ def test_poll_model(client: Client) -> None:
     assert client.poll_model("m", 5, 3) is False  # never there: False after the tries
     client.put_tensor("m", np.zeros(1))
     assert client.poll_model("m", 0, 2) is False  # a tensor is not a model
+    client.delete_tensor("m")  # a model does not replace a tensor unasked
     client.set_model("m", b"x", "ONNX")
     assert client.poll_model("m", 0, 1) is True
     with pytest.raises(ConfigError, match="poll_model: num_tries must be an int >= 1, got 0"):
@@ -248,9 +252,13 @@ def test_bad_model_arguments(client: Client, tmp_path: Path, kwargs: dict[str, A
     assert raw_keys(client) == set()
 
 
-def test_min_batch_size_without_batch_size_is_accepted(client: Client) -> None:
-    client.set_model("m", b"x", "ONNX", min_batch_size=4)  # batch_size 0: no limit
-    assert fmt.parse_model_header(raw_value(client, "m")).min_batch_size == 4
+def test_min_batch_size_without_batch_size_is_refused(client: Client) -> None:
+    """Issue 16: it was silently ignored (batching is off without batch_size)."""
+    for arg in ("min_batch_size", "min_batch_timeout"):
+        with pytest.raises(ConfigError, match=rf"set_model\('m'\): {arg}=4 without batch_size: it applies only "
+                                              "to a batched model"):
+            client.set_model("m", b"x", "ONNX", **{arg: 4})
+    assert not client.model_exists("m")
 
 
 def test_the_client_asks_no_plugin_registry_about_a_backend(client: Client, missing_runtime: None) -> None:

@@ -617,7 +617,8 @@ def test_the_setters_reach_the_batch_script_and_every_shards_run_command(tmp_pat
                  "#SBATCH --cpus-per-task=2", "#SBATCH --exclusive"):
         assert line + "\n" in text, line
     for i in range(3):
-        assert (f"srun --cpus-per-task=2 --time=00:20:00 --nodelist=n{i + 1} --ntasks=1 --exact --distribution=block "
+        assert (f"srun --cpus-per-task=2 --time=00:20:00 --nodelist=n{i + 1} --ntasks=1 --nodes=1 --exact "
+                f"--distribution=block "
                 f"{PY} -m simctl.store.supervisor --index {i} --port {7000 + i}") in text
     assert db.password not in text and text.count("--cluster") == 3
     for launcher, prefix in (("pbs", "#PBS"), ("lsf", "#BSUB")):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from slurm_helpers import PY, script, slurm_exp, squeue_state, wait_until
+from slurm_helpers import PY, no_allocation_env, script, slurm_exp, squeue_state, wait_until
 
 import simctl
 from simctl import Status
@@ -87,7 +87,7 @@ def test_a_store_runs_as_srun_steps_inside_an_allocation_one_server_and_a_cluste
     driver = script(tmp_path, DRIVER, "driver.py")
     producer = script(tmp_path, PRODUCER, "producer.py")
     port = free_ports(4, cluster=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env = no_allocation_env()
     proc = subprocess.run(["salloc", "-N1", "-n6", "-t", "00:10:00", "-J", "simctl-test-store",
                            PY, driver, str(tmp_path / "alloc"), producer, str(port)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
@@ -220,3 +220,43 @@ def test_colocated_members_of_a_batch_ensemble(tmp_path, array):
     assert exp.get_status(ens) == [Status.COMPLETED] * 2, exp.summary()
     for m, v in zip(ens, (1.0, 2.0)):
         assert (Path(m.path) / f"{m.name}.out").read_text().split() == [f"[{v},", f"{v},", f"{v}]", "True"]
+
+
+# -- the documents' examples with the store and the producers as batch jobs (issue 21) ------------
+
+BATCH = 'batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00")'
+
+
+def as_batch(text: str) -> str:
+    """The guides' driver with the store as a batch job and the producers (and the
+    consumer) as batch jobs sized by ``nodes``, as the guides write batch ensembles."""
+    out = text.replace('interface="lo")', 'interface="lo", batch=True)')
+    out = out.replace("replicas=2)", f"replicas=2, {BATCH})")  # the Ensemble guide's producers
+    for model in ("producer_settings_1)", "producer_settings_2)", "consumer_settings)", "model_settings)"):
+        out = out.replace(model, f"{model[:-1]}, {BATCH})")
+    assert out.count(BATCH) == (3 if "producer_2" in out else 2) and "batch=True" in out, out
+    return out
+
+
+@pytest.mark.parametrize("db_nodes", [1, 3], ids=["one-server", "cluster"])
+@pytest.mark.parametrize("example", ["model", "ensemble"], ids=["model-guide", "ensemble-guide"])
+def test_the_documents_examples_with_a_batch_store_and_batch_producers(tmp_path, example, db_nodes):
+    """The store a batch job (``batch=True``), the producers and the consumer
+    batch jobs of ``create_batch_settings(nodes=1, ...)``: on the one-node test
+    Slurm they share the store's node (before issue 21 they waited for it for ever)."""
+    from e2e.test_seeds_store import check_run, write_example
+
+    port = free_ports(db_nodes)
+    write_example(tmp_path, example, port=port, db_nodes=db_nodes, launcher="auto")
+    driver = tmp_path / "experiment.py"
+    driver.write_text(as_batch(driver.read_text()))
+    env = no_allocation_env(drop=("SSDB", "SSKEY"))
+    env["PATH"] = os.path.dirname(PY) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run([PY, "experiment.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"the driver failed:\n{proc.stdout}\n{proc.stderr}"
+    jobs = check_run(tmp_path, example, proc, db_nodes=db_nodes, launcher="slurm")
+    shards = {j["job_id"].rpartition(":")[0] for j in jobs if j["entity_type"] == "Orchestrator"}
+    assert len(shards) == 1  # one batch job holds every shard
+    scripts = [p.read_text() for p in tmp_path.glob("**/.simctl-batch/*/job.sh")]
+    assert scripts and not any("--exclusive" in s for s in scripts)

@@ -8,6 +8,7 @@ showing what it got and saying what it accepts.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -232,3 +233,28 @@ def job_name(name: Any, max_len: int = 64, *, letter_first: bool = False, defaul
     if letter_first and not safe[:1].isalpha():
         safe = "j" + safe
     return safe[:max_len]
+
+
+def param_value(name: str, value: Any) -> Any:
+    """A model parameter's value: written into configured files and argv as
+    ``str(value)``, so it must be a str, a bool, a real number (numpy scalars
+    too), a path, or an object with its own ``__str__``. None (``x = None``,
+    ``-x None``), bytes (``b'ab'``), complex numbers, containers and objects
+    without their own ``__str__`` (``<object at 0x...>``) are refused."""
+    if isinstance(value, (str, bool, numbers.Real, os.PathLike)):
+        return value
+    if value is None:
+        why = "None has no text to write (it would be written 'None'); give a value, or leave the parameter out"
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        why = f"bytes would be written as {bytes(value)!r:.40}; give a str, e.g. value.decode()"
+    elif isinstance(value, numbers.Number):
+        why = "a complex number is not a parameter value; give its parts as two parameters"
+    elif isinstance(value, (Mapping, Iterable)):
+        why = (f"a {type(value).__name__} is not one value (it would be written {str(value)!r:.40}); give a str "
+               "or a number (for an ensemble, a list of them is the parameter's values)")
+    elif getattr(type(value), "__str__", None) is object.__str__:
+        why = "it has no text of its own (it would be written as its repr); give a str or a number"
+    else:
+        return value
+    raise ConfigError(f"parameter {name!r}: {show(value)} is not a value simctl can write into files and "
+                      f"arguments: {why}")

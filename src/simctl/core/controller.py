@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 
 from ..log import logger
-from . import logs, manifest as mf
+from . import driver as drv, logs, manifest as mf
 from .entity import Entity, Handoff, PlanContext
 from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
@@ -132,6 +132,8 @@ class Controller:
         self._retired: threading.Thread | None = None
         self._last_save = 0.0
         self._save_error: str | None = None
+        #: called by the monitor on each turn (the experiment's writer lock shows it is alive)
+        self.heartbeat: Callable[[], None] | None = None
         launcher.bind(self.wakeup)
 
     # -- planning ------------------------------------------------------------------
@@ -178,9 +180,13 @@ class Controller:
         plan = self.plan(entities)
         with self.lock:
             running = [s.key for s in plan.steps if s.key in self.jobs and not self.jobs[s.key].done]
+            other = next((plan.owner[k] for k in running if self.jobs[k].owner is not plan.owner[k]), None)
         if running:
             raise ConfigError(f"already running: {', '.join(running[:5])}"
-                              f"{' ...' if len(running) > 5 else ''}; stop them or wait for them first")
+                              f"{' ...' if len(running) > 5 else ''}; stop them or wait for them first"
+                              + (f" (or, if this is another {other.type} with the same name, give it its own "
+                                 f"{other.name_argument}=)" if other is not None else ""))
+        self._refuse_others_running([s.key for s in plan.steps])
         self._check_manifest_dir()
         self._before_launch(plan)
         if show is not None:
@@ -203,6 +209,25 @@ class Controller:
         self._watch_events(entities, jobs)
         self._wait_ready(entities, jobs)
         return jobs
+
+    def _refuse_others_running(self, keys: list[str]) -> None:
+        """A job another live driver runs (on this exp_path) is not started
+        again here: its directory and output files are in use."""
+        try:
+            added = self.book.sync([])  # what other drivers recorded meanwhile
+        except (OSError, SimctlError):
+            added = []
+        with self.lock:
+            for rec in added:
+                self._count(rec)
+            me, wanted = self.manifest.driver, set(keys)
+            theirs = [r for r in self.manifest.jobs if r.key in wanted and not r.status.is_terminal
+                      and r.driver and not drv.same(r.driver, me)]
+        theirs = [r for r in theirs if drv.alive(r.driver)]
+        if theirs:
+            raise ConfigError(f"already running under {drv.describe(theirs[0].driver)}: "
+                              f"{', '.join(r.key for r in theirs[:5])}{' ...' if len(theirs) > 5 else ''}; "
+                              "a second driver may start entities of its own, not another driver's running ones")
 
     def _keep_previous_outputs(self, steps: Sequence[ProcessStep]) -> None:
         """Each run keeps its own output: before a job starts again, its previous
@@ -293,7 +318,7 @@ class Controller:
                     launched_at=now, finished_at=now if reason else None, key=step.key,
                     handle=self.launcher.handle(step.job_id) if step.job_id and not reason else {},
                     until_stopped=owner.runs_until_stopped, out=step.out or None, err=step.err or None,
-                    argv=list(step.argv), env=dict(step.env))
+                    argv=list(step.argv), env=dict(step.env), driver=self.manifest.driver)
                 job = Job(owner, step, self.launcher, rec, _NEW)
                 self.book.add(rec)
                 self._count(rec)
@@ -362,9 +387,10 @@ class Controller:
                                       + _log_tail(ended.step))
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    why = _not_ready_reason(entity, steps)
                     self.stop(mine)
                     raise LaunchError(f"{entity.type} {entity.name!r} was not ready after "
-                                      f"{entity.ready_timeout:g} s; it was stopped"
+                                      f"{entity.ready_timeout:g} s{f': {why}' if why else ''}; it was stopped"
                                       + "".join(_log_tail(j.step) for j in mine[:1]))
                 with self.lock:
                     if self._notices == seen and not any(j.done for j in mine):
@@ -500,6 +526,8 @@ class Controller:
                 continue
             woke = self.wakeup.wait(pause)
             self.wakeup.clear()
+            if self.heartbeat is not None:
+                self.heartbeat()
             changed = self.poll_once()  # the jobs active now, including any started while waiting
             if not changed:
                 self._save()
@@ -650,6 +678,14 @@ def _read_events(entity: Entity, steps: list[ProcessStep]) -> None:
         entity.on_events(steps)
     except Exception as exc:  # an entity's bug must not stop the watcher
         log.error("%s %r: could not read its events: %r", entity.type, entity.name, exc)
+
+
+def _not_ready_reason(entity: Entity, steps: list[ProcessStep]) -> str:
+    try:
+        return entity.not_ready_reason(steps)
+    except Exception as exc:  # an entity's bug must not hide the timeout
+        log.error("%s %r: could not tell why it is not ready: %r", entity.type, entity.name, exc)
+        return ""
 
 
 def _failed(launch: ProcessStep | BatchJob) -> bool:

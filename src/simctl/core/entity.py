@@ -78,6 +78,9 @@ class Entity:
     #: True for an entity that runs until it is stopped (a store): it is waited on
     #: until ready after it starts, and ``start(block=True)`` does not wait for it
     runs_until_stopped: ClassVar[bool] = False
+    #: the argument that names it where it is made (``create_model(name=...)``): what an error about
+    #: two entities with one name tells the user to change
+    name_argument: ClassVar[str] = "name"
     #: seconds to wait for readiness before giving up (entities that run until stopped)
     ready_timeout: float = 60.0
 
@@ -117,6 +120,13 @@ class Entity:
         a job of the entity changes, and every second as a fallback for
         readiness that no file shows."""
         return all(os.path.exists(s.ready_file) for s in steps if s.ready_file)
+
+    def not_ready_reason(self, steps: Sequence[ProcessStep]) -> str:
+        """Why the started entity is not ready, as far as it can tell (``""``
+        when it cannot): the controller adds it to the error it raises when
+        the entity was not ready in time (a server listening where the driver
+        cannot reach it...)."""
+        return ""
 
     def on_ready(self, steps: Sequence[ProcessStep]) -> None:
         """Called once by the controller when :meth:`is_ready` first says yes,

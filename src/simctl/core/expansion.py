@@ -57,6 +57,8 @@ def as_values(name: str, value: Any) -> list[Any]:
         values = checks.bounded(f"parameter {name!r}", value)
     if not values:
         raise ConfigError(f"parameter {name!r} has an empty list of values; give at least one")
+    for v in values:
+        checks.param_value(name, v)
     return values
 
 

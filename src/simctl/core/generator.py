@@ -37,10 +37,10 @@ import shutil
 import stat
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
-from . import templates
+from . import checks, templates
 from .errors import ConfigError
 from .files import EntityFiles, RunUnit
 
@@ -188,6 +188,9 @@ def _check(units: list[_Unit], exp_path: str, tag: str, unknown_tags: UnknownTag
                     raise ConfigError(f"model {model.name!r}: attached file {layout.top[name]} would be "
                                       f"written to {os.path.join(run, name)}, which is {why}; rename the file")
             keys = frozenset(model.params)
+            if layout.configure:  # the values written into files: params changed after creation too
+                for key, value in model.params.items():
+                    checks.param_value(key, value)
             for src, _, _ in layout.configure:
                 if src not in parsed:
                     parsed[src] = templates.load(src, tag)
@@ -281,9 +284,15 @@ def _swap_in(staged: list[tuple[str, str]], overwrite: bool, token: str) -> list
 
 
 def generate(entities: Iterable[Any], exp_path: str, overwrite: bool = False,
-             tag: str = ";", unknown_tags: UnknownTags = "error") -> list[str]:
+             tag: str = ";", unknown_tags: UnknownTags = "error",
+             guard: Callable[[list[str]], None] | None = None,
+             before_write: Callable[[], None] | None = None) -> list[str]:
     """Write the run directories of ``entities`` (models and ensembles) under
     ``exp_path``; return them. All are written, or none.
+
+    Once everything is checked, ``guard`` is given the existing directories
+    that would be replaced (with ``overwrite``); it raises to refuse. Then
+    ``before_write`` is called, just before the first byte is written.
 
     Models and members get their ``path`` set to their run directory, and each
     entity to ``<exp_path>/<name>``.
@@ -295,6 +304,10 @@ def generate(entities: Iterable[Any], exp_path: str, overwrite: bool = False,
         raise ConfigError(f"unknown_tags must be 'error' or 'warn', got {unknown_tags!r}")
     units = _plan(entities, exp_path, tag)
     parsed, layouts = _check(units, exp_path, tag, unknown_tags, overwrite)
+    if guard is not None:
+        guard([u.top for u in units if os.path.lexists(u.top)])
+    if before_write is not None:
+        before_write()
     os.makedirs(exp_path, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     staged: list[tuple[str, str]] = []

@@ -94,6 +94,9 @@ class JobRecord:
     #: (never the secret one): what ``simctl rerun`` starts again after the driver is gone
     argv: list[str] = attrs.field(factory=list)
     env: dict[str, str | None] = attrs.field(factory=dict)
+    #: the driver that launched it (pid, start time, host): several drivers may share an experiment, so
+    #: each record names its own (empty in records of an older simctl: the manifest's ``driver`` then)
+    driver: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def identity(self) -> Identity:

@@ -3,7 +3,7 @@ store beside the ranks of an MPI program), before the step's ranks start
 there, and stop it when the last rank on that node ends.
 
 A :class:`~simctl.core.steps.ProcessStep` with ``per_node`` set is started
-as ``python -m simctl.core.pernode -- <argv>`` inside the launcher's run
+as ``python -m simctl.core.pernode_run -- <argv>`` inside the launcher's run
 command, so every rank runs this wrapper:
 
 * The rank whose node-local index is 0 starts the ``per_node`` command. The
@@ -51,7 +51,7 @@ READY = "SIMCTL_READY_FILE"
 
 def wrap(argv: Sequence[str]) -> list[str]:
     """The argv that runs ``argv`` under this wrapper."""
-    return [sys.executable, "-m", "simctl.core.pernode", "--", *argv]
+    return [sys.executable, "-m", "simctl.core.pernode_run", "--", *argv]
 
 
 def env(step: ProcessStep, rank_vars: Sequence[str]) -> dict[str, str | None]:
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv or ONCE not in os.environ:
-        print("usage: python -m simctl.core.pernode -- ARGV... (with SIMCTL_PERNODE_ONCE set)", file=sys.stderr)
+        print("usage: python -m simctl.core.pernode_run -- ARGV... (with SIMCTL_PERNODE_ONCE set)", file=sys.stderr)
         return 2
     once = json.loads(os.environ[ONCE])
     rank_vars = [v for v in os.environ.get(RANK_VARS, "").split(",") if v]

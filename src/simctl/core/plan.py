@@ -48,7 +48,9 @@ def make_plan(entities: Iterable[Entity], ctx: PlanContext) -> LaunchPlan:
         for step in process_steps(mine):
             if step.key in owner:
                 raise ConfigError(f"{step.key!r} given twice to one start() (by {owner[step.key].name!r} "
-                                  f"and {entity.name!r}); give it once")
+                                  f"and {entity.name!r}); give it once"
+                                  + (f", or give the second {entity.type} its own {entity.name_argument}="
+                                     if owner[step.key] is not entity else ""))
             owner[step.key] = entity
         launches += mine
     return LaunchPlan(launches, process_steps(launches), owner)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -31,7 +32,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -67,7 +68,8 @@ def _signal_reason(rc: int) -> str:
 
 
 class _Proc:
-    __slots__ = ("step", "popen", "pidfd", "status", "tree", "stopping", "deadline", "adopted", "mark", "grace")
+    __slots__ = ("step", "popen", "pidfd", "status", "tree", "stopping", "deadline", "adopted", "mark", "grace",
+                 "started")
 
     def __init__(self, step: ProcessStep | None) -> None:
         self.step = step
@@ -81,11 +83,20 @@ class _Proc:
         #: an adopted job's own stop grace (its step's, recorded in its handle; None: the launcher's)
         self.grace: float | None = None
         self.pidfd: int | None = None
+        #: time.time() just before the process was started (processes of the job are not older)
+        self.started = 0.0
         self.status = JobStatus(Status.QUEUED)
         #: descendants of the process, found when it is stopped
         self.tree: list[psutil.Process] = []
         #: why it is being stopped: True (asked to), "walltime", or False
         self.stopping: bool | str = False
+
+
+def _name(p: psutil.Process) -> str:
+    try:
+        return p.name()
+    except psutil.Error:
+        return "?"
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -194,6 +205,7 @@ class ProcessLauncher(Launcher):
             proc.status = JobStatus(Status.FAILED, None, f"could not open output file {step.out}: "
                                                          f"{exc.strerror or exc}")
             return
+        proc.started = time.time() - 1  # create times are rounded: a second's margin
         try:
             with out, open(step.err, mode) as err:
                 proc.popen = subprocess.Popen(argv, cwd=step.cwd, env=env, stdin=subprocess.DEVNULL,
@@ -275,8 +287,12 @@ class ProcessLauncher(Launcher):
                         return
                 with self._lock:
                     exited += [j for j in self._polled if not self._running_still(self._procs[j])]
+                    ending = [self._procs[j] for j in exited if self._procs[j].popen is not None
+                              and not self._procs[j].stopping]
+                left = self._marked(ending)  # one scan of the process table for all of them, outside the lock
+                with self._lock:
                     for job_id in exited:
-                        self._reap(job_id)
+                        self._reap(job_id, left.get(self._procs[job_id].mark or ""))
                 self._enforce_walltimes()
                 if self._quit_if_idle(selector, rpipe):
                     if self.wakeup is not None:
@@ -324,14 +340,58 @@ class ProcessLauncher(Launcher):
             with self._lock:
                 for j in late:
                     self._procs[j].stopping = "walltime"
-            stopper = threading.Thread(target=self._stop, args=(late, "walltime"), name="simctl-walltime-stop",
-                                       daemon=True)
-            with self._lock:  # kept until close(), which joins it
-                self._stoppers = [t for t in self._stoppers if t.is_alive()] + [stopper]
-            stopper.start()
+            self._spawn_stopper(functools.partial(self._stop, late, "walltime"), "simctl-walltime-stop")
 
-    def _reap(self, job_id: str) -> None:
-        """Record the exit of a job whose process ended (called with the lock held)."""
+    def _spawn_stopper(self, target: Callable[[], None], name: str) -> None:
+        """Run a stop in a thread of its own (the reaper must not wait out a grace), joined by close()."""
+        stopper = threading.Thread(target=target, name=name, daemon=True)
+        with self._lock:
+            self._stoppers = [t for t in self._stoppers if t.is_alive()] + [stopper]
+        stopper.start()
+
+    def _marked(self, procs: list[_Proc]) -> dict[str, list[psutil.Process]]:
+        """The processes still running that carry the mark of one of ``procs``
+        (jobs whose own process just ended), by mark: what a job left behind
+        (a double-forked daemon). Only processes started since the earliest
+        of those jobs are looked into."""
+        marks = {p.mark: p.popen.pid for p in procs if p.mark and p.popen is not None}
+        if not marks:
+            return {}
+        since = min(p.started for p in procs)
+        me = os.getpid()
+        out: dict[str, list[psutil.Process]] = collections.defaultdict(list)
+        for p in psutil.process_iter(["create_time", "ppid"]):
+            if p.pid == me or p.info["ppid"] == me or (p.info["create_time"] or 0) < since:
+                continue  # this driver, its jobs' own processes (running: not left behind), older processes
+            try:
+                m = p.environ().get(MARK)
+            except (psutil.Error, OSError):
+                continue
+            if m in marks and p.pid != marks[m] and _alive(p):
+                out[m].append(p)
+        return out
+
+    def _end_leftovers(self, job_id: str, proc: _Proc, final: JobStatus) -> None:
+        """A job's own process ended leaving others running (``proc.tree``):
+        stop them (SIGTERM, SIGKILL after the job's grace), then give the job
+        ``final``, saying what was stopped (a thread of its own: the reaper
+        does not wait out a grace)."""
+        left = proc.tree
+        said = ", ".join(f"{p.pid} ({_name(p)})" for p in left[:5]) + (" ..." if len(left) > 5 else "")
+        log.warning("process launcher: job %s ended leaving %d process(es) running: %s; stopping them",
+                    job_id, len(left), said)
+        self._end(left, self._grace(proc))
+        reason = (f"{final.reason}; " if final.reason else "") + (
+            f"it left {len(left)} process(es) running when it exited, stopped then: {said}")
+        with self._lock:
+            proc.status = attrs.evolve(final, reason=reason)
+        if self.wakeup is not None:
+            self.wakeup.set()
+
+    def _reap(self, job_id: str, left: list[psutil.Process] | None = None) -> None:
+        """Record the exit of a job whose process ended (called with the lock
+        held); ``left``: the processes it left running, stopped before the job
+        counts as ended."""
         proc = self._procs[job_id]
         if proc.adopted is not None:
             self._polled.discard(job_id)
@@ -365,6 +425,11 @@ class ProcessLauncher(Launcher):
             proc.status = JobStatus(Status.FAILED, rc, _signal_reason(rc))
         else:
             proc.status = JobStatus(Status.FAILED, rc, f"exited with code {rc}")
+        if left and not proc.stopping:  # it is not over while what it started runs
+            final, proc.tree, proc.stopping = proc.status, list(left), "leftovers"
+            proc.status = JobStatus(Status.RUNNING, None, f"its process exited ({final.status.value}); stopping "
+                                    f"the {len(left)} process(es) it left running")
+            self._spawn_stopper(functools.partial(self._end_leftovers, job_id, proc, final), "simctl-leftover-stop")
         self._fill()
 
     # -- watching and stopping --------------------------------------------------------
@@ -441,19 +506,27 @@ class ProcessLauncher(Launcher):
             return
         log.warning("process launcher: stopping %d process(es) left by job(s) whose own process had ended: %s",
                     len(left), ", ".join(str(p.pid) for p in left))
+        self._end(left, max(map(self._grace, procs)))
+        for proc in procs:
+            proc.status = attrs.evolve(proc.status, reason=f"{proc.status.reason}; the {len(proc.tree)} "
+                                       "process(es) it left running were stopped")
+
+    @staticmethod
+    def _end(left: list[psutil.Process], grace: float) -> None:
+        """SIGTERM to each of ``left``, SIGKILL to what still runs ``grace`` seconds later; wait until gone."""
         for p in left:
             with contextlib.suppress(psutil.Error):
                 p.terminate()
-        deadline = time.monotonic() + max(map(self._grace, procs))
+        deadline = time.monotonic() + grace
         while any(map(_alive, left)) and time.monotonic() < deadline:
             time.sleep(0.02)
         for p in left:
             if _alive(p):
                 with contextlib.suppress(psutil.Error):
                     p.kill()
-        for proc in procs:
-            proc.status = attrs.evolve(proc.status, reason=f"{proc.status.reason}; the {len(proc.tree)} "
-                                       "process(es) it left running were stopped")
+        deadline = time.monotonic() + 10
+        while any(map(_alive, left)) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _grace(self, proc: _Proc) -> float:
         """Seconds between SIGTERM and SIGKILL for this job: its step's own, else the launcher's."""

@@ -2,8 +2,11 @@
 it left running, from what the manifest recorded (``JobRecord.handle``: a pid
 and its start time, a scheduler job id and its job directory).
 
-``simctl status EXP_PATH`` uses :func:`refresh` when the driver that wrote the
-manifest no longer runs; ``simctl stop EXP_PATH`` uses :func:`stop_left`.
+Every record names the driver that launched it (several drivers may share an
+experiment); every run of every job not recorded as finished whose driver is
+gone is looked at, not only the latest run of each job. ``simctl status
+EXP_PATH`` uses :func:`refresh`; ``simctl stop EXP_PATH`` uses
+:func:`stop_left`, which refuses while a driver with unfinished jobs runs.
 """
 
 from __future__ import annotations
@@ -11,28 +14,45 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import psutil
-
-from . import manifest as mf
+from . import driver as drv, manifest as mf
 from .errors import ConfigError, SimctlError
 from .plugins import Plugins
 from .status import JobStatus, Status
 
 
+def driver_of(man: mf.Manifest, rec: mf.JobRecord) -> dict[str, Any]:
+    """The driver that launched ``rec`` (the manifest's for a record of an older simctl)."""
+    return rec.driver or man.driver
+
+
 def driver_alive(man: mf.Manifest) -> bool:
-    """Whether the driver that wrote ``man`` still runs (same pid, same start time)."""
-    pid, started = man.driver.get("pid"), man.driver.get("create_time")
-    if not isinstance(pid, int):
-        return False
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and (started is None or abs(p.create_time() - started) < 0.01)
-    except psutil.Error:
-        return False
+    """Whether a driver of ``man`` still runs: the last one that wrote it,
+    or one whose jobs are not finished."""
+    return drv.alive(man.driver) or bool(live_drivers(man))
+
+
+def live_drivers(man: mf.Manifest) -> dict[tuple[Any, ...], tuple[dict[str, Any], list[mf.JobRecord]]]:
+    """The drivers still running that have jobs not finished, with those jobs."""
+    out: dict[tuple[Any, ...], tuple[dict[str, Any], list[mf.JobRecord]]] = {}
+    dead: set[tuple[Any, ...]] = set()
+    for r in _open(man):
+        d = driver_of(man, r)
+        key = (d.get("pid"), d.get("create_time"), d.get("host"))
+        if key in dead:
+            continue
+        if key not in out:
+            if not drv.alive(d):
+                dead.add(key)
+                continue
+            out[key] = (d, [])
+        out[key][1].append(r)
+    return out
 
 
 def _open(man: mf.Manifest) -> list[mf.JobRecord]:
-    return [r for r in man.latest().values() if not r.status.is_terminal and r.job_id]
+    """Every run not recorded as finished (not only the latest run of each job:
+    a driver killed earlier may have left an older run going)."""
+    return [r for r in man.jobs if not r.status.is_terminal and r.job_id]
 
 
 def _apply(rec: mf.JobRecord, st: JobStatus) -> None:
@@ -41,11 +61,52 @@ def _apply(rec: mf.JobRecord, st: JobStatus) -> None:
         rec.finished_at = time.time()
 
 
-def _launchers(records: list[mf.JobRecord], plugins: Plugins) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in {r.launcher for r in records}:
-        out[name] = plugins.get("launcher", name)()
-    return out
+def _rounds(records: list[mf.JobRecord]) -> list[list[mf.JobRecord]]:
+    """``records`` in rounds in which no launcher sees one job id twice (two
+    drivers' local launchers both number their jobs from 1): each round is
+    looked at by fresh launchers."""
+    rounds: list[tuple[set[tuple[str, str | None]], list[mf.JobRecord]]] = []
+    for r in records:
+        ident = (r.launcher, r.job_id)
+        for seen, recs in rounds:
+            if ident not in seen:
+                seen.add(ident)
+                recs.append(r)
+                break
+        else:
+            rounds.append(({ident}, [r]))
+    return [recs for _, recs in rounds]
+
+
+def _look(records: list[mf.JobRecord], plugins: Plugins, stop: bool) -> None:
+    """Find each of ``records`` (unique job ids per launcher) again and record
+    its status, stopping it first with ``stop``."""
+    for name in sorted({r.launcher for r in records}):
+        launcher = plugins.get("launcher", name)()
+        mine = [r for r in records if r.launcher == name]
+        found = [r for r in mine if r.handle and launcher.adopt(r.job_id, r.handle)]
+        for r in mine:
+            if r not in found:
+                _apply(r, JobStatus(Status.UNKNOWN, None, "its driver died and left nothing to find it by",
+                                    final=True))
+        if not found:
+            launcher.close()
+            continue
+        ids = [r.job_id for r in found]
+        try:
+            result = launcher.stop(ids) if stop else launcher.status(ids)
+        except SimctlError as exc:
+            for r in found:
+                r.reason = f"status unknown: {exc}"
+            continue
+        finally:
+            launcher.close()
+        for r in found:
+            st = result.get(r.job_id)
+            if st is not None:
+                if stop and st.status is Status.CANCELLED:
+                    st = JobStatus(st.status, st.returncode, "stopped by `simctl stop` after its driver died")
+                _apply(r, st)
 
 
 def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
@@ -54,39 +115,18 @@ def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
         if got is None:
             raise ConfigError(f"no simctl experiment at {exp_path} (no {mf.path_of(exp_path)})")
         man, position = got
-        if driver_alive(man):
-            if stop:
-                raise ConfigError(f"the driver of {exp_path} (pid {man.driver['pid']}) still runs: stop its jobs "
-                                  "there (exp.stop(), Ctrl-C) or end it; it stops them as it exits")
-            return man
-        records = _open(man)
+        live = live_drivers(man)
+        if stop and live:
+            said = "; ".join(f"{drv.describe(d)} runs {', '.join(r.key or r.name for r in recs[:5])}"
+                             f"{' ...' if len(recs) > 5 else ''}" for d, recs in live.values())
+            raise ConfigError(f"a driver of {exp_path} still runs ({said}): stop its jobs there (exp.stop(), "
+                              "Ctrl-C) or end it; it stops them as it exits")
+        theirs = {id(r) for _, recs in live.values() for r in recs}
+        records = [r for r in _open(man) if id(r) not in theirs]  # every run left by a driver that is gone
         if not records:
             return man
-        launchers = _launchers(records, plugins)
-        for name, launcher in launchers.items():
-            mine = [r for r in records if r.launcher == name]
-            found = [r for r in mine if r.handle and launcher.adopt(r.job_id, r.handle)]
-            for r in mine:
-                if r not in found:
-                    _apply(r, JobStatus(Status.UNKNOWN, None, "its driver died and left nothing to find it by",
-                                        final=True))
-            if not found:
-                continue
-            ids = [r.job_id for r in found]
-            try:
-                result = launcher.stop(ids) if stop else launcher.status(ids)
-            except SimctlError as exc:
-                for r in found:
-                    r.reason = f"status unknown: {exc}"
-                continue
-            finally:
-                launcher.close()
-            for r in found:
-                st = result.get(r.job_id)
-                if st is not None:
-                    if stop and st.status is Status.CANCELLED:
-                        st = JobStatus(st.status, st.returncode, "stopped by `simctl stop` after its driver died")
-                    _apply(r, st)
+        for batch in _rounds(records):
+            _look(batch, plugins, stop)
         # only the records looked at are written (appended to the journal): the cost of what changed
         mf.Writer(exp_path, position).save(man.header(), mf.encode(records), hold_lock=False)
         return man

@@ -13,6 +13,7 @@ the argument, before anything is written or launched.
 
 from __future__ import annotations
 
+import copy as _copy
 import datetime as _dt
 import re
 import shlex
@@ -253,6 +254,16 @@ class RunSettings:
     def set_hostlist(self, hosts: str | Iterable[str]) -> None:
         """Hosts to run on (a comma-separated string or a list of str)."""
         self.hostlist = _hostlist(hosts)
+
+    def copy(self) -> RunSettings:
+        """An independent copy (what each ensemble member gets): changing the
+        copy's hosts, arguments or environment changes nothing of this one's."""
+        new = _copy.copy(self)
+        for field in attrs.fields(type(self)):
+            value = getattr(new, field.name)
+            if isinstance(value, (list, dict)):
+                object.__setattr__(new, field.name, type(value)(value))  # as it is: no converter to run again
+        return new
 
     def add_exe_args(self, args: str | Iterable[Any]) -> None:
         """Append arguments for the executable (a string split like a shell

@@ -14,7 +14,7 @@ from typing import Any
 # imported on first use: a shard's supervisor (python -m simctl.store.supervisor) needs
 # neither redis-py nor numpy, and starts faster without them
 _FROM = {"Client": "client", "LLDebug": "logs", "LLDeveloper": "logs", "LLInfo": "logs", "LLQuiet": "logs",
-         "LogLevel": "logs", "log_data": "logs", "Dataset": "dataset", "FormatError": "format",
+         "LogLevel": "logs", "log_data": "logs", "Dataset": "dataset", "FormatError": "format", "KindError": "format",
          "StoreConnectionError": "format", "StoreError": "format", "StoreKeyError": "format",
          "StoreTimeoutError": "format",
          "ModelSpec": "spec"}
@@ -28,5 +28,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Client", "Dataset", "FormatError", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel",
+__all__ = ["Client", "Dataset", "FormatError", "KindError", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel",
            "ModelSpec", "StoreConnectionError", "StoreError", "StoreKeyError", "StoreTimeoutError", "log_data"]

@@ -17,11 +17,14 @@ import numpy as np
 import redis
 
 from ..core.errors import ConfigError
-from . import format as fmt
+from . import format as fmt, keyspace, wire
 from .dataset import check_name
 from .format import FormatError, StoreError, StoreKeyError
 from .servers import Server, store_error
 from .wire import Parts, Waits
+
+#: the commands :meth:`ClientBase._key_cmd` sends that only read (a refusal of theirs says no more than the kinds)
+_READS = frozenset({"GET", "LLEN", "LRANGE", "GETRANGE", "EXISTS"})
 
 
 class ClientBase:
@@ -43,6 +46,8 @@ class ClientBase:
     _use_prefix: dict[str, bool]
     #: how long calls wait for the store
     _waits: Waits
+    #: this client's id (its inference reply key, its temporary keys)
+    _id: str
 
     @property
     def _r(self) -> Any:
@@ -66,23 +71,88 @@ class ClientBase:
         """Run a command on ``key``'s server (redis-py's errors)."""
         return self._server.execute(key, *args)
 
-    def _key_cmd(self, what: str, key: str, *args: Any) -> Any:
-        """:meth:`_one` with simctl's errors."""
+    def _key_cmd(self, what: str, key: str, *args: Any, kind: str = "") -> Any:
+        """:meth:`_one` with simctl's errors; ``kind``: the kind of value the
+        command is about, named with the kind found when the key holds another
+        (a Redis WRONGTYPE)."""
         try:
             return self._server.execute(key, *args)
         except redis.RedisError as exc:
+            if kind and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
+                raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] not in _READS) from None
             raise self._error(f"{what} {key!r}", exc) from None
+
+    def _kind_of(self, key: str) -> str:
+        """The kind of value ``key`` holds (see :data:`format.KIND_LUA`; 'none' when absent)."""
+        found = self._key_cmd("kind", key, "EVAL", keyspace.KIND, 1, key)
+        return found.decode() if isinstance(found, bytes) else str(found)
+
+    def _guarded(self, what: str, script: str, keys: list[str], args: list[Any], kind: str) -> Any:
+        """Run one of :mod:`.keyspace`'s checking scripts on ``keys`` (one
+        slot); its refusal is the KindError naming both kinds."""
+        return self._scripts(what, [("EVAL", script, len(keys), *keys, *args)], keys, kind)
+
+    def _scripts(self, what: str, cmds: list[tuple[Any, ...]], keys: list[str], kind: str) -> Any:
+        """Send ``cmds`` (on ``keys``, one slot; the scripts as EVALSHA, sent
+        again as EVAL when the server does not hold them) in one write; the
+        last reply. A script's refusal is the KindError naming both kinds."""
+        try:
+            try:
+                return self._send(keys[-1], [keyspace.by_sha(c) for c in cmds])
+            except redis.exceptions.NoScriptError:
+                return self._send(keys[-1], cmds)
+        except redis.RedisError as exc:
+            refused = keyspace.kind_error(what, keys, kind, exc) if isinstance(exc, redis.ResponseError) else None
+            raise refused or self._error(f"{what} {keys[-1]!r}", exc) from None
+
+    def _send(self, key: str, cmds: list[tuple[Any, ...]]) -> Any:
+        """``cmds`` (on ``key``'s slot) in one write to its server; the last
+        reply (redis-py's errors): :func:`wire.send_and_wait`, or redis-py's
+        pipeline when a cluster's slot map is stale."""
+        node = self._server.node_of(key)
+        if node is not None:
+            try:
+                return wire.send_and_wait(node, cmds)
+            except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
+                pass  # a cluster's slot moved: redis-py's own dispatch finds it
+            except redis.ConnectionError:
+                if not self._server.is_cluster:
+                    raise
+                # a cluster's node went away (a failover?): redis-py's dispatch finds the slot's new primary
+        pipe = self._server.pipeline()
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
+        return pipe.execute()[-1]
+
+    def _put_value(self, what: str, key: str, value: bytes | Parts, kind: str) -> None:
+        """SET ``value`` (a tensor, model or script of ``kind``) under ``key``
+        unless the key holds another kind, in one round trip: a small value
+        through :data:`keyspace.PUT`; a large one SET under a temporary key
+        and renamed by :data:`keyspace.MOVE_IN` (never copied into Lua)."""
+        size = value.size if isinstance(value, Parts) else len(value)
+        tmp = keyspace.temporary_key(key, self._id) if size > keyspace.MOVE_FROM else None
+        if tmp is None:
+            self._scripts(what, [("EVAL", keyspace.PUT, 1, key, value, keyspace.STEMS[kind])], [key], kind)
+        else:
+            self._scripts(what, [("SET", tmp, value, "PX", keyspace.TMP_TTL_MS),
+                                 ("EVAL", keyspace.MOVE_IN, 2, tmp, key, kind)], [tmp, key], kind)
 
     # -- keys and prefixes ------------------------------------------------------------------
 
-    def _key(self, kind: str, name: Any, read: bool, what: str) -> str:
-        """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied."""
-        if type(name) is not str or not name:
+    def _key(self, kind: str, name: Any, read: bool, what: str, look: bool = False) -> str:
+        """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied;
+        one a user may not name (:func:`keyspace.check_key`) is refused unless the call only
+        reads it (``look``: a get, an input; a dataset's tensor may be read as a tensor)."""
+        if type(name) is not str or not name or not name.isascii():
             check_name(name, f"{what}: name")
         prefix = (self._get_prefix if read else self._put_prefix) if self._use_prefix[kind] else ""
         key = f"{prefix}.{name}" if prefix else name
         if len(key) > fmt.MAX_KEY_BYTES // 4:  # a longer key may take more than MAX_KEY_BYTES in UTF-8
             check_length(key, what)
+        if kind == "dataset":
+            keyspace.check_dataset(key, what)
+        elif not look:
+            keyspace.check_key(key, "model or script" if kind == "model" else kind, what)
         return key
 
     def _missing(self, what: str, kind: str, key: str, name: str) -> StoreKeyError:
@@ -91,30 +161,24 @@ class ClientBase:
 
     # -- copying and moving a key -------------------------------------------------------------
 
-    def _copy_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
+    def _copy_key(self, src: str, dest: str, what: str, kind: str, name: str, rename: bool = False) -> None:
+        """Copy (``rename``: move) the ``kind`` at ``src`` to ``dest``, refused
+        when either holds another kind: one script when they share a slot,
+        else DUMP and RESTORE (and DEL) through scripts that check too."""
         if self._server.same_slot(src, dest):
-            if not self._key_cmd(what, src, "COPY", src, dest, "REPLACE"):
+            if not self._guarded(what, keyspace.TRANSFER, [src, dest], [kind, "rename" if rename else "copy"],
+                                 kind):
                 raise self._missing(what, kind, src, name)
             return
-        dumped = self._key_cmd(what, src, "DUMP", src)
-        if dumped is None:
+        dumped = self._guarded(what, keyspace.DUMP, [src], [kind], kind)
+        if not dumped:
             raise self._missing(what, kind, src, name)
-        self._key_cmd(what, dest, "RESTORE", dest, 0, dumped, "REPLACE")
+        self._guarded(what, keyspace.RESTORE, [dest], [kind, dumped[0]], kind)
+        if rename:
+            self._guarded(what, keyspace.DELETE, [src], [kind], kind)
 
     def _rename_key(self, src: str, dest: str, what: str, kind: str, name: str) -> None:
-        if src == dest:
-            if not self._key_cmd(what, src, "EXISTS", src):
-                raise self._missing(what, kind, src, name)
-        elif self._server.same_slot(src, dest):
-            try:
-                self._key_cmd(what, src, "RENAME", src, dest)
-            except StoreError as exc:
-                if "no such key" in str(exc):
-                    raise self._missing(what, kind, src, name) from None
-                raise
-        else:
-            self._copy_key(src, dest, what, kind, name)
-            self._key_cmd(what, src, "DEL", src)
+        self._copy_key(src, dest, what, kind, name, rename=True)
 
 
 # -- helpers ------------------------------------------------------------------------------------

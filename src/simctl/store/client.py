@@ -28,7 +28,7 @@ import numpy as np
 import redis
 
 from ..core.errors import ConfigError
-from . import contract, protocol as pr
+from . import contract, format as fmt, keyspace, protocol as pr
 from .address import parse_addresses, same_server
 from .base import check_length, decode_value, encode_value, poll
 from .dataset import check_name
@@ -94,7 +94,15 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             cluster, address = None, cluster
         if cluster is not None and not isinstance(cluster, bool):
             raise ConfigError(f"Client: cluster must be True, False or None, got {cluster!r}")
-        self._logger_name = str(logger_name)
+        if not isinstance(logger_name, str):
+            raise ConfigError(f"Client: logger_name must be a str, got {logger_name!r:.80}")
+        if address is not None and not isinstance(address, str) and (
+                not isinstance(address, (list, tuple)) or not all(isinstance(a, str) for a in address)):
+            raise ConfigError(f"Client: address must be 'host:port' (or several, comma-separated or a list of "
+                              f"str), '[v6]:port' or 'unix:///path'; got {type(address).__name__} {address!r:.80}")
+        if password is not None and not isinstance(password, str):
+            raise ConfigError(f"Client: password must be a str or None, got {type(password).__name__}")
+        self._logger_name = logger_name
         env = contract.read()
         parsed = parse_addresses(env.address if address is None else address, "Client")
         if not parsed:
@@ -155,19 +163,25 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def use_tensor_ensemble_prefix(self, use_prefix: bool) -> None:
         """Whether tensor keys get the prefixes (default True)."""
-        self._use_prefix["tensor"] = bool(use_prefix)
+        self._set_prefixing("tensor", use_prefix, "use_tensor_ensemble_prefix")
 
     def use_dataset_ensemble_prefix(self, use_prefix: bool) -> None:
         """Whether dataset keys get the prefixes (default True)."""
-        self._use_prefix["dataset"] = bool(use_prefix)
+        self._set_prefixing("dataset", use_prefix, "use_dataset_ensemble_prefix")
 
     def use_list_ensemble_prefix(self, use_prefix: bool) -> None:
         """Whether aggregation-list keys get the prefixes (default True)."""
-        self._use_prefix["list"] = bool(use_prefix)
+        self._set_prefixing("list", use_prefix, "use_list_ensemble_prefix")
 
     def use_model_ensemble_prefix(self, use_prefix: bool) -> None:
         """Whether ML-model and script keys get the prefixes (default False)."""
-        self._use_prefix["model"] = bool(use_prefix)
+        self._set_prefixing("model", use_prefix, "use_model_ensemble_prefix")
+
+    def _set_prefixing(self, kind: str, use_prefix: Any, what: str) -> None:
+        if not isinstance(use_prefix, (bool, np.bool_)):
+            raise ConfigError(f"{what}: use_prefix must be True or False, got {type(use_prefix).__name__} "
+                              f"{use_prefix!r:.80}")
+        self._use_prefix[kind] = bool(use_prefix)
 
     def log_data(self, level: Any, data: Any) -> None:
         """Write ``<logger_name>@HH-MM-SS:<data>`` if ``level`` passes ``SR_LOG_LEVEL``."""
@@ -176,48 +190,60 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     # -- tensors --------------------------------------------------------------------------
 
     def put_tensor(self, name: str, data: Any) -> None:
-        """Store a numeric numpy array under ``name`` (one SET)."""
+        """Store a numeric numpy array under ``name``, replacing the tensor
+        there (one round trip). A key that holds another kind (a model, a
+        script, a list) is not replaced: KindError (delete it first to
+        replace it on purpose). A masked array is refused (its mask would be
+        lost): store ``data.filled(...)`` and the mask as two tensors."""
         key = self._key("tensor", name, False, "put_tensor")
-        value = encode_value(data, f"put_tensor({name!r})")
-        try:
-            self._server.execute(key, "SET", key, value)
-        except redis.RedisError as exc:
-            raise self._error(f"put_tensor {key!r}", exc) from None
+        self._put_value("put_tensor", key, encode_value(data, f"put_tensor({name!r})"), "tensor")
 
     def get_tensor(self, name: str) -> np.ndarray:
         """The array stored under ``name`` (one GET), with its dtype and shape."""
-        key = self._key("tensor", name, True, "get_tensor")
-        try:
-            value = self._server.execute(key, "GET", key)
-        except redis.RedisError as exc:
-            raise self._error(f"get_tensor {key!r}", exc) from None
+        key = self._key("tensor", name, True, "get_tensor", look=True)
+        value = self._key_cmd("get_tensor", key, "GET", key, kind="tensor")
         if value is None:
             raise self._missing("get_tensor", "tensor", key, name)
-        return decode_value(value, f"get_tensor: {key!r}")
+        return self._tensor_value(value, key, "get_tensor")
+
+    def _tensor_value(self, value: bytes | bytearray, key: str, what: str, copy: bool = True) -> np.ndarray:
+        found = fmt.kind_of_value(value)
+        if found in ("model", "script", "dataset"):
+            raise keyspace.refused(what, key, found, "tensor", write=False)
+        return decode_value(value, f"{what}: {key!r}", copy=copy)
 
     def unpack_tensor(self, name: str, result: np.ndarray) -> None:
         """Fill ``result`` (same shape, same dtype up to byte order) with the tensor ``name``."""
         if not isinstance(result, np.ndarray) or not result.flags.writeable:
             raise ConfigError(f"unpack_tensor: result must be a writable numpy array, got {type(result).__name__}")
-        key = self._key("tensor", name, True, "unpack_tensor")
-        value = self._key_cmd("unpack_tensor", key, "GET", key)
+        key = self._key("tensor", name, True, "unpack_tensor", look=True)
+        value = self._key_cmd("unpack_tensor", key, "GET", key, kind="tensor")
         if value is None:
             raise self._missing("unpack_tensor", "tensor", key, name)
-        stored = decode_value(value, f"unpack_tensor: {key!r}", copy=False)
+        stored = self._tensor_value(value, key, "unpack_tensor", copy=False)
         if stored.shape != result.shape or not np.can_cast(stored.dtype, result.dtype, casting="equiv"):
             raise ConfigError(f"unpack_tensor: result is {result.dtype} of shape {result.shape}; tensor {key!r} "
                               f"is {stored.dtype} of shape {stored.shape}")
         np.copyto(result, stored, casting="equiv")
 
     def delete_tensor(self, name: str) -> None:
-        """Delete the tensor ``name`` (nothing happens if there is none)."""
+        """Delete the tensor ``name`` (nothing happens if there is none); a key
+        that holds another kind is not deleted: KindError."""
         key = self._key("tensor", name, True, "delete_tensor")
-        self._key_cmd("delete_tensor", key, "DEL", key)
+        self._guarded("delete_tensor", keyspace.DELETE, [key], ["tensor"], "tensor")
 
     def tensor_exists(self, name: str) -> bool:
-        """Whether the tensor ``name`` exists."""
-        key = self._key("tensor", name, True, "tensor_exists")
-        return bool(self._key_cmd("tensor_exists", key, "EXISTS", key))
+        """Whether the tensor ``name`` exists (a key holding another kind is no tensor)."""
+        key = self._key("tensor", name, True, "tensor_exists", look=True)
+        try:
+            head = self._server.execute(key, "GETRANGE", key, 0, 2)
+        except redis.ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return False
+            raise self._error(f"tensor_exists {key!r}", exc) from None
+        except redis.RedisError as exc:
+            raise self._error(f"tensor_exists {key!r}", exc) from None
+        return bool(head == fmt.TENSOR_MAGIC_STEM)
 
     def key_exists(self, key: str) -> bool:
         """Whether ``key`` exists, taken as is (no prefix)."""
@@ -236,7 +262,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def copy_tensor(self, src_name: str, dest_name: str) -> None:
         """Copy the tensor ``src_name`` (read prefix) to ``dest_name`` (write prefix)."""
-        src = self._key("tensor", src_name, True, "copy_tensor")
+        src = self._key("tensor", src_name, True, "copy_tensor", look=True)
         dest = self._key("tensor", dest_name, False, "copy_tensor")
         self._copy_key(src, dest, "copy_tensor", "tensor", src_name)
 
@@ -253,6 +279,11 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         known = self._server.primaries()
         if addresses is None:
             return list(known.items())
+        if not isinstance(addresses, str) and (not isinstance(addresses, (list, tuple))
+                                               or not all(isinstance(a, str) for a in addresses)):
+            raise ConfigError(f"{what}: addresses must be None (every server), 'host:port' or a list of them; "
+                              f"got {type(addresses).__name__} {addresses!r:.80}; its servers are "
+                              f"{', '.join(sorted(known))}")
         out = []
         for a in parse_addresses(addresses, what):
             name = next((k for k in known if k == str(a)), None) or next(

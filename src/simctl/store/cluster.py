@@ -11,15 +11,17 @@ primary ``i % db_nodes`` (:func:`primary_of`), the equivalent of
 primary's whenever there are at least ``R + 1`` hosts.
 
 The driver forms the cluster once every server answers (:func:`form`): CLUSTER
-MEET, ADDSLOTS of the slots no server holds yet to the primaries, CLUSTER
-REPLICATE on each replica that replicates nothing yet, then it waits until
-every server says the cluster is ok and every replica's link to its primary is
-up. A cluster started again from its saved state (``shard-<i>.nodes.conf``)
-keeps its roles, even where a failover swapped them. Replicas log in to their
-primary as the ``simctl-replica`` user (:mod:`simctl.store.roles`). When a
-primary is lost, its replica takes over by itself once the other primaries
-agree it failed (``cluster-node-timeout``, 2 s; a majority of the primaries
-must live).
+MEET between every two servers, ADDSLOTS of the slots no server holds yet to
+the primaries, CLUSTER REPLICATE on each replica that replicates nothing yet,
+then it waits until every server says the cluster is ok, every replica's
+link to its primary is up, and every server knows exactly the others at
+their addresses of this start (each announces its own,
+``cluster-announce-ip``). A cluster started again from its saved state
+(``shard-<i>.nodes.conf``) keeps its roles, even where a failover swapped
+them. Replicas log in to their primary as the ``simctl-replica`` user
+(:mod:`simctl.store.roles`). When a primary is lost, its replica takes over
+by itself once the other primaries agree it failed (``cluster-node-timeout``,
+2 s; a majority of the primaries must live).
 """
 
 from __future__ import annotations
@@ -72,22 +74,44 @@ def myself(client: Any) -> tuple[str, bool, str, set[int]]:
     raise SimctlError(f"a cluster node did not say which node it is in CLUSTER NODES: {nodes[:200]!r}")
 
 
-def _ok(client: Any, servers: int) -> bool:
+def knows_only(client: Any, addresses: Sequence[str]) -> bool:
+    """Whether the server knows exactly the servers at ``addresses``, each
+    connected (no stale address of an earlier start, no handshake left)."""
+    seen = set()
+    for line in _text(client.execute_command("CLUSTER", "NODES")).splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        flags = parts[2].split(",")
+        if parts[7] != "connected" or any(f in flags for f in ("fail", "fail?", "handshake", "noaddr")):
+            return False
+        seen.add(parts[1].split("@")[0])
+    return seen == set(addresses)
+
+
+def _ok(client: Any, addresses: Sequence[str]) -> bool:
     info = info_of(client)
     if not (info.get("cluster_state") == "ok" and int(info.get("cluster_slots_assigned", 0)) == SLOTS
-            and int(info.get("cluster_known_nodes", 0)) >= servers):
+            and int(info.get("cluster_known_nodes", 0)) >= len(addresses) and knows_only(client, addresses)):
         return False
     replication = info_of(client, "replication")
     return replication.get("role") != "slave" or replication.get("master_link_status") == "up"
 
 
-def form(clients: Sequence[Any], hosts: Sequence[tuple[str, int]], primaries: int, deadline: float) -> None:
-    """Join the servers of ``clients`` (at ``hosts``, ``(host, port)`` each)
-    into one cluster of ``primaries`` primaries, the others their replicas
-    (see the module docstring); wait until ``deadline`` (monotonic) for every
-    server to be ok. SimctlError when it is not by then."""
-    for host, port in hosts[1:]:
-        clients[0].execute_command("CLUSTER", "MEET", host, port)
+def form(clients: Sequence[Any], addresses: Sequence[str], hosts: Sequence[tuple[str, int]], primaries: int,
+         deadline: float) -> None:
+    """Join the servers of ``clients`` (at ``addresses``, ``hosts`` giving
+    each one's ``(host, port)``) into one cluster of ``primaries`` primaries,
+    the others their replicas (see the module docstring); wait until
+    ``deadline`` (monotonic) for every server to be ok and to know exactly
+    the others, at their addresses of this start. SimctlError when it is not
+    by then."""
+    # every server meets every other at its address of this start: a cluster started again from its saved
+    # state elsewhere (other nodes, other ports) knows its members at their old addresses, which gossip from
+    # one server alone does not correct everywhere (issue 18)
+    for k, c in enumerate(clients):
+        for host, port in [*hosts[:k], *hosts[k + 1:]]:
+            c.execute_command("CLUSTER", "MEET", host, port)
     selves = [myself(c) for c in clients]
     owned = set().union(*(slots for _, _, _, slots in selves))
     missing = sorted(set(range(SLOTS)) - owned)
@@ -114,7 +138,7 @@ def form(clients: Sequence[Any], hosts: Sequence[tuple[str, int]], primaries: in
                 time.sleep(pause)
                 pause = min(pause * 2, 0.5)
     pause = 0.01
-    while not all(_ok(c, len(clients)) for c in clients):
+    while not all(_ok(c, addresses) for c in clients):
         if time.monotonic() + pause > deadline:
             states = [f"{info_of(c).get('cluster_state', '?')}/{info_of(c, 'replication').get('role', '?')}"
                       for c in clients]

@@ -27,10 +27,14 @@ the model's user (``socket_permissions`` 0o700 or tighter).
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -39,11 +43,14 @@ import attrs
 
 from ..core import checks
 from ..core.errors import ConfigError
+from ..core.logs import tail
 from ..core.steps import ProcessStep
 from . import contract, roles, server as srv
 from .address import Address
+from .orchestrator import check_port_free
 from .ports import free_ports
 from .protocol import check_devices
+from .supervisor import interface_addresses
 
 #: options the documents pass for inference (ML models in the store, a later issue); accepted and kept
 ML_OPTIONS = ("threads_per_queue", "inter_op_threads", "intra_op_threads")
@@ -106,8 +113,55 @@ def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any
             ml.append((key, checks.positive_int(key, value)))
         else:
             conf.append(srv.check_conf(f"colocated store option {key}=", key.replace("_", "-"), value))
+    path = srv.find_server(server)
+    known = known_directives(path) if conf else frozenset()  # a throw-away server, only when there is a directive
+    unknown = [(k, v) for k, v in conf if known and k not in known and k not in FILE_ONLY]
+    if unknown:
+        key = unknown[0][0]
+        hints = difflib.get_close_matches(key, sorted(known), 3)
+        raise ConfigError(f"colocated store option {key.replace('-', '_')}=: {key!r} is not a directive of the "
+                          f"store server {path}" + (f"; did you mean {', '.join(map(repr, hints))}?" if hints else "")
+                          + f" (other keyword arguments: the inference options {', '.join(ML_OPTIONS)}, ml_devices)")
     return {"db_cpus": db_cpus, "custom_pinning": pins, "debug": debug, "conf": tuple(conf),
-            "ml_options": tuple(ml), "server": srv.find_server(server), "ml_devices": devices}
+            "ml_options": tuple(ml), "server": path, "ml_devices": devices}
+
+
+#: directives of a configuration file that CONFIG GET does not list
+FILE_ONLY = frozenset({"include", "rename-command", "user", "loadmodule", "replicaof", "slaveof", "sentinel"})
+
+
+@functools.cache
+def known_directives(server: str) -> frozenset[str]:
+    """The configuration directives the server binary ``server`` knows (its
+    ``CONFIG GET *``, aliases included), asked once per process of a
+    throw-away server on a private Unix socket; empty if that fails (then
+    nothing is refused here, and a bad directive fails the model with the
+    server's own words in its reason)."""
+    import redis  # redis-py: start-up cost, only for a colocated store's options
+
+    with tempfile.TemporaryDirectory(prefix="simctl-conf-") as tmp:
+        sock = os.path.join(tmp, "s.sock")
+        if len(sock.encode()) > MAX_SOCKET_PATH:
+            return frozenset()
+        try:
+            proc = subprocess.Popen([server, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
+                                     "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            return frozenset()
+        try:
+            client = redis.Redis(unix_socket_path=sock, socket_timeout=5)
+            deadline = time.monotonic() + 10  # a bounded wait: the server answers in milliseconds
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    return frozenset(k.decode() if isinstance(k, bytes) else str(k)
+                                     for k in client.config_get("*"))
+                except redis.RedisError:
+                    time.sleep(0.005)
+            return frozenset()
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def tcp(port: int | None = None, ifname: str | list[str] = "lo", db_cpus: int = 1, custom_pinning: Any = None,
@@ -189,3 +243,51 @@ def apply(step: ProcessStep, db: ColocatedDB, plugins: Sequence[str] = ()) -> No
     env, secret_env = contract.store_env([address], False, secrets.token_urlsafe(32), user=roles.MEMBER)
     step.env.update(env)
     step.secret_env.update(secret_env)
+
+
+def check_here(models: Sequence[tuple[str, ColocatedDB]]) -> None:
+    """The colocated stores of models about to start on this host (a launcher
+    that runs processes here), checked as ``create_database`` checks its
+    shards: each TCP store's interfaces exist here and its port is free on
+    them, no two of them take one port, no two take one Unix socket path."""
+    ports: dict[int, str] = {}
+    sockets: dict[str, str] = {}
+    for who, db in models:
+        if db.transport == "uds":
+            if db.unix_socket is not None:
+                if db.unix_socket in sockets:
+                    raise ConfigError(f"{sockets[db.unix_socket]} and {who} both colocate a store on the Unix socket "
+                                      f"{db.unix_socket} on this host; give each its own unix_socket= (or leave it "
+                                      "out: a new one per launch)")
+                sockets[db.unix_socket] = who
+            continue
+        try:
+            addresses = interface_addresses(db.ifnames)
+        except ValueError as exc:
+            raise ConfigError(f"{who}: colocate_db_tcp(ifname={list(db.ifnames)!r}): {exc}") from None
+        if db.port in ports:
+            raise ConfigError(f"{ports[db.port]} and {who} both colocate a store on port {db.port} on this host, where "
+                              "only one can listen; give each its own port= (or leave port out: a free one each)")
+        ports[db.port] = who
+        for address in dict.fromkeys(["127.0.0.1", *addresses]):
+            check_port_free(address, db.port, f"the store colocated with {who}")
+
+
+#: how the supervisor's own messages begin (see :mod:`.supervisor`)
+SUPERVISOR_SAYS = "simctl store supervisor: "
+
+
+def failure_line(err_path: str) -> str | None:
+    """Why a colocated store failed, from the model's error output: the
+    supervisor's last error line (warnings left out), with the server's own
+    line when it quoted one (``>>> 'maxclient 100'`` and what follows)."""
+    lines = tail(err_path, 60)
+    said = [i for i, line in enumerate(lines) if line.startswith(SUPERVISOR_SAYS) and "runs as root" not in line]
+    if not said:
+        return None
+    i = said[-1]
+    text = lines[i][len(SUPERVISOR_SAYS):].rstrip()
+    quoted = next((j for j in range(i + 1, len(lines)) if lines[j].startswith(">>>")), None)
+    if quoted is not None:
+        text = text.split("; last lines of")[0] + ": " + " ".join(x.strip() for x in lines[quoted:quoted + 2])
+    return text

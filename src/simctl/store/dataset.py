@@ -12,9 +12,14 @@ from .format import StoreKeyError
 
 
 def check_name(name: Any, what: str) -> str:
-    """``name`` if it is a non-empty string, else ConfigError naming ``what``."""
+    """``name`` if it is a non-empty string that UTF-8 can encode, else ConfigError naming ``what``."""
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{what} must be a non-empty string, got {name!r}")
+        raise ConfigError(f"{what} must be a non-empty string, got {name!r:.80}")
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(f"{what} must be text UTF-8 can encode, got {name!r:.80} ({exc.reason})") from None
     return name
 
 
@@ -49,7 +54,7 @@ class Dataset:
     def add_tensor(self, name: str, data: Any) -> None:
         """Add (or replace) the tensor ``name``: any numeric numpy array."""
         check_name(name, "Dataset.add_tensor: name")
-        array = np.asarray(data)
+        array = fmt.as_array(data, f"Dataset.add_tensor({name!r})")
         fmt.check_dtype(array.dtype, f"Dataset.add_tensor({name!r})")
         self._tensors[name] = np.array(array, order="C", copy=True)
 
@@ -104,6 +109,10 @@ class Dataset:
         if name in self._scalars:
             raise ConfigError(f"Dataset.add_meta_string: {name!r} is already a scalar field of dataset "
                               f"{self._name!r}")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(f"Dataset.add_meta_string({name!r}): data is not valid Unicode text ({exc})") from None
         self._strings.setdefault(name, []).append(data)
 
     def get_meta_scalars(self, name: str) -> np.ndarray:
@@ -135,8 +144,8 @@ class Dataset:
         return items
 
     @classmethod
-    def _from_stored(cls, name: str, tensors: dict[str, np.ndarray], meta: dict[bytes, bytes]) -> Dataset:
+    def _from_stored(cls, name: str, tensors: dict[str, np.ndarray], scalars: dict[str, np.ndarray],
+                     strings: dict[str, list[str]]) -> Dataset:
         ds = cls(name)
-        ds._tensors = tensors
-        ds._scalars, ds._strings = fmt.decode_meta(meta)
+        ds._tensors, ds._scalars, ds._strings = tensors, scalars, strings
         return ds

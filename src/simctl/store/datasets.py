@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import ConfigError
-from . import format as fmt
+from . import format as fmt, keyspace
 from .base import ClientBase, check_length, decode_value, encode_value, poll
 from .dataset import Dataset
 from .format import FormatError, StoreKeyError
@@ -129,16 +129,17 @@ class DatasetCommands(ClientBase):
             raise ConfigError(f"append_to_list: dataset must be a Dataset, got {type(dataset).__name__}")
         key = self._key("list", list_name, False, "append_to_list")
         full = self._dataset_name(dataset.name, False, "append_to_list")
-        self._key_cmd("append_to_list", key, "RPUSH", key, full)
+        self._key_cmd("append_to_list", key, "RPUSH", key, full, kind="list")
 
     def delete_list(self, list_name: str) -> None:
-        """Delete the list ``list_name`` (its datasets stay)."""
+        """Delete the list ``list_name`` (its datasets stay); a key that holds
+        another kind is not deleted: KindError."""
         key = self._key("list", list_name, True, "delete_list")
-        self._key_cmd("delete_list", key, "DEL", key)
+        self._guarded("delete_list", keyspace.DELETE, [key], ["list"], "list")
 
     def copy_list(self, src_name: str, dest_name: str) -> None:
         """Copy the list ``src_name`` (read prefix) to ``dest_name`` (write prefix); the datasets are shared."""
-        src = self._key("list", src_name, True, "copy_list")
+        src = self._key("list", src_name, True, "copy_list", look=True)
         dest = self._key("list", dest_name, False, "copy_list")
         self._copy_key(src, dest, "copy_list", "list", src_name)
 
@@ -150,8 +151,8 @@ class DatasetCommands(ClientBase):
 
     def get_list_length(self, list_name: str) -> int:
         """Number of datasets in the list (0 if there is no such list)."""
-        key = self._key("list", list_name, True, "get_list_length")
-        return int(self._key_cmd("get_list_length", key, "LLEN", key))
+        key = self._key("list", list_name, True, "get_list_length", look=True)
+        return int(self._key_cmd("get_list_length", key, "LLEN", key, kind="list"))
 
     def poll_list_length(self, name: str, list_length: int, poll_frequency_ms: float, num_tries: int) -> bool:
         """Poll until the list has exactly ``list_length`` datasets; False if it never did."""
@@ -186,8 +187,12 @@ class DatasetCommands(ClientBase):
         return self._list_range(list_name, start_index, end_index, "get_dataset_list_range")
 
     def _list_range(self, list_name: str, start: int, end: int, what: str) -> list[Dataset]:
-        key = self._key("list", list_name, True, what)
-        names = [n.decode("utf-8") for n in self._key_cmd(what, key, "LRANGE", key, start, end)]
+        key = self._key("list", list_name, True, what, look=True)
+        try:
+            names = [n.decode("utf-8") for n in self._key_cmd(what, key, "LRANGE", key, start, end, kind="list")]
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{what}: list {key!r} holds an entry that is not a dataset name in UTF-8 "
+                              f"({exc}); its entries are the names of datasets (see simctl.store.format)") from None
         if not names:
             return []
 
@@ -218,4 +223,8 @@ def decode_dataset(name: str, full: str, reply: list[Any]) -> Dataset:
         raise FormatError(f"{what}: damaged: tensors {missing or names} are listed but not stored")
     meta = {bytes(k): v for k, v in zip(reply[1][::2], reply[1][1::2])}
     tensors = {t: decode_value(v, f"{what} tensor {t!r}") for t, v in zip(names, values)}
-    return Dataset._from_stored(name, tensors, meta)
+    try:
+        scalars, strings = fmt.decode_meta(meta)
+    except FormatError as exc:
+        raise FormatError(f"{what}: metadata {fmt.dataset_keys(full)[1]!r}: {exc}") from None
+    return Dataset._from_stored(name, tensors, scalars, strings)

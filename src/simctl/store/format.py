@@ -14,6 +14,26 @@ applies (see "Key prefixing" below), else ``<name>``. Names must be non-empty;
 every key an operation touches must be at most :data:`MAX_KEY_BYTES` (1024)
 bytes once encoded.
 
+The key space is typed: a key holds one *kind* of value (a tensor, a model, a
+script, an aggregation list, or one of a dataset's keys), and an operation
+of one kind never overwrites, deletes or renames a key of another:
+
+* keys starting with :data:`RESERVED` (``simctl.``) are simctl's own (the
+  inference workers' queues, see :mod:`simctl.store.protocol`; the puts'
+  temporary keys ``simctl.put{<tag>}.<id>``; the supervisor's
+  ``simctl.supervisor.disk-check``); no user name or key may start with it;
+* a dataset's keys (below) are ``{F}``, ``{F}.meta`` and ``{F}.tensor.<t>``;
+  a dataset name ``F`` holds neither ``{`` nor ``}`` (so all its keys share one
+  slot of a cluster), and a key of another kind may not have one of these
+  forms (:func:`dataset_key_form`);
+* tensors, models and scripts are strings told apart by their magic, lists
+  are Redis lists. simctl's client writes, deletes, copies and renames them
+  with small Lua scripts (:data:`KIND_LUA`) that look at the key's kind and
+  refuse a key of another kind, atomically, in the same round trip. A large
+  value is first SET under a temporary key of the same slot (with an expiry)
+  and then renamed onto its key by such a script, so it is not copied into
+  Lua. A reader in another language should do the same: look before it writes.
+
 Tensors
 =======
 
@@ -124,7 +144,13 @@ names, or null when the model does not need them). Optional fields, present
 only when the model was stored with them: ``threads_per_queue``,
 ``inter_op_threads``, ``intra_op_threads`` (integers >= 1; kept, the
 runtimes' own thread defaults apply). A reader ignores fields it does not
-know. These are the fields of :class:`simctl.store.spec.ModelSpec`.
+know. These are the fields of :class:`simctl.store.spec.ModelSpec`, and
+``id``: a random string, new each time the model (or script, whose header
+has it too) is stored. The inference workers compare the header (``id``
+included) of a model they hold loaded with the stored one on every request,
+so a writer in another language must give each value it stores a new ``id``
+(an older value without one is read; its replacement by an identical header
+is not noticed).
 
 A script (TorchScript source holding functions, or one function's source) is
 one Redis string in the same key space, under the same prefixing::
@@ -133,6 +159,8 @@ one Redis string in the same key space, under the same prefixing::
     4       4      J      length of the JSON header (uint32)
     8       J      header UTF-8 JSON object: ``device``
     8+J     N      source UTF-8 text (N >= 1)
+
+The script header's fields are ``device`` and ``id`` (as a model's).
 
 Models and scripts share the key space with tensors: a key holds one of them,
 and the magic says which. :func:`parse_model_header` and
@@ -148,13 +176,54 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
+import uuid
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..core.errors import ConfigError, SimctlError
 from .spec import ModelSpec
+
+#: the prefix of simctl's own keys; a user's name or key may not start with it
+RESERVED = "simctl."
+#: what an operation of each kind calls the kind (and the kinds the Lua :data:`KIND_LUA` tells apart)
+KIND_NAMES = {"tensor": "a tensor", "model": "an ML model", "script": "a script (or function)",
+              "list": "an aggregation list", "dataset": "a dataset", "string": "a Redis string simctl did not write",
+              "hash": "a Redis hash", "set": "a Redis set", "zset": "a Redis sorted set", "stream": "a Redis stream"}
+#: a Lua function ``kind(key)``: 'none', 'tensor', 'model', 'script', 'string' (another string), or the Redis
+#: type ('list', 'hash', ...); the prelude of every script that checks a key's kind
+KIND_LUA = """
+local function kind(k)
+  local t = redis.call('TYPE', k)['ok']
+  if t ~= 'string' then return t end
+  local m = redis.call('GETRANGE', k, 0, 2)
+  if m == 'SMT' then return 'tensor' elseif m == 'SMM' then return 'model' elseif m == 'SMS' then return 'script' end
+  return 'string'
+end
+"""
+#: the error a checking script answers when a key holds another kind: ``SIMCTLKIND <kind>``
+KIND_ERROR = "SIMCTLKIND"
+_DATASET_KEY = re.compile(r"\{[^{}]*\}(\.meta|\.tensor\..*)?", re.DOTALL)
+
+
+def kind_name(kind: str) -> str:
+    """``"a tensor"``, ``"an aggregation list"``... for a kind :data:`KIND_LUA` answers."""
+    return KIND_NAMES.get(kind, f"a Redis {kind}")
+
+
+def kind_of_value(value: bytes | bytearray | memoryview) -> str:
+    """The kind of a string value by its first bytes: 'tensor', 'model', 'script', 'dataset' or 'string'."""
+    head = bytes(value[:3])
+    if head in (b"SMT", b"SMM", b"SMS"):
+        return {b"SMT": "tensor", b"SMM": "model", b"SMS": "script"}[head]
+    return "dataset" if bytes(value[:10]) == b'{"simctl":' else "string"
+
+
+def dataset_key_form(key: str) -> bool:
+    """Whether ``key`` has the form of a dataset's key (``{F}``, ``{F}.meta``, ``{F}.tensor.<t>``)."""
+    return key.startswith("{") and _DATASET_KEY.fullmatch(key) is not None
 
 #: format version written by this module (tensors: the digit in the magic)
 VERSION = 1
@@ -209,6 +278,11 @@ class StoreKeyError(StoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class KindError(StoreError):
+    """An operation on a key that holds another kind of value (a tensor's on a
+    model, a list's on a tensor...): the message names both kinds."""
+
+
 class FormatError(StoreError, ValueError):
     """A value is not in simctl's format (or in a version this code does not read)."""
 
@@ -219,6 +293,22 @@ def check_dtype(dtype: np.dtype, what: str) -> None:
         raise ConfigError(f"{what}: dtype {dtype} ({dtype.str!r}) cannot be stored; a tensor must be "
                           f"bool, a signed or unsigned integer, a float or a complex number "
                           f"(numpy kinds b, i, u, f, c), not object, string, bytes, void, datetime or structured")
+
+
+def as_array(data: Any, what: str) -> np.ndarray:
+    """``data`` as a numpy array; ConfigError naming ``what`` for a masked
+    array (its mask would be lost: the format has none) or None."""
+    if isinstance(data, np.ma.MaskedArray):
+        raise ConfigError(f"{what}: a masked array cannot be stored (the tensor format keeps no mask, and it "
+                          "would be lost); store data.filled(fill_value) and np.ma.getmaskarray(data) as two "
+                          "tensors")
+    if data is None:
+        raise ConfigError(f"{what}: data must be a numeric numpy array, got None")
+    try:
+        return np.asarray(data)
+    except ValueError as exc:  # a ragged list
+        raise ConfigError(f"{what}: data must be a numeric numpy array (or a list numpy makes one of); "
+                          f"{type(data).__name__} {data!r:.60} is not one: {exc}") from None
 
 
 _headers: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
@@ -248,7 +338,7 @@ def encode_tensor(array: Any, what: str = "tensor") -> list[bytes | memoryview]:
     the array's memory, so that the caller can send it without copying the data.
     ConfigError (naming ``what``) for a dtype that cannot be stored or a value
     larger than :data:`MAX_VALUE_BYTES`, before anything is copied."""
-    a = array if type(array) is np.ndarray else np.asarray(array)
+    a = array if type(array) is np.ndarray else as_array(array, what)
     header = _headers.get((a.dtype, a.shape))
     if header is None:
         check_dtype(a.dtype, what)
@@ -374,13 +464,26 @@ def decode_meta(fields: dict[bytes, bytes]) -> tuple[dict[str, np.ndarray], dict
     scalars: dict[str, np.ndarray] = {}
     strings: dict[str, list[str]] = {}
     for field, value in fields.items():
-        kind, name = field[:2], field[2:].decode("utf-8")
+        kind = field[:2]
+        try:
+            name = field[2:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"field {field[:80]!r}: its name is not UTF-8 ({exc})") from None
         if kind == b"s:":
-            scalars[name] = decode_tensor(value)
+            try:
+                scalars[name] = decode_tensor(value)
+            except FormatError as exc:
+                raise FormatError(f"scalar field {name!r}: {exc}") from None
         elif kind == b"t:":
-            strings[name] = list(json.loads(value))
+            try:
+                values = json.loads(value)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise FormatError(f"string field {name!r} is not UTF-8 JSON ({exc})") from None
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise FormatError(f"string field {name!r} is not a JSON array of strings: {value[:80]!r}")
+            strings[name] = values
         else:
-            raise FormatError(f"unknown dataset metadata field {field!r}")
+            raise FormatError(f"unknown field {field[:80]!r} (a field is 's:<name>' or 't:<name>')")
     return scalars, strings
 
 
@@ -418,9 +521,9 @@ class ScriptHeader(NamedTuple):
 
 
 def _ml_header(magic: bytes, fields: dict[str, Any], payload: int, what: str) -> bytes:
-    """The fixed part and JSON header of a model or script with ``payload`` bytes after it;
-    ConfigError (naming ``what``) if the value would be too large."""
-    head = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """The fixed part and JSON header of a model or script with ``payload`` bytes after it,
+    with a fresh ``id``; ConfigError (naming ``what``) if the value would be too large."""
+    head = json.dumps({**fields, "id": uuid.uuid4().hex}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     if len(head) > MAX_ML_HEADER_BYTES:
         raise ConfigError(f"{what}: its metadata (inputs, outputs, tag) take {len(head)} bytes as JSON; "
                           f"at most {MAX_ML_HEADER_BYTES} can be stored")

@@ -114,7 +114,7 @@ class InferenceCommands(ClientBase):
         answered with an error). The request is sent once: it runs at most
         once."""
         what = f"run_model({name!r})"
-        key = self._key("model", name, True, "run_model")
+        key = self._key("model", name, True, "run_model", look=True)
         self._run("model", key, "", inputs, outputs, what, timeout)
 
     def run_script(self, name: str, fn_name: str, inputs: str | list[str], outputs: str | list[str], *,
@@ -122,7 +122,7 @@ class InferenceCommands(ClientBase):
         """Run the function ``fn_name`` of the script (or function) stored as
         ``name``, like :meth:`run_model` (``timeout`` too)."""
         what = f"run_script({name!r}, {fn_name!r})"
-        key = self._key("model", name, True, "run_script")
+        key = self._key("model", name, True, "run_script", look=True)
         if not isinstance(fn_name, str) or not fn_name.isidentifier():
             raise ConfigError(f"{what}: fn_name must be the name of a function in the script, got {fn_name!r:.80}")
         self._run("script", key, fn_name, inputs, outputs, what, timeout)
@@ -151,7 +151,7 @@ class InferenceCommands(ClientBase):
         return self._server.tag_of(key)
 
     def _tensor_in(self, name: str, what: str) -> str:
-        return self._key("tensor", name, bool(self._get_prefix), what)
+        return self._key("tensor", name, bool(self._get_prefix), what, look=True)
 
     def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
         limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")

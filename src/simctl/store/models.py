@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import ConfigError
-from . import format as fmt, protocol as pr
+from . import format as fmt, keyspace, protocol as pr
 from .base import ClientBase, gpus, poll
 from .format import FormatError
 from .spec import ModelSpec, Placement
@@ -99,7 +99,7 @@ class ModelCommands(ClientBase):
                 raise ConfigError(f"{what}: model_file {path!r} changed size while it was read")
             model = memoryview(data)
         value = header + bytes(model) if size <= JOIN_BELOW else Parts([header, model])
-        self._key_cmd(what, key, "SET", key, value)
+        self._put_value(what, key, value, "model")
         self._changed(what, key)
 
     def _changed(self, what: str, key: str) -> None:
@@ -112,19 +112,21 @@ class ModelCommands(ClientBase):
 
     def _get_stored(self, op: str, kind: str, name: str, decode: Callable[[bytes], tuple[Any, Any]]) -> Any:
         """The payload of the model or script ``name`` (read prefix), decoded."""
-        key = self._key("model", name, True, op)
-        value = self._key_cmd(op, key, "GET", key)
+        key = self._key("model", name, True, op, look=True)
+        value = self._key_cmd(op, key, "GET", key, kind=kind)
         if value is None:
             raise self._missing(op, kind, key, name)
+        if fmt.kind_of_value(value) != kind:
+            raise keyspace.refused(op, key, fmt.kind_of_value(value), kind, write=False)
         try:
             return decode(value)[1]
         except FormatError as exc:
             raise FormatError(f"{op} {key!r}: {exc}") from None
 
-    def _delete_stored(self, op: str, name: str) -> None:
+    def _delete_stored(self, op: str, kind: str, name: str) -> None:
         key = self._key("model", name, True, op)
-        self._key_cmd(op, key, "DEL", key)
-        self._changed(op, key)
+        if self._guarded(op, keyspace.DELETE, [key], [kind], kind):
+            self._changed(op, key)
 
     def get_model(self, name: str) -> bytes:
         """The serialized model stored under ``name`` (its metadata: :func:`format.parse_model_header`)."""
@@ -132,12 +134,12 @@ class ModelCommands(ClientBase):
 
     def delete_model(self, name: str) -> None:
         """Delete the model ``name`` (nothing happens if there is none)."""
-        self._delete_stored("delete_model", name)
+        self._delete_stored("delete_model", "model", name)
 
     def model_exists(self, name: str) -> bool:
         """Whether a model is stored under ``name`` (a tensor or script there is not one)."""
-        key = self._key("model", name, True, "model_exists")
-        return bool(self._key_cmd("model_exists", key, "GETRANGE", key, 0, 3) == fmt.MODEL_MAGIC)
+        key = self._key("model", name, True, "model_exists", look=True)
+        return self._kind_of(key) == "model"
 
     def poll_model(self, name: str, poll_frequency_ms: float, num_tries: int) -> bool:
         """Like :meth:`poll_key` for the model ``name``."""
@@ -186,8 +188,11 @@ class ModelCommands(ClientBase):
         if not isinstance(source, str) or not source.strip():
             got = f"{type(source).__name__}" if not isinstance(source, str) else "an empty str"
             raise ConfigError(f"{what}: {arg} must be non-empty TorchScript source text (str), got {got}")
-        data = source.encode("utf-8")
-        self._key_cmd(what, key, "SET", key, fmt.script_header(device, len(data), what) + data)
+        try:
+            data = source.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(f"{what}: {arg} is not valid Unicode text ({exc})") from None
+        self._put_value(what, key, fmt.script_header(device, len(data), what) + data, "script")
         self._changed(what, key)
 
     def get_script(self, name: str) -> str:
@@ -196,7 +201,7 @@ class ModelCommands(ClientBase):
 
     def delete_script(self, name: str) -> None:
         """Delete the script ``name`` (nothing happens if there is none)."""
-        self._delete_stored("delete_script", name)
+        self._delete_stored("delete_script", "script", name)
 
     # -- several GPUs: one copy per GPU, named <name>.GPU:<n> ----------------------------------
 

@@ -277,6 +277,7 @@ class Orchestrator(Entity):
     """
 
     runs_until_stopped = True
+    name_argument = "db_identifier"
 
     def __init__(self, name: str, path: str, launcher: Launcher, *, port: int, db_nodes: int,
                  interfaces: list[str], batch: bool, hosts: list[str], run_settings: RunSettings,
@@ -648,6 +649,33 @@ class Orchestrator(Entity):
             {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "replicas": self.replicas,
              "username": self._username, "password": self._password, "tls_ca": self._tls_ca}))
 
+    def not_ready_reason(self, steps: Sequence[ProcessStep]) -> str:
+        """Which shards did not report an address, or which reported one this
+        driver's host cannot reach (a loopback address on another node; any
+        address that does not answer from here), with this host's interfaces."""
+        infos = [_read_json(step.ready_file or "") for step in steps]
+        missing = [i for i, info in enumerate(infos) if info is None]
+        if missing:
+            return f"shard(s) {', '.join(map(str, missing))} reported no address (still queued, or starting)"
+        here = socket.gethostname().split(".")[0]
+        far = []
+        for i, info in enumerate(infos):
+            assert info is not None
+            host, where = str(info.get("host", "")), str(info.get("hostname", "?")).split(".")[0]
+            try:
+                with socket.create_connection((host, int(info.get("port", 0))), timeout=2):
+                    continue
+            except (OSError, ValueError):
+                pass
+            loopback = host.startswith("127.") or host == "::1"
+            far.append(f"shard {i} listens on {host}:{info.get('port')} on host {where}"
+                       + (" (a loopback address: reachable only from that node)" if loopback and where != here
+                          else ""))
+        if not far:
+            return ""
+        return (f"{'; '.join(far)}, which this driver on {here} cannot reach (interface={self.interfaces!r}); "
+                f"give an interface the driver's host shares with the nodes; this host's: {_host_interfaces()}")
+
     @staticmethod
     def _reported(steps: Sequence[ProcessStep]) -> list[dict[str, Any]] | None:
         """What every shard of this launch wrote in its address file, or None
@@ -666,7 +694,8 @@ class Orchestrator(Entity):
         ``ready_timeout`` until every server says it is ok."""
         deadline = time.monotonic() + self.ready_timeout
         with self._clients(addresses) as clients:
-            cluster.form(clients, [(info["host"], int(info["port"])) for info in infos], self.db_nodes, deadline)
+            cluster.form(clients, addresses, [(info["host"], int(info["port"])) for info in infos], self.db_nodes,
+                         deadline)
 
     def event_files(self, steps: Sequence[ProcessStep]) -> list[str]:
         """Each shard's ``shard-<i>.events``, which its supervisor appends to."""
@@ -777,6 +806,14 @@ def _events(data: bytes, launch: str) -> Iterator[dict[str, Any]]:
 
 def _addresses(infos: list[dict[str, Any]]) -> list[str]:
     return [str(Address(info["host"], info["port"])) for info in infos]
+
+
+def _host_interfaces() -> str:
+    """This host's network interfaces with their IPv4 addresses (``hsn0 10.0.0.1, lo 127.0.0.1``)."""
+    import psutil  # start-up cost: only for an error message
+
+    return ", ".join(f"{name} {a.address}" for name, addrs in sorted(psutil.net_if_addrs().items())
+                     for a in addrs if a.family == socket.AF_INET) or "none with an IPv4 address"
 
 
 def _read_json(path: str) -> dict[str, Any] | None:

@@ -45,6 +45,7 @@ from ..ml import read_model
 from . import contract, format as fmt
 from .base import check_length
 from .client import Client
+from .dataset import check_name as check_text
 from .server import write_private
 from .spec import ModelSpec, Placement
 
@@ -70,6 +71,8 @@ class MLObject:
     data: bytes = attrs.field(default=b"", eq=False, repr=False)
     #: how it was added, for messages ("add_ml_model", "add_script", "add_function")
     added_by: str = attrs.field(default="", eq=False)
+    #: whether it may replace different contents the store holds under its name (``replace=True``)
+    replace: bool = attrs.field(default=False, eq=False)
 
     def placements(self) -> list[tuple[str, str]]:
         """(key, device) of each copy stored: one, or one per GPU."""
@@ -98,10 +101,17 @@ def store(client: Client, obj: MLObject) -> None:
 # -- checked at the call -------------------------------------------------------------------------
 
 
-def _check_name(what: str, name: Any) -> None:
+def _check_name(what: str, name: Any, replace: Any) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{what}: name must be a non-empty str (the key the store keeps it under); "
                           f"got {checks.show(name)}")
+    check_text(name, f"{what}: name")
+    if name.startswith(fmt.RESERVED) or fmt.dataset_key_form(name):
+        raise ConfigError(f"{what}: name {name[:80]!r} " + ("starts with 'simctl.', the prefix of simctl's own keys"
+                          if name.startswith(fmt.RESERVED) else "has the form of a dataset's keys") +
+                          "; give another name")
+    if not isinstance(replace, bool):
+        raise ConfigError(f"{what}: replace must be True or False, got {checks.show(replace)}")
 
 
 def _finish(obj: MLObject) -> MLObject:
@@ -113,11 +123,12 @@ def _finish(obj: MLObject) -> MLObject:
 
 def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None, device: str = "CPU",
              devices_per_node: int = 1, first_device: int = 0, batch_size: int = 0, min_batch_size: int = 0,
-             min_batch_timeout: int = 0, tag: str = "", inputs: Any = None, outputs: Any = None) -> MLObject:
+             min_batch_timeout: int = 0, tag: str = "", inputs: Any = None, outputs: Any = None,
+             replace: bool = False) -> MLObject:
     """The checked arguments of ``add_ml_model``, with the model's bytes (read
     from ``model_path`` now)."""
     what = f"add_ml_model({name!r:.60})"
-    _check_name(what, name)
+    _check_name(what, name, replace)
     spec = ModelSpec.checked(what, backend=backend, device=device, devices_per_node=devices_per_node,
                              first_device=first_device, batch_size=batch_size, min_batch_size=min_batch_size,
                              min_batch_timeout=min_batch_timeout, tag=tag, inputs=inputs, outputs=outputs)
@@ -137,15 +148,15 @@ def ml_model(name: str, backend: str, model: Any = None, model_path: Any = None,
     if not data:
         raise ConfigError(f"{what}: the model is empty (0 bytes)" + (f": {model_path!r}" if model_path else ""))
     fmt.model_header(spec, len(data), what)
-    return _finish(MLObject("model", name, spec, data=data, added_by="add_ml_model"))
+    return _finish(MLObject("model", name, spec, data=data, added_by="add_ml_model", replace=replace))
 
 
 def script(name: str, script: Any = None, script_path: Any = None, device: str = "CPU",
-           devices_per_node: int = 1, first_device: int = 0) -> MLObject:
+           devices_per_node: int = 1, first_device: int = 0, replace: bool = False) -> MLObject:
     """The checked arguments of ``add_script``, with the source (read from
     ``script_path`` now)."""
     what = f"add_script({name!r:.60})"
-    _check_name(what, name)
+    _check_name(what, name, replace)
     placement = Placement.checked(what, device=device, devices_per_node=devices_per_node, first_device=first_device)
     if (script is None) == (script_path is None):
         raise ConfigError(f"{what}: give the script either as source text (script=str) or as a file "
@@ -160,15 +171,15 @@ def script(name: str, script: Any = None, script_path: Any = None, device: str =
             why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
             raise ConfigError(f"{what}: script_path {os.fspath(script_path)!r} cannot be read: {why}") from None
     return _source(what, "script_path" if script_path is not None else "script", name, script, placement,
-                   "add_script")
+                   "add_script", replace)
 
 
 def function(name: str, function: Any = None, device: str = "CPU", devices_per_node: int = 1,
-             first_device: int = 0) -> MLObject:
+             first_device: int = 0, replace: bool = False) -> MLObject:
     """The checked arguments of ``add_function``: a Python function is
     serialized to TorchScript source now (needs torch); a str is that source."""
     what = f"add_function({name!r:.60})"
-    _check_name(what, name)
+    _check_name(what, name, replace)
     placement = Placement.checked(what, device=device, devices_per_node=devices_per_node, first_device=first_device)
     if function is None:
         raise ConfigError(f"{what}: no function: give function= a Python function (defined in a file) or its "
@@ -183,16 +194,17 @@ def function(name: str, function: Any = None, device: str = "CPU", devices_per_n
             function = serialize_function(function)
         except ConfigError as exc:
             raise ConfigError(f"{what}: function cannot be serialized: {exc}") from None
-    return _source(what, "function", name, function, placement, "add_function")
+    return _source(what, "function", name, function, placement, "add_function", replace)
 
 
-def _source(what: str, arg: str, name: str, source: Any, placement: Placement, added_by: str) -> MLObject:
+def _source(what: str, arg: str, name: str, source: Any, placement: Placement, added_by: str,
+            replace: bool) -> MLObject:
     if not isinstance(source, str) or not source.strip():
         got = "an empty str" if isinstance(source, str) else checks.show(source)
         raise ConfigError(f"{what}: {arg} must be non-empty TorchScript source text; got {got}")
-    data = source.encode("utf-8")
+    data = check_text(source, f"{what}: {arg}").encode("utf-8")
     fmt.script_header(placement.device, len(data), what)
-    return _finish(MLObject("script", name, placement, data=data, added_by=added_by))
+    return _finish(MLObject("script", name, placement, data=data, added_by=added_by, replace=replace))
 
 
 def check_new(owner: str, have: Sequence[MLObject], new: MLObject, what: str = "") -> None:
@@ -262,8 +274,52 @@ def prepare(steps: Sequence[ProcessStep]) -> None:
     for (address, user, password, tls_ca), objs in todo:
         with Client(address=address, username=user, password=password, tls_ca=tls_ca, logger_name="simctl") as client:
             client.use_model_ensemble_prefix(False)
-            for obj in objs:
+            for obj in [o for o in objs if not held(client, o, address)]:  # every one checked before any is stored
                 store(client, obj)
+
+
+def held(client: Client, obj: MLObject, where: str) -> bool:
+    """Whether the store holds ``obj`` already, byte for byte (its model or
+    source and its settings), under each of its keys. ConfigError when it
+    holds different contents under one of them (stored by an earlier start,
+    or by another driver) and ``obj`` was not added with ``replace=True``:
+    one name holds one model or script in a store."""
+    same = True
+    for key, device in obj.placements():
+        value = client._key_cmd(obj.added_by, key, "GET", key, kind=obj.kind)
+        if value is None:
+            same = False
+            continue
+        if _contents(value) == _contents(_value(obj, device)):
+            continue
+        same = False
+        if not obj.replace:
+            found = fmt.kind_name(fmt.kind_of_value(value))
+            raise ConfigError(f"{obj.added_by}({obj.name!r}): the store at {where} holds {found} with other "
+                              f"contents under key {key!r} (stored by an earlier start, or another driver, and "
+                              f"perhaps in use); one name holds one model or script: give {obj.describe()} another "
+                              f"name, or add it with replace=True to replace it")
+    return same
+
+
+def _value(obj: MLObject, device: str) -> bytes:
+    """The value ``obj`` is stored as on ``device`` (its header's id aside)."""
+    if isinstance(obj.spec, ModelSpec):
+        return fmt.model_header(obj.spec.on(device), len(obj.data)) + obj.data
+    return fmt.script_header(device, len(obj.data)) + obj.data
+
+
+def _contents(value: bytes) -> tuple[bytes, Any, bytes]:
+    """A stored model's or script's magic, header fields (its ``id`` aside) and payload."""
+    value = bytes(value)
+    size = int.from_bytes(value[4:8], "little") if len(value) >= 8 else 0
+    try:
+        fields = json.loads(value[8:8 + size])
+    except ValueError:
+        fields = None
+    if isinstance(fields, dict):
+        fields.pop("id", None)
+    return value[:4], fields, value[8 + size:]
 
 
 # -- colocated stores: a manifest and its files ----------------------------------------------------

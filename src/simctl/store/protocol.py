@@ -20,6 +20,12 @@ a cluster the first of ``w0``, ``w1``... whose slot the shard owns):
     a client's reply list (``CLIENT``: a random id per Client object). The
     worker ``RPUSH``es the reply and gives the list a 60-second expiry.
 
+These keys start with ``simctl.``, the prefix of simctl's own keys, which a
+user's name may not take (:data:`simctl.store.format.RESERVED`): no tensor
+put by simctl's client lands on a queue. A worker that finds something else
+than a list under its queue or taken key (written by another client) deletes
+it and goes on.
+
 A worker's connections are named ``simctl-ml-<DEVICE>-<pid>`` (``CLIENT
 SETNAME``): a worker of a device lives on a shard while ``CLIENT LIST`` shows
 one. The keys exist only while requests are in flight: at rest, the store
@@ -40,7 +46,14 @@ with the connection); so a request runs at most once. A reply is ``{"id": str, "
 that ran it, which the client remembers as the queue to use next time) or
 ``{"id": str, "error": str}``. Inputs are read and outputs written in the
 tensor format of :mod:`simctl.store.format`; the outputs exist when the reply
-arrives.
+arrives. An output key that holds another kind than a tensor (a model, a
+script, a list) is not written: the reply is an error naming both kinds
+(the worker looks at the outputs' kinds when it reads the inputs, and writes
+each output with the checking scripts of :mod:`simctl.store.keyspace`). The
+worker compares the header of a model or script it holds loaded with the
+stored one (``GETRANGE``, in the same exchange) on every request, and loads
+it again when it differs: the change messages below only let it drop a copy
+early.
 
 A request lands on the queue of the shard that holds its first input (so a
 cluster runs it where its inputs are) and of the device the model was stored

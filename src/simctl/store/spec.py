@@ -130,6 +130,11 @@ class ModelSpec(Placement):
                               f"'ONNX' or 'TORCH'), got {checks.show(self.backend)}")
         for arg in ("batch_size", "min_batch_size", "min_batch_timeout"):
             _count(arg, getattr(self, arg))
+        for arg in ("min_batch_size", "min_batch_timeout"):
+            if getattr(self, arg) and not self.batch_size:
+                raise ConfigError(f"{arg}={getattr(self, arg)} without batch_size: it applies only to a batched "
+                                  "model; give batch_size too (the most rows run at once; the model must treat "
+                                  f"rows independently), or leave {arg} at 0")
         if self.batch_size and self.min_batch_size > self.batch_size:
             raise ConfigError(f"min_batch_size ({self.min_batch_size}) is larger than batch_size "
                               f"({self.batch_size}); a batch never holds more than batch_size requests")

@@ -555,7 +555,9 @@ class Supervisor:
             conf += [("cluster-enabled", "yes"), ("cluster-config-file", f"{self.stem}.nodes.conf"),
                      ("cluster-require-full-coverage", "no"), ("cluster-node-timeout", "2000"),
                      # a replica's first full copy starts at once, not 5 s later (the store is ready after it)
-                     ("repl-diskless-sync-delay", "0")]
+                     ("repl-diskless-sync-delay", "0"),
+                     # its address of this start, not the one its saved cluster file holds (issue 18)
+                     ("cluster-announce-ip", addresses[0])]
         user: dict[str, list[str]] = {}
         for item in a.conf:
             key, _, value = item.partition("=")

@@ -103,6 +103,19 @@ def check_plan(what: str, uses: Sequence[tuple[str, StoreUse]], ctx: PlanContext
                       "one with the model (model.colocate_db_tcp() or model.colocate_db_uds())")
 
 
+def check_start(entities: Iterable[Any]) -> None:
+    """ConfigError, at plan time, when entities started together (each with
+    its :class:`StoreMethods`) put different ML objects under one key of the
+    running store (those with a colocated store keep theirs apart)."""
+    per_entity = [[(owner, obj) for owner, use in ent._store_uses() if use.needs_store for obj in use.ml]
+                  for ent in entities if isinstance(ent, StoreMethods)]
+    owned = [pair for pairs in per_entity for pair in pairs]
+    if sum(bool(pairs) for pairs in per_entity) > 1:  # one entity's own are checked by its plan (check_plan)
+        from .preload import distinct  # start-up cost
+
+        distinct(owned, "the store")
+
+
 def prepare(steps: Sequence[ProcessStep], uses: Iterable[StoreUse]) -> None:
     """Store the ML objects of ``steps`` before they start (into the running
     store now, or into the files a colocated store preloads)."""
@@ -130,35 +143,48 @@ class StoreMethods:
     def add_ml_model(self, name: str, backend: str, model: bytes | None = None, model_path: str | None = None,
                      device: str = "CPU", devices_per_node: int = 1, first_device: int = 0, batch_size: int = 0,
                      min_batch_size: int = 0, min_batch_timeout: int = 0, tag: str = "",
-                     inputs: list[str] | None = None, outputs: list[str] | None = None) -> None:
+                     inputs: list[str] | None = None, outputs: list[str] | None = None, *,
+                     replace: bool = False) -> None:
         """Store an ML model (bytes in memory, or a file read now) under ``name``
         in the feature store before the application starts: the experiment's
         store, or the colocated one on every node. ``device='GPU'`` with
         ``devices_per_node=N`` > 1 stores one copy per GPU, ``<name>.GPU:<i>``
         for i from ``first_device``; both are ignored for ``'CPU'``. A name
         already added is a ConfigError. On an ensemble: for every member,
-        present and future, which share one copy per store."""
+        present and future, which share one copy per store.
+
+        One name holds one model or script in a store: starting this entity
+        is a ConfigError, before anything starts, when another entity started
+        with it loads different contents under the name, or when the store
+        already holds different contents there (an earlier start's, perhaps
+        in use), unless ``replace=True`` (then it replaces them; the
+        inference workers load the new contents at their next request).
+        Identical contents are shared and not stored again. ``batch_size``
+        batches requests: the model must treat the rows (first dimension) of
+        its inputs independently."""
         from . import preload  # start-up cost
 
         self._add_ml(preload.ml_model(name, backend, model, model_path, device, devices_per_node, first_device,
-                                      batch_size, min_batch_size, min_batch_timeout, tag, inputs, outputs))
+                                      batch_size, min_batch_size, min_batch_timeout, tag, inputs, outputs,
+                                      replace))
 
     def add_script(self, name: str, script: str | None = None, script_path: str | None = None,
-                   device: str = "CPU", devices_per_node: int = 1, first_device: int = 0) -> None:
+                   device: str = "CPU", devices_per_node: int = 1, first_device: int = 0, *,
+                   replace: bool = False) -> None:
         """Store a TorchScript script (source text, or a file read now) under
-        ``name`` before the application starts (see :meth:`add_ml_model`)."""
+        ``name`` before the application starts (see :meth:`add_ml_model`, ``replace`` too)."""
         from . import preload  # start-up cost
 
-        self._add_ml(preload.script(name, script, script_path, device, devices_per_node, first_device))
+        self._add_ml(preload.script(name, script, script_path, device, devices_per_node, first_device, replace))
 
     def add_function(self, name: str, function: Any = None, device: str = "CPU", devices_per_node: int = 1,
-                     first_device: int = 0) -> None:
+                     first_device: int = 0, *, replace: bool = False) -> None:
         """Store a TorchScript function under ``name`` before the application
         starts: a Python function (serialized now; needs torch) or its
-        TorchScript source (see :meth:`add_ml_model`)."""
+        TorchScript source (see :meth:`add_ml_model`, ``replace`` too)."""
         from . import preload  # start-up cost
 
-        self._add_ml(preload.function(name, function, device, devices_per_node, first_device))
+        self._add_ml(preload.function(name, function, device, devices_per_node, first_device, replace))
 
     def _add_ml(self, obj: MLObject) -> None:
         uses = self._store_uses()

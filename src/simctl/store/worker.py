@@ -42,7 +42,7 @@ import redis
 
 from ..core.errors import ConfigError
 from ..core.plugins import Plugins, worker_plugins
-from . import contract, format as fmt, protocol as pr, wire
+from . import contract, format as fmt, keyspace, protocol as pr, wire
 
 #: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
 DEFAULT_MIN_BATCH_WAIT_MS = 10
@@ -62,6 +62,8 @@ class Loaded(NamedTuple):
     batch_size: int = 0
     min_batch_size: int = 0
     min_batch_timeout: int = 0
+    #: the stored value's header (its ``id`` included): the copy loaded is current while the store's matches it
+    stamp: bytes = b""
 
 
 class Request(NamedTuple):
@@ -102,6 +104,10 @@ class Worker:
         self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
         self.take_cmd = ("EVAL", pr.TAKE_SCRIPT, 2, self.q, self.taken, pr.TAKE)
         self.cache: dict[tuple[str, str], Loaded] = {}
+        #: output key -> why this round's requests may not write it (it holds another kind)
+        self.refused: dict[str, str] = {}
+        #: this worker's id in its temporary keys (see keyspace.temporary_key)
+        self.id = pr.new_id()
         #: key -> the nonce of the last change heard of (see protocol.change)
         self.heard: dict[str, str] = {}
         # the request path talks over one connection of its own, without redis-py's client layer
@@ -135,6 +141,7 @@ class Worker:
 
     def fail_orphans(self, previous_exit: str) -> None:
         """Answer the requests a worker that died had taken, with an error."""
+        self._clear_foreign()
         orphans = self.local.lrange(self.taken, 0, -1)
         if not orphans:
             return
@@ -178,9 +185,23 @@ class Worker:
                   file=sys.stderr, flush=True)
             time.sleep(1.0)
             return []
+        if isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE"):
+            self._clear_foreign()
+            return []
         if isinstance(reply, redis.ResponseError):
             raise reply
         return reply if isinstance(reply, list) else [] if reply is None else [reply]
+
+    def _clear_foreign(self) -> None:
+        """Delete what is not a list under this worker's queue and taken keys
+        (simctl's own, under the reserved prefix: written there by a client
+        that bypassed simctl's), rather than fail on it for ever."""
+        for key in (self.q, self.taken):
+            found = self.local.type(key)
+            if found not in (b"list", b"none", "list", "none"):
+                print(f"simctl inference worker ({self.device}): {key!r} (simctl's own key) held a {found!r}, "
+                      "not a list: deleted", file=sys.stderr, flush=True)
+                self.local.delete(key)
 
     def _drain_changes(self) -> None:
         """Forget the models and scripts whose keys were published as changed."""
@@ -202,8 +223,8 @@ class Worker:
         """Answer the requests ``raws`` (taken into the taken list), clear that
         list, and take the requests queued meanwhile (returned), all in one round trip."""
         cmds: list[tuple[Any, ...]] = []
-        groups = self._groups_of(raws, cmds)
-        inputs = self._read_inputs([r for loaded, group in groups.values() if loaded is not None for r in group])
+        self.refused = {}
+        groups, inputs = self._intake(raws, cmds)
         groups = self._fill_batches(groups, cmds, inputs)
         for loaded, group in groups.values():
             if loaded is None:
@@ -271,18 +292,30 @@ class Worker:
                                                     max(left, 0.001))])[0])
             if not more:
                 continue
-            new = self._groups_of(more, cmds)
-            inputs.update(self._read_inputs([r for loaded, group in new.values() if loaded is not None
-                                             for r in group]))
+            new, more_inputs = self._intake(more, cmds)
+            inputs.update(more_inputs)
             for key, (loaded, group) in new.items():
-                if key in groups and groups[key][0] is not None:
+                if loaded is None:  # its requests are answered (an error) or passed on
+                    groups.setdefault(key, (None, []))
+                    continue
+                if key in groups and groups[key][0] not in (None, loaded):
+                    # the model changed while the batch filled: the new requests run the new one, apart
+                    key = (key[0], f"{key[1]}\x00{id(loaded)}")
+                if key in groups and groups[key][0] is loaded:
                     groups[key][1].extend(group)
                 else:
                     groups[key] = (loaded, group)
 
-    def _groups_of(self, raws: list[bytes], cmds: list[tuple[Any, ...]]
-                   ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
-        """The requests ``raws`` decoded and grouped (see :meth:`_groups`)."""
+    def _intake(self, raws: list[bytes], cmds: list[tuple[Any, ...]]
+                ) -> tuple[dict[tuple[str, str], tuple[Loaded | None, list[Request]]], dict[str, np.ndarray | str]]:
+        """The requests ``raws`` decoded and grouped (see :meth:`_groups`), and
+        their inputs (:meth:`_read`, which also drops stale loaded copies first)."""
+        reqs = self._parse(raws)
+        inputs = self._read(reqs)
+        return self._groups(reqs, cmds), inputs
+
+    def _parse(self, raws: list[bytes]) -> list[Request]:
+        """The requests ``raws`` decoded (a malformed one is dropped, and said so)."""
         reqs = []
         for raw in raws:
             try:
@@ -291,7 +324,7 @@ class Worker:
                                     list(msg["in"]), list(msg["out"]), pr.timeout_of(msg)))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
-        return self._groups(reqs, cmds)
+        return reqs
 
     def _pass_on(self, device: str, req: Request, cmds: list[tuple[Any, ...]]) -> None:
         """Queue ``req`` for the worker of ``device`` on this shard, or answer it with an error."""
@@ -354,14 +387,15 @@ class Worker:
                 backend = self._backend(head.backend)
                 handle = backend.load(blob, self._local_device(), head.inputs, head.outputs)
                 loaded = Loaded(backend, handle, device, head.batch_size, head.min_batch_size,
-                                head.min_batch_timeout)
+                                head.min_batch_timeout, bytes(value[:head.offset]))
             else:
                 shead, source = fmt.decode_script(value)
                 device = device_name(shead.device)
                 if device != self.device:
                     return Loaded(None, None, device)
                 backend = self._backend("TORCH")
-                loaded = Loaded(backend, backend.load_script(source, self._local_device()), device)
+                loaded = Loaded(backend, backend.load_script(source, self._local_device()), device,
+                                stamp=bytes(value[:shead.offset]))
         except fmt.FormatError as exc:
             raise RunError(f"{key!r} is not a {kind}: {exc}") from None
         except (ConfigError, RunError) as exc:  # RunError: a backend this worker does not have
@@ -378,20 +412,47 @@ class Worker:
 
     # -- running ---------------------------------------------------------------------------
 
-    def _read_inputs(self, reqs: list[Request]) -> dict[str, np.ndarray | str]:
-        """Every input tensor of ``reqs``: an array, or why it cannot be read."""
+    def _local(self, key: str) -> bool:
+        """Whether ``key`` lives on this worker's server."""
+        return self.owned is None or pr.key_slot(key.encode()) in self.owned
+
+    def _read(self, reqs: list[Request]) -> dict[str, np.ndarray | str]:
+        """Every input tensor of ``reqs`` (an array, or why it cannot be read),
+        in one exchange that also compares each loaded model's or script's
+        header with the stored one (a copy whose value changed, or is gone, is
+        dropped: never run stale) and looks at the kind of every output key
+        (one that holds another kind goes into :attr:`refused`)."""
         keys = list(dict.fromkeys(k for r in reqs for k in r.inputs))
-        local = [k for k in keys if self.owned is None or pr.key_slot(k.encode()) in self.owned]
-        values: dict[str, Any] = {}
+        outs = list(dict.fromkeys(k for r in reqs for k in r.outputs))
+        held = [(m, self.cache[m]) for m in dict.fromkeys((r.kind, r.key) for r in reqs) if m in self.cache]
+        local = [k for k in keys if self._local(k)]
+        cmds: list[tuple[Any, ...]] = []
         if local:  # on a cluster, keys of different slots cannot share an MGET
-            values.update(zip(local, self._exchange([("MGET", *local)])[0] if self.owned is None
-                              else self._exchange([("GET", k) for k in local])))
+            cmds += [("MGET", *local)] if self.owned is None else [("GET", k) for k in local]
+        stamps = [(m, h) for m, h in held if self._local(m[1])]
+        cmds += [("GETRANGE", m[1], 0, len(h.stamp) - 1) for m, h in stamps]
+        mine = [k for k in outs if self._local(k)]
+        cmds += [("EVAL", keyspace.KIND, 1, k) for k in mine]
+        got = self._exchange(cmds) if cmds else []
+        values: dict[str, Any] = {}
+        if local:
+            values.update(zip(local, got[0] if self.owned is None else got[:len(local)]))
+            got = got[1:] if self.owned is None else got[len(local):]
+        now = list(zip(stamps, got))
+        now += [((m, h), self._remote("GETRANGE", m[1], 0, len(h.stamp) - 1)) for m, h in held
+                if not self._local(m[1])]
+        for (which, h), stored in now:
+            if stored != h.stamp:
+                del self.cache[which]
+        got = got[len(stamps):]
+        for k, found in [*zip(mine, got), *((k, self._remote("EVAL", keyspace.KIND, 1, k))
+                                             for k in outs if not self._local(k))]:
+            kind = found.decode() if isinstance(found, bytes) else str(found)
+            if kind not in ("none", "tensor"):
+                self.refused[k] = str(keyspace.refused("run", k, kind, "tensor"))
         for k in keys:
             if k not in values:
-                try:
-                    values[k] = self._cluster_client().get(k)
-                except redis.ResponseError as exc:
-                    values[k] = exc
+                values[k] = self._remote("GET", k)
         out: dict[str, np.ndarray | str] = {}
         for k, v in values.items():
             if isinstance(v, redis.ResponseError):
@@ -400,11 +461,21 @@ class Worker:
             if v is None:
                 out[k] = f"no tensor {k!r} in the store"
                 continue
+            if fmt.kind_of_value(v) != "tensor":
+                out[k] = f"input {k!r} holds {fmt.kind_name(fmt.kind_of_value(v))}, not a tensor"
+                continue
             try:
                 out[k] = fmt.decode_tensor(v, copy=False)
             except fmt.FormatError as exc:
                 out[k] = f"{k!r} is not a tensor: {exc}"
         return out
+
+    def _remote(self, *cmd: Any) -> Any:
+        """``cmd`` on the cluster node holding its key (the second word); redis-py's error in its place."""
+        try:
+            return self._cluster_client().execute_command(*cmd)
+        except redis.ResponseError as exc:
+            return exc
 
     def _chunks(self, loaded: Loaded, group: list[Request], inputs: dict[str, Any]) -> list[list[Request]]:
         """The requests run together: batches of up to ``batch_size`` rows for a
@@ -433,6 +504,7 @@ class Worker:
         ready: list[tuple[Request, list[np.ndarray]]] = []
         for r in chunk:
             missing = [inputs[k] for k in r.inputs if isinstance(inputs.get(k), str)]
+            missing += [self.refused[k] for k in r.outputs if k in self.refused]
             if missing:
                 self._reply(cmds, r.id, r.reply, str(missing[0]))
             else:
@@ -441,6 +513,10 @@ class Worker:
             return
         if len(ready) > 1:
             results = self._run_batch(loaded, ready)
+            if isinstance(results, str):  # the batch's outputs cannot be split into its requests' rows
+                for r, _ in ready:
+                    self._reply(cmds, r.id, r.reply, results)
+                return
             if results is None:  # not batchable after all (shapes differ): one at a time
                 for r, arrays in ready:
                     self._answer(loaded, r, arrays, cmds)
@@ -464,8 +540,11 @@ class Worker:
         self._write(r, outs, cmds)
 
     def _run_batch(self, loaded: Loaded, ready: list[tuple[Request, list[np.ndarray]]]
-                   ) -> list[list[np.ndarray]] | None:
-        """Outputs per request of one batched run, or None if they cannot be batched."""
+                   ) -> list[list[np.ndarray]] | str | None:
+        """Outputs per request of one batched run; None if they cannot be
+        batched (then each runs alone); every caller's error when an output
+        has not as many rows as the batch's inputs (its rows cannot be told
+        apart: batching requires a model that treats rows independently)."""
         counts = {len(a) for _, a in ready}
         if len(counts) != 1:
             return None
@@ -479,8 +558,15 @@ class Worker:
         except Exception:
             return None  # each request then gets its own error
         total = sum(rows)
-        if any(o.ndim == 0 or o.shape[0] != total for o in outs):
-            return None
+        bad = next((o for o in outs if not isinstance(o, np.ndarray) or o.ndim == 0 or o.shape[0] != total), None)
+        if bad is not None:
+            shape = getattr(bad, "shape", type(bad).__name__)
+            return (f"model {ready[0][0].key!r} is batched (batch_size {loaded.batch_size}) and its output for a "
+                    f"batch of {len(ready)} requests, {total} rows, has shape {shape}: a batched model must give "
+                    "one output row per input row, each computed from its own row only; store it without "
+                    "batch_size if it does not")
+        if len(outs) != len(ready[0][0].outputs):
+            return None  # each request then gets its own error
         bounds = np.cumsum(rows)[:-1]
         split = [np.split(o, bounds) for o in outs]
         return [[s[i] for s in split] for i in range(len(ready))]
@@ -495,11 +581,19 @@ class Worker:
         except Exception as exc:
             self._reply(cmds, r.id, r.reply, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
             return
-        for k, v in values:
-            if self.owned is None or pr.key_slot(k.encode()) in self.owned:
-                cmds.append(("SET", k, v))
+        for k, v in values:  # an output that holds another kind (since _read looked) is not replaced: logged
+            tmp = keyspace.temporary_key(k, self.id) if len(v) > keyspace.MOVE_FROM else None
+            put: list[tuple[Any, ...]] = ([("SET", tmp, v, "PX", keyspace.TMP_TTL_MS),
+                                           ("EVAL", keyspace.MOVE_IN, 2, tmp, k, "tensor")] if tmp is not None
+                                          else [("EVAL", keyspace.PUT, 1, k, v, "SMT")])
+            if self._local(k):
+                cmds += put
             else:
-                self._cluster_client().set(k, v)
+                for cmd in put:
+                    got = self._remote(*cmd)
+                    if isinstance(got, redis.ResponseError):
+                        self._reply(cmds, r.id, r.reply, f"output {k!r} not stored: {got}")
+                        return
         self._reply(cmds, r.id, r.reply, None)
 
     def _reply(self, cmds: list[tuple[Any, ...]], rid: str, reply: str, error: str | None) -> None:

@@ -126,7 +126,8 @@ class Ensemble(StoreMethods, Entity):
 
     def _member(self, i: int, params: Params) -> Model:
         assert self.run_settings is not None
-        return Model(f"{self.name}_{i}", self.run_settings, dict(params), None, None, list(self.params_as_args),
+        # each member its own copy of the run settings (issue 18): pinning one member (set_hostlist) pins no other
+        return Model(f"{self.name}_{i}", self.run_settings.copy(), dict(params), None, None, list(self.params_as_args),
                      self.files, self.store_use.copy(), ensemble=self.name)
 
     @property
@@ -156,10 +157,10 @@ class Ensemble(StoreMethods, Entity):
         if not models:
             raise ConfigError(f"ensemble {self.name!r} has no members to start; give it params, "
                               "replicas, or add models with add_model")
-        checked: set[int] = set()
-        for m in models:  # members share their run settings: check each object once
-            if id(m.run_settings) not in checked:
-                checked.add(id(m.run_settings))
+        if self.run_settings is not None:
+            ctx.check(self.run_settings, None)
+        for m in models:  # each member has its own copy: checked again only if it was changed
+            if m.run_settings is not self.run_settings and m.run_settings != self.run_settings:
                 ctx.check(m.run_settings, None)
         check_plan(f"ensemble {self.name!r}", [(m.name, m.store_use) for m in models], ctx)
         steps = [m.process_step(ctx, self.path) for m in models]
@@ -180,8 +181,11 @@ class Ensemble(StoreMethods, Entity):
         return iter(self.models)
 
     def __getitem__(self, key: str | int) -> Model:
-        if isinstance(key, int):
+        if isinstance(key, int) and not isinstance(key, bool):
             return self.models[key]
+        if not isinstance(key, str):
+            raise ConfigError(f"ensemble {self.name!r}: a member is found by its name (a str) or its index (an "
+                              f"int), got {checks.show(key)}")
         for m in self.models:
             if m.name == key:
                 return m

@@ -4,6 +4,7 @@ generate, start, watch and stop its entities."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import difflib
 import inspect
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from ..core import checks, generator, logs, manifest as mf
+from ..core import checks, driver as drv, generator, logs, manifest as mf, reattach
 from ..core.checks import boolean, number, positive_int, show, string, string_list
 from ..core.controller import Controller, Job
 from ..core.entity import Entity
@@ -34,7 +35,7 @@ from ..core.status import Status
 from ..core.steps import BatchJob
 from ..core.table import render_table
 from ..log import logger
-from ..store.use import StoreUse
+from ..store.use import StoreUse, check_start
 from .ensemble import Ensemble
 from .model import Model
 
@@ -166,6 +167,8 @@ class Experiment:
         cls = self.plugins.get("launcher", self.launcher_name)
         self.launcher: Launcher = cls(**dict(launcher_options or {}))
         self._controller: Controller | None = None
+        #: the experiment directory's writer lock: taken by generate() and start(), given up by close()
+        self._lock = drv.WriterLock(self.exp_path)
         self._waited: set[Job] = set()
         #: jobs that end by themselves started with block=False, not waited for yet: the next blocking start or
         #: poll reports them, also when they ended before it was called
@@ -196,7 +199,8 @@ class Experiment:
         installs nothing in the host program (see the class's docstring)."""
         if self._controller is None:
             self._controller = Controller(self.name, self.exp_path, self.launcher, self.plugins, self)
-            self._controller.manifest.driver = _driver_identity()
+            self._controller.manifest.driver = drv.identity()
+            self._controller.heartbeat = self._lock.heartbeat
         return self._controller
 
     def close(self, reason: str = "the experiment was closed") -> None:
@@ -211,6 +215,7 @@ class Experiment:
             else:
                 self.launcher.close()
         finally:
+            self._lock.release()
             _work_ends(self)
 
     def __enter__(self) -> Experiment:
@@ -242,7 +247,12 @@ class Experiment:
         _dicts(("run_args", run_args, checks.flag_mapping), ("env_vars", env_vars, checks.env_mapping))
         _known_kwargs("create_run_settings", kwargs, self.launcher.run_settings_class,
                       ("exe", "exe_args", "run_command", "run_args", "env_vars"))
-        return self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
+        rs = self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
+        if rs.run_args and rs.run_command is None and not self.launcher.run_commands:
+            raise ConfigError(f"run_args {rs.run_args!r} are flags of a run command (srun, mpirun...), but launcher "
+                              f"{self.launcher_name!r} runs {exe!r} directly, so they would be ignored; leave "
+                              "run_args out, or pass them to the program in exe_args")
+        return rs
 
     def create_batch_settings(self, nodes: int | None = None, time: Any = None, queue: str | None = None,
                               account: str | None = None, batch_args: Mapping[str, Any] | None = None,
@@ -363,8 +373,65 @@ class Experiment:
         if boolean("overwrite", overwrite):
             self._refuse_running(ents)
         _check_writable(self.exp_path)
-        dirs = generator.generate(ents, self.exp_path, overwrite, tag, unknown_tags)  # type: ignore[arg-type]
+        guard = self._refuse_others if overwrite else None
+        held = self._lock.held
+        try:
+            dirs = generator.generate(ents, self.exp_path, overwrite, tag, unknown_tags,  # type: ignore[arg-type]
+                                      guard=guard, before_write=self._take_lock)
+        except BaseException:
+            if not held:  # a failed call leaves nothing, not even the lock it took
+                self._lock.release()
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(self.exp_path, mf.DIRNAME))
+            raise
         return Generated(dirs, ents)
+
+    def _take_lock(self) -> None:
+        """Become the experiment directory's writer if no other live driver is
+        (a second driver goes on as a guest: see :mod:`simctl.core.driver`)."""
+        holder = self._lock.acquire()
+        if holder is not None:
+            log.info("%s is the writer of %s; this driver is a guest", drv.describe(holder), self.exp_path)
+
+    def _refuse_others(self, replaced: list[str]) -> None:
+        """overwrite=True must not replace a directory that a running job of
+        another driver (alive, or gone and its job still running) uses."""
+        man = mf.load(self.exp_path)
+        me = drv.identity()
+        if man is None:
+            return
+        # this experiment's running jobs were refused by _refuse_running; its finished ones may not be saved yet
+        # (the disk lags its memory); any other job, of another driver or of another Experiment object in this
+        # process, is judged by what the disk says
+        over: set[mf.Identity] = set()
+        if self._controller is not None:
+            with self._controller.lock:
+                over = {r.identity for r in self._controller.manifest.jobs if r.status.is_terminal}
+
+        def theirs(m: mf.Manifest) -> list[mf.JobRecord]:
+            return [r for r in m.jobs if not r.status.is_terminal and r.path and r.identity not in over
+                    and any(_within(r.path, top) for top in replaced)]
+
+        found = theirs(man)
+        if found and any(not drv.alive(reattach.driver_of(man, r)) for r in found):
+            man = reattach.refresh(self.exp_path, self.plugins)  # what their dead drivers left: still running?
+            found = theirs(man)
+        if not found:
+            return
+        by: dict[str, list[str]] = {}
+        for r in found:
+            d = reattach.driver_of(man, r)
+            who = drv.describe(d) + (" (this process: another Experiment on this exp_path)" if drv.same(d, me)
+                                     else "" if drv.alive(d) else ", which is gone (`simctl stop` ends what it left)")
+            by.setdefault(who, []).append(f"{r.entity_type.lower()} {r.key or r.name}")
+        said = "; ".join(f"{', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} of {who}"
+                         for who, keys in by.items())
+        holder = self._lock.holder()
+        raise ConfigError(f"generate(overwrite=True) would replace directories that running jobs of another driver "
+                          f"use: {said}"
+                          + (f" ({drv.describe(holder)} holds the experiment's writer lock)"
+                             if holder and not drv.same(holder, me) else "")
+                          + "; wait for them or stop them first, or generate into another exp_path")
 
     def _refuse_running(self, entities: list[Entity]) -> None:
         """overwrite=True must not delete the directory of a job that runs."""
@@ -421,6 +488,9 @@ class Experiment:
                       "ended without completing", file=sys.stderr, flush=True)
                 return
         self._place_members(ents)
+        self._check_colocated(ents)
+        check_start(ents)  # one name, one model or script, across the entities started together
+        self._take_lock()
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
@@ -428,6 +498,18 @@ class Experiment:
             self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
         else:
             self._unwaited.update(j for j in jobs if j.ends)
+
+    def _check_colocated(self, entities: list[Entity]) -> None:
+        """Colocated stores about to start on this host: checked as create_database's shards are."""
+        if not self.launcher.runs_on_this_host:
+            return
+        models = [m for e in entities for m in (e.models if isinstance(e, Ensemble) else [e] if isinstance(e, Model)
+                                                 else [])]
+        dbs = [(f"model {m.key!r}", m.colocated_db) for m in models if m.colocated_db is not None]
+        if dbs:
+            from ..store import colocated  # its checks import redis-py: start-up cost
+
+            colocated.check_here(dbs)
 
     def _recorded(self, keys: Iterable[str]) -> dict[str, mf.JobRecord]:
         """The latest record of each key that has one (this driver's or an earlier driver's)."""
@@ -643,7 +725,10 @@ class Experiment:
         """The exact commands (and batch scripts) :meth:`start` would run,
         printed (``show``) and returned; nothing is started."""
         boolean("show", show)
-        text = self._describe(self.controller.prepared(_flatten(entities)))
+        ents = _flatten(entities)
+        if not ents:
+            raise ConfigError("preview() needs at least one entity (a Model, an Ensemble...), as start() does")
+        text = self._describe(self.controller.prepared(ents))
         if show:
             print(text)
         return text
@@ -687,13 +772,6 @@ def _interactive() -> bool:
     except Exception:
         return False
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
-
-
-def _driver_identity() -> dict[str, Any]:
-    """This process: pid and start time, so a reader can tell whether it still runs."""
-    import psutil  # only once an experiment starts work: start-up cost
-
-    return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
 
 
 class _ignoring_sigint:
@@ -755,9 +833,16 @@ def _model_params(params: Any) -> dict[str, Any]:
     if bad:
         raise ConfigError(f"params names must be non-empty strings, got {show(bad[0])}"
                           + (f"; write {str(bad[0])!r}" if bad[0] != "" else ""))
-    for name in params:
+    for name, value in params.items():
         check_param_name(name)
+        checks.param_value(name, value)
     return dict(params)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or inside it."""
+    path, folder = os.path.normpath(path), os.path.normpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _check_writable(path: str) -> None:

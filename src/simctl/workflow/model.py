@@ -15,6 +15,7 @@ from ..core.entity import Entity, PlanContext
 from ..core.errors import ConfigError
 from ..core.files import EntityFiles, name_validator
 from ..core.settings import BatchSettings, RunSettings
+from ..core.status import JobStatus, Status
 from ..core.steps import Launch, ProcessStep
 from ..store.use import StoreMethods, StoreUse, check_plan, prepare
 
@@ -26,9 +27,16 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
     """``--name=value`` for long names, ``-n value`` for one-letter names."""
     out: list[str] = []
     for name in names:
-        value = params[name]
+        value = checks.param_value(name, params[name])  # also a value set after the model was made
         out += [f"-{name}", str(value)] if len(name) == 1 else [f"--{name}={value}"]
     return out
+
+
+def _check_params(params: Any) -> None:
+    if not isinstance(params, dict):
+        raise ConfigError(f"params must be a dict of name -> value, got {checks.show(params)}")
+    for name, value in params.items():
+        checks.param_value(name, value)
 
 
 @attrs.define(eq=True)
@@ -37,7 +45,8 @@ class Model(StoreMethods, Entity):
 
     name: str = attrs.field(validator=name_validator("model"))
     run_settings: RunSettings
-    params: dict[str, Any] = attrs.field(factory=dict)
+    #: checked when set, also after the model was made (``model.params = {...}``)
+    params: dict[str, Any] = attrs.field(factory=dict, validator=lambda _s, _a, v: _check_params(v))
     path: str | None = None
     batch_settings: BatchSettings | None = None
     params_as_args: list[str] = attrs.field(factory=list)
@@ -138,6 +147,18 @@ class Model(StoreMethods, Entity):
         """The store colocated with this model (``colocate_db_tcp``/``_uds``), or None."""
         colocated: ColocatedDB | None = self.store_use.colocated
         return colocated
+
+    def final_status(self, step: ProcessStep, status: JobStatus) -> JobStatus:
+        """A model whose colocated store failed says why in its reason (the
+        store's error line, from the model's error output)."""
+        if status.status is not Status.FAILED or self.colocated_db is None or not step.err:
+            return status
+        from ..store import colocated  # start-up cost (a colocated model imported it already)
+
+        line = colocated.failure_line(step.err)
+        if line is None:
+            return status
+        return attrs.evolve(status, reason=f"{status.reason}; its colocated store failed: {line}")
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
         """Store the ML objects (:meth:`add_ml_model`...) before the application starts."""

@@ -35,7 +35,7 @@ def rerun_failed(exp_path: str, plugins: Plugins) -> int:
     if man is None:
         raise ConfigError(f"no simctl experiment at {exp_path} (no {mf.path_of(exp_path)})")
     if driver_alive(man):
-        raise ConfigError(f"the driver of {exp_path} (pid {man.driver['pid']}) still runs; re-run from it "
+        raise ConfigError(f"a driver of {exp_path} still runs; re-run from it "
                           "(exp.start(entity, only='failed')) or wait until it ends")
     todo = failed_records(man)
     if not todo:

@@ -10,14 +10,31 @@ default 3).
 
 from __future__ import annotations
 
+import warnings
+
 import simctl
-from simctl import Launcher, ProcessLauncher
+from simctl import BatchSettings, Launcher, ProcessLauncher, RunSettings, SimctlWarning
 
 
 class LocalLauncher(ProcessLauncher):
-    """Runs models as local processes."""
+    """Runs models as local processes: one process per model, here. Run
+    settings asking for more (``nodes``, ``tasks``, ``tasks_per_node`` above
+    1, a ``hostlist``) are accepted, as the reference documents' examples
+    set them, and a :class:`~simctl.SimctlWarning` says they are not used."""
 
     name = "local"
+
+    def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
+        super().check_settings(run_settings, batch_settings)
+        if run_settings is None:
+            return
+        unused = [f"{k}={v}" for k, v in (("nodes", run_settings.nodes), ("tasks", run_settings.tasks),
+                                           ("tasks_per_node", run_settings.tasks_per_node)) if v and v > 1]
+        unused += [f"hostlist={run_settings.hostlist}"] if run_settings.hostlist else []
+        if unused:
+            warnings.warn(f"launcher 'local' runs {run_settings.exe!r} as one process on this machine: "
+                          f"{', '.join(unused)} in its run settings are not used (a launcher with a run command, "
+                          "such as slurm's srun, uses them)", SimctlWarning, stacklevel=2)
 
     @classmethod
     def detect(cls) -> tuple[int, str]:

@@ -10,8 +10,15 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import logging
+import os
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
+
+import attrs
 
 import simctl
 from simctl import (
@@ -19,6 +26,7 @@ from simctl import (
     BatchSettings,
     ConfigError,
     JobStatus,
+    Launch,
     ProcessStep,
     RunSettings,
     SchedulerError,
@@ -29,6 +37,9 @@ from simctl import (
 )
 
 from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .slurm_nodes import PLACEMENT_FORMAT, SQUEUE_FORMAT, blocked, parse_placements, parse_sinfo, parse_slurm_conf
+
+log = logging.getLogger(__name__)  # simctl.plugins.launchers.slurm: under the "simctl" logger
 
 #: every state squeue or sacct reports, and what it means here
 STATES: dict[str, Status] = {
@@ -45,7 +56,6 @@ STATES: dict[str, Status] = {
 }
 REASONS = {"TIMEOUT": "time limit reached", "OUT_OF_MEMORY": "out of memory", "NODE_FAIL": "node failure",
            "BOOT_FAIL": "node boot failure", "DEADLINE": "deadline reached", "PREEMPTED": "preempted"}
-SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
 
 
 #: characters sbatch's ``#SBATCH`` line parser passes through without quoting
@@ -114,8 +124,9 @@ def map_state(raw: str, exit_code: int | None = None, reason: str = "") -> JobSt
 
 
 def parse_squeue(text: str) -> dict[str, JobStatus]:
-    """Parse ``squeue -h -r -t all -O JobArrayID:|,State:|,Reason:|,exit_code:|``.
-    The exit code column is the raw wait status (exit code << 8 | signal)."""
+    """Parse ``squeue -h -r -t all -O JobArrayID:|,State:|,Reason:|,exit_code:|...``
+    (:data:`SQUEUE_FORMAT`; further columns are ignored). The exit code column is
+    the raw wait status (exit code << 8 | signal)."""
     out: dict[str, JobStatus] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -200,6 +211,15 @@ class SrunSettings(RunSettings):
             # task count runs once per node, or tasks-per-node times per node
             per_node = self.tasks_per_node or self.run_args.get("ntasks-per-node")
             args["ntasks"] = (self.nodes or 1) * (int(per_node) if per_node and str(per_node).isdigit() else 1)
+        if not any(k in args or k in self.run_args for k in ("nodes", "N")):
+            # a step inside a multi-node allocation inherits SLURM_NNODES: srun then warns "can't
+            # run 1 processes on 3 nodes" into the program's stderr, and a host list only says which
+            # nodes to include (srun -w n2 -n2 may add n1): ask for the nodes meant (issue 18)
+            tasks = str(args.get("ntasks", self.run_args.get("ntasks", self.run_args.get("n", ""))))
+            if self.hostlist:
+                args["nodes"] = len(self.hostlist)
+            elif tasks == "1":
+                args["nodes"] = 1
         if not any(k in self.run_args for k in ("exact", "overlap", "exclusive", "whole")):
             # since Slurm 21.08 a step without --exact takes every CPU of its nodes in the
             # allocation, so the members of one batch job (or steps under salloc) would
@@ -239,6 +259,99 @@ class SlurmLauncher(SchedulerLauncher):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._accounting: bool | None = options.get("accounting")
+        self._partitions: tuple[dict[str, dict[str, int]], str] | None = None
+        self._sinfo: dict[str, dict[str, int]] | None = None
+        #: (job id, never) pairs already logged: each wait for the experiment's own nodes is said once
+        self._said: set[tuple[str, bool]] = set()
+        #: srun steps that end by themselves once signalled (a store's shard saving its data), by job id:
+        #: their step names (see step_name) and stop graces
+        self._saving: dict[str, tuple[str, float]] = {}
+        #: those of them the experiment signalled to stop
+        self._stopping: set[str] = set()
+
+    # -- srun steps that must finish their own stop (issue 18) ---------------------------------
+
+    @staticmethod
+    def step_name(step: ProcessStep) -> str | None:
+        """The Slurm step name given to an srun step with a ``stop_grace`` of
+        its own (a store's shard, which must finish its final save when
+        stopped), so that its tasks can be signalled by name (``scancel
+        --signal=TERM <job>.<step>``); None for the others, and for a step
+        named by its run settings. Pure: the same for ``preview`` and ``start``."""
+        rs = step.run_settings
+        if rs is None or rs.run_command != "srun" or step.stop_grace is None:
+            return None
+        if any(k in rs.run_args for k in ("job-name", "J")):
+            return None
+        return "simctl-" + hashlib.sha1(f"{step.cwd}\0{step.key}".encode()).hexdigest()[:12]
+
+    def _named(self, step: ProcessStep) -> RunSettings | None:
+        """``step``'s run settings with its step name (:meth:`step_name`), or None if it has none."""
+        name = self.step_name(step)
+        if name is None or step.run_settings is None:
+            return None
+        rs = copy.deepcopy(step.run_settings)
+        rs.run_args["job-name"] = name
+        return rs
+
+    def command(self, step: ProcessStep) -> list[str]:
+        named = self._named(step)
+        return super().command(step if named is None else attrs.evolve(step, run_settings=named))
+
+    def start(self, launches: Sequence[Launch]) -> None:
+        for launch in launches:  # steps of an allocation run through the process launcher's own command()
+            named = self._named(launch) if isinstance(launch, ProcessStep) else None
+            if named is not None and isinstance(launch, ProcessStep):
+                launch.run_settings = named
+        super().start(launches)
+        for launch in launches:
+            if isinstance(launch, ProcessStep) and launch.job_id and launch.job_id.startswith("step:"):
+                name = str(launch.run_settings.run_args.get("job-name", "")) if launch.run_settings else ""
+                if name.startswith("simctl-") and launch.stop_grace is not None:
+                    self._saving[launch.job_id] = (name, launch.stop_grace)
+
+    def stop(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Steps that must finish their own stop get SIGTERM in their tasks
+        (``scancel --signal=TERM`` of their Slurm steps), not in ``srun``,
+        which would kill them at once (``srun: forcing job termination``,
+        exit 137: a store's final save lost). They are waited for, as long as
+        their ``stop_grace`` allows; then everything is stopped as usual."""
+        saving = {j: self._saving[j] for j in job_ids if j in self._saving}
+        if saving and self.inside_allocation():
+            self._stopping.update(saving)
+            self._signal_steps(saving)
+        return super().stop(job_ids)
+
+    def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        out = super().status(job_ids)
+        for j in self._stopping.intersection(out):  # ended because the experiment signalled them
+            st = out[j]
+            if st.done and st.status is not Status.CANCELLED:
+                out[j] = JobStatus(Status.CANCELLED, st.returncode, "stopped by the experiment"
+                                   + (f" (exit code {st.returncode})" if st.returncode else ""), raw=st.raw)
+        return out
+
+    def _signal_steps(self, saving: dict[str, tuple[str, float]]) -> None:
+        alloc = os.environ.get(self.allocation_env, "")
+        try:
+            listing = self.run(["squeue", "-h", "-s", "-j", alloc, "-o", "%i|%j"]).stdout
+        except SchedulerError as exc:
+            log.warning("could not list the steps of allocation %s (%s): stopping them through srun", alloc, exc)
+            return
+        names = {name for name, _ in saving.values()}
+        steps = [ln.split("|")[0] for ln in listing.splitlines() if ln.count("|") == 1 and ln.split("|")[1] in names]
+        if not steps:
+            return
+        # Slurm 22.05's scancel signals the steps' tasks, then exits 225 with "Kill job error on job
+        # step id J: Invalid job id specified" (seen every time): its exit code says nothing here
+        self.run(["scancel", "--signal=TERM", *steps], ok_codes=range(256))
+        deadline = time.monotonic() + max(grace for _, grace in saving.values())
+        waiting = list(saving)
+        while waiting and time.monotonic() < deadline:
+            done = self.status(waiting)
+            waiting = [j for j in waiting if not done[j].done]
+            if waiting:
+                time.sleep(0.1)
 
     def directives(self, job: BatchJob) -> list[str]:
         bs, n_members = job.batch_settings, len(job.members)
@@ -258,12 +371,17 @@ class SlurmLauncher(SchedulerLauncher):
             args["array"] = f"0-{n_members - 1}"
             args["open-mode"] = "append"  # the elements share the job's output files
         elif not any(k in bs.batch_args for k in ("ntasks", "n", "exclusive", "ntasks-per-node")):
+            tasks = sum(_member_tasks(m.run_settings) for m in job.members)
             if bs.nodes or bs.hostlist:
-                # the user asked for nodes, not tasks: whole nodes, and members beyond what fits
-                # wait their turn inside the allocation (srun steps queue for CPUs)
-                args["exclusive"] = None
+                # the user asked for nodes, not tasks: room for every member at once, at most what
+                # those nodes have (members beyond it wait their turn inside the allocation, as srun
+                # steps queue for CPUs; slurm.conf says how many), and never whole nodes unless asked:
+                # the experiment's own store may run on them (issue 21)
+                nodes = bs.nodes or len(bs.hostlist)
+                cpus = self.node_cpus(bs.queue)
+                args["ntasks"] = max(nodes, min(tasks, nodes * cpus) if cpus else tasks)
             else:  # room for every member at once: the sum of the members' tasks
-                args["ntasks"] = sum(_member_tasks(m.run_settings) for m in job.members)
+                args["ntasks"] = tasks
         args.update(bs.batch_args)
         return sbatch_directives(args)
 
@@ -291,6 +409,37 @@ class SlurmLauncher(SchedulerLauncher):
         except ValueError:
             raise SchedulerError(argv, 0, output, "sbatch printed no job id") from None
 
+    def partitions(self) -> tuple[dict[str, dict[str, int]], str]:
+        """The CPUs of every node by partition, and the default partition, as
+        the cluster's ``slurm.conf`` (``$SLURM_CONF``, else
+        ``/etc/slurm/slurm.conf``) says: read once, without a command (so
+        ``preview`` runs none); ``({}, "")`` where there is no such file
+        (a configless site)."""
+        if self._partitions is None:
+            try:
+                with open(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf", encoding="utf-8") as fh:
+                    text = fh.read()
+            except (OSError, UnicodeDecodeError):
+                text = ""
+            self._partitions = parse_slurm_conf(text)
+        return self._partitions
+
+    def _partitions_now(self) -> dict[str, dict[str, int]]:
+        """:meth:`partitions`, else (no slurm.conf here) one ``sinfo``, asked once."""
+        parts = self.partitions()[0]
+        if not parts and self._sinfo is None:
+            try:
+                self._sinfo = parse_sinfo(self.run(["sinfo", "-h", "-N", "-o", "%P|%N|%c"]).stdout)
+            except SchedulerError:
+                self._sinfo = {}
+        return parts or self._sinfo or {}
+
+    def node_cpus(self, partition: str | None) -> int:
+        """The fewest CPUs a node of ``partition`` (None: the default one) has; 0 if unknown."""
+        parts, default = self.partitions()
+        cpus = parts.get(partition or default, {}).values()
+        return min(cpus) if cpus else 0
+
     def accounting(self) -> bool:
         """Whether Slurm accounting is on (then sacct knows finished jobs)."""
         if self._accounting is None:
@@ -300,7 +449,7 @@ class SlurmLauncher(SchedulerLauncher):
         return self._accounting
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        argv = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-O", SQUEUE_FORMAT]
+        argv = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-O", f"{SQUEUE_FORMAT},{PLACEMENT_FORMAT}"]
         proc = self.run(argv, ok_codes=(0, 1))
         if proc.returncode == 1:
             if "Invalid job id" not in proc.stderr:
@@ -311,6 +460,7 @@ class SlurmLauncher(SchedulerLauncher):
                 known = parse_squeue(proc.stdout)
             except ValueError as exc:
                 raise SchedulerError(argv, 0, proc.stdout, f"squeue printed something unexpected ({exc})") from None
+        known.update(self._waiting_for_own_nodes(proc.stdout if proc.returncode == 0 else ""))
         for job_id, st in list(known.items()):  # an array's own id: take its first element's state
             base = job_id.split("_")[0]
             known.setdefault(base, st)
@@ -325,6 +475,29 @@ class SlurmLauncher(SchedulerLauncher):
             except ValueError as exc:
                 raise SchedulerError(argv, 0, "", f"sacct printed something unexpected ({exc})") from None
         return known
+
+    def _waiting_for_own_nodes(self, listing: str) -> dict[str, JobStatus]:
+        """The pending jobs of ``listing`` that wait for nodes this launcher's
+        own running jobs hold (issue 21), as statuses saying so: QUEUED, or
+        FAILED when jobs that run until stopped leave too little for them
+        (the query then cancels them). Each is logged once."""
+        places = parse_placements(listing)
+        if not any(p.state == "PENDING" for p in places.values()) or not any(
+                p.state == "RUNNING" for p in places.values()):
+            return {}
+        with self._lock:
+            names = {j: b.name for j, b in self._jobs.items()}
+            forever = {j for j, b in self._jobs.items()
+                       if any(getattr(m.entity, "runs_until_stopped", False) for m in b.members)}
+        out = {}
+        for job_id, b in blocked(places, self._partitions_now(), forever, names).items():
+            status = Status.FAILED if b.never else Status.QUEUED
+            out[job_id] = JobStatus(status, None, b.message, raw="PENDING")
+            if (job_id, b.never) not in self._said:
+                self._said.add((job_id, b.never))
+                (log.error if b.never else log.warning)("Slurm job %s (%s): %s", job_id, names.get(job_id, "?"),
+                                                        b.message)
+        return out
 
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
