@@ -32,7 +32,7 @@ def exp_db(stores: Any) -> tuple[simctl.Experiment, Any]:
 
 def raw(db: Any) -> redis.Redis:
     host, _, port = db.get_address()[0].rpartition(":")
-    return redis.Redis(host=host, port=int(port), password=db.password)
+    return redis.Redis(host=host, port=int(port), username=db.username, password=db.password)
 
 
 def app(exp: simctl.Experiment, tmp_path: Path, name: str) -> simctl.Model:
