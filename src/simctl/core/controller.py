@@ -166,9 +166,12 @@ class Controller:
         self._before_launch(plan)
         return plan
 
-    def launch(self, entities: Sequence[Entity], show: Callable[[LaunchPlan], None] | None = None) -> list[Job]:
+    def launch(self, entities: Sequence[Entity], show: Callable[[LaunchPlan], None] | None = None,
+               before_write: Callable[[], None] | None = None) -> list[Job]:
         """Start ``entities``; return their jobs. Bad input raises before
-        anything starts. ``show`` receives the plan just before it starts.
+        anything starts or is written. ``show`` receives the plan just before
+        it starts; ``before_write`` is called once the plan is checked, before
+        the first file is written.
         Entities that run until stopped are waited on until ready before
         this returns. They start first, so that the others, started in the
         same call, receive what they hand off."""
@@ -176,7 +179,7 @@ class Controller:
         if stores and len(stores) < len(entities):
             self.plan(entities)  # all of it checked before anything starts
             rest = [e for e in entities if not e.runs_until_stopped]
-            return self.launch(stores, show) + self.launch(rest, show)
+            return self.launch(stores, show, before_write) + self.launch(rest, show, before_write)
         plan = self.plan(entities)
         with self.lock:
             running = [s.key for s in plan.steps if s.key in self.jobs and not self.jobs[s.key].done]
@@ -187,6 +190,8 @@ class Controller:
                               + (f" (or, if this is another {other.type} with the same name, give it its own "
                                  f"{other.name_argument}=)" if other is not None else ""))
         self._refuse_others_running([s.key for s in plan.steps])
+        if before_write is not None:
+            before_write()
         self._check_manifest_dir()
         self._before_launch(plan)
         if show is not None:

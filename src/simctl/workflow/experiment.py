@@ -490,9 +490,9 @@ class Experiment:
         self._place_members(ents)
         self._check_colocated(ents)
         check_start(ents)  # one name, one model or script, across the entities started together
-        self._take_lock()
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
-        jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None)
+        jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None,
+                                      before_write=self._take_lock)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         if block:
             self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
