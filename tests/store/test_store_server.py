@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -606,9 +607,11 @@ def test_the_setters_reach_the_batch_script_and_every_shards_run_command(tmp_pat
                  "#SBATCH --cpus-per-task=2", "#SBATCH --exclusive"):
         assert line + "\n" in text, line
     for i in range(3):
-        assert (f"srun --cpus-per-task=2 --time=00:20:00 --nodelist=n{i + 1} --ntasks=1 --nodes=1 --exact "
-                f"--distribution=block "
-                f"{PY} -m simctl.store.supervisor --index {i} --port {7000 + i}") in text
+        # each shard's step is named (simctl-<id>) so that a stop can signal its tasks, not srun
+        assert re.search(re.escape(f"srun --cpus-per-task=2 --time=00:20:00 --nodelist=n{i + 1} --ntasks=1 "
+                                   f"--nodes=1 --exact --distribution=block --job-name=simctl-")
+                         + r"[0-9a-f]+ " + re.escape(f"{PY} -m simctl.store.supervisor --index {i} --port {7000 + i}"),
+                         text), i
     assert db.password not in text and text.count("--cluster") == 3
     for launcher, prefix in (("pbs", "#PBS"), ("lsf", "#BSUB")):
         exp = simctl.Experiment(launcher, exp_path=str(tmp_path / launcher), launcher=launcher,
