@@ -1,0 +1,93 @@
+"""Lets ``import smartsim`` and ``import smartredis`` resolve to simctl's
+SmartSim compatibility layer (``simctl.compat.smartsim``,
+``simctl.compat.smartredis``), installed at interpreter start by the
+``simctl-smartsim.pth`` file of the ``simctl-hpc`` wheel.
+
+The environment variable ``SIMCTL_SMARTSIM`` chooses:
+
+* ``auto`` (the default): only when no real ``smartsim`` / ``smartredis`` can
+  be found on ``sys.path``: a real SmartSim installed beside simctl wins;
+* ``force``: always, even when a real one is installed;
+* ``off``: never (``import smartsim`` finds what it would without simctl).
+
+Standard library only, and nothing of simctl is imported until ``smartsim`` is:
+this module runs at every interpreter start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+ENV = "SIMCTL_SMARTSIM"
+MODES = ("auto", "force", "off")
+#: the top-level names the layer provides, and the package each resolves to
+TARGETS = {"smartsim": "simctl.compat.smartsim", "smartredis": "simctl.compat.smartredis"}
+
+
+class _AliasLoader(importlib.abc.Loader):
+    """Loads ``smartsim[.x]`` as the already importable ``simctl.compat.smartsim[.x]``:
+    one module object under both names, never a second copy."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return importlib.import_module(self.target)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run: the target module was executed when it was imported."""
+
+
+class CompatFinder(importlib.abc.MetaPathFinder):
+    """A meta path finder placed first on ``sys.meta_path``; ``force`` or not
+    (``auto``), see the module's docstring."""
+
+    def __init__(self, force: bool = False) -> None:
+        self.force = force
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        top, _, rest = fullname.partition(".")
+        if top not in TARGETS:
+            return None
+        if rest:  # a submodule: ours when its top-level package is ours
+            parent = sys.modules.get(top)
+            if parent is None or not parent.__name__.startswith("simctl.compat."):
+                return None
+        elif not self.force and importlib.machinery.PathFinder.find_spec(top, sys.path) is not None:
+            return None  # a real one is installed: it wins
+        name = TARGETS[top] + ("." + rest if rest else "")
+        if importlib.util.find_spec(name) is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(name), is_package=True)
+
+
+def install(mode: str | None = None) -> CompatFinder | None:
+    """Put the finder first on ``sys.meta_path`` (replacing one installed
+    before) for ``mode`` (default: ``$SIMCTL_SMARTSIM``, else ``auto``);
+    ``off`` removes it. Returns the finder installed, or None. ValueError for
+    another mode, naming the valid ones."""
+    mode = (mode if mode is not None else os.environ.get(ENV, "") or "auto").strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"{ENV}={mode!r} is not a mode of simctl's SmartSim layer; valid: {', '.join(MODES)}")
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, CompatFinder)]
+    if mode == "off":
+        return None
+    finder = CompatFinder(force=mode == "force")
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def _install_at_start() -> None:
+    """The ``.pth`` file's call: never stops the interpreter from starting."""
+    try:
+        install()
+    except ValueError as exc:
+        print(f"simctl: {exc}; the SmartSim layer is off", file=sys.stderr)

@@ -1,0 +1,90 @@
+"""``smartsim.entity``: Model, Ensemble, DBNode, DBModel, DBScript and the bases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import simctl
+
+from ._adapt import Built, recast, scratch
+
+SmartSimEntity = simctl.Entity
+EntitySequence = EntityList = simctl.Ensemble
+
+
+class Model(simctl.Model, metaclass=Built):
+    """SmartSim's ``Model(name, params, run_settings, path=getcwd(), params_as_args=None,
+    batch_settings=None)``: a :class:`simctl.Model`."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _build(cls, name: str, params: Mapping[str, Any] | None, run_settings: simctl.RunSettings,
+               path: str | None = None, params_as_args: list[str] | None = None,
+               batch_settings: simctl.BatchSettings | None = None) -> Model:
+        path = os.path.abspath(path) if path is not None else os.getcwd()
+        model = scratch(path=os.path.dirname(path)).create_model(
+            name, run_settings, params=params, path=path, params_as_args=params_as_args,
+            batch_settings=batch_settings)
+        return recast(model, cls)
+
+    @property
+    def exe(self) -> list[str]:
+        """SmartSim's ``Model.exe``: the executable, as a one-item list."""
+        return [self.run_settings.exe]
+
+    def set_path(self, path: str) -> None:
+        """Where the model runs (SmartSim's ``set_path``)."""
+        self.path = os.path.abspath(path)
+
+
+class Ensemble(simctl.Ensemble, metaclass=Built):
+    """SmartSim's ``Ensemble(name, params, path=getcwd(), params_as_args=None,
+    batch_settings=None, run_settings=None, perm_strat="all_perm", replicas=...)``:
+    a :class:`simctl.Ensemble`; ``entities`` are its members."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _build(cls, name: str, params: Mapping[str, Any] | None, path: str | None = None,
+               params_as_args: list[str] | None = None, batch_settings: simctl.BatchSettings | None = None,
+               run_settings: simctl.RunSettings | None = None,
+               perm_strat: str | Callable[..., Any] = "all_perm", **kwargs: Any) -> Ensemble:
+        path = os.path.abspath(path) if path is not None else None
+        ens = scratch(path=os.path.dirname(path) if path else None).create_ensemble(
+            name, params=params or None, params_as_args=params_as_args, batch_settings=batch_settings,
+            run_settings=run_settings, perm_strategy=perm_strat, path=path, **kwargs)
+        return recast(ens, cls)
+
+    @property
+    def entities(self) -> list[simctl.Model]:
+        """The members (SmartSim's ``Ensemble.entities``)."""
+        return self.models
+
+    def set_path(self, path: str) -> None:
+        """Where the ensemble's members' directories go (SmartSim's ``set_path``)."""
+        self.path = os.path.abspath(path)
+
+
+class DBNode:
+    """One shard of an :class:`~smartsim.database.Orchestrator` (SmartSim's ``DBNode``)."""
+
+    def __init__(self, name: str, path: str, port: int, host: str | None) -> None:
+        self.name, self.path, self.ports, self._host = name, path, [port], host
+        self.type = "DBNode"
+
+    @property
+    def host(self) -> str:
+        """The host it runs on (known once started)."""
+        if self._host is None:
+            raise simctl.SimctlError(f"{self.name} has not been started, so it has no host yet")
+        return self._host
+
+    @property
+    def hosts(self) -> list[str]:
+        return [self.host]
+
+    def __repr__(self) -> str:
+        return f"DBNode(name={self.name!r}, port={self.ports[0]}, host={self._host!r})"
