@@ -14,7 +14,64 @@ SmartSimEntity = simctl.Entity
 EntitySequence = EntityList = simctl.Ensemble
 
 
-class Model(simctl.Model, metaclass=Built):
+class DBObject:
+    """What SmartSim shows of an ML object after ``add_ml_model`` /
+    ``add_script`` / ``add_function``: a view of simctl's stored object."""
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+        spec = obj.spec
+        self.name: str = obj.name
+        self.device: str = spec.device
+        self.devices_per_node: int = spec.devices_per_node
+        self.first_device: int = spec.first_device
+
+    @property
+    def is_file(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, device={self.device!r})"
+
+
+class DBModel(DBObject):
+    """SmartSim's ``DBModel``: ``name``, ``backend``, ``model`` (bytes), devices, batching, inputs/outputs."""
+
+    def __init__(self, obj: Any) -> None:
+        super().__init__(obj)
+        spec = obj.spec
+        self.backend: str = spec.backend
+        self.model: bytes = obj.data
+        self.batch_size, self.min_batch_size = spec.batch_size, spec.min_batch_size
+        self.min_batch_timeout, self.tag = spec.min_batch_timeout, spec.tag
+        self.inputs: list[str] = list(spec.inputs or [])
+        self.outputs: list[str] = list(spec.outputs or [])
+
+
+class DBScript(DBObject):
+    """SmartSim's ``DBScript``: ``name``, ``script`` (the TorchScript source), devices."""
+
+    def __init__(self, obj: Any) -> None:
+        super().__init__(obj)
+        self.script: str = obj.data.decode()
+        self.func = self.script
+
+
+class _DBObjects:
+    """``_db_models`` and ``_db_scripts``, as SmartSim's entities have them."""
+
+    __slots__ = ()
+
+    @property
+    def _db_models(self: Any) -> list[DBModel]:
+        return [DBModel(o) for o in self.ml if o.kind == "model"]
+
+    @property
+    def _db_scripts(self: Any) -> list[DBScript]:
+        return [DBScript(o) for o in self.ml if o.kind == "script"]
+
+
+class Model(_DBObjects, simctl.Model, metaclass=Built):
     """SmartSim's ``Model(name, params, run_settings, path=getcwd(), params_as_args=None,
     batch_settings=None)``: a :class:`simctl.Model`."""
 
@@ -31,6 +88,11 @@ class Model(simctl.Model, metaclass=Built):
         return recast(model, cls)
 
     @property
+    def colocated(self) -> bool:
+        """Whether a store runs beside the model (SmartSim's ``Model.colocated``)."""
+        return self.colocated_db is not None
+
+    @property
     def exe(self) -> list[str]:
         """SmartSim's ``Model.exe``: the executable, as a one-item list."""
         return [self.run_settings.exe]
@@ -40,7 +102,7 @@ class Model(simctl.Model, metaclass=Built):
         self.path = os.path.abspath(path)
 
 
-class Ensemble(simctl.Ensemble, metaclass=Built):
+class Ensemble(_DBObjects, simctl.Ensemble, metaclass=Built):
     """SmartSim's ``Ensemble(name, params, path=getcwd(), params_as_args=None,
     batch_settings=None, run_settings=None, perm_strat="all_perm", replicas=...)``:
     a :class:`simctl.Ensemble`; ``entities`` are its members."""
