@@ -133,7 +133,7 @@ exp.start(db)
 assert db.is_active()
 db.set_max_memory("100mb")
 print("nodes", [n.host for n in db.entities])
-put = "from smartredis import Client; import numpy as np, os; Client(cluster=False).put_tensor(os.environ.get('K', 'm'), np.arange(3))"
+put = "from smartredis import Client; import numpy as np; Client(cluster=False).put_tensor('m', np.arange(3))"
 rs = RunSettings(sys.executable, exe_args=["-c", put])
 model = Model("m", {}, rs, "exp/m")
 ens = Ensemble("ens", {}, run_settings=rs, replicas=2)
