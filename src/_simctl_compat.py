@@ -29,6 +29,16 @@ ENV = "SIMCTL_SMARTSIM"
 MODES = ("auto", "force", "off")
 #: the top-level names the layer provides, and the package each resolves to
 TARGETS = {"smartsim": "simctl.compat.smartsim", "smartredis": "simctl.compat.smartredis"}
+#: SmartSim's and SmartRedis's inner modules that drivers and tests import by path, and the layer's
+#: module that holds their names (``from smartsim.settings.mpiSettings import MpirunSettings``)
+INNER = {f"smartsim.{pkg}.{mod}": f"smartsim.{pkg}" for pkg, mods in {
+    "error": ("errors",),
+    "settings": ("base", "settings", "mpiSettings", "slurmSettings", "lsfSettings", "pbsSettings", "alpsSettings",
+                 "palsSettings", "sgeSettings", "containers"),
+    "entity": ("model", "ensemble", "entity", "entityList", "dbnode", "dbobject", "files"),
+    "database": ("orchestrator",),
+}.items() for mod in mods} | {"smartredis.client": "smartredis", "smartredis.dataset": "smartredis",
+                               "smartredis.configoptions": "smartredis", "smartredis.logger": "smartredis"}
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -39,7 +49,10 @@ class _AliasLoader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        if not hasattr(module, "__path__"):
+            module.__path__ = []  # so that its SmartSim inner modules (INNER) can be imported below it
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
         """Nothing to run: the target module was executed when it was imported."""
@@ -65,7 +78,10 @@ class CompatFinder(importlib.abc.MetaPathFinder):
             return None  # a real one is installed: it wins
         name = TARGETS[top] + ("." + rest if rest else "")
         if importlib.util.find_spec(name) is None:
-            return None
+            if fullname not in INNER:
+                return None
+            inner = INNER[fullname]
+            name = TARGETS[top] + inner[len(top):]
         return importlib.machinery.ModuleSpec(fullname, _AliasLoader(name), is_package=True)
 
 

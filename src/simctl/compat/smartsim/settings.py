@@ -119,6 +119,7 @@ def _mpi(command: str) -> type[_MpiSettings]:
     return cls
 
 
+_BaseMPISettings = _MpiSettings
 MpirunSettings = _mpi("mpirun")
 MpiexecSettings = _mpi("mpiexec")
 OrterunSettings = _mpi("orterun")

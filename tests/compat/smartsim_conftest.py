@@ -1,0 +1,156 @@
+"""The fixtures SmartSim's own tests use (``test_dir``, ``fileutils``,
+``wlmutils``, ``dbutils``...), written for simctl's SmartSim layer: copied as
+``conftest.py`` beside SmartSim's tests by ``scripts/smartsim-conformance.sh``
+(SmartSim's own conftest imports its private modules, which the layer does
+not have). Facts (names, behaviour) follow SmartSim's conftest; no code of it.
+Not collected by simctl's own suite (no ``test_`` prefix, not a conftest here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import typing as t
+from pathlib import Path
+
+import pytest
+from smartsim.settings import RunSettings
+
+HERE = Path(__file__).resolve().parent
+OUTPUT = HERE / "tests" / "test_output"
+CONFS = HERE / "tests" / "test_configs"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for mark in ("group_a", "group_b", "slow_tests"):
+        config.addinivalue_line("markers", mark)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WLMUtils:
+    @staticmethod
+    def get_test_launcher() -> str:
+        return "local"
+
+    @staticmethod
+    def set_test_launcher(name: str) -> None:
+        if name != "local":
+            raise ValueError("the conformance run uses the local launcher only")
+
+    @staticmethod
+    def get_test_port() -> int:
+        return _free_port()
+
+    @staticmethod
+    def get_test_account() -> str:
+        return ""
+
+    @staticmethod
+    def get_test_interface() -> list[str]:
+        return ["lo"]
+
+    @staticmethod
+    def get_test_hostlist() -> list[str] | None:
+        return None
+
+    @staticmethod
+    def get_batch_resources() -> dict[str, t.Any]:
+        return {}
+
+    @staticmethod
+    def get_base_run_settings(exe: str, args: list[str], nodes: int = 1, ntasks: int = 1,
+                              **kwargs: t.Any) -> RunSettings:
+        return RunSettings(exe, args)
+
+    get_run_settings = get_base_run_settings
+
+    @staticmethod
+    def choose_host(rs: RunSettings) -> str | None:
+        return None
+
+
+class DBUtils:
+    @staticmethod
+    def get_db_configs() -> dict[str, t.Any]:
+        return {"enable_checkpoints": 1, "set_max_memory": "3gb", "set_eviction_strategy": "allkeys-lru",
+                "set_max_clients": 100, "set_max_message_size": 2_147_483_648}
+
+    @staticmethod
+    def get_config_edit_method(db: t.Any, setting: str) -> t.Callable[..., None] | None:
+        return {"enable_checkpoints": db.enable_checkpoints, "set_max_memory": db.set_max_memory,
+                "set_eviction_strategy": db.set_eviction_strategy, "set_max_clients": db.set_max_clients,
+                "set_max_message_size": db.set_max_message_size}.get(setting)
+
+
+class FileUtils:
+    @staticmethod
+    def get_test_output_path(caller_function: str, caller_fspath: str) -> str:
+        rel = os.path.relpath(os.path.splitext(caller_fspath)[0], HERE / "tests")
+        return str(OUTPUT / rel / caller_function)
+
+    @staticmethod
+    def get_test_conf_path(filename: str) -> str:
+        return str(CONFS / filename)
+
+    @staticmethod
+    def get_test_dir_path(dirname: str) -> str:
+        return str(CONFS / dirname)
+
+    @staticmethod
+    def make_test_file(file_name: str, file_dir: str, file_content: str | None = None) -> str:
+        os.makedirs(file_dir, exist_ok=True)
+        path = os.path.join(file_dir, file_name)
+        Path(path).write_text(file_content or "dummy\n" * 5)
+        return path
+
+
+@pytest.fixture(scope="session")
+def wlmutils() -> type[WLMUtils]:
+    return WLMUtils
+
+
+@pytest.fixture
+def dbutils() -> type[DBUtils]:
+    return DBUtils
+
+
+@pytest.fixture
+def fileutils() -> type[FileUtils]:
+    return FileUtils
+
+
+@pytest.fixture
+def test_dir(request: pytest.FixtureRequest) -> str:
+    name = "".join(c for c in request.node.name.replace("[", ".") if c.isalnum() or c in "-._")
+    path = FileUtils.get_test_output_path(name, str(request.path))
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def environment_cleanup(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith(("SSDB", "SSKEYIN", "SSKEYOUT")):
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def local_experiment(test_dir: str) -> t.Any:
+    from smartsim import Experiment
+
+    return Experiment("conformance", exp_path=test_dir, launcher="local")
+
+
+@pytest.fixture(scope="session")
+def mpi_app_path() -> None:
+    return None
+
+
+
