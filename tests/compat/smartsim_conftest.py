@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-
 import typing as t
 from pathlib import Path
 
