@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 repo=${SMARTSIM_REPO:-/work/.mirror/CrayLabs+SmartSim/repo}
 py="$here/.venv/bin/python"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP:-}" ] && echo "keeping $work" >&2 || trap 'rm -rf "$work"' EXIT
 git -C "$repo" archive HEAD tests | tar -x -C "$work"
 cp "$here/tests/compat/smartsim_conftest.py" "$work/conftest.py"
 files=(run_settings batch_settings mpi_settings slurm_settings pbs_settings lsf_settings alps_settings

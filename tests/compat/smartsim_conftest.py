@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import typing as t
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,66 @@ def mpi_app_path() -> None:
 
 
 
+
+
+@dataclass
+class DBConfiguration:
+    name: str
+    launcher: str
+    num_nodes: int
+    interface: str | list[str]
+    hostlist: list[str] | None
+    port: int
+
+
+@dataclass
+class PrepareDatabaseOutput:
+    orchestrator: t.Any
+    new_db: bool
+
+
+_DATABASES: dict[str, t.Any] = {}
+
+
+@pytest.fixture(scope="session")
+def local_db() -> DBConfiguration:
+    return DBConfiguration("local_db_fixture", "local", 1, "lo", None, _free_port())
+
+
+@pytest.fixture(scope="session")
+def single_db() -> DBConfiguration:
+    return DBConfiguration("single_db_fixture", "local", 1, ["lo"], None, _free_port())
+
+
+@pytest.fixture(scope="session")
+def clustered_db() -> DBConfiguration:
+    return DBConfiguration("clustered_db_fixture", "local", 3, ["lo"], None, _free_port())
+
+
+@pytest.fixture
+def register_new_db() -> t.Callable[[DBConfiguration], t.Any]:
+    from smartsim import Experiment
+
+    def register(config: DBConfiguration) -> t.Any:
+        exp_path = OUTPUT / config.name
+        exp_path.mkdir(parents=True, exist_ok=True)
+        exp = Experiment(config.name, exp_path=str(exp_path), launcher=config.launcher)
+        orc = exp.create_database(port=None, batch=False, interface=config.interface, hosts=config.hostlist,
+                                  db_nodes=config.num_nodes)
+        exp.generate(orc, overwrite=True)
+        exp.start(orc)
+        _DATABASES[config.name] = (exp, orc)
+        return orc
+
+    return register
+
+
+@pytest.fixture
+def prepare_db(register_new_db: t.Callable[[DBConfiguration], t.Any]) -> t.Callable[..., PrepareDatabaseOutput]:
+    def prepare(config: DBConfiguration) -> PrepareDatabaseOutput:
+        _exp, db = _DATABASES.get(config.name, (None, None))
+        if db is not None and db.is_active():
+            return PrepareDatabaseOutput(db, False)
+        return PrepareDatabaseOutput(register_new_db(config), True)
+
+    return prepare

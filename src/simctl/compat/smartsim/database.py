@@ -25,13 +25,19 @@ class Orchestrator(_Base, metaclass=Built):
                launcher: str = "local", run_command: str = "auto", db_nodes: int = 1, batch: bool = False,
                hosts: Any = None, account: str | None = None, time: str | None = None, alloc: str | None = None,
                single_cmd: bool = False, **kwargs: Any) -> Orchestrator:
+        if isinstance(path, int) and not isinstance(path, bool) and port is None:
+            path, port = None, path  # Orchestrator(6780, ...): SmartSim's own tests pass the port first
+        threads = {k: kwargs.pop(k, None) for k in ("threads_per_queue", "inter_op_threads", "intra_op_threads")}
         name = kwargs.get("db_identifier", "orchestrator")
         exp = scratch(launcher, os.getcwd())
         if path is not None:
             kwargs["path"] = os.path.join(os.path.abspath(path), name)
         orc = exp.create_database(port=port, db_nodes=db_nodes, interface=interface, batch=batch, hosts=hosts,
                                   run_command=run_command, single_cmd=single_cmd, **kwargs)
-        return recast(orc, cls)
+        orc = recast(orc, cls)
+        # RedisAI's thread settings: kept for what reads them; the ML runtimes' own thread defaults apply
+        orc.queue_threads, orc.inter_threads, orc.intra_threads = threads.values()
+        return orc
 
     @property
     def entities(self) -> list[DBNode]:
@@ -40,7 +46,8 @@ class Orchestrator(_Base, metaclass=Built):
             hosts: list[str | None] = [a.rpartition(":")[0] for a in self.get_address()]
         except simctl.SimctlError:
             hosts = [None] * self.db_nodes
-        return [DBNode(f"{self.name}_{i}", self.path, self.port + i, hosts[i]) for i in range(self.db_nodes)]
+        return [DBNode(f"{self.name}_{i}", self.path, self.port + i, hosts[i], self.run_settings)
+                for i in range(self.db_nodes)]
 
     @property
     def db_identifier(self) -> str:

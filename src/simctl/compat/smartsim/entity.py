@@ -133,8 +133,10 @@ class Ensemble(_DBObjects, simctl.Ensemble, metaclass=Built):
 class DBNode:
     """One shard of an :class:`~smartsim.database.Orchestrator` (SmartSim's ``DBNode``)."""
 
-    def __init__(self, name: str, path: str, port: int, host: str | None) -> None:
+    def __init__(self, name: str, path: str, port: int, host: str | None, run_settings: Any = None) -> None:
         self.name, self.path, self.ports, self._host = name, path, [port], host
+        #: the orchestrator's run settings (one object for every shard, as simctl starts each shard alike)
+        self.run_settings = run_settings
         self.type = "DBNode"
 
     @property

@@ -14,8 +14,14 @@ from typing import Any
 import attrs
 
 import simctl
+from simctl.log import get_logger
 
 from ._adapt import scratch
+
+logger = get_logger("smartsim.settings")
+#: SmartSim's RunSettings arguments with no simctl counterpart: accepted, not used
+#: (fail_if_missing_exec: simctl checks the executable where it runs, at start)
+_IGNORED = ("fail_if_missing_exec", "alloc", "container")
 
 SettingsBase = BatchSettings = simctl.BatchSettings
 
@@ -68,6 +74,7 @@ class RunSettings(_SmartSimMethods, simctl.RunSettings):
                  env_vars: Any = None, container: Any = None, **kwargs: Any) -> None:
         if container is not None:
             raise simctl.ConfigError("container= is not supported by simctl's SmartSim layer yet")
+        kwargs = {k: v for k, v in kwargs.items() if k not in _IGNORED}
         self.__attrs_init__(exe=exe, exe_args=exe_args or [], run_command=run_command or None, run_args=run_args,
                             env_vars=env_vars or {}, **kwargs)
 
@@ -134,7 +141,7 @@ class _LauncherRun(type):
 
     def __call__(cls, exe: str, exe_args: Any = None, run_args: Mapping[str, Any] | None = None,
                  env_vars: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        kwargs.pop("alloc", None)
+        kwargs = {k: v for k, v in kwargs.items() if k not in _IGNORED}
         launcher = _launcher(cls.launcher, cls.__name__)()
         return launcher.create_run_settings(exe, exe_args, cls.command, run_args, env_vars, **kwargs)
 
