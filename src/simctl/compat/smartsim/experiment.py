@@ -9,7 +9,7 @@ from typing import Any
 import simctl
 
 from ._adapt import recast
-from .database import Orchestrator
+from .database import Orchestrator, build
 from .entity import Ensemble, Model
 
 _Orchestrator: Any = simctl.Orchestrator
@@ -22,11 +22,20 @@ class Experiment(simctl.Experiment):
     def create_model(self, *args: Any, **kwargs: Any) -> Model:
         return recast(super().create_model(*args, **kwargs), Model)
 
-    def create_ensemble(self, *args: Any, **kwargs: Any) -> Ensemble:
-        return recast(super().create_ensemble(*args, **kwargs), Ensemble)
+    def create_ensemble(self, name: str, params: Any = None, batch_settings: Any = None,  # type: ignore[override]
+                        run_settings: Any = None, replicas: int | None = None, perm_strategy: Any = "all_perm",
+                        path: str | None = None, **kwargs: Any) -> Ensemble:
+        """SmartSim's argument order: ``(name, params, batch_settings, run_settings,
+        replicas, perm_strategy, path)``."""
+        return recast(super().create_ensemble(
+            name, params=params, batch_settings=batch_settings, run_settings=run_settings, replicas=replicas,
+            perm_strategy=perm_strategy, path=path, **kwargs), Ensemble)
 
     def create_database(self, *args: Any, **kwargs: Any) -> Orchestrator:
-        return recast(super().create_database(*args, **kwargs), Orchestrator)
+        """SmartSim's argument order: ``(port, path, db_nodes, batch, hosts,
+        run_command, interface, account, time, queue, single_cmd, db_identifier)``
+        (see :func:`~simctl.compat.smartsim.database.build`)."""
+        return build(super().create_database, *args, **kwargs)
 
     def reconnect_orchestrator(self, checkpoint: str) -> Orchestrator:
         """The store a driver that died left running, from its directory or the
