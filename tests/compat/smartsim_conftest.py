@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
+import tempfile
 import typing as t
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,10 @@ CONFS = HERE / "tests" / "test_configs"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # what SmartSim's conftest sets on the pytest module for its tests to read
+    pytest.test_launcher = "local"  # type: ignore[attr-defined]
+    pytest.wlm_options = ["slurm", "pbs", "lsf", "pals", "dragon"]  # type: ignore[attr-defined]
+    pytest.test_device = "CPU"  # type: ignore[attr-defined]
     for mark in ("group_a", "group_b", "slow_tests"):
         config.addinivalue_line("markers", mark)
 
@@ -217,3 +224,30 @@ def prepare_db(register_new_db: t.Callable[[DBConfiguration], t.Any]) -> t.Calla
         return PrepareDatabaseOutput(register_new_db(config), True)
 
     return prepare
+
+
+class ColoUtils:
+    @staticmethod
+    def setup_test_colo(fileutils: type[FileUtils], db_type: str, exp: t.Any, application_file: str,
+                        db_args: dict[str, t.Any], colo_settings: t.Any = None,
+                        colo_model_name: str = "colocated_model", port: int | None = None,
+                        on_wlm: bool = False) -> t.Any:
+        script = fileutils.get_test_conf_path(application_file)
+        if colo_settings is None:
+            colo_settings = exp.create_run_settings(exe=sys.executable, exe_args=[script])
+        model = exp.create_model(colo_model_name, colo_settings)
+        if db_type in ("tcp", "deprecated"):
+            db_args["port"] = port if port is not None else _free_port()
+            db_args["ifname"] = "lo"
+        if db_type == "uds":
+            db_args["unix_socket"] = os.path.join(tempfile.gettempdir(),
+                                                  f"{colo_model_name}_{uuid.uuid4().hex[:7]}.socket")
+        {"tcp": model.colocate_db_tcp, "deprecated": model.colocate_db, "uds": model.colocate_db_uds}[db_type](
+            **db_args)
+        assert model.colocated
+        return model
+
+
+@pytest.fixture
+def coloutils() -> type[ColoUtils]:
+    return ColoUtils
