@@ -53,6 +53,8 @@ def test_launcher_settings_are_the_launchers_own_and_a_missing_launcher_is_named
     srun = SrunSettings("python", run_args={"nodes": 2})
     assert srun.run_command == "srun" and isinstance(srun, SrunSettings) and "--nodes=2" in srun.format_run_args()
     assert not isinstance(srun, JsrunSettings)
+    srun.set_time(minutes=90)  # SmartSim's method, added to the launcher's own class by a subclass
+    assert srun.walltime == "01:30:00" and type(srun).__mro__[1].__name__ == "_SmartSimMethods"
     assert JsrunSettings("python").run_command == "jsrun"
     assert AprunSettings("python").run_command == "aprun"
     assert PalsMpiexecSettings("python").run_command == "mpiexec"
@@ -65,7 +67,8 @@ def test_launcher_settings_are_the_launchers_own_and_a_missing_launcher_is_named
 
 
 def test_module_level_create_settings_take_the_launcher_first():
-    assert create_run_settings("local", "python", exe_args=["a.py"]).exe_args == ["a.py"]
+    local = create_run_settings("local", "python", exe_args=["a.py"], env_vars={"A": "1", "B": None})
+    assert local.exe_args == ["a.py"] and local.format_env_vars() == ["A=1", "B="]
     assert create_run_settings("slurm", "python").run_command == "srun"
     assert create_batch_settings("slurm", nodes=3, time="10:00").nodes == 3
     with pytest.raises(SSConfigError, match="launcher 'local' has no batch system"):
@@ -142,6 +145,8 @@ exp.start(model, ens, block=True)
 print("status", exp.get_status(model)[0] == SmartSimStatus.STATUS_COMPLETED, len(exp.get_status(ens)))
 client = Client(address=db.get_address()[0], cluster=False, password=db.password)
 print("tensor", client.get_tensor("m").tolist())
+again = Experiment("exp2", launcher="local").reconnect_orchestrator(db.checkpoint_file)
+print("reconnected", again.get_address() == db.get_address(), again.is_active())
 exp.stop(db)
 print("active", db.is_active())
 '''
@@ -152,4 +157,5 @@ def test_a_smartsim_driver_runs_with_a_real_store(tmp_path: Path):
     proc = subprocess.run([sys.executable, "driver.py"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
-    assert lines == {"nodes": "['127.0.0.1']", "status": "True 2", "tensor": "[0, 1, 2]", "active": "False"}
+    assert lines == {"nodes": "['127.0.0.1']", "status": "True 2", "tensor": "[0, 1, 2]", "reconnected": "True True",
+                     "active": "False"}

@@ -64,6 +64,13 @@ class Orchestrator(_Base, metaclass=Built):
     def db_identifier(self) -> str:
         return str(self.name)
 
+    @property
+    def checkpoint_file(self) -> str:
+        """The file a driver reconnects with (``Experiment.reconnect_orchestrator``):
+        simctl's ``store.json`` in the store's directory, written when it is ready
+        (SmartSim's is ``smartsim_db.dat``)."""
+        return os.path.join(self.path, "store.json")
+
     def set_path(self, path: str) -> None:
         """Where the store's files go (SmartSim's ``set_path``)."""
         self.path = os.path.abspath(path)

@@ -11,6 +11,7 @@ import simctl
 from ._adapt import recast
 from .database import Orchestrator, build
 from .entity import Ensemble, Model
+from .settings import with_smartsim_methods
 
 _Orchestrator: Any = simctl.Orchestrator
 
@@ -18,6 +19,10 @@ _Orchestrator: Any = simctl.Orchestrator
 class Experiment(simctl.Experiment):
     """SmartSim's ``Experiment(name, exp_path=None, launcher="local")``: a
     :class:`simctl.Experiment`."""
+
+    def create_run_settings(self, *args: Any, **kwargs: Any) -> simctl.RunSettings:
+        """simctl's, with SmartSim's extra methods (``set_time``...)."""
+        return with_smartsim_methods(super().create_run_settings(*args, **kwargs))
 
     def create_model(self, *args: Any, **kwargs: Any) -> Model:
         return recast(super().create_model(*args, **kwargs), Model)

@@ -42,6 +42,8 @@ def _fmt_walltime(hours: int, minutes: int, seconds: int) -> str:
 class _SmartSimMethods:
     """The run settings methods SmartSim has and simctl names otherwise."""
 
+    __slots__ = ()
+
     def set_time(self: Any, hours: int = 0, minutes: int = 0, seconds: int = 0) -> None:
         """The walltime from hours, minutes and seconds (SmartSim's ``set_time``)."""
         self.set_walltime(_fmt_walltime(hours, minutes, seconds))
@@ -52,6 +54,22 @@ class _SmartSimMethods:
     def format_env_vars(self: Any) -> list[str]:
         """``NAME=value`` for each of ``env_vars`` (``NAME=`` for None), as SmartSim formats them."""
         return [f"{k}=" if v is None else f"{k}={v}" for k, v in self.env_vars.items()]
+
+
+_WITH_METHODS: dict[type, type] = {}
+
+
+def with_smartsim_methods(rs: simctl.RunSettings) -> simctl.RunSettings:
+    """``rs`` (a launcher's run settings) with SmartSim's extra methods
+    (``set_time``, ``format_env_vars``...): its class gets a subclass that adds
+    only those, made once per launcher class."""
+    cls = type(rs)
+    if not isinstance(rs, _SmartSimMethods):
+        if cls not in _WITH_METHODS:
+            _WITH_METHODS[cls] = type(cls.__name__, (_SmartSimMethods, cls),
+                                      {"__slots__": (), "__module__": cls.__module__, "__doc__": cls.__doc__})
+        rs.__class__ = _WITH_METHODS[cls]
+    return rs
 
 
 def _raw_args(value: Any) -> dict[str, Any]:
@@ -143,7 +161,8 @@ class _LauncherRun(type):
                  env_vars: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if k not in _IGNORED}
         launcher = _launcher(cls.launcher, cls.__name__)()
-        return launcher.create_run_settings(exe, exe_args, cls.command, run_args, env_vars, **kwargs)
+        return with_smartsim_methods(launcher.create_run_settings(exe, exe_args, cls.command, run_args, env_vars,
+                                                                  **kwargs))
 
     def __instancecheck__(cls, obj: Any) -> bool:
         return (isinstance(obj, simctl.RunSettings) and obj.run_command == cls.command
@@ -220,7 +239,8 @@ def create_run_settings(launcher: str, exe: str, exe_args: Any = None, run_comma
     named launcher's run settings (``launcher="auto"``: the one detected here)."""
     if container is not None:
         raise simctl.ConfigError("container= is not supported by simctl's SmartSim layer yet")
-    return _scratch(launcher).create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
+    return with_smartsim_methods(_scratch(launcher).create_run_settings(exe, exe_args, run_command, run_args,
+                                                                        env_vars, **kwargs))
 
 
 def create_batch_settings(launcher: str, nodes: int | None = None, time: Any = "", queue: str | None = None,
