@@ -8,6 +8,7 @@ classes (``mpirun``, ``mpiexec``, ``orterun``) are launcher-free, as in SmartSim
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,8 @@ def _launcher(name: str, what: str) -> type[simctl.Launcher]:
 
 
 def _fmt_walltime(hours: int, minutes: int, seconds: int) -> str:
-    return f"{int(hours):02d}:{int(minutes):02d}:{int(seconds):02d}"
+    """``HH:MM:SS``, carried over (``minutes=90`` is ``01:30:00``)."""
+    return simctl.format_hms(_dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds)))
 
 
 class _SmartSimMethods:
