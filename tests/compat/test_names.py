@@ -80,8 +80,10 @@ def test_direct_constructors_build_simctls_entities(tmp_path: Path, monkeypatch:
     rs = RunSettings(sys.executable)
     model = Model("m", {"a": 1}, rs, str(tmp_path / "m"))
     assert isinstance(model, simctl.Model) and model.path == str(tmp_path / "m") and model.params == {"a": 1}
+    model.colocate_db_tcp(custom_pinning=[])  # SmartSim's "no pinning"
+    assert model.colocated and model.colocated_db.custom_pinning is None
     model.set_path("elsewhere")
-    assert model.path == str(tmp_path / "elsewhere") and not model.colocated
+    assert model.path == str(tmp_path / "elsewhere")
     ens = Ensemble("e", {"a": [1, 2], "b": [3, 4]}, run_settings=rs, perm_strat="step")
     assert isinstance(ens, simctl.Ensemble) and [m.params for m in ens.entities] == [{"a": 1, "b": 3},
                                                                                       {"a": 2, "b": 4}]

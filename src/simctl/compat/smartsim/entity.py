@@ -71,6 +71,12 @@ class _DBObjects:
         return [DBScript(o) for o in self.ml if o.kind == "script"]
 
 
+def _pinning(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kwargs.get("custom_pinning") == []:
+        kwargs["custom_pinning"] = None
+    return kwargs
+
+
 class Model(_DBObjects, simctl.Model, metaclass=Built):
     """SmartSim's ``Model(name, params, run_settings, path=getcwd(), params_as_args=None,
     batch_settings=None)``: a :class:`simctl.Model`."""
@@ -86,6 +92,14 @@ class Model(_DBObjects, simctl.Model, metaclass=Built):
             name, run_settings, params=params, path=path, params_as_args=params_as_args,
             batch_settings=batch_settings)
         return recast(model, cls)
+
+    def colocate_db_tcp(self, *args: Any, **kwargs: Any) -> None:
+        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None)."""
+        super().colocate_db_tcp(*args, **_pinning(kwargs))
+
+    def colocate_db_uds(self, *args: Any, **kwargs: Any) -> None:
+        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None)."""
+        super().colocate_db_uds(*args, **_pinning(kwargs))
 
     @property
     def colocated(self) -> bool:
