@@ -11,19 +11,22 @@ The environment variable ``SIMCTL_SMARTSIM`` chooses:
 * ``off``: never (``import smartsim`` finds what it would without simctl).
 
 Standard library only, and nothing of simctl is imported until ``smartsim`` is:
-this module runs at every interpreter start.
+this module runs at every interpreter start, so it imports only what Python has
+loaded already (the finder and loader follow the protocols, without
+``importlib.abc``, whose import costs 25 ms).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing's names cost imports at every interpreter start
+    from collections.abc import Sequence
+    from types import ModuleType
 
 ENV = "SIMCTL_SMARTSIM"
 MODES = ("auto", "force", "off")
@@ -41,7 +44,7 @@ INNER = {f"smartsim.{pkg}.{mod}": f"smartsim.{pkg}" for pkg, mods in {
                                "smartredis.configoptions": "smartredis", "smartredis.logger": "smartredis"}
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader:
     """Loads ``smartsim[.x]`` as the already importable ``simctl.compat.smartsim[.x]``:
     one module object under both names, never a second copy."""
 
@@ -58,7 +61,7 @@ class _AliasLoader(importlib.abc.Loader):
         """Nothing to run: the target module was executed when it was imported."""
 
 
-class CompatFinder(importlib.abc.MetaPathFinder):
+class CompatFinder:
     """A meta path finder placed first on ``sys.meta_path``; ``force`` or not
     (``auto``), see the module's docstring."""
 
@@ -77,12 +80,15 @@ class CompatFinder(importlib.abc.MetaPathFinder):
         elif not self.force and importlib.machinery.PathFinder.find_spec(top, sys.path) is not None:
             return None  # a real one is installed: it wins
         name = TARGETS[top] + ("." + rest if rest else "")
-        if importlib.util.find_spec(name) is None:
+        from importlib.util import find_spec  # only once smartsim is imported: 4 ms at interpreter start
+
+        if find_spec(name) is None:
             if fullname not in INNER:
                 return None
             inner = INNER[fullname]
             name = TARGETS[top] + inner[len(top):]
-        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(name), is_package=True)
+        # a Loader by protocol (create_module, exec_module), not by subclassing importlib.abc.Loader
+        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(name), is_package=True)  # type: ignore[arg-type]
 
 
 def install(mode: str | None = None) -> CompatFinder | None:
