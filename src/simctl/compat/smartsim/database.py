@@ -10,6 +10,7 @@ import simctl
 
 from ._adapt import Built, recast, scratch
 from .entity import DBNode
+from .telemetry import TELEMETRY, TelemetryConfiguration
 
 # simctl.Orchestrator is imported on first use of simctl's store (redis-py, numpy)
 _Base: Any = simctl.Orchestrator
@@ -63,6 +64,11 @@ class Orchestrator(_Base, metaclass=Built):
     @property
     def db_identifier(self) -> str:
         return str(self.name)
+
+    @property
+    def telemetry(self) -> TelemetryConfiguration:
+        """SmartSim's telemetry switch: always on (simctl's manifest; see :mod:`.telemetry`)."""
+        return TELEMETRY
 
     @property
     def checkpoint_file(self) -> str:

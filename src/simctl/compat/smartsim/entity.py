@@ -9,9 +9,13 @@ from typing import Any
 import simctl
 
 from ._adapt import Built, recast, scratch
+from .telemetry import TelemetryConfiguration
 
 SmartSimEntity = simctl.Entity
+
 EntitySequence = EntityList = simctl.Ensemble
+__all__ = ["DBModel", "DBNode", "DBScript", "Ensemble", "EntityList", "EntitySequence", "Model", "SmartSimEntity",
+           "TelemetryConfiguration"]
 
 
 class DBObject:

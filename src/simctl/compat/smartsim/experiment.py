@@ -12,6 +12,7 @@ from ._adapt import recast
 from .database import Orchestrator, build
 from .entity import Ensemble, Model
 from .settings import with_smartsim_methods
+from .telemetry import TELEMETRY, TelemetryConfiguration
 
 _Orchestrator: Any = simctl.Orchestrator
 
@@ -19,6 +20,11 @@ _Orchestrator: Any = simctl.Orchestrator
 class Experiment(simctl.Experiment):
     """SmartSim's ``Experiment(name, exp_path=None, launcher="local")``: a
     :class:`simctl.Experiment`."""
+
+    @property
+    def telemetry(self) -> TelemetryConfiguration:
+        """SmartSim's telemetry switch: always on (simctl's manifest; see :mod:`.telemetry`)."""
+        return TELEMETRY
 
     def create_run_settings(self, *args: Any, **kwargs: Any) -> simctl.RunSettings:
         """simctl's, with SmartSim's extra methods (``set_time``...)."""
