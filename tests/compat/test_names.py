@@ -87,7 +87,10 @@ def test_direct_constructors_build_simctls_entities(tmp_path: Path, monkeypatch:
     ens = Ensemble("e", {"a": [1, 2], "b": [3, 4]}, run_settings=rs, perm_strat="step")
     assert isinstance(ens, simctl.Ensemble) and [m.params for m in ens.entities] == [{"a": 1, "b": 3},
                                                                                       {"a": 2, "b": 4}]
-    assert len(Ensemble("r", {}, run_settings=rs, replicas=3).entities) == 3
+    replicas = Ensemble("r", {}, run_settings=rs, replicas=3)
+    assert len(replicas.entities) == 3 and replicas.query_key_prefixing() and ens.query_key_prefixing()
+    made = smartsim.Experiment("x", exp_path=str(tmp_path)).create_ensemble("c", {"a": [1]}, None, rs)
+    assert made.entities[0].query_key_prefixing()  # SmartSim's members prefix their keys; simctl's default does not
     with pytest.raises(SSConfigError, match="unknown strategy|installed"):
         Ensemble("bad", {"a": [1]}, run_settings=rs, perm_strat="nope")
     db = Orchestrator(db_nodes=3, interface="lo")

@@ -10,7 +10,7 @@ import simctl
 
 from ._adapt import recast
 from .database import Orchestrator, build
-from .entity import Ensemble, Model
+from .entity import Ensemble, Model, smartsim_members
 from .settings import with_smartsim_methods
 from .telemetry import TELEMETRY, TelemetryConfiguration
 
@@ -37,10 +37,12 @@ class Experiment(simctl.Experiment):
                         run_settings: Any = None, replicas: int | None = None, perm_strategy: Any = "all_perm",
                         path: str | None = None, **kwargs: Any) -> Ensemble:
         """SmartSim's argument order: ``(name, params, batch_settings, run_settings,
-        replicas, perm_strategy, path)``."""
-        return recast(super().create_ensemble(
+        replicas, perm_strategy, path)``; members made from ``params`` or
+        ``replicas`` prefix their keys, as SmartSim's do."""
+        ens = recast(super().create_ensemble(
             name, params=params, batch_settings=batch_settings, run_settings=run_settings, replicas=replicas,
             perm_strategy=perm_strategy, path=path, **kwargs), Ensemble)
+        return smartsim_members(ens)
 
     def create_database(self, *args: Any, **kwargs: Any) -> Orchestrator:
         """SmartSim's argument order: ``(port, path, db_nodes, batch, hosts,
