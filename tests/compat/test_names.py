@@ -96,7 +96,7 @@ def test_direct_constructors_build_simctls_entities(tmp_path: Path, monkeypatch:
     db = Orchestrator(db_nodes=3, interface="lo")
     assert isinstance(db, simctl.Orchestrator) and db.is_cluster
     assert [n.name for n in db.entities] == ["orchestrator_0", "orchestrator_1", "orchestrator_2"]
-    assert [n.ports[0] - db.port for n in db.entities] == [0, 1, 2]
+    assert [n.ports[0] for n in db.entities] == db.ports == [db.port, db.port + 1, db.port + 2]
     assert db.telemetry.is_enabled and smartsim.Experiment("t", exp_path=str(tmp_path)).telemetry.is_enabled
     with pytest.warns(simctl.SimctlWarning, match="always records jobs in the experiment's manifest"):
         db.telemetry.disable()

@@ -62,6 +62,11 @@ class Orchestrator(_Base, metaclass=Built):
                 for i in range(self.db_nodes)]
 
     @property
+    def ports(self) -> list[int]:
+        """Each shard's port (simctl gives shards consecutive ports)."""
+        return [self.port + i for i in range(self.db_nodes)]
+
+    @property
     def db_identifier(self) -> str:
         return str(self.name)
 
