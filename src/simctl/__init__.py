@@ -44,16 +44,22 @@ from .workflow.ensemble import Ensemble
 from .workflow.experiment import Experiment
 from .workflow.model import Model
 
-_STORE_NAMES = ("Client", "Dataset")
+_STORE_NAMES = ("Client", "Dataset", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "StoreConnectionError",
+                "StoreError", "StoreKeyError", "StoreTimeoutError", "log_data")
 
 
 def __getattr__(name: str) -> object:
-    """``Client`` and ``Dataset`` come from :mod:`simctl.store`, imported on first
-    use so that ``import simctl`` does not load redis and numpy."""
+    """The feature store's names (``Client``, ``Dataset``, ``Orchestrator``, the
+    log levels and errors) come from :mod:`simctl.store`, imported on first use
+    so that ``import simctl`` does not load redis and numpy."""
     if name in _STORE_NAMES:
         from . import store  # redis-py and numpy: start-up cost
 
         return getattr(store, name)
+    if name == "Orchestrator":
+        from .store import orchestrator  # redis-py: start-up cost
+
+        return orchestrator.Orchestrator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -66,10 +72,11 @@ __all__ = [
     "Backend", "BatchJob", "checks", "BatchSettings", "Client", "ConfigError", "Dataset", "Ensemble", "Entity",
     "EntityFiles", "Experiment",
     "FileWatcher", "Handoff", "JobsFailed", "JobStatus", "Launch", "LaunchError", "LaunchPlan",
-    "Launcher", "Model", "Pick",
+    "Launcher", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "Model", "Orchestrator", "Pick",
     "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
-    "SchedulerError", "SchedulerLauncher", "SimctlError", "SimctlWarning", "Status", "Strategy", "Zip",
-    "configure_logging", "env_file", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins",
+    "SchedulerError", "SchedulerLauncher", "StoreConnectionError", "StoreError", "StoreKeyError",
+    "StoreTimeoutError", "SimctlError", "SimctlWarning", "Status", "Strategy", "Zip",
+    "configure_logging", "env_file", "log_data", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins",
     "parse_device", "parse_walltime",
     "read_rc", "redact", "__version__",
 ]

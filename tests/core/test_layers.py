@@ -1,7 +1,9 @@
 """The layers of the package, as tests: bottom to top, core, ml, store,
-workflow, the face (``simctl/__init__.py``), then plugins and the CLI. A layer
-imports only those below it; plugins import only the face, as a third party
-does. Every import counts: at module level, inside a function, or under
+workflow, the face (``simctl/__init__.py``), then plugins, the CLI and the
+SmartSim compatibility layer (``simctl.compat``). A layer imports only those
+below it; plugins import only the face, as a third party does; the
+compatibility layer imports the face and the public modules a user imports
+(:data:`PUBLIC_MODULES`). Every import counts: at module level, inside a function, or under
 ``TYPE_CHECKING``; and an import inside a function says why it waits (a
 comment on its line or the line above: start-up cost)."""
 
@@ -28,7 +30,11 @@ ALLOWED = {
     "face": {"core", "ml", "store", "workflow", "face"},
     "plugins": {"face", "plugins"},
     "cli": {"core", "ml", "store", "workflow", "face", "cli"},
+    "compat": {"face", "compat"},
 }
+
+#: modules outside the face that users import by name (the documents do): the compatibility layer may too
+PUBLIC_MODULES = {"simctl.log", "simctl.ml.tf", "simctl.ml.torch"}
 
 
 def layer(module: str) -> str:
@@ -39,7 +45,7 @@ def layer(module: str) -> str:
     top = parts[1]
     if top == "log":
         return "core"
-    if top in ("core", "ml", "store", "workflow", "plugins", "cli"):
+    if top in ("core", "ml", "store", "workflow", "plugins", "cli", "compat"):
         return top
     raise AssertionError(f"{module} is in no layer: add it to one")
 
@@ -104,13 +110,23 @@ def test_the_scanner_reads_every_form():
     assert list(imports("importlib.import_module('simctl.plugins.strategies.random')", "simctl.core.x", False)) \
         == [(1, "simctl.plugins.strategies.random", False)]
     assert layer("simctl") == "face" and layer("simctl.log") == "core" and layer("simctl.cli") == "cli"
+    assert layer("simctl.compat.smartsim.settings") == "compat"
 
 
 def test_no_import_runs_up_a_layer():
     bad = [f"{mod}:{line} imports {name} ({layer(mod)} may import only {sorted(ALLOWED[layer(mod)])})"
            for mod, line, name, _, _ in all_imports()
-           if layer(name) not in ALLOWED[layer(mod)] and not (mod.startswith(name + ".") or mod == name)]
+           if layer(name) not in ALLOWED[layer(mod)] and not (mod.startswith(name + ".") or mod == name)
+           and not (layer(mod) == "compat" and name in PUBLIC_MODULES)]
     assert not bad, "imports that run up a layer:\n" + "\n".join(bad)
+
+
+def test_the_compat_layer_imports_only_the_face_and_public_modules():
+    found = [(mod, name) for mod, _, name, _, _ in all_imports() if layer(mod) == "compat"]
+    assert found, "the compatibility layer imports simctl"
+    bad = [f"{mod} imports {name}" for mod, name in found
+           if name != "simctl" and layer(name) != "compat" and name not in PUBLIC_MODULES]
+    assert not bad, "the SmartSim layer imports simctl's insides:\n" + "\n".join(bad)
 
 
 def test_plugins_import_only_the_face():

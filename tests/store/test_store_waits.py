@@ -274,7 +274,7 @@ def test_the_watch_finds_a_worker_silent_while_it_holds_nothing(server: Server) 
     """A worker asks for requests every second (BLMOVE): connections of a
     worker (by their names) all silent for HUNG_IDLE s while it holds nothing
     mean it is hung; a busy one (here: one that keeps sending) is not."""
-    server.raw.delete(protocol.taken_key("w", "CPU"), protocol.taken_key("w", "GPU:0"))
+    server.raw.delete(protocol.taken_key("w", "CPU"), protocol.taken_key("w", "GPU:0"), protocol.queue_key("w", "CPU"))
     silent = wire.connect(server.address, PASSWORD, protocol=2, client_name="simctl-ml-CPU-999991")
     busy = wire.connect(server.address, PASSWORD, protocol=2, client_name="simctl-ml-GPU:0-999992")
     watch = HungWatch(server.address, PASSWORD, ["CPU", "GPU:0"], cluster=False)
@@ -288,14 +288,18 @@ def test_the_watch_finds_a_worker_silent_while_it_holds_nothing(server: Server) 
             busy.ping()
             time.sleep(0.2)
         watch.look()
+        assert watch.hung() == {}  # silent, but nobody waits for it (it may be loading a runtime)
+        server.raw.rpush(protocol.queue_key("w", "CPU"), b"{}")  # now a request waits
+        watch.look()
         hung = watch.hung()
         assert list(hung) == ["CPU"], hung
-        idle = re.fullmatch(r"it held no request and sent no command for (\d+) s \(an idle worker asks for "
-                            r"requests every 1 s\): hung", hung["CPU"])
+        idle = re.fullmatch(r"it held no request and sent no command for (\d+) s while a request waited in its "
+                            r"queue \(an idle worker asks for requests every 1 s\): hung", hung["CPU"])
         assert idle and int(idle.group(1)) >= protocol.HUNG_IDLE, hung
         watch.look()
         assert watch.hung() == {}  # that worker is reported once
     finally:
+        server.raw.delete(protocol.queue_key("w", "CPU"))
         watch.stop()
         silent.close()
         busy.close()
@@ -421,10 +425,10 @@ def test_a_worker_stopped_while_idle_is_replaced(tmp_path: Path, frozen: Any) ->
             c.run_script("neg", "neg", "x", "y")
             pid = worker_pid(c, "x")
             frozen(pid)  # holding nothing: once its last BLMOVE ends, it asks for nothing
-            new = worker_pid(c, "x", other_than=pid, wait=RESTART)
-            assert gone(pid)
-            c.run_script("neg", "neg", "x", "z", timeout=RESTART)
-            assert c.get_tensor("z").tolist() == [-1.0] and worker_pid(c, "x") == new
+            time.sleep(protocol.HUNG_IDLE + 2 * protocol.HUNG_CHECK)
+            assert worker_pid(c, "x") == pid  # silent, but no request waits for it: left alone
+            c.run_script("neg", "neg", "x", "z", timeout=RESTART)  # waits in the queue: the worker is replaced
+            assert c.get_tensor("z").tolist() == [-1.0] and gone(pid) and worker_pid(c, "x") != pid
     finally:
         exp.stop(db)
 

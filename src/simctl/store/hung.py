@@ -13,7 +13,9 @@ The requests held at that moment are never counted against the next worker.
 A worker that holds no request asks for one every :data:`protocol.IDLE`
 seconds (a blocking BLMOVE): one whose connections have all been silent for
 :data:`protocol.HUNG_IDLE` seconds (``idle`` in ``CLIENT LIST``) while it holds
-nothing is hung too (stopped while idle, say), and is replaced the same way.
+nothing and a request waits in its queue is hung too (stopped while idle,
+say), and is replaced the same way. A silent worker nobody waits for is left
+alone (it may be importing its runtime or loading a large model).
 The watch finds the worker's connections by their names once, then asks only
 about them (``CLIENT LIST ID``).
 """
@@ -118,7 +120,7 @@ class HungWatch:
         held = pipe.execute()
         now = time.monotonic() if now is None else now
         for device, raws in zip(self.devices, held):
-            reason = self._judge(device, raws, now) or ("" if raws else self._silent(r, device))
+            reason = self._judge(device, raws, now) or ("" if raws else self._silent(r, tag, device))
             if reason:
                 with self._lock:
                     self._hung[device] = reason
@@ -150,8 +152,13 @@ class HungWatch:
             spent.update(ids)
         return reason
 
-    def _silent(self, r: redis.Redis, device: str) -> str:
-        """Why the worker of ``device``, holding no request, is hung ("" if it is not)."""
+    def _silent(self, r: redis.Redis, tag: str, device: str) -> str:
+        """Why the worker of ``device``, holding no request while one waits in
+        its queue, is hung ("" if it is not). A silent worker that nobody waits
+        for is left alone: it may be loading a large model or importing its
+        runtime, and a stopped one is replaced as soon as a request comes."""
+        if not r.llen(pr.queue_key(tag, device)):
+            return ""
         ids = self._conns.get(device)
         conns = r.client_list(client_id=ids) if ids else []
         if not conns:  # not known yet, or a new worker: find its connections by their names
@@ -164,5 +171,5 @@ class HungWatch:
         if idle < pr.HUNG_IDLE:
             return ""
         self._spent_pids |= pids
-        return (f"it held no request and sent no command for {idle} s (an idle worker asks for requests every "
-                f"{pr.IDLE:g} s): hung")
+        return (f"it held no request and sent no command for {idle} s while a request waited in its queue (an "
+                f"idle worker asks for requests every {pr.IDLE:g} s): hung")

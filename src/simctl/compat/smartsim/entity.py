@@ -1,0 +1,180 @@
+"""``smartsim.entity``: Model, Ensemble, DBNode, DBModel, DBScript and the bases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import simctl
+
+from ._adapt import Built, recast, scratch
+from .telemetry import TelemetryConfiguration
+
+SmartSimEntity = simctl.Entity
+
+EntitySequence = EntityList = simctl.Ensemble
+__all__ = ["DBModel", "DBNode", "DBScript", "Ensemble", "EntityList", "EntitySequence", "Model", "SmartSimEntity",
+           "TelemetryConfiguration"]
+
+
+class DBObject:
+    """What SmartSim shows of an ML object after ``add_ml_model`` /
+    ``add_script`` / ``add_function``: a view of simctl's stored object."""
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+        spec = obj.spec
+        self.name: str = obj.name
+        self.device: str = spec.device
+        self.devices_per_node: int = spec.devices_per_node
+        self.first_device: int = spec.first_device
+
+    @property
+    def is_file(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, device={self.device!r})"
+
+
+class DBModel(DBObject):
+    """SmartSim's ``DBModel``: ``name``, ``backend``, ``model`` (bytes), devices, batching, inputs/outputs."""
+
+    def __init__(self, obj: Any) -> None:
+        super().__init__(obj)
+        spec = obj.spec
+        self.backend: str = spec.backend
+        self.model: bytes = obj.data
+        self.batch_size, self.min_batch_size = spec.batch_size, spec.min_batch_size
+        self.min_batch_timeout, self.tag = spec.min_batch_timeout, spec.tag
+        self.inputs: list[str] = list(spec.inputs or [])
+        self.outputs: list[str] = list(spec.outputs or [])
+
+
+class DBScript(DBObject):
+    """SmartSim's ``DBScript``: ``name``, ``script`` (the TorchScript source), devices."""
+
+    def __init__(self, obj: Any) -> None:
+        super().__init__(obj)
+        self.script: str = obj.data.decode()
+        self.func = self.script
+
+
+class _DBObjects:
+    """``_db_models`` and ``_db_scripts``, as SmartSim's entities have them."""
+
+    __slots__ = ()
+
+    @property
+    def _db_models(self: Any) -> list[DBModel]:
+        return [DBModel(o) for o in self.ml if o.kind == "model"]
+
+    @property
+    def _db_scripts(self: Any) -> list[DBScript]:
+        return [DBScript(o) for o in self.ml if o.kind == "script"]
+
+
+def _pinning(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kwargs.get("custom_pinning") == []:
+        kwargs["custom_pinning"] = None
+    return kwargs
+
+
+class Model(_DBObjects, simctl.Model, metaclass=Built):
+    """SmartSim's ``Model(name, params, run_settings, path=getcwd(), params_as_args=None,
+    batch_settings=None)``: a :class:`simctl.Model`."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _build(cls, name: str, params: Mapping[str, Any] | None, run_settings: simctl.RunSettings,
+               path: str | None = None, params_as_args: list[str] | None = None,
+               batch_settings: simctl.BatchSettings | None = None) -> Model:
+        path = os.path.abspath(path) if path is not None else os.getcwd()
+        model = scratch(path=os.path.dirname(path)).create_model(
+            name, run_settings, params=params, path=path, params_as_args=params_as_args,
+            batch_settings=batch_settings)
+        return recast(model, cls)
+
+    def colocate_db_tcp(self, *args: Any, **kwargs: Any) -> None:
+        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None)."""
+        super().colocate_db_tcp(*args, **_pinning(kwargs))
+
+    def colocate_db_uds(self, *args: Any, **kwargs: Any) -> None:
+        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None)."""
+        super().colocate_db_uds(*args, **_pinning(kwargs))
+
+    @property
+    def colocated(self) -> bool:
+        """Whether a store runs beside the model (SmartSim's ``Model.colocated``)."""
+        return self.colocated_db is not None
+
+    @property
+    def exe(self) -> list[str]:
+        """SmartSim's ``Model.exe``: the executable, as a one-item list."""
+        return [self.run_settings.exe]
+
+    def set_path(self, path: str) -> None:
+        """Where the model runs (SmartSim's ``set_path``)."""
+        self.path = os.path.abspath(path)
+
+
+class Ensemble(_DBObjects, simctl.Ensemble, metaclass=Built):
+    """SmartSim's ``Ensemble(name, params, path=getcwd(), params_as_args=None,
+    batch_settings=None, run_settings=None, perm_strat="all_perm", replicas=...)``:
+    a :class:`simctl.Ensemble`; ``entities`` are its members."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _build(cls, name: str, params: Mapping[str, Any] | None, path: str | None = None,
+               params_as_args: list[str] | None = None, batch_settings: simctl.BatchSettings | None = None,
+               run_settings: simctl.RunSettings | None = None,
+               perm_strat: str | Callable[..., Any] = "all_perm", **kwargs: Any) -> Ensemble:
+        path = os.path.abspath(path) if path is not None else None
+        ens = scratch(path=os.path.dirname(path) if path else None).create_ensemble(
+            name, params=params or None, params_as_args=params_as_args, batch_settings=batch_settings,
+            run_settings=run_settings, perm_strategy=perm_strat, path=path, **kwargs)
+        return smartsim_members(recast(ens, cls))
+
+    @property
+    def entities(self) -> list[simctl.Model]:
+        """The members (SmartSim's ``Ensemble.entities``)."""
+        return self.models
+
+    def set_path(self, path: str) -> None:
+        """Where the ensemble's members' directories go (SmartSim's ``set_path``)."""
+        self.path = os.path.abspath(path)
+
+
+def smartsim_members(ens: Ensemble) -> Ensemble:
+    """As SmartSim does: members made from ``params`` or ``replicas`` prefix
+    their keys with their names (simctl's own default is not to)."""
+    if ens.params or ens.replicas:
+        ens.enable_key_prefixing()
+    return ens
+
+
+class DBNode:
+    """One shard of an :class:`~smartsim.database.Orchestrator` (SmartSim's ``DBNode``)."""
+
+    def __init__(self, name: str, path: str, port: int, host: str | None, run_settings: Any = None) -> None:
+        self.name, self.path, self.ports, self._host = name, path, [port], host
+        #: the orchestrator's run settings (one object for every shard, as simctl starts each shard alike)
+        self.run_settings = run_settings
+        self.type = "DBNode"
+
+    @property
+    def host(self) -> str:
+        """The host it runs on (known once started)."""
+        if self._host is None:
+            raise simctl.SimctlError(f"{self.name} has not been started, so it has no host yet")
+        return self._host
+
+    @property
+    def hosts(self) -> list[str]:
+        return [self.host]
+
+    def __repr__(self) -> str:
+        return f"DBNode(name={self.name!r}, port={self.ports[0]}, host={self._host!r})"

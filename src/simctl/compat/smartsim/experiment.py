@@ -1,0 +1,59 @@
+"""``smartsim.Experiment``: simctl's Experiment, whose ``create_*`` return the
+layer's classes (with SmartSim's extra names) and which reconnects to a store."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import simctl
+
+from ._adapt import recast
+from .database import Orchestrator, build
+from .entity import Ensemble, Model, smartsim_members
+from .settings import with_smartsim_methods
+from .telemetry import TELEMETRY, TelemetryConfiguration
+
+_Orchestrator: Any = simctl.Orchestrator
+
+
+class Experiment(simctl.Experiment):
+    """SmartSim's ``Experiment(name, exp_path=None, launcher="local")``: a
+    :class:`simctl.Experiment`."""
+
+    @property
+    def telemetry(self) -> TelemetryConfiguration:
+        """SmartSim's telemetry switch: always on (simctl's manifest; see :mod:`.telemetry`)."""
+        return TELEMETRY
+
+    def create_run_settings(self, *args: Any, **kwargs: Any) -> simctl.RunSettings:
+        """simctl's, with SmartSim's extra methods (``set_time``...)."""
+        return with_smartsim_methods(super().create_run_settings(*args, **kwargs))
+
+    def create_model(self, *args: Any, **kwargs: Any) -> Model:
+        return recast(super().create_model(*args, **kwargs), Model)
+
+    def create_ensemble(self, name: str, params: Any = None, batch_settings: Any = None,  # type: ignore[override]
+                        run_settings: Any = None, replicas: int | None = None, perm_strategy: Any = "all_perm",
+                        path: str | None = None, **kwargs: Any) -> Ensemble:
+        """SmartSim's argument order: ``(name, params, batch_settings, run_settings,
+        replicas, perm_strategy, path)``; members made from ``params`` or
+        ``replicas`` prefix their keys, as SmartSim's do."""
+        ens = recast(super().create_ensemble(
+            name, params=params, batch_settings=batch_settings, run_settings=run_settings, replicas=replicas,
+            perm_strategy=perm_strategy, path=path, **kwargs), Ensemble)
+        return smartsim_members(ens)
+
+    def create_database(self, *args: Any, **kwargs: Any) -> Orchestrator:
+        """SmartSim's argument order: ``(port, path, db_nodes, batch, hosts,
+        run_command, interface, account, time, queue, single_cmd, db_identifier)``
+        (see :func:`~simctl.compat.smartsim.database.build`)."""
+        return build(super().create_database, *args, **kwargs)
+
+    def reconnect_orchestrator(self, checkpoint: str) -> Orchestrator:
+        """The store a driver that died left running, from its directory or the
+        file it recorded there (SmartSim passes ``smartsim_db.dat``; simctl
+        records ``store.json``)."""
+        path = os.fspath(checkpoint)
+        return recast(_Orchestrator.attach(path if os.path.isdir(path) else os.path.dirname(path)),
+                      Orchestrator)

@@ -1,0 +1,1 @@
+"""``smartsim.ml``: the ML helpers (``smartsim.ml.tf``, ``smartsim.ml.torch``)."""
