@@ -96,8 +96,7 @@ def test_simctl_stop_refuses_while_the_driver_runs(tmp_path):
     assert manifest_statuses(tmp_path / "exp")["sleeper"] == "Cancelled"
 
 
-def test_a_double_forked_daemon_is_stopped_with_its_model(tmp_path):
-    code = """
+DAEMON_DRIVER = """
 import os, sys, time
 from simctl import Experiment
 daemon = '''
@@ -111,18 +110,21 @@ time.sleep(300)
 open("daemon.py", "w").write(daemon)
 exp = Experiment("d", exp_path="exp", launcher="local")
 m = exp.create_model("m", exp.create_run_settings(exe=sys.executable, exe_args=["-c",
-    "import subprocess, sys, time; subprocess.run([sys.executable, 'daemon.py']); time.sleep(300)"]),
+    "import subprocess, sys, time; subprocess.run([sys.executable, 'daemon.py']); time.sleep({model_sleep})"]),
     path=os.getcwd())
 exp.start(m, block=False)
 while not os.path.exists("daemon.pid"):
     time.sleep(0.05)
-time.sleep(0.2)
-exp.stop(m)
-print(exp.get_status(m)[0].value, flush=True)
+print("started", flush=True)
+{after}
 """
-    proc = run_driver(tmp_path, code)
+
+
+def test_a_double_forked_daemon_is_stopped_with_its_model(tmp_path):
+    after = "time.sleep(0.2)\nexp.stop(m)\nprint(exp.get_status(m)[0].value, flush=True)"
+    proc = run_driver(tmp_path, DAEMON_DRIVER.format(model_sleep=300, after=after))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "Cancelled"
+    assert proc.stdout.split() == ["started", "Cancelled"]
     daemon = int((tmp_path / "daemon.pid").read_text())
     wait_until(lambda: gone(daemon), "the daemon to be gone")
     time.sleep(0)
@@ -236,28 +238,7 @@ def test_close_ends_and_waits_for_every_thread_the_experiment_started_walltime_s
 
 
 def test_a_daemon_left_by_a_model_that_ended_after_its_driver_was_killed_is_stopped_by_simctl_stop(tmp_path):
-    code = """
-import os, sys, time
-from simctl import Experiment
-daemon = '''
-import os, sys, time
-if os.fork(): sys.exit(0)
-os.setsid()
-if os.fork(): sys.exit(0)
-open("daemon.pid", "w").write(str(os.getpid()))
-time.sleep(300)
-'''
-open("daemon.py", "w").write(daemon)
-exp = Experiment("d", exp_path="exp", launcher="local")
-m = exp.create_model("m", exp.create_run_settings(exe=sys.executable, exe_args=["-c",
-    "import subprocess, sys, time; subprocess.run([sys.executable, 'daemon.py']); time.sleep(2)"]),
-    path=os.getcwd())
-exp.start(m, block=False)
-while not os.path.exists("daemon.pid"):
-    time.sleep(0.05)
-print("started", flush=True)
-time.sleep(300)
-"""
+    code = DAEMON_DRIVER.format(model_sleep=2, after="time.sleep(300)")
     proc = run_driver(tmp_path, code, wait=False)
     assert proc.stdout.readline().strip() == "started"
     model = _pid_of(tmp_path, "m")
@@ -274,32 +255,10 @@ time.sleep(300)
     assert rec["status"] == "Unknown" and "process(es) it left running were stopped" in rec["reason"], rec
 
 
-DAEMON_DRIVER = """
-import os, sys, time
-from simctl import Experiment
-daemon = '''
-import os, sys, time
-if os.fork(): sys.exit(0)
-os.setsid()
-if os.fork(): sys.exit(0)
-open("daemon.pid", "w").write(str(os.getpid()))
-time.sleep(300)
-'''
-open("daemon.py", "w").write(daemon)
-exp = Experiment("d", exp_path="exp", launcher="local")
-m = exp.create_model("m", exp.create_run_settings(exe=sys.executable, exe_args=["-c",
-    "import subprocess, sys, time; subprocess.run([sys.executable, 'daemon.py']); time.sleep(300)"]),
-    path=os.getcwd())
-exp.start(m, block=False)
-while not os.path.exists("daemon.pid"):
-    time.sleep(0.05)
-print("started", flush=True)
-{after}
-"""
 
 
 def test_the_drivers_exit_ends_a_daemon_its_running_model_left(tmp_path):
-    proc = run_driver(tmp_path, DAEMON_DRIVER.format(after="pass"))
+    proc = run_driver(tmp_path, DAEMON_DRIVER.format(model_sleep=300, after="pass"))
     assert proc.returncode == 0, proc.stderr
     daemon = int((tmp_path / "daemon.pid").read_text())
     wait_until(lambda: gone(daemon), "the daemon to be gone")
@@ -307,7 +266,7 @@ def test_the_drivers_exit_ends_a_daemon_its_running_model_left(tmp_path):
 
 
 def test_simctl_stop_ends_a_daemon_of_a_model_still_running_after_its_driver_was_killed(tmp_path):
-    proc = run_driver(tmp_path, DAEMON_DRIVER.format(after="time.sleep(300)"), wait=False)
+    proc = run_driver(tmp_path, DAEMON_DRIVER.format(model_sleep=300, after="time.sleep(300)"), wait=False)
     assert proc.stdout.readline().strip() == "started"
     proc.kill()
     proc.wait()
