@@ -20,7 +20,9 @@ PACKAGE = Path(simctl.__file__).resolve().parent
 SPELLED = re.compile(r"\b(" + "|".join(map(re.escape, contract.NAMES)) + r")\b")
 #: modules that may spell a name: the contract; the core's per-node wrapper owns the readiness
 #: file's name (the core may not import the store, so the contract takes it from there)
-OWNERS = {"store/contract.py": set(contract.NAMES), "core/pernode.py": {contract.READY_FILE}}
+OWNERS = {"store/contract.py": set(contract.NAMES), "core/pernode.py": {contract.READY_FILE},
+          # SmartRedis's own option name (ConfigOptions' "SSDB"), which happens to be the variable's
+          "compat/smartredis/__init__.py": {contract.ADDRESS}}
 
 
 def literals(source: str) -> Iterator[tuple[int, str]]:
