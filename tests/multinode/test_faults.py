@@ -12,8 +12,6 @@ for a fault, the test does it and writes its answer."""
 from __future__ import annotations
 
 import json
-import signal
-from pathlib import Path
 
 #: the drivers' common part: meeting the test, the CLI's status, reading every key
 COMMON = """
@@ -171,5 +169,91 @@ def test_a_node_cut_off_and_brought_back(cluster):
     assert got["stopped"] == ["Cancelled"] * 3
 
 
-def _unused() -> None:  # keep imports used until the other faults land
-    _ = (signal, Path)
+SLURMD = COMMON + """
+root, member, nodes = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+exp = Experiment("slurmd", exp_path=root, launcher="slurm")
+
+def ensemble(name, go):
+    barrier = os.path.join(where, "barrier-" + name)
+    os.makedirs(barrier)
+    rs = exp.create_run_settings(exe=sys.executable, exe_args=[member, barrier, go])
+    ens = exp.create_ensemble(name, replicas=3, run_settings=rs)
+    for m, node in zip(ens, nodes):
+        m.run_settings.set_hostlist([node])
+    exp.generate(ens)
+    return ens, barrier
+
+def seen(ens):
+    return [json.loads(open(os.path.join(m.path, m.name + ".out")).read() or "{}") for m in ens]
+
+def reasons(ens):
+    return [exp.controller.jobs[k].status.reason for k in ens.job_keys()]
+
+out = {}
+go = os.path.join(where, "go")
+running, barrier = ensemble("running", go)
+exp.start(running, block=False)
+while len(os.listdir(barrier)) < 3:
+    time.sleep(0.1)
+say("kill-me")
+wait("killed")
+late, _ = ensemble("late", os.path.join(where, "started"))  # members that need no "go"
+open(os.path.join(where, "started"), "w").close()
+exp.start(late, block=False)  # the member on the node without slurmd cannot be launched
+while not exp.finished(late):
+    time.sleep(0.1)
+out["late"] = [str(s) for s in exp.get_status(late)]
+out["late_reasons"] = reasons(late)
+out["late_err"] = [open(os.path.join(m.path, m.name + ".err")).read()[-2000:] for m in late]
+out["late_seen"] = seen(late)
+out["running_then"] = [str(s) for s in exp.get_status(running)]
+out["cli"] = cli_status(root)
+say("restart-me")  # slurmd back before slurmctld's SlurmdTimeout (60 s) calls sm3 down
+wait("restarted")
+open(go, "w").close()  # the members started before the kill finish
+exp.poll(verbose=False)
+out["running"] = [str(s) for s in exp.get_status(running)]
+out["running_seen"] = seen(running)
+again = late[2]
+exp.start(again, block=True)  # slurmd back: the failed member runs again on its node
+out["again"] = str(exp.get_status(again)[0])
+out["again_seen"] = json.loads(open(os.path.join(again.path, again.name + ".out")).read() or "{}")
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_nodes_slurmd_killed(cluster):
+    """sm3's slurmd killed inside an allocation: the members already running
+    there finish (their slurmstepd does not need slurmd); a member started
+    there afterwards fails after srun's message timeout, with srun's
+    "Task launch ... failed on node sm3" in its stderr and its exit code, the
+    others complete; slurmd started again (setup-multinode.sh --start), the
+    failed member runs again on sm3, and the members that ran through the
+    kill complete. (Left longer than slurmctld's SlurmdTimeout, the node is
+    set DOWN and the whole allocation is cancelled: NODE_FAIL.)"""
+    where = cluster.workdir("slurmd")
+    member = cluster.write(where, "member.py", MEMBER)
+    driver = cluster.spawn(where, SLURMD, str(where / "exp"), member, ",".join(cluster.nodes),
+                           salloc=["-N3", "--ntasks-per-node=2", "-t", "00:10:00"])
+    victim = cluster.nodes[2]
+    pidfile = cluster.shared.parent / "run" / f"slurmd-{victim}.pid"
+    try:
+        cluster.await_file(where / "kill-me", driver)
+        cluster.node_run("kill", "-KILL", pidfile.read_text().strip())
+        (where / "killed").write_text("")
+        cluster.await_file(where / "restart-me", driver)
+    finally:
+        said = cluster.start()
+    (where / "restarted").write_text("")
+    got = cluster.result(driver)
+    print(json.dumps(got, indent=1))
+    assert f"starting slurmd on {victim}" in said
+    assert got["late"] == ["Completed", "Completed", "Failed"], got
+    assert [s.get("host") for s in got["late_seen"][:2]] == cluster.nodes[:2]
+    assert f"Task launch for StepId=" in got["late_err"][2] and f"failed on node {victim}" in got["late_err"][2]
+    assert "233" in got["late_reasons"][2], got["late_reasons"]
+    assert got["running_then"] == ["Running"] * 3
+    assert got["cli"].count("Failed") == 1, got["cli"]
+    assert got["running"] == ["Completed"] * 3, got
+    assert [s["host"] for s in got["running_seen"]] == cluster.nodes  # sm3's member too
+    assert got["again"] == "Completed" and got["again_seen"]["host"] == victim
