@@ -12,6 +12,7 @@ for a fault, the test does it and writes its answer."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 #: the drivers' common part: meeting the test, the CLI's status, reading every key
 COMMON = """
@@ -250,10 +251,93 @@ def test_a_nodes_slurmd_killed(cluster):
     assert f"starting slurmd on {victim}" in said
     assert got["late"] == ["Completed", "Completed", "Failed"], got
     assert [s.get("host") for s in got["late_seen"][:2]] == cluster.nodes[:2]
-    assert f"Task launch for StepId=" in got["late_err"][2] and f"failed on node {victim}" in got["late_err"][2]
+    assert "Task launch for StepId=" in got["late_err"][2] and f"failed on node {victim}" in got["late_err"][2]
     assert "233" in got["late_reasons"][2], got["late_reasons"]
     assert got["running_then"] == ["Running"] * 3
     assert got["cli"].count("Failed") == 1, got["cli"]
     assert got["running"] == ["Completed"] * 3, got
     assert [s["host"] for s in got["running_seen"]] == cluster.nodes  # sm3's member too
     assert got["again"] == "Completed" and got["again_seen"]["host"] == victim
+
+
+LOST = COMMON + """
+root, port, iface, nodes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
+exp = Experiment("lost", exp_path=root, launcher="slurm")
+db = exp.create_database(port=port, db_nodes=3, interface=iface, hosts=nodes, persistence="always")
+exp.generate(db)
+exp.start(db)
+with db.client() as c:
+    for i in range(30):
+        c.put_tensor(f"k{i}", np.full(4, i))
+out = {}
+say("kill-me")
+wait("killed")
+views = 0
+while True:  # the other shards notice (cluster-node-timeout 2 s)
+    views += 1
+    view = cluster_view(db, 0)
+    if any("fail" in f for f in view["flags"]) or views > 100:
+        break
+    time.sleep(0.2)
+out["lost_view"] = view
+out["lost_ok"], out["lost_errors"] = read_keys(db)
+polls = 0
+while not exp.get_status(db)[2].is_terminal and polls < 25:  # what srun (on the head) makes of it: nothing
+    polls += 1
+    time.sleep(0.2)
+out["lost_db"] = [str(s) for s in exp.get_status(db)]
+out["lost_reasons"] = [exp.controller.jobs[k].status.reason for k in db.job_keys()]
+out["lost_cli"] = cli_status(root)
+exp.stop(db)  # the lost shard's srun never ends by itself: not waited for
+out["stopped"] = [str(s) for s in exp.get_status(db)]
+out["stopped_reasons"] = [exp.controller.jobs[k].status.reason for k in db.job_keys()]
+say("restore-me")
+wait("restored")
+out["saved"] = sorted(p for p in os.listdir(db.path) if p.endswith(".aof") or p.startswith("appendonly"))
+# the same store, from its saves, on the nodes left (in this allocation the lost node's CPU is
+# held by the lost step for good: a step there would wait "Requested nodes are busy")
+db = exp.create_database(port=port + 3, db_nodes=3, interface=iface, hosts=[nodes[0], nodes[1], nodes[0]],
+                         persistence="always")
+exp.start(db)
+out["again_ok"], out["again_errors"] = read_keys(db)
+exp.stop(db)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_shards_node_lost(cluster):
+    """Every process of sm3 (slurmd, slurmstepd, the shard's supervisor and
+    server) killed, as when a node dies: the other shards flag it failed and
+    serve their keys, its keys are refused at once; srun on the head never
+    sees its step end (the shard stays Running); stopping the store signals
+    the shards, sees Slurm call the node not responding and stops that srun
+    instead of waiting for ever; the store started again from its saves (on
+    the shared file system) on the nodes left has every key back."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("lost")
+    port = free_ports(6, cluster=True)
+    driver = cluster.spawn(where, LOST, str(where / "exp"), str(port), cluster.iface, ",".join(cluster.nodes),
+                           salloc=["-N3", "--ntasks-per-node=2", "--no-kill", "-t", "00:10:00"])
+    victim = cluster.nodes[2]
+    try:
+        cluster.await_file(where / "kill-me", driver)
+        pids = cluster.node_run("ip", "netns", "pids", victim).split()
+        assert pids  # slurmd, slurmstepd, the supervisor, redis-server at least
+        subprocess.run(["kill", "-KILL", *pids], check=False)
+        (where / "killed").write_text("")
+        cluster.await_file(where / "restore-me", driver)
+    finally:
+        said = cluster.start()
+    (where / "restored").write_text("")
+    got = cluster.result(driver)
+    print(json.dumps(got, indent=1))
+    assert f"starting slurmd on {victim}" in said
+    assert sum("fail" in f for f in got["lost_view"]["flags"]) == 1, got["lost_view"]
+    assert 0 < len(got["lost_ok"]) < 30, got
+    assert all("Connection" in e for e in got["lost_errors"].values()), got["lost_errors"]
+    assert got["lost_db"] == ["Running"] * 3, got  # not noticed: srun waits for the lost tasks
+    assert got["stopped"] == ["Cancelled"] * 3, got["stopped_reasons"]
+    assert all("its data is saved" in r for r in got["stopped_reasons"][:2]), got["stopped_reasons"]
+    assert "may not have been" in got["stopped_reasons"][2], got["stopped_reasons"]
+    assert got["again_ok"] == list(range(30)), got
