@@ -14,6 +14,7 @@ import copy
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -285,13 +286,26 @@ class SlurmLauncher(SchedulerLauncher):
             return None
         return "simctl-" + hashlib.sha1(f"{step.cwd}\0{step.key}".encode()).hexdigest()[:12]
 
+    #: run arguments that say where a step runs: with any of them, simctl does not place it
+    PLACING = ("nodelist", "w", "relative", "r", "exclude", "x", "nodefile", "F")
+
     def _named(self, step: ProcessStep) -> RunSettings | None:
-        """``step``'s run settings with its step name (:meth:`step_name`), or None if it has none."""
+        """``step``'s run settings with its step name (:meth:`step_name`), or None
+        if it has none. A store's shard (``<store>/shard-<i>``) placed nowhere
+        (no ``hosts=``, no host list or node run argument) inside a multi-node
+        allocation runs on node ``i mod N`` of its N nodes (``--relative``):
+        one shard per node when there are as many nodes as shards, where
+        Slurm would pack them onto the first node (issue 18)."""
         name = self.step_name(step)
         if name is None or step.run_settings is None:
             return None
         rs = copy.deepcopy(step.run_settings)
         rs.run_args["job-name"] = name
+        shard = re.fullmatch(r".+/shard-(\d+)", step.key)
+        nodes = os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", ""))
+        if shard and nodes.isdigit() and int(nodes) > 1 and self.inside_allocation() and not rs.hostlist \
+                and not any(k in rs.run_args for k in self.PLACING):
+            rs.run_args["relative"] = int(shard.group(1)) % int(nodes)
         return rs
 
     def command(self, step: ProcessStep) -> list[str]:
