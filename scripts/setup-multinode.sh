@@ -268,7 +268,7 @@ wait_nodes() {
 check_steps() {
     local out want
     [[ $(on "$HEAD" squeue -h -t R -o %i | wc -l) -eq 0 ]] || { log "jobs are running: srun check skipped"; return 0; }
-    out=$(on "$HEAD" timeout 60 srun -Q -N "$NODES" --ntasks-per-node=1 --time=1 --immediate=30 -J sm-check \
+    out=$(on "$HEAD" timeout 60 srun -Q -N "$NODES" --ntasks-per-node=1 --time=1 --immediate=30 -J sm-check --chdir=/ \
           sh -c 'echo "$(hostname) $SLURMD_NODENAME $(ip -4 -o addr show dev '"$IFACE"' | awk "{print \$4}")"' 2>&1) ||
         die "srun over all nodes failed: $out"
     want=$(for n in $(nodes); do echo "$n $n $(addr_of "$n")/24"; done | sort)

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,18 +60,47 @@ class Cluster:
         path.write_text(textwrap.dedent(code).lstrip())
         return str(path)
 
-    def drive(self, where: Path, code: str, *args: str, salloc: list[str] | None = None) -> dict:
-        """Run ``code`` (a driver printing ``RESULT <json>``) with simctl's Python on
-        the head node, in ``where``, under ``salloc ARGS`` when given; its result."""
+    def spawn(self, where: Path, code: str, *args: str, salloc: list[str] | None = None) -> subprocess.Popen[str]:
+        """Start ``code`` (a driver printing ``RESULT <json>``) with simctl's Python on
+        the head node, in ``where``, under ``salloc ARGS`` when given; :meth:`result` ends it."""
         driver = self.write(where, "driver.py", code)
         cmd = [*(["salloc", "-Q", *salloc] if salloc is not None else []), PY, driver, *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SSDB", "SSKEY"))}
-        proc = subprocess.run(["bash", str(SETUP), "--exec", "sm-head", "--", *cmd], cwd=where, env=env,
-                              capture_output=True, text=True, timeout=HANG)
-        assert proc.returncode == 0, f"the driver failed:\n{proc.stdout}\n{proc.stderr}"
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        assert line is not None, f"the driver printed no result:\n{proc.stdout}\n{proc.stderr}"
+        return subprocess.Popen(["bash", str(SETUP), "--exec", "sm-head", "--", *cmd], cwd=where, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def result(proc: subprocess.Popen[str]) -> dict:
+        """The result a driver started by :meth:`spawn` printed."""
+        out, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0, f"the driver failed:\n{out}\n{err}"
+        line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+        assert line is not None, f"the driver printed no result:\n{out}\n{err}"
         return json.loads(line[len("RESULT "):])
+
+    def drive(self, where: Path, code: str, *args: str, salloc: list[str] | None = None) -> dict:
+        """Run ``code`` (see :meth:`spawn`) to its end; its result."""
+        return self.result(self.spawn(where, code, *args, salloc=salloc))
+
+    @staticmethod
+    def await_file(path: Path, driver: subprocess.Popen[str]) -> str:
+        """The text of ``path`` once the driver wrote it (a failure if the driver ended first)."""
+        while not path.exists():
+            if driver.poll() is not None:
+                out, err = driver.communicate()
+                pytest.fail(f"the driver ended before writing {path.name}:\n{out}\n{err}", pytrace=False)
+            time.sleep(0.1)
+        return path.read_text()
+
+    def node_run(self, *cmd: str) -> str:
+        """``cmd`` (a command of the machine: ip, kill...) run as root here; its output."""
+        return subprocess.run(list(cmd), capture_output=True, text=True, check=True).stdout
+
+    def start(self) -> str:
+        """``setup-multinode.sh --start``: what is missing started again (slurmd, nodes resumed)."""
+        proc = subprocess.run(["bash", str(SETUP), "--start"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
 
 
 @pytest.fixture(scope="session")

@@ -296,3 +296,33 @@ def test_a_store_on_loopback_of_another_node_is_an_error_naming_the_interface(cl
                   f"{cluster.iface} {cluster.net}.1"):
         assert words in error, error
     assert got["status"] == ["Cancelled"]
+
+
+PLACED = """
+import json, os, sys
+from simctl import Experiment
+root, port, iface = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+exp = Experiment("placed", exp_path=root, launcher="slurm")
+db = exp.create_database(port=port, db_nodes=3, interface=iface)
+exp.generate(db)
+preview = exp.preview(db, show=False)
+exp.start(db)
+infos = [json.load(open(os.path.join(db.path, f"shard-{i}.addr"))) for i in range(3)]
+exp.stop(db)
+print("RESULT " + json.dumps({"hosts": [i["hostname"] for i in infos], "preview": preview,
+                              "stopped": [str(s) for s in exp.get_status(db)]}))
+"""
+
+
+def test_a_store_without_hosts_goes_one_shard_per_node_of_the_allocation(cluster):
+    """No hosts=: shard i runs on node i of the 3-node allocation (srun
+    --relative=i), not packed onto its first node (which has CPUs for all)."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("placed")
+    port = free_ports(3, cluster=True)
+    got = cluster.drive(where, PLACED, str(where / "exp"), str(port), cluster.iface,
+                        salloc=["-N3", "--ntasks-per-node=3", "-t", "00:10:00"])
+    assert got["hosts"] == cluster.nodes, got
+    assert all(f"--relative={i}" in got["preview"] for i in range(3)), got["preview"]
+    assert got["stopped"] == ["Cancelled"] * 3

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -264,8 +265,8 @@ class SlurmLauncher(SchedulerLauncher):
         #: (job id, never) pairs already logged: each wait for the experiment's own nodes is said once
         self._said: set[tuple[str, bool]] = set()
         #: srun steps that end by themselves once signalled (a store's shard saving its data), by job id:
-        #: their step names (see step_name) and stop graces
-        self._saving: dict[str, tuple[str, float]] = {}
+        #: their step names (see step_name) and steps (their stop_grace shortened if their node is lost)
+        self._saving: dict[str, tuple[str, ProcessStep]] = {}
         #: those of them the experiment signalled to stop
         self._stopping: set[str] = set()
 
@@ -285,13 +286,26 @@ class SlurmLauncher(SchedulerLauncher):
             return None
         return "simctl-" + hashlib.sha1(f"{step.cwd}\0{step.key}".encode()).hexdigest()[:12]
 
+    #: run arguments that say where a step runs: with any of them, simctl does not place it
+    PLACING = ("nodelist", "w", "relative", "r", "exclude", "x", "nodefile", "F")
+
     def _named(self, step: ProcessStep) -> RunSettings | None:
-        """``step``'s run settings with its step name (:meth:`step_name`), or None if it has none."""
+        """``step``'s run settings with its step name (:meth:`step_name`), or None
+        if it has none. A store's shard (``<store>/shard-<i>``) placed nowhere
+        (no ``hosts=``, no host list or node run argument) inside a multi-node
+        allocation runs on node ``i mod N`` of its N nodes (``--relative``):
+        one shard per node when there are as many nodes as shards, where
+        Slurm would pack them onto the first node (issue 18)."""
         name = self.step_name(step)
         if name is None or step.run_settings is None:
             return None
         rs = copy.deepcopy(step.run_settings)
         rs.run_args["job-name"] = name
+        shard = re.fullmatch(r".+/shard-(\d+)", step.key)
+        nodes = os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", ""))
+        if shard and nodes.isdigit() and int(nodes) > 1 and self.inside_allocation() and not rs.hostlist \
+                and not any(k in rs.run_args for k in self.PLACING):
+            rs.run_args["relative"] = int(shard.group(1)) % int(nodes)
         return rs
 
     def command(self, step: ProcessStep) -> list[str]:
@@ -308,7 +322,7 @@ class SlurmLauncher(SchedulerLauncher):
             if isinstance(launch, ProcessStep) and launch.job_id and launch.job_id.startswith("step:"):
                 name = str(launch.run_settings.run_args.get("job-name", "")) if launch.run_settings else ""
                 if name.startswith("simctl-") and launch.stop_grace is not None:
-                    self._saving[launch.job_id] = (name, launch.stop_grace)
+                    self._saving[launch.job_id] = (name, launch)
 
     def stop(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Steps that must finish their own stop get SIGTERM in their tasks
@@ -331,27 +345,60 @@ class SlurmLauncher(SchedulerLauncher):
                                    + (f" (exit code {st.returncode})" if st.returncode else ""), raw=st.raw)
         return out
 
-    def _signal_steps(self, saving: dict[str, tuple[str, float]]) -> None:
+    #: seconds a stop waits for a shard on a node that Slurm says does not respond, before srun is killed
+    LOST_GRACE = 3.0
+
+    def _signal_steps(self, saving: dict[str, tuple[str, ProcessStep]]) -> None:
         alloc = os.environ.get(self.allocation_env, "")
         try:
-            listing = self.run(["squeue", "-h", "-s", "-j", alloc, "-o", "%i|%j"]).stdout
+            listing = self.run(["squeue", "-h", "-s", "-j", alloc, "-o", "%i|%j|%N"]).stdout
         except SchedulerError as exc:
             log.warning("could not list the steps of allocation %s (%s): stopping them through srun", alloc, exc)
             return
-        names = {name for name, _ in saving.values()}
-        steps = [ln.split("|")[0] for ln in listing.splitlines() if ln.count("|") == 1 and ln.split("|")[1] in names]
+        rows = [ln.split("|") for ln in listing.splitlines() if ln.count("|") == 2]
+        names = {name: j for j, (name, _) in saving.items()}
+        steps = {row[0]: (names[row[1]], row[2]) for row in rows if row[1] in names}
         if not steps:
             return
         # Slurm 22.05's scancel signals the steps' tasks, then exits 225 with "Kill job error on job
         # step id J: Invalid job id specified" (seen every time): its exit code says nothing here
         self.run(["scancel", "--signal=TERM", *steps], ok_codes=range(256))
-        deadline = time.monotonic() + max(grace for _, grace in saving.values())
-        waiting = list(saving)
+        deadline = time.monotonic() + max(step.stop_grace or 0.0 for _, step in saving.values())
+        waiting, asked = list(saving), time.monotonic()
         while waiting and time.monotonic() < deadline:
             done = self.status(waiting)
             waiting = [j for j in waiting if not done[j].done]
+            if waiting and time.monotonic() - asked > 2:
+                asked = time.monotonic()
+                lost = self._lost_nodes({node for j, node in steps.values() if j in waiting})
+                for j, node in steps.values():
+                    if j in waiting and node in lost:
+                        # the node's slurmd and slurmstepd are gone: srun would wait for its tasks for
+                        # ever (seen: "Job step aborted: Waiting up to 32 seconds", still there 10 min
+                        # later), and so would a stop with an unlimited grace (issue 18)
+                        step = saving[j][1]
+                        log.error("Slurm step %s (%s) is on node %s, which Slurm says is %s: its tasks cannot "
+                                  "be waited for (their final save, if any, is lost); srun is stopped",
+                                  j, step.name, node, lost[node])
+                        step.stop_grace = self.LOST_GRACE
+                        waiting.remove(j)
             if waiting:
                 time.sleep(0.1)
+
+    def _lost_nodes(self, nodes: set[str]) -> dict[str, str]:
+        """Those of ``nodes`` that Slurm says are down or not responding, with their state."""
+        if not nodes:
+            return {}
+        try:
+            text = self.run(["sinfo", "-h", "-N", "-n", ",".join(sorted(nodes)), "-o", "%N|%T"]).stdout
+        except SchedulerError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            node, _, state = line.partition("|")
+            if state.endswith("*") or state.startswith(("down", "fail", "drain")):
+                out[node] = "not responding" if state.endswith("*") else state
+        return out
 
     def directives(self, job: BatchJob) -> list[str]:
         bs, n_members = job.batch_settings, len(job.members)
