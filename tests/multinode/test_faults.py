@@ -48,7 +48,7 @@ def read_keys(db, n=30):
 
 def cluster_view(db, shard):
     host, _, port = db.get_address()[shard].rpartition(":")
-    r = redis.Redis(host=host, port=int(port), password=db.password, socket_timeout=5)
+    r = redis.Redis(host=host, port=int(port), username=db.username, password=db.password, socket_timeout=5)
     try:
         info = r.cluster("info")
         nodes = r.cluster("nodes")
