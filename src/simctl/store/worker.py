@@ -119,6 +119,9 @@ class Worker:
         self.owned: set[int] | None = self._owned if cluster else None
         self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
         self.take_cmd = ("EVAL", pr.TAKE_SCRIPT, 2, self.q, self.taken, pr.TAKE)
+        #: sent after a round's replies: clear the taken list, take the requests queued meanwhile, or wait
+        self.next_cmds = [("EVAL", pr.NEXT_SCRIPT, 2, self.q, self.taken, pr.TAKE),
+                          ("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)]
         self.cache: dict[tuple[str, str], Loaded] = {}
         #: output key -> why this round's requests may not write it (it holds another kind)
         self.refused: dict[str, str] = {}
@@ -175,9 +178,9 @@ class Worker:
         self._exchange(cmds)
 
     def serve(self) -> None:
-        """Take and answer requests until stopped. The requests that came
-        in meanwhile are taken with the replies (one round trip); only when
-        there are none does the worker block on its queue."""
+        """Take and answer requests until stopped. The requests that came in
+        meanwhile are taken with the replies, and when none did, the worker
+        blocks on its queue in that same exchange (see :meth:`handle`)."""
         raws = self._taken(self._exchange([self.take_cmd])[0])
         while not self.stop:
             if not raws:
@@ -237,7 +240,9 @@ class Worker:
 
     def handle(self, raws: list[bytes]) -> list[bytes]:
         """Answer the requests ``raws`` (taken into the taken list), clear that
-        list, and take the requests queued meanwhile (returned), all in one round trip."""
+        list, and take the requests queued meanwhile (returned), all in one
+        exchange, which ends, when none was queued, when the next one comes
+        (or after :data:`protocol.IDLE` seconds: then none is returned)."""
         cmds: list[tuple[Any, ...]] = []
         self.refused = {}
         groups = self._fill_batches(self._intake(raws, cmds), cmds)
@@ -246,12 +251,12 @@ class Worker:
                 continue
             for chunk in self._chunks(loaded, group):
                 self._run(loaded, chunk, cmds)
-        cmds += [("DEL", self.taken), self.take_cmd]
+        cmds += self.next_cmds
         replies = self._exchange(cmds)
-        for cmd, got in zip(cmds, replies[:-1]):
+        for cmd, got in zip(cmds, replies[:-2]):
             if isinstance(got, redis.ResponseError):  # a caller's output or reply not stored: say so in the log
                 print(f"simctl inference worker: {cmd[0]} {cmd[1]!r} failed: {got}", file=sys.stderr, flush=True)
-        return self._taken(replies[-1])
+        return self._taken(replies[-2]) + self._taken(replies[-1])
 
     def _groups(self, reqs: list[Request], cmds: list[tuple[Any, ...]]
                 ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
