@@ -133,3 +133,18 @@ def test_a_model_replaced_between_runs_is_reloaded_from_the_header_carried(clien
         client._one("f", "SET", "f", fmt.script_header("CPU", len(source)) + source)  # no change published
         client.run_script("f", "f", "{a}x", "{a}y")
         assert client.get_tensor("{a}y").tolist() == [factor, factor]
+
+
+def test_a_server_that_lost_the_submit_script_gets_it_again(one_server: Client) -> None:
+    """The client sends SUBMIT by its SHA1; a server that does not hold it (restarted, SCRIPT FLUSH)
+    answers NOSCRIPT and pushes nothing; the client then sends the script itself, once."""
+    client = one_server
+    client.set_model("neg", serialize_model(Neg()), "TORCH")
+    client.put_tensor("x", np.ones(2, np.float32))
+    client.run_model("neg", "x", "y")
+    client._one("x", "SCRIPT", "FLUSH")  # db.client() is the store's admin
+    assert client._one("x", "SCRIPT", "EXISTS", protocol.SUBMIT_SHA) == [0]
+    client.put_tensor("x", np.full(2, 3, np.float32))
+    client.run_model("neg", "x", "y")
+    assert client.get_tensor("y").tolist() == [-3.0, -3.0]
+    assert client._one("x", "SCRIPT", "EXISTS", protocol.SUBMIT_SHA) == [1]

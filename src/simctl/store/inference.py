@@ -168,7 +168,8 @@ class InferenceCommands(ClientBase):
         queue = pr.queue_key(tag, device)
         # on a single server, the script carries the inputs, the model's header and the outputs' kinds in
         # the request (protocol version 2); a cluster's keys live in other slots than the queue: a header alone
-        push = (("EVAL", pr.SUBMIT, 2 + len(ins) + len(outs), queue, key, *ins, *outs, body, pr.CARRY, len(ins))
+        push = (("EVALSHA", pr.SUBMIT_SHA, 2 + len(ins) + len(outs), queue, key, *ins, *outs, body, pr.CARRY,
+                 len(ins))
                 if not self._server.is_cluster else ("RPUSH", queue, body))
         answer = self._wait_reply(what, tag, device, queue, reply, rid, body, push, deadline)
         if answer.get("error") is not None:
@@ -334,6 +335,8 @@ class InferenceCommands(ClientBase):
         except redis.ConnectionError as exc:
             broke = exc
         except redis.RedisError as exc:
+            if push[0] == "EVALSHA" and isinstance(exc, redis.exceptions.NoScriptError):  # nothing pushed: the script
+                return self._send_and_wait(what, queue, body, ("EVAL", pr.SUBMIT, *push[2:]), reply, rid, deadline)
             raise self._error(f"{what} {queue!r}", exc) from None
         try:
             wait = deadline.give_up()

@@ -135,6 +135,7 @@ finds its requests, which are pushed as they were sent.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -224,6 +225,9 @@ for i = 3 + ins, #KEYS do
 end
 return redis.call('RPUSH', KEYS[1], table.concat(parts))
 """
+
+#: SUBMIT's SHA1, for EVALSHA (NOSCRIPT, when the server does not hold it yet, pushes nothing: send the EVAL)
+SUBMIT_SHA = hashlib.sha1(SUBMIT.encode()).hexdigest()
 
 #: where a request is, and its withdrawal. KEYS: lists to look in, the last the caller's reply list;
 #: ARGV[1] the request's header, ARGV[2] from how many of the first lists to remove it. Answers, per list
