@@ -17,13 +17,18 @@ Cases (exit status 1 if a target is missed or a case fails):
   latency     one round = ``put_tensor`` of the input, ``run_model``,
               ``get_tensor`` of the output, for a small ONNX MLP and a small
               TorchScript MLP (32 -> 64 -> 64 -> 8, ReLU, batch 1, float32),
-              against the same model run in-process with the same runtime in
-              a child process (``InferenceSession.run`` with the backend's
-              session options; ``torch.jit.load``'ed module called under
-              ``torch.inference_mode``). Store and in-process loops alternate,
-              --rounds rounds of N calls each; p50 and p99 over all calls.
-              Also shown: a round of ``put_tensor`` + ``get_tensor`` alone.
-              Target: p50 at most 1 ms above in-process.
+              against, in the same run: the relay (:class:`Relay`: the same
+              hand-offs over plain sockets with a minimal worker process
+              running the same model in-process, on the same server) and the
+              model run in-process alone with the same runtime in a child
+              process (``InferenceSession.run`` with the backend's session
+              options; ``torch.jit.load``'ed module under
+              ``torch.inference_mode``). --rounds repetitions (default 3) of
+              1,000 calls of each, each repetition in another order; p50 and
+              p99 per repetition, shown min-max. Also shown: a round of
+              ``put_tensor`` + ``get_tensor`` alone. Targets: p50 within 1.1x
+              the relay's (median of the repetitions' ratios), and at most
+              1 ms above in-process.
   throughput  16 client processes (spawned, each with its own Client and its
               own keys) run rounds (as above, batch 1) for a fixed time on an
               ONNX MLP whose one call costs about 2.5 ms in-process here with
@@ -680,7 +685,7 @@ def main() -> int:
     parser = bench_arg_parser(__doc__.splitlines()[0], CASES)
     parser.add_argument("--quick", action="store_true", help="a smoke run: few calls, 1 s windows")
     parser.add_argument("--rounds", type=int, default=0, metavar="N",
-                        help="latency rounds (default 5) / throughput pairs (default 3)")
+                        help="latency repetitions (default 3) / throughput pairs (default 3)")
     parser.add_argument("--seconds", type=float, default=0.0, metavar="S",
                         help="throughput window per model and pair (default 4)")
     args = parser.parse_args()
