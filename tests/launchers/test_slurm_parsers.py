@@ -489,3 +489,20 @@ def test_a_job_pending_behind_the_experiments_store_is_blocked_for_ever_only_whe
     assert not blocked(jobs, {"real": {"vm-real": 4}}, {"1837"}, names)["1839"].never
     # nothing of the experiment's runs there: nothing to say
     assert blocked({k: v for k, v in jobs.items() if k != "1837"}, parts, set(), names) == {}
+
+
+@pytest.mark.parametrize("nodes,hosts,want", [(3, None, [0, 1, 2]), (2, None, [0, 1, 0]), (None, None, None),
+                                              (1, None, None), (None, ["n1", "n2", "n3"], None)])
+def test_a_batch_stores_shards_go_one_per_node_of_a_multi_node_job(tmp_path, nodes, hosts, want):
+    """Issue 18: without hosts=, shard i of a batch store in a job of N > 1
+    nodes runs on node i mod N (``--relative``); a job of one node (or one
+    that does not say) is left to Slurm, and hosts= places the shards itself."""
+    exp = simctl.Experiment("p", exp_path=str(tmp_path / "p"), launcher="slurm", plugins=simctl.make_plugins())
+    db = exp.create_database(port=6780, db_nodes=3, batch=True, interface="lo", hosts=hosts)
+    if nodes:
+        db.batch_settings.set_nodes(nodes)
+    text = exp.preview(db, show=False)
+    relative = [int(r) for r in re.findall(r"--relative=(\d+)", text)]
+    assert relative == (want or []), text
+    if hosts:
+        assert all(f"--nodelist={h}" in text for h in hosts)

@@ -289,24 +289,48 @@ class SlurmLauncher(SchedulerLauncher):
     #: run arguments that say where a step runs: with any of them, simctl does not place it
     PLACING = ("nodelist", "w", "relative", "r", "exclude", "x", "nodefile", "F")
 
-    def _named(self, step: ProcessStep) -> RunSettings | None:
+    def _named(self, step: ProcessStep, nodes: int | None = None) -> RunSettings | None:
         """``step``'s run settings with its step name (:meth:`step_name`), or None
         if it has none. A store's shard (``<store>/shard-<i>``) placed nowhere
-        (no ``hosts=``, no host list or node run argument) inside a multi-node
+        (no ``hosts=``, no host list or node run argument) in a multi-node
         allocation runs on node ``i mod N`` of its N nodes (``--relative``):
         one shard per node when there are as many nodes as shards, where
-        Slurm would pack them onto the first node (issue 18)."""
+        Slurm would pack them onto the first node (issue 18). ``nodes``: the
+        allocation's node count (a batch job's); by default the allocation
+        this process runs in, if any."""
         name = self.step_name(step)
         if name is None or step.run_settings is None:
             return None
         rs = copy.deepcopy(step.run_settings)
         rs.run_args["job-name"] = name
         shard = re.fullmatch(r".+/shard-(\d+)", step.key)
-        nodes = os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", ""))
-        if shard and nodes.isdigit() and int(nodes) > 1 and self.inside_allocation() and not rs.hostlist \
-                and not any(k in rs.run_args for k in self.PLACING):
-            rs.run_args["relative"] = int(shard.group(1)) % int(nodes)
+        if nodes is None:
+            env = os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", ""))
+            nodes = int(env) if env.isdigit() and self.inside_allocation() else 1
+        if shard and nodes > 1 and not rs.hostlist and not any(k in rs.run_args for k in self.PLACING):
+            rs.run_args["relative"] = int(shard.group(1)) % nodes
         return rs
+
+    @staticmethod
+    def job_nodes(bs: BatchSettings) -> int:
+        """The node count a batch job asks for (``nodes``, ``--nodes``/``-N`` as a
+        number, else its host list's length); 1 when it does not say."""
+        asked = bs.nodes or bs.batch_args.get("nodes", bs.batch_args.get("N"))
+        if isinstance(asked, int) or (isinstance(asked, str) and asked.isdigit()):
+            return int(asked)
+        return len(bs.hostlist) if bs.hostlist else 1
+
+    def render_script(self, job: BatchJob) -> str:
+        """The batch script; a store's shards in a job of N > 1 nodes placed one
+        per node (``--relative``, see :meth:`_named`), as steps under salloc are."""
+        nodes = self.job_nodes(job.batch_settings)
+        if nodes > 1 and not job.batch_settings.array:
+            members = []
+            for m in job.members:
+                named = self._named(m, nodes)
+                members.append(m if named is None else attrs.evolve(m, run_settings=named))
+            job = attrs.evolve(job, members=members)
+        return super().render_script(job)
 
     def command(self, step: ProcessStep) -> list[str]:
         named = self._named(step)
