@@ -73,7 +73,12 @@ class SlurmTarget:
 
     def small_cpus(self) -> int:
         """The CPUs a node of :attr:`small` advertises (as sinfo says)."""
-        out = subprocess.run(["sinfo", "-h", "-p", self.small, "-o", "%c"], capture_output=True, text=True,
+        return self.node_cpus(self.small_nodes[0])
+
+    @staticmethod
+    def node_cpus(node: str) -> int:
+        """The CPUs ``node`` advertises (as sinfo says)."""
+        out = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%c"], capture_output=True, text=True,
                              check=True).stdout
         return int(out.split()[0].rstrip("+"))
 

@@ -382,13 +382,20 @@ class SlurmLauncher(SchedulerLauncher):
         rows = [ln.split("|") for ln in listing.splitlines() if ln.count("|") == 2]
         names = {name: j for j, (name, _) in saving.items()}
         steps = {row[0]: (names[row[1]], row[2]) for row in rows if row[1] in names}
+        created = {j for j, _ in steps.values()}
+        for j, (_, step) in saving.items():
+            if j not in created:
+                # srun still waits for its step to be created ("Requested nodes are busy"): no task
+                # started, nothing to save; SIGTERM makes srun cancel it ("Cancelled pending job
+                # step"), SIGKILL follows soon. Waited for, it blocked the stop (issue 18)
+                step.stop_grace = min(step.stop_grace or 0.0, self.LOST_GRACE)
         if not steps:
             return
         # Slurm 22.05's scancel signals the steps' tasks, then exits 225 with "Kill job error on job
         # step id J: Invalid job id specified" (seen every time): its exit code says nothing here
         self.run(["scancel", "--signal=TERM", *steps], ok_codes=range(256))
-        deadline = time.monotonic() + max(step.stop_grace or 0.0 for _, step in saving.values())
-        waiting, asked = list(saving), time.monotonic()
+        deadline = time.monotonic() + max(saving[j][1].stop_grace or 0.0 for j in created)
+        waiting, asked = sorted(created), time.monotonic()
         while waiting and time.monotonic() < deadline:
             done = self.status(waiting)
             waiting = [j for j in waiting if not done[j].done]
