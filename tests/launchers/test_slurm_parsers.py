@@ -506,3 +506,17 @@ def test_a_batch_stores_shards_go_one_per_node_of_a_multi_node_job(tmp_path, nod
     assert relative == (want or []), text
     if hosts:
         assert all(f"--nodelist={h}" in text for h in hosts)
+
+
+def test_a_lost_node_is_read_from_sruns_stderr(tmp_path):
+    """Issue 18: srun exits 0 when Slurm sets a node of its step DOWN; what it
+    printed (Slurm 22.05, seen on the multi-node test cluster) says so."""
+    from simctl.plugins.launchers.slurm import node_failure
+
+    err = tmp_path / "m.err"
+    err.write_text("x" * 100_000 + "\nsrun: error: Node failure on sm3\n"
+                   "srun: Job step aborted: Waiting up to 32 seconds for job step to finish.\n")
+    assert node_failure(str(err)) == "sm3"
+    err.write_text("srun: error: sm2: task 0: Terminated\nmy program: error: Node failure on x\n")
+    assert node_failure(str(err)) is None
+    assert node_failure(str(tmp_path / "missing.err")) is None

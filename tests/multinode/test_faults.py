@@ -394,3 +394,58 @@ def test_a_shard_waiting_for_busy_nodes_is_cancelled_when_the_store_is_stopped(c
     assert "Requested nodes are busy" in got["err2"] and "Cancelled pending job step" in got["err2"], got["err2"]
     assert got["status"] == ["Cancelled"] * 3 and got["stopped"] == ["Cancelled"] * 3
     assert got["sruns"] == [], got
+
+
+NODE_LOST = COMMON + """
+member, nodes = sys.argv[1], sys.argv[2].split(",")
+exp = Experiment("nodelost", exp_path=os.path.join(where, "exp"), launcher="slurm")
+barrier, go = os.path.join(where, "barrier"), os.path.join(where, "go")
+os.makedirs(barrier)
+rs = exp.create_run_settings(exe=sys.executable, exe_args=[member, barrier, go])
+ens = exp.create_ensemble("m", replicas=3, run_settings=rs)
+for m, node in zip(ens, nodes):
+    m.run_settings.set_hostlist([node])
+exp.generate(ens)
+exp.start(ens, block=False)
+while len(os.listdir(barrier)) < 3:
+    time.sleep(0.1)
+say("kill-me")
+wait("killed")
+while not exp.get_status(ens)[2].is_terminal:  # past SlurmdTimeout (60 s): Slurm sets the node DOWN
+    time.sleep(0.5)
+out = {"lost": [str(s) for s in exp.get_status(ens)]}
+out["reasons"] = [exp.controller.jobs[k].status.reason for k in ens.job_keys()]
+out["err"] = open(os.path.join(ens[2].path, ens[2].name + ".err")).read()[-2000:]
+out["cli"] = cli_status(exp.exp_path)
+open(go, "w").close()
+exp.poll(verbose=False)
+out["end"] = [str(s) for s in exp.get_status(ens)]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_members_node_lost_past_slurmd_timeout_is_a_failure_not_a_success(cluster):
+    """Every process of sm3 killed while a member runs there, and left down past
+    slurmctld's SlurmdTimeout: Slurm sets sm3 DOWN and srun says "Node failure
+    on sm3" but exits 0, as if the member had succeeded. The member is Failed
+    (node failure, naming the node), in the driver and in simctl status; the
+    members on the other nodes (--no-kill keeps the allocation) complete."""
+    where = cluster.workdir("nodelost")
+    member = cluster.write(where, "member.py", MEMBER)
+    driver = cluster.spawn(where, NODE_LOST, member, ",".join(cluster.nodes),
+                           salloc=["-N3", "--ntasks-per-node=1", "--no-kill", "-t", "00:10:00"])
+    victim = cluster.nodes[2]
+    try:
+        cluster.await_file(where / "kill-me", driver)
+        subprocess.run(["kill", "-KILL", *cluster.node_run("ip", "netns", "pids", victim).split()], check=False)
+        (where / "killed").write_text("")
+        got = cluster.result(driver)
+    finally:
+        said = cluster.start()  # slurmd back, sm3 resumed
+    print(json.dumps(got, indent=1))
+    assert f"starting slurmd on {victim}" in said
+    assert f"Node failure on {victim}" in got["err"], got["err"]
+    assert got["lost"] == ["Running", "Running", "Failed"], got
+    assert "node failure" in got["reasons"][2] and victim in got["reasons"][2], got["reasons"]
+    assert got["cli"].count("Failed") == 1 and "node failure" in got["cli"], got["cli"]
+    assert got["end"] == ["Completed", "Completed", "Failed"], got

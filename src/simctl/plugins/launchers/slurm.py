@@ -169,6 +169,23 @@ def parse_sbatch(output: str) -> str:
     raise ValueError(output)
 
 
+#: what srun prints when Slurm sets a node of its step DOWN (lost past SlurmdTimeout); srun then
+#: exits 0 as if its tasks had succeeded (seen with Slurm 22.05, steps and batch members alike)
+NODE_FAILURE = re.compile(r"^srun: error: Node failure on (\S+)", re.MULTILINE)
+
+
+def node_failure(err_path: str, tail: int = 65536) -> str | None:
+    """The node srun says was lost, from the end of a step's stderr file; None if none was."""
+    try:
+        with open(err_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - tail))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = NODE_FAILURE.findall(text)
+    return found[-1] if found else None
+
+
 def _member_tasks(rs: RunSettings | None) -> int:
     """How many tasks a member's step runs (what its srun flags ask for)."""
     if rs is None:
@@ -269,6 +286,8 @@ class SlurmLauncher(SchedulerLauncher):
         self._saving: dict[str, tuple[str, ProcessStep]] = {}
         #: those of them the experiment signalled to stop
         self._stopping: set[str] = set()
+        #: every srun step's (and batch member's) stderr file, by job id: where srun says a node was lost
+        self._errs: dict[str, str] = {}
 
     # -- srun steps that must finish their own stop (issue 18) ---------------------------------
 
@@ -343,6 +362,9 @@ class SlurmLauncher(SchedulerLauncher):
                 launch.run_settings = named
         super().start(launches)
         for launch in launches:
+            for step in launch.members if isinstance(launch, BatchJob) else [launch]:
+                if step.job_id and step.err and (step.run_settings is None or step.run_settings.run_command == "srun"):
+                    self._errs[step.job_id] = step.err
             if isinstance(launch, ProcessStep) and launch.job_id and launch.job_id.startswith("step:"):
                 name = str(launch.run_settings.run_args.get("job-name", "")) if launch.run_settings else ""
                 if name.startswith("simctl-") and launch.stop_grace is not None:
@@ -367,6 +389,13 @@ class SlurmLauncher(SchedulerLauncher):
             if st.done and st.status is not Status.CANCELLED:
                 out[j] = JobStatus(Status.CANCELLED, st.returncode, "stopped by the experiment"
                                    + (f" (exit code {st.returncode})" if st.returncode else ""), raw=st.raw)
+        for j, st in out.items():
+            if st.status in (Status.COMPLETED, Status.FAILED) and j in self._errs and j not in self._stopping:
+                node = node_failure(self._errs[j])
+                if node is not None:
+                    out[j] = JobStatus(Status.FAILED, st.returncode, f"node failure: Slurm lost node {node} "
+                                       f"(srun: 'Node failure on {node}'; srun exited {st.returncode}, so the "
+                                       "program's own end is unknown)", raw="NODE_FAIL")
         return out
 
     #: seconds a stop waits for a shard on a node that Slurm says does not respond, before srun is killed
