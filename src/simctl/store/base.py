@@ -71,12 +71,13 @@ class ClientBase:
         """Run a command on ``key``'s server (redis-py's errors)."""
         return self._server.execute(key, *args)
 
-    def _key_cmd(self, what: str, key: str, *args: Any, kind: str = "") -> Any:
+    def _key_cmd(self, what: str, key: str, *args: Any, kind: str = "", array: bool = False) -> Any:
         """:meth:`_one` with simctl's errors; ``kind``: the kind of value the
         command is about, named with the kind found when the key holds another
-        (a Redis WRONGTYPE)."""
+        (a Redis WRONGTYPE); ``array``: a large reply comes as an uninitialised
+        ``numpy`` uint8 array of its own (a tensor's value, see :func:`decode_value`)."""
         try:
-            return self._server.execute(key, *args)
+            return self._server.execute(key, *args, array=array)
         except redis.RedisError as exc:
             if kind and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
                 raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] not in _READS) from None
@@ -106,23 +107,9 @@ class ClientBase:
             raise refused or self._error(f"{what} {keys[-1]!r}", exc) from None
 
     def _send(self, key: str, cmds: list[tuple[Any, ...]]) -> Any:
-        """``cmds`` (on ``key``'s slot) in one write to its server; the last
-        reply (redis-py's errors): :func:`wire.send_and_wait`, or redis-py's
-        pipeline when a cluster's slot map is stale."""
-        node = self._server.node_of(key)
-        if node is not None:
-            try:
-                return wire.send_and_wait(node, cmds)
-            except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
-                pass  # a cluster's slot moved: redis-py's own dispatch finds it
-            except redis.ConnectionError:
-                if not self._server.is_cluster:
-                    raise
-                # a cluster's node went away (a failover?): redis-py's dispatch finds the slot's new primary
-        pipe = self._server.pipeline()
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
-        return pipe.execute()[-1]
+        """``cmds`` (on ``key``'s slot) in one write to its server over the
+        direct path (:meth:`Server.send`); the last reply (redis-py's errors)."""
+        return self._server.send(key, cmds)
 
     def _put_value(self, what: str, key: str, value: bytes | Parts, kind: str) -> None:
         """SET ``value`` (a tensor, model or script of ``kind``) under ``key``
@@ -206,10 +193,11 @@ def encode_value(data: Any, what: str) -> bytes | Parts:
     return bytes(buffers[0]) if len(buffers) == 1 else Parts(buffers)
 
 
-def decode_value(value: bytes | bytearray, what: str, copy: bool = True) -> np.ndarray:
-    """The array in ``value``; a copy only if asked and ``value`` is not a buffer of its own."""
+def decode_value(value: bytes | bytearray | np.ndarray, what: str, copy: bool = True) -> np.ndarray:
+    """The array in ``value``; a copy only if asked and ``value`` is not a buffer of its own (a
+    ``bytearray`` or a ``numpy`` array: a large reply received into its final buffer)."""
     try:
-        return fmt.decode_tensor(value, copy and type(value) is not bytearray)
+        return fmt.decode_tensor(value, copy and type(value) not in (bytearray, np.ndarray))  # type: ignore[arg-type]
     except FormatError as exc:
         raise FormatError(f"{what}: {exc}") from None
 

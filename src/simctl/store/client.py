@@ -201,12 +201,12 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     def get_tensor(self, name: str) -> np.ndarray:
         """The array stored under ``name`` (one GET), with its dtype and shape."""
         key = self._key("tensor", name, True, "get_tensor", look=True)
-        value = self._key_cmd("get_tensor", key, "GET", key, kind="tensor")
+        value = self._key_cmd("get_tensor", key, "GET", key, kind="tensor", array=True)
         if value is None:
             raise self._missing("get_tensor", "tensor", key, name)
         return self._tensor_value(value, key, "get_tensor")
 
-    def _tensor_value(self, value: bytes | bytearray, key: str, what: str, copy: bool = True) -> np.ndarray:
+    def _tensor_value(self, value: bytes | bytearray | np.ndarray, key: str, what: str, copy: bool = True) -> np.ndarray:
         found = fmt.kind_of_value(value)
         if found in ("model", "script", "dataset"):
             raise keyspace.refused(what, key, found, "tensor", write=False)
@@ -217,7 +217,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         if not isinstance(result, np.ndarray) or not result.flags.writeable:
             raise ConfigError(f"unpack_tensor: result must be a writable numpy array, got {type(result).__name__}")
         key = self._key("tensor", name, True, "unpack_tensor", look=True)
-        value = self._key_cmd("unpack_tensor", key, "GET", key, kind="tensor")
+        value = self._key_cmd("unpack_tensor", key, "GET", key, kind="tensor", array=True)
         if value is None:
             raise self._missing("unpack_tensor", "tensor", key, name)
         stored = self._tensor_value(value, key, "unpack_tensor", copy=False)
