@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from ..core.errors import ConfigError
-from . import format as fmt, keyspace, wire
+from . import format as fmt, keyspace
 from .dataset import check_name
 from .format import FormatError, StoreError, StoreKeyError
 from .servers import Server, store_error

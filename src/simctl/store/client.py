@@ -206,10 +206,13 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             raise self._missing("get_tensor", "tensor", key, name)
         return self._tensor_value(value, key, "get_tensor")
 
-    def _tensor_value(self, value: bytes | bytearray | np.ndarray, key: str, what: str, copy: bool = True) -> np.ndarray:
-        found = fmt.kind_of_value(value)
-        if found in ("model", "script", "dataset"):
-            raise keyspace.refused(what, key, found, "tensor", write=False)
+    def _tensor_value(self, value: bytes | bytearray | np.ndarray, key: str, what: str,
+                      copy: bool = True) -> np.ndarray:
+        head = value[:3] if type(value) is not np.ndarray else value[:3].tobytes()
+        if head != fmt.TENSOR_MAGIC_STEM:  # not a tensor: another kind's value is refused as such
+            found = fmt.kind_of_value(value)
+            if found in ("model", "script", "dataset"):
+                raise keyspace.refused(what, key, found, "tensor", write=False)
         return decode_value(value, f"{what}: {key!r}", copy=copy)
 
     def unpack_tensor(self, name: str, result: np.ndarray) -> None:

@@ -120,11 +120,38 @@ class Direct:
 
     def last(self, cmds: Sequence[tuple[Any, ...]], **kwargs: Any) -> Any:
         """:meth:`call`, returning the last reply; the first error reply is raised."""
+        if len(cmds) == 1 and kwargs.get("timeout", False) is False and kwargs.get("retry", True):
+            return self.one(cmds[0], array=kwargs.get("array", False))
         out = self.call(cmds, **kwargs)
         for reply in out:
-            if type(reply) is not bytes and isinstance(reply, redis.RedisError):
+            if isinstance(reply, redis.RedisError):
                 raise reply
         return out[-1]
+
+    def one(self, cmd: tuple[Any, ...], array: bool = False) -> Any:
+        """The reply to the one command ``cmd`` (:meth:`call`'s fast path); an error reply is raised."""
+        packed = pack((cmd,))
+        with self._lock:
+            try:
+                if self._sock is None:
+                    self._open()
+                self._send(packed)
+                reply = self._reply(array)
+            except redis.ConnectionError:
+                self.close()
+                try:  # once more, at once, on a new connection
+                    self._open()
+                    self._send(packed)
+                    reply = self._reply(array)
+                except BaseException:
+                    self.close()
+                    raise
+            except BaseException:
+                self.close()  # a reply may be left unread
+                raise
+        if isinstance(reply, redis.RedisError):
+            raise reply
+        return reply
 
     def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
@@ -223,7 +250,7 @@ class Direct:
         if not chunk:
             raise redis.ConnectionError("Connection closed by server.")
         self._buf = self._buf[self._pos:] + chunk if self._pos < len(self._buf) else chunk
-        self._pos = 0
+        self._pos = 0  # (callers holding an offset into the buffer take it as 0 after this)
 
     def _line(self) -> bytes:
         end = self._buf.find(_CRLF, self._pos)
@@ -235,27 +262,30 @@ class Direct:
         return line
 
     def _reply(self, array: bool) -> Any:
+        if self._pos >= len(self._buf):  # the common case: all read, the reply still to come
+            self._more()
         line = self._line()
-        kind = line[:1]
-        if kind == b"$":
+        kind = line[0]
+        if kind == 36:  # $: a bulk string
             n = int(line[1:])
             if n < 0:
                 return None
             if n >= BIG_REPLY:
                 return self._big(n, array)
-            while len(self._buf) - self._pos < n + 2:
-                self._more()
             start = self._pos
+            while len(self._buf) - start < n + 2:
+                self._more()
+                start = 0
             self._pos = start + n + 2
             return self._buf[start:start + n]
-        if kind == b":":
+        if kind == 58:  # :
             return int(line[1:])
-        if kind == b"+":
+        if kind == 43:  # +
             return line[1:]
-        if kind == b"*":
+        if kind == 42:  # *
             n = int(line[1:])
             return None if n < 0 else [self._reply(array) for _ in range(n)]
-        if kind == b"-":
+        if kind == 45:  # -
             return _ERRORS.parse_error(line[1:].decode("utf-8", "replace"))
         raise redis.ConnectionError(f"Protocol error, got {line[:40]!r} as reply type byte")
 

@@ -79,6 +79,9 @@ class Standalone(Server):
         #: the direct connection every key's commands take
         self.direct = direct
 
+    def execute(self, key: str, *args: Any, array: bool = False) -> Any:
+        return self.direct.one(args, array)
+
     def send(self, key: str, cmds: list[tuple[Any, ...]], *, array: bool = False) -> Any:
         return self.direct.last(cmds, array=array)
 
