@@ -27,9 +27,10 @@ operation over the socket floor's:
             own 1 MiB tensors, then 1 KiB ones) on a 3-shard Redis Cluster
             against the same on one server (informational: no target)
 
-In a repetition, each column runs --rounds loops alternating with the others
-(the order alternates too), each loop giving its median time per operation;
-a repetition's figure per column is the median of its loops. Printed: the
+In a repetition, the columns take turns operation by operation for --rounds
+loops (the order alternates from loop to loop), each loop giving each
+column's median time per operation; a repetition's figure per column is the
+median of its loops. Printed: the
 min-max (and median) over the repetitions of simctl's ratio to each floor.
 The machine may be shared: only ratios measured in the same run mean
 anything. The --skip-peer / --peer-only / --peer-repeat flags are accepted
@@ -59,7 +60,7 @@ from common import Report, bench_arg_parser, fmt_ratio, run_cases  # noqa: E402
 CASES = ["1k", "1m", "64m", "cluster"]
 SIZES = {"1k": 1024, "1m": 1 << 20, "64m": 64 << 20}
 #: operations per loop (one loop = one median) and default rounds, per size
-OPS = {"1k": 1000, "1m": 30, "64m": 2}
+OPS = {"1k": 1000, "1m": 100, "64m": 2}
 ROUNDS = {"1k": 5, "1m": 5, "64m": 3}
 #: the most simctl's time per operation may be, as a multiple of the plain-socket floor's (median of REPS)
 TARGETS = {SIZES["1k"]: 1.5, SIZES["1m"]: 1.2, SIZES["64m"]: 1.1}
@@ -234,13 +235,19 @@ def _sendmsg(sock: socket.socket, pieces: list[Any]) -> None:
 # --------------------------------------------------------------------------- tensor cases
 
 
-def _median_per_op(op: Callable[[], Any], n: int) -> float:
-    times = []
+def _medians_per_op(ops: dict[str, Callable[[], Any]], n: int, flip: bool) -> dict[str, float]:
+    """Each column's median time per operation over ``n`` operations, the
+    columns taking turns operation by operation (a shared machine's load
+    shifts; this way each column sees the same)."""
+    times: dict[str, list[float]] = {k: [] for k in ops}
+    order = list(ops.items())[:: -1 if flip else 1]
+    clock = time.perf_counter
     for _ in range(n):
-        t0 = time.perf_counter()
-        op()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for who, op in order:
+            t0 = clock()
+            op()
+            times[who].append(clock() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def case_tensor(rep: Report, args: Any, run_simctl: bool, size_name: str) -> None:
@@ -281,12 +288,8 @@ def case_tensor(rep: Report, args: Any, run_simctl: bool, size_name: str) -> Non
         for name, case in ops.items():
             reps = []  # per repetition: median time per op of each
             for r in range(REPS):
-                loops: dict[str, list[float]] = {k: [] for k in case}
-                for i in range(rounds):
-                    order = list(case.items())[:: 1 if (i + r) % 2 == 0 else -1]
-                    for who, op in order:
-                        loops[who].append(_median_per_op(op, n))
-                reps.append({k: statistics.median(v) for k, v in loops.items()})
+                loops = [_medians_per_op(case, n, flip=(i + r) % 2 == 1) for i in range(rounds)]
+                reps.append({k: statistics.median(loop[k] for loop in loops) for k in case})
             report(rep, f"{name} {size_name} float32", size, reps, rounds, n)
         ours.close()
         floor.close()
@@ -309,7 +312,8 @@ def report(rep: Report, label: str, size: int, reps: list[dict[str, float]], rou
     ok = mid <= target
     mib = f", {size / statistics.median(r['simctl'] for r in reps) / 2**30:.2f} GiB/s" if size > 1024 else ""
     us = statistics.median(r["simctl"] for r in reps) * 1e6
-    extra = [f"simctl/redis-py {fmt_ratio(spread('simctl', 'redis-py')[0])}-{fmt_ratio(spread('simctl', 'redis-py')[2])}"]
+    r = spread("simctl", "redis-py")
+    extra = [f"simctl/redis-py {fmt_ratio(r[0])}-{fmt_ratio(r[2])}"]
     if "memcpy" in reps[0]:
         m = spread("simctl", "memcpy")
         s = spread("socket", "memcpy")

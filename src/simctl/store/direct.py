@@ -378,7 +378,7 @@ def pack(cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
                 add(_CRLF)
                 continue
             elif isinstance(arg, (bytearray, memoryview, np.ndarray)):
-                arg = memoryview(arg).cast("B")
+                arg = memoryview(arg).cast("B")  # type: ignore[arg-type]
             else:
                 raise redis.DataError(f"Invalid input of type: {type(arg).__name__!r}. Convert to a bytes, "
                                       "string, int or float first.")
