@@ -208,7 +208,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def _tensor_value(self, value: bytes | bytearray | np.ndarray, key: str, what: str,
                       copy: bool = True) -> np.ndarray:
-        head = value[:10] if type(value) is not np.ndarray else value[:10].tobytes()
+        head = bytes(value[:10])
         if head[:3] != fmt.TENSOR_MAGIC_STEM:  # not a tensor: another kind's value is refused as such
             found = fmt.kind_of_value(head)
             if found in ("model", "script", "dataset"):
