@@ -11,7 +11,9 @@ The floors, on the same redis-server in the same run:
   Python as it takes, a large reply received into an uninitialised buffer;
 * memcpy (1m, 64m): numpy copying the array into another (memory's speed);
 * redis-py: raw redis-py (its defaults) doing SET / GET of the same bytes, an
-  extra column (no guard against replacing another kind of key).
+  extra column (no guard against replacing another kind of key);
+* socket SET (puts): the plain-socket client sending a plain SET of the same
+  value, unguarded: what the guard against replacing another kind costs.
 
 Servers are Debian's /usr/bin/redis-server (or $SIMCTL_BENCH_REDIS), started
 here on free loopback ports with a password, no persistence and no io-threads,
@@ -182,6 +184,14 @@ class SocketFloor:
         while got.count(b"\r\n") < n:
             got += self.sock.recv(65536)
 
+    def set(self, key: str, header: bytes, data: Any) -> None:
+        """A plain SET of the same value: no guard against replacing another kind of key (what the guard costs)."""
+        head = b"*3\r\n" + _resp_tail(["SET", key]) + b"$%d\r\n" % (len(header) + data.nbytes)
+        _sendmsg(self.sock, [head, header, data, b"\r\n"])
+        got = self.sock.recv(65536)
+        while not got.endswith(b"\r\n"):
+            got += self.sock.recv(65536)
+
     def get(self, key: str, dtype: Any, header_size: int) -> Any:
         import numpy as np
 
@@ -274,6 +284,7 @@ def case_tensor(rep: Report, args: Any, run_simctl: bool, size_name: str) -> Non
         copy_to = np.empty_like(array)
         ops = {"put": {"simctl": lambda: ours.put_tensor("t", array),
                        "socket": lambda: floor.put("f", header, flat),
+                       "socket SET": lambda: floor.set("s", header, flat),
                        "redis-py": lambda: raw.set("k", data)},
                "get": {"simctl": lambda: ours.get_tensor("t"),
                        "socket": lambda: floor.get("f", np.float32, len(header)),
@@ -314,6 +325,11 @@ def report(rep: Report, label: str, size: int, reps: list[dict[str, float]], rou
     us = statistics.median(r["simctl"] for r in reps) * 1e6
     r = spread("simctl", "redis-py")
     extra = [f"simctl/redis-py {fmt_ratio(r[0])}-{fmt_ratio(r[2])}"]
+    if "socket SET" in reps[0]:  # what the kind guard costs: the socket floor over a plain SET
+        g = spread("socket", "socket SET")
+        u = spread("simctl", "socket SET")
+        extra.append(f"socket/unguarded SET {fmt_ratio(g[0])}-{fmt_ratio(g[2])}, simctl/unguarded SET "
+                     f"{fmt_ratio(u[0])}-{fmt_ratio(u[2])}")
     if "memcpy" in reps[0]:
         m = spread("simctl", "memcpy")
         s = spread("socket", "memcpy")

@@ -99,6 +99,8 @@ class ClientBase:
         last reply. A script's refusal is the KindError naming both kinds."""
         try:
             try:
+                if len(cmds) == 1:
+                    return self._server.execute(keys[-1], *keyspace.by_sha(cmds[0]))
                 return self._send(keys[-1], [keyspace.by_sha(c) for c in cmds])
             except redis.exceptions.NoScriptError:
                 return self._send(keys[-1], cmds)
@@ -187,10 +189,28 @@ def check_length(key: str, what: str) -> None:
                           f"{fmt.MAX_KEY_BYTES} bytes (prefix and dataset decoration included)")
 
 
+#: (dtype, shape) -> the header of a small tensor of them, once :func:`format.encode_tensor` took one
+_headers: dict[tuple[np.dtype[Any], tuple[int, ...]], bytes] = {}
+
+
 def encode_value(data: Any, what: str) -> bytes | Parts:
-    """The stored value of an array: bytes, or parts sent without copying."""
+    """The stored value of an array: bytes, or parts sent without copying.
+    A small plain array of a dtype and shape already stored is encoded here
+    (:func:`format.encode_tensor` checked them), as it would be there."""
+    if type(data) is np.ndarray and data.nbytes <= _SMALL:
+        header = _headers.get((data.dtype, data.shape))
+        if header is not None:
+            return header + data.tobytes()
     buffers = fmt.encode_tensor(data, what)
-    return bytes(buffers[0]) if len(buffers) == 1 else Parts(buffers)
+    if len(buffers) == 1:
+        if type(data) is np.ndarray and len(_headers) < 1024:
+            _headers[(data.dtype, data.shape)] = fmt.tensor_header(data.dtype, data.shape)
+        return bytes(buffers[0])
+    return Parts(buffers)
+
+
+#: the largest array :func:`format.encode_tensor` returns as one ``bytes``
+_SMALL = 65536
 
 
 def decode_value(value: bytes | bytearray | np.ndarray, what: str, copy: bool = True) -> np.ndarray:

@@ -30,10 +30,10 @@ import redis
 from ..core.errors import ConfigError
 from . import contract, format as fmt, keyspace, protocol as pr
 from .address import parse_addresses, same_server
-from .base import check_length, decode_value, encode_value, poll
+from .base import check_length, encode_value, poll
 from .dataset import check_name
 from .datasets import DatasetCommands
-from .format import StoreError
+from .format import FormatError, StoreError
 from .inference import InferenceCommands
 from .logs import LLDebug, LLDeveloper, LLInfo, LLQuiet, LogLevel, log_data, write_log
 from .models import ModelCommands
@@ -208,12 +208,16 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def _tensor_value(self, value: bytes | bytearray | np.ndarray, key: str, what: str,
                       copy: bool = True) -> np.ndarray:
-        head = bytes(value[:10])
-        if head[:3] != fmt.TENSOR_MAGIC_STEM:  # not a tensor: another kind's value is refused as such
-            found = fmt.kind_of_value(head)
+        head = value[:3]
+        if (head if type(head) is bytes else bytes(head)) != fmt.TENSOR_MAGIC_STEM:
+            found = fmt.kind_of_value(bytes(value[:10]))  # not a tensor: another kind's value is refused as such
             if found in ("model", "script", "dataset"):
                 raise keyspace.refused(what, key, found, "tensor", write=False)
-        return decode_value(value, f"{what}: {key!r}", copy=copy)
+        try:
+            return fmt.decode_tensor(value, copy and type(value) is bytes)  # type: ignore[arg-type]
+            # (a bytearray or a numpy array is the reply's own buffer: the array is made on it)
+        except FormatError as exc:
+            raise FormatError(f"{what}: {key!r}: {exc}") from None
 
     def unpack_tensor(self, name: str, result: np.ndarray) -> None:
         """Fill ``result`` (same shape, same dtype up to byte order) with the tensor ``name``."""

@@ -90,9 +90,10 @@ class Direct:
     def call(self, cmds: Sequence[tuple[Any, ...]], *, array: bool = False, retry: bool = True,
              timeout: float | None | bool = False) -> list[Any]:
         """Send ``cmds`` in one write and return their replies, an error reply
-        in its place as redis-py's exception (not raised). ``array``: a large
-        bulk reply is an uninitialised ``numpy`` uint8 array of its own (else a
-        ``bytearray``). ``retry``: once more after the connection broke (never
+        in its place as redis-py's exception (not raised). ``array``: a bulk
+        reply is a buffer of its own: a ``bytearray`` for a small one, an
+        uninitialised ``numpy`` uint8 array for a large one (without
+        ``array``, a large one is a ``bytearray``, a small one ``bytes``). ``retry``: once more after the connection broke (never
         after a timeout). ``timeout``: seconds this exchange may wait for each
         answer (False: the connection's). Raises redis-py's connection and
         timeout errors."""
@@ -264,7 +265,12 @@ class Direct:
     def _reply(self, array: bool) -> Any:
         if self._pos >= len(self._buf):  # the common case: all read, the reply still to come
             self._more()
-        line = self._line()
+        end = self._buf.find(_CRLF, self._pos)
+        if end < 0:
+            line = self._line()
+        else:
+            line = self._buf[self._pos:end]
+            self._pos = end + 2
         kind = line[0]
         if kind == 36:  # $: a bulk string
             n = int(line[1:])
@@ -277,6 +283,8 @@ class Direct:
                 self._more()
                 start = 0
             self._pos = start + n + 2
+            if array:  # a buffer of its own (the caller's array is made on it without another copy)
+                return bytearray(memoryview(self._buf)[start:start + n])
             return self._buf[start:start + n]
         if kind == 58:  # :
             return int(line[1:])
@@ -333,6 +341,8 @@ def _sendmsg(sock: socket.socket, pieces: list[Any]) -> None:
 
 #: str and int arguments seen -> their RESP bulk strings (names, keys, script SHAs repeat); cleared when full
 _bulk: dict[Any, bytes] = {}
+#: the heads of commands of up to 15 arguments
+_ARRAYS = [b"*%d\r\n" % n for n in range(16)]
 _BULK_MAX = 4096
 
 
@@ -354,7 +364,7 @@ def pack(cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
     small: list[bytes] = []
     add = small.append
     for cmd in cmds:
-        add(b"*%d\r\n" % len(cmd))
+        add(_ARRAYS[len(cmd)] if len(cmd) < 16 else b"*%d\r\n" % len(cmd))
         for arg in cmd:
             t = type(arg)
             if t is str or t is int:
