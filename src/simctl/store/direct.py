@@ -93,8 +93,9 @@ class Direct:
         in its place as redis-py's exception (not raised). ``array``: a bulk
         reply is a buffer of its own: a ``bytearray`` for a small one, an
         uninitialised ``numpy`` uint8 array for a large one (without
-        ``array``, a large one is a ``bytearray``, a small one ``bytes``). ``retry``: once more after the connection broke (never
-        after a timeout). ``timeout``: seconds this exchange may wait for each
+        ``array``, a large one is a ``bytearray``, a small one ``bytes``).
+        ``retry``: once more after the connection broke (never after a
+        timeout). ``timeout``: seconds this exchange may wait for each
         answer (False: the connection's). Raises redis-py's connection and
         timeout errors."""
         packed = pack(cmds)
@@ -326,7 +327,8 @@ class Direct:
 
 
 def _sendmsg(sock: socket.socket, pieces: list[Any]) -> None:
-    """All of ``pieces`` in as few ``sendmsg`` calls as the socket takes."""
+    """All of ``pieces`` in as few ``sendmsg`` calls as the socket takes (the list is left as it was)."""
+    pieces = list(pieces)
     while pieces:
         sent = sock.sendmsg(pieces)
         while sent:
