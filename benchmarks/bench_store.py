@@ -29,9 +29,9 @@ operation over the socket floor's:
             own 1 MiB tensors, then 1 KiB ones) on a 3-shard Redis Cluster
             against the same on one server (informational: no target)
 
-In a repetition, the columns take turns operation by operation for --rounds
-loops (the order alternates from loop to loop), each loop giving each
-column's median time per operation; a repetition's figure per column is the
+In a repetition, the columns take turns operation by operation (in a new
+random order each turn) for --rounds loops, each loop giving each column's
+median time per operation; a repetition's figure per column is the
 median of its loops. Printed: the
 min-max (and median) over the repetitions of simctl's ratio to each floor.
 The machine may be shared: only ratios measured in the same run mean
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -245,14 +246,17 @@ def _sendmsg(sock: socket.socket, pieces: list[Any]) -> None:
 # --------------------------------------------------------------------------- tensor cases
 
 
-def _medians_per_op(ops: dict[str, Callable[[], Any]], n: int, flip: bool) -> dict[str, float]:
+def _medians_per_op(ops: dict[str, Callable[[], Any]], n: int, seed: int) -> dict[str, float]:
     """Each column's median time per operation over ``n`` operations, the
-    columns taking turns operation by operation (a shared machine's load
-    shifts; this way each column sees the same)."""
+    columns taking turns operation by operation, in a new random order each
+    turn (a shared machine's load shifts, and an operation after another
+    client's runs on colder caches: this way each column sees the same)."""
     times: dict[str, list[float]] = {k: [] for k in ops}
-    order = list(ops.items())[:: -1 if flip else 1]
+    order = list(ops.items())
+    rng = random.Random(seed)
     clock = time.perf_counter
     for _ in range(n):
+        rng.shuffle(order)
         for who, op in order:
             t0 = clock()
             op()
@@ -299,7 +303,7 @@ def case_tensor(rep: Report, args: Any, run_simctl: bool, size_name: str) -> Non
         for name, case in ops.items():
             reps = []  # per repetition: median time per op of each
             for r in range(REPS):
-                loops = [_medians_per_op(case, n, flip=(i + r) % 2 == 1) for i in range(rounds)]
+                loops = [_medians_per_op(case, n, seed=r * rounds + i) for i in range(rounds)]
                 reps.append({k: statistics.median(loop[k] for loop in loops) for k in case})
             report(rep, f"{name} {size_name} float32", size, reps, rounds, n)
         ours.close()
