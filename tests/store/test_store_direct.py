@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from _store_helpers import PASSWORD, REDIS_SERVER, Server, free_ports, make_client, raw_keys
+from _store_helpers import (PASSWORD, REDIS_SERVER, Server, cluster_address, free_ports, make_client, raw_keys,
+                            start_cluster)
 
 from simctl.store import Client, Dataset, KindError, StoreTimeoutError, direct, format as fmt, keyspace, tls
 
@@ -59,6 +60,45 @@ def test_one_connection_is_kept_for_every_command(tmp_path: Path) -> None:
         c.close()
     finally:
         s.kill()
+
+
+def test_a_cluster_client_keeps_one_connection_per_shard_and_follows_a_moved_slot(tmp_path: Path) -> None:
+    nodes = start_cluster(tmp_path)
+    try:
+        c = make_client(cluster_address(nodes))
+        keys = {c._r.get_node_from_key(f"k{i}").port: f"k{i}" for i in range(50)}
+        assert len(keys) == 3
+        for i in range(3):
+            for k in keys.values():
+                c.put_tensor(k, np.full(3000, i))  # the temporary key's path: two commands on one shard
+                assert same(c.get_tensor(k), np.full(3000, i))
+        shards = dict(c._server._direct)
+        assert sorted(d.address.port for d in shards.values()) == sorted(keys)
+        socks = {name: d._sock for name, d in shards.items()}
+        # move one key's slot to another shard: the direct connection answers MOVED, redis-py follows it
+        key = keys[nodes[0].port]
+        slot = c._r.keyslot(key)
+        dst = nodes[1]
+        src, dst_id = nodes[0], dst.raw.execute_command("CLUSTER", "MYID").decode()
+        dst.raw.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.raw.execute_command("CLUSTER", "MYID"))
+        src.raw.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        src.raw.execute_command("MIGRATE", "127.0.0.1", dst.port, key, 0, 5000, "AUTH", PASSWORD)
+        for n in [dst] + [n for n in nodes if n is not dst]:
+            n.raw.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        dst.raw.execute_command("CLUSTER", "BUMPEPOCH")
+        assert c._r.get_node_from_key(key).port == src.port  # the client's slot map is stale
+        assert same(c.get_tensor(key), np.full(3000, 2))  # moved with its slot: MOVED followed
+        assert c._r.get_node_from_key(key).port == dst.port
+        c.put_tensor(key, np.arange(5000))
+        assert dst.raw.execute_command("EXISTS", key) == 1
+        assert same(c.get_tensor(key), np.arange(5000))
+        assert {name: d._sock for name, d in c._server._direct.items()} == socks  # no new connection
+        with pytest.raises(KindError):
+            c.append_to_list(key, _dataset("d", c))
+        c.close()
+    finally:
+        for n in nodes:
+            n.kill()
 
 
 def test_a_restarted_server_is_reconnected_to_once(tmp_path: Path) -> None:

@@ -6,8 +6,11 @@ The client is a facade, split the way redis-py and SmartRedis split theirs:
 
 * :mod:`.servers`: the servers behind it, one interface with a standalone and
   a cluster implementation (where a key lives, what "every server" means);
-* :mod:`.wire`: every use of redis-py below its public API (sending large
-  values without copies, one-round-trip requests), and the one connector;
+* :mod:`.direct`: the connection every command on a key takes, one per
+  server kept open, under redis-py (large values sent and received without
+  copies);
+* :mod:`.wire`: every use of redis-py below its public API (the rest:
+  administration, pipelines, the inference round trips), and the one connector;
 * :mod:`.base`: keys, prefixes and errors; the commands in parts on it:
   tensors and the servers here, :mod:`.datasets`, :mod:`.models`,
   :mod:`.inference`; logging in :mod:`.logs`;
