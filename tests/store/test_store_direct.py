@@ -15,8 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from _store_helpers import (PASSWORD, REDIS_SERVER, Server, cluster_address, free_ports, make_client, raw_keys,
-                            start_cluster)
+from _store_helpers import (
+    PASSWORD,
+    REDIS_SERVER,
+    Server,
+    cluster_address,
+    free_ports,
+    make_client,
+    raw_keys,
+    start_cluster,
+)
 
 from simctl.store import Client, Dataset, KindError, StoreTimeoutError, direct, format as fmt, keyspace, tls
 
