@@ -11,7 +11,7 @@ import simctl
 from ._adapt import recast
 from .database import Orchestrator, build
 from .entity import Ensemble, Model, smartsim_members
-from .settings import with_smartsim_methods
+from .settings import with_batch_methods, with_smartsim_methods
 from .telemetry import TELEMETRY, TelemetryConfiguration
 
 _Orchestrator: Any = simctl.Orchestrator
@@ -29,6 +29,10 @@ class Experiment(simctl.Experiment):
     def create_run_settings(self, *args: Any, **kwargs: Any) -> simctl.RunSettings:
         """simctl's, with SmartSim's extra methods (``set_time``...)."""
         return with_smartsim_methods(super().create_run_settings(*args, **kwargs))
+
+    def create_batch_settings(self, *args: Any, **kwargs: Any) -> simctl.BatchSettings:
+        """simctl's, with SmartSim's ``format_batch_args``."""
+        return with_batch_methods(super().create_batch_settings(*args, **kwargs))
 
     def create_model(self, *args: Any, **kwargs: Any) -> Model:
         return recast(super().create_model(*args, **kwargs), Model)
