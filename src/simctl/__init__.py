@@ -14,7 +14,7 @@ Plugins use :data:`hookimpl` and the base classes re-exported here.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .core import checks
+from .core import checks, reattach
 from .core.backend import Backend, parse_device
 from .core.containers import Apptainer, Container, Podman, Singularity
 from .core.distribution import NAME as _DISTRIBUTION
@@ -81,5 +81,5 @@ __all__ = [
     "StoreTimeoutError", "SimctlError", "SimctlWarning", "Singularity", "Status", "Strategy", "Zip",
     "configure_logging", "env_file", "log_data", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins",
     "parse_device", "parse_walltime",
-    "read_rc", "redact", "__version__",
+    "read_rc", "reattach", "redact", "__version__",
 ]
