@@ -14,7 +14,7 @@ from ._adapt import recast
 from .database import Orchestrator, build
 from .entity import Ensemble, Model, smartsim_members
 from .settings import with_batch_methods, with_smartsim_methods
-from .telemetry import TELEMETRY, TelemetryConfiguration
+from .telemetry import ExperimentTelemetry
 
 _Orchestrator: Any = simctl.Orchestrator
 
@@ -24,9 +24,9 @@ class Experiment(simctl.Experiment):
     :class:`simctl.Experiment`."""
 
     @property
-    def telemetry(self) -> TelemetryConfiguration:
-        """SmartSim's telemetry switch: always on (simctl's manifest; see :mod:`.telemetry`)."""
-        return TELEMETRY
+    def telemetry(self) -> ExperimentTelemetry:
+        """SmartSim's telemetry, always on: read now, no monitor to start (see :mod:`.telemetry`)."""
+        return ExperimentTelemetry(self)
 
     def create_run_settings(self, *args: Any, **kwargs: Any) -> simctl.RunSettings:
         """simctl's, with SmartSim's extra methods (``set_time``...)."""
