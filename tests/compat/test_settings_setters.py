@@ -114,3 +114,17 @@ def test_container_names_are_simctls_and_wrap_the_program(tmp_path: Path):
     exp.generate(model)
     assert f"singularity exec --pwd {model.path} --nv --bind {model.path},/lus img.sif python x.py" \
         in exp.preview(model, show=False)
+
+
+def test_a_colocated_models_settings_show_smartsims_view_of_its_store(tmp_path: Path):
+    exp = Experiment("c", exp_path=str(tmp_path), launcher="local")
+    model = exp.create_model("m", exp.create_run_settings("true"))
+    model.colocate_db_tcp(port=6123, db_cpus=2, custom_pinning=[0, 1], db_identifier="x")
+    view = model.run_settings.colocated_db_settings
+    assert (view["port"], view["ifname"], view["cpus"], view["custom_pinning"], view["db_identifier"]) == (
+        6123, "lo", 2, "0,1", "x")
+    assert model.colocated
+    uds = exp.create_model("u", exp.create_run_settings("true"))
+    uds.colocate_db_uds(custom_pinning=[])  # SmartSim's "no pinning"
+    assert uds.run_settings.colocated_db_settings["custom_pinning"] is None
+    assert uds.colocated_db.custom_pinning is None
