@@ -14,7 +14,7 @@ from typing import Any
 from simctl.log import get_logger
 
 logger = get_logger("smartsim.settings")
-Setter = Callable[..., None]
+Setter = Callable[..., Any]
 
 
 def _hosts(value: Any, what: str = "host_list") -> str:
@@ -85,6 +85,16 @@ def broadcast(key: str) -> Setter:
     return setter
 
 
+def comma_sep_env_vars(self: Any) -> tuple[str, list[str]]:
+    """SmartSim's srun form: ``NAME=value`` pairs and the names of variables
+    whose value holds a comma, joined for ``--export``; and those (the MPMD
+    programs' too) as ``NAME=value`` for ``env`` before srun."""
+    plain = [f"{k}={v}" for k, v in self.env_vars.items() if "," not in str(v)]
+    compound = [k for k, v in self.env_vars.items() if "," in str(v)]
+    pairs = [f"{k}={v}" for r in (self, *self.mpmd) for k, v in r.env_vars.items() if "," in str(v)]
+    return ",".join(plain + compound), pairs
+
+
 _MPI: dict[str, Setter] = {
     "set_task_map": flag("map-by"), "set_cpus_per_task": flag("cpus-per-proc", int),
     "set_cpu_binding_type": flag("bind-to"), "set_tasks_per_node": flag("npernode", int),
@@ -103,6 +113,7 @@ SETTERS: dict[str, dict[str, Setter]] = {
         "set_memory_per_node": flag("mem", lambda m: f"{int(m)}M"), "set_verbose_launch": switch("verbose"),
         "set_quiet_launch": switch("quiet"), "set_broadcast": flag("bcast", lambda p: p),
         "set_node_feature": flag("C", lambda f: _hosts(f, "node_feature")), "set_walltime": flag("time"),
+        "format_comma_sep_env_vars": comma_sep_env_vars,
     },
     "mpi": _MPI,
     "pals": {
