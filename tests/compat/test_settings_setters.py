@@ -85,7 +85,8 @@ def test_mpmd_by_smartsims_names_runs_one_open_mpi_world(tmp_path: Path):
     """SmartSim's ``OrterunSettings`` + ``make_mpmd`` on the local launcher, run for real
     (``orterun``: ``mpirun`` here is Slurm's wrapper)."""
     exp = Experiment("mpmd", exp_path=str(tmp_path), launcher="local")
-    say = "import os,sys; print(sys.argv[1], os.environ['OMPI_COMM_WORLD_RANK'], flush=True)"
+    # each rank writes a file (ranks printing to one stdout may interleave)
+    say = "import os,sys; r=os.environ['OMPI_COMM_WORLD_RANK']; open(f'rank-{r}.txt', 'w').write(sys.argv[1] + ' ' + r)"
     root = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     a = OrterunSettings(sys.executable, ["-c", say, "A"], run_args={"oversubscribe": None}, env_vars=root)
     a.set_tasks(2)
@@ -98,7 +99,7 @@ def test_mpmd_by_smartsims_names_runs_one_open_mpi_world(tmp_path: Path):
     assert f"orterun --oversubscribe --n 2 {sys.executable} -c" in exp.preview(model, show=False)
     exp.start(model, block=True)
     assert exp.get_status(model)[0] is simctl.Status.COMPLETED, Path(model.path, "m.err").read_text()
-    assert sorted(Path(model.path, "m.out").read_text().split("\n")[:-1]) == ["A 0", "A 1", "B 2"]
+    assert sorted(p.read_text() for p in Path(model.path).glob("rank-*.txt")) == ["A 0", "A 1", "B 2"]
     # refused as SmartSim refuses it: settings of a colocated store
     colo = MpirunSettings(sys.executable)
     colo.colocated_db_settings = {"port": 6379}

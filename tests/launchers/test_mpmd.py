@@ -20,13 +20,15 @@ import simctl
 
 #: Open MPI refuses to start as root unless told it may
 ROOT_OK = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-#: each rank writes one line: the program's name and its MPI world rank and size
-SAY = ("import os,sys; print(sys.argv[1], os.environ.get('{rank}'), os.environ.get('{size}'), "
-       "os.environ.get('MPMD_B', '-'), flush=True)")
+#: each rank writes a file (ranks printing to one stdout may interleave): the program's name, its
+#: MPI world rank and size, and a variable the second program's settings set
+SAY = ("import os,sys; r=os.environ.get('{rank}'); open(f'rank-{{r}}.txt', 'w').write(' '.join("
+       "[sys.argv[1], str(r), str(os.environ.get('{size}')), os.environ.get('MPMD_B', '-')]))")
 
 
 def _lines(path: Path) -> list[str]:
-    return sorted(line for line in path.read_text().splitlines() if line.strip())
+    """What the ranks wrote in ``path`` (a run directory)."""
+    return sorted(p.read_text() for p in path.glob("rank-*.txt"))
 
 
 def test_mpirun_mpmd_runs_both_programs_in_one_world_on_the_local_launcher(tmp_path: Path) -> None:
@@ -45,7 +47,7 @@ def test_mpirun_mpmd_runs_both_programs_in_one_world_on_the_local_launcher(tmp_p
     exp.start(model, block=True)
     assert exp.get_status(model)[0] is simctl.Status.COMPLETED, Path(model.path, "m.err").read_text()
     # one MPI world of 3 ranks: A on ranks 0 and 1, B on rank 2; B's variable set for the launch
-    assert _lines(Path(model.path, "m.out")) == ["A 0 3 b-env", "A 1 3 b-env", "B 2 3 b-env"]
+    assert _lines(Path(model.path)) == ["A 0 3 b-env", "A 1 3 b-env", "B 2 3 b-env"]
 
 
 def test_make_mpmd_refuses_what_cannot_be_one_launch(tmp_path: Path) -> None:
@@ -99,4 +101,4 @@ def test_srun_mpmd_is_one_heterogeneous_step_on_slurm(tmp_path: Path, slurm_clus
     assert f"srun --exact --ntasks=2 {sys.executable} -c" in proc.stdout
     assert f" : --nodes=1 --exact --ntasks=1 {sys.executable} -c" in proc.stdout
     # one step of 3 tasks: ranks 0-1 run A, rank 2 runs B; B's variable set for the launch
-    assert _lines(out / "m.out") == ["A 0 3 b-env", "A 1 3 b-env", "B 2 3 b-env"]
+    assert _lines(out) == ["A 0 3 b-env", "A 1 3 b-env", "B 2 3 b-env"]
