@@ -108,6 +108,7 @@ class Model(_DBObjects, simctl.Model, metaclass=Built):
         """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None);
         SmartSim's view of it in ``run_settings.colocated_db_settings``."""
         ident = kwargs.pop("db_identifier", "")
+        kwargs.pop("port", None)  # SmartSim passes it on as a server option; a UDS store listens on its socket only
         super().colocate_db_uds(*args, **_pinning(kwargs))
         self._colocated_view(ident)
 
