@@ -66,6 +66,13 @@ def test_make_mpmd_refuses_what_cannot_be_one_launch(tmp_path: Path) -> None:
     with pytest.raises(simctl.ConfigError, match="takes run settings"):
         mpi.make_mpmd("true")  # type: ignore[arg-type]
     assert mpi.mpmd == []
+    # aprun joins programs the same way (no Cray machine here: the command line only)
+    aprun = simctl.RunSettings("a", ["x"], run_command="aprun", run_args={"n": 2})
+    aprun.make_mpmd(simctl.RunSettings("b", run_command="aprun", run_args={"n": 1}))
+    assert aprun.launch_line(["a", "x"]) == ["aprun", "-n", "2", "a", "x", ":", "-n", "1", "b"]
+    jsrun = simctl.RunSettings("a", run_command="jsrun")
+    with pytest.raises(simctl.ConfigError, match="needs a run command that starts several programs"):
+        jsrun.make_mpmd(simctl.RunSettings("b", run_command="jsrun"))  # jsrun's MPMD is an ERF file
 
 
 HET_DRIVER = """
