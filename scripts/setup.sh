@@ -37,6 +37,10 @@ apt_install() {  # install the Debian packages that are missing
 
 apt_install redis-server python3-venv
 
+# --dev, issue 19's MPMD and container tests: Open MPI (run as `orterun`), podman and runc (crun, podman's
+# default runtime, refuses hybrid cgroups)
+[ "$dev" = 1 ] && apt_install openmpi-bin podman runc
+
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
@@ -90,4 +94,6 @@ fi
 if [ "$slurm" = 1 ]; then
   bash scripts/setup-slurm.sh
 fi
+# `mpirun` stays Slurm's wrapper where it is installed (the Slurm tests use it), though Open MPI's ranks higher
+if [ -x /usr/bin/mpiexec.slurm ] && [ "$(id -u)" = 0 ]; then update-alternatives --quiet --set mpirun /usr/bin/mpiexec.slurm; fi
 say "ready: $(.venv/bin/simctl --version)"

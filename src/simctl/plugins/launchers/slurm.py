@@ -187,9 +187,14 @@ def node_failure(err_path: str, tail: int = 65536) -> str | None:
 
 
 def _member_tasks(rs: RunSettings | None) -> int:
-    """How many tasks a member's step runs (what its srun flags ask for)."""
+    """How many tasks a member's step runs (what its srun flags ask for; an
+    MPMD step's programs together)."""
     if rs is None:
         return 1
+    return sum(_own_tasks(r) for r in (rs, *rs.mpmd))
+
+
+def _own_tasks(rs: RunSettings) -> int:
     if rs.tasks:
         return rs.tasks
     n = rs.run_args.get("ntasks", rs.run_args.get("n"))
