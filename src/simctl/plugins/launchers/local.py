@@ -11,22 +11,26 @@ default 3).
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import simctl
 from simctl import BatchSettings, Launcher, ProcessLauncher, RunSettings, SimctlWarning
 
 
 class LocalLauncher(ProcessLauncher):
-    """Runs models as local processes: one process per model, here. Run
-    settings asking for more (``nodes``, ``tasks``, ``tasks_per_node`` above
+    """Runs models as local processes: one process per model, here, or
+    under ``mpirun``/``mpiexec``/``orterun`` given as the run command. Run
+    settings without a run command asking for more (``nodes``, ``tasks``, ``tasks_per_node`` above
     1, a ``hostlist``) are accepted, as the reference documents' examples
     set them, and a :class:`~simctl.SimctlWarning` says they are not used."""
 
     name = "local"
+    #: MPI's launchers start their ranks here (and MPMD programs: ``make_mpmd``)
+    run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "orterun")
 
     def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
         super().check_settings(run_settings, batch_settings)
-        if run_settings is None:
+        if run_settings is None or run_settings.run_command is not None:
             return
         unused = [f"{k}={v}" for k, v in (("nodes", run_settings.nodes), ("tasks", run_settings.tasks),
                                            ("tasks_per_node", run_settings.tasks_per_node)) if v and v > 1]
