@@ -13,8 +13,8 @@ the argument, before anything is written or launched.
 
 from __future__ import annotations
 
-import copy as _copy
 import datetime as _dt
+import functools
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -207,6 +207,12 @@ def _batch_args(value: Any, self: attrs.AttrsInstance) -> dict[str, ArgValue]:
     return args
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The attrs fields of a settings class (asked once per class: ensembles copy per member)."""
+    return tuple(field.name for field in attrs.fields(cls))
+
+
 @attrs.define(eq=True)
 class RunSettings:
     """How to run one executable: what, with which arguments, where and how wide.
@@ -334,11 +340,16 @@ class RunSettings:
     def copy(self) -> RunSettings:
         """An independent copy (what each ensemble member gets): changing the
         copy's hosts, arguments or environment changes nothing of this one's."""
-        new = _copy.copy(self)
-        for field in attrs.fields(type(self)):
-            value = getattr(new, field.name)
+        cls = type(self)
+        new = object.__new__(cls)
+        for name in _field_names(cls):
+            value = getattr(self, name)
             if isinstance(value, (list, dict)):
-                object.__setattr__(new, field.name, type(value)(value))  # as it is: no converter to run again
+                value = type(value)(value)
+            object.__setattr__(new, name, value)  # as it is: no converter or validator to run again
+        extra = getattr(self, "__dict__", None)  # a plain subclass's own attributes, shallow as copy.copy
+        if extra:
+            new.__dict__.update(extra)
         return new
 
     def add_exe_args(self, args: str | Iterable[Any]) -> None:
