@@ -20,6 +20,8 @@ from .core.distribution import NAME as _DISTRIBUTION
 from .core.entity import Entity, Handoff, PlanContext
 from .core.errors import (
     ConfigError,
+    ConfigFileNotFoundError,
+    ConfigTypeError,
     JobsFailed,
     LaunchError,
     PluginError,
@@ -69,7 +71,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
 __all__ = [
-    "Backend", "BatchJob", "checks", "BatchSettings", "Client", "ConfigError", "Dataset", "Ensemble", "Entity",
+    "Backend", "BatchJob", "checks", "BatchSettings", "Client", "ConfigError", "ConfigFileNotFoundError",
+    "ConfigTypeError", "Dataset", "Ensemble", "Entity",
     "EntityFiles", "Experiment",
     "FileWatcher", "Handoff", "JobsFailed", "JobStatus", "Launch", "LaunchError", "LaunchPlan",
     "Launcher", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "Model", "Orchestrator", "Pick",

@@ -17,7 +17,7 @@ import attrs
 
 from ..core import checks, templates
 from ..core.entity import Entity, PlanContext
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConfigTypeError
 from ..core.expansion import Params, Repeat, as_sequence
 from ..core.files import EntityFiles, name_validator
 from ..core.settings import BatchSettings, RunSettings
@@ -59,7 +59,7 @@ class Ensemble(StoreMethods, Entity):
 
     def __attrs_post_init__(self) -> None:
         if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
-            raise ConfigError(f"ensemble {self.name!r}: batch_settings must be a BatchSettings (from "
+            raise ConfigTypeError(f"ensemble {self.name!r}: batch_settings must be a BatchSettings (from "
                               f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
 
     def bind(self, expand: ExpandFn, on_created: CreatedHook | None = None) -> Ensemble:
@@ -184,7 +184,7 @@ class Ensemble(StoreMethods, Entity):
         if isinstance(key, int) and not isinstance(key, bool):
             return self.models[key]
         if not isinstance(key, str):
-            raise ConfigError(f"ensemble {self.name!r}: a member is found by its name (a str) or its index (an "
+            raise ConfigTypeError(f"ensemble {self.name!r}: a member is found by its name (a str) or its index (an "
                               f"int), got {checks.show(key)}")
         for m in self.models:
             if m.name == key:
@@ -200,7 +200,7 @@ class Ensemble(StoreMethods, Entity):
     def add_model(self, model: Model) -> None:
         """Add a model made by hand; its name must be new in the ensemble."""
         if not isinstance(model, Model):
-            raise ConfigError(f"add_model takes a Model, got {type(model).__name__}")
+            raise ConfigTypeError(f"add_model takes a Model, got {type(model).__name__}")
         if model.ensemble is not None and not any(m is model for m in self.added):
             raise ConfigError(f"model {model.name!r} is already a member of ensemble {model.ensemble!r}; a model "
                               "belongs to one ensemble (make another with create_model)")

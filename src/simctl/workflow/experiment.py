@@ -23,7 +23,7 @@ from ..core import checks, driver as drv, generator, logs, manifest as mf, reatt
 from ..core.checks import boolean, number, positive_int, show, string, string_list
 from ..core.controller import Controller, Job
 from ..core.entity import Entity
-from ..core.errors import ConfigError, JobsFailed, SimctlWarning, choices, interrupted, quiet_interrupt
+from ..core.errors import ConfigError, ConfigTypeError, JobsFailed, SimctlWarning, choices, interrupted, quiet_interrupt
 from ..core.expansion import Strategy, check_param_name, param_values
 from ..core.files import check_name
 from ..core.launcher import Launcher
@@ -110,7 +110,7 @@ def _flatten(entities: Iterable[Any]) -> list[Entity]:
         elif isinstance(e, Entity):
             out.append(e)
         else:
-            raise ConfigError(f"expected a Model, an Ensemble or another entity, got {type(e).__name__} "
+            raise ConfigTypeError(f"expected a Model, an Ensemble or another entity, got {type(e).__name__} "
                               f"({e!r:.80})")
     return out
 
@@ -158,7 +158,7 @@ class Experiment:
         if bad:
             raise ConfigError(f"launcher_options: option name {show(bad[0])} must be a str, e.g. 'max_concurrent'")
         if not isinstance(launcher, str):
-            raise ConfigError(f"launcher must be a launcher's name (a str), got {type(launcher).__name__}")
+            raise ConfigTypeError(f"launcher must be a launcher's name (a str), got {type(launcher).__name__}")
         if plugins is not None and not isinstance(plugins, Plugins):
             raise ConfigError(f"plugins must be what simctl.make_plugins() returns (or None for the installed "
                               f"plugins); got {show(plugins)}")
@@ -241,7 +241,7 @@ class Experiment:
         if isinstance(exe, os.PathLike):
             exe = os.fspath(exe)
         if not isinstance(exe, str) or not exe:
-            raise ConfigError(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
+            raise (ConfigError if isinstance(exe, str) else ConfigTypeError)(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
         if os.sep in exe and not os.path.isabs(exe) and os.path.exists(exe):
             exe = os.path.abspath(exe)  # "./sim.sh" means the driver's ./sim.sh, not one in each run directory
         _dicts(("run_args", run_args, checks.flag_mapping), ("env_vars", env_vars, checks.env_mapping))
@@ -308,7 +308,7 @@ class Experiment:
         expand, label = self._strategy(perm_strategy, n_models, seed)
         positive_int("replicas", replicas, allow_none=True)
         if run_settings is not None and not isinstance(run_settings, RunSettings):
-            raise ConfigError(f"run_settings must come from create_run_settings, got {type(run_settings).__name__}")
+            raise ConfigTypeError(f"run_settings must come from create_run_settings, got {type(run_settings).__name__}")
         values = param_values(params)
         params_as_args = string_list("params_as_args", params_as_args or [])
         twice = sorted({n for n in params_as_args if params_as_args.count(n) > 1})
@@ -794,7 +794,7 @@ def _path(arg: str, value: Any) -> str | None:
         return None
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str) or not text or "\0" in text:
-        raise ConfigError(f"{arg} must be a path to a directory (a non-empty str or os.PathLike without NUL), "
+        raise (ConfigError if isinstance(text, str) else ConfigTypeError)(f"{arg} must be a path to a directory (a non-empty str or os.PathLike without NUL), "
                           f"got {show(value)}")
     path = os.path.abspath(os.path.expanduser(text))
     if os.path.exists(path) and not os.path.isdir(path):
@@ -828,7 +828,7 @@ def _model_params(params: Any) -> dict[str, Any]:
     if params is None:
         return {}
     if not isinstance(params, Mapping):
-        raise ConfigError(f"params must be a dict of name -> value, got {type(params).__name__} {params!r:.80}")
+        raise ConfigTypeError(f"params must be a dict of name -> value, got {type(params).__name__} {params!r:.80}")
     bad = [k for k in params if not isinstance(k, str) or not k]
     if bad:
         raise ConfigError(f"params names must be non-empty strings, got {show(bad[0])}"

@@ -12,7 +12,7 @@ import attrs
 
 from ..core import checks
 from ..core.entity import Entity, PlanContext
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConfigTypeError
 from ..core.files import EntityFiles, name_validator
 from ..core.settings import BatchSettings, RunSettings
 from ..core.status import JobStatus, Status
@@ -34,7 +34,7 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
 
 def _check_params(params: Any) -> None:
     if not isinstance(params, dict):
-        raise ConfigError(f"params must be a dict of name -> value, got {checks.show(params)}")
+        raise ConfigTypeError(f"params must be a dict of name -> value, got {checks.show(params)}")
     for name, value in params.items():
         checks.param_value(name, value)
 
@@ -58,10 +58,10 @@ class Model(StoreMethods, Entity):
 
     def __attrs_post_init__(self) -> None:
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
-            raise ConfigError(f"model {self.name!r}: run_settings must be a RunSettings (from "
+            raise ConfigTypeError(f"model {self.name!r}: run_settings must be a RunSettings (from "
                               f"Experiment.create_run_settings), got {type(self.run_settings).__name__}")
         if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
-            raise ConfigError(f"model {self.name!r}: batch_settings must be a BatchSettings (from "
+            raise ConfigTypeError(f"model {self.name!r}: batch_settings must be a BatchSettings (from "
                               f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
         missing = [n for n in self.params_as_args if n not in self.params] if self.params_as_args else None
         if self.params_as_args and len(set(self.params_as_args)) < len(self.params_as_args):
