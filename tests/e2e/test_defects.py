@@ -235,9 +235,10 @@ def test_the_file_watcher_forgets_cancelled_jobs(tmp_path):
 # 29, 31, 32, 34 -----------------------------------------------------------------------------------------------------
 
 
-def test_a_run_command_on_a_launcher_without_any_says_so(tmp_path):
-    with pytest.raises(ConfigError, match="it runs executables directly: use run_command=None"):
-        make_exp(tmp_path).create_run_settings("true", run_command="mpirun")
+def test_a_run_command_the_launcher_lacks_says_which_it_has(tmp_path):
+    # the local launcher runs mpirun and mpiexec since issue 19 (as SmartSim's does), nothing else
+    with pytest.raises(ConfigError, match=r"run command 'srun'; supported: 'mpiexec', 'mpirun' \(or None"):
+        make_exp(tmp_path).create_run_settings("true", run_command="srun")
 
 
 @pytest.mark.parametrize("call,match", [

@@ -93,7 +93,8 @@ def _check_names(names: list[Any]) -> None:
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name:
             twin = next((o for o in names if o is not name and str(o) == str(name)), None)
-            raise (ConfigError if isinstance(name, str) else ConfigTypeError)(f"params: parameter names must be non-empty strings; got {checks.show(name)}"
+            error = ConfigError if isinstance(name, str) else ConfigTypeError
+            raise error(f"params: parameter names must be non-empty strings; got {checks.show(name)}"
                               + (f", which would be the same name as {twin!r}" if twin is not None else ""))
         if name in names[:i]:
             raise ConfigError(f"params: parameter {name!r} is named twice; give it once")

@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import psutil
@@ -117,7 +117,7 @@ class ProcessLauncher(Launcher):
     another driver (``simctl status`` / ``simctl stop`` after a driver died).
     """
 
-    run_commands = ()
+    run_commands: ClassVar[tuple[str, ...]] = ()
     default_run_command = None
     poll_bounds = (0.05, 5.0)
     accepted_options = {"max_concurrent": "most processes running at once (default: a quarter of the "

@@ -23,7 +23,7 @@ from ..core.files import EntityFiles, name_validator
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..store.use import StoreMethods, StoreUse, check_plan, prepare
-from .model import Model
+from .model import Model, make_dirs
 
 ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Sequence[Params]]
 CreatedHook = Callable[..., None]  # called with the entities just made
@@ -127,8 +127,9 @@ class Ensemble(StoreMethods, Entity):
     def _member(self, i: int, params: Params) -> Model:
         assert self.run_settings is not None
         # each member its own copy of the run settings (issue 18): pinning one member (set_hostlist) pins no other
-        return Model(f"{self.name}_{i}", self.run_settings.copy(), dict(params), None, None, list(self.params_as_args),
-                     self.files, self.store_use.copy(), ensemble=self.name)
+        name = f"{self.name}_{i}"
+        return Model(name, self.run_settings.copy(), dict(params), os.path.join(self.path, name) if self.path else None,
+                     None, list(self.params_as_args), self.files, self.store_use.copy(), ensemble=self.name)
 
     @property
     def models(self) -> list[Model]:
@@ -169,7 +170,9 @@ class Ensemble(StoreMethods, Entity):
         return list(steps)
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
-        """Store the members' ML objects before they start, each key once per store."""
+        """Make the members' directories (as SmartSim does for members never
+        generated), then store their ML objects, each key once per store."""
+        make_dirs(steps)
         prepare(steps, [s.entity.store_use for s in steps if isinstance(s.entity, Model)])
 
     def __len__(self) -> int:

@@ -49,6 +49,8 @@ _HOOKS = threading.Lock()
 _exit_handler_registered = False
 #: the SIGTERM handler simctl replaced (SIG_DFL), while its own is installed; None when it is not
 _previous_sigterm: Any = None
+#: the SIGINT handler simctl replaced (Python's default_int_handler) while its own is installed, or None
+_previous_sigint: Any = None
 
 
 def _stop_all_at_exit() -> None:
@@ -58,6 +60,29 @@ def _stop_all_at_exit() -> None:
 
 def _on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds the driver, then the exit handler stops the jobs
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C: first the jobs started with ``block=False`` are stopped (those
+    started with ``kill_on_interrupt=True``) or left running on purpose (the
+    others), saying so, then the KeyboardInterrupt Python would raise, with
+    that said (as after Ctrl-C during a blocking start)."""
+    said = [line for experiment in list(_LIVE) for line in experiment._ctrl_c_unblocked()]
+    if not said:
+        signal.default_int_handler(signum, frame)
+    quiet_interrupt()
+    raise interrupted("; ".join(said))
+
+
+def _catch_ctrl_c() -> None:
+    """A start with ``block=False`` in the main thread, while SIGINT has
+    Python's own handler: Ctrl-C stops (or leaves running) its jobs first.
+    Python's handler is put back when no experiment has work left."""
+    global _previous_sigint
+    with _HOOKS:
+        if (_previous_sigint is None and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            _previous_sigint = signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _work_starts(experiment: Experiment) -> None:
@@ -80,14 +105,19 @@ def _work_ends(experiment: Experiment) -> None:
     previous handler is put back, unless the program installed another one
     meanwhile (then that one stays), or this is not the main thread (then it
     is put back by the next close() in the main thread)."""
-    global _previous_sigterm
+    global _previous_sigterm, _previous_sigint
     with _HOOKS:
         _LIVE.discard(experiment)
-        if (_previous_sigterm is not None and not _LIVE
-                and threading.current_thread() is threading.main_thread()):
+        if _LIVE or threading.current_thread() is not threading.main_thread():
+            return
+        if _previous_sigterm is not None:
             if signal.getsignal(signal.SIGTERM) is _on_sigterm:
                 signal.signal(signal.SIGTERM, _previous_sigterm)
             _previous_sigterm = None
+        if _previous_sigint is not None:
+            if signal.getsignal(signal.SIGINT) is _on_sigint:
+                signal.signal(signal.SIGINT, _previous_sigint)
+            _previous_sigint = None
 
 
 class Generated(list[str]):
@@ -173,6 +203,8 @@ class Experiment:
         #: jobs that end by themselves started with block=False, not waited for yet: the next blocking start or
         #: poll reports them, also when they ended before it was called
         self._unwaited: set[Job] = set()
+        #: jobs started with block=False that Ctrl-C stops (kill_on_interrupt=True: True) or leaves running (False)
+        self._on_ctrl_c: dict[Job, bool] = {}
 
     def _pick_launcher(self, launcher: str) -> str:
         names = self.plugins.names("launcher")
@@ -241,14 +273,15 @@ class Experiment:
         if isinstance(exe, os.PathLike):
             exe = os.fspath(exe)
         if not isinstance(exe, str) or not exe:
-            raise (ConfigError if isinstance(exe, str) else ConfigTypeError)(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
+            error = ConfigError if isinstance(exe, str) else ConfigTypeError
+            raise error(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
         if os.sep in exe and not os.path.isabs(exe) and os.path.exists(exe):
             exe = os.path.abspath(exe)  # "./sim.sh" means the driver's ./sim.sh, not one in each run directory
         _dicts(("run_args", run_args, checks.flag_mapping), ("env_vars", env_vars, checks.env_mapping))
         _known_kwargs("create_run_settings", kwargs, self.launcher.run_settings_class,
                       ("exe", "exe_args", "run_command", "run_args", "env_vars"))
         rs = self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
-        if rs.run_args and rs.run_command is None and not self.launcher.run_commands:
+        if rs.run_args and rs.run_command is None:  # run_args are the run command's flags: none, unused
             raise ConfigError(f"run_args {rs.run_args!r} are flags of a run command (srun, mpirun...), but launcher "
                               f"{self.launcher_name!r} runs {exe!r} directly, so they would be ignored; leave "
                               "run_args out, or pass them to the program in exe_args")
@@ -285,9 +318,11 @@ class Experiment:
                      path: str | None = None, enable_key_prefixing: bool = False,
                      batch_settings: BatchSettings | None = None,
                      params_as_args: Sequence[str] | None = None) -> Model:
-        """A model: one application run. Without ``path`` (and without
-        :meth:`generate`) it runs in the current directory."""
-        model = Model(name, run_settings, _model_params(params), _path("path", path), batch_settings,
+        """A model: one application run. Its ``path`` (where it runs, made
+        at :meth:`start` if missing) is ``<exp_path>/<name>`` unless given, as
+        in SmartSim; :meth:`generate` sets it to the directory it writes."""
+        model = Model(name, run_settings, _model_params(params),
+                      _path("path", path) or os.path.join(self.exp_path, check_name("model", name)), batch_settings,
                       string_list("params_as_args", params_as_args or []),
                       store_use=StoreUse(key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing)))
         self._created(model)
@@ -303,7 +338,11 @@ class Experiment:
         """A group of models: expanded from ``params`` with ``perm_strategy``
         (an installed strategy's name or a callable
         ``f(names, values, n_models) -> list[dict]``), ``replicas`` copies, or
-        empty to fill with :meth:`Ensemble.add_model`."""
+        empty to fill with :meth:`Ensemble.add_model`. Its ``path`` is
+        ``<exp_path>/<name>`` unless given, each member's ``<path>/<member>``;
+        members made from ``params`` or ``replicas`` prefix their keys with
+        their names (``SSKEYOUT``), as SmartSim's do (``member.disable_key_prefixing()``
+        turns one off); models added with :meth:`Ensemble.add_model` keep their own choice."""
         check_name("ensemble", name)
         expand, label = self._strategy(perm_strategy, n_models, seed)
         positive_int("replicas", replicas, allow_none=True)
@@ -324,7 +363,8 @@ class Experiment:
             raise ConfigError(f"ensemble {name!r} has run_settings but no params and no replicas, so no members; "
                               "give params={...} or replicas=N (or leave out run_settings and add_model)")
         ens = Ensemble(name, values, run_settings, batch_settings, params_as_args, replicas or 0,
-                       label, n_models, seed, _path("path", path))
+                       label, n_models, seed, _path("path", path) or os.path.join(self.exp_path, name),
+                       store_use=StoreUse(key_prefixing=bool(values or replicas)))
         ens.bind(expand, self._created)
         if all(v is not None for v in values.values()):
             ens.space()  # validate now (step lengths, n_models, ...): it is lazy, so cheap
@@ -498,6 +538,21 @@ class Experiment:
             self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
         else:
             self._unwaited.update(j for j in jobs if j.ends)
+            self._on_ctrl_c = {j: k for j, k in self._on_ctrl_c.items() if not j.done}
+            self._on_ctrl_c.update((j, kill_on_interrupt) for j in jobs if j.ends)
+            _catch_ctrl_c()
+
+    def _ctrl_c_unblocked(self) -> list[str]:
+        """Ctrl-C after ``start(block=False)``: stop the jobs it started with
+        ``kill_on_interrupt=True``, leave the others running (both said on
+        screen); one line per group for the KeyboardInterrupt's message."""
+        jobs, self._on_ctrl_c = self._on_ctrl_c, {}
+        said = []
+        for kill in (True, False):
+            group = [j for j, k in jobs.items() if k is kill and not j.done]
+            if group:
+                said.append(self._interrupted(group, kill, "started with block=False"))
+        return said
 
     def _check_colocated(self, entities: list[Entity]) -> None:
         """Colocated stores about to start on this host: checked as create_database's shards are."""
@@ -794,7 +849,8 @@ def _path(arg: str, value: Any) -> str | None:
         return None
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str) or not text or "\0" in text:
-        raise (ConfigError if isinstance(text, str) else ConfigTypeError)(f"{arg} must be a path to a directory (a non-empty str or os.PathLike without NUL), "
+        error = ConfigError if isinstance(text, str) else ConfigTypeError
+        raise error(f"{arg} must be a path to a directory (a non-empty str or os.PathLike without NUL), "
                           f"got {show(value)}")
     path = os.path.abspath(os.path.expanduser(text))
     if os.path.exists(path) and not os.path.isdir(path):

@@ -32,6 +32,17 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
     return out
 
 
+def make_dirs(steps: Sequence[ProcessStep]) -> None:
+    """Create each step's working directory that does not exist yet (and its parents)."""
+    for cwd in dict.fromkeys(s.cwd for s in steps):
+        if not os.path.isdir(cwd):
+            try:
+                os.makedirs(cwd, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot make the run directory {cwd}: {exc.strerror}; give the model a path= "
+                                  "you can write to") from None
+
+
 def _check_params(params: Any) -> None:
     if not isinstance(params, dict):
         raise ConfigTypeError(f"params must be a dict of name -> value, got {checks.show(params)}")
@@ -101,10 +112,15 @@ class Model(StoreMethods, Entity):
 
     def process_step(self, ctx: PlanContext, default_path: str | None = None) -> ProcessStep:
         """This model's step: executable, arguments, directory, environment and
-        output files. A model that was not generated runs in its ``path``, else
-        ``default_path`` (its ensemble's path), else the current directory."""
+        output files. A model runs in its ``path`` (``<exp_path>/<name>`` when made
+        by ``create_model``), else ``default_path`` (its ensemble's path), else the
+        current directory (a Model made by its constructor without a path)."""
         rs = self.run_settings
         cwd = self.path or default_path or os.getcwd()
+        files = self.files
+        if (files.to_copy or files.to_symlink or files.to_configure) and not os.path.isdir(cwd):
+            raise ConfigError(f"model {self.key!r} has files to copy, symlink or configure, but its directory {cwd} "
+                              "was never generated; call exp.generate(...) on it (or its ensemble) before start")
         env: dict[str, str | None] = dict(ctx.handoff.env)
         env.update(rs.env_vars)
         step = ProcessStep(name=self.name, argv=[rs.exe, *rs.exe_args, *self.params_to_args()], cwd=cwd,
@@ -161,7 +177,10 @@ class Model(StoreMethods, Entity):
         return attrs.evolve(status, reason=f"{status.reason}; its colocated store failed: {line}")
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
-        """Store the ML objects (:meth:`add_ml_model`...) before the application starts."""
+        """Make its directory if it is missing (a model never generated runs
+        in ``<exp_path>/<name>``, as in SmartSim), then store the ML objects
+        (:meth:`add_ml_model`...) before the application starts."""
+        make_dirs(steps)
         prepare(steps, [self.store_use])
 
     def plan(self, ctx: PlanContext) -> list[Launch]:

@@ -310,12 +310,12 @@ def _node_conflict(resources: Mapping[str, Any], **given: Any) -> None:
     also = [name for name, value in given.items() if value]
     if len(keys) == 2 or (keys and also):
         both = [f"resources[{k!r}]" for k in keys] + also
-        raise ConfigError(f"PBS batch settings: {' and '.join(both)} each say how many nodes (or CPUs per node) the job gets "
-                          f"(-l {keys[0]}=...); give the count once: nodes= (or set_nodes), or a "
-                          f"'select'/'nodes' resource alone")
+        raise ConfigError(f"PBS batch settings: {' and '.join(both)} each say how many nodes (or CPUs per node) "
+                          f"the job gets (-l {keys[0]}=...); give the count once: nodes= (or set_nodes), or a "
+                          "'select'/'nodes' resource alone")
 
 
-def _check_nodes(inst: Any, attribute: attrs.Attribute, value: Any) -> Any:  # type: ignore[type-arg]
+def _check_nodes(inst: Any, attribute: attrs.Attribute, value: Any) -> Any:
     """on_setattr: refuse a node count that conflicts with the other fields, when it is set."""
     if attribute.name in ("nodes", "hostlist", "resources", "ncpus") and attrs.has(type(inst)):
         fields = {"resources": inst.resources, "nodes": inst.nodes, "hostlist": inst.hostlist, "ncpus": inst.ncpus}
