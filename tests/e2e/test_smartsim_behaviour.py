@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _lifecycle_helpers import (
     gone,
@@ -205,3 +206,91 @@ def test_ctrl_c_after_an_unblocked_start(tmp_path, kill):
             proc.kill()
             proc.communicate()
         kill_pids(pids or read_pids(pids_file))
+
+
+# -- the getting-started tutorial: a driver's own Client, an ensemble's prefixed keys ---------------------------------
+
+# SmartSim's doc/tutorials/getting_started/producer.py and consumer.py, with `from smartredis import Client,
+# ConfigOptions` as `from simctl import Client` (the compatibility layer is E2's and tested there) and the
+# consumer's poll given longer (100 x 100 ms is short on a shared machine)
+PRODUCER = """
+    import numpy as np
+    import argparse
+    import time
+    import os
+
+    from simctl import Client
+
+    parser = argparse.ArgumentParser(description="SmartRedis ensemble producer process.")
+    parser.add_argument("--redis-port")
+    args = parser.parse_args()
+
+    time.sleep(2)
+    address = "127.0.0.1:" + str(args.redis_port)
+    os.environ["SSDB"] = address
+    c = Client(None, logger_name="SmartSim")
+
+    data = np.random.rand(1, 1, 3, 3)
+    c.put_tensor("product", data)
+"""
+
+CONSUMER = """
+    import argparse
+    import os
+    from simctl import Client
+
+    parser = argparse.ArgumentParser(description="SmartRedis ensemble consumer process.")
+    parser.add_argument("--redis-port")
+    args = parser.parse_args()
+
+    address = "127.0.0.1:" + str(args.redis_port)
+    os.environ["SSDB"] = address
+    c = Client(None, logger_name="SmartSim")
+
+    keyin = os.getenv("SSKEYIN")
+    data_sources = keyin.split(",")
+    data_sources.sort()
+
+    for key in data_sources:
+        c.set_data_source(key)
+        input_exists = c.poll_tensor("product", 100, 600)
+        db_tensor = c.get_tensor("product")
+        print(f"Tensor for {key} is:", db_tensor)
+"""
+
+
+def test_getting_started_producer_consumer_and_the_drivers_own_client(tmp_path, monkeypatch):
+    from _store_helpers import STORE_ENV
+
+    for name in STORE_ENV:  # the driver's environment names no store: its Client finds the password itself
+        monkeypatch.delenv(name, raising=False)
+    write_script(tmp_path / "producer.py", PRODUCER)
+    write_script(tmp_path / "consumer.py", CONSUMER)
+    exp = make_exp(tmp_path, "getting-started")
+    db = exp.create_database(interface="lo")
+    exp.start(db)
+    try:
+        client = simctl.Client(address=db.get_address()[0], cluster=False)  # the tutorial's, no password
+        client.put_tensor("driver", np.arange(3))
+        assert client.get_tensor("driver").tolist() == [0, 1, 2]
+        port = db.get_address()[0].rsplit(":", 1)[1]
+        rs_prod = exp.create_run_settings(sys.executable, f"producer.py --redis-port {port}")
+        ensemble = exp.create_ensemble(name="producer", replicas=2, run_settings=rs_prod)
+        rs_consumer = exp.create_run_settings(sys.executable, f"consumer.py --redis-port {port}")
+        consumer = exp.create_model("consumer", run_settings=rs_consumer)
+        consumer.register_incoming_entity(ensemble.models[0])
+        consumer.register_incoming_entity(ensemble.models[1])
+        ensemble.attach_generator_files(to_copy=[str(tmp_path / "producer.py")])
+        consumer.attach_generator_files(to_copy=[str(tmp_path / "consumer.py")])
+        exp.generate(ensemble, overwrite=True)
+        exp.generate(consumer, overwrite=True)
+        exp.start(ensemble, consumer, summary=True)
+        assert exp.get_status(ensemble, consumer) == [simctl.Status.COMPLETED] * 3, exp.logs(consumer, err=True)
+        out = Path(consumer.path, "consumer.out").read_text()
+        assert "Tensor for producer_0 is:" in out and "Tensor for producer_1 is:" in out
+        assert client.tensor_exists("producer_0.product") and client.tensor_exists("producer_1.product")
+        # a password given (a wrong one) is used as given, not replaced
+        with pytest.raises(simctl.StoreError):
+            simctl.Client(address=db.get_address()[0], cluster=False, password="wrong").get_tensor("driver")
+    finally:
+        exp.stop(db)

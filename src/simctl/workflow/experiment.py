@@ -35,6 +35,7 @@ from ..core.status import Status
 from ..core.steps import BatchJob
 from ..core.table import render_table
 from ..log import logger
+from ..store import known
 from ..store.use import StoreUse, check_start
 from .ensemble import Ensemble
 from .model import Model
@@ -534,6 +535,9 @@ class Experiment:
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None,
                                       before_write=self._take_lock)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
+        for ent in ents:  # a Client made in this driver without a password finds a store's here (issue 19)
+            if ent.runs_until_stopped:
+                known.remember(ent)
         if block:
             self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
         else:
