@@ -368,7 +368,7 @@ def test_dataset_keys_share_one_cluster_slot(client: Client) -> None:
     for name in ("d", "a.b", "p-q r", "é.ü"):
         client.put_dataset(make_dataset(name))
         keys = [k for k in raw_keys(client) if k.startswith("{" + name)]
-        assert len(keys) == 2 + 3, keys  # ack, meta, three tensors
+        assert len(keys) == 1 + 3, keys  # the metadata (with the acknowledgement), three tensors (format 2)
         if client.is_cluster:
             assert len({client._r.keyslot(k) for k in keys}) == 1, keys
         check_dataset(client.get_dataset(name), name)
@@ -379,7 +379,8 @@ def test_replacing_and_deleting_a_dataset_leaves_nothing_behind(client: Client) 
     small = Dataset("d")
     small.add_tensor("only", np.ones(2))
     client.put_dataset(small)
-    assert raw_keys(client) == {"{d}", "{d}.tensor.only"}  # the old tensors and metadata are gone
+    assert raw_keys(client) == {"{d}.meta", "{d}.only"}  # the old tensors and metadata fields are gone
+    assert set(client._one("{d}.meta", "HKEYS", "{d}.meta")) == {b".tensor_names", b".COMPLETE"}
     got = client.get_dataset("d")
     assert got.get_tensor_names() == ["only"] and got.get_metadata_field_names() == []
     client.delete_dataset("d")
