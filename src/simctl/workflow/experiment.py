@@ -67,8 +67,10 @@ def _on_sigint(signum: int, frame: Any) -> None:
     """Ctrl-C: first the jobs started with ``block=False`` are stopped (those
     started with ``kill_on_interrupt=True``) or left running on purpose (the
     others), saying so, then the KeyboardInterrupt Python would raise, with
-    that said (as after Ctrl-C during a blocking start)."""
-    said = [line for experiment in list(_LIVE) for line in experiment._ctrl_c_unblocked()]
+    that said (as after Ctrl-C during a blocking start). During a blocking
+    start or a poll, which handle Ctrl-C themselves, it is Python's own."""
+    live = list(_LIVE)
+    said = [] if any(e._waiting for e in live) else [line for e in live for line in e._ctrl_c_unblocked()]
     if not said:
         signal.default_int_handler(signum, frame)
     quiet_interrupt()
@@ -206,6 +208,8 @@ class Experiment:
         self._unwaited: set[Job] = set()
         #: jobs started with block=False that Ctrl-C stops (kill_on_interrupt=True: True) or leaves running (False)
         self._on_ctrl_c: dict[Job, bool] = {}
+        #: a blocking start or a poll is waiting (it handles Ctrl-C itself)
+        self._waiting = False
 
     def _pick_launcher(self, launcher: str) -> str:
         names = self.plugins.names("launcher")
@@ -639,9 +643,12 @@ class Experiment:
         retryable = {j.key for j in started if isinstance(j.entity, Model)}
         for attempt in range(max_retries + 1):
             try:
+                self._waiting = True
                 with progress_ticker(self._progress_rows, enabled=_interactive()) as tick:
                     c.wait(self._ending, tick=tick)
+                self._waiting = False
             except KeyboardInterrupt as exc:
+                self._waiting = False
                 said = self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
                 if getattr(exc, "simctl_said", False):
                     raise
@@ -724,11 +731,14 @@ class Experiment:
         self._unwaited.clear()
         began = time.monotonic()
         try:
+            self._waiting = True
             while not c.wait(jobs, timeout=interval):
                 if verbose:
                     print(f"simctl: {self.name}: {sum(not j.done for j in jobs)} of {len(jobs)} job(s) running "
                           f"after {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+            self._waiting = False
         except KeyboardInterrupt as exc:
+            self._waiting = False
             said = self._interrupted(jobs, kill_on_interrupt, "poll() was waiting for")
             if getattr(exc, "simctl_said", False):
                 raise
