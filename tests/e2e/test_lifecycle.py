@@ -309,8 +309,10 @@ def test_model_without_path_or_generate_runs_in_the_current_directory(tmp_path, 
     exp = make_exp(tmp_path)
     model = exp.create_model("where", exp.create_run_settings("pwd"))
     exp.start(model)
-    assert (here / "where.out").read_text().strip() == os.path.realpath(here)
-    assert (here / "where.err").exists()
+    # its output files go to its path, <exp_path>/<name> from creation (as in SmartSim, issue 19)
+    assert model.path == str(tmp_path / "x" / "where")
+    assert (tmp_path / "x" / "where" / "where.out").read_text().strip() == os.path.realpath(here)
+    assert (tmp_path / "x" / "where" / "where.err").exists() and not (here / "where.out").exists()
 
 
 def test_standard_model_example_as_written(tmp_path, monkeypatch, python_on_path):
@@ -329,8 +331,11 @@ def test_standard_model_example_as_written(tmp_path, monkeypatch, python_on_path
     model = exp.create_model(name="example-model", run_settings=settings)
     exp.start(model)
     assert exp.get_status(model) == [Status.COMPLETED]
-    assert (tmp_path / "example-model.out").read_text() == "hello from example-model\n"
-    assert (tmp_path / "example-model.err").read_text() == "a warning\n"
+    # in the experiment's directory, <exp_path>/<name> (SmartSim's model.path, issue 19); the program ran
+    # where the driver runs, so "script.py" was found
+    where = tmp_path / "getting-started" / "example-model"
+    assert (where / "example-model.out").read_text() == "hello from example-model\n"
+    assert (where / "example-model.err").read_text() == "a warning\n"
     assert exp.exp_path == str(tmp_path / "getting-started")
     assert load_manifest(exp).jobs[0].name == "example-model"
 

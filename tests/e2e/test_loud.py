@@ -155,9 +155,10 @@ def test_generate_of_one_member_writes_its_own_directory(tmp_path):
     assert res.returncode == 0, res.stderr
     assert f"DIRS ['{tmp_path / 'exp' / 'sweep' / 'sweep_2'}']" in res.stdout
     assert (tmp_path / "exp" / "sweep" / "sweep_2" / "sweep_2.out").read_text().startswith("output of sweep_2")
-    # a member never generated (and with no files to receive) runs in its path, made at start, as in SmartSim
-    # (issue 19), never in the current directory
-    assert (tmp_path / "exp" / "sweep" / "sweep_0" / "sweep_0.out").read_text().startswith("output of sweep_0")
+    # a member never generated (and with no files to receive) runs where the driver runs, its output files in
+    # its path <exp_path>/<ensemble>/<member> (SmartSim's, made at start; issue 19), not in the current directory
+    assert (tmp_path / "exp" / "sweep" / "sweep_0" / "sweep_0.out").read_text() == \
+        f"output of {tmp_path.name} run in {tmp_path}\n"
     assert not (tmp_path / "sweep_0.out").exists()
 
 

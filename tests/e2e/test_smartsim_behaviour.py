@@ -39,7 +39,7 @@ def _dump(exp: simctl.Experiment) -> simctl.RunSettings:
 # -- a model's path is <exp_path>/<name> from its creation ---------------------------------------------------------
 
 
-def test_paths_are_set_at_creation_and_an_ungenerated_model_runs_there(tmp_path, monkeypatch):
+def test_paths_are_set_at_creation_and_hold_an_ungenerated_model_s_outputs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exp = make_exp(tmp_path)
     model = exp.create_model("m", _dump(exp))
@@ -51,12 +51,15 @@ def test_paths_are_set_at_creation_and_an_ungenerated_model_runs_there(tmp_path,
     assert given.path == str(tmp_path / "elsewhere")
     exp.start(model, ens, given)
     assert exp.get_status(model, ens, given) == [simctl.Status.COMPLETED] * 4
-    for m in (model, *ens, given):  # each ran in its path, made at start; none in the current directory
-        assert Path(m.path, f"{m.name}.out").read_text().splitlines()[0] == m.path
-        assert not (tmp_path / f"{m.name}.out").exists()
-    # generate() sets the directory it wrote (the same place, here)
-    assert exp.generate(model, overwrite=True) == [os.path.join(exp.exp_path, "m")]
-    assert model.path == os.path.join(exp.exp_path, "m")
+    # each one's output files are in its path, made at start; none in the current directory
+    ran_in = {m.name: Path(m.path, f"{m.name}.out").read_text().splitlines()[0] for m in (model, *ens, given)}
+    assert not list(tmp_path.glob("*.out"))
+    # never generated, a model runs in the driver's directory (the guides' `exe_args="script.py"` is found);
+    # a path given, or generate(), makes its path where it runs
+    assert ran_in == {"m": str(tmp_path), "e_0": str(tmp_path), "e_1": str(tmp_path), "g": given.path}
+    assert exp.generate(model, ens, overwrite=True) == [model.path, *(m.path for m in ens)]
+    exp.start(model, ens)
+    assert all(Path(m.path, f"{m.name}.out").read_text().splitlines()[0] == m.path for m in (model, *ens))
 
 
 def test_an_ungenerated_model_with_files_to_receive_is_refused(tmp_path):
@@ -294,3 +297,21 @@ def test_getting_started_producer_consumer_and_the_drivers_own_client(tmp_path, 
             simctl.Client(address=db.get_address()[0], cluster=False, password="wrong").get_tensor("driver")
     finally:
         exp.stop(db)
+
+
+def test_plain_run_settings_still_run_on_the_local_launcher_also_under_mpirun(tmp_path, monkeypatch):
+    """RunSettings made without a launcher (SmartSim's RunSettings(exe, run_command=...)) run here as
+    before, and under mpirun they are sized as the local launcher's own settings are."""
+    monkeypatch.setenv("PATH", _open_mpi_bin(tmp_path) + os.pathsep + os.environ["PATH"])
+    exp = make_exp(tmp_path)
+    plain = exp.create_model("plain", simctl.RunSettings("sh", ["-c", "echo plain"]))
+    mpi = simctl.RunSettings("sh", ["-c", "echo rank $OMPI_COMM_WORLD_RANK"], run_command="mpirun")
+    mpi.set_tasks(2)
+    ranks = exp.create_model("ranks", mpi)
+    assert "mpirun -n 2 sh -c" in exp.preview(ranks, show=False)
+    exp.start(plain, ranks)
+    assert exp.get_status(plain, ranks) == [simctl.Status.COMPLETED] * 2, exp.logs(ranks, err=True)
+    assert Path(plain.path, "plain.out").read_text() == "plain\n"
+    assert sorted(Path(ranks.path, "ranks.out").read_text().splitlines()) == ["rank 0", "rank 1"]
+    with pytest.raises(ConfigError, match="does not support run command 'srun'"):
+        exp.preview(exp.create_model("s", simctl.RunSettings("true", run_command="srun")), show=False)

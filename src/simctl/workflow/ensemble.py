@@ -23,7 +23,7 @@ from ..core.files import EntityFiles, name_validator
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..store.use import StoreMethods, StoreUse, check_plan, prepare
-from .model import Model, make_dirs
+from .model import Model, make_dirs, placed
 
 ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Sequence[Params]]
 CreatedHook = Callable[..., None]  # called with the entities just made
@@ -44,7 +44,8 @@ class Ensemble(StoreMethods, Entity):
     perm_strategy: str = "all_perm"
     n_models: int | None = None
     seed: int | None = None
-    path: str | None = None
+    #: its members' paths are ``<path>/<member>`` (see :attr:`Model.path`)
+    path: str | None = attrs.field(default=None, on_setattr=[attrs.setters.validate, placed])
     files: EntityFiles = attrs.field(factory=EntityFiles)
     #: what every member asks of the store (each member has its own copy, made from this one)
     store_use: StoreUse = attrs.field(factory=StoreUse)
@@ -52,6 +53,8 @@ class Ensemble(StoreMethods, Entity):
     added: list[Model] = attrs.field(factory=list)
     #: the tag around inline value lists in its files to configure; generate(tag=) must match
     tag: str = ";"
+    #: whether its members run in their paths before being generated (see :attr:`Model.runs_in_path`)
+    runs_in_path: bool = attrs.field(default=True, eq=False, repr=False)
     _expand: ExpandFn | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _space: Sequence[Params] | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -129,7 +132,8 @@ class Ensemble(StoreMethods, Entity):
         # each member its own copy of the run settings (issue 18): pinning one member (set_hostlist) pins no other
         name = f"{self.name}_{i}"
         return Model(name, self.run_settings.copy(), dict(params), os.path.join(self.path, name) if self.path else None,
-                     None, list(self.params_as_args), self.files, self.store_use.copy(), ensemble=self.name)
+                     None, list(self.params_as_args), self.files, self.store_use.copy(), ensemble=self.name,
+                     runs_in_path=self.runs_in_path)
 
     @property
     def models(self) -> list[Model]:

@@ -323,13 +323,18 @@ class Experiment:
                      path: str | None = None, enable_key_prefixing: bool = False,
                      batch_settings: BatchSettings | None = None,
                      params_as_args: Sequence[str] | None = None) -> Model:
-        """A model: one application run. Its ``path`` (where it runs, made
-        at :meth:`start` if missing) is ``<exp_path>/<name>`` unless given, as
-        in SmartSim; :meth:`generate` sets it to the directory it writes."""
+        """A model: one application run. Its ``path`` is ``<exp_path>/<name>``
+        unless given, as in SmartSim, made at :meth:`start` if missing: it holds
+        ``<name>.out`` and ``.err``, and it is where the model runs once
+        generated (:meth:`generate` sets it to the directory it writes) or
+        given; a model never generated runs in the driver's current directory,
+        so that files named relative to it (``exe_args="script.py"``) are found."""
+        given = _path("path", path)
         model = Model(name, run_settings, _model_params(params),
-                      _path("path", path) or os.path.join(self.exp_path, check_name("model", name)), batch_settings,
+                      given or os.path.join(self.exp_path, check_name("model", name)), batch_settings,
                       string_list("params_as_args", params_as_args or []),
-                      store_use=StoreUse(key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing)))
+                      store_use=StoreUse(key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing)),
+                      runs_in_path=given is not None)
         self._created(model)
         return model
 
@@ -369,7 +374,7 @@ class Experiment:
                               "give params={...} or replicas=N (or leave out run_settings and add_model)")
         ens = Ensemble(name, values, run_settings, batch_settings, params_as_args, replicas or 0,
                        label, n_models, seed, _path("path", path) or os.path.join(self.exp_path, name),
-                       store_use=StoreUse(key_prefixing=bool(values or replicas)))
+                       store_use=StoreUse(key_prefixing=bool(values or replicas)), runs_in_path=path is not None)
         ens.bind(expand, self._created)
         if all(v is not None for v in values.values()):
             ens.space()  # validate now (step lengths, n_models, ...): it is lazy, so cheap

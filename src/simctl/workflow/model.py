@@ -14,6 +14,7 @@ from ..core import checks
 from ..core.entity import Entity, PlanContext
 from ..core.errors import ConfigError, ConfigTypeError
 from ..core.files import EntityFiles, name_validator
+from ..core.generator import PARAMS_FILE
 from ..core.settings import BatchSettings, RunSettings
 from ..core.status import JobStatus, Status
 from ..core.steps import Launch, ProcessStep
@@ -32,9 +33,15 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
     return out
 
 
+def placed(inst: Any, attribute: Any, value: Any) -> Any:
+    """on_setattr of ``path``: a path set after creation (``generate``, ``set_path``, by hand) is where it runs."""
+    object.__setattr__(inst, "runs_in_path", True)
+    return value
+
+
 def make_dirs(steps: Sequence[ProcessStep]) -> None:
-    """Create each step's working directory that does not exist yet (and its parents)."""
-    for cwd in dict.fromkeys(s.cwd for s in steps):
+    """Create each step's working directory and output directory that does not exist yet (and its parents)."""
+    for cwd in dict.fromkeys(d for s in steps for d in (s.cwd, os.path.dirname(s.out or s.cwd))):
         if not os.path.isdir(cwd):
             try:
                 os.makedirs(cwd, exist_ok=True)
@@ -58,7 +65,8 @@ class Model(StoreMethods, Entity):
     run_settings: RunSettings
     #: checked when set, also after the model was made (``model.params = {...}``)
     params: dict[str, Any] = attrs.field(factory=dict, validator=lambda _s, _a, v: _check_params(v))
-    path: str | None = None
+    #: where it runs and writes ``<name>.out``/``.err``: ``<exp_path>/<name>`` from ``create_model`` unless given
+    path: str | None = attrs.field(default=None, on_setattr=[attrs.setters.validate, placed])
     batch_settings: BatchSettings | None = None
     params_as_args: list[str] = attrs.field(factory=list)
     files: EntityFiles = attrs.field(factory=EntityFiles)
@@ -66,6 +74,10 @@ class Model(StoreMethods, Entity):
     store_use: StoreUse = attrs.field(factory=StoreUse)
     #: the ensemble this model is a member of (set by the ensemble)
     ensemble: str | None = None
+    #: False while ``path`` is the default ``create_model`` gave and nothing generated it: the
+    #: process then runs in the driver's directory (as the guides' examples expect), its output
+    #: files still go to ``path``; set True by giving a path or by ``generate``
+    runs_in_path: bool = attrs.field(default=True, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
@@ -112,23 +124,37 @@ class Model(StoreMethods, Entity):
 
     def process_step(self, ctx: PlanContext, default_path: str | None = None) -> ProcessStep:
         """This model's step: executable, arguments, directory, environment and
-        output files. A model runs in its ``path`` (``<exp_path>/<name>`` when made
-        by ``create_model``), else ``default_path`` (its ensemble's path), else the
-        current directory (a Model made by its constructor without a path)."""
+        output files. A model runs in its ``path``; its default path
+        (``<exp_path>/<name>``, from ``create_model``) holds its output files and
+        becomes where it runs once generated: before, it runs in the driver's
+        current directory. A Model made by its constructor without a path runs
+        in ``default_path`` (its ensemble's), else the current directory."""
         rs = self.run_settings
-        cwd = self.path or default_path or os.getcwd()
+        if self.path and not self.runs_in_path and self._generated_before():
+            self.runs_in_path = True  # an earlier driver generated it: it runs there
+        if self.path and not self.runs_in_path:
+            cwd, where = os.getcwd(), self.path  # a default path, never generated
+        else:
+            cwd = where = self.path or default_path or os.getcwd()
         files = self.files
-        if (files.to_copy or files.to_symlink or files.to_configure) and not os.path.isdir(cwd):
-            raise ConfigError(f"model {self.key!r} has files to copy, symlink or configure, but its directory {cwd} "
+        if (files.to_copy or files.to_symlink or files.to_configure) and not os.path.isdir(where):
+            raise ConfigError(f"model {self.key!r} has files to copy, symlink or configure, but its directory {where} "
                               "was never generated; call exp.generate(...) on it (or its ensemble) before start")
         env: dict[str, str | None] = dict(ctx.handoff.env)
         env.update(rs.env_vars)
         step = ProcessStep(name=self.name, argv=[rs.exe, *rs.exe_args, *self.params_to_args()], cwd=cwd,
                            env=env, secret_env=dict(ctx.handoff.secret_env),
-                           out=os.path.join(cwd, f"{self.name}.out"), err=os.path.join(cwd, f"{self.name}.err"),
+                           out=os.path.join(where, f"{self.name}.out"), err=os.path.join(where, f"{self.name}.err"),
                            run_settings=rs, key=self.key, entity=self)
         self.store_use.apply(step, self.name, ctx)
         return step
+
+    def _generated_before(self) -> bool:
+        """Whether ``generate`` wrote this model's default path (in an earlier
+        driver): its directory, or its ensemble's, holds the parameters record."""
+        assert self.path is not None
+        tops = [self.path, os.path.dirname(self.path)] if self.ensemble else [self.path]
+        return any(os.path.isfile(os.path.join(top, PARAMS_FILE)) for top in tops)
 
     # -- colocated store -----------------------------------------------------------------
 

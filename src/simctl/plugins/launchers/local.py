@@ -58,8 +58,21 @@ class LocalLauncher(ProcessLauncher):
             env.update({k: v for k, v in _OMPI_AS_ROOT.items() if k not in rs.env_vars})
         return env
 
+    def command(self, step: ProcessStep) -> list[str]:
+        """A plain :class:`~simctl.RunSettings` (made without a launcher, as
+        SmartSim's ``RunSettings(exe, run_command="mpirun")``) is sized as
+        :class:`LocalRunSettings` is: ``-n`` tasks, then ``run_args``."""
+        argv = super().command(step)
+        rs = step.run_settings
+        if rs is None or not rs.run_command or isinstance(rs, LocalRunSettings):
+            return argv
+        return [rs.run_command, *mpi_run_args(rs), *argv[1 + len(rs.format_run_args()):]]
+
     def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
-        super().check_settings(run_settings, batch_settings)
+        plain = type(run_settings) is RunSettings  # made without a launcher: runs here as before
+        super().check_settings(None if plain else run_settings, batch_settings)
+        if run_settings is not None and plain and run_settings.run_command is not None:
+            self.resolve_run_command(run_settings.run_command)
         if run_settings is None or run_settings.run_command:
             return
         unused = [f"{k}={v}" for k, v in (("nodes", run_settings.nodes), ("tasks", run_settings.tasks),
