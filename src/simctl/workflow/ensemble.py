@@ -53,8 +53,8 @@ class Ensemble(StoreMethods, Entity):
     added: list[Model] = attrs.field(factory=list)
     #: the tag around inline value lists in its files to configure; generate(tag=) must match
     tag: str = ";"
-    #: whether its members run in their paths before being generated (see :attr:`Model.runs_in_path`)
-    runs_in_path: bool = attrs.field(default=True, eq=False, repr=False)
+    #: where its ``path`` came from: "given" or "default" (see :attr:`Model.placement`)
+    placement: str = attrs.field(default="given", eq=False, repr=False)
     _expand: ExpandFn | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _space: Sequence[Params] | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -133,7 +133,7 @@ class Ensemble(StoreMethods, Entity):
         name = f"{self.name}_{i}"
         return Model(name, self.run_settings.copy(), dict(params), os.path.join(self.path, name) if self.path else None,
                      None, list(self.params_as_args), self.files, self.store_use.copy(), ensemble=self.name,
-                     runs_in_path=self.runs_in_path)
+                     placement="default" if self.placement == "default" else "derived")
 
     @property
     def models(self) -> list[Model]:

@@ -334,7 +334,7 @@ class Experiment:
                       given or os.path.join(self.exp_path, check_name("model", name)), batch_settings,
                       string_list("params_as_args", params_as_args or []),
                       store_use=StoreUse(key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing)),
-                      runs_in_path=given is not None)
+                      placement=_placement(given))
         self._created(model)
         return model
 
@@ -374,7 +374,8 @@ class Experiment:
                               "give params={...} or replicas=N (or leave out run_settings and add_model)")
         ens = Ensemble(name, values, run_settings, batch_settings, params_as_args, replicas or 0,
                        label, n_models, seed, _path("path", path) or os.path.join(self.exp_path, name),
-                       store_use=StoreUse(key_prefixing=bool(values or replicas)), runs_in_path=path is not None)
+                       store_use=StoreUse(key_prefixing=bool(values or replicas)),
+                       placement=_placement(path and os.path.abspath(os.path.expanduser(path))))
         ens.bind(expand, self._created)
         if all(v is not None for v in values.values()):
             ens.space()  # validate now (step lengths, n_models, ...): it is lazy, so cheap
@@ -875,6 +876,12 @@ def _path(arg: str, value: Any) -> str | None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"{arg} {path} exists and is not a directory; give a directory (or a path to create)")
     return path
+
+
+def _placement(path: str | None) -> str:
+    """``Model.placement`` of a path given to ``create_*`` (None: the default one): a directory
+    that exists must still exist at start; one to be made is made then, as SmartSim does."""
+    return "default" if path is None else "given" if os.path.isdir(path) else "derived"
 
 
 def _dicts(*args: tuple[str, Any, Callable[[str, Any], Any]]) -> None:

@@ -35,13 +35,16 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
 
 def placed(inst: Any, attribute: Any, value: Any) -> Any:
     """on_setattr of ``path``: a path set after creation (``generate``, ``set_path``, by hand) is where it runs."""
-    object.__setattr__(inst, "runs_in_path", True)
+    object.__setattr__(inst, "placement", "given")
     return value
 
 
 def make_dirs(steps: Sequence[ProcessStep]) -> None:
-    """Create each step's working directory and output directory that does not exist yet (and its parents)."""
-    for cwd in dict.fromkeys(d for s in steps for d in (s.cwd, os.path.dirname(s.out or s.cwd))):
+    """Create the default path (``<exp_path>/<name>``, its output files' place) of each step's model
+    never generated, as SmartSim does. A path given or generated that vanished is not made again:
+    the model fails saying so."""
+    made = [s for s in steps if isinstance(s.entity, Model) and s.entity.placement != "given" and s.out]
+    for cwd in dict.fromkeys(os.path.dirname(s.out) for s in made if s.out):
         if not os.path.isdir(cwd):
             try:
                 os.makedirs(cwd, exist_ok=True)
@@ -74,10 +77,12 @@ class Model(StoreMethods, Entity):
     store_use: StoreUse = attrs.field(factory=StoreUse)
     #: the ensemble this model is a member of (set by the ensemble)
     ensemble: str | None = None
-    #: False while ``path`` is the default ``create_model`` gave and nothing generated it: the
-    #: process then runs in the driver's directory (as the guides' examples expect), its output
-    #: files still go to ``path``; set True by giving a path or by ``generate``
-    runs_in_path: bool = attrs.field(default=True, eq=False, repr=False)
+    #: where its ``path`` came from: "given" (an existing directory as ``path=``, ``generate``,
+    #: ``set_path``: it runs there, and the directory must still exist), "derived" (a ``path=`` to be
+    #: made, or ``<ensemble path>/<member>`` of an ensemble given a path: it runs there, made at start)
+    #: or "default" (``<exp_path>/<name>`` from ``create_model``, never generated: it runs in the
+    #: driver's directory, as the guides' examples expect; its output files go to ``path``, made at start)
+    placement: str = attrs.field(default="given", eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
@@ -130,9 +135,9 @@ class Model(StoreMethods, Entity):
         current directory. A Model made by its constructor without a path runs
         in ``default_path`` (its ensemble's), else the current directory."""
         rs = self.run_settings
-        if self.path and not self.runs_in_path and self._generated_before():
-            self.runs_in_path = True  # an earlier driver generated it: it runs there
-        if self.path and not self.runs_in_path:
+        if self.path and self.placement != "given" and self._generated_before():
+            self.placement = "given"  # an earlier driver generated it: it runs there
+        if self.path and self.placement == "default":
             cwd, where = os.getcwd(), self.path  # a default path, never generated
         else:
             cwd = where = self.path or default_path or os.getcwd()

@@ -29,16 +29,6 @@ from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
 _OMPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
-class LocalRunSettings(RunSettings):
-    """Run settings of the local launcher: the executable directly, or under
-    ``mpirun``/``mpiexec`` (``-n`` tasks, ``-npernode``, ``--host``, then ``run_args``)."""
-
-    supported_run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec")
-
-    def format_run_args(self) -> list[str]:
-        return mpi_run_args(self) if self.run_command else super().format_run_args()
-
-
 class LocalLauncher(ProcessLauncher):
     """Runs models as local processes: one process per model, here. Run
     settings asking for more (``nodes``, ``tasks``, ``tasks_per_node`` above
@@ -47,7 +37,6 @@ class LocalLauncher(ProcessLauncher):
 
     name = "local"
     run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec")
-    run_settings_class = LocalRunSettings
     local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, None: ()}
 
     def command_env(self, step: ProcessStep) -> dict[str, str | None]:
@@ -59,20 +48,16 @@ class LocalLauncher(ProcessLauncher):
         return env
 
     def command(self, step: ProcessStep) -> list[str]:
-        """A plain :class:`~simctl.RunSettings` (made without a launcher, as
-        SmartSim's ``RunSettings(exe, run_command="mpirun")``) is sized as
-        :class:`LocalRunSettings` is: ``-n`` tasks, then ``run_args``."""
+        """Under ``mpirun``/``mpiexec``: ``-n`` tasks, ``-npernode``, ``--host``,
+        then ``run_args`` (settings whose class formats its own flags keep them)."""
         argv = super().command(step)
         rs = step.run_settings
-        if rs is None or not rs.run_command or isinstance(rs, LocalRunSettings):
+        if rs is None or not rs.run_command or type(rs).format_run_args is not RunSettings.format_run_args:
             return argv
         return [rs.run_command, *mpi_run_args(rs), *argv[1 + len(rs.format_run_args()):]]
 
     def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
-        plain = type(run_settings) is RunSettings  # made without a launcher: runs here as before
-        super().check_settings(None if plain else run_settings, batch_settings)
-        if run_settings is not None and plain and run_settings.run_command is not None:
-            self.resolve_run_command(run_settings.run_command)
+        super().check_settings(run_settings, batch_settings)
         if run_settings is None or run_settings.run_command:
             return
         unused = [f"{k}={v}" for k, v in (("nodes", run_settings.nodes), ("tasks", run_settings.tasks),
