@@ -17,13 +17,18 @@ Cases (exit status 1 if a target is missed or a case fails):
   latency     one round = ``put_tensor`` of the input, ``run_model``,
               ``get_tensor`` of the output, for a small ONNX MLP and a small
               TorchScript MLP (32 -> 64 -> 64 -> 8, ReLU, batch 1, float32),
-              against the same model run in-process with the same runtime in
-              a child process (``InferenceSession.run`` with the backend's
-              session options; ``torch.jit.load``'ed module called under
-              ``torch.inference_mode``). Store and in-process loops alternate,
-              --rounds rounds of N calls each; p50 and p99 over all calls.
-              Also shown: a round of ``put_tensor`` + ``get_tensor`` alone.
-              Target: p50 at most 1 ms above in-process.
+              against, in the same run: the relay (:class:`Relay`: the same
+              hand-offs over plain sockets with a minimal worker process
+              running the same model in-process, on the same server) and the
+              model run in-process alone with the same runtime in a child
+              process (``InferenceSession.run`` with the backend's session
+              options; ``torch.jit.load``'ed module under
+              ``torch.inference_mode``). --rounds repetitions (default 3) of
+              1,000 calls of each, each repetition in another order; p50 and
+              p99 per repetition, shown min-max. Also shown: a round of
+              ``put_tensor`` + ``get_tensor`` alone. Targets: p50 within 1.1x
+              the relay's (median of the repetitions' ratios), and at most
+              1 ms above in-process.
   throughput  16 client processes (spawned, each with its own Client and its
               own keys) run rounds (as above, batch 1) for a fixed time on an
               ONNX MLP whose one call costs about 2.5 ms in-process here with
@@ -82,6 +87,7 @@ N_CLIENTS = 16
 #: one request per client fills a batch; wait at most about 3 unbatched calls for it
 BATCH = dict(batch_size=16, min_batch_size=16, min_batch_timeout=8)
 TARGET_ABOVE = 0.001  # seconds of p50 above in-process
+TARGET_RELAY = 1.1  # p50 of a round over the relay's
 TARGET_BATCHING = 3.0
 
 
@@ -190,6 +196,142 @@ def worker_pid(db: Any, timeout: float = 120) -> int:
     return pids[0]
 
 
+# --------------------------------------------------------------------------- the relay floor
+
+
+class Resp:
+    """A minimal RESP2 client on a plain socket: the floor's side of every exchange."""
+
+    def __init__(self, host: str, port: int, username: str, password: str) -> None:
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.call([(b"AUTH", username.encode(), password.encode())])
+
+    @staticmethod
+    def pack(cmds: Sequence[Sequence[bytes]]) -> bytes:
+        out = []
+        for cmd in cmds:
+            out.append(b"*%d\r\n" % len(cmd))
+            for a in cmd:
+                out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def call(self, cmds: Sequence[Sequence[bytes]]) -> list[Any]:
+        """Send ``cmds`` in one write; their replies."""
+        self.sock.sendall(self.pack(cmds))
+        return [self.read() for _ in cmds]
+
+    def _recv(self, n: int) -> None:
+        data = self.sock.recv(n)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buf += data
+
+    def _line(self) -> bytes:
+        while (i := self.buf.find(b"\r\n")) < 0:
+            self._recv(1 << 16)
+        line, self.buf = self.buf[:i], self.buf[i + 2:]
+        return line
+
+    def read(self) -> Any:
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+", b":"):
+            return rest
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        n = int(rest)
+        if kind == b"*":
+            return None if n < 0 else [self.read() for _ in range(n)]
+        if n < 0:
+            return None
+        while len(self.buf) < n + 2:
+            self._recv(max(1 << 16, n + 2 - len(self.buf)))
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+
+@contextlib.contextmanager
+def _closing(relay: Relay) -> Iterator[Relay]:
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+def _runner(runtime: str, model: bytes) -> Callable[[Any], Any]:
+    """``model`` loaded with its runtime as the backend does: a function of the input array."""
+    if runtime == "ONNX":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})[0]
+    import warnings
+
+    import torch
+
+    warnings.simplefilter("ignore")
+    module = torch.jit.load(io.BytesIO(model), map_location="cpu")
+    module.eval()
+
+    def run(x: Any) -> Any:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()
+    return run
+
+
+def _relay_worker(address: tuple[str, int, str, str], runtime: str, model: bytes, cols: int) -> None:
+    """The relay's minimal worker: BLPOP a request (``<input key> <output key>
+    <reply key>``), GET the input, run the model in-process, then SET the
+    output, RPUSH the reply and block for the next request, in one write."""
+    import numpy as np
+
+    run = _runner(runtime, model)
+    r = Resp(*address)
+    got = r.call([(b"BLPOP", b"relay.q", b"0")])[0]
+    while got[1] != b"stop":
+        xk, yk, rk = got[1].split(b" ")
+        x = np.frombuffer(r.call([(b"GET", xk)])[0], np.float32).reshape(-1, cols)
+        y = np.ascontiguousarray(run(x)).tobytes()
+        got = r.call([(b"SET", yk, y), (b"RPUSH", rk, b"ok"), (b"BLPOP", b"relay.q", b"0")])[2]
+
+
+class Relay:
+    """The floor of a run_model round: the same hand-offs over plain sockets
+    with a minimal worker process (:func:`_relay_worker`) on the same server;
+    a round is SET of the input, RPUSH of the request with BLPOP of the reply
+    in one write, GET of the output: three exchanges of the client, three of
+    the worker, as simctl's."""
+
+    def __init__(self, db: Any, runtime: str, model: bytes, cols: int) -> None:
+        host, _, port = db.get_address()[0].rpartition(":")
+        address = (host, int(port), db.username, db.password)
+        ctx = multiprocessing.get_context("spawn")
+        self.proc = ctx.Process(target=_relay_worker, args=(address, runtime, model, cols))
+        self.proc.start()
+        self.r = Resp(*address)
+
+    def round(self, x: Any) -> Any:
+        import numpy as np
+
+        self.r.call([(b"SET", b"relay.x", x.tobytes())])
+        self.r.call([(b"RPUSH", b"relay.q", b"relay.x relay.y relay.r"), (b"BLPOP", b"relay.r", b"0")])
+        return np.frombuffer(self.r.call([(b"GET", b"relay.y")])[0], np.float32)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            self.r.call([(b"RPUSH", b"relay.q", b"stop")])
+        self.r.sock.close()
+        self.proc.join(timeout=30)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
 # --------------------------------------------------------------------------- latency
 
 
@@ -211,28 +353,10 @@ def _in_process(conn: Any, runtime: str, model: bytes, dims: Sequence[int], rows
     """The baseline: load ``model`` with its runtime as the backend does, send
     its output for ``rows`` rows, then answer ``n`` with n timed calls (None ends)."""
     x = _input(rows, dims[0])
-    if runtime == "ONNX":
-        import onnxruntime as ort
+    run = _runner(runtime, model)
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: x}
-
-        def once() -> Any:
-            return session.run(None, feed)[0]
-    else:
-        import warnings
-
-        import torch
-
-        warnings.simplefilter("ignore")
-        module = torch.jit.load(io.BytesIO(model), map_location="cpu")
-        module.eval()
-
-        def once() -> Any:
-            with torch.inference_mode():
-                return module(torch.from_numpy(x)).numpy()
+    def once() -> Any:
+        return run(x)
     conn.send(once())
     while (n := conn.recv()) is not None:
         conn.send(_times(once, n))
@@ -264,7 +388,7 @@ def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
         return
     import numpy as np
 
-    rounds, n = (2, 200) if args.quick else (args.rounds or 5, 1000)
+    reps, n = (2, 200) if args.quick else (args.rounds or 3, 1000)
     root = tempfile.mkdtemp(prefix="simctl-bench-inference-")
     try:
         models = build_models(root, {"small.onnx": (SMALL, 0, "ONNX"), "small.pt": (SMALL, 0, "TORCH")})
@@ -273,7 +397,7 @@ def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
             mine, child = in_process(runtime, models[file], SMALL)
             try:
                 expected = mine.recv()
-                with store(root) as (_db, client):
+                with store(root) as (db, client), _closing(Relay(db, runtime, models[file], SMALL[0])) as relay:
                     client.set_model("mlp", models[file], runtime)
 
                     def round_trip() -> Any:
@@ -285,47 +409,66 @@ def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
                         client.put_tensor("x", x)
                         return client.get_tensor("y")
 
+                    def relay_round(relay: Relay = relay) -> Any:
+                        return relay.round(x)
+
+                    def in_proc(k: int, conn: Any = mine) -> list[float]:
+                        conn.send(k)
+                        return conn.recv()  # type: ignore[no-any-return]
+
                     got = round_trip()
                     rep.check(f"{runtime} output", bool(np.allclose(got, expected, rtol=1e-4, atol=1e-5)),
                               "the worker's output equals the in-process run's")
-                    _times(round_trip, n // 4)  # warm up both sides
-                    mine.send(n // 4)
-                    mine.recv()
-                    ours: list[float] = []
-                    base: list[float] = []
-                    plain: list[float] = []
-                    per_round = []
-                    for r in range(rounds):
-                        if r % 2:
-                            mine.send(n)
-                            b = mine.recv()
-                            m, p = _times(round_trip, n), _times(put_get, n)
-                        else:
-                            m, p = _times(round_trip, n), _times(put_get, n)
-                            mine.send(n)
-                            b = mine.recv()
-                        ours += m
-                        base += b
-                        plain += p
-                        per_round.append(_pct(m, 0.5) - _pct(b, 0.5))
+                    rep.check(f"{runtime} relay output", bool(np.allclose(relay_round().reshape(got.shape),
+                                                                          expected, rtol=1e-4, atol=1e-5)),
+                              "the relay's output equals the in-process run's")
+                    _times(round_trip, n // 4)  # warm up every side
+                    _times(relay_round, n // 4)
+                    in_proc(n // 4)
+                    sides: dict[str, Callable[[], list[float]]] = {
+                        "store": lambda: _times(round_trip, n), "relay": lambda: _times(relay_round, n),
+                        "in-process": lambda: in_proc(n), "put+get": lambda: _times(put_get, n)}
+                    order = list(sides)
+                    samples: dict[str, list[list[float]]] = {k: [] for k in sides}
+                    for r in range(reps):  # each repetition in another order
+                        for k in order[r % len(order):] + order[:r % len(order)]:
+                            samples[k].append(sides[k]())
             finally:
                 end(mine, child)
-            def us(s: float) -> str:
-                return f"{s * 1e6:.0f} us"
-            p50, b50, p99, b99 = _pct(ours, 0.5), _pct(base, 0.5), _pct(ours, 0.99), _pct(base, 0.99)
-            target(rep, args, f"{runtime} run_model round, p50", p50 - b50 <= TARGET_ABOVE,
-                   f"store {us(p50)} | in-process {us(b50)} | +{us(p50 - b50)} (target <= +{us(TARGET_ABOVE)})",
-                   store_p50=p50, inproc_p50=b50, store_p99=p99, inproc_p99=b99)
-            rep.info(f"{runtime} run_model round, p99",
-                     f"store {us(p99)} | in-process {us(b99)} | +{us(p99 - b99)}; p50 per round +"
-                     f"{us(min(per_round))} to +{us(max(per_round))} ({rounds} rounds x {n} calls)")
-            rep.info(f"{runtime} put_tensor + get_tensor alone",
-                     f"p50 {us(_pct(plain, 0.5))}, p99 {us(_pct(plain, 0.99))} (so run_model itself: "
-                     f"p50 about {us(p50 - _pct(plain, 0.5))})")
+            _latency_report(rep, args, runtime, samples)
     except Exception as exc:  # noqa: BLE001
         rep.exception("latency", exc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _latency_report(rep: Report, args: Any, runtime: str, samples: dict[str, list[list[float]]]) -> None:
+    """The latency lines of ``runtime``: p50s per repetition, ratios to the relay (the target) and in-process."""
+    def us(s: float) -> str:
+        return f"{s * 1e6:.0f} us"
+
+    def span(values: Sequence[float], f: Callable[[float], str]) -> str:
+        return f"{f(min(values))}-{f(max(values))}"
+
+    p50 = {k: [_pct(v, 0.5) for v in runs] for k, runs in samples.items()}
+    p99 = {k: [_pct(v, 0.99) for v in runs] for k, runs in samples.items()}
+    to_relay = [s / r for s, r in zip(p50["store"], p50["relay"])]
+    ratio = statistics.median(to_relay)
+    reps = len(to_relay)
+    target(rep, args, f"{runtime} run_model round, p50, to the relay", ratio <= TARGET_RELAY,
+           f"store {span(p50['store'], us)} | relay {span(p50['relay'], us)} | store/relay {fmt_ratio(ratio)} "
+           f"(median of {reps} repetitions; {span(to_relay, fmt_ratio)}; target <= {TARGET_RELAY:g}x)",
+           store_p50=p50["store"], relay_p50=p50["relay"], inproc_p50=p50["in-process"], ratio=to_relay)
+    above = [s - b for s, b in zip(p50["store"], p50["in-process"])]
+    target(rep, args, f"{runtime} run_model round, p50, above in-process", max(above) <= TARGET_ABOVE,
+           f"in-process {span(p50['in-process'], us)} | store +{span(above, us)} (target <= +{us(TARGET_ABOVE)}); "
+           f"relay/in-process {span([r / b for r, b in zip(p50['relay'], p50['in-process'])], fmt_ratio)}")
+    rep.info(f"{runtime} run_model round, p99",
+             f"store {span(p99['store'], us)} | relay {span(p99['relay'], us)} | in-process "
+             f"{span(p99['in-process'], us)} ({reps} repetitions x {len(samples['store'][0])} calls)")
+    rep.info(f"{runtime} put_tensor + get_tensor alone",
+             f"p50 {span(p50['put+get'], us)}, p99 {span(p99['put+get'], us)} (so run_model itself: p50 about "
+             f"{span([s - p for s, p in zip(p50['store'], p50['put+get'])], us)})")
 
 
 # --------------------------------------------------------------------------- throughput
@@ -542,7 +685,7 @@ def main() -> int:
     parser = bench_arg_parser(__doc__.splitlines()[0], CASES)
     parser.add_argument("--quick", action="store_true", help="a smoke run: few calls, 1 s windows")
     parser.add_argument("--rounds", type=int, default=0, metavar="N",
-                        help="latency rounds (default 5) / throughput pairs (default 3)")
+                        help="latency repetitions (default 3) / throughput pairs (default 3)")
     parser.add_argument("--seconds", type=float, default=0.0, metavar="S",
                         help="throughput window per model and pair (default 4)")
     args = parser.parse_args()

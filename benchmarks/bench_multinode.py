@@ -11,9 +11,16 @@ costs simctl, not what more hardware would give):
          (``salloc -N<nodes>`` against ``-N1``, 4 CPUs a node), started and
          watched with ``exp.start(ens, block=True)``; the nodes used are counted.
   batch  the same N members as ONE batch job of ``nodes=<nodes>`` against ``nodes=1``.
-  store  a 3-shard store, one shard per node; one member per node each doing K
-         ``put_tensor`` + ``get_tensor`` of a 1 KiB tensor, against the same
-         members all on one node. Ops/s summed over the members.
+  store  a 3-shard store, one shard on each of the first 3 nodes; one member per
+         node (every node) each doing K ``put_tensor`` + ``get_tensor`` of a
+         1 KiB tensor, against the same members all on the first node (steps
+         with ``--overlap``: all at once in both cases). Ops/s: every member's
+         operations over the time from the first member's start to the last
+         one's end.
+
+Each case runs ``--reps`` times (default 3); the ratios are given as min-max.
+With ``SIMCTL_MN_NODES=12`` the cluster of 12 nodes is measured (a size
+change restarts it; ``setup-multinode.sh --stop`` tears it down).
 
 Ratio = spread / one node (for time: above 1 is slower spread; for ops/s:
 above 1 is faster spread).
@@ -57,11 +64,11 @@ k = int(sys.argv[1])
 c = Client()
 data = np.zeros(256, dtype=np.float32)
 me = os.path.basename(os.getcwd())
-began = time.perf_counter()
+began = time.time()
 for i in range(k):
     c.put_tensor(f"{me}.t{i}", data)
     c.get_tensor(f"{me}.t{i}")
-print(json.dumps({"host": socket.gethostname(), "ops": 2 * k, "seconds": time.perf_counter() - began}))
+print(json.dumps({"host": socket.gethostname(), "ops": 2 * k, "began": began, "ended": time.time()}))
 """
 
 STORE = """
@@ -70,19 +77,20 @@ from simctl import Experiment
 root, member, k, port, iface = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 nodes = sys.argv[6].split(",")
 exp = Experiment("bench", exp_path=root, launcher="slurm")
-db = exp.create_database(port=port, db_nodes=3, interface=iface, hosts=nodes)
+db = exp.create_database(port=port, db_nodes=3, interface=iface, hosts=nodes[:3])
 exp.generate(db)
 exp.start(db)
 out = {}
-for case, where in (("spread", nodes), ("one", [nodes[0]] * 3)):
-    ens = exp.create_ensemble(case, replicas=3, run_settings=exp.create_run_settings(exe=sys.executable,
-                                                                                     exe_args=[member, k]))
+for case, where in (("spread", nodes), ("one", [nodes[0]] * len(nodes))):
+    ens = exp.create_ensemble(case, replicas=len(nodes), run_settings=exp.create_run_settings(
+        exe=sys.executable, exe_args=[member, k], run_args={"overlap": None}))
     for m, node in zip(ens, where):
         m.run_settings.set_hostlist([node])
     exp.generate(ens)
     exp.start(ens, block=True)
     seen = [json.loads(open(os.path.join(m.path, m.name + ".out")).read()) for m in ens]
-    out[case] = {"hosts": [s["host"] for s in seen], "ops_per_s": sum(s["ops"] / s["seconds"] for s in seen)}
+    window = max(s["ended"] for s in seen) - min(s["began"] for s in seen)
+    out[case] = {"hosts": sorted(set(s["host"] for s in seen)), "ops_per_s": sum(s["ops"] for s in seen) / window}
 exp.stop(db)
 print("RESULT " + json.dumps(out))
 """
@@ -111,6 +119,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1000)
     ap.add_argument("--ops", type=int, default=2000)
     ap.add_argument("--only", default="steps,batch,store")
+    ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
     subprocess.run(["bash", str(SETUP), "--start"], check=True, capture_output=True)
     env = dict(line.split("=", 1) for line in subprocess.run(
@@ -121,27 +130,34 @@ def main() -> None:
     for case in ("steps", "batch"):
         if case not in only:
             continue
-        got = {}
-        for label, n_nodes in (("spread", len(nodes)), ("one", 1)):
-            salloc = [f"-N{n_nodes}", "--ntasks-per-node=4", "-t", "00:30:00"] if case == "steps" else None
-            got[label] = drive(ENSEMBLE, "@/exp", str(a.members), str(n_nodes), case, salloc=salloc)
-        got["ratio"] = got["spread"]["seconds"] / got["one"]["seconds"]
-        out[case] = got
-        print(f"{case}: {a.members} members, {len(nodes)} nodes {got['spread']['seconds']:.1f} s "
-              f"({got['spread']['completed']} completed), 1 node {got['one']['seconds']:.1f} s: "
-              f"ratio {got['ratio']:.2f}",
-              flush=True)
+        runs = []
+        for _ in range(a.reps):
+            got = {}
+            for label, n_nodes in (("spread", len(nodes)), ("one", 1)):
+                salloc = [f"-N{n_nodes}", "--ntasks-per-node=4", "-t", "00:30:00"] if case == "steps" else None
+                got[label] = drive(ENSEMBLE, "@/exp", str(a.members), str(n_nodes), case, salloc=salloc)
+            got["ratio"] = got["spread"]["seconds"] / got["one"]["seconds"]
+            runs.append(got)
+            print(f"{case}: {a.members} members, {len(nodes)} nodes {got['spread']['seconds']:.1f} s "
+                  f"({got['spread']['completed']} completed), 1 node {got['one']['seconds']:.1f} s "
+                  f"({got['one']['completed']} completed): ratio {got['ratio']:.2f}", flush=True)
+        out[case] = {"runs": runs, "ratio": [min(r["ratio"] for r in runs), max(r["ratio"] for r in runs)]}
     if "store" in only:
         sys.path.insert(0, str(REPO / "tests"))
         from _store_helpers import free_ports  # the tests' port picker: start-up cost only here
 
-        got = drive(STORE, "@/exp", "@/member.py", str(a.ops), str(free_ports(3, cluster=True)), env["SIMCTL_MN_IFACE"],
-                    ",".join(nodes), salloc=[f"-N{len(nodes)}", "--ntasks-per-node=4", "-t", "00:30:00"])
-        got["ratio"] = got["spread"]["ops_per_s"] / got["one"]["ops_per_s"]
-        out["store"] = got
-        print(f"store: members on {got['spread']['hosts']} {got['spread']['ops_per_s']:.0f} ops/s, on "
-              f"{got['one']['hosts']} {got['one']['ops_per_s']:.0f} ops/s: ratio {got['ratio']:.2f}", flush=True)
-    print(json.dumps(out))
+        runs = []
+        for _ in range(a.reps):
+            got = drive(STORE, "@/exp", "@/member.py", str(a.ops), str(free_ports(3, cluster=True)),
+                        env["SIMCTL_MN_IFACE"], ",".join(nodes),
+                        salloc=[f"-N{len(nodes)}", "--ntasks-per-node=4", "-t", "00:30:00"])
+            got["ratio"] = got["spread"]["ops_per_s"] / got["one"]["ops_per_s"]
+            runs.append(got)
+            print(f"store: {len(nodes)} members on {len(got['spread']['hosts'])} node(s) "
+                  f"{got['spread']['ops_per_s']:.0f} ops/s, on {got['one']['hosts']} {got['one']['ops_per_s']:.0f} "
+                  f"ops/s: ratio {got['ratio']:.2f}", flush=True)
+        out["store"] = {"runs": runs, "ratio": [min(r["ratio"] for r in runs), max(r["ratio"] for r in runs)]}
+    print(json.dumps({k: v["ratio"] for k, v in out.items()}))
 
 
 if __name__ == "__main__":

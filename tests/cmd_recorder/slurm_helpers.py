@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,73 @@ def require_slurm() -> None:
         pytest.fail("the test Slurm cluster is not usable (sinfo "
                     + ("not on PATH" if proc is None else f"failed: {proc.stderr.strip()}")
                     + "); bring it up with: bash scripts/setup-slurm.sh", pytrace=False)
+
+
+@dataclass(frozen=True)
+class SlurmTarget:
+    """The test Slurm a run targets: the single-node one of ``setup-slurm.sh``
+    (the default) or the multi-node one of ``setup-multinode.sh``
+    (``SIMCTL_TEST_SLURM=multinode``, set by ``scripts/test-slurm-multinode.sh``,
+    which runs pytest on the cluster's head node as a driver on a login node).
+    Tests read the partitions, nodes, interface and addresses from here instead
+    of assuming one node."""
+
+    name: str
+    #: the default partition and its compute nodes
+    partition: str
+    nodes: tuple[str, ...]
+    #: a partition whose nodes advertise few CPUs (:meth:`small_cpus`): work bigger than a node
+    small: str
+    small_nodes: tuple[str, ...]
+    #: the interface a store binds so that the driver (and every node) reaches it
+    interface: str
+    #: node -> its address on ``interface``
+    addresses: dict[str, str]
+
+    @property
+    def multinode(self) -> bool:
+        return len(self.nodes) > 1
+
+    def address(self, node: str | None = None) -> str:
+        """The address of ``node`` (default: the first) on :attr:`interface`."""
+        return self.addresses[node or self.nodes[0]]
+
+    def small_cpus(self) -> int:
+        """The CPUs a node of :attr:`small` advertises (as sinfo says)."""
+        return self.node_cpus(self.small_nodes[0])
+
+    @staticmethod
+    def node_cpus(node: str) -> int:
+        """The CPUs ``node`` advertises (as sinfo says)."""
+        out = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%c"], capture_output=True, text=True,
+                             check=True).stdout
+        return int(out.split()[0].rstrip("+"))
+
+    def small_total_cpus(self) -> int:
+        """The CPUs of every node of :attr:`small` together."""
+        out = subprocess.run(["sinfo", "-h", "-p", self.small, "-o", "%C"], capture_output=True, text=True,
+                             check=True).stdout
+        return int(out.split()[0].split("/")[-1])
+
+
+def slurm_target(env: dict[str, str] | None = None) -> SlurmTarget:
+    """The target named by ``SIMCTL_TEST_SLURM`` (``single``, the default, or
+    ``multinode``, whose nodes, interface and network come from the
+    ``SIMCTL_MN_*`` settings of ``setup-multinode.sh --env``)."""
+    env = dict(os.environ if env is None else env)
+    kind = env.get("SIMCTL_TEST_SLURM", "single")
+    if kind == "single":
+        return SlurmTarget("single-node", "debug", ("vm",), "real", ("vm-real",), "lo", {"vm": "127.0.0.1"})
+    if kind != "multinode":
+        raise ValueError(f"SIMCTL_TEST_SLURM={kind!r}: expected 'single' or 'multinode'")
+    nodes = tuple(env.get("SIMCTL_MN_NODES", "sm1 sm2 sm3").strip('"').split())
+    net = env.get("SIMCTL_MN_NET", "10.78.0")
+    return SlurmTarget("multi-node", "compute", nodes, "compute", nodes, env.get("SIMCTL_MN_IFACE", "hsn0"),
+                       {n: f"{net}.{10 + int(n[2:])}" for n in nodes})
+
+
+#: the test Slurm this run targets
+TARGET = slurm_target()
 
 
 #: the Slurm variables that say which cluster, not which allocation: kept outside an allocation

@@ -39,8 +39,8 @@ import simctl
 def test_run_settings_format_and_time_as_smartsim_does():
     rs = RunSettings("python", exe_args=["x.py"], run_args={"-np": 2})
     assert rs.format_run_args() == ["-np", "2"]
-    rs.set_time(1, 2, 3)
-    assert rs.walltime == "01:02:03"
+    rs.set_time(1, 2, 3)  # SmartSim's base class only warns that it has no walltime
+    assert rs.walltime is None and "time" not in rs.run_args
     assert rs.format_env_vars() == []
     for cls, command in ((MpirunSettings, "mpirun"), (MpiexecSettings, "mpiexec"), (OrterunSettings, "orterun")):
         mpi = cls("python", run_args={"np": 2, "oversubscribe": None, "wdir": "/x"})
@@ -54,14 +54,17 @@ def test_launcher_settings_are_the_launchers_own_and_a_missing_launcher_is_named
     assert srun.run_command == "srun" and isinstance(srun, SrunSettings) and "--nodes=2" in srun.format_run_args()
     assert not isinstance(srun, JsrunSettings)
     srun.set_time(minutes=90)  # SmartSim's method, added to the launcher's own class by a subclass
-    assert srun.walltime == "01:30:00" and type(srun).__mro__[1].__name__ == "_SmartSimMethods"
+    assert srun.run_args["time"] == "01:30:00" and type(srun).__mro__[1].__name__ == "_SmartSimMethods"
+    srun.set_tasks(4)  # SmartSim's setters write srun's own flags, shown as SmartSim does; launched with simctl's
+    assert srun.format_run_args() == ["--nodes=2", "--time=01:30:00", "--ntasks=4"]
+    assert srun.launch_args() == ["--exact", "--nodes=2", "--time=01:30:00", "--ntasks=4"]
     assert JsrunSettings("python").run_command == "jsrun"
     assert AprunSettings("python").run_command == "aprun"
     assert PalsMpiexecSettings("python").run_command == "mpiexec"
     for cls, launcher in ((SbatchSettings, "slurm"), (QsubBatchSettings, "pbs"), (BsubBatchSettings, "lsf")):
         batch = cls(nodes=2, time="01:00:00")
         assert isinstance(batch, cls) and batch.nodes == 2 and batch.time == "01:00:00"
-        assert type(batch) is simctl.make_plugins().get("launcher", launcher).batch_settings_class
+        assert type(batch).__mro__[2] is simctl.make_plugins().get("launcher", launcher).batch_settings_class
     with pytest.raises(simctl.ConfigError, match="SgeQsubBatchSettings needs simctl's 'sge' launcher.*installed"):
         SgeQsubBatchSettings(nodes=1)
 

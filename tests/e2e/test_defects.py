@@ -236,8 +236,9 @@ def test_the_file_watcher_forgets_cancelled_jobs(tmp_path):
 
 
 def test_a_run_command_the_launcher_lacks_says_which_it_has(tmp_path):
-    # the local launcher runs mpirun and mpiexec since issue 19 (as SmartSim's does), nothing else
-    with pytest.raises(ConfigError, match=r"run command 'srun'; supported: 'mpiexec', 'mpirun' \(or None"):
+    # the local launcher runs MPI's launchers (issue 19), not a scheduler's
+    with pytest.raises(ConfigError, match="does not support run command 'srun'; supported: 'mpiexec', 'mpirun', "
+                                          "'orterun'"):
         make_exp(tmp_path).create_run_settings("true", run_command="srun")
 
 

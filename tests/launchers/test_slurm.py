@@ -1,4 +1,5 @@
-"""The slurm launcher on the REAL single-node Slurm cluster (scripts/setup-slurm.sh):
+"""The slurm launcher on a REAL Slurm cluster (the single-node one of scripts/setup-slurm.sh,
+and the multi-node one of scripts/setup-multinode.sh: slurm_helpers.TARGET):
 sbatch jobs, srun steps inside an allocation, job arrays, cancellation,
 failures, the time limit, a 20-member ensemble, quoting, job names, preview.
 
@@ -18,6 +19,7 @@ import pytest
 from slurm_helpers import (
     PY,
     RECORDER,
+    TARGET,
     CmdLog,
     no_allocation_env,
     py_settings,
@@ -169,7 +171,8 @@ def test_an_ensemble_of_20_members_all_complete_with_their_outputs(tmp_path):
     """)
     ens = exp.create_ensemble("twenty", params={"x": list(range(20))}, params_as_args=["x"],
                               run_settings=py_settings(exp, prog),
-                              batch_settings=exp.create_batch_settings(time="00:10:00"))
+                              # every node of the default partition: 20 tasks do not fit one node of 4 CPUs
+                              batch_settings=exp.create_batch_settings(nodes=len(TARGET.nodes), time="00:10:00"))
     exp.generate(ens)
     exp.start(ens, block=True)
 

@@ -1,6 +1,7 @@
-"""Batch jobs and what the nodes really hold (issue 8 item 2), on the test
-Slurm's partition ``real``, whose node advertises the machine's real CPU
-count: members beyond what fits wait their turn inside the allocation, and a
+"""Batch jobs and what the nodes really hold (issue 8 item 2), on a partition
+whose nodes advertise few CPUs (``TARGET.small``: the single-node test Slurm's
+``real``, whose node advertises the machine's real CPU count; the multi-node
+one's ``compute``, 4 CPUs a node): members beyond what fits wait their turn inside the allocation, and a
 job pending for a reason that never clears is FAILED (and cancelled), not
 waited on forever."""
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from slurm_helpers import (
+    TARGET,
     outside_allocation,
     py_settings,
     require_slurm,
@@ -40,8 +42,7 @@ def cluster(monkeypatch):
 
 
 def real_cpus() -> int:
-    return int(subprocess.run(["sinfo", "-h", "-p", "real", "-o", "%c"], capture_output=True, text=True,
-                              check=True).stdout.split()[0])
+    return TARGET.small_cpus()
 
 
 SPAN = """
@@ -57,7 +58,7 @@ def test_more_members_than_the_node_has_cpus_take_turns(cluster, tmp_path):
     cpus = real_cpus()
     exp = slurm_exp(tmp_path)
     ens = exp.create_ensemble("ens", replicas=cpus + 1, run_settings=py_settings(exp, script(tmp_path, SPAN)),
-                              batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00", queue="real"))
+                              batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00", queue=TARGET.small))
     exp.generate(ens)
     text = exp.preview(ens, show=False)
     assert f"#SBATCH --ntasks={cpus}" in text  # as many as the node holds, not more (issue 21: not the whole
@@ -74,7 +75,7 @@ def test_more_members_than_the_node_has_cpus_take_turns(cluster, tmp_path):
 def test_a_job_that_can_never_start_is_failed_and_cancelled(cluster, tmp_path):
     exp = slurm_exp(tmp_path)
     model = exp.create_model("stuck", exp.create_run_settings(exe="true"),
-                             batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00", queue="real",
+                             batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00", queue=TARGET.small,
                                                                       batch_args={"hold": None}))
     exp.generate(model)
     exp.start(model, block=False)
@@ -82,8 +83,9 @@ def test_a_job_that_can_never_start_is_failed_and_cancelled(cluster, tmp_path):
     try:
         wait_until(lambda: "JobHeldUser" in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"],
                                                            capture_output=True, text=True).stdout, "the hold")
-        # a site that does not reject oversized jobs: the request now exceeds the node for good
-        subprocess.run(["scontrol", "update", f"jobid={job}", f"NumTasks={real_cpus() + 1}"], capture_output=True)
+        # a site that does not reject oversized jobs: the request now exceeds the partition for good
+        subprocess.run(["scontrol", "update", f"jobid={job}", f"NumTasks={TARGET.small_total_cpus() + 1}"],
+                       capture_output=True)
         subprocess.run(["scontrol", "release", job], capture_output=True)
         exp.poll(interval=1, verbose=False)  # returns: the job is not waited on forever
         st = exp.controller.jobs["stuck"].status

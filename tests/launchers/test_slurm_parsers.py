@@ -489,3 +489,34 @@ def test_a_job_pending_behind_the_experiments_store_is_blocked_for_ever_only_whe
     assert not blocked(jobs, {"real": {"vm-real": 4}}, {"1837"}, names)["1839"].never
     # nothing of the experiment's runs there: nothing to say
     assert blocked({k: v for k, v in jobs.items() if k != "1837"}, parts, set(), names) == {}
+
+
+@pytest.mark.parametrize("nodes,hosts,want", [(3, None, [0, 1, 2]), (2, None, [0, 1, 0]), (None, None, None),
+                                              (1, None, None), (None, ["n1", "n2", "n3"], None)])
+def test_a_batch_stores_shards_go_one_per_node_of_a_multi_node_job(tmp_path, nodes, hosts, want):
+    """Issue 18: without hosts=, shard i of a batch store in a job of N > 1
+    nodes runs on node i mod N (``--relative``); a job of one node (or one
+    that does not say) is left to Slurm, and hosts= places the shards itself."""
+    exp = simctl.Experiment("p", exp_path=str(tmp_path / "p"), launcher="slurm", plugins=simctl.make_plugins())
+    db = exp.create_database(port=6780, db_nodes=3, batch=True, interface="lo", hosts=hosts)
+    if nodes:
+        db.batch_settings.set_nodes(nodes)
+    text = exp.preview(db, show=False)
+    relative = [int(r) for r in re.findall(r"--relative=(\d+)", text)]
+    assert relative == (want or []), text
+    if hosts:
+        assert all(f"--nodelist={h}" in text for h in hosts)
+
+
+def test_a_lost_node_is_read_from_sruns_stderr(tmp_path):
+    """Issue 18: srun exits 0 when Slurm sets a node of its step DOWN; what it
+    printed (Slurm 22.05, seen on the multi-node test cluster) says so."""
+    from simctl.plugins.launchers.slurm import node_failure
+
+    err = tmp_path / "m.err"
+    err.write_text("x" * 100_000 + "\nsrun: error: Node failure on sm3\n"
+                   "srun: Job step aborted: Waiting up to 32 seconds for job step to finish.\n")
+    assert node_failure(str(err)) == "sm3"
+    err.write_text("srun: error: sm2: task 0: Terminated\nmy program: error: Node failure on x\n")
+    assert node_failure(str(err)) is None
+    assert node_failure(str(tmp_path / "missing.err")) is None

@@ -1,5 +1,7 @@
 """Batch jobs sized by ``nodes`` beside the experiment's own store (issue 21),
-on the REAL test Slurm:
+on a REAL test Slurm (single-node or multi-node: slurm_helpers.TARGET), each
+test's jobs pinned to one node (on several nodes Slurm would otherwise just
+use another):
 
 * the guides' batch example (the store a batch job, the producers a batch
   ensemble with ``create_batch_settings(nodes=1, ...)``) completes: the
@@ -7,8 +9,8 @@ on the REAL test Slurm:
 * a job that waits for CPUs the experiment's own jobs hold says so (which
   job, which nodes, what to change) in its status, ``summary()``, ``simctl
   status`` and the log, and starts once they are freed;
-* a job that can never start while the experiment's store runs (partition
-  ``real``: the machine's real CPUs, one of them the store's) is FAILED with
+* a job that can never start while the experiment's store runs (a node of
+  ``TARGET.small``, few CPUs, one of them the store's) is FAILED with
   that message and cancelled, not waited on in silence.
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 from _lifecycle_helpers import BIN
 from _store_helpers import free_ports
-from slurm_helpers import HANG, PY, scancel_quietly, script, slurm_exp, squeue_field, squeue_state, wait_until
+from slurm_helpers import HANG, PY, TARGET, scancel_quietly, script, slurm_exp, squeue_field, squeue_state, wait_until
 
 from simctl import Status
 
@@ -45,8 +47,11 @@ WAIT_FOR = """
 
 
 def real_cpus() -> int:
-    return int(subprocess.run(["sinfo", "-h", "-p", "real", "-o", "%c"], capture_output=True, text=True,
-                              check=True).stdout.split()[0].rstrip("+"))
+    return TARGET.small_cpus()
+
+
+#: the node of TARGET.small every job of a test is pinned to
+SMALL = TARGET.small_nodes[0]
 
 
 def status_reason(exp_path: str, name: str) -> str:
@@ -69,13 +74,17 @@ def test_the_guides_batch_ensemble_shares_the_node_of_the_batch_store(tmp_path):
     """The deadlock of issue 21: on today's main the producers' job asked for
     the node whole (--exclusive), which the store's job holds for ever."""
     exp = slurm_exp(tmp_path)
-    db = exp.create_database(port=free_ports(1), db_nodes=1, batch=True, interface="lo", time="00:10:00")
+    node = TARGET.nodes[0]
+    db = exp.create_database(port=free_ports(1), db_nodes=1, batch=True, interface=TARGET.interface,
+                             time="00:10:00", hosts=[node])
     exp.generate(db)
     exp.start(db)
     try:
+        bs = exp.create_batch_settings(nodes=1, time="00:05:00")
+        bs.set_hostlist([node])
         ens = exp.create_ensemble("producer", replicas=2,
                                   run_settings=exp.create_run_settings(exe=PY, exe_args=script(tmp_path, PRODUCER)),
-                                  batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00"))
+                                  batch_settings=bs)
         ens.enable_key_prefixing()
         exp.generate(ens)
         preview = exp.preview(ens, show=False)
@@ -96,17 +105,17 @@ def test_the_guides_batch_ensemble_shares_the_node_of_the_batch_store(tmp_path):
 def test_a_job_waiting_for_cpus_the_experiment_holds_says_so_and_starts_once_they_are_free(tmp_path, caplog):
     cpus = real_cpus()
     exp = slurm_exp(tmp_path)
-    db = exp.create_database(port=free_ports(1), db_nodes=1, batch=True, interface="lo", time="00:10:00",
-                             queue="real")
+    db = exp.create_database(port=free_ports(1), db_nodes=1, batch=True, interface=TARGET.interface,
+                             time="00:10:00", queue=TARGET.small, hosts=[SMALL])
     exp.generate(db)
     exp.start(db)  # one CPU of the node of partition real
     go = tmp_path / "go"
     rs = exp.create_run_settings(exe=PY, exe_args=[script(tmp_path, WAIT_FOR, "wait.py"), str(go)])
     rs.set_tasks(cpus - 1)
     holder = exp.create_model("holder", rs, batch_settings=exp.create_batch_settings(
-        nodes=1, time="00:05:00", queue="real", batch_args={"ntasks": cpus - 1}))
+        nodes=1, time="00:05:00", queue=TARGET.small, batch_args={"ntasks": cpus - 1, "nodelist": SMALL}))
     waiter = exp.create_model("waiter", exp.create_run_settings(exe="true"), batch_settings=exp.create_batch_settings(
-        nodes=1, time="00:05:00", queue="real"))
+        nodes=1, time="00:05:00", queue=TARGET.small, batch_args={"nodelist": SMALL}))
     exp.generate(holder, waiter)
     try:
         exp.start(holder, block=False)
@@ -136,13 +145,14 @@ def test_a_job_waiting_for_cpus_the_experiment_holds_says_so_and_starts_once_the
 def test_a_job_that_can_never_start_beside_the_experiments_store_is_failed_and_cancelled(tmp_path, caplog):
     cpus = real_cpus()
     exp = slurm_exp(tmp_path)
-    db = exp.create_database(port=free_ports(1), db_nodes=1, batch=True, interface="lo", time="00:10:00",
-                             queue="real")
+    db = exp.create_database(port=free_ports(1), db_nodes=1, batch=True, interface=TARGET.interface,
+                             time="00:10:00", queue=TARGET.small, hosts=[SMALL])
     exp.generate(db)
     exp.start(db)  # one CPU of the one node of partition real, until stopped
     ens = exp.create_ensemble("producer", replicas=cpus,
                               run_settings=exp.create_run_settings(exe=PY, exe_args=script(tmp_path, PRODUCER)),
-                              batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00", queue="real"))
+                              batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00", queue=TARGET.small,
+                                                                       batch_args={"nodelist": SMALL}))
     exp.generate(ens)
     assert f"#SBATCH --ntasks={cpus}" in exp.preview(ens, show=False)  # every CPU of the node: one is the store's
     caplog.set_level(logging.WARNING, logger="simctl")

@@ -8,7 +8,11 @@ CPU count. These tests pin down what the site does with work that does not fit
 (the strings are recorded in docs/test-slurm.md, "Work bigger than a node").
 
 Tests marked ``slurm`` FAIL (never skip) without the cluster; they clean up the
-jobs they submit and ask for little, as the cluster is shared.
+jobs they submit and ask for little, as the cluster is shared. The module is
+single-node only (``single_node_slurm``): its subject is the single-node test
+Slurm and setup-slurm.sh themselves (the ``real`` node advertising this
+machine's CPU count beside the overcommitted ``debug``); the multi-node
+cluster is checked by setup-multinode.sh and tests/multinode.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ SETUP = REPO / "scripts" / "setup-slurm.sh"
 TOO_MANY = "sbatch: error: Batch job submission failed: More processors requested than permitted\n"
 
 slurm = pytest.mark.slurm
+pytestmark = pytest.mark.single_node_slurm
 
 
 @pytest.fixture()

@@ -341,3 +341,111 @@ def test_a_shards_node_lost(cluster):
     assert all("its data is saved" in r for r in got["stopped_reasons"][:2]), got["stopped_reasons"]
     assert "may not have been" in got["stopped_reasons"][2], got["stopped_reasons"]
     assert got["again_ok"] == list(range(30)), got
+
+
+BUSY = COMMON + """
+root, port, iface, nodes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
+alloc = os.environ["SLURM_JOB_ID"]
+
+def steps():
+    return subprocess.run(["squeue", "-h", "-s", "-j", alloc, "-o", "%i %j"], capture_output=True,
+                          text=True).stdout.split("\\n")
+
+# the one CPU of the allocation on the last node held by a step: the store's shard there waits
+# "Requested nodes are busy" for as long as it runs
+hog = subprocess.Popen(["srun", "-w", nodes[2], "-N1", "-n1", "--exact", "--job-name=hog", "sleep", "600"])
+while not any(" hog" in s for s in steps()):
+    time.sleep(0.2)
+exp = Experiment("busy", exp_path=root, launcher="slurm")
+db = exp.create_database(port=port, db_nodes=3, interface=iface, hosts=nodes, ready_timeout=10)
+exp.generate(db)
+out = {}
+try:
+    exp.start(db)
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+out["hog_then"] = [s for s in steps() if s.strip()]  # the start returned while the hog still runs
+out["status"] = [str(s) for s in exp.get_status(db)]
+out["err2"] = open(os.path.join(db.path, db.name + "_2.err")).read()
+exp.stop(db)
+out["stopped"] = [str(s) for s in exp.get_status(db)]
+out["sruns"] = subprocess.run(["pgrep", "-f", "job-name=simctl-"], capture_output=True, text=True).stdout.split()
+hog.terminate()
+hog.wait()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_shard_waiting_for_busy_nodes_is_cancelled_when_the_store_is_stopped(cluster):
+    """The store's shard on a node whose CPUs a step holds waits "Requested
+    nodes are busy": the store is not ready in time and is stopped; the waiting
+    srun is cancelled at once (nothing of it started, nothing to save), not
+    waited for until the other step ends; no srun of the store is left."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("busy")
+    port = free_ports(3, cluster=True)
+    got = cluster.drive(where, BUSY, str(where / "exp"), str(port), cluster.iface, ",".join(cluster.nodes),
+                        salloc=["-N3", "--ntasks-per-node=1", "-t", "00:10:00"])
+    print(json.dumps(got, indent=1))
+    assert "was not ready after 10 s" in got["error"] and "shard(s) 2 reported no address" in got["error"], got
+    assert any(s.endswith(" hog") for s in got["hog_then"]), got  # returned while the step holding sm3 runs
+    assert not any("simctl-" in s for s in got["hog_then"]), got  # no step of the store left
+    assert "Requested nodes are busy" in got["err2"] and "Cancelled pending job step" in got["err2"], got["err2"]
+    assert got["status"] == ["Cancelled"] * 3 and got["stopped"] == ["Cancelled"] * 3
+    assert got["sruns"] == [], got
+
+
+NODE_LOST = COMMON + """
+member, nodes = sys.argv[1], sys.argv[2].split(",")
+exp = Experiment("nodelost", exp_path=os.path.join(where, "exp"), launcher="slurm")
+barrier, go = os.path.join(where, "barrier"), os.path.join(where, "go")
+os.makedirs(barrier)
+rs = exp.create_run_settings(exe=sys.executable, exe_args=[member, barrier, go])
+ens = exp.create_ensemble("m", replicas=3, run_settings=rs)
+for m, node in zip(ens, nodes):
+    m.run_settings.set_hostlist([node])
+exp.generate(ens)
+exp.start(ens, block=False)
+while len(os.listdir(barrier)) < 3:
+    time.sleep(0.1)
+say("kill-me")
+wait("killed")
+while not exp.get_status(ens)[2].is_terminal:  # past SlurmdTimeout (60 s): Slurm sets the node DOWN
+    time.sleep(0.5)
+out = {"lost": [str(s) for s in exp.get_status(ens)]}
+out["reasons"] = [exp.controller.jobs[k].status.reason for k in ens.job_keys()]
+out["err"] = open(os.path.join(ens[2].path, ens[2].name + ".err")).read()[-2000:]
+out["cli"] = cli_status(exp.exp_path)
+open(go, "w").close()
+exp.poll(verbose=False)
+out["end"] = [str(s) for s in exp.get_status(ens)]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_members_node_lost_past_slurmd_timeout_is_a_failure_not_a_success(cluster):
+    """Every process of sm3 killed while a member runs there, and left down past
+    slurmctld's SlurmdTimeout: Slurm sets sm3 DOWN and srun says "Node failure
+    on sm3" but exits 0, as if the member had succeeded. The member is Failed
+    (node failure, naming the node), in the driver and in simctl status; the
+    members on the other nodes (--no-kill keeps the allocation) complete."""
+    where = cluster.workdir("nodelost")
+    member = cluster.write(where, "member.py", MEMBER)
+    driver = cluster.spawn(where, NODE_LOST, member, ",".join(cluster.nodes),
+                           salloc=["-N3", "--ntasks-per-node=1", "--no-kill", "-t", "00:10:00"])
+    victim = cluster.nodes[2]
+    try:
+        cluster.await_file(where / "kill-me", driver)
+        subprocess.run(["kill", "-KILL", *cluster.node_run("ip", "netns", "pids", victim).split()], check=False)
+        (where / "killed").write_text("")
+        got = cluster.result(driver)
+    finally:
+        said = cluster.start()  # slurmd back, sm3 resumed
+    print(json.dumps(got, indent=1))
+    assert f"starting slurmd on {victim}" in said
+    assert f"Node failure on {victim}" in got["err"], got["err"]
+    assert got["lost"] == ["Running", "Running", "Failed"], got
+    assert "node failure" in got["reasons"][2] and victim in got["reasons"][2], got["reasons"]
+    assert got["cli"].count("Failed") == 1 and "node failure" in got["cli"], got["cli"]
+    assert got["end"] == ["Completed", "Completed", "Failed"], got

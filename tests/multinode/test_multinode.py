@@ -326,3 +326,40 @@ def test_a_store_without_hosts_goes_one_shard_per_node_of_the_allocation(cluster
     assert got["hosts"] == cluster.nodes, got
     assert all(f"--relative={i}" in got["preview"] for i in range(3)), got["preview"]
     assert got["stopped"] == ["Cancelled"] * 3
+
+
+PLACED_BATCH = """
+import json, os, sys
+from simctl import Experiment
+root, port, iface = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+exp = Experiment("placed", exp_path=root, launcher="slurm")
+db = exp.create_database(port=port, db_nodes=3, interface=iface, batch=True, time="00:10:00")
+db.batch_settings.set_nodes(3)
+db.set_batch_arg("ntasks-per-node", 2)  # room for two shards on a node: Slurm alone would pack them
+exp.generate(db)
+preview = exp.preview(db, show=False)
+exp.start(db)
+infos = [json.load(open(os.path.join(db.path, f"shard-{i}.addr"))) for i in range(3)]
+with db.client() as c:
+    c.put_tensor("k", __import__("numpy").arange(3))
+    back = c.get_tensor("k").tolist()
+exp.stop(db)
+print("RESULT " + json.dumps({"hosts": [i["hostname"] for i in infos], "preview": preview, "back": back,
+                              "stopped": [str(s) for s in exp.get_status(db)]}))
+"""
+
+
+def test_a_batch_store_without_hosts_on_a_multi_node_job_goes_one_shard_per_node(cluster):
+    """No hosts=, a batch job of 3 nodes with room for 2 shards on each: shard
+    i runs on node i of the job (its srun step --relative=i in the batch
+    script), not two on the first node as Slurm would place them."""
+    from _store_helpers import free_ports
+
+    where = cluster.workdir("placed-batch")
+    port = free_ports(3, cluster=True)
+    got = cluster.drive(where, PLACED_BATCH, str(where / "exp"), str(port), cluster.iface)
+    assert "#SBATCH --nodes=3" in got["preview"], got["preview"]
+    assert all(f"--relative={i}" in got["preview"] for i in range(3)), got["preview"]
+    assert got["hosts"] == cluster.nodes, got
+    assert got["back"] == [0, 1, 2]
+    assert got["stopped"] == ["Cancelled"] * 3

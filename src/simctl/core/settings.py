@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 import attrs
 
 from . import checks
-from .errors import ConfigError
+from .containers import Container
+from .errors import ConfigError, choices
 from .hosts import expand as expand_hosts
 
 ArgValue = checks.FlagValue
@@ -102,6 +103,21 @@ def _walltime_converter(value: Any) -> str | None:
 
 def _exe_args(value: Any) -> list[str]:
     return checks.string_list("exe_args", value, split=shlex.split, allow_none=True)
+
+
+def _container(value: Any) -> Container | None:
+    if value is not None and not isinstance(value, Container):
+        raise ConfigError(f"container {checks.show(value)} must be a container (simctl.Singularity, "
+                          "simctl.Apptainer, simctl.Podman) or None")
+    return value
+
+
+def _mpmd(value: Any) -> list[RunSettings]:
+    items = list(value or ())
+    for item in items:
+        if not isinstance(item, RunSettings):
+            raise ConfigError(f"mpmd holds run settings (see make_mpmd); got {checks.show(item)}")
+    return items
 
 
 def _hostlist(value: Any) -> list[str]:
@@ -229,6 +245,66 @@ class RunSettings:
     cpus_per_task: int | None = attrs.field(default=None, converter=_cpus_per_task)
     walltime: str | None = attrs.field(default=None, converter=_walltime_converter)
     hostlist: list[str] = attrs.field(factory=list, converter=_hostlist)
+    #: the image the program runs in (:mod:`simctl.core.containers`), or None
+    container: Container | None = attrs.field(default=None, converter=_container)
+    #: the other programs of one MPMD launch (:meth:`make_mpmd`)
+    mpmd: list[RunSettings] = attrs.field(factory=list, converter=_mpmd)
+
+    #: run commands that start several programs in one launch, separated by ``:``
+    #: (MPI's MPMD form; srun's heterogeneous steps; aprun's)
+    mpmd_run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "orterun", "srun", "aprun")
+
+    def make_mpmd(self, other: RunSettings) -> None:
+        """Start ``other``'s program in the same launch as this one's (MPMD):
+        one command, ``mpirun -n 2 a : -n 1 b`` (or ``srun ... : ...``, a
+        heterogeneous step), each program with its own run arguments. Both
+        must have the same run command, one of :attr:`mpmd_run_commands`.
+        ``other``'s environment variables are set for the whole launch: a
+        variable both set to different values is refused."""
+        if not isinstance(other, RunSettings):
+            raise ConfigError(f"make_mpmd takes run settings; got {checks.show(other)}")
+        if self.run_command not in self.mpmd_run_commands:
+            raise ConfigError(f"make_mpmd needs a run command that starts several programs at once "
+                              f"({choices(self.mpmd_run_commands)}); these settings have run_command="
+                              f"{self.run_command!r}")
+        if other.run_command != self.run_command or type(other) is not type(self):
+            raise ConfigError(f"make_mpmd joins programs of one run command: these settings are "
+                              f"{type(self).__name__} with {self.run_command!r}, the other "
+                              f"{type(other).__name__} with {other.run_command!r}")
+        if other is self or other.mpmd or any(other is o for o in self.mpmd):
+            raise ConfigError("make_mpmd: the other settings must be new to this launch and have no MPMD "
+                              "programs of their own (call make_mpmd on these settings for each)")
+        if self.container is not None or other.container is not None:
+            raise ConfigError("make_mpmd: a program in a container cannot be part of an MPMD launch "
+                              "(each rank would start its own container)")
+        clash = [k for k, v in other.env_vars.items() if k in self.all_env() and self.all_env()[k] != v]
+        if clash:
+            raise ConfigError(f"make_mpmd: variable {clash[0]!r} is set to {self.all_env()[clash[0]]!r} in "
+                              f"this launch and to {other.env_vars[clash[0]]!r} in the other settings; "
+                              "the environment is one for the whole launch")
+        self.mpmd.append(other)
+
+    def all_env(self) -> dict[str, str | None]:
+        """The environment of the launch: ``env_vars`` and those of the MPMD programs."""
+        env = dict(self.env_vars)
+        for other in self.mpmd:
+            env.update(other.env_vars)
+        return env
+
+    def launch_args(self) -> list[str]:
+        """The run command's flags as launched (default: :meth:`format_run_args`;
+        an adapter that shows another format there launches with this)."""
+        return self.format_run_args()
+
+    def launch_line(self, argv: list[str]) -> list[str]:
+        """The command that starts ``argv`` with these settings: the run
+        command, its flags, ``argv``, then each MPMD program after ``:``."""
+        if not self.run_command:
+            return list(argv)
+        line = [self.run_command, *self.launch_args(), *argv]
+        for other in self.mpmd:
+            line += [":", *other.launch_args(), other.exe, *other.exe_args]
+        return line
 
     def set_nodes(self, nodes: int) -> None:
         """Number of nodes to run on."""

@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from ..core.errors import ConfigError
-from . import format as fmt, keyspace, wire
+from . import format as fmt, keyspace
 from .dataset import check_name
 from .format import FormatError, StoreError, StoreKeyError
 from .servers import Server, store_error
@@ -71,12 +71,13 @@ class ClientBase:
         """Run a command on ``key``'s server (redis-py's errors)."""
         return self._server.execute(key, *args)
 
-    def _key_cmd(self, what: str, key: str, *args: Any, kind: str = "") -> Any:
+    def _key_cmd(self, what: str, key: str, *args: Any, kind: str = "", array: bool = False) -> Any:
         """:meth:`_one` with simctl's errors; ``kind``: the kind of value the
         command is about, named with the kind found when the key holds another
-        (a Redis WRONGTYPE)."""
+        (a Redis WRONGTYPE); ``array``: a large reply comes as an uninitialised
+        ``numpy`` uint8 array of its own (a tensor's value, see :func:`decode_value`)."""
         try:
-            return self._server.execute(key, *args)
+            return self._server.execute(key, *args, array=array)
         except redis.RedisError as exc:
             if kind and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
                 raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] not in _READS) from None
@@ -98,6 +99,8 @@ class ClientBase:
         last reply. A script's refusal is the KindError naming both kinds."""
         try:
             try:
+                if len(cmds) == 1:
+                    return self._server.execute(keys[-1], *keyspace.by_sha(cmds[0]))
                 return self._send(keys[-1], [keyspace.by_sha(c) for c in cmds])
             except redis.exceptions.NoScriptError:
                 return self._send(keys[-1], cmds)
@@ -106,23 +109,9 @@ class ClientBase:
             raise refused or self._error(f"{what} {keys[-1]!r}", exc) from None
 
     def _send(self, key: str, cmds: list[tuple[Any, ...]]) -> Any:
-        """``cmds`` (on ``key``'s slot) in one write to its server; the last
-        reply (redis-py's errors): :func:`wire.send_and_wait`, or redis-py's
-        pipeline when a cluster's slot map is stale."""
-        node = self._server.node_of(key)
-        if node is not None:
-            try:
-                return wire.send_and_wait(node, cmds)
-            except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
-                pass  # a cluster's slot moved: redis-py's own dispatch finds it
-            except redis.ConnectionError:
-                if not self._server.is_cluster:
-                    raise
-                # a cluster's node went away (a failover?): redis-py's dispatch finds the slot's new primary
-        pipe = self._server.pipeline()
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
-        return pipe.execute()[-1]
+        """``cmds`` (on ``key``'s slot) in one write to its server over the
+        direct path (:meth:`Server.send`); the last reply (redis-py's errors)."""
+        return self._server.send(key, cmds)
 
     def _put_value(self, what: str, key: str, value: bytes | Parts, kind: str) -> None:
         """SET ``value`` (a tensor, model or script of ``kind``) under ``key``
@@ -200,16 +189,35 @@ def check_length(key: str, what: str) -> None:
                           f"{fmt.MAX_KEY_BYTES} bytes (prefix and dataset decoration included)")
 
 
+#: (dtype, shape) -> the header of a small tensor of them, once :func:`format.encode_tensor` took one
+_headers: dict[tuple[np.dtype[Any], tuple[int, ...]], bytes] = {}
+
+
 def encode_value(data: Any, what: str) -> bytes | Parts:
-    """The stored value of an array: bytes, or parts sent without copying."""
+    """The stored value of an array: bytes, or parts sent without copying.
+    A small plain array of a dtype and shape already stored is encoded here
+    (:func:`format.encode_tensor` checked them), as it would be there."""
+    if type(data) is np.ndarray and data.nbytes <= _SMALL:
+        header = _headers.get((data.dtype, data.shape))
+        if header is not None:
+            return header + data.tobytes()
     buffers = fmt.encode_tensor(data, what)
-    return bytes(buffers[0]) if len(buffers) == 1 else Parts(buffers)
+    if len(buffers) == 1:
+        if type(data) is np.ndarray and len(_headers) < 1024:
+            _headers[(data.dtype, data.shape)] = fmt.tensor_header(data.dtype, data.shape)
+        return bytes(buffers[0])
+    return Parts(buffers)
 
 
-def decode_value(value: bytes | bytearray, what: str, copy: bool = True) -> np.ndarray:
-    """The array in ``value``; a copy only if asked and ``value`` is not a buffer of its own."""
+#: the largest array :func:`format.encode_tensor` returns as one ``bytes``
+_SMALL = 65536
+
+
+def decode_value(value: bytes | bytearray | np.ndarray, what: str, copy: bool = True) -> np.ndarray:
+    """The array in ``value``; a copy only if asked and ``value`` is not a buffer of its own (a
+    ``bytearray`` or a ``numpy`` array: a large reply received into its final buffer)."""
     try:
-        return fmt.decode_tensor(value, copy and type(value) is not bytearray)
+        return fmt.decode_tensor(value, copy and type(value) not in (bytearray, np.ndarray))  # type: ignore[arg-type]
     except FormatError as exc:
         raise FormatError(f"{what}: {exc}") from None
 

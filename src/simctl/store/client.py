@@ -6,8 +6,11 @@ The client is a facade, split the way redis-py and SmartRedis split theirs:
 
 * :mod:`.servers`: the servers behind it, one interface with a standalone and
   a cluster implementation (where a key lives, what "every server" means);
-* :mod:`.wire`: every use of redis-py below its public API (sending large
-  values without copies, one-round-trip requests), and the one connector;
+* :mod:`.direct`: the connection every command on a key takes, one per
+  server kept open, under redis-py (large values sent and received without
+  copies);
+* :mod:`.wire`: every use of redis-py below its public API (the rest:
+  administration, pipelines, the inference round trips), and the one connector;
 * :mod:`.base`: keys, prefixes and errors; the commands in parts on it:
   tensors and the servers here, :mod:`.datasets`, :mod:`.models`,
   :mod:`.inference`; logging in :mod:`.logs`;
@@ -30,10 +33,10 @@ import redis
 from ..core.errors import ConfigError
 from . import contract, format as fmt, keyspace, known, protocol as pr
 from .address import parse_addresses, same_server
-from .base import check_length, decode_value, encode_value, poll
+from .base import check_length, encode_value, poll
 from .dataset import check_name
 from .datasets import DatasetCommands
-from .format import StoreError
+from .format import FormatError, StoreError
 from .inference import InferenceCommands
 from .logs import LLDebug, LLDeveloper, LLInfo, LLQuiet, LogLevel, log_data, write_log
 from .models import ModelCommands
@@ -203,23 +206,30 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     def get_tensor(self, name: str) -> np.ndarray:
         """The array stored under ``name`` (one GET), with its dtype and shape."""
         key = self._key("tensor", name, True, "get_tensor", look=True)
-        value = self._key_cmd("get_tensor", key, "GET", key, kind="tensor")
+        value = self._key_cmd("get_tensor", key, "GET", key, kind="tensor", array=True)
         if value is None:
             raise self._missing("get_tensor", "tensor", key, name)
         return self._tensor_value(value, key, "get_tensor")
 
-    def _tensor_value(self, value: bytes | bytearray, key: str, what: str, copy: bool = True) -> np.ndarray:
-        found = fmt.kind_of_value(value)
-        if found in ("model", "script", "dataset"):
-            raise keyspace.refused(what, key, found, "tensor", write=False)
-        return decode_value(value, f"{what}: {key!r}", copy=copy)
+    def _tensor_value(self, value: bytes | bytearray | np.ndarray, key: str, what: str,
+                      copy: bool = True) -> np.ndarray:
+        head = value[:3]
+        if (head if type(head) is bytes else bytes(head)) != fmt.TENSOR_MAGIC_STEM:
+            found = fmt.kind_of_value(bytes(value[:10]))  # not a tensor: another kind's value is refused as such
+            if found in ("model", "script", "dataset"):
+                raise keyspace.refused(what, key, found, "tensor", write=False)
+        try:
+            return fmt.decode_tensor(value, copy and type(value) is bytes)  # type: ignore[arg-type]
+            # (a bytearray or a numpy array is the reply's own buffer: the array is made on it)
+        except FormatError as exc:
+            raise FormatError(f"{what}: {key!r}: {exc}") from None
 
     def unpack_tensor(self, name: str, result: np.ndarray) -> None:
         """Fill ``result`` (same shape, same dtype up to byte order) with the tensor ``name``."""
         if not isinstance(result, np.ndarray) or not result.flags.writeable:
             raise ConfigError(f"unpack_tensor: result must be a writable numpy array, got {type(result).__name__}")
         key = self._key("tensor", name, True, "unpack_tensor", look=True)
-        value = self._key_cmd("unpack_tensor", key, "GET", key, kind="tensor")
+        value = self._key_cmd("unpack_tensor", key, "GET", key, kind="tensor", array=True)
         if value is None:
             raise self._missing("unpack_tensor", "tensor", key, name)
         stored = self._tensor_value(value, key, "unpack_tensor", copy=False)

@@ -13,12 +13,17 @@ primary's whenever there are at least ``R + 1`` hosts.
 The driver forms the cluster once every server answers (:func:`form`): CLUSTER
 MEET between every two servers, ADDSLOTS of the slots no server holds yet to
 the primaries, CLUSTER REPLICATE on each replica that replicates nothing yet,
-then it waits until every server says the cluster is ok, every replica's
-link to its primary is up, and every server knows exactly the others at
-their addresses of this start (each announces its own,
-``cluster-announce-ip``). A cluster started again from its saved state
-(``shard-<i>.nodes.conf``) keeps its roles, even where a failover swapped
-them. Replicas log in to their primary as the ``simctl-replica`` user
+then it asks every server, every :data:`POLL` seconds (no fixed wait, no
+growing back-off), until every one says the cluster is ok (every slot
+served), every replica's link to its primary is up, and every server knows
+exactly the others at their addresses of this start (each announces its own,
+``cluster-announce-ip``). The server itself sets the floor: a primary says
+ok no sooner than 2 s after it started (``CLUSTER_WRITABLE_DELAY`` in Redis
+7.0's and Valkey 9.1's cluster code, not configurable), and until then it
+answers every command on a key with ``CLUSTERDOWN``; forming the cluster
+overlaps that delay (benchmarks/README.md, "Feature store server"). A
+cluster started again from its saved state (``shard-<i>.nodes.conf``) keeps
+its roles, even where a failover swapped them. Replicas log in to their primary as the ``simctl-replica`` user
 (:mod:`simctl.store.roles`). When a primary is lost, its replica takes over
 by itself once the other primaries agree it failed (``cluster-node-timeout``,
 2 s; a majority of the primaries must live).
@@ -36,6 +41,8 @@ from ..core.errors import SimctlError
 from .protocol import own_slots
 
 SLOTS = 16384
+#: seconds between two questions to the servers while the cluster forms (each costs a few us of a server's time)
+POLL = 0.01
 
 
 def primary_of(i: int, primaries: int) -> int | None:
@@ -120,7 +127,6 @@ def form(clients: Sequence[Any], addresses: Sequence[str], hosts: Sequence[tuple
         share = missing[k * len(missing) // len(takers):(k + 1) * len(missing) // len(takers)]
         if share:
             c.execute_command("CLUSTER", "ADDSLOTS", *share)
-    pause = 0.01
     for i in range(primaries, len(clients)):
         node_id, replica, _, slots = selves[i]
         if replica or slots:
@@ -132,17 +138,14 @@ def form(clients: Sequence[Any], addresses: Sequence[str], hosts: Sequence[tuple
                 clients[i].execute_command("CLUSTER", "REPLICATE", target)
                 break
             except redis.ResponseError as exc:  # the primary not known here yet: MEET's gossip is on its way
-                if "unknown node" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                if "unknown node" not in str(exc).lower() or time.monotonic() + POLL > deadline:
                     raise SimctlError(f"server {i} of the cluster could not become a replica of server {p} "
                                       f"({hosts[p][0]}:{hosts[p][1]}): {exc}") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.5)
-    pause = 0.01
+                time.sleep(POLL)
     while not all(_ok(c, addresses) for c in clients):
-        if time.monotonic() + pause > deadline:
+        if time.monotonic() + POLL > deadline:
             states = [f"{info_of(c).get('cluster_state', '?')}/{info_of(c, 'replication').get('role', '?')}"
                       for c in clients]
             raise SimctlError(f"the cluster of {primaries} primaries and {len(clients) - primaries} replicas was "
                               f"not ok in time (cluster_state/role per server: {', '.join(states)})")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.5)
+        time.sleep(POLL)

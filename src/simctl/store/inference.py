@@ -166,20 +166,25 @@ class InferenceCommands(ClientBase):
         reply = pr.reply_key(tag, self._id)
         rid, body = pr.request(reply, kind, key, ins, outs, fn, limit)
         queue = pr.queue_key(tag, device)
-        answer = self._wait_reply(what, tag, device, queue, reply, rid, body, deadline)
+        # on a single server, the script carries the inputs, the model's header and the outputs' kinds in
+        # the request (protocol version 2); a cluster's keys live in other slots than the queue: a header alone
+        push = (("EVALSHA", pr.SUBMIT_SHA, 2 + len(ins) + len(outs), queue, key, *ins, *outs, body, pr.CARRY,
+                 len(ins))
+                if not self._server.is_cluster else ("RPUSH", queue, body))
+        answer = self._wait_reply(what, tag, device, queue, reply, rid, body, push, deadline)
         if answer.get("error") is not None:
             raise StoreError(f"{what}: {answer['error']}")
         self._devices[(kind, key)] = str(answer.get("device") or device)
 
     def _wait_reply(self, what: str, tag: str, device: str, queue: str, reply: str, rid: str,
-                    body: bytes, deadline: _Deadline) -> dict[str, Any]:
+                    body: bytes, push: tuple[Any, ...], deadline: _Deadline) -> dict[str, Any]:
         """The reply to request ``rid``; StoreError when no worker of ``device``
         lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn),
         or when the request is gone from the store with no reply, twice in a row;
         StoreTimeoutError when the deadline passes first (:meth:`_give_up`)."""
         gone_since: float | None = None
         lost = 0
-        got = self._send_and_wait(what, queue, body, reply, rid, deadline)
+        got = self._send_and_wait(what, queue, body, push, reply, rid, deadline)
         while True:
             if got is None:
                 blpop = deadline.slice()
@@ -212,8 +217,8 @@ class InferenceCommands(ClientBase):
                 continue
             now = time.monotonic()
             gone_since = gone_since or now
-            if now - gone_since >= pr.NO_WORKER_GRACE and self._exchange(what, queue, deadline,
-                                                                          ("LREM", queue, 1, body)):
+            if now - gone_since >= pr.NO_WORKER_GRACE and self._exchange(
+                    what, queue, deadline, ("EVAL", pr.LOCATE, 2, queue, reply, body, 1))[0]:
                 raise StoreError(f"{what}: no inference worker for {device} answered on the store shard holding "
                                  f"{queue!r} for {pr.NO_WORKER_GRACE:g} s (is the store running, with ml_devices "
                                  f"including {device!r}?); the request was withdrawn")
@@ -228,11 +233,11 @@ class InferenceCommands(ClientBase):
         try:
             clients = wire.send_and_wait(node, [("CLIENT", "LIST")], timeout=deadline.give_up())
             devices = sorted(pr.worker_devices(clients) | {device})
-            found = wire.send_and_wait(node, [("MULTI",), *[("LREM", pr.queue_key(tag, d), 1, body) for d in devices],
-                                              *[("LPOS", pr.taken_key(tag, d), body) for d in devices],
-                                              ("LRANGE", reply, 0, -1), ("EXEC",)], timeout=deadline.give_up())
+            lists = [pr.queue_key(tag, d) for d in devices] + [pr.taken_key(tag, d) for d in devices]
+            found = wire.send_and_wait(node, [("EVAL", pr.LOCATE, len(lists) + 1, *lists, reply, body,
+                                               len(devices))], timeout=deadline.give_up())
             if not isinstance(found, list) or len(found) != 2 * len(devices) + 1:
-                raise redis.ResponseError(f"the transaction answered {found!r:.200}")
+                raise redis.ResponseError(f"the withdrawal answered {found!r:.200}")
             for raw in found[-1]:
                 answer = _answer(raw, rid)
                 if answer is not None:  # it came in time, just
@@ -245,7 +250,7 @@ class InferenceCommands(ClientBase):
         except redis.RedisError as exc:
             raise self._error(f"{what}: withdrawing the request after {limit}", exc) from None
         withdrawn = [d for d, n in zip(devices, found) if n]
-        holders = [d for d, pos in zip(devices, found[len(devices):]) if pos is not None]
+        holders = [d for d, there in zip(devices, found[len(devices):-1]) if there]
         if withdrawn:
             if not pr.has_worker(clients, withdrawn[0]):
                 why = f"no inference worker for {withdrawn[0]} is connected to the store shard holding {queue!r}"
@@ -273,20 +278,19 @@ class InferenceCommands(ClientBase):
             raise self._no_answer(what, queue, deadline) from None
         except redis.RedisError:
             return False  # not known: go on waiting
-        return all(f is None for f in found[:-1]) and not found[-1]
+        return not any(found[:-1]) and not found[-1]
 
     @staticmethod
     def _places(node: redis.Redis, tag: str, devices: set[str], body: bytes, reply: str,
                 timeout: float | None) -> list[Any]:
-        """Where the request ``body`` is on its shard, in one transaction: its
-        position (or None) in the queue, then the taken list, of each of
-        ``devices``, and last the replies waiting in ``reply``."""
-        cmds: list[tuple[Any, ...]] = []
-        for d in sorted(devices):
-            cmds += [("LPOS", pr.queue_key(tag, d), body), ("LPOS", pr.taken_key(tag, d), body)]
-        found = wire.send_and_wait(node, [("MULTI",), *cmds, ("LRANGE", reply, 0, -1), ("EXEC",)], timeout=timeout)
-        if not isinstance(found, list) or len(found) != len(cmds) + 1:
-            raise redis.ResponseError(f"the transaction answered {found!r:.200}")
+        """Where the request ``body`` is on its shard, atomically (:data:`protocol.LOCATE`):
+        whether it is (1) or not (0) in the queue, then the taken list, of each
+        of ``devices``, and last the replies waiting in ``reply``."""
+        lists = [k for d in sorted(devices) for k in (pr.queue_key(tag, d), pr.taken_key(tag, d))]
+        found = wire.send_and_wait(node, [("EVAL", pr.LOCATE, len(lists) + 1, *lists, reply, body, 0)],
+                                   timeout=timeout)
+        if not isinstance(found, list) or len(found) != len(lists) + 1:
+            raise redis.ResponseError(f"the look-up answered {found!r:.200}")
         return found
 
     def _node(self, what: str, key: str) -> redis.Redis:
@@ -315,14 +319,15 @@ class InferenceCommands(ClientBase):
                                  f"{waited if waited is not None else 0:g} s (stopped, hung or overloaded?); the "
                                  "request, if it arrived, may still run once it answers")
 
-    def _send_and_wait(self, what: str, queue: str, body: bytes, reply: str, rid: str, deadline: _Deadline) -> Any:
-        """RPUSH the request and BLPOP its reply (one slice) in one round trip
+    def _send_and_wait(self, what: str, queue: str, body: bytes, push: tuple[Any, ...], reply: str, rid: str,
+                       deadline: _Deadline) -> Any:
+        """Push the request (``push``: its SUBMIT or RPUSH) and BLPOP its reply (one slice) in one round trip
         (:func:`wire.send_and_wait`); None when the reply is still to come.
         The request is sent once: when the connection breaks after it went
         out, it is looked for on the shard; found, the wait goes on; not
         found, StoreConnectionError (it may have run; it is not sent again)."""
         r = self._node(what, queue)
-        cmds = [("RPUSH", queue, body), ("BLPOP", reply, _blpop_seconds(deadline.slice() or 0.001))]
+        cmds = [push, ("BLPOP", reply, _blpop_seconds(deadline.slice() or 0.001))]
         try:
             return wire.send_and_wait(r, cmds, timeout=deadline.exchange(), retry=False)
         except redis.TimeoutError:
@@ -330,6 +335,8 @@ class InferenceCommands(ClientBase):
         except redis.ConnectionError as exc:
             broke = exc
         except redis.RedisError as exc:
+            if push[0] == "EVALSHA" and isinstance(exc, redis.exceptions.NoScriptError):  # nothing pushed: the script
+                return self._send_and_wait(what, queue, body, ("EVAL", pr.SUBMIT, *push[2:]), reply, rid, deadline)
             raise self._error(f"{what} {queue!r}", exc) from None
         try:
             wait = deadline.give_up()
@@ -339,7 +346,7 @@ class InferenceCommands(ClientBase):
                                  wait)
         except redis.RedisError:
             found = None
-        if found is not None and (any(f is not None for f in found[:-1])
+        if found is not None and (any(found[:-1])
                                   or any(_answer(raw, rid) is not None for raw in found[-1])):
             return None  # it arrived: wait for its reply
         raise StoreConnectionError(f"{what}: the connection to the store shard holding {queue!r} broke after the "

@@ -886,7 +886,8 @@ def make_orchestrator(experiment: Any, port: int | None = None, db_nodes: int = 
         except ValueError as exc:
             raise ConfigError(f"interface: {exc}") from None
     Orchestrator._check_hosts(launcher, host_list)
-    server = srv.find_server(kwargs.get("server"))
+    tls = _bool("tls", kwargs.get("tls", False))
+    server = srv.find_server(kwargs.get("server"), tls=tls)
     rs = launcher.create_run_settings(exe=sys.executable, run_command=run_command)
     rs.cpus_per_task = db_cpus if db_cpus > 1 else None
     bs = None
@@ -903,4 +904,4 @@ def make_orchestrator(experiment: Any, port: int | None = None, db_nodes: int = 
                         server=server, persist=persist, ready_timeout=float(timeout), persistence=persistence,
                         stop_limit=None if stop_limit is None else float(stop_limit), max_restarts=max_restarts,
                         ml_devices=check_devices(kwargs.get("ml_devices", ["CPU"])),
-                        tls=_bool("tls", kwargs.get("tls", False)), replicas=replicas)
+                        tls=tls, replicas=replicas)

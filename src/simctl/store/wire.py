@@ -24,6 +24,14 @@ How long a client waits is :class:`Waits` (its options to redis-py in one
 place): :data:`TIMEOUT` seconds by default for a connection's handshake and
 for each answer, :data:`CONNECT_TIMEOUT` for a server to accept a connection.
 
+The client's own commands no longer go through redis-py at all: they take
+the direct path (:mod:`.direct`: one connection per server kept open, RESP
+packed and read in a few lines, large replies into uninitialised buffers),
+which uses only redis-py's exception classes and its table of error replies
+(``_RESP2Parser.parse_error``). What stays here serves the rest: the
+client's servers' administration and pipelines, a cluster's slot map, the
+inference round trips and the worker's connection.
+
 These are redis-py internals: ``pyproject.toml`` pins redis-py to the majors
 they were checked against (:data:`REDIS_MAJORS`), and ``tests/test_store_wire.py``
 checks each against the installed redis-py. Without the parser internals the
@@ -415,6 +423,8 @@ def internals() -> dict[str, bool]:
             "_connect" in vars(c) for c in (redis.Connection, redis.UnixDomainSocketConnection)),
         "AbstractConnection._sock, socket_timeout": "_sock" in vars(redis.Connection())
         and redis.Connection(socket_timeout=1.5).socket_timeout == 1.5,
+        "_RESP2Parser.parse_error (direct.py)": _FAST_REPLIES and isinstance(
+            _RESP2Parser(READ_SIZE).parse_error("NOSCRIPT x"), redis.exceptions.NoScriptError),
         "RedisCluster.ERRORS_ALLOW_RETRY": redis.TimeoutError in getattr(RedisCluster, "ERRORS_ALLOW_RETRY", ()),
         "ConnectionPool.get_connection": hasattr(redis.ConnectionPool, "get_connection"),
         "NodesManager.get_node_from_slot": hasattr(NodesManager, "get_node_from_slot"),

@@ -66,17 +66,33 @@ class Loaded(NamedTuple):
     stamp: bytes = b""
 
 
-class Request(NamedTuple):
-    raw: bytes
-    id: str
-    reply: str
-    kind: str
-    key: str
-    fn: str
-    inputs: list[str]
-    outputs: list[str]
-    #: the caller's wait, in seconds (None: no limit)
-    timeout: float | None = None
+class Request:
+    """A request taken, decoded (either version of the protocol)."""
+
+    __slots__ = ("raw", "id", "reply", "kind", "key", "fn", "inputs", "outputs", "timeout", "carried", "args")
+
+    def __init__(self, raw: bytes, msg: dict[str, Any]) -> None:
+        self.raw = raw
+        self.id: str = msg["id"]
+        self.reply: str = msg["reply"]
+        self.kind: str = msg["kind"]
+        self.key: str = msg["key"]
+        self.fn: str = msg.get("fn", "")
+        self.inputs: list[str] = list(msg["in"])
+        self.outputs: list[str] = list(msg["out"])
+        if not all(isinstance(k, str) for k in (self.reply, self.kind, self.key, *self.inputs, *self.outputs)):
+            raise TypeError("keys must be strings")
+        #: the caller's wait, in seconds (None: no limit)
+        self.timeout = pr.timeout_of(msg)
+        #: what the request carries (protocol version 2): per input, the model's header, per output; or None
+        self.carried = pr.carried(raw, len(self.inputs) + 1 + len(self.outputs)) if msg.get("v") != 1 else None
+        #: its inputs, read (an array each, or why it cannot be read): see Worker._read
+        self.args: list[np.ndarray | str] = []
+
+    def rows(self) -> int:
+        """The rows of its first input (1 when that is missing or a scalar)."""
+        first = self.args[0] if self.args else None
+        return first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 1
 
 
 class RunError(Exception):
@@ -103,6 +119,9 @@ class Worker:
         self.owned: set[int] | None = self._owned if cluster else None
         self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
         self.take_cmd = ("EVAL", pr.TAKE_SCRIPT, 2, self.q, self.taken, pr.TAKE)
+        #: sent after a round's replies: clear the taken list, take the requests queued meanwhile, or wait
+        self.next_cmds = [("EVAL", pr.NEXT_SCRIPT, 2, self.q, self.taken, pr.TAKE),
+                          ("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)]
         self.cache: dict[tuple[str, str], Loaded] = {}
         #: output key -> why this round's requests may not write it (it holds another kind)
         self.refused: dict[str, str] = {}
@@ -159,9 +178,9 @@ class Worker:
         self._exchange(cmds)
 
     def serve(self) -> None:
-        """Take and answer requests until stopped. The requests that came
-        in meanwhile are taken with the replies (one round trip); only when
-        there are none does the worker block on its queue."""
+        """Take and answer requests until stopped. The requests that came in
+        meanwhile are taken with the replies, and when none did, the worker
+        blocks on its queue in that same exchange (see :meth:`handle`)."""
         raws = self._taken(self._exchange([self.take_cmd])[0])
         while not self.stop:
             if not raws:
@@ -171,10 +190,17 @@ class Worker:
                 raws = self.handle(raws)
 
     def _exchange(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``cmds`` in one write and read their replies; an error reply
-        (a key of another type, a store out of memory) is returned in its place
-        as a ``redis.ResponseError``."""
-        return wire.exchange(self.conn, cmds)
+        """Send ``cmds`` in one write (packed by :func:`pack`) and read their
+        replies; an error reply (a key of another type, a store out of memory)
+        is returned in its place as a ``redis.ResponseError``."""
+        self.conn.send_packed_command([pack(cmds)], check_health=False)
+        out: list[Any] = []
+        for _ in cmds:
+            try:
+                out.append(self.conn.read_response())
+            except redis.ResponseError as exc:
+                out.append(exc)
+        return out
 
     def _taken(self, reply: Any) -> list[bytes]:
         """The requests a take (the TAKE script or BLMOVE) moved; its error ends
@@ -221,22 +247,23 @@ class Worker:
 
     def handle(self, raws: list[bytes]) -> list[bytes]:
         """Answer the requests ``raws`` (taken into the taken list), clear that
-        list, and take the requests queued meanwhile (returned), all in one round trip."""
+        list, and take the requests queued meanwhile (returned), all in one
+        exchange, which ends, when none was queued, when the next one comes
+        (or after :data:`protocol.IDLE` seconds: then none is returned)."""
         cmds: list[tuple[Any, ...]] = []
         self.refused = {}
-        groups, inputs = self._intake(raws, cmds)
-        groups = self._fill_batches(groups, cmds, inputs)
+        groups = self._fill_batches(self._intake(raws, cmds), cmds)
         for loaded, group in groups.values():
             if loaded is None:
                 continue
-            for chunk in self._chunks(loaded, group, inputs):
-                self._run(loaded, chunk, inputs, cmds)
-        cmds += [("DEL", self.taken), self.take_cmd]
+            for chunk in self._chunks(loaded, group):
+                self._run(loaded, chunk, cmds)
+        cmds += self.next_cmds
         replies = self._exchange(cmds)
-        for cmd, got in zip(cmds, replies[:-1]):
+        for cmd, got in zip(cmds, replies[:-2]):
             if isinstance(got, redis.ResponseError):  # a caller's output or reply not stored: say so in the log
                 print(f"simctl inference worker: {cmd[0]} {cmd[1]!r} failed: {got}", file=sys.stderr, flush=True)
-        return self._taken(replies[-1])
+        return self._taken(replies[-2]) + self._taken(replies[-1])
 
     def _groups(self, reqs: list[Request], cmds: list[tuple[Any, ...]]
                 ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
@@ -265,17 +292,16 @@ class Worker:
         return groups
 
     def _fill_batches(self, groups: dict[tuple[str, str], tuple[Loaded | None, list[Request]]],
-                      cmds: list[tuple[Any, ...]], inputs: dict[str, np.ndarray | str]
-                      ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+                      cmds: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
         """Wait (a bounded time) for more requests while a batched model has
-        fewer than its ``min_batch_size`` rows; ``inputs`` gains theirs."""
+        fewer than its ``min_batch_size`` rows."""
         start = time.monotonic()
         while True:
             deadline = None
             for loaded, group in groups.values():
                 if loaded is None or not group or not loaded.batch_size or not loaded.min_batch_size:
                     continue
-                if _rows(group, inputs) >= loaded.min_batch_size:
+                if sum(r.rows() for r in group) >= loaded.min_batch_size:
                     continue
                 wait = (loaded.min_batch_timeout or DEFAULT_MIN_BATCH_WAIT_MS) / 1000
                 # never so long that a caller gives up, or its supervisor takes the worker for hung
@@ -292,8 +318,7 @@ class Worker:
                                                     max(left, 0.001))])[0])
             if not more:
                 continue
-            new, more_inputs = self._intake(more, cmds)
-            inputs.update(more_inputs)
+            new = self._intake(more, cmds)
             for key, (loaded, group) in new.items():
                 if loaded is None:  # its requests are answered (an error) or passed on
                     groups.setdefault(key, (None, []))
@@ -307,21 +332,19 @@ class Worker:
                     groups[key] = (loaded, group)
 
     def _intake(self, raws: list[bytes], cmds: list[tuple[Any, ...]]
-                ) -> tuple[dict[tuple[str, str], tuple[Loaded | None, list[Request]]], dict[str, np.ndarray | str]]:
-        """The requests ``raws`` decoded and grouped (see :meth:`_groups`), and
-        their inputs (:meth:`_read`, which also drops stale loaded copies first)."""
+                ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
+        """The requests ``raws`` decoded, their inputs read (:meth:`_read`, which
+        also drops stale loaded copies first), and grouped (see :meth:`_groups`)."""
         reqs = self._parse(raws)
-        inputs = self._read(reqs)
-        return self._groups(reqs, cmds), inputs
+        self._read(reqs)
+        return self._groups(reqs, cmds)
 
     def _parse(self, raws: list[bytes]) -> list[Request]:
         """The requests ``raws`` decoded (a malformed one is dropped, and said so)."""
         reqs = []
         for raw in raws:
             try:
-                msg = pr.parse(raw)
-                reqs.append(Request(raw, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
-                                    list(msg["in"]), list(msg["out"]), pr.timeout_of(msg)))
+                reqs.append(Request(raw, pr.parse(raw)))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
         return reqs
@@ -416,59 +439,76 @@ class Worker:
         """Whether ``key`` lives on this worker's server."""
         return self.owned is None or pr.key_slot(key.encode()) in self.owned
 
-    def _read(self, reqs: list[Request]) -> dict[str, np.ndarray | str]:
-        """Every input tensor of ``reqs`` (an array, or why it cannot be read),
-        in one exchange that also compares each loaded model's or script's
-        header with the stored one (a copy whose value changed, or is gone, is
-        dropped: never run stale) and looks at the kind of every output key
-        (one that holds another kind goes into :attr:`refused`)."""
-        keys = list(dict.fromkeys(k for r in reqs for k in r.inputs))
-        outs = list(dict.fromkeys(k for r in reqs for k in r.outputs))
-        held = [(m, self.cache[m]) for m in dict.fromkeys((r.kind, r.key) for r in reqs) if m in self.cache]
+    def _read(self, reqs: list[Request]) -> None:
+        """Fill every request's :attr:`Request.args` (an array per input, or why
+        it cannot be read), drop each loaded model or script whose stored header
+        differs from the one it was loaded from (never run stale), and put the
+        outputs that hold another kind than a tensor into :attr:`refused`.
+        What a request carries (protocol version 2) is used as it is; the rest
+        is read in one exchange (inputs, headers with ``GETRANGE``, kinds with
+        the :data:`keyspace.KIND` script)."""
+        held = {m: self.cache[m] for m in dict.fromkeys((r.kind, r.key) for r in reqs) if m in self.cache}
+        kinds: dict[str, Any] = {}
+        keys: dict[str, None] = {}
+        for r in reqs:
+            n = len(r.inputs)
+            if r.carried is None:
+                keys.update(dict.fromkeys(r.inputs))
+                kinds.update(dict.fromkeys(r.outputs))
+                continue
+            keys.update(dict.fromkeys(k for k, c in zip(r.inputs, r.carried) if c is None))
+            m = (r.kind, r.key)
+            if m in held:
+                if r.carried[n] != held.pop(m).stamp:
+                    del self.cache[m]
+            for k, c in zip(r.outputs, r.carried[n + 1:]):
+                if c is not None:
+                    self.refused[k] = str(keyspace.refused("run", k, c.decode(errors="replace"), "tensor"))
+        stamps = list(held.items())
+        values = self._fetch(list(keys), stamps, [k for k in kinds if k not in self.refused])
+        decoded = {k: _decode(k, v) for k, v in values.items()}
+        for r in reqs:
+            if r.carried is None:
+                r.args = [decoded[k] for k in r.inputs]
+            else:
+                r.args = [decoded[k] if c is None else _decode(k, c) for k, c in zip(r.inputs, r.carried)]
+
+    def _fetch(self, keys: list[str], stamps: list[tuple[tuple[str, str], Loaded]], kinds: list[str]
+               ) -> dict[str, Any]:
+        """The values of ``keys`` (None: absent; a ``redis.ResponseError``: not
+        a string), in one exchange (on a cluster, and for keys of other shards,
+        more) that also drops the loaded copies of ``stamps`` whose stored header
+        differs, and puts the outputs ``kinds`` holding another kind than a
+        tensor into :attr:`refused`."""
         local = [k for k in keys if self._local(k)]
         cmds: list[tuple[Any, ...]] = []
         if local:  # on a cluster, keys of different slots cannot share an MGET
             cmds += [("MGET", *local)] if self.owned is None else [("GET", k) for k in local]
-        stamps = [(m, h) for m, h in held if self._local(m[1])]
-        cmds += [("GETRANGE", m[1], 0, len(h.stamp) - 1) for m, h in stamps]
-        mine = [k for k in outs if self._local(k)]
-        cmds += [("EVAL", keyspace.KIND, 1, k) for k in mine]
+        mine = [(m, h) for m, h in stamps if self._local(m[1])]
+        cmds += [("GETRANGE", m[1], 0, len(h.stamp) - 1) for m, h in mine]
+        outs = [k for k in kinds if self._local(k)]
+        cmds += [("EVAL", keyspace.KIND, 1, k) for k in outs]
         got = self._exchange(cmds) if cmds else []
         values: dict[str, Any] = {}
         if local:
             values.update(zip(local, got[0] if self.owned is None else got[:len(local)]))
             got = got[1:] if self.owned is None else got[len(local):]
-        now = list(zip(stamps, got))
-        now += [((m, h), self._remote("GETRANGE", m[1], 0, len(h.stamp) - 1)) for m, h in held
+        now = list(zip(mine, got))
+        now += [((m, h), self._remote("GETRANGE", m[1], 0, len(h.stamp) - 1)) for m, h in stamps
                 if not self._local(m[1])]
         for (which, h), stored in now:
             if stored != h.stamp:
-                del self.cache[which]
-        got = got[len(stamps):]
-        for k, found in [*zip(mine, got), *((k, self._remote("EVAL", keyspace.KIND, 1, k))
-                                             for k in outs if not self._local(k))]:
+                self.cache.pop(which, None)
+        got = got[len(mine):]
+        for k, found in [*zip(outs, got), *((k, self._remote("EVAL", keyspace.KIND, 1, k))
+                                             for k in kinds if not self._local(k))]:
             kind = found.decode() if isinstance(found, bytes) else str(found)
             if kind not in ("none", "tensor"):
                 self.refused[k] = str(keyspace.refused("run", k, kind, "tensor"))
         for k in keys:
             if k not in values:
                 values[k] = self._remote("GET", k)
-        out: dict[str, np.ndarray | str] = {}
-        for k, v in values.items():
-            if isinstance(v, redis.ResponseError):
-                out[k] = f"{k!r} is not a tensor: {v}"
-                continue
-            if v is None:
-                out[k] = f"no tensor {k!r} in the store"
-                continue
-            if fmt.kind_of_value(v) != "tensor":
-                out[k] = f"input {k!r} holds {fmt.kind_name(fmt.kind_of_value(v))}, not a tensor"
-                continue
-            try:
-                out[k] = fmt.decode_tensor(v, copy=False)
-            except fmt.FormatError as exc:
-                out[k] = f"{k!r} is not a tensor: {exc}"
-        return out
+        return values
 
     def _remote(self, *cmd: Any) -> Any:
         """``cmd`` on the cluster node holding its key (the second word); redis-py's error in its place."""
@@ -477,7 +517,7 @@ class Worker:
         except redis.ResponseError as exc:
             return exc
 
-    def _chunks(self, loaded: Loaded, group: list[Request], inputs: dict[str, Any]) -> list[list[Request]]:
+    def _chunks(self, loaded: Loaded, group: list[Request]) -> list[list[Request]]:
         """The requests run together: batches of up to ``batch_size`` rows for a
         batched model, else one request at a time."""
         if not loaded.batch_size or loaded.handle is None:
@@ -485,8 +525,8 @@ class Worker:
         chunks: list[list[Request]] = []
         rows = 0
         for r in group:
-            arrays = [inputs.get(k) for k in r.inputs]
-            n = arrays[0].shape[0] if arrays and isinstance(arrays[0], np.ndarray) and arrays[0].ndim else 0
+            first = r.args[0] if r.args else None
+            n = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
             if not n:
                 chunks.append([r])
                 continue
@@ -498,17 +538,16 @@ class Worker:
                 rows = n
         return chunks
 
-    def _run(self, loaded: Loaded, chunk: list[Request], inputs: dict[str, Any], cmds: list[tuple[Any, ...]]
-             ) -> None:
+    def _run(self, loaded: Loaded, chunk: list[Request], cmds: list[tuple[Any, ...]]) -> None:
         """Run ``chunk`` (one request, or a batch), write outputs and replies."""
         ready: list[tuple[Request, list[np.ndarray]]] = []
         for r in chunk:
-            missing = [inputs[k] for k in r.inputs if isinstance(inputs.get(k), str)]
+            missing = [a for a in r.args if isinstance(a, str)]
             missing += [self.refused[k] for k in r.outputs if k in self.refused]
             if missing:
                 self._reply(cmds, r.id, r.reply, str(missing[0]))
             else:
-                ready.append((r, [inputs[k] for k in r.inputs]))
+                ready.append((r, r.args))  # type: ignore[arg-type]  # no str among them
         if not ready:
             return
         if len(ready) > 1:
@@ -603,14 +642,31 @@ class Worker:
         cmds += [("RPUSH", reply, pr.reply(rid, error, self.device)), ("EXPIRE", reply, pr.REPLY_TTL)]
 
 
-def _rows(group: list[Request], inputs: dict[str, np.ndarray | str]) -> int:
-    """The rows (first dimension of the first input) of the requests in ``group``;
-    a request whose input is missing or a scalar counts as one."""
-    n = 0
-    for r in group:
-        first = inputs.get(r.inputs[0]) if r.inputs else None
-        n += first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 1
-    return n
+def pack(cmds: Sequence[tuple[Any, ...]]) -> bytes:
+    """``cmds`` in RESP, as one buffer: the worker's own packer (redis-py's
+    encodes argument by argument through its encoder, about 20 us a command
+    here; this, a few). Arguments are bytes, str (UTF-8), int or float."""
+    out: list[bytes] = []
+    for cmd in cmds:
+        out.append(b"*%d\r\n" % len(cmd))
+        for a in cmd:
+            b = a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else repr(a).encode()
+            out += (b"$%d\r\n" % len(b), b, b"\r\n")
+    return b"".join(out)
+
+
+def _decode(key: str, value: Any) -> np.ndarray | str:
+    """The tensor stored as ``value`` under ``key`` (as GET answers it), or why it is not one."""
+    if isinstance(value, redis.ResponseError):
+        return f"{key!r} is not a tensor: {value}"
+    if value is None:
+        return f"no tensor {key!r} in the store"
+    if fmt.kind_of_value(value) != "tensor":
+        return f"input {key!r} holds {fmt.kind_name(fmt.kind_of_value(value))}, not a tensor"
+    try:
+        return fmt.decode_tensor(value, copy=False)
+    except fmt.FormatError as exc:
+        return f"{key!r} is not a tensor: {exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

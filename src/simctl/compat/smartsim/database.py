@@ -8,9 +8,10 @@ from typing import Any
 
 import simctl
 
+from .. import _known
 from ._adapt import Built, recast, scratch
 from .entity import DBNode
-from .telemetry import TELEMETRY, TelemetryConfiguration
+from .telemetry import StoreTelemetry
 
 # simctl.Orchestrator is imported on first use of simctl's store (redis-py, numpy)
 _Base: Any = simctl.Orchestrator
@@ -33,6 +34,7 @@ def build(create: Callable[..., Any], port: int | None = None, path: str | None 
                         run_command=run_command, single_cmd=single_cmd, db_identifier=db_identifier, **kwargs),
                  Orchestrator)
     orc.queue_threads, orc.inter_threads, orc.intra_threads = threads
+    _known.remember(orc)
     return orc
 
 
@@ -71,9 +73,9 @@ class Orchestrator(_Base, metaclass=Built):
         return str(self.name)
 
     @property
-    def telemetry(self) -> TelemetryConfiguration:
-        """SmartSim's telemetry switch: always on (simctl's manifest; see :mod:`.telemetry`)."""
-        return TELEMETRY
+    def telemetry(self) -> StoreTelemetry:
+        """SmartSim's telemetry, always on: read now, no monitor to start (see :mod:`.telemetry`)."""
+        return StoreTelemetry(self)
 
     @property
     def checkpoint_file(self) -> str:

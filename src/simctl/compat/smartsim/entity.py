@@ -98,12 +98,33 @@ class Model(_DBObjects, simctl.Model, metaclass=Built):
         return recast(model, cls)
 
     def colocate_db_tcp(self, *args: Any, **kwargs: Any) -> None:
-        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None)."""
+        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None);
+        SmartSim's view of it in ``run_settings.colocated_db_settings``."""
+        ident = kwargs.pop("db_identifier", "")
         super().colocate_db_tcp(*args, **_pinning(kwargs))
+        self._colocated_view(ident)
 
     def colocate_db_uds(self, *args: Any, **kwargs: Any) -> None:
-        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None)."""
+        """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None);
+        SmartSim's view of it in ``run_settings.colocated_db_settings``."""
+        ident = kwargs.pop("db_identifier", "")
+        kwargs.pop("port", None)  # SmartSim passes it on as a server option; a UDS store listens on its socket only
         super().colocate_db_uds(*args, **_pinning(kwargs))
+        self._colocated_view(ident)
+
+    def _colocated_view(self, db_identifier: str) -> None:
+        """SmartSim's ``colocated_db_settings`` dict, from simctl's colocated store (run
+        settings that are not the layer's have no such attribute: left alone)."""
+        c: Any = self.colocated_db
+        where = ({"port": c.port, "ifname": c.ifnames[0] if len(c.ifnames) == 1 else list(c.ifnames)}
+                 if c.transport == "tcp" else
+                 {"unix_socket": c.unix_socket, "socket_permissions": c.socket_permissions})
+        view = {**where, "cpus": c.db_cpus, "debug": c.debug, "db_identifier": db_identifier,
+                "custom_pinning": ",".join(map(str, c.custom_pinning)) if c.custom_pinning else None,
+                "rai_args": dict(c.ml_options), "extra_db_args": dict(c.conf),
+                "db_models": self._db_models, "db_scripts": self._db_scripts}
+        if hasattr(self.run_settings, "colocated_db_settings"):
+            self.run_settings.colocated_db_settings = view
 
     @property
     def colocated(self) -> bool:

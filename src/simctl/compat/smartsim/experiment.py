@@ -7,12 +7,14 @@ import os
 from typing import Any
 
 import simctl
+from simctl import reattach
 
+from .. import _known
 from ._adapt import recast
 from .database import Orchestrator, build
 from .entity import Ensemble, Model, smartsim_members
-from .settings import with_smartsim_methods
-from .telemetry import TELEMETRY, TelemetryConfiguration
+from .settings import with_batch_methods, with_smartsim_methods
+from .telemetry import ExperimentTelemetry
 
 _Orchestrator: Any = simctl.Orchestrator
 
@@ -22,13 +24,17 @@ class Experiment(simctl.Experiment):
     :class:`simctl.Experiment`."""
 
     @property
-    def telemetry(self) -> TelemetryConfiguration:
-        """SmartSim's telemetry switch: always on (simctl's manifest; see :mod:`.telemetry`)."""
-        return TELEMETRY
+    def telemetry(self) -> ExperimentTelemetry:
+        """SmartSim's telemetry, always on: read now, no monitor to start (see :mod:`.telemetry`)."""
+        return ExperimentTelemetry(self)
 
     def create_run_settings(self, *args: Any, **kwargs: Any) -> simctl.RunSettings:
         """simctl's, with SmartSim's extra methods (``set_time``...)."""
         return with_smartsim_methods(super().create_run_settings(*args, **kwargs))
+
+    def create_batch_settings(self, *args: Any, **kwargs: Any) -> simctl.BatchSettings:
+        """simctl's, with SmartSim's ``format_batch_args``."""
+        return with_batch_methods(super().create_batch_settings(*args, **kwargs))
 
     def create_model(self, *args: Any, **kwargs: Any) -> Model:
         return recast(super().create_model(*args, **kwargs), Model)
@@ -53,7 +59,37 @@ class Experiment(simctl.Experiment):
     def reconnect_orchestrator(self, checkpoint: str) -> Orchestrator:
         """The store a driver that died left running, from its directory or the
         file it recorded there (SmartSim passes ``smartsim_db.dat``; simctl
-        records ``store.json``)."""
+        records ``store.json``): it answers at once (``get_address``,
+        ``is_active``, ``set_db_conf``...), and :meth:`get_status` and
+        :meth:`stop` reach its shards through the manifest of the experiment
+        that started it, as ``simctl status`` / ``simctl stop`` do."""
         path = os.fspath(checkpoint)
-        return recast(_Orchestrator.attach(path if os.path.isdir(path) else os.path.dirname(path)),
-                      Orchestrator)
+        orc = recast(_Orchestrator.attach(path if os.path.isdir(path) else os.path.dirname(path)), Orchestrator)
+        orc.left_in = reattach.experiment_of(orc.path)
+        _known.remember(orc)
+        return orc
+
+    def get_status(self, *entities: Any) -> list[simctl.Status]:
+        """simctl's; a reconnected store's shards as its dead driver's manifest records them, checked now."""
+        left = [e for e in entities if getattr(e, "left_in", None)]
+        if not left:
+            return super().get_status(*entities)
+        out: list[simctl.Status] = []
+        for e in entities:
+            if e in left:
+                keys = e.job_keys()
+                latest = reattach.refresh(e.left_in, self.plugins, keys).latest()
+                out += [latest[k].status if k in latest else simctl.Status.NEW for k in keys]
+            else:
+                out += super().get_status(e)
+        return out
+
+    def stop(self, *entities: Any) -> None:
+        """simctl's; a reconnected store is stopped as ``simctl stop`` stops what a dead driver left."""
+        for e in entities:
+            if getattr(e, "left_in", None):
+                reattach.stop_left(e.left_in, self.plugins, e.job_keys())
+        rest = [e for e in entities if not getattr(e, "left_in", None)]
+        if rest or not entities:
+            super().stop(*rest)
+

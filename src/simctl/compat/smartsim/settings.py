@@ -9,6 +9,7 @@ classes (``mpirun``, ``mpiexec``, ``orterun``) are launcher-free, as in SmartSim
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,14 +18,17 @@ import attrs
 import simctl
 from simctl.log import get_logger
 
-from ._adapt import scratch
+from . import _setters
+from ._adapt import recast, scratch
 
 logger = get_logger("smartsim.settings")
 #: SmartSim's RunSettings arguments with no simctl counterpart: accepted, not used
 #: (fail_if_missing_exec: simctl checks the executable where it runs, at start)
-_IGNORED = ("fail_if_missing_exec", "alloc", "container")
+_IGNORED = ("fail_if_missing_exec", "alloc")
 
 SettingsBase = BatchSettings = simctl.BatchSettings
+#: ``smartsim.settings.containers``: simctl's containers (SmartSim's ``Singularity``; also ``Apptainer``, ``Podman``)
+Container, Singularity, Apptainer, Podman = simctl.Container, simctl.Singularity, simctl.Apptainer, simctl.Podman
 
 
 def _launcher(name: str, what: str) -> type[simctl.Launcher]:
@@ -42,36 +46,78 @@ def _fmt_walltime(hours: int, minutes: int, seconds: int) -> str:
 
 
 class _SmartSimMethods:
-    """The run settings methods SmartSim has and simctl names otherwise."""
+    """The run settings methods SmartSim has and simctl names otherwise; the
+    per-run-command setters come from :mod:`._setters` (``_family``)."""
 
     __slots__ = ()
+    #: which of SmartSim's settings classes these are (:data:`._setters.FAMILY`); None: SmartSim's base class
+    _family: str | None = None
 
     def set_time(self: Any, hours: int = 0, minutes: int = 0, seconds: int = 0) -> None:
-        """The walltime from hours, minutes and seconds (SmartSim's ``set_time``)."""
-        self.set_walltime(_fmt_walltime(hours, minutes, seconds))
+        """The walltime from hours, minutes and seconds (SmartSim's ``set_time``;
+        MPI's and aprun's limits are in seconds)."""
+        if self._family in ("mpi", "aprun"):
+            self.set_walltime(str(int(hours) * 3600 + int(minutes) * 60 + int(seconds)))
+        else:
+            self.set_walltime(_fmt_walltime(hours, minutes, seconds))
 
-    def set_binding(self: Any, binding: str) -> None:
-        self.set("bind-to", binding)
+    def format_run_args(self: Any) -> list[str]:
+        """``run_args`` as SmartSim formats them for this run command."""
+        return _setters.format_run_args(self._family, self.run_args)
 
     def format_env_vars(self: Any) -> list[str]:
-        """``NAME=value`` for each of ``env_vars`` (``NAME=`` for None), as SmartSim formats them."""
-        return [f"{k}=" if v is None else f"{k}={v}" for k, v in self.env_vars.items()]
+        """``env_vars`` as SmartSim formats them for this run command."""
+        return _setters.format_env_vars(self._family, self.env_vars)
+
+    def make_mpmd(self: Any, settings: simctl.RunSettings) -> None:
+        """simctl's ``make_mpmd``; refused for settings of a colocated store, as in SmartSim."""
+        if self.colocated_db_settings:
+            raise simctl.ConfigError("Colocated models cannot be run as a mpmd workload")
+        simctl.RunSettings.make_mpmd(self, settings)
+
+    def set(self: Any, arg: str, value: Any = None, condition: bool = True) -> None:
+        """Set a run argument as given (``condition`` False, or a flag simctl
+        sets itself such as the working directory: leave it, with a warning)."""
+        if not isinstance(arg, str):
+            raise TypeError(f"the argument name must be a str, got {arg!r:.80}")
+        if not condition:
+            return
+        if arg.lstrip("-") in (*self.reserved_run_args, *_setters.RESTRICTED.get(self._family or "", ())):
+            logger.warning(f"Can not set reserved argument {arg!r}: simctl sets it itself")
+            return
+        self.run_args[arg] = value
 
 
-_WITH_METHODS: dict[type, type] = {}
+_WITH_METHODS: dict[tuple[type, str | None], type] = {}
 
 
-def with_smartsim_methods(rs: simctl.RunSettings) -> simctl.RunSettings:
-    """``rs`` (a launcher's run settings) with SmartSim's extra methods
-    (``set_time``, ``format_env_vars``...): its class gets a subclass that adds
-    only those, made once per launcher class."""
-    cls = type(rs)
-    if not isinstance(rs, _SmartSimMethods):
-        if cls not in _WITH_METHODS:
-            _WITH_METHODS[cls] = type(cls.__name__, (_SmartSimMethods, cls),
-                                      {"__slots__": (), "__module__": cls.__module__, "__doc__": cls.__doc__})
-        rs.__class__ = _WITH_METHODS[cls]
-    return rs
+def _smartsim_class(cls: type[simctl.RunSettings], family: str | None) -> Any:
+    """``cls`` (a launcher's run settings class) with SmartSim's methods for
+    ``family`` and a ``colocated_db_settings`` slot; made once per pair. It
+    launches with ``cls``'s own flags (``launch_args``)."""
+    key = (cls, family)
+    if key not in _WITH_METHODS:
+        new: Any = attrs.make_class(cls.__name__, {"colocated_db_settings": attrs.field(default=None, eq=False)},
+                               bases=(_SmartSimMethods, cls), eq=True)
+        new.__module__, new.__doc__, new._family = cls.__module__, cls.__doc__, family
+        new.launch_args = cls.format_run_args
+        for name, setter in _setters.SETTERS.get(family or "", {}).items():
+            setattr(new, name, setter)
+        _WITH_METHODS[key] = new
+    return _WITH_METHODS[key]
+
+
+def with_smartsim_methods(rs: simctl.RunSettings, family: str | None = "") -> simctl.RunSettings:
+    """``rs`` (a launcher's run settings) as an object of :func:`_smartsim_class`
+    (``family`` "" : the one of its run command); the same fields, not checked again."""
+    if isinstance(rs, _SmartSimMethods):
+        return rs
+    cls = _smartsim_class(type(rs), _setters.FAMILY.get(rs.run_command or "") if family == "" else family)
+    new = cls.__new__(cls)
+    for field in attrs.fields(type(rs)):
+        object.__setattr__(new, field.name, getattr(rs, field.name))
+    object.__setattr__(new, "colocated_db_settings", None)
+    return new
 
 
 def _raw_args(value: Any) -> dict[str, Any]:
@@ -85,58 +131,47 @@ def _raw_args(value: Any) -> dict[str, Any]:
 @attrs.define(eq=True, init=False)
 class RunSettings(_SmartSimMethods, simctl.RunSettings):
     """SmartSim's ``RunSettings(exe, exe_args=None, run_command="", run_args=None,
-    env_vars=None)``: ``run_args`` are kept as given and formatted literally
+    env_vars=None, container=None)``: ``run_args`` are kept as given and formatted literally
     (``{"-np": 2}`` is ``["-np", "2"]``), as SmartSim's base class does."""
 
     run_args: dict[str, Any] = attrs.field(factory=dict, converter=_raw_args)
+    #: SmartSim's colocated store settings of a model (set by ``Model.colocate_db_*``)
+    colocated_db_settings: dict[str, Any] | None = attrs.field(default=None, eq=False)
 
     def __init__(self, exe: str, exe_args: Any = None, run_command: str = "", run_args: Any = None,
                  env_vars: Any = None, container: Any = None, **kwargs: Any) -> None:
-        if container is not None:
-            raise simctl.ConfigError("container= is not supported by simctl's SmartSim layer yet")
         kwargs = {k: v for k, v in kwargs.items() if k not in _IGNORED}
         self.__attrs_init__(exe=exe, exe_args=exe_args or [], run_command=run_command or None, run_args=run_args,
-                            env_vars=env_vars or {}, **kwargs)
+                            env_vars=env_vars or {}, container=container, **kwargs)
 
-    def format_run_args(self) -> list[str]:
-        """SmartSim's literal form: each flag as given, then its value."""
-        return [x for k, v in self.run_args.items() for x in (k, str(v))]
 
-    def set(self, arg: str, value: Any = None, condition: bool = True) -> None:
-        """Set a run argument (``condition`` False: leave it)."""
-        if condition:
-            self.run_args[arg] = value
+#: SmartSim's base class has every setter, each only warning that it is not implemented
+for _name in sorted({n for table in _setters.SETTERS.values() for n in table}
+                    | {"set_walltime", "set_binding", "set_mpmd_preamble", "make_mpmd"}):
+    setattr(RunSettings, _name, _setters.unimplemented(_name))
 
 
 @attrs.define(eq=True, init=False)
 class _MpiSettings(RunSettings):
-    """mpirun-style flags: ``--flag value`` (``--flag`` for None), working
-    directory flags dropped, as SmartSim's MPI settings format them."""
+    """SmartSim's MPI settings (``mpirun``, ``mpiexec``, ``orterun``): ``--flag value``,
+    the working directory flags left out; launcher-free, as in SmartSim."""
 
-    def format_run_args(self) -> list[str]:
-        out: list[str] = []
-        for opt, value in self.run_args.items():
-            if opt not in ("wdir", "wd"):
-                out += [f"--{opt}"] if not value else [f"--{opt}", str(value)]
-        return out
+    _family = "mpi"
 
-    def set_tasks(self, tasks: int) -> None:
-        self.run_args["n"] = int(tasks)
+    def __init__(self, exe: str, exe_args: Any = None, run_command: str = "mpiexec", run_args: Any = None,
+                 env_vars: Any = None, **kwargs: Any) -> None:
+        RunSettings.__init__(self, exe, exe_args, run_command, run_args, env_vars, **kwargs)
 
-    def set_tasks_per_node(self, tasks_per_node: int) -> None:
-        self.run_args["npernode"] = int(tasks_per_node)
 
-    def set_hostlist(self, host_list: Any) -> None:
-        hosts = [host_list] if isinstance(host_list, str) else list(host_list)
-        self.run_args["host"] = ",".join(hosts)
-
-    def set_walltime(self, walltime: Any) -> None:
-        self.run_args["timeout"] = str(int(simctl.parse_walltime(walltime).total_seconds()))
+for _name, _setter in {**_setters.SETTERS["mpi"], "make_mpmd": _SmartSimMethods.make_mpmd}.items():
+    setattr(_MpiSettings, _name, _setter)
 
 
 def _mpi(command: str) -> type[_MpiSettings]:
     def init(self: Any, exe: str, exe_args: Any = None, run_args: Any = None, env_vars: Any = None,
              **kwargs: Any) -> None:
+        if shutil.which(command) is None:
+            raise simctl.LaunchError(f"Cannot find {command}. Try passing the full path via run_command.")
         RunSettings.__init__(self, exe, exe_args, command, run_args, env_vars, **kwargs)
 
     name = {"mpirun": "MpirunSettings", "mpiexec": "MpiexecSettings", "orterun": "OrterunSettings"}[command]
@@ -158,17 +193,48 @@ class _LauncherRun(type):
 
     launcher: str
     command: str | None
+    #: SmartSim's settings family (:data:`._setters.SETTERS`), "" for the run command's
+    family: str = ""
 
     def __call__(cls, exe: str, exe_args: Any = None, run_args: Mapping[str, Any] | None = None,
                  env_vars: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if k not in _IGNORED}
         launcher = _launcher(cls.launcher, cls.__name__)()
         return with_smartsim_methods(launcher.create_run_settings(exe, exe_args, cls.command, run_args, env_vars,
-                                                                  **kwargs))
+                                                                  **kwargs), cls.family)
 
     def __instancecheck__(cls, obj: Any) -> bool:
         return (isinstance(obj, simctl.RunSettings) and obj.run_command == cls.command
                 and type(obj).__name__ != "RunSettings")
+
+
+class _SmartSimBatch:
+    """SmartSim's batch settings methods (``format_batch_args``)."""
+
+    __slots__ = ()
+
+    def format_batch_args(self: Any) -> list[str]:
+        """The scheduler's flags as SmartSim shows them: ``batch_args``, then
+        nodes, time, queue (Slurm's partition) and account (Slurm's form:
+        ``--flag=value``, ``-f value``)."""
+        args = {**self.batch_args}
+        for key, value in (("nodes", self.nodes), ("time", self.time), ("partition", self.queue),
+                           ("account", self.account)):
+            if value is not None:
+                args[key] = value
+        return _setters.format_run_args("srun", args)
+
+
+_BATCH: dict[type, type] = {}
+
+
+def with_batch_methods(bs: simctl.BatchSettings) -> simctl.BatchSettings:
+    """``bs`` with :class:`_SmartSimBatch`'s methods (a subclass adding no state)."""
+    cls = type(bs)
+    if cls not in _BATCH:
+        _BATCH[cls] = type(cls.__name__, (_SmartSimBatch, cls), {"__slots__": (), "__module__": cls.__module__,
+                                                                 "__doc__": cls.__doc__})
+    return recast(bs, _BATCH[cls])
 
 
 class _LauncherBatch(type):
@@ -180,7 +246,8 @@ class _LauncherBatch(type):
                  batch_args: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         queue = kwargs.pop("queue", None)
         launcher = _launcher(cls.launcher, cls.__name__)()
-        return launcher.create_batch_settings(nodes, time or None, queue, account, batch_args, **kwargs)
+        return with_batch_methods(launcher.create_batch_settings(nodes, time or None, queue, account, batch_args,
+                                                                 **kwargs))
 
     def __instancecheck__(cls, obj: Any) -> bool:
         return isinstance(obj, _launcher(cls.launcher, cls.__name__).batch_settings_class or ())
@@ -207,7 +274,7 @@ class AprunSettings(metaclass=_LauncherRun):
 class PalsMpiexecSettings(metaclass=_LauncherRun):
     """SmartSim's ``PalsMpiexecSettings``: the pbs launcher's run settings, ``mpiexec``."""
 
-    launcher, command = "pbs", "mpiexec"
+    launcher, command, family = "pbs", "mpiexec", "pals"
 
 
 class SbatchSettings(metaclass=_LauncherBatch):
@@ -239,24 +306,24 @@ def create_run_settings(launcher: str, exe: str, exe_args: Any = None, run_comma
                         container: Any = None, **kwargs: Any) -> simctl.RunSettings:
     """SmartSim's module-level ``create_run_settings(launcher, exe, ...)``: the
     named launcher's run settings (``launcher="auto"``: the one detected here)."""
-    if container is not None:
-        raise simctl.ConfigError("container= is not supported by simctl's SmartSim layer yet")
     return with_smartsim_methods(_scratch(launcher).create_run_settings(exe, exe_args, run_command, run_args,
-                                                                        env_vars, **kwargs))
+                                                                        env_vars, container=container, **kwargs))
 
 
 def create_batch_settings(launcher: str, nodes: int | None = None, time: Any = "", queue: str | None = None,
                           account: str | None = None, batch_args: Mapping[str, Any] | None = None,
                           **kwargs: Any) -> simctl.BatchSettings:
     """SmartSim's module-level ``create_batch_settings(launcher, ...)``."""
-    return _scratch(launcher).create_batch_settings(nodes, time or None, queue, account, batch_args, **kwargs)
+    return with_batch_methods(_scratch(launcher).create_batch_settings(nodes, time or None, queue, account,
+                                                                       batch_args, **kwargs))
 
 
 def _scratch(launcher: str) -> simctl.Experiment:
     return scratch(launcher)
 
 
-__all__ = ["AprunSettings", "BatchSettings", "BsubBatchSettings", "JsrunSettings", "MpiexecSettings",
+__all__ = ["Apptainer", "Container", "Podman", "Singularity",
+           "AprunSettings", "BatchSettings", "BsubBatchSettings", "JsrunSettings", "MpiexecSettings",
            "MpirunSettings", "OrterunSettings", "PalsMpiexecSettings", "QsubBatchSettings", "RunSettings",
            "SbatchSettings", "SettingsBase", "SgeQsubBatchSettings", "SrunSettings", "create_batch_settings",
            "create_run_settings"]

@@ -30,17 +30,20 @@ _OMPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"
 
 
 class LocalLauncher(ProcessLauncher):
-    """Runs models as local processes: one process per model, here. Run
-    settings asking for more (``nodes``, ``tasks``, ``tasks_per_node`` above
+    """Runs models as local processes: one process per model, here, or
+    under ``mpirun``/``mpiexec``/``orterun`` given as the run command. Run
+    settings without a run command asking for more (``nodes``, ``tasks``, ``tasks_per_node`` above
     1, a ``hostlist``) are accepted, as the reference documents' examples
     set them, and a :class:`~simctl.SimctlWarning` says they are not used."""
 
     name = "local"
-    run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec")
-    local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, None: ()}
+    #: MPI's launchers start their ranks here (and MPMD programs: ``make_mpmd``)
+    run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "orterun")
+    local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, "orterun": MPI_LOCAL_RANK_VARS,
+                       None: ()}
 
     def command_env(self, step: ProcessStep) -> dict[str, str | None]:
-        """The per-node wrapper's variables; as root, Open MPI's permission to run as root."""
+        """The base's variables; as root, Open MPI's permission to run as root."""
         env = super().command_env(step)
         rs = step.run_settings
         if rs is not None and rs.run_command and os.geteuid() == 0:
@@ -48,17 +51,19 @@ class LocalLauncher(ProcessLauncher):
         return env
 
     def command(self, step: ProcessStep) -> list[str]:
-        """Under ``mpirun``/``mpiexec``: ``-n`` tasks, ``-npernode``, ``--host``,
-        then ``run_args`` (settings whose class formats its own flags keep them)."""
-        argv = super().command(step)
+        """Under ``mpirun``/``mpiexec``/``orterun``: ``-n`` tasks, ``-npernode``, ``--host``,
+        then ``run_args`` (settings whose class formats its own flags keep them; MPMD
+        programs after ``:`` keep theirs)."""
+        line = super().command(step)
         rs = step.run_settings
-        if rs is None or not rs.run_command or type(rs).format_run_args is not RunSettings.format_run_args:
-            return argv
-        return [rs.run_command, *mpi_run_args(rs), *argv[1 + len(rs.format_run_args()):]]
+        if (rs is None or not rs.run_command or type(rs).format_run_args is not RunSettings.format_run_args
+                or type(rs).launch_args is not RunSettings.launch_args):
+            return line
+        return [rs.run_command, *mpi_run_args(rs), *line[1 + len(rs.launch_args()):]]
 
     def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
         super().check_settings(run_settings, batch_settings)
-        if run_settings is None or run_settings.run_command:
+        if run_settings is None or run_settings.run_command is not None:
             return
         unused = [f"{k}={v}" for k, v in (("nodes", run_settings.nodes), ("tasks", run_settings.tasks),
                                            ("tasks_per_node", run_settings.tasks_per_node)) if v and v > 1]

@@ -169,10 +169,32 @@ def parse_sbatch(output: str) -> str:
     raise ValueError(output)
 
 
+#: what srun prints when Slurm sets a node of its step DOWN (lost past SlurmdTimeout); srun then
+#: exits 0 as if its tasks had succeeded (seen with Slurm 22.05, steps and batch members alike)
+NODE_FAILURE = re.compile(r"^srun: error: Node failure on (\S+)", re.MULTILINE)
+
+
+def node_failure(err_path: str, tail: int = 65536) -> str | None:
+    """The node srun says was lost, from the end of a step's stderr file; None if none was."""
+    try:
+        with open(err_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - tail))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = NODE_FAILURE.findall(text)
+    return found[-1] if found else None
+
+
 def _member_tasks(rs: RunSettings | None) -> int:
-    """How many tasks a member's step runs (what its srun flags ask for)."""
+    """How many tasks a member's step runs (what its srun flags ask for; an
+    MPMD step's programs together)."""
     if rs is None:
         return 1
+    return sum(_own_tasks(r) for r in (rs, *rs.mpmd))
+
+
+def _own_tasks(rs: RunSettings) -> int:
     if rs.tasks:
         return rs.tasks
     n = rs.run_args.get("ntasks", rs.run_args.get("n"))
@@ -269,6 +291,8 @@ class SlurmLauncher(SchedulerLauncher):
         self._saving: dict[str, tuple[str, ProcessStep]] = {}
         #: those of them the experiment signalled to stop
         self._stopping: set[str] = set()
+        #: every srun step's (and batch member's) stderr file, by job id: where srun says a node was lost
+        self._errs: dict[str, str] = {}
 
     # -- srun steps that must finish their own stop (issue 18) ---------------------------------
 
@@ -289,24 +313,48 @@ class SlurmLauncher(SchedulerLauncher):
     #: run arguments that say where a step runs: with any of them, simctl does not place it
     PLACING = ("nodelist", "w", "relative", "r", "exclude", "x", "nodefile", "F")
 
-    def _named(self, step: ProcessStep) -> RunSettings | None:
+    def _named(self, step: ProcessStep, nodes: int | None = None) -> RunSettings | None:
         """``step``'s run settings with its step name (:meth:`step_name`), or None
         if it has none. A store's shard (``<store>/shard-<i>``) placed nowhere
-        (no ``hosts=``, no host list or node run argument) inside a multi-node
+        (no ``hosts=``, no host list or node run argument) in a multi-node
         allocation runs on node ``i mod N`` of its N nodes (``--relative``):
         one shard per node when there are as many nodes as shards, where
-        Slurm would pack them onto the first node (issue 18)."""
+        Slurm would pack them onto the first node (issue 18). ``nodes``: the
+        allocation's node count (a batch job's); by default the allocation
+        this process runs in, if any."""
         name = self.step_name(step)
         if name is None or step.run_settings is None:
             return None
         rs = copy.deepcopy(step.run_settings)
         rs.run_args["job-name"] = name
         shard = re.fullmatch(r".+/shard-(\d+)", step.key)
-        nodes = os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", ""))
-        if shard and nodes.isdigit() and int(nodes) > 1 and self.inside_allocation() and not rs.hostlist \
-                and not any(k in rs.run_args for k in self.PLACING):
-            rs.run_args["relative"] = int(shard.group(1)) % int(nodes)
+        if nodes is None:
+            env = os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", ""))
+            nodes = int(env) if env.isdigit() and self.inside_allocation() else 1
+        if shard and nodes > 1 and not rs.hostlist and not any(k in rs.run_args for k in self.PLACING):
+            rs.run_args["relative"] = int(shard.group(1)) % nodes
         return rs
+
+    @staticmethod
+    def job_nodes(bs: BatchSettings) -> int:
+        """The node count a batch job asks for (``nodes``, ``--nodes``/``-N`` as a
+        number, else its host list's length); 1 when it does not say."""
+        asked = bs.nodes or bs.batch_args.get("nodes", bs.batch_args.get("N"))
+        if isinstance(asked, int) or (isinstance(asked, str) and asked.isdigit()):
+            return int(asked)
+        return len(bs.hostlist) if bs.hostlist else 1
+
+    def render_script(self, job: BatchJob) -> str:
+        """The batch script; a store's shards in a job of N > 1 nodes placed one
+        per node (``--relative``, see :meth:`_named`), as steps under salloc are."""
+        nodes = self.job_nodes(job.batch_settings)
+        if nodes > 1 and not job.batch_settings.array:
+            members = []
+            for m in job.members:
+                named = self._named(m, nodes)
+                members.append(m if named is None else attrs.evolve(m, run_settings=named))
+            job = attrs.evolve(job, members=members)
+        return super().render_script(job)
 
     def command(self, step: ProcessStep) -> list[str]:
         named = self._named(step)
@@ -319,6 +367,9 @@ class SlurmLauncher(SchedulerLauncher):
                 launch.run_settings = named
         super().start(launches)
         for launch in launches:
+            for step in launch.members if isinstance(launch, BatchJob) else [launch]:
+                if step.job_id and step.err and (step.run_settings is None or step.run_settings.run_command == "srun"):
+                    self._errs[step.job_id] = step.err
             if isinstance(launch, ProcessStep) and launch.job_id and launch.job_id.startswith("step:"):
                 name = str(launch.run_settings.run_args.get("job-name", "")) if launch.run_settings else ""
                 if name.startswith("simctl-") and launch.stop_grace is not None:
@@ -343,6 +394,13 @@ class SlurmLauncher(SchedulerLauncher):
             if st.done and st.status is not Status.CANCELLED:
                 out[j] = JobStatus(Status.CANCELLED, st.returncode, "stopped by the experiment"
                                    + (f" (exit code {st.returncode})" if st.returncode else ""), raw=st.raw)
+        for j, st in out.items():
+            if st.status in (Status.COMPLETED, Status.FAILED) and j in self._errs and j not in self._stopping:
+                node = node_failure(self._errs[j])
+                if node is not None:
+                    out[j] = JobStatus(Status.FAILED, st.returncode, f"node failure: Slurm lost node {node} "
+                                       f"(srun: 'Node failure on {node}'; srun exited {st.returncode}, so the "
+                                       "program's own end is unknown)", raw="NODE_FAIL")
         return out
 
     #: seconds a stop waits for a shard on a node that Slurm says does not respond, before srun is killed
@@ -358,13 +416,20 @@ class SlurmLauncher(SchedulerLauncher):
         rows = [ln.split("|") for ln in listing.splitlines() if ln.count("|") == 2]
         names = {name: j for j, (name, _) in saving.items()}
         steps = {row[0]: (names[row[1]], row[2]) for row in rows if row[1] in names}
+        created = {j for j, _ in steps.values()}
+        for j, (_, step) in saving.items():
+            if j not in created:
+                # srun still waits for its step to be created ("Requested nodes are busy"): no task
+                # started, nothing to save; SIGTERM makes srun cancel it ("Cancelled pending job
+                # step"), SIGKILL follows soon. Waited for, it blocked the stop (issue 18)
+                step.stop_grace = min(step.stop_grace or 0.0, self.LOST_GRACE)
         if not steps:
             return
         # Slurm 22.05's scancel signals the steps' tasks, then exits 225 with "Kill job error on job
         # step id J: Invalid job id specified" (seen every time): its exit code says nothing here
         self.run(["scancel", "--signal=TERM", *steps], ok_codes=range(256))
-        deadline = time.monotonic() + max(step.stop_grace or 0.0 for _, step in saving.values())
-        waiting, asked = list(saving), time.monotonic()
+        deadline = time.monotonic() + max(saving[j][1].stop_grace or 0.0 for j in created)
+        waiting, asked = sorted(created), time.monotonic()
         while waiting and time.monotonic() < deadline:
             done = self.status(waiting)
             waiting = [j for j in waiting if not done[j].done]
