@@ -21,6 +21,8 @@ from .core.distribution import NAME as _DISTRIBUTION
 from .core.entity import Entity, Handoff, PlanContext
 from .core.errors import (
     ConfigError,
+    ConfigFileNotFoundError,
+    ConfigTypeError,
     JobsFailed,
     LaunchError,
     PluginError,
@@ -70,8 +72,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
 __all__ = [
-    "Apptainer", "Backend", "BatchJob", "Container", "checks", "BatchSettings", "Client", "ConfigError", "Dataset",
-    "Ensemble", "Entity",
+    "Apptainer", "Backend", "BatchJob", "Container", "checks", "BatchSettings", "Client", "ConfigError",
+    "ConfigFileNotFoundError", "ConfigTypeError", "Dataset", "Ensemble", "Entity",
     "EntityFiles", "Experiment",
     "FileWatcher", "Handoff", "JobsFailed", "JobStatus", "Launch", "LaunchError", "LaunchPlan",
     "Launcher", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "Model", "Orchestrator", "Pick",

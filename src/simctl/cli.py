@@ -410,7 +410,13 @@ def _kind(key: bytes, rtype: str, head: Any, size: Any) -> dict[str, Any]:
         row["details"] = f"{size} entr{'y' if size == 1 else 'ies'}"
     elif rtype == "hash":
         row["details"] = f"{size} field{'' if size == 1 else 's'}"
-        if key.startswith(b"{") and key.endswith(b"}.meta"):
+        if head:  # a dataset's metadata in format 2, which lists its tensors
+            try:
+                row["details"] = "tensors: " + ", ".join(fmt.parse_tensor_names(head))
+                row["kind"] = "dataset"
+            except fmt.FormatError:
+                pass
+        if row["kind"] == "hash" and key.startswith(b"{") and key.endswith(b"}.meta"):
             row["kind"] = "dataset metadata"
     return row
 
@@ -442,6 +448,8 @@ def _store_keys(shard: Any, pattern: str) -> list[dict[str, Any]]:
             head = next(answers) if t == "string" else b""
             if t == "string" and head.startswith(b'{"simctl"') and size is not None and size > len(head):
                 head = shard.get(k) or b""  # a dataset acknowledgement longer than the first bytes
+            if t == "hash" and k.endswith(b".meta") and fmt.dataset_key_form(k.decode("utf-8", "replace")):
+                head = shard.hget(k, fmt.DATASET_TENSOR_NAMES) or b""  # a dataset (format 2): its tensor names
             rows.append(_kind(k, t, head, size))
     return rows
 
@@ -502,7 +510,7 @@ def store_get(args: tuple[str, ...], output: str, db: str | None, timeout: float
 
     from .store import format as fmt  # numpy: start-up cost
 
-    value = rtype = None
+    value = rtype = names = None
     with _shards(exp_path, db, timeout) as (name, shards):
         try:
             for shard in shards:  # in a cluster, the shard that holds the key's slot answers
@@ -511,12 +519,18 @@ def store_get(args: tuple[str, ...], output: str, db: str | None, timeout: float
                 except redis.exceptions.AskError:  # MOVED: another shard holds it
                     continue
                 value = shard.get(key) if rtype == "string" else None
+                names = shard.hget(key, fmt.DATASET_TENSOR_NAMES) if rtype == "hash" else None
                 break
         except redis.RedisError as exc:
             raise click.ClickException(_no_answer(name, exc, timeout)) from None
     if rtype in (None, "none"):
         raise click.ClickException(f"store {name!r} has no key {key!r} (keys are listed by `simctl store ls "
                                    f"{exp_path}`; a prefixed entity's keys start with its name and a dot)")
+    if value is None and names is not None and key.endswith(".meta"):  # a dataset (format 2)
+        tensors = fmt.parse_tensor_names(names)
+        hint = f"; get one of its tensors, e.g. '{key[:-len('meta')]}{tensors[0]}'" if tensors else ""
+        raise click.ClickException(f"key {key!r} of store {name!r} is a dataset (tensors: {', '.join(tensors)})"
+                                   f"{hint}")
     if value is None:
         raise click.ClickException(f"key {key!r} of store {name!r} holds a Redis {rtype}, not a tensor")
     found = fmt.kind_of_value(value)

@@ -296,7 +296,7 @@ def test_a_raising_before_launch_hook_fails_that_model_without_launching_it(tmp_
     exp.plugins.register(Raiser("before"), name="raiser")
     script = write_script(tmp_path / "mark.py", """
         import os, sys
-        open(os.path.join(sys.argv[1], os.environ["MARK"]), "w").write("ran")
+        open(os.path.join(sys.argv[1], "ran-" + os.environ["MARK"]), "w").write("ran")
     """)
     rs = exp.create_run_settings(PY, exe_args=[str(script), str(tmp_path)])
     ens = exp.create_ensemble("b", replicas=3, run_settings=rs, path=str(tmp_path))
@@ -304,9 +304,9 @@ def test_a_raising_before_launch_hook_fails_that_model_without_launching_it(tmp_
         m.run_settings = exp.create_run_settings(PY, exe_args=[str(script), str(tmp_path)], env_vars={"MARK": m.name})
     exp.start(ens)
     assert exp.get_status(ens) == [Status.COMPLETED, Status.FAILED, Status.COMPLETED]
-    assert (tmp_path / "b_0").exists() and (tmp_path / "b_2").exists()
-    assert not (tmp_path / "b_1").exists()  # never ran
-    assert not (tmp_path / "b_1.out").exists()
+    assert (tmp_path / "ran-b_0").exists() and (tmp_path / "ran-b_2").exists()
+    assert not (tmp_path / "ran-b_1").exists()  # never ran
+    assert not (tmp_path / "b_1").exists()  # its directory (<ensemble path>/<member>) was not even made
     rec = {r.name: r for r in exp.summary_data()}["b_1"]
     assert rec.job_id is None and "raiser" in rec.reason and "before_launch exploded" in rec.reason
     assert any("before_launch exploded" in e for e in exp.hook_errors)
@@ -332,10 +332,11 @@ def test_a_raising_created_hook_does_not_stop_the_driver(tmp_path):
 # -- Ctrl-C during start(block=True) ---------------------------------------------------------------------------------
 
 INTERRUPT_DRIVER = """
-    import sys
+    import os, sys
     import simctl
     exp = simctl.Experiment("intr", exp_path="exp", launcher="local")
-    rs = exp.create_run_settings(sys.executable, exe_args=["child.py"])
+    # absolute paths: each member runs in its own directory, exp/held/held_<i>
+    rs = exp.create_run_settings(sys.executable, exe_args=[os.path.abspath("child.py"), os.path.abspath("pids")])
     ens = exp.create_ensemble("held", replicas=3, run_settings=rs)
     print("starting", flush=True)
     {call}
@@ -345,8 +346,8 @@ BLOCKING_START = "exp.start(ens, block=True, kill_on_interrupt={kill})"
 START_THEN_POLL = "exp.start(ens, block=False); exp.poll(interval=0.2, verbose=False, kill_on_interrupt={kill})"
 
 INTERRUPT_CHILD = """
-    import os, time
-    with open("pids", "a") as fh:
+    import os, sys, time
+    with open(sys.argv[1], "a") as fh:
         fh.write(f"{os.getpid()} ")
     time.sleep(60)
 """

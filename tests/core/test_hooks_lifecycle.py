@@ -100,11 +100,12 @@ def test_before_launch_can_adjust_the_step_and_the_process_sees_it(tmp_path):
     rs = code_settings(exp, "import os, sys; print(os.environ.get('HOOK_SET'), sys.argv[1:])")
     ens = exp.create_ensemble("h", replicas=2, run_settings=rs, path=str(tmp_path))
     exp.start(ens)
-    assert (tmp_path / "h_0.out").read_text() == "set-for-h_0 ['--from-hook']\n"
-    assert (tmp_path / "h_1.out").read_text() == "set-for-h_1 ['--from-hook']\n"
+    # each member runs in <ensemble path>/<member> (SmartSim's place, issue 19)
+    assert (tmp_path / "h_0" / "h_0.out").read_text() == "set-for-h_0 ['--from-hook']\n"
+    assert (tmp_path / "h_1" / "h_1.out").read_text() == "set-for-h_1 ['--from-hook']\n"
     before = recorder_of(exp).before
     assert [n for n, _ in before] == ["h_0", "h_1"]
-    assert all(isinstance(step, simctl.ProcessStep) and step.cwd == str(tmp_path) for _, step in before)
+    assert all(isinstance(step, simctl.ProcessStep) and step.cwd == str(tmp_path / n) for n, step in before)
 
 
 @pytest.mark.slow

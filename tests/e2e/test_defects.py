@@ -295,9 +295,31 @@ def test_pbs_resources_conflicting_or_empty_are_refused(tmp_path):
     bs = exp.create_batch_settings(nodes=2)
     with pytest.raises(ConfigError, match="'foo' needs a value"):
         bs.set_resource("foo", None)
-    bs.set_resource("select", "2:ncpus=4")
-    with pytest.raises(ConfigError, match="'select' and nodes both say how many nodes"):
+    conflict = r"resources\['select'\] and nodes each say how many nodes"
+    with pytest.raises(ConfigError, match=conflict):  # refused when set, as SmartSim does (issue 19)
+        bs.set_resource("select", "2:ncpus=4")
+    assert bs.resources == {} and bs.nodes == 2  # nothing was changed
+    bs.resources["select"] = "2:ncpus=4"  # changed in place, past the setters: refused before launch
+    with pytest.raises(ConfigError, match=conflict):
         exp.preview(exp.create_model("m", exp.create_run_settings("true"), batch_settings=bs), show=False)
+
+
+@pytest.mark.parametrize("make", [
+    lambda exp: exp.create_batch_settings(nodes=10, resources={"select": 10}),
+    lambda exp: exp.create_batch_settings(resources={"nodes": 10, "select": 20}),
+    lambda exp: exp.create_batch_settings(hostlist=["a", "b"], resources={"nodes": 2}),
+    lambda exp: exp.create_batch_settings(resources={"select": 10}).set_nodes(10),
+    lambda exp: setattr(exp.create_batch_settings(nodes=10), "resources", {"select": 10}),
+], ids=["init", "select-and-nodes", "hostlist", "set_nodes", "assign"])
+def test_pbs_conflicting_node_counts_are_refused_when_made(tmp_path, make):
+    """Issue 19: two node counts (nodes=10 with resources={'select': 10}...) are
+    an error as soon as the settings say so, naming both."""
+    exp = simctl.Experiment("p", exp_path=str(tmp_path / "p"), launcher="pbs", plugins=simctl.make_plugins())
+    with pytest.raises(ConfigError, match=r"each say how many nodes .*give the count once"):
+        make(exp)
+    ok = exp.create_batch_settings(resources={"select": "2:ncpus=4", "mem": "4gb"})
+    ok.set_resource("place", "scatter")
+    assert ok.resources == {"select": "2:ncpus=4", "mem": "4gb", "place": "scatter"}
 
 
 # 17 -----------------------------------------------------------------------------------------------------------------

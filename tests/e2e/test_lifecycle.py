@@ -266,8 +266,9 @@ def test_params_as_args_are_appended(tmp_path):
     model = exp.create_model("margs", code_settings(exp, "import sys; print(sys.argv[1:])"),
                              params={"alpha": 3}, params_as_args=["alpha"], path=str(tmp_path))
     exp.start(ens, model)
-    assert (tmp_path / "args_0.out").read_text() == "['--steps=10', '-t', '0.5']\n"
-    assert (tmp_path / "args_1.out").read_text() == "['--steps=20', '-t', '0.5']\n"
+    # members run in <ensemble path>/<member> (SmartSim's place, issue 19)
+    assert (tmp_path / "args_0" / "args_0.out").read_text() == "['--steps=10', '-t', '0.5']\n"
+    assert (tmp_path / "args_1" / "args_1.out").read_text() == "['--steps=20', '-t', '0.5']\n"
     assert (tmp_path / "margs.out").read_text() == "['--alpha=3']\n"
 
 
@@ -275,15 +276,15 @@ def test_key_prefixing_and_incoming_entities_reach_the_environment(tmp_path):
     exp = make_exp(tmp_path)
     keys = ["SSKEYOUT", "SSKEYIN"]
     producers = exp.create_ensemble("producer", replicas=2, run_settings=_env_dump(exp, keys), path=str(tmp_path))
-    producers.enable_key_prefixing()
+    assert producers.query_key_prefixing()  # members made from replicas prefix their keys (issue 19)
     consumer = exp.create_model("consumer", _env_dump(exp, keys), path=str(tmp_path))
     for m in producers:
         consumer.register_incoming_entity(m)
     plain = exp.create_model("plain", _env_dump(exp, keys), path=str(tmp_path))
     exp.start(producers, block=True)
     exp.start(consumer, plain, block=True)
-    assert (tmp_path / "producer_0.out").read_text() == "SSKEYOUT=producer_0\nSSKEYIN=<unset>\n"
-    assert (tmp_path / "producer_1.out").read_text() == "SSKEYOUT=producer_1\nSSKEYIN=<unset>\n"
+    assert (tmp_path / "producer_0" / "producer_0.out").read_text() == "SSKEYOUT=producer_0\nSSKEYIN=<unset>\n"
+    assert (tmp_path / "producer_1" / "producer_1.out").read_text() == "SSKEYOUT=producer_1\nSSKEYIN=<unset>\n"
     assert (tmp_path / "consumer.out").read_text() == "SSKEYOUT=<unset>\nSSKEYIN=producer_0,producer_1\n"
     assert (tmp_path / "plain.out").read_text() == "SSKEYOUT=<unset>\nSSKEYIN=<unset>\n"
 
@@ -308,8 +309,10 @@ def test_model_without_path_or_generate_runs_in_the_current_directory(tmp_path, 
     exp = make_exp(tmp_path)
     model = exp.create_model("where", exp.create_run_settings("pwd"))
     exp.start(model)
-    assert (here / "where.out").read_text().strip() == os.path.realpath(here)
-    assert (here / "where.err").exists()
+    # its output files go to its path, <exp_path>/<name> from creation (as in SmartSim, issue 19)
+    assert model.path == str(tmp_path / "x" / "where")
+    assert (tmp_path / "x" / "where" / "where.out").read_text().strip() == os.path.realpath(here)
+    assert (tmp_path / "x" / "where" / "where.err").exists() and not (here / "where.out").exists()
 
 
 def test_standard_model_example_as_written(tmp_path, monkeypatch, python_on_path):
@@ -328,8 +331,11 @@ def test_standard_model_example_as_written(tmp_path, monkeypatch, python_on_path
     model = exp.create_model(name="example-model", run_settings=settings)
     exp.start(model)
     assert exp.get_status(model) == [Status.COMPLETED]
-    assert (tmp_path / "example-model.out").read_text() == "hello from example-model\n"
-    assert (tmp_path / "example-model.err").read_text() == "a warning\n"
+    # in the experiment's directory, <exp_path>/<name> (SmartSim's model.path, issue 19); the program ran
+    # where the driver runs, so "script.py" was found
+    where = tmp_path / "getting-started" / "example-model"
+    assert (where / "example-model.out").read_text() == "hello from example-model\n"
+    assert (where / "example-model.err").read_text() == "a warning\n"
     assert exp.exp_path == str(tmp_path / "getting-started")
     assert load_manifest(exp).jobs[0].name == "example-model"
 

@@ -200,10 +200,11 @@ def app_settings(exp: simctl.Experiment, where: Path, cnn: Cnn, runs: list[tuple
 
 
 def completed(exp: simctl.Experiment, entity: Any, where: Path) -> None:
-    names = [m.name for m in getattr(entity, "models", [entity])]
-    errs = {n: (where / f"{n}.err").read_text()[-3000:] for n in names}
-    assert exp.get_status(entity) == [Status.COMPLETED] * len(names), errs
-    assert all((where / f"{n}.out").read_text() == "done\n" for n in names), errs
+    # each model's output files are in its path (a member's: <ensemble path>/<member>, issue 19)
+    dirs = {m.name: Path(m.path) if m.path else where for m in getattr(entity, "models", [entity])}
+    errs = {n: (d / f"{n}.err").read_text()[-3000:] for n, d in dirs.items()}
+    assert exp.get_status(entity) == [Status.COMPLETED] * len(dirs), errs
+    assert all((d / f"{n}.out").read_text() == "done\n" for n, d in dirs.items()), errs
 
 
 def add_as_the_model_guide_says_on_cpu(smartsim_model: simctl.Model, cnn: Cnn) -> None:

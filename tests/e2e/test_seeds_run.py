@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from _lifecycle_helpers import write_script
@@ -42,10 +43,11 @@ def _exp(name: str = "getting-started") -> simctl.Experiment:
 
 def _all_completed(exp, ens, where):
     assert exp.get_status(ens) == [Status.COMPLETED] * len(ens)
-    for m in ens:
-        out = where / f"{m.name}.out"
+    for m in ens:  # run where the driver runs (never generated), outputs in each member's path (issue 19)
+        assert m.path.startswith(exp.exp_path) and not (where / f"{m.name}.out").exists()
+        out = Path(m.path) / f"{m.name}.out"
         assert out.read_text().startswith("Hello, my name is"), out
-        assert (where / f"{m.name}.err").read_text() == ""
+        assert (Path(m.path) / f"{m.name}.err").read_text() == ""
 
 
 def test_parameter_expansion_example_1_all_perm(seed_dir):
@@ -127,7 +129,7 @@ def test_manually_append_example(seed_dir):
     ensemble.add_model(model_2)
     exp.start(ensemble)
     _all_completed(exp, ensemble, seed_dir)
-    assert (seed_dir / "model_2.out").read_text() == "Hello, my name is script_2\n"
+    assert (Path(model_2.path) / "model_2.out").read_text() == "Hello, my name is script_2\n"
 
 
 def test_files_example_thermo_to_configure(seed_dir):
@@ -172,9 +174,9 @@ def test_key_prefixing_example_without_the_database(seed_dir):
         consumer_model.register_incoming_entity(model)
     exp.start(consumer_model, block=True, summary=True)
     assert exp.get_status(producer_ensemble, consumer_model) == [Status.COMPLETED] * 3
-    assert (seed_dir / "producer_0.out").read_text() == "producer_0 None\n"
-    assert (seed_dir / "producer_1.out").read_text() == "producer_1 None\n"
-    assert (seed_dir / "consumer.out").read_text() == "None producer_0,producer_1\n"
+    out = {m.name: (Path(m.path) / f"{m.name}.out").read_text() for m in (*producer_ensemble, consumer_model)}
+    assert out == {"producer_0": "producer_0 None\n", "producer_1": "producer_1 None\n",
+                   "consumer": "None producer_0,producer_1\n"}
     summary = exp.summary()
     assert "producer_0" in summary and "consumer" in summary
 

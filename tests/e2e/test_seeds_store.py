@@ -262,15 +262,18 @@ def run_example(where: Path, example: str, *, db_nodes: int, launcher: str, sall
 def check_run(where: Path, example: str, proc: subprocess.CompletedProcess[str], *, db_nodes: int,
               launcher: str) -> list[dict]:
     """The consumer found each producer's tensor; every job ended as it should; the store was the one asked for."""
-    lines = (where / "consumer.out").read_text().splitlines()
-    assert [re.sub(r"^Default@\d\d-\d\d-\d\d:", "", ln) for ln in lines] == EXPECTED[example], lines
-    assert all(re.match(r"^Default@\d\d-\d\d-\d\d:", ln) for ln in lines), lines
-    assert (where / "consumer.err").read_text() == ""
-    for name in PRODUCERS[example]:
-        assert (where / f"{name}.err").read_text() == "", name
-
     exp_path = where / "getting-started"
     manifest = json.loads((exp_path / ".simctl" / "manifest.json").read_text())
+    # each model's output files are in its path, <exp_path>/[<ensemble>/]<name> (SmartSim's, issue 19)
+    files = {j["name"]: (Path(j["out"]), Path(j["err"])) for j in manifest["jobs"]}
+    assert files["consumer"][0] == exp_path / "consumer" / "consumer.out"
+    lines = files["consumer"][0].read_text().splitlines()
+    assert [re.sub(r"^Default@\d\d-\d\d-\d\d:", "", ln) for ln in lines] == EXPECTED[example], lines
+    assert all(re.match(r"^Default@\d\d-\d\d-\d\d:", ln) for ln in lines), lines
+    assert files["consumer"][1].read_text() == ""
+    for name in PRODUCERS[example]:
+        assert files[name][1].read_text() == "", name
+
     assert manifest["launcher"] == launcher
     status = {j["name"]: j["status"] for j in manifest["jobs"]}
     assert {n: status[n] for n in [*PRODUCERS[example], "consumer"]} == dict.fromkeys(
@@ -305,9 +308,9 @@ def test_the_model_guides_consumer_as_written_is_refused_its_data_source_with_th
     proc = subprocess.run([PY, "experiment.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr  # the driver runs; the consumer fails
-    err = (tmp_path / "consumer.err").read_text()
+    err = (tmp_path / "getting-started" / "consumer" / "consumer.err").read_text()
     assert "set_data_source: 'producer_1' is not a registered data source" in err
-    assert (tmp_path / "consumer.out").read_text() == ""
+    assert (tmp_path / "getting-started" / "consumer" / "consumer.out").read_text() == ""
     manifest = json.loads((tmp_path / "getting-started" / ".simctl" / "manifest.json").read_text())
     assert {j["name"]: j["status"] for j in manifest["jobs"]}["consumer"] == "Failed"
 

@@ -216,8 +216,8 @@ def test_preview_shows_the_exact_batch_script(tmp_path):
     assert text == f"""Experiment 'l' at {tmp_path / 'l'} on launcher 'lsf'
 # Ensemble ens
 # submitted with: bsub < {d}/job.sh
-# 0.env: (empty)
-# 1.env: (empty)
+# 0.env: SSKEYOUT=ens_0
+# 1.env: SSKEYOUT=ens_1
 #!/bin/bash
 #BSUB -J ens
 #BSUB -o {e}/ens.batch.out

@@ -247,8 +247,8 @@ def test_preview_shows_the_exact_batch_script(tmp_path):
     assert text == f"""Experiment 'p' at {tmp_path / 'p'} on launcher 'pbs'
 # Ensemble ens
 # submitted with: qsub -o {e}/ens.batch.out -e {e}/ens.batch.err {d}/job.sh
-# 0.env: (empty)
-# 1.env: (empty)
+# 0.env: SSKEYOUT=ens_0
+# 1.env: SSKEYOUT=ens_1
 #!/bin/bash
 #PBS -N ens
 #PBS -o {e}/ens.batch.out

@@ -48,9 +48,10 @@ def test_a_datasets_keys_are_not_a_tensors(client: Client) -> None:
         with pytest.raises(ConfigError, match="rename_list: list key .* has the form of dataset"):
             client.rename_list("l", key)
     intact(client)
-    assert client.get_tensor("{ds}.tensor.t").tolist() == [0.0, 1.0, 2.0, 3.0]  # reading one is harmless
-    assert client.tensor_exists("{ds}.tensor.t")
-    client.copy_tensor("{ds}.tensor.t", "{ds}.mine")
+    # a dataset's tensor is SmartRedis's '{ds}.t' (format 2): read as a tensor, as a script's input names it
+    assert client.get_tensor("{ds}.t").tolist() == [0.0, 1.0, 2.0, 3.0]  # reading one is harmless
+    assert client.tensor_exists("{ds}.t")
+    client.copy_tensor("{ds}.t", "{ds}.mine")
     client.put_tensor("{ds}.other", np.ones(1))  # a hash tag of one's own stays usable
     client.put_tensor("{ds}.tensorx", np.ones(1))
     intact(client)

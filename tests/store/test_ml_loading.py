@@ -184,8 +184,8 @@ def test_an_ensemble_stores_a_model_once_and_every_member_sees_it(tmp_path, exp_
     commands = monitored(raw(db), lambda: exp.start(ens))
     assert exp.get_status(ens) == [Status.COMPLETED] * 3
     assert [c.split()[:2] for c in commands if c.startswith("SET lin ")] == [["SET", "lin"]]  # once for three
-    for m in ens:
-        assert seen_by(tmp_path, m.name) == {"lin": lin.sha256}
+    for m in ens:  # members made from params run in <ensemble path>/<member> (issue 19), "extra" in its path
+        assert seen_by(Path(m.path), m.name) == {"lin": lin.sha256}
 
 
 def test_multi_gpu_objects_are_stored_once_per_gpu(tmp_path, exp_db):
@@ -280,10 +280,10 @@ def test_colocated_members_of_an_ensemble_each_preload_their_store(tmp_path):
     exp.start(ens)
     assert exp.get_status(ens) == [Status.COMPLETED] * 2
     sha = ens.ml[0].sha256
-    for m in ens:
-        assert seen_by(tmp_path, m.name) == {"negate": sha}
-        assert (tmp_path / preload.DIRNAME / "ens" / m.name / "manifest.json").is_file()
-    assert [p.name for p in (tmp_path / preload.DIRNAME / "data").iterdir()] == [sha]  # written once
+    for m in ens:  # each member in its own directory, <ensemble path>/<member> (issue 19)
+        assert seen_by(tmp_path / m.name, m.name) == {"negate": sha}
+        assert (tmp_path / m.name / preload.DIRNAME / "ens" / m.name / "manifest.json").is_file()
+        assert [p.name for p in (tmp_path / m.name / preload.DIRNAME / "data").iterdir()] == [sha]  # once each
 
 
 def test_a_failed_preload_fails_the_model_before_its_application_runs(tmp_path):

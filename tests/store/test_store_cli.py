@@ -133,23 +133,22 @@ def test_orchestrator_attach_reads_what_a_ready_store_recorded(tmp_path):
 def test_store_ls_lists_every_key_with_its_kind_dtype_shape_and_size(running):
     exp, _, _ = running
     rows = {r["key"]: r for r in ls_json(exp.exp_path)}
-    assert sorted(rows) == ["big", "runs", "scalar", "sim.temperature", "{run0}", "{run0}.meta",
-                            "{run0}.tensor.u", "{run0}.tensor.v"]
+    assert sorted(rows) == ["big", "runs", "scalar", "sim.temperature", "{run0}.meta", "{run0}.u", "{run0}.v"]
     t = rows["sim.temperature"]
     assert (t["kind"], t["dtype"], t["shape"]) == ("tensor", ">f4", [3, 4])  # big-endian stays so
     assert t["size"] == 32 + 12 * 4  # header (padded to 32 bytes) and the data
     assert (rows["scalar"]["dtype"], rows["scalar"]["shape"]) == ("int16", [])
     assert (rows["big"]["dtype"], rows["big"]["shape"], rows["big"]["size"]) == ("float64", [256, 1024],
                                                                                   32 + 256 * 1024 * 8)
-    assert (rows["{run0}"]["kind"], rows["{run0}"]["details"]) == ("dataset", "tensors: u, v")
-    assert (rows["{run0}.tensor.v"]["dtype"], rows["{run0}.tensor.v"]["shape"]) == ("complex64", [2, 2])
-    assert (rows["{run0}.meta"]["kind"], rows["{run0}.meta"]["details"]) == ("dataset metadata", "1 field")
+    # a dataset (format 2, SmartRedis's layout): its metadata hash lists its tensors, each a key of its own
+    assert (rows["{run0}.meta"]["kind"], rows["{run0}.meta"]["details"]) == ("dataset", "tensors: u, v")
+    assert (rows["{run0}.v"]["dtype"], rows["{run0}.v"]["shape"]) == ("complex64", [2, 2])
     assert (rows["runs"]["kind"], rows["runs"]["details"], rows["runs"]["size"]) == ("list", "1 entry", None)
 
 
 def test_store_ls_filters_with_a_pattern_and_prints_a_table_without_the_password(running):
     exp, db, _ = running
-    assert [r["key"] for r in ls_json(exp.exp_path, "{run0}.tensor.*")] == ["{run0}.tensor.u", "{run0}.tensor.v"]
+    assert [r["key"] for r in ls_json(exp.exp_path, "{run0}.[uv]")] == ["{run0}.u", "{run0}.v"]
     assert ls_json(exp.exp_path, "nothing*") == []
     proc = store("ls", exp.exp_path, "sim.*")
     assert proc.returncode == 0, proc.stderr
@@ -172,8 +171,8 @@ def test_store_ls_reads_a_long_dataset_acknowledgement_whole(stores):
         ds.add_tensor(n, np.zeros(1))
     with db.client() as client:
         client.put_dataset(ds)
-    (row,) = ls_json(exp.exp_path, "{wide}")
-    assert row["size"] > 1024 and row["kind"] == "dataset" and row["details"] == "tensors: " + ", ".join(names)
+    (row,) = ls_json(exp.exp_path, "{wide}.meta")
+    assert row["kind"] == "dataset" and row["details"] == "tensors: " + ", ".join(names)
 
 
 # -- simctl store get ------------------------------------------------------------------------------
@@ -188,7 +187,7 @@ def test_store_get_writes_the_tensor_to_a_npy_file(running, tmp_path):
     got = np.load(out)
     assert got.dtype == np.dtype(">f4") and got.shape == (3, 4)
     np.testing.assert_array_equal(got, client.get_tensor("sim.temperature"))
-    assert store("get", exp.exp_path, "{run0}.tensor.v", "-o", str(tmp_path / "v.npy")).returncode == 0
+    assert store("get", exp.exp_path, "{run0}.v", "-o", str(tmp_path / "v.npy")).returncode == 0
     assert np.load(tmp_path / "v.npy").dtype == np.complex64
     proc = subprocess.run([SIMCTL, "store", "get", exp.exp_path, "big", "-o", "-"], capture_output=True)
     assert proc.returncode == 0, proc.stderr
@@ -201,9 +200,9 @@ def test_store_get_of_what_is_not_a_tensor_says_what_it_is(running, tmp_path):
     missing = store("get", exp.exp_path, "sim.pressure", "-o", str(out))
     assert missing.returncode == 1
     assert "store 'orchestrator' has no key 'sim.pressure'" in missing.stderr and "simctl store ls" in missing.stderr
-    dataset = store("get", exp.exp_path, "{run0}", "-o", str(out))
+    dataset = store("get", exp.exp_path, "{run0}.meta", "-o", str(out))
     assert dataset.returncode == 1
-    assert "is a dataset (tensors: u, v); get one of its tensors, e.g. '{run0}.tensor.u'" in dataset.stderr
+    assert "is a dataset (tensors: u, v); get one of its tensors, e.g. '{run0}.u'" in dataset.stderr
     lst = store("get", exp.exp_path, "runs", "-o", str(out))
     assert lst.returncode == 1 and "key 'runs' of store 'orchestrator' holds a Redis list, not a tensor" in lst.stderr
     assert not out.exists()  # nothing written

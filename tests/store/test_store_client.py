@@ -239,8 +239,8 @@ def test_empty_and_over_long_keys(client: Client) -> None:
         client.put_tensor(None, np.ones(1))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="Dataset name"):
         Dataset("")
-    with pytest.raises(ConfigError, match="at most 1024 bytes"):  # the dataset's tensor key is too long
-        client.get_dataset("d" * 1015)
+    with pytest.raises(ConfigError, match="at most 1024 bytes"):  # the dataset's metadata key '{d...}.meta'
+        client.get_dataset("d" * 1018)
     assert raw_keys(client) == {"kept"}
 
 
@@ -308,13 +308,12 @@ def test_format_as_documented(client: Client) -> None:
     ds.add_meta_scalar("n", 4)
     ds.add_meta_string("who", "me")
     client.put_dataset(ds)
-    assert raw_keys(client) >= {"{d}", "{d}.meta", "{d}.tensor.x"}
-    ack = json.loads(client._r.execute_command("GET", "{d}"))
-    assert ack == {"simctl": "dataset", "version": 1, "tensors": ["x"]}
+    assert raw_keys(client) >= {"{d}.meta", "{d}.x"}  # format 2: SmartRedis's layout
     meta = client._r.execute_command("HGETALL", "{d}.meta")
     meta = dict(zip(meta[::2], meta[1::2])) if isinstance(meta, list) else meta
+    assert meta[b".COMPLETE"] == b"1" and json.loads(meta[b".tensor_names"]) == ["x"]
     assert json.loads(meta[b"t:who"]) == ["me"] and fmt.decode_tensor(meta[b"s:n"]).tolist() == [4]
-    assert fmt.decode_tensor(client._r.execute_command("GET", "{d}.tensor.x")).tolist() == [0, 1, 2]
+    assert fmt.decode_tensor(client._r.execute_command("GET", "{d}.x")).tolist() == [0, 1, 2]
 
 
 def test_dataset_written_by_hand_is_read(client: Client) -> None:
@@ -369,7 +368,7 @@ def test_dataset_keys_share_one_cluster_slot(client: Client) -> None:
     for name in ("d", "a.b", "p-q r", "é.ü"):
         client.put_dataset(make_dataset(name))
         keys = [k for k in raw_keys(client) if k.startswith("{" + name)]
-        assert len(keys) == 2 + 3, keys  # ack, meta, three tensors
+        assert len(keys) == 1 + 3, keys  # the metadata (with the acknowledgement), three tensors (format 2)
         if client.is_cluster:
             assert len({client._r.keyslot(k) for k in keys}) == 1, keys
         check_dataset(client.get_dataset(name), name)
@@ -380,7 +379,8 @@ def test_replacing_and_deleting_a_dataset_leaves_nothing_behind(client: Client) 
     small = Dataset("d")
     small.add_tensor("only", np.ones(2))
     client.put_dataset(small)
-    assert raw_keys(client) == {"{d}", "{d}.tensor.only"}  # the old tensors and metadata are gone
+    assert raw_keys(client) == {"{d}.meta", "{d}.only"}  # the old tensors and metadata fields are gone
+    assert set(client._one("{d}.meta", "HKEYS", "{d}.meta")) == {b".tensor_names", b".COMPLETE"}
     got = client.get_dataset("d")
     assert got.get_tensor_names() == ["only"] and got.get_metadata_field_names() == []
     client.delete_dataset("d")
@@ -572,7 +572,7 @@ def test_prefixes_apply_as_documented(client: Client) -> None:
         ds.add_tensor("x", np.ones(1))
         producer.put_dataset(ds)
         producer.append_to_list("L", ds)
-        assert {"p0.t", "{p0.d}", "{p0.d}.tensor.x", "p0.L"} <= raw_keys(client)
+        assert {"p0.t", "p0.{d}.meta", "p0.{d}.x", "p0.L"} <= raw_keys(client)
         assert not producer.tensor_exists("t")  # reads have no prefix until a data source is set
         producer.set_data_source("p0")  # its own name is allowed
         assert producer.tensor_exists("t")
@@ -593,7 +593,8 @@ def test_prefixes_apply_as_documented(client: Client) -> None:
         assert consumer.key_exists("plain") and not consumer.key_exists("me.plain")
         assert consumer.key_exists("p0.t")  # key_exists takes raw keys
         consumer.use_dataset_ensemble_prefix(False)
-        assert not consumer.dataset_exists("d") and consumer.dataset_exists("p0.d")
+        # format 2 (SmartRedis's): p0's dataset d is 'p0.{d}'; the name 'p0.d' without a prefix is '{p0.d}'
+        assert not consumer.dataset_exists("d") and not consumer.dataset_exists("p0.d")
         consumer.use_list_ensemble_prefix(False)
         assert consumer.get_list_length("p0.L") == 1
         consumer.use_model_ensemble_prefix(True)  # kept for ML models (next)

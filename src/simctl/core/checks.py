@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from typing import Any, Literal, overload
 
-from .errors import ConfigError
+from .errors import ConfigError, ConfigTypeError
 
 #: most items read from an iterable that has no length (a generator, ``map``...);
 #: more is taken for an endless iterator and refused. A million, not more: an
@@ -34,8 +34,9 @@ def show(value: Any, limit: int = 80) -> str:
     return f"{text} ({type(value).__name__})"
 
 
-def _fail(arg_name: str, value: Any, accepts: str) -> ConfigError:
-    return ConfigError(f"{arg_name} must be {accepts}; got {show(value)}")
+def _fail(arg_name: str, value: Any, accepts: str, *, wrong_type: bool = False) -> ConfigError:
+    cls = ConfigTypeError if wrong_type else ConfigError
+    return cls(f"{arg_name} must be {accepts}; got {show(value)}")
 
 
 @overload
@@ -48,14 +49,15 @@ def positive_int(arg_name: str, value: Any, *, allow_none: bool = False, minimum
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ConfigError(f"{arg_name} must be {what}{' or None' if allow_none else ''}, got {show(value)}")
+        cls = ConfigError if isinstance(value, int) and not isinstance(value, bool) else ConfigTypeError
+        raise cls(f"{arg_name} must be {what}{' or None' if allow_none else ''}, got {show(value)}")
     return value
 
 
 def boolean(arg_name: str, value: Any) -> bool:
     """``value`` if it is True or False (not 1, "yes" or None, which would be read as one)."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{arg_name} must be True or False; got {show(value)}")
+        raise ConfigTypeError(f"{arg_name} must be True or False; got {show(value)}")
     return value
 
 
@@ -68,7 +70,7 @@ def number(arg_name: str, value: Any, *, minimum: float | None = None, above: fl
     bounds = "".join([f" >= {minimum}" if minimum is not None else "", f" > {above}" if above is not None else ""])
     accepts = f"a finite number{bounds}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(arg_name, value, accepts)
+        raise _fail(arg_name, value, accepts, wrong_type=True)
     if (isinstance(value, float) and not math.isfinite(value)) or (minimum is not None and value < minimum) \
             or (above is not None and value <= above):
         raise _fail(arg_name, value, accepts)
@@ -87,7 +89,7 @@ def string(arg_name: str, value: Any, *, allow_none: bool = False, path: bool = 
         value = os.fspath(value)
     accepts = "a non-empty string" + (" or path" if path else "") + (" or None" if allow_none else "")
     if not isinstance(value, str) or not value.strip():
-        raise _fail(arg_name, value, accepts)
+        raise _fail(arg_name, value, accepts, wrong_type=not isinstance(value, str))
     if any(c in value for c in "\0\n\r"):
         raise _fail(arg_name, value, accepts + " without line breaks or NUL")
     return value
@@ -133,13 +135,13 @@ def string_list(arg_name: str, value: Any, *, split: Callable[[str], list[str]] 
             why = "; a dict is ambiguous (keys? values? both?): spell the items out in a list"
         elif isinstance(value, (set, frozenset)):
             why = "; a set has no order: give a list"
-        raise ConfigError(f"{arg_name} must be {accepts}{why}; got {show(value)}")
+        raise ConfigTypeError(f"{arg_name} must be {accepts}{why}; got {show(value)}")
     out: list[str] = []
     for i, item in enumerate(bounded(arg_name, value)):
         ok = not isinstance(item, bool) and isinstance(item, items)
         text = (os.fspath(item) if isinstance(item, os.PathLike) else str(item)) if ok else None
         if not isinstance(text, str):  # a wrong type, or a path to bytes
-            raise ConfigError(f"{arg_name}[{i}] must be a {kinds}; got {show(item)}"
+            raise ConfigTypeError(f"{arg_name}[{i}] must be a {kinds}; got {show(item)}"
                               + ("; nested lists are not flattened" if isinstance(item, (list, tuple)) else ""))
         if _nonfinite(item):
             raise ConfigError(f"{arg_name}[{i}] must be a finite number, not NaN or an infinity; got {show(item)}")
@@ -256,5 +258,5 @@ def param_value(name: str, value: Any) -> Any:
         why = "it has no text of its own (it would be written as its repr); give a str or a number"
     else:
         return value
-    raise ConfigError(f"parameter {name!r}: {show(value)} is not a value simctl can write into files and "
+    raise ConfigTypeError(f"parameter {name!r}: {show(value)} is not a value simctl can write into files and "
                       f"arguments: {why}")

@@ -14,6 +14,18 @@ class ConfigError(SimctlError, ValueError):
     """Bad input, detected before anything is launched or written."""
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """Bad input of the wrong type (a str where an int was expected...): a
+    :class:`ConfigError` that ``except TypeError`` catches too, as it would
+    catch SmartSim's error for the same mistake."""
+
+
+class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
+    """A file the configuration names (a file to copy, symlink or configure)
+    does not exist: a :class:`ConfigError` that ``except FileNotFoundError``
+    (and ``OSError``) catches too."""
+
+
 class PluginError(SimctlError):
     """A plugin is broken, missing or clashes with another one."""
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, overload, runtime_checkable
 
 from . import checks
-from .errors import ConfigError
+from .errors import ConfigError, ConfigTypeError
 
 Params = dict[str, Any]
 
@@ -84,7 +84,7 @@ def param_values(params: Mapping[str, Any] | Iterable[str] | None) -> dict[str, 
         names = list(params)
         _check_names(names)
         return {n: None for n in (sorted(names) if isinstance(params, (set, frozenset)) else names)}
-    raise ConfigError(f"params must be a dict of name -> values (or a set of names whose values are "
+    raise ConfigTypeError(f"params must be a dict of name -> values (or a set of names whose values are "
                       f"declared in files to configure), got {checks.show(params)}")
 
 
@@ -93,7 +93,8 @@ def _check_names(names: list[Any]) -> None:
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name:
             twin = next((o for o in names if o is not name and str(o) == str(name)), None)
-            raise ConfigError(f"params: parameter names must be non-empty strings; got {checks.show(name)}"
+            error = ConfigError if isinstance(name, str) else ConfigTypeError
+            raise error(f"params: parameter names must be non-empty strings; got {checks.show(name)}"
                               + (f", which would be the same name as {twin!r}" if twin is not None else ""))
         if name in names[:i]:
             raise ConfigError(f"params: parameter {name!r} is named twice; give it once")

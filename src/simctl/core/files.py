@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import attrs
 
 from . import checks
-from .errors import ConfigError
+from .errors import ConfigError, ConfigFileNotFoundError
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
@@ -54,7 +54,7 @@ def _paths(value: str | Iterable[str] | None, kind: str, tree: dict[str, str] | 
             raise ConfigError(f"to_{kind}[{i}] is an empty path {item!r}; give a file or directory")
         path = os.path.abspath(os.path.expanduser(item))
         if not os.path.exists(path):
-            raise ConfigError(f"file to {kind} does not exist: {item!r} (looked at {path})")
+            raise ConfigFileNotFoundError(f"file to {kind} does not exist: {item!r} (looked at {path})")
         if kind == "configure" and os.path.isdir(path):
             for src in _walk_configure(path):
                 out.append(src)

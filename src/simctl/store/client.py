@@ -31,7 +31,7 @@ import numpy as np
 import redis
 
 from ..core.errors import ConfigError
-from . import contract, format as fmt, keyspace, protocol as pr
+from . import contract, format as fmt, keyspace, known, protocol as pr
 from .address import parse_addresses, same_server
 from .base import check_length, encode_value, poll
 from .dataset import check_name
@@ -112,6 +112,8 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             raise ConfigError(f"Client: no store address: pass address='host:port' or start the model after "
                               f"the experiment's store ({contract.ADDRESS} is " +
                               ("not set)" if address is None else f"empty), got address={address!r}"))
+        if password is None and not env.password:  # a store this process started: its credentials (known.py)
+            username, password, tls_ca = known.lookup(parsed, username, tls_ca)
         self._password = (env.password if password is None else password) or None
         self._username = (env.user if username is None else username) or None
         self._tls_ca = (env.tls_ca if tls_ca is None else tls_ca) or None

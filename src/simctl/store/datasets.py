@@ -15,24 +15,52 @@ from .dataset import Dataset
 from .format import FormatError, StoreKeyError
 
 # -- Lua scripts for datasets (see format.py); all their keys share one hash tag --------
+# Version 2 (SmartRedis's layout): KEYS[1] is the metadata hash '<P>{<d>}.meta', the tensors are '<P>{<d>}.<t>'.
 
 PUT_DATASET = """
-local old = redis.call('GET', KEYS[1])
+local base = string.sub(KEYS[1], 1, -6)
+local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
-  local ok, ack = pcall(cjson.decode, old)
-  if ok and type(ack) == 'table' and type(ack.tensors) == 'table' then
-    for _, t in ipairs(ack.tensors) do redis.call('DEL', KEYS[1] .. '.tensor.' .. t) end
+  local ok, names = pcall(cjson.decode, old)
+  if ok and type(names) == 'table' then
+    for _, t in ipairs(names) do redis.call('DEL', base .. '.' .. t) end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
-local n = tonumber(ARGV[2])
-for i = 1, n do redis.call('HSET', KEYS[2], ARGV[1 + 2 * i], ARGV[2 + 2 * i]) end
-for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 2 * n]) end
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[1])
+local n = tonumber(ARGV[4])
+for i = 1, n do redis.call('HSET', KEYS[1], ARGV[3 + 2 * i], ARGV[4 + 2 * i]) end
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[3 + 2 * n + i]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[2], '1')
 return 1
 """
 
 GET_DATASET = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return false end
+local base = string.sub(KEYS[1], 1, -6)
+local out = {redis.call('HGETALL', KEYS[1])}
+local ok, names = pcall(cjson.decode, redis.call('HGET', KEYS[1], ARGV[1]) or '')
+if ok and type(names) == 'table' then
+  for _, t in ipairs(names) do out[#out + 1] = redis.call('GET', base .. '.' .. t) end
+end
+return out
+"""
+
+DELETE_DATASET = """
+local base = string.sub(KEYS[1], 1, -6)
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local ok, names = pcall(cjson.decode, old)
+  if ok and type(names) == 'table' then
+    for _, t in ipairs(names) do redis.call('DEL', base .. '.' .. t) end
+  end
+end
+return redis.call('DEL', KEYS[1])
+"""
+
+# Version 1 (read and deleted only): '{F}' (the acknowledgement), '{F}.meta', '{F}.tensor.<t>'
+
+GET_DATASET_V1 = """
 local ack = redis.call('GET', KEYS[1])
 if not ack then return false end
 local out = {ack, redis.call('HGETALL', KEYS[2])}
@@ -43,7 +71,7 @@ end
 return out
 """
 
-DELETE_DATASET = """
+DELETE_DATASET_V1 = """
 local old = redis.call('GET', KEYS[1])
 if old then
   local ok, ack = pcall(cjson.decode, old)
@@ -54,6 +82,9 @@ end
 return redis.call('DEL', KEYS[1], KEYS[2])
 """
 
+#: the fields of a version-2 metadata hash the scripts read: its tensor names, its acknowledgement
+_FIELDS = (fmt.DATASET_TENSOR_NAMES, fmt.DATASET_ACK_FIELD)
+
 
 class DatasetCommands(ClientBase):
     """Datasets and aggregation lists (lists of dataset names)."""
@@ -61,9 +92,11 @@ class DatasetCommands(ClientBase):
     # -- datasets ---------------------------------------------------------------------------
 
     def _dataset_name(self, name: str, read: bool, what: str) -> str:
+        """The dataset's key base ``<P>{<name>}`` (version 2; see :mod:`.format`)."""
         full = self._key("dataset", name, read, what)
-        check_length(fmt.dataset_keys(full)[2], what)
-        return full
+        base = fmt.dataset_base(full, name)
+        check_length(base + ".meta", what)
+        return base
 
     def put_dataset(self, dataset: Dataset) -> None:
         """Store ``dataset`` (its tensors and metadata) atomically, replacing any
@@ -72,34 +105,56 @@ class DatasetCommands(ClientBase):
             raise ConfigError(f"put_dataset: dataset must be a Dataset, got {type(dataset).__name__}")
         self._put_dataset_as(self._dataset_name(dataset.name, False, "put_dataset"), dataset, "put_dataset")
 
-    def _put_dataset_as(self, full: str, dataset: Dataset, what: str) -> None:
-        ack, meta, stem = fmt.dataset_keys(full)
+    def _put_dataset_as(self, base: str, dataset: Dataset, what: str) -> None:
+        meta, stem = fmt.dataset_keys_v2(base)
         names = dataset.get_tensor_names()
         keys = [stem + t for t in names]
         for k in keys:
             check_length(k, what)
         values = [encode_value(dataset.get_tensor(t), f"{what}({dataset.name!r}): tensor {t!r}") for t in names]
         pairs = dataset._meta_items()
-        args = [fmt.dataset_ack(names), len(pairs), *[x for p in pairs for x in p], *values]
-        self._key_cmd(what, ack, "EVAL", PUT_DATASET, 2 + len(keys), ack, meta, *keys, *args)
+        args = [*_FIELDS, fmt.encode_meta_strings(names), len(pairs), *[x for p in pairs for x in p], *values]
+        # one round trip; a version-1 dataset of that name is hidden by this one (read first) until deleted
+        self._key_cmd(what, meta, "EVAL", PUT_DATASET, 1 + len(keys), meta, *keys, *args)
+
+    def _get_reply(self, base: str, what: str) -> tuple[int, Any]:
+        """(format version, GET_DATASET's reply) of the dataset at ``base``, or (0, None)."""
+        meta = fmt.dataset_keys_v2(base)[0]
+        reply = self._key_cmd(what, meta, "EVAL", GET_DATASET, 1, meta, *_FIELDS)
+        if reply is not None:
+            return 2, reply
+        full = fmt.dataset_v1_name(base)
+        reply = self._key_cmd(what, "{" + full + "}", "EVAL", GET_DATASET_V1, 2, *fmt.dataset_keys(full)[:2])
+        return (1, reply) if reply is not None else (0, None)
+
+    def _delete_v1(self, base: str, what: str) -> None:
+        full = fmt.dataset_v1_name(base)
+        self._key_cmd(what, "{" + full + "}", "EVAL", DELETE_DATASET_V1, 2, *fmt.dataset_keys(full)[:2])
 
     def get_dataset(self, name: str) -> Dataset:
-        """The dataset ``name`` (one round trip)."""
-        full = self._dataset_name(name, True, "get_dataset")
-        reply = self._key_cmd("get_dataset", "{" + full + "}", "EVAL", GET_DATASET, 2, *fmt.dataset_keys(full)[:2])
+        """The dataset ``name`` (one round trip; two for one written by simctl
+        before format version 2)."""
+        base = self._dataset_name(name, True, "get_dataset")
+        version, reply = self._get_reply(base, "get_dataset")
         if reply is None:
-            raise self._missing("get_dataset", "dataset", full, name)
-        return decode_dataset(name, full, reply)
+            raise self._missing("get_dataset", "dataset", fmt.dataset_v1_name(base), name)
+        return decode_dataset(name, base, reply, version)
 
     def delete_dataset(self, name: str) -> None:
         """Delete the dataset ``name`` with its tensors and metadata (nothing happens if there is none)."""
-        full = self._dataset_name(name, True, "delete_dataset")
-        self._key_cmd("delete_dataset", "{" + full + "}", "EVAL", DELETE_DATASET, 2, *fmt.dataset_keys(full)[:2])
+        base = self._dataset_name(name, True, "delete_dataset")
+        meta = fmt.dataset_keys_v2(base)[0]
+        self._key_cmd("delete_dataset", meta, "EVAL", DELETE_DATASET, 1, meta, *_FIELDS)
+        self._delete_v1(base, "delete_dataset")
 
     def dataset_exists(self, name: str) -> bool:
         """Whether the dataset ``name`` exists."""
-        full = self._dataset_name(name, True, "dataset_exists")
-        return bool(self._key_cmd("dataset_exists", "{" + full + "}", "EXISTS", "{" + full + "}"))
+        base = self._dataset_name(name, True, "dataset_exists")
+        meta = fmt.dataset_keys_v2(base)[0]
+        if self._key_cmd("dataset_exists", meta, "HEXISTS", meta, fmt.DATASET_ACK_FIELD):
+            return True
+        full = "{" + fmt.dataset_v1_name(base) + "}"
+        return bool(self._key_cmd("dataset_exists", full, "EXISTS", full))
 
     def poll_dataset(self, name: str, poll_frequency_ms: float, num_tries: int) -> bool:
         """Like :meth:`poll_key` for the dataset ``name``."""
@@ -116,10 +171,10 @@ class DatasetCommands(ClientBase):
         dest = self._dataset_name(new_name, False, "rename_dataset")
         if src == dest:
             if not self.dataset_exists(old_name):
-                raise self._missing("rename_dataset", "dataset", src, old_name)
+                raise self._missing("rename_dataset", "dataset", fmt.dataset_v1_name(src), old_name)
             return
         self._put_dataset_as(dest, self.get_dataset(old_name), "rename_dataset")
-        self._key_cmd("rename_dataset", "{" + src + "}", "EVAL", DELETE_DATASET, 2, *fmt.dataset_keys(src)[:2])
+        self.delete_dataset(old_name)
 
     # -- aggregation lists --------------------------------------------------------------------
 
@@ -128,8 +183,8 @@ class DatasetCommands(ClientBase):
         if not isinstance(dataset, Dataset):
             raise ConfigError(f"append_to_list: dataset must be a Dataset, got {type(dataset).__name__}")
         key = self._key("list", list_name, False, "append_to_list")
-        full = self._dataset_name(dataset.name, False, "append_to_list")
-        self._key_cmd("append_to_list", key, "RPUSH", key, full, kind="list")
+        base = self._dataset_name(dataset.name, False, "append_to_list")
+        self._key_cmd("append_to_list", key, "RPUSH", key, base, kind="list")
 
     def delete_list(self, list_name: str) -> None:
         """Delete the list ``list_name`` (its datasets stay); a key that holds
@@ -198,33 +253,57 @@ class DatasetCommands(ClientBase):
 
         def fetch() -> list[Any]:
             pipe = self._server.pipeline()
-            for full in names:
-                pipe.execute_command("EVAL", GET_DATASET, 2, *fmt.dataset_keys(full)[:2])
+            for entry in names:  # a version-2 entry is the key base '<P>{<d>}', a version-1 one the name F
+                if "{" in entry:
+                    meta = fmt.dataset_keys_v2(entry)[0]
+                    pipe.execute_command("EVAL", GET_DATASET, 1, meta, *_FIELDS)
+                else:
+                    pipe.execute_command("EVAL", GET_DATASET_V1, 2, *fmt.dataset_keys(entry)[:2])
             return pipe.execute()  # type: ignore[no-any-return]
 
         out = []
-        for full, reply in zip(names, self._call(f"{what} {key!r}", fetch)):
+        for entry, reply in zip(names, self._call(f"{what} {key!r}", fetch)):
             if reply is None:
-                raise StoreKeyError(f"{what}: list {key!r} names dataset {full!r}, which is not in the store")
-            out.append(decode_dataset(full, full, reply))
+                raise StoreKeyError(f"{what}: list {key!r} names dataset {fmt.dataset_v1_name(entry)!r}, which is not "
+                                    "in the store")
+            name = fmt.dataset_v1_name(entry) if "{" in entry else entry
+            out.append(decode_dataset(name, entry, reply, 2 if "{" in entry else 1))
         return out
 
 
-def decode_dataset(name: str, full: str, reply: list[Any]) -> Dataset:
-    """The dataset ``name`` (key ``full``) from :data:`GET_DATASET`'s reply."""
+def decode_dataset(name: str, base: str, reply: list[Any], version: int = 2) -> Dataset:
+    """The dataset ``name`` (key base ``base``, or the name F of a version-1
+    dataset) from :data:`GET_DATASET`'s (or :data:`GET_DATASET_V1`'s) reply."""
+    if version == 1:
+        return _decode_v1(name, base if "{" not in base else fmt.dataset_v1_name(base), reply)
+    what = f"get_dataset {fmt.dataset_v1_name(base)!r}"
+    fields = {bytes(k): v for k, v in zip(reply[0][::2], reply[0][1::2])}
+    try:
+        names = fmt.parse_tensor_names(fields.get(fmt.DATASET_TENSOR_NAMES.encode()))
+    except FormatError as exc:
+        raise FormatError(f"{what}: {exc}") from None
+    meta = {k: v for k, v in fields.items() if not k.startswith(b".")}
+    return _decoded(name, what, names, reply[1:], meta, fmt.dataset_keys_v2(base)[0])
+
+
+def _decode_v1(name: str, full: str, reply: list[Any]) -> Dataset:
     what = f"get_dataset {full!r}"
     try:
         names = fmt.parse_dataset_ack(reply[0])
     except FormatError as exc:
         raise FormatError(f"{what}: {exc}") from None
-    values = reply[2:]
+    meta = {bytes(k): v for k, v in zip(reply[1][::2], reply[1][1::2])}
+    return _decoded(name, what, names, reply[2:], meta, fmt.dataset_keys(full)[1])
+
+
+def _decoded(name: str, what: str, names: list[str], values: list[Any], meta: dict[bytes, Any],
+             meta_key: str) -> Dataset:
     if len(values) != len(names) or any(v is None for v in values):
         missing = [t for t, v in zip(names, values) if v is None]
         raise FormatError(f"{what}: damaged: tensors {missing or names} are listed but not stored")
-    meta = {bytes(k): v for k, v in zip(reply[1][::2], reply[1][1::2])}
     tensors = {t: decode_value(v, f"{what} tensor {t!r}") for t, v in zip(names, values)}
     try:
         scalars, strings = fmt.decode_meta(meta)
     except FormatError as exc:
-        raise FormatError(f"{what}: metadata {fmt.dataset_keys(full)[1]!r}: {exc}") from None
+        raise FormatError(f"{what}: metadata {meta_key!r}: {exc}") from None
     return Dataset._from_stored(name, tensors, scalars, strings)

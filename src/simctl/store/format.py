@@ -1,4 +1,4 @@
-"""The on-Redis format of simctl's feature store, version 1.
+"""The on-Redis format of simctl's feature store: version 1, datasets version 2.
 
 Everything simctl's :class:`~simctl.store.Client` keeps in Redis follows the
 layout below, so a client in any language can read and write it with plain
@@ -22,10 +22,12 @@ of one kind never overwrites, deletes or renames a key of another:
   inference workers' queues, see :mod:`simctl.store.protocol`; the puts'
   temporary keys ``simctl.put{<tag>}.<id>``; the supervisor's
   ``simctl.supervisor.disk-check``); no user name or key may start with it;
-* a dataset's keys (below) are ``{F}``, ``{F}.meta`` and ``{F}.tensor.<t>``;
-  a dataset name ``F`` holds neither ``{`` nor ``}`` (so all its keys share one
-  slot of a cluster), and a key of another kind may not have one of these
-  forms (:func:`dataset_key_form`);
+* a dataset's keys (below) are ``<P>{<d>}.meta`` and ``<P>{<d>}.<t>`` (format 1:
+  ``{F}``, ``{F}.meta`` and ``{F}.tensor.<t>``); a dataset name, prefix applied,
+  holds neither ``{`` nor ``}`` (so all its keys share one slot of a cluster),
+  and a key of another kind may not have the form of its metadata (nor of a
+  format-1 dataset's keys) (:func:`dataset_key_form`); its tensors are
+  tensors, read like any other;
 * tensors, models and scripts are strings told apart by their magic, lists
   are Redis lists. simctl's client writes, deletes, copies and renames them
   with small Lua scripts (:data:`KIND_LUA`) that look at the key's kind and
@@ -83,32 +85,45 @@ anything is sent.
 Datasets
 ========
 
-A dataset named ``F`` (its name with the prefix applied) is a group of keys that
-share the Redis Cluster hash tag ``{F}``, so they live in one slot::
+Format version 2 (SmartRedis's key layout, so that names SmartRedis users
+write, such as a script's input ``"{ds}.x"``, reach a dataset's tensor). A
+dataset ``d`` written with prefix ``p`` has the key base ``B = p.{d}`` (``{d}``
+without a prefix): the prefix outside the braces, the name inside, so all its
+keys share the Redis Cluster hash tag ``{d}`` and live in one slot::
 
-    {F}             string  the acknowledgement, written last (see below)
-    {F}.meta        hash    the metadata; absent when there is none
-    {F}.tensor.<t>  string  tensor ``t`` of the dataset, encoded as above
+    B.meta     hash    the metadata, the tensor names and the acknowledgement
+    B.<t>      string  tensor ``t`` of the dataset, encoded as above
 
-The acknowledgement is UTF-8 JSON: ``{"simctl": "dataset", "version": 1,
-"tensors": [names in the order they were added]}``. A dataset exists when its
-acknowledgement exists; a writer writes the tensors and the metadata first and
-the acknowledgement last (simctl does all of it atomically, in one Lua script,
-and removes the tensors of a dataset it replaces). A reader reads the
-acknowledgement, then ``{F}.meta`` and the listed tensors.
+Fields of ``B.meta``:
 
-Metadata fields in ``{F}.meta``:
-
+* ``.tensor_names``: UTF-8 JSON array of the tensor names, in the order they were added;
+* ``.COMPLETE``: ``1``, the acknowledgement, written last (SmartRedis's field);
+  a dataset exists when its metadata hash has this field;
 * ``s:<field>``: scalars: a 1-d tensor value (as above) of the field's values in the
   order they were added; dtype one of ``<f8 <f4 <i8 <i4 <u8 <u4`` (any byte order is read)
 * ``t:<field>``: strings: UTF-8 JSON array of the field's strings in the order added
 
+The key layout and the acknowledgement are SmartRedis's; the values are
+simctl's (tensors as above, metadata and tensor names as JSON), not
+SmartRedis's binary metadata, so SmartRedis itself cannot read them (it needs
+RedisAI's tensors anyway). A writer writes the tensors and the metadata, then
+``.tensor_names`` and ``.COMPLETE`` last; simctl does all of it atomically,
+in one Lua script, and removes the tensors of a dataset it replaces.
+
+Format version 1 (simctl before issue 19; read, listed and deleted, never
+written): a dataset ``F = p.d`` was ``{F}`` (a string, the acknowledgement: UTF-8
+JSON ``{"simctl": "dataset", "version": 1, "tensors": [names]}``), ``{F}.meta``
+(the metadata fields above) and ``{F}.tensor.<t>``. A reader looks for
+``B.meta`` with ``.COMPLETE`` first, then for ``{F}``; a version-2 dataset
+hides a version-1 one of the same name until ``delete_dataset`` removes both.
+
 Aggregation lists
 =================
 
-An aggregation list is a Redis list whose elements are dataset names ``F``
-(prefix already applied, without braces), appended with ``RPUSH``. Its length
-is ``LLEN``. Deleting a list does not delete its datasets.
+An aggregation list is a Redis list whose elements name datasets, appended
+with ``RPUSH``: the key base ``B`` (format 2, SmartRedis's), or the name ``F``
+without braces (format 1, still read). Its length is ``LLEN``. Deleting a list
+does not delete its datasets.
 
 Key prefixing
 =============
@@ -120,7 +135,8 @@ use ``SSKEYOUT`` as the prefix, reads use the *data source*: the first
 is unset. Prefixing applies to tensors, datasets and lists by default (each
 can be switched off by the client), to ML models and scripts only when the
 client switches it on, and never to ``key_exists``/``poll_key``,
-which take raw keys. A dataset ``d`` written with prefix ``p`` is ``F = p.d``.
+which take raw keys. A dataset ``d`` written with prefix ``p`` has the key base
+``p.{d}`` (format 1: ``F = p.d``).
 
 ML models and scripts
 =====================
@@ -205,7 +221,7 @@ end
 """
 #: the error a checking script answers when a key holds another kind: ``SIMCTLKIND <kind>``
 KIND_ERROR = "SIMCTLKIND"
-_DATASET_KEY = re.compile(r"\{[^{}]*\}(\.meta|\.tensor\..*)?", re.DOTALL)
+_DATASET_KEY = re.compile(r"\{[^{}]*\}(\.meta|\.tensor\..*)?|[^{}]*\{[^{}]*\}\.meta", re.DOTALL)
 
 
 def kind_name(kind: str) -> str:
@@ -222,8 +238,10 @@ def kind_of_value(value: bytes | bytearray | memoryview) -> str:
 
 
 def dataset_key_form(key: str) -> bool:
-    """Whether ``key`` has the form of a dataset's key (``{F}``, ``{F}.meta``, ``{F}.tensor.<t>``)."""
-    return key.startswith("{") and _DATASET_KEY.fullmatch(key) is not None
+    """Whether ``key`` has the form of a dataset's acknowledgement or metadata
+    (``<P>{<d>}.meta``; version 1: ``{F}``, ``{F}.meta``, ``{F}.tensor.<t>``).
+    A version-2 dataset's tensor ``<P>{<d>}.<t>`` is a tensor like any other."""
+    return "{" in key and _DATASET_KEY.fullmatch(key) is not None
 
 #: format version written by this module (tensors: the digit in the magic)
 VERSION = 1
@@ -414,9 +432,43 @@ def decode_tensor(value: bytes | bytearray | memoryview, copy: bool = True) -> n
 # -- datasets ---------------------------------------------------------------------------
 
 
+#: version 2 datasets: the metadata hash's fields holding the tensor names and the acknowledgement
+DATASET_TENSOR_NAMES = ".tensor_names"
+DATASET_ACK_FIELD = ".COMPLETE"
+
+
+def dataset_base(full_name: str, name: str) -> str:
+    """The key base ``<P>{<name>}`` of the dataset ``name`` whose name with the
+    prefix applied is ``full_name`` (``<P><name>``, ``P`` being ``"<prefix>."`` or empty)."""
+    return full_name[: len(full_name) - len(name)] + "{" + name + "}"
+
+
+def dataset_v1_name(base: str) -> str:
+    """``<P><name>`` (the name a version-1 dataset was stored under) of the key base ``<P>{<name>}``."""
+    return base.replace("{", "", 1).replace("}", "", 1)
+
+
+def dataset_keys_v2(base: str) -> tuple[str, str]:
+    """(metadata hash, tensor-key stem) of the dataset at key base ``base``;
+    the key of tensor ``t`` is ``stem + t`` (``<P>{<name>}.<t>``, SmartRedis's)."""
+    return base + ".meta", base + "."
+
+
+def parse_tensor_names(value: bytes | None) -> list[str]:
+    """The tensor names of a version-2 metadata hash's ``.tensor_names`` field."""
+    try:
+        names = json.loads(value) if value is not None else None
+    except (ValueError, UnicodeDecodeError):
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise FormatError(f"a damaged dataset: its {DATASET_TENSOR_NAMES!r} field is not a JSON array of names: "
+                          f"{(value or b'(absent)')[:80]!r}")
+    return names
+
+
 def dataset_keys(full_name: str) -> tuple[str, str, str]:
-    """(acknowledgement, metadata, tensor-key stem) of the dataset ``full_name``;
-    the key of tensor ``t`` is ``stem + t``."""
+    """Version 1 (read and deleted, never written): (acknowledgement, metadata,
+    tensor-key stem) of the dataset ``full_name``; the key of tensor ``t`` is ``stem + t``."""
     ack = "{" + full_name + "}"
     return ack, ack + ".meta", ack + ".tensor."
 

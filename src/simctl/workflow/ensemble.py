@@ -17,13 +17,13 @@ import attrs
 
 from ..core import checks, templates
 from ..core.entity import Entity, PlanContext
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConfigTypeError
 from ..core.expansion import Params, Repeat, as_sequence
 from ..core.files import EntityFiles, name_validator
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..store.use import StoreMethods, StoreUse, check_plan, prepare
-from .model import Model
+from .model import Model, make_dirs, placed
 
 ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Sequence[Params]]
 CreatedHook = Callable[..., None]  # called with the entities just made
@@ -44,7 +44,8 @@ class Ensemble(StoreMethods, Entity):
     perm_strategy: str = "all_perm"
     n_models: int | None = None
     seed: int | None = None
-    path: str | None = None
+    #: its members' paths are ``<path>/<member>`` (see :attr:`Model.path`)
+    path: str | None = attrs.field(default=None, on_setattr=[attrs.setters.validate, placed])
     files: EntityFiles = attrs.field(factory=EntityFiles)
     #: what every member asks of the store (each member has its own copy, made from this one)
     store_use: StoreUse = attrs.field(factory=StoreUse)
@@ -52,6 +53,8 @@ class Ensemble(StoreMethods, Entity):
     added: list[Model] = attrs.field(factory=list)
     #: the tag around inline value lists in its files to configure; generate(tag=) must match
     tag: str = ";"
+    #: where its ``path`` came from: "given" or "default" (see :attr:`Model.placement`)
+    placement: str = attrs.field(default="given", eq=False, repr=False)
     _expand: ExpandFn | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _on_created: CreatedHook | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _space: Sequence[Params] | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -59,7 +62,7 @@ class Ensemble(StoreMethods, Entity):
 
     def __attrs_post_init__(self) -> None:
         if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
-            raise ConfigError(f"ensemble {self.name!r}: batch_settings must be a BatchSettings (from "
+            raise ConfigTypeError(f"ensemble {self.name!r}: batch_settings must be a BatchSettings (from "
                               f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
 
     def bind(self, expand: ExpandFn, on_created: CreatedHook | None = None) -> Ensemble:
@@ -127,8 +130,10 @@ class Ensemble(StoreMethods, Entity):
     def _member(self, i: int, params: Params) -> Model:
         assert self.run_settings is not None
         # each member its own copy of the run settings (issue 18): pinning one member (set_hostlist) pins no other
-        return Model(f"{self.name}_{i}", self.run_settings.copy(), dict(params), None, None, list(self.params_as_args),
-                     self.files, self.store_use.copy(), ensemble=self.name)
+        name = f"{self.name}_{i}"
+        return Model(name, self.run_settings.copy(), dict(params), os.path.join(self.path, name) if self.path else None,
+                     None, list(self.params_as_args), self.files, self.store_use.copy(), ensemble=self.name,
+                     placement="default" if self.placement == "default" else "derived")
 
     @property
     def models(self) -> list[Model]:
@@ -169,7 +174,9 @@ class Ensemble(StoreMethods, Entity):
         return list(steps)
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
-        """Store the members' ML objects before they start, each key once per store."""
+        """Make the members' directories (as SmartSim does for members never
+        generated), then store their ML objects, each key once per store."""
+        make_dirs(steps)
         prepare(steps, [s.entity.store_use for s in steps if isinstance(s.entity, Model)])
 
     def __len__(self) -> int:
@@ -184,7 +191,7 @@ class Ensemble(StoreMethods, Entity):
         if isinstance(key, int) and not isinstance(key, bool):
             return self.models[key]
         if not isinstance(key, str):
-            raise ConfigError(f"ensemble {self.name!r}: a member is found by its name (a str) or its index (an "
+            raise ConfigTypeError(f"ensemble {self.name!r}: a member is found by its name (a str) or its index (an "
                               f"int), got {checks.show(key)}")
         for m in self.models:
             if m.name == key:
@@ -200,7 +207,7 @@ class Ensemble(StoreMethods, Entity):
     def add_model(self, model: Model) -> None:
         """Add a model made by hand; its name must be new in the ensemble."""
         if not isinstance(model, Model):
-            raise ConfigError(f"add_model takes a Model, got {type(model).__name__}")
+            raise ConfigTypeError(f"add_model takes a Model, got {type(model).__name__}")
         if model.ensemble is not None and not any(m is model for m in self.added):
             raise ConfigError(f"model {model.name!r} is already a member of ensemble {model.ensemble!r}; a model "
                               "belongs to one ensemble (make another with create_model)")

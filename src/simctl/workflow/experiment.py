@@ -23,7 +23,7 @@ from ..core import checks, driver as drv, generator, logs, manifest as mf, reatt
 from ..core.checks import boolean, number, positive_int, show, string, string_list
 from ..core.controller import Controller, Job
 from ..core.entity import Entity
-from ..core.errors import ConfigError, JobsFailed, SimctlWarning, choices, interrupted, quiet_interrupt
+from ..core.errors import ConfigError, ConfigTypeError, JobsFailed, SimctlWarning, choices, interrupted, quiet_interrupt
 from ..core.expansion import Strategy, check_param_name, param_values
 from ..core.files import check_name
 from ..core.launcher import Launcher
@@ -35,6 +35,7 @@ from ..core.status import Status
 from ..core.steps import BatchJob
 from ..core.table import render_table
 from ..log import logger
+from ..store import known
 from ..store.use import StoreUse, check_start
 from .ensemble import Ensemble
 from .model import Model
@@ -49,6 +50,8 @@ _HOOKS = threading.Lock()
 _exit_handler_registered = False
 #: the SIGTERM handler simctl replaced (SIG_DFL), while its own is installed; None when it is not
 _previous_sigterm: Any = None
+#: the SIGINT handler simctl replaced (Python's default_int_handler) while its own is installed, or None
+_previous_sigint: Any = None
 
 
 def _stop_all_at_exit() -> None:
@@ -58,6 +61,31 @@ def _stop_all_at_exit() -> None:
 
 def _on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds the driver, then the exit handler stops the jobs
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C: first the jobs started with ``block=False`` are stopped (those
+    started with ``kill_on_interrupt=True``) or left running on purpose (the
+    others), saying so, then the KeyboardInterrupt Python would raise, with
+    that said (as after Ctrl-C during a blocking start). During a blocking
+    start or a poll, which handle Ctrl-C themselves, it is Python's own."""
+    live = list(_LIVE)
+    said = [] if any(e._waiting for e in live) else [line for e in live for line in e._ctrl_c_unblocked()]
+    if not said:
+        signal.default_int_handler(signum, frame)
+    quiet_interrupt()
+    raise interrupted("; ".join(said))
+
+
+def _catch_ctrl_c() -> None:
+    """A start with ``block=False`` in the main thread, while SIGINT has
+    Python's own handler: Ctrl-C stops (or leaves running) its jobs first.
+    Python's handler is put back when no experiment has work left."""
+    global _previous_sigint
+    with _HOOKS:
+        if (_previous_sigint is None and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            _previous_sigint = signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _work_starts(experiment: Experiment) -> None:
@@ -80,14 +108,19 @@ def _work_ends(experiment: Experiment) -> None:
     previous handler is put back, unless the program installed another one
     meanwhile (then that one stays), or this is not the main thread (then it
     is put back by the next close() in the main thread)."""
-    global _previous_sigterm
+    global _previous_sigterm, _previous_sigint
     with _HOOKS:
         _LIVE.discard(experiment)
-        if (_previous_sigterm is not None and not _LIVE
-                and threading.current_thread() is threading.main_thread()):
+        if _LIVE or threading.current_thread() is not threading.main_thread():
+            return
+        if _previous_sigterm is not None:
             if signal.getsignal(signal.SIGTERM) is _on_sigterm:
                 signal.signal(signal.SIGTERM, _previous_sigterm)
             _previous_sigterm = None
+        if _previous_sigint is not None:
+            if signal.getsignal(signal.SIGINT) is _on_sigint:
+                signal.signal(signal.SIGINT, _previous_sigint)
+            _previous_sigint = None
 
 
 class Generated(list[str]):
@@ -110,7 +143,7 @@ def _flatten(entities: Iterable[Any]) -> list[Entity]:
         elif isinstance(e, Entity):
             out.append(e)
         else:
-            raise ConfigError(f"expected a Model, an Ensemble or another entity, got {type(e).__name__} "
+            raise ConfigTypeError(f"expected a Model, an Ensemble or another entity, got {type(e).__name__} "
                               f"({e!r:.80})")
     return out
 
@@ -158,7 +191,7 @@ class Experiment:
         if bad:
             raise ConfigError(f"launcher_options: option name {show(bad[0])} must be a str, e.g. 'max_concurrent'")
         if not isinstance(launcher, str):
-            raise ConfigError(f"launcher must be a launcher's name (a str), got {type(launcher).__name__}")
+            raise ConfigTypeError(f"launcher must be a launcher's name (a str), got {type(launcher).__name__}")
         if plugins is not None and not isinstance(plugins, Plugins):
             raise ConfigError(f"plugins must be what simctl.make_plugins() returns (or None for the installed "
                               f"plugins); got {show(plugins)}")
@@ -173,6 +206,10 @@ class Experiment:
         #: jobs that end by themselves started with block=False, not waited for yet: the next blocking start or
         #: poll reports them, also when they ended before it was called
         self._unwaited: set[Job] = set()
+        #: jobs started with block=False that Ctrl-C stops (kill_on_interrupt=True: True) or leaves running (False)
+        self._on_ctrl_c: dict[Job, bool] = {}
+        #: a blocking start or a poll is waiting (it handles Ctrl-C itself)
+        self._waiting = False
 
     def _pick_launcher(self, launcher: str) -> str:
         names = self.plugins.names("launcher")
@@ -241,7 +278,8 @@ class Experiment:
         if isinstance(exe, os.PathLike):
             exe = os.fspath(exe)
         if not isinstance(exe, str) or not exe:
-            raise ConfigError(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
+            error = ConfigError if isinstance(exe, str) else ConfigTypeError
+            raise error(f"exe must be a non-empty string (a program name or path), got {exe!r:.80}")
         if os.sep in exe and not os.path.isabs(exe) and os.path.exists(exe):
             exe = os.path.abspath(exe)  # "./sim.sh" means the driver's ./sim.sh, not one in each run directory
         _dicts(("run_args", run_args, checks.flag_mapping), ("env_vars", env_vars, checks.env_mapping))
@@ -285,11 +323,18 @@ class Experiment:
                      path: str | None = None, enable_key_prefixing: bool = False,
                      batch_settings: BatchSettings | None = None,
                      params_as_args: Sequence[str] | None = None) -> Model:
-        """A model: one application run. Without ``path`` (and without
-        :meth:`generate`) it runs in the current directory."""
-        model = Model(name, run_settings, _model_params(params), _path("path", path), batch_settings,
+        """A model: one application run. Its ``path`` is ``<exp_path>/<name>``
+        unless given, as in SmartSim, made at :meth:`start` if missing: it holds
+        ``<name>.out`` and ``.err``, and it is where the model runs once
+        generated (:meth:`generate` sets it to the directory it writes) or
+        given; a model never generated runs in the driver's current directory,
+        so that files named relative to it (``exe_args="script.py"``) are found."""
+        given = _path("path", path)
+        model = Model(name, run_settings, _model_params(params),
+                      given or os.path.join(self.exp_path, check_name("model", name)), batch_settings,
                       string_list("params_as_args", params_as_args or []),
-                      store_use=StoreUse(key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing)))
+                      store_use=StoreUse(key_prefixing=boolean("enable_key_prefixing", enable_key_prefixing)),
+                      placement=_placement(given))
         self._created(model)
         return model
 
@@ -303,12 +348,16 @@ class Experiment:
         """A group of models: expanded from ``params`` with ``perm_strategy``
         (an installed strategy's name or a callable
         ``f(names, values, n_models) -> list[dict]``), ``replicas`` copies, or
-        empty to fill with :meth:`Ensemble.add_model`."""
+        empty to fill with :meth:`Ensemble.add_model`. Its ``path`` is
+        ``<exp_path>/<name>`` unless given, each member's ``<path>/<member>``;
+        members made from ``params`` or ``replicas`` prefix their keys with
+        their names (``SSKEYOUT``), as SmartSim's do (``member.disable_key_prefixing()``
+        turns one off); models added with :meth:`Ensemble.add_model` keep their own choice."""
         check_name("ensemble", name)
         expand, label = self._strategy(perm_strategy, n_models, seed)
         positive_int("replicas", replicas, allow_none=True)
         if run_settings is not None and not isinstance(run_settings, RunSettings):
-            raise ConfigError(f"run_settings must come from create_run_settings, got {type(run_settings).__name__}")
+            raise ConfigTypeError(f"run_settings must come from create_run_settings, got {type(run_settings).__name__}")
         values = param_values(params)
         params_as_args = string_list("params_as_args", params_as_args or [])
         twice = sorted({n for n in params_as_args if params_as_args.count(n) > 1})
@@ -324,7 +373,9 @@ class Experiment:
             raise ConfigError(f"ensemble {name!r} has run_settings but no params and no replicas, so no members; "
                               "give params={...} or replicas=N (or leave out run_settings and add_model)")
         ens = Ensemble(name, values, run_settings, batch_settings, params_as_args, replicas or 0,
-                       label, n_models, seed, _path("path", path))
+                       label, n_models, seed, _path("path", path) or os.path.join(self.exp_path, name),
+                       store_use=StoreUse(key_prefixing=bool(values or replicas)),
+                       placement=_placement(path and os.path.abspath(os.path.expanduser(path))))
         ens.bind(expand, self._created)
         if all(v is not None for v in values.values()):
             ens.space()  # validate now (step lengths, n_models, ...): it is lazy, so cheap
@@ -494,10 +545,28 @@ class Experiment:
         jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None,
                                       before_write=self._take_lock)
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
+        for ent in ents:  # a Client made in this driver without a password finds a store's here (issue 19)
+            if ent.runs_until_stopped:
+                known.remember(ent)
         if block:
             self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
         else:
             self._unwaited.update(j for j in jobs if j.ends)
+            self._on_ctrl_c = {j: k for j, k in self._on_ctrl_c.items() if not j.done}
+            self._on_ctrl_c.update((j, kill_on_interrupt) for j in jobs if j.ends)
+            _catch_ctrl_c()
+
+    def _ctrl_c_unblocked(self) -> list[str]:
+        """Ctrl-C after ``start(block=False)``: stop the jobs it started with
+        ``kill_on_interrupt=True``, leave the others running (both said on
+        screen); one line per group for the KeyboardInterrupt's message."""
+        jobs, self._on_ctrl_c = self._on_ctrl_c, {}
+        said = []
+        for kill in (True, False):
+            group = [j for j, k in jobs.items() if k is kill and not j.done]
+            if group:
+                said.append(self._interrupted(group, kill, "started with block=False"))
+        return said
 
     def _check_colocated(self, entities: list[Entity]) -> None:
         """Colocated stores about to start on this host: checked as create_database's shards are."""
@@ -580,9 +649,12 @@ class Experiment:
         retryable = {j.key for j in started if isinstance(j.entity, Model)}
         for attempt in range(max_retries + 1):
             try:
+                self._waiting = True
                 with progress_ticker(self._progress_rows, enabled=_interactive()) as tick:
                     c.wait(self._ending, tick=tick)
+                self._waiting = False
             except KeyboardInterrupt as exc:
+                self._waiting = False
                 said = self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
                 if getattr(exc, "simctl_said", False):
                     raise
@@ -665,11 +737,14 @@ class Experiment:
         self._unwaited.clear()
         began = time.monotonic()
         try:
+            self._waiting = True
             while not c.wait(jobs, timeout=interval):
                 if verbose:
                     print(f"simctl: {self.name}: {sum(not j.done for j in jobs)} of {len(jobs)} job(s) running "
                           f"after {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+            self._waiting = False
         except KeyboardInterrupt as exc:
+            self._waiting = False
             said = self._interrupted(jobs, kill_on_interrupt, "poll() was waiting for")
             if getattr(exc, "simctl_said", False):
                 raise
@@ -794,12 +869,19 @@ def _path(arg: str, value: Any) -> str | None:
         return None
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str) or not text or "\0" in text:
-        raise ConfigError(f"{arg} must be a path to a directory (a non-empty str or os.PathLike without NUL), "
+        error = ConfigError if isinstance(text, str) else ConfigTypeError
+        raise error(f"{arg} must be a path to a directory (a non-empty str or os.PathLike without NUL), "
                           f"got {show(value)}")
     path = os.path.abspath(os.path.expanduser(text))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"{arg} {path} exists and is not a directory; give a directory (or a path to create)")
     return path
+
+
+def _placement(path: str | None) -> str:
+    """``Model.placement`` of a path given to ``create_*`` (None: the default one): a directory
+    that exists must still exist at start; one to be made is made then, as SmartSim does."""
+    return "default" if path is None else "given" if os.path.isdir(path) else "derived"
 
 
 def _dicts(*args: tuple[str, Any, Callable[[str, Any], Any]]) -> None:
@@ -828,7 +910,7 @@ def _model_params(params: Any) -> dict[str, Any]:
     if params is None:
         return {}
     if not isinstance(params, Mapping):
-        raise ConfigError(f"params must be a dict of name -> value, got {type(params).__name__} {params!r:.80}")
+        raise ConfigTypeError(f"params must be a dict of name -> value, got {type(params).__name__} {params!r:.80}")
     bad = [k for k in params if not isinstance(k, str) or not k]
     if bad:
         raise ConfigError(f"params names must be non-empty strings, got {show(bad[0])}"

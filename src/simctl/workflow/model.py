@@ -12,8 +12,9 @@ import attrs
 
 from ..core import checks
 from ..core.entity import Entity, PlanContext
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConfigTypeError
 from ..core.files import EntityFiles, name_validator
+from ..core.generator import PARAMS_FILE
 from ..core.settings import BatchSettings, RunSettings
 from ..core.status import JobStatus, Status
 from ..core.steps import Launch, ProcessStep
@@ -32,9 +33,29 @@ def params_to_args(params: dict[str, Any], names: Sequence[str]) -> list[str]:
     return out
 
 
+def placed(inst: Any, attribute: Any, value: Any) -> Any:
+    """on_setattr of ``path``: a path set after creation (``generate``, ``set_path``, by hand) is where it runs."""
+    object.__setattr__(inst, "placement", "given")
+    return value
+
+
+def make_dirs(steps: Sequence[ProcessStep]) -> None:
+    """Create the default path (``<exp_path>/<name>``, its output files' place) of each step's model
+    never generated, as SmartSim does. A path given or generated that vanished is not made again:
+    the model fails saying so."""
+    made = [s for s in steps if isinstance(s.entity, Model) and s.entity.placement != "given" and s.out]
+    for cwd in dict.fromkeys(os.path.dirname(s.out) for s in made if s.out):
+        if not os.path.isdir(cwd):
+            try:
+                os.makedirs(cwd, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot make the run directory {cwd}: {exc.strerror}; give the model a path= "
+                                  "you can write to") from None
+
+
 def _check_params(params: Any) -> None:
     if not isinstance(params, dict):
-        raise ConfigError(f"params must be a dict of name -> value, got {checks.show(params)}")
+        raise ConfigTypeError(f"params must be a dict of name -> value, got {checks.show(params)}")
     for name, value in params.items():
         checks.param_value(name, value)
 
@@ -47,7 +68,8 @@ class Model(StoreMethods, Entity):
     run_settings: RunSettings
     #: checked when set, also after the model was made (``model.params = {...}``)
     params: dict[str, Any] = attrs.field(factory=dict, validator=lambda _s, _a, v: _check_params(v))
-    path: str | None = None
+    #: where it runs and writes ``<name>.out``/``.err``: ``<exp_path>/<name>`` from ``create_model`` unless given
+    path: str | None = attrs.field(default=None, on_setattr=[attrs.setters.validate, placed])
     batch_settings: BatchSettings | None = None
     params_as_args: list[str] = attrs.field(factory=list)
     files: EntityFiles = attrs.field(factory=EntityFiles)
@@ -55,13 +77,19 @@ class Model(StoreMethods, Entity):
     store_use: StoreUse = attrs.field(factory=StoreUse)
     #: the ensemble this model is a member of (set by the ensemble)
     ensemble: str | None = None
+    #: where its ``path`` came from: "given" (an existing directory as ``path=``, ``generate``,
+    #: ``set_path``: it runs there, and the directory must still exist), "derived" (a ``path=`` to be
+    #: made, or ``<ensemble path>/<member>`` of an ensemble given a path: it runs there, made at start)
+    #: or "default" (``<exp_path>/<name>`` from ``create_model``, never generated: it runs in the
+    #: driver's directory, as the guides' examples expect; its output files go to ``path``, made at start)
+    placement: str = attrs.field(default="given", eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if type(self.run_settings) is not RunSettings and not isinstance(self.run_settings, RunSettings):
-            raise ConfigError(f"model {self.name!r}: run_settings must be a RunSettings (from "
+            raise ConfigTypeError(f"model {self.name!r}: run_settings must be a RunSettings (from "
                               f"Experiment.create_run_settings), got {type(self.run_settings).__name__}")
         if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
-            raise ConfigError(f"model {self.name!r}: batch_settings must be a BatchSettings (from "
+            raise ConfigTypeError(f"model {self.name!r}: batch_settings must be a BatchSettings (from "
                               f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
         missing = [n for n in self.params_as_args if n not in self.params] if self.params_as_args else None
         if self.params_as_args and len(set(self.params_as_args)) < len(self.params_as_args):
@@ -101,18 +129,37 @@ class Model(StoreMethods, Entity):
 
     def process_step(self, ctx: PlanContext, default_path: str | None = None) -> ProcessStep:
         """This model's step: executable, arguments, directory, environment and
-        output files. A model that was not generated runs in its ``path``, else
-        ``default_path`` (its ensemble's path), else the current directory."""
+        output files. A model runs in its ``path``; its default path
+        (``<exp_path>/<name>``, from ``create_model``) holds its output files and
+        becomes where it runs once generated: before, it runs in the driver's
+        current directory. A Model made by its constructor without a path runs
+        in ``default_path`` (its ensemble's), else the current directory."""
         rs = self.run_settings
-        cwd = self.path or default_path or os.getcwd()
+        if self.path and self.placement != "given" and self._generated_before():
+            self.placement = "given"  # an earlier driver generated it: it runs there
+        if self.path and self.placement == "default":
+            cwd, where = os.getcwd(), self.path  # a default path, never generated
+        else:
+            cwd = where = self.path or default_path or os.getcwd()
+        files = self.files
+        if (files.to_copy or files.to_symlink or files.to_configure) and not os.path.isdir(where):
+            raise ConfigError(f"model {self.key!r} has files to copy, symlink or configure, but its directory {where} "
+                              "was never generated; call exp.generate(...) on it (or its ensemble) before start")
         env: dict[str, str | None] = dict(ctx.handoff.env)
         env.update(rs.env_vars)
         step = ProcessStep(name=self.name, argv=[rs.exe, *rs.exe_args, *self.params_to_args()], cwd=cwd,
                            env=env, secret_env=dict(ctx.handoff.secret_env),
-                           out=os.path.join(cwd, f"{self.name}.out"), err=os.path.join(cwd, f"{self.name}.err"),
+                           out=os.path.join(where, f"{self.name}.out"), err=os.path.join(where, f"{self.name}.err"),
                            run_settings=rs, key=self.key, entity=self)
         self.store_use.apply(step, self.name, ctx)
         return step
+
+    def _generated_before(self) -> bool:
+        """Whether ``generate`` wrote this model's default path (in an earlier
+        driver): its directory, or its ensemble's, holds the parameters record."""
+        assert self.path is not None
+        tops = [self.path, os.path.dirname(self.path)] if self.ensemble else [self.path]
+        return any(os.path.isfile(os.path.join(top, PARAMS_FILE)) for top in tops)
 
     # -- colocated store -----------------------------------------------------------------
 
@@ -161,7 +208,10 @@ class Model(StoreMethods, Entity):
         return attrs.evolve(status, reason=f"{status.reason}; its colocated store failed: {line}")
 
     def prepare(self, steps: Sequence[ProcessStep]) -> None:
-        """Store the ML objects (:meth:`add_ml_model`...) before the application starts."""
+        """Make its directory if it is missing (a model never generated runs
+        in ``<exp_path>/<name>``, as in SmartSim), then store the ML objects
+        (:meth:`add_ml_model`...) before the application starts."""
+        make_dirs(steps)
         prepare(steps, [self.store_use])
 
     def plan(self, ctx: PlanContext) -> list[Launch]:

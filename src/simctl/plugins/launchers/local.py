@@ -3,6 +3,12 @@ on this machine. All of the machinery is :class:`simctl.ProcessLauncher`,
 public so that other launchers (a scheduler's steps inside an allocation, an
 ssh launcher) can use it too.
 
+A model may run under ``mpirun`` or ``mpiexec`` here (``run_command="mpirun"``,
+sized by ``set_tasks``/``tasks=``, flags in ``run_args``), as SmartSim's local
+launcher allows. Open MPI refuses to run as root unless told: a driver running
+as root has ``OMPI_ALLOW_RUN_AS_ROOT`` (and its ``_CONFIRM``) set for these
+steps, unless the run settings' ``env_vars`` already say otherwise.
+
 Options (``Experiment(launcher_options={...})``): ``max_concurrent`` (default:
 a quarter of the open-file limit, at most 512) and ``stop_grace`` (seconds,
 default 3).
@@ -10,11 +16,17 @@ default 3).
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import ClassVar
 
 import simctl
-from simctl import BatchSettings, Launcher, ProcessLauncher, RunSettings, SimctlWarning
+from simctl import BatchSettings, Launcher, ProcessLauncher, ProcessStep, RunSettings, SimctlWarning
+
+from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+
+#: Open MPI's switches that let mpirun run as root (it refuses otherwise)
+_OMPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 class LocalLauncher(ProcessLauncher):
@@ -27,6 +39,27 @@ class LocalLauncher(ProcessLauncher):
     name = "local"
     #: MPI's launchers start their ranks here (and MPMD programs: ``make_mpmd``)
     run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "orterun")
+    local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, "orterun": MPI_LOCAL_RANK_VARS,
+                       None: ()}
+
+    def command_env(self, step: ProcessStep) -> dict[str, str | None]:
+        """The base's variables; as root, Open MPI's permission to run as root."""
+        env = super().command_env(step)
+        rs = step.run_settings
+        if rs is not None and rs.run_command and os.geteuid() == 0:
+            env.update({k: v for k, v in _OMPI_AS_ROOT.items() if k not in rs.env_vars})
+        return env
+
+    def command(self, step: ProcessStep) -> list[str]:
+        """Under ``mpirun``/``mpiexec``/``orterun``: ``-n`` tasks, ``-npernode``, ``--host``,
+        then ``run_args`` (settings whose class formats its own flags keep them; MPMD
+        programs after ``:`` keep theirs)."""
+        line = super().command(step)
+        rs = step.run_settings
+        if (rs is None or not rs.run_command or type(rs).format_run_args is not RunSettings.format_run_args
+                or type(rs).launch_args is not RunSettings.launch_args):
+            return line
+        return [rs.run_command, *mpi_run_args(rs), *line[1 + len(rs.launch_args()):]]
 
     def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
         super().check_settings(run_settings, batch_settings)

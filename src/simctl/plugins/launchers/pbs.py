@@ -302,7 +302,30 @@ def _ncpus(value: Any) -> int | None:
     return checks.positive_int("ncpus", value, allow_none=True)
 
 
-@attrs.define(eq=True)
+def _node_conflict(resources: Mapping[str, Any], **given: Any) -> None:
+    """ConfigError if ``resources`` holds ``select`` or ``nodes`` (or both) while
+    one of ``given`` (nodes, hostlist, ncpus) also says how many nodes or CPUs:
+    ``-l select=`` (or ``nodes=``) would be given twice."""
+    keys = [k for k in ("select", "nodes") if k in resources]
+    also = [name for name, value in given.items() if value]
+    if len(keys) == 2 or (keys and also):
+        both = [f"resources[{k!r}]" for k in keys] + also
+        raise ConfigError(f"PBS batch settings: {' and '.join(both)} each say how many nodes (or CPUs per node) "
+                          f"the job gets (-l {keys[0]}=...); give the count once: nodes= (or set_nodes), or a "
+                          "'select'/'nodes' resource alone")
+
+
+def _check_nodes(inst: Any, attribute: attrs.Attribute, value: Any) -> Any:
+    """on_setattr: refuse a node count that conflicts with the other fields, when it is set."""
+    if attribute.name in ("nodes", "hostlist", "resources", "ncpus") and attrs.has(type(inst)):
+        fields = {"resources": inst.resources, "nodes": inst.nodes, "hostlist": inst.hostlist, "ncpus": inst.ncpus}
+        fields[attribute.name] = value
+        resources = fields.pop("resources")
+        _node_conflict(resources, **fields)
+    return value
+
+
+@attrs.define(eq=True, on_setattr=[attrs.setters.convert, attrs.setters.validate, _check_nodes])
 class PbsBatchSettings(BatchSettings):
     """Batch settings for qsub. ``account`` is ``-A``; ``resources`` are extra
     ``-l name=value`` lines; ``export_env`` adds ``-V`` (the submitting
@@ -312,9 +335,12 @@ class PbsBatchSettings(BatchSettings):
     export_env: bool = attrs.field(default=True, converter=_export_env)
     ncpus: int | None = attrs.field(default=None, converter=_ncpus)
 
+    def __attrs_post_init__(self) -> None:
+        _node_conflict(self.resources, nodes=self.nodes, ncpus=self.ncpus, hostlist=self.hostlist)
+
     def set_resource(self, name: str, value: Any) -> None:
         """Any ``-l name=value`` resource (``mem``, ``place``, ``filesystems``...)."""
-        self.resources.update(_resources({name: value}))
+        self.resources = {**self.resources, **_resources({name: value})}
 
     def set_ncpus(self, ncpus: int) -> None:
         """CPUs per node (``select=N:ncpus=C``; Torque ``nodes=N:ppn=C``)."""
@@ -374,12 +400,8 @@ class PbsLauncher(SchedulerLauncher):
     def check_settings(self, run_settings: RunSettings | None, batch_settings: BatchSettings | None) -> None:
         super().check_settings(run_settings, batch_settings)
         if isinstance(batch_settings, PbsBatchSettings):
-            for key in ("select", "nodes"):
-                given = [what for what, v in (("nodes", batch_settings.nodes), ("ncpus", batch_settings.ncpus),
-                                              ("hostlist", batch_settings.hostlist)) if v]
-                if key in batch_settings.resources and given:
-                    raise ConfigError(f"PBS resource {key!r} and {', '.join(given)} both say how many nodes: "
-                                      f"-l {key}=... would be given twice; use one of them")
+            bs = batch_settings
+            _node_conflict(bs.resources, nodes=bs.nodes, ncpus=bs.ncpus, hostlist=bs.hostlist)
 
     # -- batch scripts -------------------------------------------------------------------
 
