@@ -342,7 +342,7 @@ class RunSettings:
         copy's hosts, arguments or environment changes nothing of this one's."""
         cls = type(self)
         new = object.__new__(cls)
-        for name in _field_names(cls):
+        for name in _field_names(cls):  # type: ignore[arg-type]  # mypy takes the class for its (unhashable) instances
             value = getattr(self, name)
             if isinstance(value, (list, dict)):
                 value = type(value)(value)

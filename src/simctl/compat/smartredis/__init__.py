@@ -8,7 +8,6 @@ from typing import Any
 
 import simctl
 
-from .. import _known
 from .error import (
     RedisConnectionError,
     RedisKeyError,
@@ -73,11 +72,6 @@ class Client(_ClientBase):
             config_options, args = args[0], args[1:]
         if config_options is not None and "address" not in kwargs:
             kwargs["address"] = config_options.get_string_option("SSDB")
-        address = kwargs.get("address", args[1] if len(args) > 1 else None)
-        if kwargs.get("password") is None and len(args) < 3 and "SSDB_PASSWORD" not in os.environ and address:
-            user, password = _known.credentials(address)  # a store this driver started or reconnected to
-            if password is not None:
-                kwargs.update(password=password, username=kwargs.get("username") or user)
         super().__init__(*args, **kwargs)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import simctl
 
-from .. import _known
 from ._adapt import Built, recast, scratch
 from .entity import DBNode
 from .telemetry import StoreTelemetry
@@ -34,7 +33,6 @@ def build(create: Callable[..., Any], port: int | None = None, path: str | None 
                         run_command=run_command, single_cmd=single_cmd, db_identifier=db_identifier, **kwargs),
                  Orchestrator)
     orc.queue_threads, orc.inter_threads, orc.intra_threads = threads
-    _known.remember(orc)
     return orc
 
 

@@ -157,7 +157,7 @@ class Ensemble(_DBObjects, simctl.Ensemble, metaclass=Built):
         ens = scratch(path=os.path.dirname(path) if path else None).create_ensemble(
             name, params=params or None, params_as_args=params_as_args, batch_settings=batch_settings,
             run_settings=run_settings, perm_strategy=perm_strat, path=path, **kwargs)
-        return smartsim_members(recast(ens, cls))
+        return recast(ens, cls)
 
     @property
     def entities(self) -> list[simctl.Model]:
@@ -167,14 +167,6 @@ class Ensemble(_DBObjects, simctl.Ensemble, metaclass=Built):
     def set_path(self, path: str) -> None:
         """Where the ensemble's members' directories go (SmartSim's ``set_path``)."""
         self.path = os.path.abspath(path)
-
-
-def smartsim_members(ens: Ensemble) -> Ensemble:
-    """As SmartSim does: members made from ``params`` or ``replicas`` prefix
-    their keys with their names (simctl's own default is not to)."""
-    if ens.params or ens.replicas:
-        ens.enable_key_prefixing()
-    return ens
 
 
 class DBNode:

@@ -8,11 +8,11 @@ from typing import Any
 
 import simctl
 from simctl import reattach
+from simctl.store import known
 
-from .. import _known
 from ._adapt import recast
 from .database import Orchestrator, build
-from .entity import Ensemble, Model, smartsim_members
+from .entity import Ensemble, Model
 from .settings import with_batch_methods, with_smartsim_methods
 from .telemetry import ExperimentTelemetry
 
@@ -45,10 +45,9 @@ class Experiment(simctl.Experiment):
         """SmartSim's argument order: ``(name, params, batch_settings, run_settings,
         replicas, perm_strategy, path)``; members made from ``params`` or
         ``replicas`` prefix their keys, as SmartSim's do."""
-        ens = recast(super().create_ensemble(
+        return recast(super().create_ensemble(
             name, params=params, batch_settings=batch_settings, run_settings=run_settings, replicas=replicas,
             perm_strategy=perm_strategy, path=path, **kwargs), Ensemble)
-        return smartsim_members(ens)
 
     def create_database(self, *args: Any, **kwargs: Any) -> Orchestrator:
         """SmartSim's argument order: ``(port, path, db_nodes, batch, hosts,
@@ -66,7 +65,7 @@ class Experiment(simctl.Experiment):
         path = os.fspath(checkpoint)
         orc = recast(_Orchestrator.attach(path if os.path.isdir(path) else os.path.dirname(path)), Orchestrator)
         orc.left_in = reattach.experiment_of(orc.path)
-        _known.remember(orc)
+        known.remember(orc)  # its credentials, for a Client made here without them
         return orc
 
     def get_status(self, *entities: Any) -> list[simctl.Status]:
