@@ -17,7 +17,8 @@ from .format import FormatError, StoreKeyError
 # -- Lua scripts for datasets (see format.py); all their keys share one hash tag --------
 # Version 2 (SmartRedis's layout): KEYS[1] is the metadata hash '<P>{<d>}.meta', the tensors are '<P>{<d>}.<t>'.
 
-PUT_DATASET = """
+#: deletes the tensors the metadata hash KEYS[1] names (its field ARGV[1])
+_DELETE_TENSORS = """
 local base = string.sub(KEYS[1], 1, -6)
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
@@ -26,6 +27,9 @@ if old then
     for _, t in ipairs(names) do redis.call('DEL', base .. '.' .. t) end
   end
 end
+"""
+
+PUT_DATASET = _DELETE_TENSORS + """
 redis.call('DEL', KEYS[1])
 local n = tonumber(ARGV[4])
 for i = 1, n do redis.call('HSET', KEYS[1], ARGV[3 + 2 * i], ARGV[4 + 2 * i]) end
@@ -46,15 +50,7 @@ end
 return out
 """
 
-DELETE_DATASET = """
-local base = string.sub(KEYS[1], 1, -6)
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local ok, names = pcall(cjson.decode, old)
-  if ok and type(names) == 'table' then
-    for _, t in ipairs(names) do redis.call('DEL', base .. '.' .. t) end
-  end
-end
+DELETE_DATASET = _DELETE_TENSORS + """
 return redis.call('DEL', KEYS[1])
 """
 
