@@ -58,7 +58,7 @@ class Orchestrator(_Base, metaclass=Built):
             hosts: list[str | None] = [a.rpartition(":")[0] for a in self.get_address()]
         except simctl.SimctlError:
             hosts = [None] * self.db_nodes
-        return [DBNode(f"{self.name}_{i}", self.path, self.port + i, hosts[i], self.run_settings)
+        return [DBNode(f"{self.name}_{i}", self.path, self.port + i, hosts[i], self.run_settings, self.name)
                 for i in range(self.db_nodes)]
 
     @property

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,8 +17,8 @@ from .telemetry import TelemetryConfiguration
 SmartSimEntity = simctl.Entity
 
 EntitySequence = EntityList = simctl.Ensemble
-__all__ = ["DBModel", "DBNode", "DBScript", "Ensemble", "EntityList", "EntitySequence", "Model", "SmartSimEntity",
-           "TelemetryConfiguration"]
+__all__ = ["DBModel", "DBNode", "DBScript", "Ensemble", "EntityList", "EntitySequence", "LaunchedShardData", "Model",
+           "SmartSimEntity", "TelemetryConfiguration"]
 
 
 class DBObject:
@@ -83,7 +86,8 @@ def _pinning(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 class Model(_DBObjects, simctl.Model, metaclass=Built):
     """SmartSim's ``Model(name, params, run_settings, path=getcwd(), params_as_args=None,
-    batch_settings=None)``: a :class:`simctl.Model`."""
+    batch_settings=None)``, also SmartSim 0.6's positional ``(name, params, path,
+    run_settings)``: a :class:`simctl.Model`."""
 
     __slots__ = ()
 
@@ -91,6 +95,8 @@ class Model(_DBObjects, simctl.Model, metaclass=Built):
     def _build(cls, name: str, params: Mapping[str, Any] | None, run_settings: simctl.RunSettings,
                path: str | None = None, params_as_args: list[str] | None = None,
                batch_settings: simctl.BatchSettings | None = None) -> Model:
+        if isinstance(path, simctl.RunSettings) and isinstance(run_settings, str):  # SmartSim 0.6's order
+            run_settings, path = path, run_settings
         path = os.path.abspath(path) if path is not None else os.getcwd()
         model = scratch(path=os.path.dirname(path)).create_model(
             name, run_settings, params=params, path=path, params_as_args=params_as_args,
@@ -109,16 +115,24 @@ class Model(_DBObjects, simctl.Model, metaclass=Built):
         SmartSim's view of it in ``run_settings.colocated_db_settings``."""
         ident = kwargs.pop("db_identifier", "")
         kwargs.pop("port", None)  # SmartSim passes it on as a server option; a UDS store listens on its socket only
+        if ident and not kwargs.get("unix_socket"):  # its address goes in SSDB_<ident> now, so its socket is named now
+            kwargs["unix_socket"] = os.path.join(tempfile.gettempdir(), f"smartsim-{ident}-{uuid.uuid4().hex[:8]}.sock")
         super().colocate_db_uds(*args, **_pinning(kwargs))
         self._colocated_view(ident)
 
     def _colocated_view(self, db_identifier: str) -> None:
         """SmartSim's ``colocated_db_settings`` dict, from simctl's colocated store (run
-        settings that are not the layer's have no such attribute: left alone)."""
+        settings that are not the layer's have no such attribute: left alone); a store
+        with a ``db_identifier`` is also named to the model as SmartSim names it,
+        ``SSDB_<id>`` and ``SR_DB_TYPE_<id>`` (read by ``ConfigOptions.create_from_environment``)."""
         c: Any = self.colocated_db
         where = ({"port": c.port, "ifname": c.ifnames[0] if len(c.ifnames) == 1 else list(c.ifnames)}
                  if c.transport == "tcp" else
                  {"unix_socket": c.unix_socket, "socket_permissions": c.socket_permissions})
+        if db_identifier:
+            address = f"127.0.0.1:{c.port}" if c.transport == "tcp" else f"unix://{c.unix_socket}"
+            self.run_settings.env_vars.update({f"SSDB_{db_identifier}": address,
+                                               f"SR_DB_TYPE_{db_identifier}": "Standalone"})
         view = {**where, "cpus": c.db_cpus, "debug": c.debug, "db_identifier": db_identifier,
                 "custom_pinning": ",".join(map(str, c.custom_pinning)) if c.custom_pinning else None,
                 "rai_args": dict(c.ml_options), "extra_db_args": dict(c.conf),
@@ -169,11 +183,28 @@ class Ensemble(_DBObjects, simctl.Ensemble, metaclass=Built):
         self.path = os.path.abspath(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class LaunchedShardData:
+    """SmartSim's record of a started shard (name, host, port, whether clustered);
+    simctl's own is the store's ``store.json``."""
+
+    name: str
+    hostname: str
+    port: int
+    cluster: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a dict, which ``LaunchedShardData(**d)`` reads back."""
+        return dataclasses.asdict(self)
+
+
 class DBNode:
     """One shard of an :class:`~smartsim.database.Orchestrator` (SmartSim's ``DBNode``)."""
 
-    def __init__(self, name: str, path: str, port: int, host: str | None, run_settings: Any = None) -> None:
+    def __init__(self, name: str, path: str, port: int, host: str | None, run_settings: Any = None,
+                 db_identifier: str = "orchestrator") -> None:
         self.name, self.path, self.ports, self._host = name, path, [port], host
+        self.db_identifier = db_identifier
         #: the orchestrator's run settings (one object for every shard, as simctl starts each shard alike)
         self.run_settings = run_settings
         self.type = "DBNode"

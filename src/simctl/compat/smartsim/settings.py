@@ -76,13 +76,18 @@ class _SmartSimMethods:
         simctl.RunSettings.make_mpmd(self, settings)
 
     def set(self: Any, arg: str, value: Any = None, condition: bool = True) -> None:
-        """Set a run argument as given (``condition`` False, or a flag simctl
-        sets itself such as the working directory: leave it, with a warning)."""
+        """Set a run argument, its name stripped of spaces and leading dashes, its
+        value a str or None (a flag), as SmartSim's ``set`` (``condition`` False, or a
+        flag simctl sets itself such as the working directory: leave it, with a warning)."""
         if not isinstance(arg, str):
             raise TypeError(f"the argument name must be a str, got {arg!r:.80}")
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"the value of run argument {arg!r} must be a str or None (a flag), "
+                            f"got {value!r:.80} ({type(value).__name__})")
+        arg = arg.strip().lstrip("-")
         if not condition:
             return
-        if arg.lstrip("-") in (*self.reserved_run_args, *_setters.RESTRICTED.get(self._family or "", ())):
+        if arg in (*self.reserved_run_args, *_setters.RESTRICTED.get(self._family or "", ())):
             logger.warning(f"Can not set reserved argument {arg!r}: simctl sets it itself")
             return
         self.run_args[arg] = value

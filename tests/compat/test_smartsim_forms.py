@@ -1,0 +1,74 @@
+"""SmartSim's forms the layer accepts as SmartSim does: ``RunSettings.set``
+strips a flag's dashes and spaces and takes only str values; ``Model``'s
+positional ``(name, params, path, run_settings)`` of SmartSim 0.6, run for real;
+a store's shards (``DBNode``) carry its ``db_identifier``, and
+``LaunchedShardData`` round-trips through its dict."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from smartsim import Experiment
+from smartsim.database import Orchestrator
+from smartsim.entity import Model
+from smartsim.entity.dbnode import LaunchedShardData
+from smartsim.settings import RunSettings
+from smartsim.status import SmartSimStatus
+
+
+def test_set_strips_the_flags_dashes_and_spaces_and_takes_str_values_only():
+    rs = RunSettings("python")
+    rs.set("  --a-key ", "a-value")
+    rs.set("-b")
+    assert rs.run_args == {"a-key": "a-value", "b": None}
+    with pytest.raises(TypeError, match="must be a str or None"):
+        rs.set("n", 4)
+    with pytest.raises(TypeError):
+        rs.set(9)  # type: ignore[arg-type]
+    assert rs.run_args == {"a-key": "a-value", "b": None}
+
+
+def test_a_model_built_in_smartsim_06s_order_runs(tmp_path: Path):
+    rs = RunSettings(sys.executable, exe_args=["-c", "import os; open('ran', 'w').write(os.getcwd())"])
+    model = Model("old_order", {"h": 5}, str(tmp_path / "here"), rs)
+    assert model.run_settings.exe == sys.executable
+    assert model.path == str(tmp_path / "here")
+    exp = Experiment("forms", exp_path=str(tmp_path), launcher="local")
+    (tmp_path / "here").mkdir()
+    exp.start(model, block=True)
+    assert exp.get_status(model) == [SmartSimStatus.STATUS_COMPLETED]
+    assert (tmp_path / "here" / "ran").read_text() == str(tmp_path / "here")
+
+
+def test_a_stores_shards_carry_its_identifier_and_shard_data_round_trips(tmp_path: Path):
+    orc = Orchestrator(db_identifier="test_db", path=str(tmp_path))
+    assert [(n.name, n.db_identifier) for n in orc.entities] == [("test_db_0", "test_db")]
+    shard = LaunchedShardData(name="test_db_0", hostname="node1", port=6780, cluster=False)
+    again = LaunchedShardData(**json.loads(json.dumps(shard.to_dict())))
+    assert again == shard and again is not shard
+
+
+MEMBER = """
+import os, sys
+import numpy as np
+from smartredis import Client, ConfigOptions
+assert os.environ["SR_DB_TYPE_mine"] == "Standalone"
+client = Client(ConfigOptions.create_from_environment("mine"), logger_name="SmartSim")
+client.put_tensor("t", np.arange(3))
+open("seen", "w").write(os.environ["SSDB_mine"] + " " + str(client.get_tensor("t").sum()))
+"""
+
+
+def test_a_colocated_store_with_an_identifier_is_named_to_its_model_as_smartsim_names_it(tmp_path: Path):
+    exp = Experiment("ident", exp_path=str(tmp_path), launcher="local")
+    model = exp.create_model("m", exp.create_run_settings(sys.executable, exe_args=["-c", MEMBER]))
+    model.colocate_db_uds(db_identifier="mine")  # no socket given: named now, for SSDB_mine
+    address = model.run_settings.env_vars["SSDB_mine"]
+    assert address == "unix://" + model.colocated_db.unix_socket
+    exp.generate(model)
+    exp.start(model, block=True)
+    assert exp.get_status(model) == [SmartSimStatus.STATUS_COMPLETED]
+    assert (Path(model.path) / "seen").read_text() == f"{address} 3"
