@@ -45,7 +45,9 @@ def test_a_model_built_in_smartsim_06s_order_runs(tmp_path: Path):
 
 def test_a_stores_shards_carry_its_identifier_and_shard_data_round_trips(tmp_path: Path):
     orc = Orchestrator(db_identifier="test_db", path=str(tmp_path))
-    assert [(n.name, n.db_identifier) for n in orc.entities] == [("test_db_0", "test_db")]
+    assert [(n.name, n.db_identifier, n.num_shards) for n in orc.entities] == [("test_db_0", "test_db", 1)]
+    three = Orchestrator(db_nodes=3, path=str(tmp_path))
+    assert three.num_shards == sum(n.num_shards for n in three.entities) == 3
     shard = LaunchedShardData(name="test_db_0", hostname="node1", port=6780, cluster=False)
     again = LaunchedShardData(**json.loads(json.dumps(shard.to_dict())))
     assert again == shard and again is not shard

@@ -205,6 +205,8 @@ class DBNode:
                  db_identifier: str = "orchestrator") -> None:
         self.name, self.path, self.ports, self._host = name, path, [port], host
         self.db_identifier = db_identifier
+        #: shards this node runs: one (simctl launches each shard as its own step, never one MPMD launch)
+        self.num_shards = 1
         #: the orchestrator's run settings (one object for every shard, as simctl starts each shard alike)
         self.run_settings = run_settings
         self.type = "DBNode"
