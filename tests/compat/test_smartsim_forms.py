@@ -15,6 +15,7 @@ from smartsim import Experiment
 from smartsim.database import Orchestrator
 from smartsim.entity import Model
 from smartsim.entity.dbnode import LaunchedShardData
+from smartsim.error import SSDBIDConflictError
 from smartsim.settings import RunSettings
 from smartsim.status import SmartSimStatus
 
@@ -74,3 +75,23 @@ def test_a_colocated_store_with_an_identifier_is_named_to_its_model_as_smartsim_
     exp.start(model, block=True)
     assert exp.get_status(model) == [SmartSimStatus.STATUS_COMPLETED]
     assert (Path(model.path) / "seen").read_text() == f"{address} 3"
+
+
+def test_a_name_a_running_store_has_is_refused_for_another_store_or_a_colocated_one(tmp_path: Path):
+    exp = Experiment("names", exp_path=str(tmp_path), launcher="local")
+    db = exp.create_database(db_identifier="mine")
+    again = exp.create_database(db_identifier="mine")
+    colo = [exp.create_model(f"m{i}", exp.create_run_settings("true")) for i in range(2)]
+    for model in colo:
+        model.colocate_db_uds(db_identifier="mine")
+    exp.start(db)
+    try:
+        for entity in (again, colo[0]):
+            with pytest.raises(SSDBIDConflictError, match="'mine' has already been used"):
+                exp.start(entity)
+        assert exp.get_status(*colo) == [SmartSimStatus.STATUS_NEW] * 2  # nothing launched
+        assert exp.get_status(db) == [SmartSimStatus.STATUS_RUNNING]
+    finally:
+        exp.stop(db)
+    exp.start(*colo, block=True)  # two colocated stores of one name, each its model's own: allowed
+    assert exp.get_status(*colo) == [SmartSimStatus.STATUS_COMPLETED] * 2

@@ -13,6 +13,7 @@ from simctl.store import known
 from ._adapt import recast
 from .database import Orchestrator, build
 from .entity import Ensemble, Model
+from .error import SSDBIDConflictError
 from .settings import with_batch_methods, with_smartsim_methods
 from .telemetry import ExperimentTelemetry
 
@@ -54,6 +55,24 @@ class Experiment(simctl.Experiment):
         run_command, interface, account, time, queue, single_cmd, db_identifier)``
         (see :func:`~simctl.compat.smartsim.database.build`)."""
         return build(super().create_database, *args, **kwargs)
+
+    def start(self, *entities: Any, **kwargs: Any) -> None:
+        """simctl's; a store, or a model's colocated store, whose name (``db_identifier``)
+        is a store of this experiment that runs (or starts in this call) is refused before
+        anything is launched, as SmartSim refuses it (``SSDBIDConflictError``)."""
+        stores = {r.key.partition("/")[0] for r in self.summary_data() if r.until_stopped and not r.status.is_terminal}
+        names = [(e.name, f"store {e.name!r}") for e in entities if isinstance(e, _Orchestrator)]
+        for model in (m for e in entities for m in (e.models if isinstance(e, simctl.Ensemble) else [e])):
+            view = getattr(getattr(model, "run_settings", None), "colocated_db_settings", None) or {}
+            if view.get("db_identifier"):
+                names.append((view["db_identifier"], f"model {model.name!r}'s colocated store"))
+        for i, (name, what) in enumerate(names):  # each colocated store is its model's own: only stores take a name
+            taken = stores | {n for n, w in names[:i] if w.startswith("store ")}
+            if name in taken:
+                raise SSDBIDConflictError(
+                    f"Database identifier {name!r} has already been used. Pass in a unique name for db_identifier "
+                    f"({what}; the experiment's stores: {', '.join(map(repr, sorted(taken)))})")
+        super().start(*entities, **kwargs)
 
     def reconnect_orchestrator(self, checkpoint: str) -> Orchestrator:
         """The store a driver that died left running, from its directory or the
