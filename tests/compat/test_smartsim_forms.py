@@ -16,7 +16,7 @@ from smartsim.database import Orchestrator
 from smartsim.entity import Model
 from smartsim.entity.dbnode import LaunchedShardData
 from smartsim.error import SSDBIDConflictError
-from smartsim.settings import RunSettings
+from smartsim.settings import RunSettings, create_batch_settings
 from smartsim.status import SmartSimStatus
 
 
@@ -95,3 +95,11 @@ def test_a_name_a_running_store_has_is_refused_for_another_store_or_a_colocated_
         exp.stop(db)
     exp.start(*colo, block=True)  # two colocated stores of one name, each its model's own: allowed
     assert exp.get_status(*colo) == [SmartSimStatus.STATUS_COMPLETED] * 2
+
+
+def test_batch_settings_print_as_smartsims_with_each_schedulers_command_and_node_count():
+    bsub = create_batch_settings("lsf", nodes=2, time="01:00:00", batch_args={"core_isolation": None, "x": "y"})
+    assert str(bsub) == ("Batch Command: bsub\nBatch arguments:\n\tcore_isolation = None\n\tx = y\n\tnnodes = 2\n"
+                         "\ttime = 01:00:00")
+    assert str(create_batch_settings("slurm", nodes=1)) == "Batch Command: sbatch\nBatch arguments:\n\tnodes = 1"
+    assert str(create_batch_settings("pbs")) == "Batch Command: qsub"

@@ -229,6 +229,23 @@ class _SmartSimBatch:
                 args[key] = value
         return _setters.format_run_args("srun", args)
 
+    def __str__(self: Any) -> str:
+        """As SmartSim shows batch settings: ``Batch Command: <cmd>``, then
+        ``Batch arguments:`` one ``key = value`` a line (the node count under the
+        scheduler's name for it, LSF's ``nnodes``)."""
+        launcher = next((c.launcher for c in (SbatchSettings, QsubBatchSettings, BsubBatchSettings)
+                         if isinstance(self, c)), None)
+        command, nodes = _SHOWN.get(launcher, (type(self).__name__, "nodes"))
+        fields = {nodes: self.nodes, "time": self.time, "queue": self.queue, "account": self.account}
+        args = {**self.batch_args, **{k: v for k, v in fields.items() if v is not None}}
+        shown = "\n".join(f"\t{k} = {v}" for k, v in args.items())
+        return f"Batch Command: {command}" + (f"\nBatch arguments:\n{shown}" if shown else "")
+
+
+#: each scheduler's batch command and SmartSim's name of its node count
+_SHOWN: dict[str | None, tuple[str, str]] = {"slurm": ("sbatch", "nodes"), "pbs": ("qsub", "nodes"),
+                                              "lsf": ("bsub", "nnodes")}
+
 
 _BATCH: dict[type, type] = {}
 
