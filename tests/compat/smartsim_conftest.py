@@ -8,6 +8,7 @@ Not collected by simctl's own suite (no ``test_`` prefix, not a conftest here)."
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import sys
@@ -34,10 +35,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", mark)
 
 
-def _free_port() -> int:
+def _free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    """A port free with the next three (SmartSim's tests use ``port + 1``; a store of
+    3 shards takes ``port..port+2``) and their cluster buses (``+ 10000``): drawn below
+    the ephemeral range, where SmartSim's own tests' ports (6780...) are."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 45000)
+        if all(_free(p) for i in range(4) for p in (port + i, port + 10000 + i)):
+            return port
 
 
 class WLMUtils:
