@@ -93,8 +93,7 @@ def test_direct_constructors_build_simctls_entities(tmp_path: Path, monkeypatch:
     replicas = Ensemble("r", {}, run_settings=rs, replicas=3)
     assert len(replicas.entities) == 3 and replicas.query_key_prefixing() and ens.query_key_prefixing()
     made = smartsim.Experiment("x", exp_path=str(tmp_path)).create_ensemble("c", {"a": [1]}, None, rs)
-    # members made from params prefix their keys (SmartSim and simctl alike)
-    assert made.entities[0].query_key_prefixing()
+    assert made.entities[0].query_key_prefixing()  # members from params prefix their keys
     with pytest.raises(SSConfigError, match="unknown strategy|installed"):
         Ensemble("bad", {"a": [1]}, run_settings=rs, perm_strat="nope")
     db = Orchestrator(db_nodes=3, interface="lo")

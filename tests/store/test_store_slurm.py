@@ -219,6 +219,7 @@ COLOCATED_MEMBER = """
     import numpy as np
     from simctl import Client
     c = Client()
+    c.set_data_source(os.environ["SSKEYOUT"])  # a member from params prefixes its keys: read its own back
     c.put_tensor("mine", np.full(3, float(sys.argv[-1])))
     print(c.get_tensor("mine").tolist(), os.environ["SSDB"].startswith("unix://"))
 """

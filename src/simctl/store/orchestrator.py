@@ -103,7 +103,7 @@ from ..core.settings import BatchSettings, RunSettings
 from ..core.status import JobStatus, Status
 from ..core.steps import Launch, ProcessStep
 from ..log import logger
-from . import cluster, contract, roles, server as srv, tls as store_tls
+from . import cluster, contract, known, roles, server as srv, tls as store_tls
 from .address import Address, parse_addresses
 from .ports import free_ports
 from .protocol import check_devices
@@ -323,7 +323,8 @@ class Orchestrator(Entity):
         certificate authority), for a tool that attaches to a running store
         without the driver that started it (``simctl store``). It reads and
         connects as the admin (:meth:`client`, :meth:`get_address`,
-        :meth:`is_active`, :meth:`password`); it has no launcher, so it is not
+        :meth:`is_active`, :meth:`password`), and so does a :class:`~simctl.Client`
+        made in this process without credentials; it has no launcher, so it is not
         started or stopped through it. :class:`StoreNotReady` when there is
         no ``store.json``, :class:`StoreFileUnreadable` when it cannot be
         read, :class:`StoreStopped` when the store stopped (its credentials
@@ -354,6 +355,7 @@ class Orchestrator(Entity):
         db._password = info["password"]
         db._tls_ca = info["tls_ca"] if isinstance(info.get("tls_ca"), str) else None
         db._addresses = [str(a) for a in addresses]
+        known.remember(db)  # a Client made in this process without credentials finds them (known.py)
         return db
 
     def __repr__(self) -> str:

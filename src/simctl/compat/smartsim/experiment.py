@@ -8,7 +8,6 @@ from typing import Any
 
 import simctl
 from simctl import reattach
-from simctl.store import known
 
 from ._adapt import recast
 from .database import Orchestrator, build
@@ -84,7 +83,6 @@ class Experiment(simctl.Experiment):
         path = os.fspath(checkpoint)
         orc = recast(_Orchestrator.attach(path if os.path.isdir(path) else os.path.dirname(path)), Orchestrator)
         orc.left_in = reattach.experiment_of(orc.path)
-        known.remember(orc)  # its credentials, for a Client made here without them
         return orc
 
     def get_status(self, *entities: Any) -> list[simctl.Status]:
