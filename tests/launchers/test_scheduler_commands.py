@@ -97,8 +97,9 @@ def test_watching_20_jobs_costs_one_squeue_per_poll_cycle(tmp_path, monkeypatch)
     assert squeue_ids(squeues[0]) == jobs
     assert all(squeue_ids(argv) <= jobs for argv in squeues)
     assert not log.of("sacct") and not log.of("scontrol") and not log.of("scancel")
-    per_member = sum(1 for e in log.entries() if e[0] != "srun") / 20
-    assert per_member < 2  # one sbatch each, plus a handful of squeue shared by all 20
+    # nothing else ran: one sbatch each, plus the squeues shared by all 20 (their number is the poll
+    # cycles the jobs lasted, which a loaded cluster stretches: bounded above by the cycles, not a constant)
+    assert sum(1 for e in log.entries() if e[0] != "srun") == 20 + len(squeues)
 
 
 def test_a_batch_ensemble_is_one_sbatch_and_its_squeue_names_one_job(tmp_path, monkeypatch):

@@ -542,8 +542,16 @@ class Experiment:
         self._check_colocated(ents)
         check_start(ents)  # one name, one model or script, across the entities started together
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
-        jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None,
-                                      before_write=self._take_lock)
+        try:
+            jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None,
+                                          before_write=self._take_lock)
+        except KeyboardInterrupt:  # Ctrl-C while launching: what runs already is handled as during the wait
+            if not block or getattr(sys.exc_info()[1], "simctl_said", False):
+                raise
+            said = self._interrupted(list(self.controller.active(ends=True)), kill_on_interrupt,
+                                     "start() was launching")
+            quiet_interrupt()
+            raise interrupted(said) from None
         log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
         for ent in ents:  # a Client made in this driver without a password finds a store's here (issue 19)
             if ent.runs_until_stopped:
