@@ -191,8 +191,12 @@ def test_ctrl_c_after_an_unblocked_start(tmp_path, kill):
         pids = wait_until(lambda: len(read_pids(pids_file)) == 2 and read_pids(pids_file), "two children to run")
         wait_until(lambda: list(manifest_statuses(tmp_path / "exp").values()) == ["Running"] * 2,
                    "the manifest to show them RUNNING")
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # start() has returned: the Ctrl-C is after it, as the test means
+        assert first == "started\n", first
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
+        out = first + out
         assert proc.returncode == 0, err
         if kill:
             assert "CAUGHT interrupted (Ctrl-C): stopped 2 job(s) started with block=False" in out
