@@ -454,6 +454,12 @@ def test_a_model_without_leftovers_completes_with_no_reason(tmp_path):
     assert (rec.status, rec.reason) == (Status.COMPLETED, "")
 
 
+def test_where_there_is_no_proc_psutil_finds_the_leftover(tmp_path, monkeypatch):
+    """The scan reads /proc itself on Linux; elsewhere (no /proc) it asks psutil: that path, run here."""
+    monkeypatch.setattr("simctl.core.processes._PROCFS", False)
+    test_a_model_that_leaves_a_daemon_is_not_completed_while_it_lives_and_says_so(tmp_path)
+
+
 def test_members_ending_together_each_say_what_they_left(tmp_path):
     """Jobs that end in one burst share one scan of the process table: each is
     still given the daemon it left, and only its own."""

@@ -3,8 +3,10 @@ for any launcher whose steps are processes started here (a scheduler's steps
 inside an allocation run ``srun``/``mpirun`` this way; an ssh launcher would).
 
 One reaper thread waits on every child's pidfd, so an exit is noticed at once
-and the experiment's monitor is woken (where pidfds are missing, as on macOS,
-the reaper polls the children every ``fallback_poll`` seconds instead). Only
+(jobs ending in a burst wait up to ``leftover_scan_every`` to share one scan
+of the process table for what they left running) and the experiment's
+monitor is woken (where pidfds are missing, as on macOS, the reaper polls
+the children every ``fallback_poll`` seconds instead). Only
 the reaper reaps, so every exit keeps its real return code. A concurrency
 limit keeps a huge ensemble from exhausting processes or file descriptors:
 steps beyond it stay QUEUED and start as others finish. ``stop`` ends the
