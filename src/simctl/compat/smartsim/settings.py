@@ -172,15 +172,27 @@ for _name, _setter in {**_setters.SETTERS["mpi"], "make_mpmd": _SmartSimMethods.
     setattr(_MpiSettings, _name, _setter)
 
 
+class _MpiClass(type):
+    """Metaclass of ``MpirunSettings``...: a launcher's run settings for that MPI command are instances too
+    (SmartSim's ``create_run_settings(launcher, ..., run_command="mpirun")`` returns an ``MpirunSettings``)."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return type.__instancecheck__(cls, obj) or (
+            isinstance(obj, _SmartSimMethods) and isinstance(obj, simctl.RunSettings) and obj._family == "mpi"
+            and (obj.run_command or "-") in cls.__name__.lower())
+
+
 def _mpi(command: str) -> type[_MpiSettings]:
     def init(self: Any, exe: str, exe_args: Any = None, run_args: Any = None, env_vars: Any = None,
              **kwargs: Any) -> None:
         if shutil.which(command) is None:
             raise simctl.LaunchError(f"Cannot find {command}. Try passing the full path via run_command.")
+        if command == "mpiexec" and "slurm" in simctl.make_plugins().names("launcher"):
+            _launcher("slurm", name)().resolve_run_command(command)  # refuses Slurm's wrapper, as SmartSim
         RunSettings.__init__(self, exe, exe_args, command, run_args, env_vars, **kwargs)
 
     name = {"mpirun": "MpirunSettings", "mpiexec": "MpiexecSettings", "orterun": "OrterunSettings"}[command]
-    cls = type(name, (_MpiSettings,), {"__slots__": (), "__init__": init, "__module__": __name__,
+    cls: Any = _MpiClass(name, (_MpiSettings,), {"__slots__": (), "__init__": init, "__module__": __name__,
                                        "__doc__": f"SmartSim's ``{name}(exe, exe_args, run_args, env_vars)``: "
                                                   f"``{command}``."})
     return cls
@@ -294,9 +306,9 @@ class AprunSettings(metaclass=_LauncherRun):
 
 
 class PalsMpiexecSettings(metaclass=_LauncherRun):
-    """SmartSim's ``PalsMpiexecSettings``: the pbs launcher's run settings, ``mpiexec``."""
+    """SmartSim's ``PalsMpiexecSettings``: the pals launcher's run settings, PALS' ``mpiexec``."""
 
-    launcher, command, family = "pbs", "mpiexec", "pals"
+    launcher, command, family = "pals", "mpiexec", "pals"
 
 
 class SbatchSettings(metaclass=_LauncherBatch):
@@ -328,8 +340,9 @@ def create_run_settings(launcher: str, exe: str, exe_args: Any = None, run_comma
                         container: Any = None, **kwargs: Any) -> simctl.RunSettings:
     """SmartSim's module-level ``create_run_settings(launcher, exe, ...)``: the
     named launcher's run settings (``launcher="auto"``: the one detected here)."""
-    return with_smartsim_methods(_scratch(launcher).create_run_settings(exe, exe_args, run_command, run_args,
-                                                                        env_vars, container=container, **kwargs))
+    exp = _scratch(launcher)
+    rs = exp.create_run_settings(exe, exe_args, run_command, run_args, env_vars, container=container, **kwargs)
+    return with_smartsim_methods(rs, "pals" if exp.launcher_name == "pals" else "")
 
 
 def create_batch_settings(launcher: str, nodes: int | None = None, time: Any = "", queue: str | None = None,

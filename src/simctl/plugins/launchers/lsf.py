@@ -1,6 +1,6 @@
 """The ``lsf`` launcher: IBM Spectrum LSF.
 
-* Run commands: ``jsrun``, ``mpirun`` (none by default: the job runs its
+* Run commands: ``jsrun``, ``mpirun``, ``mpiexec``, ``orterun`` (none by default: the job runs its
   executable directly).
 * Batch: ``bsub < job.sh``; the script carries ``#BSUB`` directives, which LSF
   reads only from a script given on standard input (``bsub job.sh`` would run
@@ -39,7 +39,7 @@ from simctl import (
     parse_walltime,
 )
 
-from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_RANK_VARS, mpi_run_args
 
 #: every job state bjobs reports, what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -154,7 +154,7 @@ def lsf_job_name(name: str) -> str:
 
 
 class LsfRunSettings(RunSettings):
-    """Run settings for jsrun or mpirun under LSF.
+    """Run settings for jsrun or MPI's mpirun / mpiexec / orterun under LSF.
 
     jsrun works in resource sets: :meth:`set_tasks` is ``--np``,
     :meth:`set_tasks_per_node` is ``--rs_per_host`` (one task per resource
@@ -163,7 +163,7 @@ class LsfRunSettings(RunSettings):
     ``run_args`` cover the rest.
     """
 
-    supported_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", "mpirun")
+    supported_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", *MPI_COMMANDS)
     reserved_run_args: ClassVar[tuple[str, ...]] = ("chdir", "h")
 
     def set_num_rs(self, num_rs: int) -> None:
@@ -187,7 +187,7 @@ class LsfRunSettings(RunSettings):
         self.set("rs_per_host", checks.positive_int("rs_per_host", rs))
 
     def format_run_args(self) -> list[str]:
-        if self.run_command == "mpirun":
+        if self.run_command in MPI_COMMANDS:
             return mpi_run_args(self)
         if self.hostlist:
             raise ConfigError("jsrun has no host list option: choose hosts in the batch settings "
@@ -231,7 +231,7 @@ class LsfLauncher(SchedulerLauncher):
     """IBM Spectrum LSF: bsub, bjobs, bkill."""
 
     name = "lsf"
-    run_commands = ("jsrun", "mpirun")
+    run_commands = ("jsrun", *MPI_COMMANDS)
     default_run_command = None
     run_settings_class = LsfRunSettings
     batch_settings_class = LsfBatchSettings
@@ -242,7 +242,7 @@ class LsfLauncher(SchedulerLauncher):
     array_base = 1
     #: bkill exits 255 for a job that already finished; its output says so (see run)
     cancel_ok_codes = (0, 255)
-    local_rank_vars = {"jsrun": ("JSM_NAMESPACE_LOCAL_RANK",), "mpirun": MPI_LOCAL_RANK_VARS, None: ()}
+    local_rank_vars = {"jsrun": ("JSM_NAMESPACE_LOCAL_RANK",), **MPI_RANK_VARS, None: ()}
 
     def job_name(self, name: str) -> str:
         return lsf_job_name(name)

@@ -1,6 +1,6 @@
 """The ``pbs`` launcher: PBS Professional / OpenPBS and Torque-style PBS.
 
-* Run commands: ``mpirun``, ``mpiexec``, ``aprun`` (none by default: a PBS
+* Run commands: ``mpirun``, ``mpiexec``, ``orterun``, ``aprun`` (none by default: a PBS
   job runs its executable directly).
 * Batch: ``qsub`` with ``#PBS`` directives; ``-o``/``-e`` are also given on
   the command line (Slurm's Torque-compatible ``qsub`` overrides the script's
@@ -43,7 +43,7 @@ from simctl import (
     format_flags,
 )
 
-from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_RANK_VARS, mpi_run_args
 
 #: every job state qstat reports (PBS Pro and Torque), what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -255,9 +255,9 @@ def _aprun_flags(args: Mapping[str, Any]) -> list[str]:
 
 
 class PbsRunSettings(RunSettings):
-    """Run settings for mpirun, mpiexec or aprun in a PBS job."""
+    """Run settings for mpirun, mpiexec, orterun or aprun in a PBS job."""
 
-    supported_run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "aprun")
+    supported_run_commands: ClassVar[tuple[str, ...]] = (*MPI_COMMANDS, "aprun")
 
     def set_cpu_binding(self, binding: str) -> None:
         """aprun ``-cc`` (``depth``, ``numa_node``, ``none``, a CPU list or number)."""
@@ -355,8 +355,8 @@ class PbsLauncher(SchedulerLauncher):
     """PBS Pro / OpenPBS / Torque: qsub, qstat, qdel."""
 
     name = "pbs"
-    run_commands = ("mpirun", "mpiexec", "aprun")
-    default_run_command = None
+    run_commands: ClassVar[tuple[str, ...]] = (*MPI_COMMANDS, "aprun")
+    default_run_command: ClassVar[str | None] = None
     run_settings_class = PbsRunSettings
     batch_settings_class = PbsBatchSettings
     allocation_env = "PBS_JOBID"
@@ -373,8 +373,7 @@ class PbsLauncher(SchedulerLauncher):
     accepted_options = {**SchedulerLauncher.accepted_options,
                         "pbs_flavor": "'pro' (default: -J arrays, -l select=) or 'torque' (-t, -l nodes=)",
                         "qstat_format": "'auto' (default), 'json' (PBS Pro) or 'classic' (qstat -f)"}
-    local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, "aprun": ("ALPS_APP_PE",),
-                       None: ()}
+    local_rank_vars = {**MPI_RANK_VARS, "aprun": ("ALPS_APP_PE",), None: ()}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
