@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -231,15 +232,51 @@ class _SmartSimBatch:
     __slots__ = ()
 
     def format_batch_args(self: Any) -> list[str]:
-        """The scheduler's flags as SmartSim shows them: ``batch_args``, then
-        nodes, time, queue (Slurm's partition) and account (Slurm's form:
-        ``--flag=value``, ``-f value``)."""
+        """The scheduler's flags as SmartSim shows them (in a fixed order, where SmartSim
+        keeps the order they were set in): qsub's ``-l nodes=N:ncpus=C`` (or ``select=``),
+        the other ``-l`` resources, ``-l walltime=``, ``batch_args``, ``-q``, ``-A``; bsub's
+        ``batch_args`` (``alloc_flags`` with ``smt<smts>``), ``-nnodes``, ``-m``, ``-n``, ``-q``;
+        sbatch's ``batch_args``, then nodes, account, time, partition (``--flag=value``)."""
+        if isinstance(self, QsubBatchSettings):
+            return _setters.qsub_args(self)
+        if isinstance(self, BsubBatchSettings):
+            return _setters.bsub_args(self)
         args = {**self.batch_args}
-        for key, value in (("nodes", self.nodes), ("time", self.time), ("partition", self.queue),
-                           ("account", self.account)):
-            if value is not None:
-                args[key] = value
+        fields = {"nodes": self.nodes, "partition": self.queue, "time": self.time, "account": self.account}
+        later = _SET_LATER.get(id(self), [])
+        for key in [k for k in fields if k not in later] + later:
+            if fields[key] is not None:
+                args[key] = fields[key]
         return _setters.format_run_args("srun", args)
+
+    def _set_later(self: Any, key: str, setter: str, value: Any) -> None:
+        """``setter(value)``; a field that was unset is shown after the others (SmartSim keeps
+        its flags in the order they were set; the constructor's first)."""
+        was = getattr(self, "queue" if key == "partition" else key)
+        getattr(super(), setter)(value)
+        if was is None and id(self) not in _SET_LATER:
+            _SET_LATER[id(self)] = []
+            weakref.finalize(self, _SET_LATER.pop, id(self), None)
+        if was is None and key not in _SET_LATER[id(self)]:
+            _SET_LATER[id(self)].append(key)
+
+    def set_nodes(self: Any, nodes: int) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("nodes", "set_nodes", nodes)
+
+    def set_account(self: Any, account: str) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("account", "set_account", account)
+
+    def set_walltime(self: Any, walltime: Any) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("time", "set_walltime", walltime)
+
+    def set_queue(self: Any, queue: str) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("partition", "set_queue", queue)
+
+    set_partition = set_queue
 
     def __str__(self: Any) -> str:
         """As SmartSim shows batch settings: ``Batch Command: <cmd>``, then
@@ -260,6 +297,8 @@ _SHOWN: dict[str | None, tuple[str, str]] = {"slurm": ("sbatch", "nodes"), "pbs"
 
 
 _BATCH: dict[type, type] = {}
+#: id of batch settings -> the fields set after construction, in order (cleared when they are freed)
+_SET_LATER: dict[int, list[str]] = {}
 
 
 def with_batch_methods(bs: simctl.BatchSettings) -> simctl.BatchSettings:
