@@ -49,7 +49,7 @@ from simctl import (
     parse_walltime,
 )
 
-from .mpi import MPI_COMMANDS, MPI_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_PLACEMENTS, MPI_RANK_VARS, mpi_run_args
 
 #: every job state bjobs reports, what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -200,6 +200,9 @@ class LsfRunSettings(RunSettings):
     supported_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", *MPI_COMMANDS)
     reserved_run_args: ClassVar[tuple[str, ...]] = ("chdir", "h")
     mpmd_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", *MPI_COMMANDS)
+    #: jsrun's resource set shape (what an ERF file holds), its directory and output files
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "jsrun": (*sorted(ERF_REPLACES), "chdir", "h", "stdio_stdout", "o", "stdio_stderr", "k"), **MPI_PLACEMENTS}
 
     #: this program's resource set in a jsrun ERF file (an MPMD launch): rank or rank_count, host, cpu, gpu, memory
     erf_sets: dict[str, str] = attrs.field(factory=dict, converter=_erf_sets)
@@ -335,6 +338,9 @@ class LsfBatchSettings(BatchSettings):
     """Batch settings for bsub. ``nodes`` is ``-nnodes`` (CSM/jsrun sites),
     ``account`` is the project ``-P``, ``queue`` is ``-q``, ``hostlist`` is
     ``-m``; ``tasks`` is ``-n`` (job slots)."""
+
+    #: what simctl writes for a store's job: its name, output files, host list
+    placement_batch_args: ClassVar[tuple[str, ...]] = ("J", "o", "e", "m")
 
     tasks: int | None = attrs.field(default=None, converter=_tasks)
     #: SMT level of the nodes (``-alloc_flags smtN``; 0: the site's default)

@@ -13,6 +13,9 @@ from simctl import ConfigError, RunSettings, format_flags
 MPI_COMMANDS = ("mpirun", "mpiexec", "orterun")
 #: where mpirun/mpiexec put a rank's node-local index: Open MPI, MPICH/Hydra, Intel MPI, PMIx
 MPI_LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "PMIX_LOCAL_RANK")
+#: MPI launchers' flags that size and place a launch (:attr:`simctl.RunSettings.placement_run_args`)
+MPI_PLACEMENT = ("n", "np", "c", "npernode", "N", "host", "H", "hostfile", "output-filename", "wdir", "wd")
+MPI_PLACEMENTS: dict[str, tuple[str, ...]] = dict.fromkeys(MPI_COMMANDS, MPI_PLACEMENT)
 #: each MPI command's node-local rank variables, for a launcher's ``local_rank_vars``
 MPI_RANK_VARS: dict[str | None, tuple[str, ...]] = dict.fromkeys(MPI_COMMANDS, MPI_LOCAL_RANK_VARS)
 

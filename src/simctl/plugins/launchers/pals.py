@@ -10,6 +10,7 @@ name: it is not auto-detected (a PBS site's ``mpiexec`` may be another MPI's).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import simctl
@@ -22,6 +23,8 @@ class PalsRunSettings(PbsRunSettings):
     """Run settings for PALS' ``mpiexec`` in a PBS job."""
 
     supported_run_commands: ClassVar[tuple[str, ...]] = ("mpiexec",)
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "mpiexec": ("n", "np", "ppn", "depth", "d", "hosts", "host", "hostfile", "wdir")}
 
     def format_run_args(self) -> list[str]:
         out: list[str] = []

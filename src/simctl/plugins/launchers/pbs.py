@@ -43,7 +43,7 @@ from simctl import (
     format_flags,
 )
 
-from .mpi import MPI_COMMANDS, MPI_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_PLACEMENTS, MPI_RANK_VARS, mpi_run_args
 
 #: every job state qstat reports (PBS Pro and Torque), what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -258,6 +258,9 @@ class PbsRunSettings(RunSettings):
     """Run settings for mpirun, mpiexec, orterun or aprun in a PBS job."""
 
     supported_run_commands: ClassVar[tuple[str, ...]] = (*MPI_COMMANDS, "aprun")
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        **MPI_PLACEMENTS, "aprun": ("n", "pes", "N", "pes-per-node", "S", "pes-per-numa-node", "d", "cpus-per-pe",
+                                    "L", "node-list", "l", "node-list-file", "wdir")}
 
     def set_cpu_binding(self, binding: str) -> None:
         """aprun ``-cc`` (``depth``, ``numa_node``, ``none``, a CPU list or number)."""
@@ -330,6 +333,9 @@ class PbsBatchSettings(BatchSettings):
     """Batch settings for qsub. ``account`` is ``-A``; ``resources`` are extra
     ``-l name=value`` lines; ``export_env`` adds ``-V`` (the submitting
     environment reaches the job, as sbatch and bsub do by default)."""
+
+    #: what simctl writes for a store's job: its name, output files, array (resources go in ``resources``)
+    placement_batch_args: ClassVar[tuple[str, ...]] = ("N", "o", "e", "J", "t")
 
     resources: dict[str, Any] = attrs.field(factory=dict, converter=_resources)
     export_env: bool = attrs.field(default=True, converter=_export_env)

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -38,7 +38,7 @@ from simctl import (
     format_flags,
 )
 
-from .mpi import MPI_COMMANDS, MPI_RANK_VARS, mpi_run_args, refuse_slurm_wrapper
+from .mpi import MPI_COMMANDS, MPI_PLACEMENTS, MPI_RANK_VARS, mpi_run_args, refuse_slurm_wrapper
 from .slurm_nodes import PLACEMENT_FORMAT, SQUEUE_FORMAT, blocked, parse_placements, parse_sinfo, parse_slurm_conf
 
 log = logging.getLogger(__name__)  # simctl.plugins.launchers.slurm: under the "simctl" logger
@@ -204,11 +204,17 @@ def _own_tasks(rs: RunSettings) -> int:
     return (rs.nodes or 1) * (rs.tasks_per_node or 1)
 
 
+#: srun's flags that size and place a launch (``placement_run_args``)
+SLURM_PLACEMENT = ("nodes", "N", "ntasks", "n", "ntasks-per-node", "nodelist", "w", "output", "o", "error", "e",
+                   "job-name", "J", "jobid", "multi-prog", "chdir", "D")
+
+
 class SrunSettings(RunSettings):
     """Run settings for srun (and mpirun/mpiexec under Slurm)."""
 
     supported_run_commands: ClassVar[tuple[str, ...]] = ("srun", *MPI_COMMANDS)
     reserved_run_args: ClassVar[tuple[str, ...]] = ("chdir", "D")
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {"srun": SLURM_PLACEMENT, **MPI_PLACEMENTS}
 
     def set_partition(self, partition: str) -> None:
         """Partition for the step's own allocation."""
@@ -255,6 +261,10 @@ class SrunSettings(RunSettings):
 
 class SbatchSettings(BatchSettings):
     """Batch settings for sbatch. ``queue`` is the partition."""
+
+    #: what simctl writes for a store's job: its name, output files, directory, host list, array
+    placement_batch_args: ClassVar[tuple[str, ...]] = ("job-name", "J", "output", "o", "error", "e", "chdir", "D",
+                                                       "nodelist", "w", "array", "a", "open-mode")
 
     def set_cpus_per_task(self, cpus: int) -> None:
         """CPUs per task for the allocation."""
