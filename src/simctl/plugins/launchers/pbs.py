@@ -307,10 +307,14 @@ def _ncpus(value: Any) -> int | None:
 
 def _node_conflict(resources: Mapping[str, Any], **given: Any) -> None:
     """ConfigError if ``resources`` holds ``select`` or ``nodes`` (or both) while
-    one of ``given`` (nodes, hostlist, ncpus) also says how many nodes or CPUs:
-    ``-l select=`` (or ``nodes=``) would be given twice."""
+    one of ``given`` (nodes, hostlist) also says how many nodes, or ``ncpus`` the
+    CPUs a ``select``/``nodes`` chunk spec already names (``2:ncpus=4``): ``-l
+    select=`` would be given twice. ``ncpus`` with a plain count joins it
+    (``-l select=10:ncpus=36``, ``-l nodes=10:ppn=36``)."""
     keys = [k for k in ("select", "nodes") if k in resources]
-    also = [name for name, value in given.items() if value]
+    also = [name for name, value in given.items() if value and name != "ncpus"]
+    if given.get("ncpus") and any(re.search(r"ncpus=|ppn=", str(resources[k])) for k in keys):
+        also.append("ncpus")
     if len(keys) == 2 or (keys and also):
         both = [f"resources[{k!r}]" for k in keys] + also
         raise ConfigError(f"PBS batch settings: {' and '.join(both)} each say how many nodes (or CPUs per node) "
@@ -419,6 +423,8 @@ class PbsLauncher(SchedulerLauncher):
         if bs.time:
             out.append(f"-l walltime={bs.time}")
         ncpus = bs.ncpus if isinstance(bs, PbsBatchSettings) else None
+        resources = bs.resources if isinstance(bs, PbsBatchSettings) else {}
+        spec = next((k for k in ("select", "nodes") if k in resources), None)
         if bs.hostlist:
             if self.flavor == "torque":
                 chunks = "+".join(h + (f":ppn={ncpus}" if ncpus else "") for h in bs.hostlist)
@@ -426,14 +432,19 @@ class PbsLauncher(SchedulerLauncher):
             else:
                 chunks = "+".join(f"1:host={h}" + (f":ncpus={ncpus}" if ncpus else "") for h in bs.hostlist)
                 out.append(f"-l select={q(chunks)}")
+        elif spec is not None:  # a select/nodes resource: its count, with ncpus in that spec's word
+            # (nodes=N:ppn=C; SmartSim's nodes=N:ncpus=C is refused by Slurm's qsub: "Invalid node name")
+            cpus = f":{'ppn' if spec == 'nodes' else 'ncpus'}={ncpus}" if ncpus else ""
+            out.append(f"-l {q(f'{spec}={resources[spec]}{cpus}')}")
         elif bs.nodes or ncpus:
             n = bs.nodes or 1
             if self.flavor == "torque":
                 out.append(f"-l nodes={n}" + (f":ppn={ncpus}" if ncpus else ""))
             else:
                 out.append(f"-l select={n}" + (f":ncpus={ncpus}" if ncpus else ""))
-        for key, value in (bs.resources.items() if isinstance(bs, PbsBatchSettings) else ()):
-            out.append(f"-l {q(f'{key}={value}')}")
+        for key, value in resources.items():
+            if key != spec:
+                out.append(f"-l {q(f'{key}={value}')}")
         if bs.queue:
             out.append(f"-q {q(bs.queue)}")
         if bs.account:
