@@ -150,11 +150,11 @@ def test_a_server_that_lost_the_submit_script_gets_it_again(one_server: Client) 
     assert client._one("x", "SCRIPT", "EXISTS", protocol.SUBMIT_SHA) == [1]
 
 
-def test_the_workers_packer_writes_what_redis_py_writes() -> None:
+def test_the_direct_packer_writes_what_redis_py_writes() -> None:
     import redis
 
-    from simctl.store.worker import pack
+    from simctl.store.direct import pack
 
     cmds = [("EVAL", protocol.TAKE_SCRIPT, 2, "q", "t", protocol.TAKE), ("SET", "k", b"\x00\r\n\xff", "PX", 60000),
             ("BLMOVE", "q", "t", "LEFT", "RIGHT", 1.0), ("GET", "clé"), ("BLMOVE", "q", "t", "LEFT", "RIGHT", 0.0125)]
-    assert pack(cmds) == b"".join(redis.Connection().pack_commands(cmds))
+    assert b"".join(pack(cmds)) == b"".join(redis.Connection().pack_commands(cmds))

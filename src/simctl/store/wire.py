@@ -41,6 +41,7 @@ client still works, with one more copy of large replies.
 from __future__ import annotations
 
 import math
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -331,6 +332,30 @@ def exchange(conn: Any, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
         except redis.ResponseError as exc:
             out.append(exc)
     return out
+
+
+_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+
+
+def quiet(pubsub: redis.client.PubSub) -> bool:
+    """Whether the subscription ``pubsub`` has no message waiting, neither in
+    redis-py's buffer nor on its socket (one non-blocking peek: redis-py's
+    ``get_message(timeout=0)`` costs two ``ioctl`` calls and tens of us of
+    Python when there is none). False when it cannot tell (then read it)."""
+    conn = pubsub.connection
+    sock = getattr(conn, "_sock", None)
+    parser = getattr(conn, "_parser", None)
+    buffered: Any = getattr(parser, "_buffer", None)
+    if sock is None or type(sock) is not socket.socket or not hasattr(buffered, "unread_bytes") or (
+            buffered.unread_bytes()):
+        return False
+    try:
+        sock.recv(1, _PEEK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def send_and_wait(r: redis.Redis, cmds: Sequence[tuple[Any, ...]], timeout: float | None | bool = False,

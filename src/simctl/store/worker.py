@@ -43,6 +43,8 @@ import redis
 from ..core.errors import ConfigError
 from ..core.plugins import Plugins, worker_plugins
 from . import contract, format as fmt, keyspace, protocol as pr, wire
+from .address import parse_address
+from .direct import Direct
 
 #: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
 DEFAULT_MIN_BATCH_WAIT_MS = 10
@@ -129,10 +131,10 @@ class Worker:
         self.id = pr.new_id()
         #: key -> the nonce of the last change heard of (see protocol.change)
         self.heard: dict[str, str] = {}
-        # the request path talks over one connection of its own, without redis-py's client layer
-        # (its pool, pipeline and instrumentation cost about 40 us a command, 100 us a pipeline)
-        self.conn = self.local.connection_pool.make_connection()
-        self.conn.connect()
+        # the request path talks over one direct connection of its own (:mod:`.direct`), without redis-py
+        # (its pool, pipeline and reply parser cost tens of us a command); no read timeout, as self.local
+        self.conn = Direct(parse_address(address), password, username=username, tls_ca=tls_ca, timeout=None,
+                           connect=10, name=pr.worker_name(device))
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
         self.stop = False
@@ -190,17 +192,10 @@ class Worker:
                 raws = self.handle(raws)
 
     def _exchange(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``cmds`` in one write (packed by :func:`pack`) and read their
+        """Send ``cmds`` in one write over the worker's direct connection and read their
         replies; an error reply (a key of another type, a store out of memory)
         is returned in its place as a ``redis.ResponseError``."""
-        self.conn.send_packed_command([pack(cmds)], check_health=False)
-        out: list[Any] = []
-        for _ in cmds:
-            try:
-                out.append(self.conn.read_response())
-            except redis.ResponseError as exc:
-                out.append(exc)
-        return out
+        return self.conn.call(cmds, retry=False)
 
     def _taken(self, reply: Any) -> list[bytes]:
         """The requests a take (the TAKE script or BLMOVE) moved; its error ends
@@ -230,7 +225,11 @@ class Worker:
                 self.local.delete(key)
 
     def _drain_changes(self) -> None:
-        """Forget the models and scripts whose keys were published as changed."""
+        """Forget the models and scripts whose keys were published as changed
+        (nothing but one non-blocking peek at the subscription's socket when
+        none was: :func:`wire.quiet`)."""
+        if wire.quiet(self.pubsub):
+            return
         while True:
             msg = self.pubsub.get_message(timeout=0)
             if msg is None:
@@ -640,19 +639,6 @@ class Worker:
         if not reply:
             return
         cmds += [("RPUSH", reply, pr.reply(rid, error, self.device)), ("EXPIRE", reply, pr.REPLY_TTL)]
-
-
-def pack(cmds: Sequence[tuple[Any, ...]]) -> bytes:
-    """``cmds`` in RESP, as one buffer: the worker's own packer (redis-py's
-    encodes argument by argument through its encoder, about 20 us a command
-    here; this, a few). Arguments are bytes, str (UTF-8), int or float."""
-    out: list[bytes] = []
-    for cmd in cmds:
-        out.append(b"*%d\r\n" % len(cmd))
-        for a in cmd:
-            b = a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else repr(a).encode()
-            out += (b"$%d\r\n" % len(b), b, b"\r\n")
-    return b"".join(out)
 
 
 def _decode(key: str, value: Any) -> np.ndarray | str:
