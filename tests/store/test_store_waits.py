@@ -308,7 +308,7 @@ def test_the_watch_finds_a_worker_silent_while_it_holds_nothing(server: Server) 
 def test_a_request_carries_its_timeout_and_older_requests_have_none() -> None:
     _, body = protocol.request("r", "model", "m", ["x"], ["y"], "", 2.5)
     msg = protocol.parse(body)
-    assert msg["v"] == protocol.VERSION == 2 and protocol.timeout_of(msg) == 2.5
+    assert msg["v"] == protocol.VERSION == 3 and protocol.timeout_of(msg) == 2.5
     _, body = protocol.request("r", "model", "m", ["x"], ["y"])
     assert "timeout" not in protocol.parse(body) and protocol.timeout_of(protocol.parse(body)) is None
     for bad in (0, -1, "3", True, None):

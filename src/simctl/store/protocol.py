@@ -140,7 +140,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.crc import key_slot as key_slot  # re-exported: the worker finds its slot with it
 
@@ -148,9 +148,11 @@ from ..core.backend import parse_device
 from ..core.errors import ConfigError
 from .format import KIND_LUA
 
-VERSION = 2
+VERSION = 3
 #: the versions a worker serves
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
+#: the first bytes of a version-3 request and of a version-3 reply
+V3, V3_REPLY = b"3\x00", b"R3\x00"
 #: the largest input value (bytes) a request carries; a larger one the worker reads itself
 CARRY = 16384
 #: the pub/sub channel on which a stored or deleted model or script key is published
@@ -345,13 +347,53 @@ def new_id() -> str:
 
 def request(reply: str, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "",
             timeout: float | None = None) -> tuple[str, bytes]:
-    """(request id, encoded request); ``timeout``: the caller's wait (None: no limit)."""
+    """(request id, encoded request): version 3, or version 2 when a name
+    holds a NUL or a newline; ``timeout``: the caller's wait (None: no limit)."""
     rid = new_id()
-    body: dict[str, Any] = {"v": VERSION, "id": rid, "reply": reply, "kind": kind, "key": key, "fn": fn,
+    names = "\x00".join((key, fn, reply, *inputs, *outputs))
+    if names.count("\x00") == 2 + len(inputs) + len(outputs) and "\n" not in names:
+        return rid, f"3\x00{rid}\x00{'' if timeout is None else repr(float(timeout))}\x00{kind}\x00{len(inputs)}" \
+                    f"\x00{names}".encode()
+    body: dict[str, Any] = {"v": 2, "id": rid, "reply": reply, "kind": kind, "key": key, "fn": fn,
                             "in": inputs, "out": outputs}
     if timeout is not None:
         body["timeout"] = timeout
     return rid, json.dumps(body, separators=(",", ":")).encode()
+
+
+class Header(NamedTuple):
+    """A request's header, decoded (any version)."""
+
+    version: int
+    id: str
+    reply: str
+    kind: str
+    key: str
+    fn: str
+    inputs: list[str]
+    outputs: list[str]
+    #: the caller's wait, in seconds (None: no limit)
+    timeout: float | None
+
+
+def parse_request(raw: bytes) -> Header:
+    """The header of the request ``raw`` (any version); ValueError if it is not one."""
+    if raw[:2] == V3:
+        f = raw.partition(b"\n")[0].decode().split("\x00")
+        try:
+            n = int(f[4])
+            t = float(f[2]) if f[2] else None
+        except (ValueError, IndexError):
+            raise ValueError(f"not a simctl inference request: {raw[:200]!r}") from None
+        if len(f) < 8 + n or n < 0:
+            raise ValueError(f"not a simctl inference request: {raw[:200]!r}")
+        return Header(3, f[1], f[7], f[3], f[5], f[6], f[8:8 + n], f[8 + n:], t if t is None or t > 0 else None)
+    msg = parse(raw)
+    h = Header(1 if msg.get("v") == 1 else 2, msg["id"], msg["reply"], msg["kind"], msg["key"], msg.get("fn", ""),
+               list(msg["in"]), list(msg["out"]), timeout_of(msg))
+    if not all(isinstance(k, str) for k in (h.reply, h.kind, h.key, h.fn, *h.inputs, *h.outputs)):
+        raise ValueError(f"not a simctl inference request (keys must be strings): {raw[:200]!r}")
+    return h
 
 
 def timeout_of(msg: dict[str, Any]) -> float | None:
@@ -361,8 +403,24 @@ def timeout_of(msg: dict[str, Any]) -> float | None:
 
 
 def parse(raw: bytes | str) -> dict[str, Any]:
-    """A decoded request (its header) or reply; ValueError if it is not one."""
-    msg = json.loads(raw.partition(b"\n" if isinstance(raw, bytes) else "\n")[0])  # type: ignore[arg-type]
+    """A decoded request (its header) or reply, of any version, as version 2
+    spells it (JSON); ValueError if it is not one."""
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if data[:2] == V3:
+        h = parse_request(data)
+        msg: dict[str, Any] = {"v": 3, "id": h.id, "reply": h.reply, "kind": h.kind, "key": h.key, "fn": h.fn,
+                               "in": h.inputs, "out": h.outputs}
+        if h.timeout is not None:
+            msg["timeout"] = h.timeout
+        return msg
+    if data[:3] == V3_REPLY:
+        f = data[3:].split(b"\x00", 2)
+        if len(f) == 2:
+            return {"id": f[0].decode(), "device": f[1].decode()}
+        if len(f) == 3 and not f[1]:
+            return {"id": f[0].decode(), "error": f[2].decode("utf-8", "replace")}
+        raise ValueError(f"not a simctl inference reply: {raw[:200]!r}")
+    msg = json.loads(data.partition(b"\n")[0])
     if not isinstance(msg, dict) or not isinstance(msg.get("id"), str):
         raise ValueError(f"not a simctl inference message: {raw[:200]!r}")
     return msg
@@ -396,8 +454,11 @@ def carried(raw: bytes, count: int) -> list[bytes | None] | None:
     return out
 
 
-def reply(rid: str, error: str | None = None, device: str = "") -> bytes:
-    """An encoded reply: success (with the device that ran it) or ``error``."""
+def reply(rid: str, error: str | None = None, device: str = "", version: int = VERSION) -> bytes:
+    """An encoded reply: success (with the device that ran it) or ``error``,
+    in the version of the request it answers (version 3's, else JSON)."""
+    if version == 3:
+        return (f"R3\x00{rid}\x00{device}" if error is None else f"R3\x00{rid}\x00\x00{error}").encode()
     body: dict[str, Any] = {"id": rid, "error": error} if error is not None else {"id": rid, "device": device}
     return json.dumps(body, separators=(",", ":")).encode()
 

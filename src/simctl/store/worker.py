@@ -71,23 +71,16 @@ class Loaded(NamedTuple):
 class Request:
     """A request taken, decoded (either version of the protocol)."""
 
-    __slots__ = ("raw", "id", "reply", "kind", "key", "fn", "inputs", "outputs", "timeout", "carried", "args")
+    __slots__ = ("raw", "version", "id", "reply", "kind", "key", "fn", "inputs", "outputs", "timeout", "carried",
+                 "args")
 
-    def __init__(self, raw: bytes, msg: dict[str, Any]) -> None:
+    def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self.id: str = msg["id"]
-        self.reply: str = msg["reply"]
-        self.kind: str = msg["kind"]
-        self.key: str = msg["key"]
-        self.fn: str = msg.get("fn", "")
-        self.inputs: list[str] = list(msg["in"])
-        self.outputs: list[str] = list(msg["out"])
-        if not all(isinstance(k, str) for k in (self.reply, self.kind, self.key, *self.inputs, *self.outputs)):
-            raise TypeError("keys must be strings")
-        #: the caller's wait, in seconds (None: no limit)
-        self.timeout = pr.timeout_of(msg)
-        #: what the request carries (protocol version 2): per input, the model's header, per output; or None
-        self.carried = pr.carried(raw, len(self.inputs) + 1 + len(self.outputs)) if msg.get("v") != 1 else None
+        #: the caller's wait (``timeout``), in seconds (None: no limit)
+        (self.version, self.id, self.reply, self.kind, self.key, self.fn, self.inputs, self.outputs,
+         self.timeout) = pr.parse_request(raw)
+        #: what the request carries (protocol version 2 on): per input, the model's header, per output; or None
+        self.carried = pr.carried(raw, len(self.inputs) + 1 + len(self.outputs)) if self.version > 1 else None
         #: its inputs, read (an array each, or why it cannot be read): see Worker._read
         self.args: list[np.ndarray | str] = []
 
@@ -170,11 +163,10 @@ class Worker:
         cmds: list[tuple[Any, ...]] = []
         for raw in orphans:
             try:
-                req = pr.parse(raw)
-            except ValueError:
+                req = pr.parse_request(raw if isinstance(raw, bytes) else raw.encode())
+            except (ValueError, KeyError, TypeError):
                 continue
-            self._reply(cmds, req["id"], str(req.get("reply", "")),
-                        f"the inference worker for {self.device} died while running this request{how}; "
+            self._reply(cmds, req, f"the inference worker for {self.device} died while running this request{how}; "
                         "it was restarted: run it again")
         cmds.append(("DEL", self.taken))
         self._exchange(cmds)
@@ -276,10 +268,10 @@ class Worker:
                     groups[k] = (self._loaded(req.kind, req.key), [])
                 except RunError as exc:
                     groups[k] = (None, [])
-                    self._reply(cmds, req.id, req.reply, str(exc))
+                    self._reply(cmds, req, str(exc))
                     for other in reqs:
                         if (other.kind, other.key) == k and other is not req:
-                            self._reply(cmds, other.id, other.reply, str(exc))
+                            self._reply(cmds, other, str(exc))
                     continue
             loaded, group = groups[k]
             if loaded is None:
@@ -343,7 +335,7 @@ class Worker:
         reqs = []
         for raw in raws:
             try:
-                reqs.append(Request(raw, pr.parse(raw)))
+                reqs.append(Request(raw))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
         return reqs
@@ -351,7 +343,7 @@ class Worker:
     def _pass_on(self, device: str, req: Request, cmds: list[tuple[Any, ...]]) -> None:
         """Queue ``req`` for the worker of ``device`` on this shard, or answer it with an error."""
         if not pr.has_worker(self.local.client_list(), device):
-            self._reply(cmds, req.id, req.reply,
+            self._reply(cmds, req,
                         f"{req.kind} {req.key!r} runs on {device}, and no inference worker serves {device} on "
                         f"the store at {self.address} (start the store with ml_devices including {device!r})")
             return
@@ -544,7 +536,7 @@ class Worker:
             missing = [a for a in r.args if isinstance(a, str)]
             missing += [self.refused[k] for k in r.outputs if k in self.refused]
             if missing:
-                self._reply(cmds, r.id, r.reply, str(missing[0]))
+                self._reply(cmds, r, str(missing[0]))
             else:
                 ready.append((r, r.args))  # type: ignore[arg-type]  # no str among them
         if not ready:
@@ -553,7 +545,7 @@ class Worker:
             results = self._run_batch(loaded, ready)
             if isinstance(results, str):  # the batch's outputs cannot be split into its requests' rows
                 for r, _ in ready:
-                    self._reply(cmds, r.id, r.reply, results)
+                    self._reply(cmds, r, results)
                 return
             if results is None:  # not batchable after all (shapes differ): one at a time
                 for r, arrays in ready:
@@ -573,7 +565,7 @@ class Worker:
         try:
             outs = self._call(loaded, r.fn if r.kind == "script" else "", arrays)
         except Exception as exc:  # the backend's error (ConfigError) or a runtime's: the caller's to read
-            self._reply(cmds, r.id, r.reply, str(exc) or type(exc).__name__)
+            self._reply(cmds, r, str(exc) or type(exc).__name__)
             return
         self._write(r, outs, cmds)
 
@@ -611,13 +603,13 @@ class Worker:
 
     def _write(self, r: Request, outs: list[np.ndarray], cmds: list[tuple[Any, ...]]) -> None:
         if len(outs) != len(r.outputs):
-            self._reply(cmds, r.id, r.reply, f"{r.kind} {r.key!r} gave {len(outs)} output(s); the request "
+            self._reply(cmds, r, f"{r.kind} {r.key!r} gave {len(outs)} output(s); the request "
                                              f"names {len(r.outputs)}: {r.outputs!r}")
             return
         try:
             values = [(k, fmt.tensor_bytes(o, f"output {k!r}")) for k, o in zip(r.outputs, outs)]
         except Exception as exc:
-            self._reply(cmds, r.id, r.reply, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
+            self._reply(cmds, r, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
             return
         for k, v in values:  # an output that holds another kind (since _read looked) is not replaced: logged
             tmp = keyspace.temporary_key(k, self.id) if len(v) > keyspace.MOVE_FROM else None
@@ -630,15 +622,15 @@ class Worker:
                 for cmd in put:
                     got = self._remote(*cmd)
                     if isinstance(got, redis.ResponseError):
-                        self._reply(cmds, r.id, r.reply, f"output {k!r} not stored: {got}")
+                        self._reply(cmds, r, f"output {k!r} not stored: {got}")
                         return
-        self._reply(cmds, r.id, r.reply, None)
+        self._reply(cmds, r, None)
 
-    def _reply(self, cmds: list[tuple[Any, ...]], rid: str, reply: str, error: str | None) -> None:
-        """Queue the reply to request ``rid`` (sent with the other commands of the round)."""
-        if not reply:
-            return
-        cmds += [("RPUSH", reply, pr.reply(rid, error, self.device)), ("EXPIRE", reply, pr.REPLY_TTL)]
+    def _reply(self, cmds: list[tuple[Any, ...]], req: Request | pr.Header, error: str | None) -> None:
+        """Queue the reply to ``req`` (sent with the other commands of the round), in its version."""
+        if req.reply:
+            cmds += [("RPUSH", req.reply, pr.reply(req.id, error, self.device, req.version)),
+                     ("EXPIRE", req.reply, pr.REPLY_TTL)]
 
 
 def _decode(key: str, value: Any) -> np.ndarray | str:
