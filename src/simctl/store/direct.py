@@ -104,6 +104,8 @@ class Direct:
         server does not hold, say, is not waited for). Raises redis-py's
         connection and timeout errors."""
         packed = pack(cmds)
+        if timeout == self.timeout:
+            timeout = False  # the connection's already: no settimeout
         with self._lock:
             for attempt in (0, 1):
                 try:

@@ -154,13 +154,26 @@ class InferenceCommands(ClientBase):
     def _tensor_in(self, name: str, what: str) -> str:
         return self._key("tensor", name, bool(self._get_prefix), what, look=True)
 
-    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
-        limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")
+    def _tensor_keys(self, what: str, inputs: Any, outputs: Any) -> tuple[list[str], list[str]]:
+        """The keys of the inputs and outputs named (checked once per names and prefixes: remembered)."""
+        memo = (_names(inputs), _names(outputs), self._get_prefix, self._put_prefix, self._use_prefix["tensor"])
+        known = _KEYS.get(memo)
+        if known is not None:
+            return known
         ins = [self._tensor_in(n, what) for n in names(f"{what}: inputs", inputs) or []]
         outs = [self._key("tensor", n, False, what) for n in names(f"{what}: outputs", outputs) or []]
         if not ins or not outs:
             raise ConfigError(f"{what}: give the {'inputs' if not ins else 'outputs'} (a tensor name or a list "
                               "of them)")
+        if memo[0] is not None and memo[1] is not None:
+            if len(_KEYS) >= _KEYS_MAX:
+                _KEYS.clear()
+            _KEYS[memo] = (ins, outs)
+        return ins, outs
+
+    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
+        limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")
+        ins, outs = self._tensor_keys(what, inputs, outputs)
         deadline = _Deadline(limit, self._waits.timeout)
         tag = self._tag(ins[0])
         device = self._devices.get((kind, key), "CPU")
@@ -350,6 +363,21 @@ class InferenceCommands(ClientBase):
                                    f"request was sent ({broke}), and the shard holds no trace of it: it was lost on "
                                    "the way, or it ran and its reply was lost with the connection. It was not sent "
                                    "again (a request runs at most once): check its outputs, or run it again")
+
+
+#: (inputs, outputs, data source, prefix, prefixing on) -> the keys of the inputs and outputs (a pure function:
+#: shared by every client of the process); cleared when full
+_KEYS: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
+_KEYS_MAX = 4096
+
+
+def _names(value: Any) -> tuple[str, ...] | str | None:
+    """``value`` (a name or a list of names) as a memo key; None when it cannot be one."""
+    if type(value) is str:
+        return value
+    if type(value) in (list, tuple) and all(type(n) is str for n in value):
+        return tuple(value)
+    return None
 
 
 def _call(direct: Direct, cmds: list[tuple[Any, ...]], timeout: float | None, retry: bool = True) -> Any:

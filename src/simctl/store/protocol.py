@@ -1,4 +1,4 @@
-"""The request protocol between clients and the inference workers (version 2; version 1 still served).
+"""The request protocol between clients and the inference workers (version 3; versions 1 and 2 still served).
 
 Every store shard (and every colocated store) runs one inference worker per
 device (``CPU``, ``GPU:0``...) beside its server, under the shard's
@@ -31,21 +31,28 @@ SETNAME``): a worker of a device lives on a shard while ``CLIENT LIST`` shows
 one. The keys exist only while requests are in flight: at rest, the store
 holds none of them.
 
-A request is a JSON object, UTF-8 (its *header*): ``{"v": 2, "id": str, "reply": key,
+A request starts with its *header*: in version 3, UTF-8 fields separated by
+NUL bytes (``\x00``): ``3``, ``id``, ``timeout``, ``kind``, the number of
+inputs, ``key``, ``fn``, ``reply``, then the input keys and the output keys
+(:func:`request` writes it, :func:`parse_request` reads it); in versions 1
+and 2, a JSON object with the same fields: ``{"v": 2, "id": str, "reply": key,
 "kind": "model" | "script", "key": the model's or script's key, "fn":
 function name (scripts), "in": [input tensor keys], "out": [output tensor
-keys], "timeout": seconds}``. ``timeout`` (a number > 0; optional, absent:
-no limit) is how long the caller waits for the reply; a worker that holds
+keys], "timeout": seconds}``. A client sends version 2 when a name holds a
+NUL or a newline (which a version-3 header cannot hold). ``timeout`` (a
+number > 0; empty or absent: no limit) is how long the caller waits for the reply; a worker that holds
 the request in its taken list longer than that plus :data:`HUNG_GRACE`
 seconds is hung (see "Deadlines" below). ``id`` is unique per request (a
 random hex string). A request is sent once, never again: when the connection
 breaks after it was sent, the client looks for it on the shard (in a queue
 or a taken list, or its reply in the reply list) and waits on if it is
 there, else raises an error (it was lost, or it ran and its reply was lost
-with the connection); so a request runs at most once. A reply is
-``{"id": str, "device": str}`` on success (the device that ran it, which
-the client remembers as the queue to use next time) or ``{"id": str,
-"error": str}``. Inputs are read and outputs written in the tensor format of
+with the connection); so a request runs at most once. A reply is in the
+version of its request: in version 3, ``R3``, ``id`` and the device that ran
+it (which the client remembers as the queue to use next time), separated by
+NUL, on success, or ``R3``, ``id``, an empty field and the error; in
+versions 1 and 2, ``{"id": str, "device": str}`` or ``{"id": str, "error":
+str}``. Inputs are read and outputs written in the tensor format of
 :mod:`simctl.store.format`; the outputs exist when the reply arrives (the
 worker writes them and pushes the reply in one write, outputs first: a reader
 that has the reply finds them). An output key that holds another kind than a
@@ -57,9 +64,9 @@ stored one (``GETRANGE``, in the same exchange) on every request, and loads
 it again when it differs: the change messages below only let it drop a copy
 early.
 
-Version 2 lets the header be followed by what the worker would otherwise
-read itself, carried in the request: a newline (``\n``, which JSON never
-leaves in the header), then one *section* per input (in the order of
+Version 2 (and 3) lets the header be followed by what the worker would otherwise
+read itself, carried in the request: a newline (``\n``, which neither a
+JSON header nor a version-3 one holds), then one *section* per input (in the order of
 ``"in"``), one for the model or script, and one per output (in the order of
 ``"out"``), back to back. A section is ``-`` (nothing carried: the worker
 reads the key itself, as in version 1) or ``<n>:`` followed by ``n`` bytes:
@@ -126,11 +133,26 @@ know, so an older worker serves a newer client's requests (without their
 deadline) and a newer worker serves an older client's (without a limit). A
 change an older reader would misread (a field's meaning, a key's layout)
 takes a new version. Version 2 added the sections after the header, which a
-version-1 worker would take for part of its JSON; a worker serves both
-versions (:data:`VERSIONS`): a version-1 request is a header alone, and the
+version-1 worker would take for part of its JSON; version 3 replaced the
+JSON of the header and of the reply by NUL-separated fields (about 20 us of
+the worker's and the client's Python a round: no JSON to write or read, no
+dict per request). A worker serves every version (:data:`VERSIONS`) and
+answers each in its own: a version-1 request is a header alone, and the
 worker reads its inputs, model header and output kinds itself. A version-1
 client's withdrawal (``LREM`` and ``LPOS`` of its request, whole) still
 finds its requests, which are pushed as they were sent.
+
+Transport
+=========
+
+The client sends a request (its ``SUBMIT``, by ``EVALSHA``) and the ``BLPOP``
+of its reply in one write over its direct connection to the shard
+(:mod:`.direct`; ``NOSCRIPT`` ends the exchange there, and the script itself
+is sent); the worker answers a round of requests, clears its taken list and
+takes (or waits for) the next ones in one write over a direct connection of
+its own, named as its other connection (:func:`worker_name`). It reads the
+change channel only when a non-blocking peek at that subscription's socket
+finds a message (:func:`simctl.store.wire.quiet`).
 """
 
 from __future__ import annotations
@@ -138,7 +160,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -341,8 +362,8 @@ def parse_change(data: bytes) -> tuple[str, str]:
 
 
 def new_id() -> str:
-    """A random id (a client's, or a request's)."""
-    return uuid.uuid4().hex
+    """A random id (a client's, or a request's): 32 hex digits."""
+    return os.urandom(16).hex()
 
 
 def request(reply: str, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "",

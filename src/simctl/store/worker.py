@@ -438,25 +438,28 @@ class Worker:
         What a request carries (protocol version 2) is used as it is; the rest
         is read in one exchange (inputs, headers with ``GETRANGE``, kinds with
         the :data:`keyspace.KIND` script)."""
-        held = {m: self.cache[m] for m in dict.fromkeys((r.kind, r.key) for r in reqs) if m in self.cache}
-        kinds: dict[str, Any] = {}
+        cache = self.cache
+        held = {m: cache[m] for m in ((r.kind, r.key) for r in reqs) if m in cache}
+        kinds: dict[str, None] = {}
         keys: dict[str, None] = {}
         for r in reqs:
-            n = len(r.inputs)
-            if r.carried is None:
+            c = r.carried
+            if c is None:
                 keys.update(dict.fromkeys(r.inputs))
                 kinds.update(dict.fromkeys(r.outputs))
                 continue
-            keys.update(dict.fromkeys(k for k, c in zip(r.inputs, r.carried) if c is None))
+            for k, v in zip(r.inputs, c):
+                if v is None:
+                    keys[k] = None
+            n = len(r.inputs)
             m = (r.kind, r.key)
-            if m in held:
-                if r.carried[n] != held.pop(m).stamp:
-                    del self.cache[m]
-            for k, c in zip(r.outputs, r.carried[n + 1:]):
-                if c is not None:
-                    self.refused[k] = str(keyspace.refused("run", k, c.decode(errors="replace"), "tensor"))
-        stamps = list(held.items())
-        values = self._fetch(list(keys), stamps, [k for k in kinds if k not in self.refused])
+            loaded = held.pop(m, None)
+            if loaded is not None and c[n] != loaded.stamp:
+                del cache[m]
+            for k, v in zip(r.outputs, c[n + 1:]):
+                if v is not None:
+                    self.refused[k] = str(keyspace.refused("run", k, v.decode(errors="replace"), "tensor"))
+        values = self._fetch(list(keys), list(held.items()), [k for k in kinds if k not in self.refused])
         decoded = {k: _decode(k, v) for k, v in values.items()}
         for r in reqs:
             if r.carried is None:
@@ -471,6 +474,8 @@ class Worker:
         more) that also drops the loaded copies of ``stamps`` whose stored header
         differs, and puts the outputs ``kinds`` holding another kind than a
         tensor into :attr:`refused`."""
+        if not keys and not stamps and not kinds:
+            return {}  # everything carried in the requests
         local = [k for k in keys if self._local(k)]
         cmds: list[tuple[Any, ...]] = []
         if local:  # on a cluster, keys of different slots cannot share an MGET
