@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 import redis
+from _lifecycle_helpers import wait_until
 from _paths import REPO
 from _store_helpers import Server, make_client
 
@@ -90,6 +91,26 @@ def test_one_write_exchanges(server: Server) -> None:
     finally:
         server.raw.delete("q", "l")
         d.close()
+
+
+def test_quiet_tells_a_subscription_with_a_message_waiting(server: Server) -> None:
+    """The inference worker reads its change channel only when wire.quiet says a message waits."""
+    password = server.raw.connection_pool.connection_kwargs["password"]
+    r = wire.connect(server.address, password, protocol=2)
+    sub = r.pubsub(ignore_subscribe_messages=True)
+    try:
+        sub.subscribe("simctl-test-quiet")
+        wait_until(lambda: not wire.quiet(sub), "the subscription's confirmation")
+        assert sub.get_message(timeout=5) is None and wire.quiet(sub)
+        server.raw.publish("simctl-test-quiet", "a")
+        server.raw.publish("simctl-test-quiet", "b")
+        wait_until(lambda: not wire.quiet(sub), "the messages to arrive")
+        assert sub.get_message(timeout=5)["data"] == b"a"
+        assert not wire.quiet(sub)  # the second, in redis-py's buffer or on the socket
+        assert sub.get_message(timeout=5)["data"] == b"b" and wire.quiet(sub)
+    finally:
+        sub.close()
+        r.close()
 
 
 def test_a_cluster_command_goes_to_the_node_of_its_slot(cluster: list[Server]) -> None:

@@ -204,20 +204,6 @@ if #items > 0 then
 end
 return items
 """
-#: after a round's replies: empty the taken list KEYS[2], then move up to ARGV[1] requests from the queue
-#: KEYS[1] into it, all but the last one queued, which the BLMOVE sent in the same write takes at once (when
-#: none is queued, that BLMOVE blocks: an idle worker waits for its next request in the exchange that
-#: carried its last replies)
-NEXT_SCRIPT = """
-redis.call('DEL', KEYS[2])
-local n = math.min(redis.call('LLEN', KEYS[1]) - 1, tonumber(ARGV[1]))
-if n <= 0 then return {} end
-local items = redis.call('LRANGE', KEYS[1], 0, n - 1)
-redis.call('LTRIM', KEYS[1], n, -1)
-redis.call('RPUSH', KEYS[2], unpack(items))
-return items
-"""
-
 
 #: push a request with what the worker would read carried in it (see "Version 2" above), atomically.
 #: KEYS[1] the queue, KEYS[2] the model or script, then ARGV[3] inputs, then the outputs; ARGV[1] the

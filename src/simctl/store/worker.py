@@ -115,8 +115,7 @@ class Worker:
         self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
         self.take_cmd = ("EVAL", pr.TAKE_SCRIPT, 2, self.q, self.taken, pr.TAKE)
         #: sent after a round's replies: clear the taken list, take the requests queued meanwhile, or wait
-        self.next_cmds = [("EVAL", pr.NEXT_SCRIPT, 2, self.q, self.taken, pr.TAKE),
-                          ("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)]
+        self.next_cmds = [("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE), ("LLEN", self.q)]
         self.cache: dict[tuple[str, str], Loaded] = {}
         #: output key -> why this round's requests may not write it (it holds another kind)
         self.refused: dict[str, str] = {}
@@ -172,16 +171,30 @@ class Worker:
         self._exchange(cmds)
 
     def serve(self) -> None:
-        """Take and answer requests until stopped. The requests that came in
-        meanwhile are taken with the replies, and when none did, the worker
-        blocks on its queue in that same exchange (see :meth:`handle`)."""
+        """Take and answer requests until stopped. The next request is waited
+        for in the exchange that carries a round's replies (see :meth:`handle`)."""
         raws = self._taken(self._exchange([self.take_cmd])[0])
         while not self.stop:
             if not raws:
-                raws = self._taken(self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)])[0])
+                raws = self._next([])[1]
             self._drain_changes()
             if raws:
                 raws = self.handle(raws)
+
+    def _next(self, cmds: list[tuple[Any, ...]]) -> tuple[list[Any], list[bytes]]:
+        """Send ``cmds`` and, in the same write, take the next request
+        (``BLMOVE``, which blocks at most :data:`protocol.IDLE` seconds while
+        none is queued) and ask how many more are queued (``LLEN``, run once
+        the ``BLMOVE`` is served): when some are, they are taken too (the
+        :data:`protocol.TAKE_SCRIPT`, one more exchange, only then). Returns
+        the replies to ``cmds`` and the requests taken (none after an idle
+        wait). A plain take costs the server no script: the one-at-a-time
+        round of a lone caller runs no Lua here."""
+        replies = self._exchange(cmds + self.next_cmds)
+        raws = self._taken(replies[-2])
+        if raws and isinstance(replies[-1], int) and replies[-1] > 0:
+            raws += self._taken(self._exchange([self.take_cmd])[0])
+        return replies[:-2], raws
 
     def _exchange(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``cmds`` in one write over the worker's direct connection and read their
@@ -238,9 +251,9 @@ class Worker:
 
     def handle(self, raws: list[bytes]) -> list[bytes]:
         """Answer the requests ``raws`` (taken into the taken list), clear that
-        list, and take the requests queued meanwhile (returned), all in one
-        exchange, which ends, when none was queued, when the next one comes
-        (or after :data:`protocol.IDLE` seconds: then none is returned)."""
+        list, and take the next requests (returned), in one exchange that
+        ends, when none was queued, when the next one comes (or after
+        :data:`protocol.IDLE` seconds: then none is returned); see :meth:`_next`."""
         cmds: list[tuple[Any, ...]] = []
         self.refused = {}
         groups = self._fill_batches(self._intake(raws, cmds), cmds)
@@ -249,12 +262,12 @@ class Worker:
                 continue
             for chunk in self._chunks(loaded, group):
                 self._run(loaded, chunk, cmds)
-        cmds += self.next_cmds
-        replies = self._exchange(cmds)
-        for cmd, got in zip(cmds, replies[:-2]):
+        cmds.append(("DEL", self.taken))
+        replies, taken = self._next(cmds)
+        for cmd, got in zip(cmds, replies):
             if isinstance(got, redis.ResponseError):  # a caller's output or reply not stored: say so in the log
                 print(f"simctl inference worker: {cmd[0]} {cmd[1]!r} failed: {got}", file=sys.stderr, flush=True)
-        return self._taken(replies[-2]) + self._taken(replies[-1])
+        return taken
 
     def _groups(self, reqs: list[Request], cmds: list[tuple[Any, ...]]
                 ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
