@@ -181,7 +181,7 @@ class InferenceCommands(ClientBase):
         rid, body = pr.request(reply, kind, key, ins, outs, fn, limit)
         queue = pr.queue_key(tag, device)
         # on a single server, the script carries the inputs, the model's header and the outputs' kinds in
-        # the request (protocol version 2); a cluster's keys live in other slots than the queue: a header alone
+        # the request (protocol version 2 on); a cluster's keys live in other slots than the queue: a header alone
         push = (("EVALSHA", pr.SUBMIT_SHA, 2 + len(ins) + len(outs), queue, key, *ins, *outs, body, pr.CARRY,
                  len(ins))
                 if not self._server.is_cluster else ("RPUSH", queue, body))

@@ -148,10 +148,12 @@ Transport
 The client sends a request (its ``SUBMIT``, by ``EVALSHA``) and the ``BLPOP``
 of its reply in one write over its direct connection to the shard
 (:mod:`.direct`; ``NOSCRIPT`` ends the exchange there, and the script itself
-is sent); the worker answers a round of requests, clears its taken list and
-takes (or waits for) the next ones in one write over a direct connection of
-its own, named as its other connection (:func:`worker_name`). It reads the
-change channel only when a non-blocking peek at that subscription's socket
+is sent); the worker answers a round of requests, clears its taken list,
+takes (or waits for) the next request (``BLMOVE``) and asks how many more
+are queued (``LLEN``, served after the ``BLMOVE``) in one write over a direct
+connection of its own, named as its other connection (:func:`worker_name`);
+only when more are queued does it take them, with :data:`TAKE_SCRIPT`. It
+reads the change channel only when ``poll`` on that subscription's socket
 finds a message (:func:`simctl.store.wire.quiet`).
 """
 

@@ -448,7 +448,7 @@ class Worker:
         it cannot be read), drop each loaded model or script whose stored header
         differs from the one it was loaded from (never run stale), and put the
         outputs that hold another kind than a tensor into :attr:`refused`.
-        What a request carries (protocol version 2) is used as it is; the rest
+        What a request carries (protocol version 2 on) is used as it is; the rest
         is read in one exchange (inputs, headers with ``GETRANGE``, kinds with
         the :data:`keyspace.KIND` script)."""
         cache = self.cache
