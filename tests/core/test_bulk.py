@@ -60,6 +60,10 @@ def test_every_registered_settings_class_copies_each_list_and_dict(plugs):
                 mine.append("only-copy")
             assert "only-copy" not in theirs, (cls, name)
             assert getattr(rs.copy(), name) == theirs  # and the original's later copies start from it again
+        one, two = rs.copies(2)  # what an ensemble gives its members
+        assert type(one) is cls and one == rs == two
+        for name in mutable:
+            assert getattr(one, name) is not getattr(two, name) and getattr(one, name) is not getattr(rs, name)
 
 
 @attrs.define(slots=False)
@@ -98,14 +102,38 @@ def test_copier_keeps_subclasses_and_a_plain_subclass_attributes():
     assert copy.note is orig.note and copy.tag == "T"  # type: ignore[attr-defined]  # shallow, as copy.copy
 
 
-def test_builder_stores_every_field_as_given_by_name():
-    build = bulk.builder(_Slotted)
-    made = build(items="not a list", tag="lower")  # no validator, no converter
+def test_copies_decide_once_and_copy_each_kind():
+    class Plain(_DictBacked):
+        pass
+
+    orig = Plain(_Items([1]), {"a": 1}, "shared")
+    orig.note = "own"  # type: ignore[attr-defined]
+    made = bulk.copies(orig, 3)
+    assert [type(c) for c in made] == [Plain] * 3 and all(c == orig and c.note == "own" for c in made)  # type: ignore[attr-defined]
+    assert type(made[0].items) is _Items and len({id(c.items) for c in [orig, *made]}) == 4
+    assert len({id(c.table) for c in [orig, *made]}) == 4 and made[0].label is orig.label
+    assert bulk.copies(orig, 0) == []
+
+
+def test_a_settings_subclass_with_its_own_copy_is_copied_its_way():
+    class Counted(RunSettings):
+        made = 0
+
+        def copy(self) -> RunSettings:
+            Counted.made += 1
+            return super().copy()
+
+    assert len(Counted("true").copies(3)) == 3 and Counted.made == 3
+
+
+def test_builder_stores_every_field_as_given_in_the_order_named():
+    build = bulk.builder(_Slotted, ("tag", "items"))
+    made = build("lower", "not a list")  # no validator, no converter
     assert made.items == "not a list" and made.tag == "lower"
     with pytest.raises(TypeError):
-        build(items=[])  # every field is needed
-    with pytest.raises(TypeError):
-        build([], "t")  # by name only: a reordered class cannot mix them up
+        build("t")  # every field is needed
+    with pytest.raises(TypeError, match=r"must name each field of _Slotted once"):
+        bulk.builder(_Slotted, ("items",))  # a field the caller does not know of fails at once
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -21,7 +21,8 @@ import attrs
 T = TypeVar("T")
 
 _COPIERS: dict[type, Callable[[Any], Any]] = {}
-_BUILDERS: dict[type, Callable[..., Any]] = {}
+_BATCHES: dict[tuple[type, tuple[int, ...]], Callable[..., Any]] = {}
+_BUILDERS: dict[tuple[type, tuple[str, ...]], Callable[..., Any]] = {}
 
 
 def _compile(cls: type, name: str, source: str, names: dict[str, Any]) -> Callable[..., Any]:
@@ -64,23 +65,62 @@ def copier(cls: type[T]) -> Callable[[T], T]:
     return fn
 
 
-def builder(cls: type[T]) -> Callable[..., T]:
-    """``cls``'s build function (compiled on first use): it takes every field
-    by its name, keyword only, and stores each as given: no default, converter,
-    validator, ``on_setattr`` hook or ``__attrs_post_init__`` runs. For
-    objects made from values the caller checked once for all of them."""
-    fn = _BUILDERS.get(cls)
+def copies(obj: T, n: int) -> list[T]:
+    """``n`` copies of ``obj``, each as :func:`copier` makes it, from code
+    compiled once per class and kind of each field's value (shared, a list,
+    a dict, another list or dict class): what to copy is decided once for
+    all ``n``, and each copy is only the stores."""
+    cls = type(obj)
+    names = [field.name for field in attrs.fields(cls)]  # type: ignore[arg-type]  # any attrs class
+    values = [getattr(obj, name) for name in names]
+    kinds = tuple(_kind(v) for v in values)
+    fn = _BATCHES.get((cls, kinds))
+    if fn is None:
+        made = {0: "{}", 1: "{}[:]", 2: "{}.copy()", 3: "{}.__class__({})"}
+        lines = ["def copies(self, values, n):", *[f"    v{i} = values[{i}]" for i in range(len(names))],
+                 "    out = []", "    extra = getattr(self, '__dict__', None)", "    for _ in range(n):",
+                 "        new_ = _new(_cls)", *["    " + line for line in _setter(cls, names)],
+                 "        if extra:", "            new_.__dict__.update(extra)"]
+        lines += [f"        {_store(cls, name, made[kind].format(f'v{i}', f'v{i}'))}"
+                  for i, (name, kind) in enumerate(zip(names, kinds))]
+        lines += ["        out.append(new_)", "    return out"]
+        fn = _compile(cls, "copies", "\n".join(lines) + "\n", _slots(cls, names))
+        _BATCHES[(cls, kinds)] = fn
+    made_copies: list[T] = fn(obj, values, n)
+    return made_copies
+
+
+def _kind(value: Any) -> int:
+    """How :func:`copies` copies a value: 0 shared, 1 a list, 2 a dict, 3 a subclass of either."""
+    if value.__class__ is list:
+        return 1
+    if value.__class__ is dict:
+        return 2
+    return 3 if isinstance(value, (list, dict)) else 0
+
+
+def builder(cls: type[T], order: tuple[str, ...]) -> Callable[..., T]:
+    """``cls``'s build function (compiled on first use): it takes every field,
+    positionally in the caller's ``order`` (which must name each field once:
+    a field added to the class fails here, not silently), and stores each as
+    given: no default, converter, validator, ``on_setattr`` hook or
+    ``__attrs_post_init__`` runs. For objects made from values the caller
+    checked once for all of them."""
+    fn = _BUILDERS.get((cls, order))
     if fn is None:
         names = [field.name for field in attrs.fields(cls)]  # type: ignore[arg-type]  # any attrs class
+        if sorted(order) != sorted(names):
+            raise TypeError(f"bulk.builder: the order {order} must name each field of {cls.__qualname__} once: "
+                            f"{names}")
         clash = sorted(set(names) & _LOCALS)
         if clash:
             raise TypeError(f"bulk.builder: {cls.__qualname__} has fields named {clash}, which the built "
                             "function uses itself")
-        lines = [f"def build(*, {', '.join(names)}):", "    new_ = _new(_cls)", *_setter(cls, names)]
+        lines = [f"def build({', '.join(order)}):", "    new_ = _new(_cls)", *_setter(cls, names)]
         lines += [f"    {_store(cls, name, name)}" for name in names]
         lines += ["    return new_"]
         fn = _compile(cls, "build", "\n".join(lines) + "\n", _slots(cls, names))
-        _BUILDERS[cls] = fn
+        _BUILDERS[(cls, order)] = fn
     return fn
 
 

@@ -337,6 +337,12 @@ class RunSettings:
         # lists and dicts copied; a plain subclass's own attributes shallowly, as copy.copy
         return bulk.copier(type(self))(self)
 
+    def copies(self, n: int) -> list[RunSettings]:
+        """``n`` independent copies, each as :meth:`copy` makes it (an ensemble's members' own)."""
+        if type(self).copy is not RunSettings.copy:  # a subclass that copies its own way
+            return [self.copy() for _ in range(n)]
+        return bulk.copies(self, n)
+
     def add_exe_args(self, args: str | Iterable[Any]) -> None:
         """Append arguments for the executable (a string split like a shell
         does, or a list of str, int, float or paths)."""

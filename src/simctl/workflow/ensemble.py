@@ -142,14 +142,14 @@ class Ensemble(StoreMethods, Entity):
         ens, pas, files, store_use = self.name, self.params_as_args, self.files, self.store_use
         placement = "default" if self.placement == "default" else "derived"
         base = os.path.join(self.path, "") if self.path else None  # os.path.join(path, name) is base + name
-        params = iter(space)
+        params, settings = iter(space), iter(rs.copies(len(space)))
         name = f"{ens}_0"
-        members = [Model(name, rs.copy(), dict(next(params)), base and base + name, None, list(pas), files,
+        members = [Model(name, next(settings), dict(next(params)), base and base + name, None, list(pas), files,
                          store_use.copy(), ensemble=ens, placement=placement)]
-        for i, p in enumerate(params, 1):
+        for i, (p, own) in enumerate(zip(params, settings), 1):
             name = f"{ens}_{i}"
-            members.append(member(name, rs.copy(), dict(p), base and base + name, list(pas), files,
-                                  store_use.copy(), ens, placement))
+            members.append(member(name, own, dict(p), base and base + name, list(pas), files, store_use.copy(),
+                                  ens, placement))
         return members
 
     @property

@@ -239,7 +239,9 @@ class Model(StoreMethods, Entity):
 
 
 
-_build = bulk.builder(Model)
+#: a member's fields in the order :func:`member` passes them
+_build = bulk.builder(Model, ("name", "run_settings", "params", "path", "batch_settings", "params_as_args", "files",
+                              "store_use", "ensemble", "placement"))
 
 
 def member(name: str, run_settings: RunSettings, params: dict[str, Any], path: str | None,
@@ -255,6 +257,4 @@ def member(name: str, run_settings: RunSettings, params: dict[str, Any], path: s
     _check_params(params)
     if params_as_args:
         _check_params_as_args(name, params, params_as_args)
-    return _build(name=name, run_settings=run_settings, params=params, path=path, batch_settings=None,
-                  params_as_args=params_as_args, files=files, store_use=store_use, ensemble=ensemble,
-                  placement=placement)
+    return _build(name, run_settings, params, path, None, params_as_args, files, store_use, ensemble, placement)
