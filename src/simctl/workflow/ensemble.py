@@ -146,10 +146,10 @@ class Ensemble(StoreMethods, Entity):
         name = f"{ens}_0"
         members = [Model(name, next(settings), dict(next(params)), base and base + name, None, list(pas), files,
                          store_use.copy(), ensemble=ens, placement=placement)]
+        make, add, use = member, members.append, store_use.copy  # looked up once: 10k members make a loop hot
         for i, (p, own) in enumerate(zip(params, settings), 1):
             name = f"{ens}_{i}"
-            members.append(member(name, own, dict(p), base and base + name, list(pas), files, store_use.copy(),
-                                  ens, placement))
+            add(make(name, own, dict(p), base and base + name, list(pas), files, use(), ens, placement))
         return members
 
     @property
