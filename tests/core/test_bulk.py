@@ -28,16 +28,20 @@ def _settings_classes(plugs: simctl.Plugins) -> list[type[RunSettings]]:
 
 
 def _filled(cls: type[RunSettings]) -> RunSettings:
-    """An instance whose list and dict fields (those None by default too) each hold a value."""
-    rs = cls("true")
+    """An instance (each field its default, made without the class's constructor, which may look
+    for its run command on PATH) whose list and dict fields (those None by default too) each hold a value."""
+    rs = object.__new__(cls)
     for field in attrs.fields(cls):
-        value = getattr(rs, field.name)
+        value = field.default
+        if isinstance(value, attrs.Factory):  # type: ignore[arg-type]  # attrs.Factory is a class at run time
+            value = value.factory(rs) if value.takes_self else value.factory()
+        object.__setattr__(rs, field.name, "true" if value is attrs.NOTHING else value)
         kind = value.__class__ if isinstance(value, (list, dict)) else (
             dict if "dict" in str(field.type) else list if "list" in str(field.type) else None)
         if kind is dict:
             object.__setattr__(rs, field.name, {"k": "v", **(value or {})})
         elif kind is list:
-            object.__setattr__(rs, field.name, [*(value or []), "x" if field.name != "mpmd" else cls("other")])
+            object.__setattr__(rs, field.name, [*(value or []), "x" if field.name != "mpmd" else RunSettings("b")])
     return rs
 
 
