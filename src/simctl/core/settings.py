@@ -14,7 +14,6 @@ the argument, before anything is written or launched.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -22,7 +21,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from . import checks
+from . import bulk, checks
 from .containers import Container
 from .errors import ConfigError, choices
 from .hosts import expand as expand_hosts
@@ -207,12 +206,6 @@ def _batch_args(value: Any, self: attrs.AttrsInstance) -> dict[str, ArgValue]:
     return args
 
 
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    """The attrs fields of a settings class (asked once per class: ensembles copy per member)."""
-    return tuple(field.name for field in attrs.fields(cls))
-
-
 @attrs.define(eq=True)
 class RunSettings:
     """How to run one executable: what, with which arguments, where and how wide.
@@ -344,17 +337,15 @@ class RunSettings:
     def copy(self) -> RunSettings:
         """An independent copy (what each ensemble member gets): changing the
         copy's hosts, arguments or environment changes nothing of this one's."""
-        cls = type(self)
-        new = object.__new__(cls)
-        for name in _field_names(cls):  # type: ignore[arg-type]  # mypy takes the class for its (unhashable) instances
-            value = getattr(self, name)
-            if isinstance(value, (list, dict)):
-                value = type(value)(value)
-            object.__setattr__(new, name, value)  # as it is: no converter or validator to run again
-        extra = getattr(self, "__dict__", None)  # a plain subclass's own attributes, shallow as copy.copy
-        if extra:
-            new.__dict__.update(extra)
-        return new
+        # compiled once per class: every field as it is (no converter or validator to run again), its
+        # lists and dicts copied; a plain subclass's own attributes shallowly, as copy.copy
+        return bulk.copier(type(self))(self)
+
+    def copies(self, n: int) -> list[RunSettings]:
+        """``n`` independent copies, each as :meth:`copy` makes it (an ensemble's members' own)."""
+        if type(self).copy is not RunSettings.copy:  # a subclass that copies its own way
+            return [self.copy() for _ in range(n)]
+        return bulk.copies(self, n)
 
     def add_exe_args(self, args: str | Iterable[Any]) -> None:
         """Append arguments for the executable (a string split like a shell

@@ -16,14 +16,15 @@ from typing import Any
 import attrs
 
 from ..core import checks, templates
+from ..core.bulk import gc_paused
 from ..core.entity import Entity, PlanContext
 from ..core.errors import ConfigError, ConfigTypeError
 from ..core.expansion import Params, Repeat, as_sequence
-from ..core.files import EntityFiles, name_validator
+from ..core.files import EntityFiles, check_name, name_validator
 from ..core.settings import BatchSettings, RunSettings
 from ..core.steps import Launch, ProcessStep
 from ..store.use import StoreMethods, StoreUse, check_plan, prepare
-from .model import Model, make_dirs, placed
+from .model import Model, make_dirs, member, placed
 
 ExpandFn = Callable[[list[str], list[list[Any]], "int | None", "int | None"], Sequence[Params]]
 CreatedHook = Callable[..., None]  # called with the entities just made
@@ -127,20 +128,37 @@ class Ensemble(StoreMethods, Entity):
         """Member parameter sets as dicts, without making Model objects."""
         return iter(self.space())
 
-    def _member(self, i: int, params: Params) -> Model:
-        assert self.run_settings is not None
-        # each member its own copy of the run settings (issue 18): pinning one member (set_hostlist) pins no other
-        name = f"{self.name}_{i}"
-        return Model(name, self.run_settings.copy(), dict(params), os.path.join(self.path, name) if self.path else None,
-                     None, list(self.params_as_args), self.files, self.store_use.copy(), ensemble=self.name,
-                     placement="default" if self.placement == "default" else "derived")
+    def _make_members(self, space: Sequence[Params]) -> list[Model]:
+        """One Model per parameter set, ``<ensemble>_<i>``. Each member has its own copy of the
+        run settings (issue 18: pinning one member with set_hostlist pins no other), parameters,
+        ``params_as_args`` and store use. The first is made by the Model constructor, with
+        every check; the others repeat only the checks that differ per member (see
+        :func:`~simctl.workflow.model.member`)."""
+        if not len(space):
+            return []
+        check_name("model", f"{self.name}_{len(space) - 1}")  # the longest: the others are as plain, shorter
+        rs = self.run_settings
+        assert rs is not None
+        ens, pas, files, store_use = self.name, self.params_as_args, self.files, self.store_use
+        placement = "default" if self.placement == "default" else "derived"
+        base = os.path.join(self.path, "") if self.path else None  # os.path.join(path, name) is base + name
+        params, settings = iter(space), iter(rs.copies(len(space)))
+        name = f"{ens}_0"
+        members = [Model(name, next(settings), dict(next(params)), base and base + name, None, list(pas), files,
+                         store_use.copy(), ensemble=ens, placement=placement)]
+        make, add, use = member, members.append, store_use.copy  # looked up once: 10k members make a loop hot
+        for i, (p, own) in enumerate(zip(params, settings), 1):
+            name = f"{ens}_{i}"
+            add(make(name, own, dict(p), base and base + name, list(pas), files, use(), ens, placement))
+        return members
 
     @property
     def models(self) -> list[Model]:
         """Every member Model (made on first use)."""
         if self._members is None:
             space = self.space()
-            members = [self._member(i, p) for i, p in enumerate(space)]
+            with gc_paused():  # the collector would walk the new members over and over as they are made
+                members = self._make_members(space)
             names = {m.name for m in members}
             clash = [m.name for m in self.added if m.name in names]
             if clash:

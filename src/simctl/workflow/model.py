@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..core import checks
+from ..core import bulk, checks
 from ..core.entity import Entity, PlanContext
 from ..core.errors import ConfigError, ConfigTypeError
 from ..core.files import EntityFiles, name_validator
@@ -53,11 +53,26 @@ def make_dirs(steps: Sequence[ProcessStep]) -> None:
                                   "you can write to") from None
 
 
+#: parameter value types checks.param_value takes at once (the common case, tested without a call)
+_PLAIN_VALUES = frozenset({str, int, float, bool})
+
+
 def _check_params(params: Any) -> None:
     if not isinstance(params, dict):
         raise ConfigTypeError(f"params must be a dict of name -> value, got {checks.show(params)}")
     for name, value in params.items():
-        checks.param_value(name, value)
+        if value.__class__ not in _PLAIN_VALUES:
+            checks.param_value(name, value)
+
+
+def _check_params_as_args(name: str, params: dict[str, Any], params_as_args: list[str]) -> None:
+    if len(set(params_as_args)) < len(params_as_args):
+        raise ConfigError(f"model {name!r}: params_as_args {params_as_args} names a parameter "
+                          "more than once; give each once")
+    missing = [n for n in params_as_args if n not in params]
+    if missing:
+        raise ConfigError(f"model {name!r}: params_as_args names {missing}, which are not "
+                          f"parameters; parameters are {sorted(params) or '(none)'}")
 
 
 @attrs.define(eq=True)
@@ -91,13 +106,8 @@ class Model(StoreMethods, Entity):
         if self.batch_settings is not None and not isinstance(self.batch_settings, BatchSettings):
             raise ConfigTypeError(f"model {self.name!r}: batch_settings must be a BatchSettings (from "
                               f"Experiment.create_batch_settings) or None, got {checks.show(self.batch_settings)}")
-        missing = [n for n in self.params_as_args if n not in self.params] if self.params_as_args else None
-        if self.params_as_args and len(set(self.params_as_args)) < len(self.params_as_args):
-            raise ConfigError(f"model {self.name!r}: params_as_args {self.params_as_args} names a parameter "
-                              "more than once; give each once")
-        if missing:
-            raise ConfigError(f"model {self.name!r}: params_as_args names {missing}, which are not "
-                              f"parameters; parameters are {sorted(self.params) or '(none)'}")
+        if self.params_as_args:
+            _check_params_as_args(self.name, self.params, self.params_as_args)
 
     def attach_generator_files(self, to_copy: Any = None, to_symlink: Any = None,
                                to_configure: Any = None) -> None:
@@ -227,3 +237,24 @@ class Model(StoreMethods, Entity):
         a member of an ensemble alone gets its place in the ensemble's directory."""
         return [(self, os.path.join(exp_path, *([self.ensemble] if self.ensemble else []), self.name))]
 
+
+
+#: a member's fields in the order :func:`member` passes them
+_build = bulk.builder(Model, ("name", "run_settings", "params", "path", "batch_settings", "params_as_args", "files",
+                              "store_use", "ensemble", "placement"))
+
+
+def member(name: str, run_settings: RunSettings, params: dict[str, Any], path: str | None,
+           params_as_args: list[str], files: EntityFiles, store_use: StoreUse, ensemble: str,
+           placement: str) -> Model:
+    """A member its ensemble makes after one member was made by the
+    constructor, whose checks cover what all members share (the run
+    settings' type, ``params_as_args`` naming each parameter once), and after
+    it checked its longest member name: only what differs per member (its
+    parameter values, the parameters ``params_as_args`` names) is checked
+    again, with the constructor's errors. The parts are stored as given: the
+    caller gives each member its own."""
+    _check_params(params)
+    if params_as_args:
+        _check_params_as_args(name, params, params_as_args)
+    return _build(name, run_settings, params, path, None, params_as_args, files, store_use, ensemble, placement)
