@@ -16,7 +16,7 @@ from smartsim.database import Orchestrator
 from smartsim.entity import Model
 from smartsim.entity.dbnode import LaunchedShardData
 from smartsim.error import SSDBIDConflictError
-from smartsim.settings import RunSettings, create_batch_settings
+from smartsim.settings import JsrunSettings, RunSettings, create_batch_settings
 from smartsim.status import SmartSimStatus
 
 
@@ -30,6 +30,29 @@ def test_set_strips_the_flags_dashes_and_spaces_and_takes_str_values_only():
     with pytest.raises(TypeError):
         rs.set(9)  # type: ignore[arg-type]
     assert rs.run_args == {"a-key": "a-value", "b": None}
+
+
+def test_smartsims_stricter_types_are_type_errors():
+    """exe_args of str only and update_env without None (simctl's 'unset'), as
+    SmartSim; jsrun's set_cpus_per_task takes an int (a ValueError otherwise)."""
+    for bad in ([1, 2, 3], ["1", "2", 3]):
+        with pytest.raises(TypeError, match="exe_args must be a str or a list of str"):
+            RunSettings("python", exe_args=bad)
+        with pytest.raises(TypeError, match="exe_args must be a str or a list of str"):
+            RunSettings("python").add_exe_args(bad)
+    rs = RunSettings("python", exe_args="-c pass")
+    rs.add_exe_args(["-v"])
+    assert rs.exe_args == ["-c", "pass", "-v"]
+    for env in ({"env1": None}, {"env1": {"abc"}}, {"env1": {"abc": "def"}}):
+        with pytest.raises(TypeError, match="env1"):
+            rs.update_env(env)
+    rs.update_env({"A": 1})
+    assert rs.env_vars == {"A": "1"}
+    js = JsrunSettings("python")
+    js.set_cpus_per_task(6)
+    assert js.run_args["cpu_per_rs"] == 6
+    with pytest.raises(ValueError):
+        js.set_cpus_per_task("not an int")
 
 
 def test_a_model_built_in_smartsim_06s_order_runs(tmp_path: Path):

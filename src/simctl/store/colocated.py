@@ -42,7 +42,7 @@ from typing import Any
 import attrs
 
 from ..core import checks
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConfigTypeError
 from ..core.logs import tail
 from ..core.steps import ProcessStep
 from . import contract, roles, server as srv
@@ -99,13 +99,14 @@ def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any
             elif isinstance(item, int) and not isinstance(item, bool) and item >= 0:
                 flat.append(item)
             else:
-                raise ConfigError(f"custom_pinning must be CPU numbers (ints >= 0) or ranges of them, such as "
-                                  f"[0, 2, range(4, 8)]; got {checks.show(custom_pinning)}")
+                error = ConfigError if isinstance(item, int) and not isinstance(item, bool) else ConfigTypeError
+                raise error(f"custom_pinning must be CPU numbers (ints >= 0) or ranges of them, such as "
+                            f"[0, 2, range(4, 8)]; got {checks.show(custom_pinning)}")
         if not flat:
             raise ConfigError("custom_pinning is empty; give the CPUs to pin the store to, or None")
         pins = tuple(sorted(set(flat)))
     if not isinstance(debug, bool):
-        raise ConfigError(f"debug must be True or False; got {checks.show(debug)}")
+        raise ConfigTypeError(f"debug must be True or False; got {checks.show(debug)}")
     conf, ml = [], []
     devices = check_devices(kwargs.pop("ml_devices", ["CPU"]))
     for key, value in kwargs.items():
