@@ -746,9 +746,10 @@ class Orchestrator(Entity):
 
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
         """The store for the entities started after it: its addresses, the
-        members' user and password, a TLS store's certificate authority."""
+        members' user and password, a TLS store's certificate authority; also
+        under its name (``SSDB_<name>``...), for an entity given several stores."""
         env, secret_env = contract.store_env(self._addresses, self.is_cluster, self._secrets.member,
-                                             user=roles.MEMBER, tls_ca=self._tls_ca)
+                                             user=roles.MEMBER, tls_ca=self._tls_ca, name=self.name)
         return Handoff(env=env, secret_env=secret_env)
 
     @contextlib.contextmanager
