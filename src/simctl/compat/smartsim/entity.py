@@ -200,6 +200,8 @@ class DBNode:
     def __init__(self, name: str, path: str, port: int, host: str | None, run_settings: Any = None,
                  db_identifier: str = "orchestrator") -> None:
         self.name, self.path, self.ports, self._host = name, path, [port], host
+        #: hosts given with set_hosts (SmartSim's), which win over the shard's own until clear_hosts
+        self._hosts: list[str] = []
         self.db_identifier = db_identifier
         #: shards this node runs: one (simctl launches each shard as its own step, never one MPMD launch)
         self.num_shards = 1
@@ -209,14 +211,25 @@ class DBNode:
 
     @property
     def host(self) -> str:
-        """The host it runs on (known once started)."""
+        """The host it runs on (known once started), or the one given with :meth:`set_hosts`."""
+        if self._hosts:
+            return self._hosts[0]
         if self._host is None:
             raise simctl.SimctlError(f"{self.name} has not been started, so it has no host yet")
         return self._host
 
     @property
     def hosts(self) -> list[str]:
-        return [self.host]
+        return list(self._hosts) or [self.host]
+
+    def set_hosts(self, hosts: list[str]) -> None:
+        """The hosts this node reports (SmartSim's ``set_hosts``; where the shard runs is the store's
+        ``hosts=`` / ``Orchestrator.set_hosts``)."""
+        self._hosts = [str(h) for h in hosts]
+
+    def clear_hosts(self) -> None:
+        """Forget the hosts given with :meth:`set_hosts`."""
+        self._hosts = []
 
     def __repr__(self) -> str:
         return f"DBNode(name={self.name!r}, port={self.ports[0]}, host={self._host!r})"
