@@ -18,7 +18,8 @@ from simctl import Status
 
 APP = """
     import json, os
-        from simctl import Client
+    import numpy as np
+    from simctl import Client
 
     names = sorted({names!r})
     seen = {{"plain": os.environ["SSDB"], "types": [os.environ["SR_DB_TYPE_" + n] for n in names],
