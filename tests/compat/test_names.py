@@ -4,6 +4,8 @@ launcher, a real store) with SmartSim's imports."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +16,7 @@ import smartredis
 import smartsim
 from smartsim.database import Orchestrator
 from smartsim.entity import DBModel, DBScript, Ensemble, Model
-from smartsim.error import SSConfigError
+from smartsim.error import SSConfigError, SSUnsupportedError
 from smartsim.settings import (
     AprunSettings,
     BsubBatchSettings,
@@ -36,7 +38,12 @@ from smartsim.status import SmartSimStatus
 import simctl
 
 
-def test_run_settings_format_and_time_as_smartsim_does():
+def test_run_settings_format_and_time_as_smartsim_does(tmp_path, monkeypatch):
+    # SmartSim's MpiexecSettings refuse Slurm's mpiexec wrapper, which this machine's mpiexec may be
+    ompi = tmp_path / "ompi-bin"
+    ompi.mkdir()
+    (ompi / "mpiexec").symlink_to(shutil.which("mpiexec.openmpi") or shutil.which("orterun") or "/missing")
+    monkeypatch.setenv("PATH", str(ompi), prepend=os.pathsep)
     rs = RunSettings("python", exe_args=["x.py"], run_args={"-np": 2})
     assert rs.format_run_args() == ["-np", "2"]
     rs.set_time(1, 2, 3)  # SmartSim's base class only warns that it has no walltime
@@ -47,6 +54,10 @@ def test_run_settings_format_and_time_as_smartsim_does():
         assert mpi.run_command == command and isinstance(mpi, cls) and isinstance(mpi, simctl.RunSettings)
         assert mpi.format_run_args() == ["--np", "2", "--oversubscribe"]
     assert not isinstance(rs, MpirunSettings)
+    (ompi / "mpiexec").unlink()
+    (ompi / "mpiexec").symlink_to("/usr/bin/mpiexec.slurm")
+    with pytest.raises(SSUnsupportedError, match="Slurm's mpiexec wrapper"):
+        MpiexecSettings("python")
 
 
 def test_launcher_settings_are_the_launchers_own_and_a_missing_launcher_is_named():

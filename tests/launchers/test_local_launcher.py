@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -451,6 +452,51 @@ def test_a_model_without_leftovers_completes_with_no_reason(tmp_path):
     exp.start(model)
     rec = exp.summary_data()[0]
     assert (rec.status, rec.reason) == (Status.COMPLETED, "")
+
+
+def test_where_there_is_no_proc_psutil_finds_the_leftover(tmp_path, monkeypatch):
+    """The scan reads /proc itself on Linux; elsewhere (no /proc) it asks psutil: that path, run here."""
+    monkeypatch.setattr("simctl.core.processes._PROCFS", False)
+    test_a_model_that_leaves_a_daemon_is_not_completed_while_it_lives_and_says_so(tmp_path)
+
+
+def test_members_ending_together_each_say_what_they_left(tmp_path):
+    """Jobs that end in one burst share one scan of the process table: each is
+    still given the daemon it left, and only its own."""
+    exp = make_exp(tmp_path)
+    daemon = write_script(tmp_path / "daemon.py", DAEMON.replace('"w"', '"a"').replace("str(os.getpid())",
+                                                                                        'f"{os.getpid()}\\n"'))
+    pidfile = tmp_path / "daemons.pid"
+    ens = exp.create_ensemble("burst", replicas=6, run_settings=code_settings(
+        exp, f"import subprocess, sys; subprocess.run([sys.executable, {str(daemon)!r}, {str(pidfile)!r}])"),
+        path=str(tmp_path))
+    exp.start(ens)
+    pids = read_pids(pidfile)
+    assert len(pids) == 6 and all(map(gone, pids))
+    assert exp.get_status(ens) == [Status.COMPLETED] * 6
+    reasons = [rec.reason for rec in exp.summary_data()]
+    for reason in reasons:
+        assert re.search(r"it left [12] process\(es\) running when it exited", reason), reason
+    for pid in pids:
+        assert sum(f"{pid} (python" in reason for reason in reasons) == 1, (pid, reasons)
+
+
+def test_a_leftover_whose_name_holds_parentheses_and_spaces_is_found(tmp_path):
+    """/proc/<pid>/stat puts the program's name in parentheses: one holding ') ' must not
+    shift the fields read after it."""
+    odd = tmp_path / "x) y (z"
+    odd.write_bytes(open(shutil.which("sleep") or "/bin/sleep", "rb").read())
+    odd.chmod(0o755)
+    pidfile = tmp_path / "odd.pid"
+    exp = make_exp(tmp_path)
+    model = exp.create_model("m", exp.create_run_settings(
+        "sh", exe_args=["-c", f'"$0" 300 & echo $! > {str(pidfile)!r}', str(odd)]), path=str(tmp_path))
+    exp.start(model)
+    pid = int(pidfile.read_text())
+    assert gone(pid)
+    rec = exp.summary_data()[0]
+    assert rec.status is Status.COMPLETED
+    assert f"it left 1 process(es) running when it exited, stopped then: {pid} (x) y (z)" in rec.reason, rec.reason
 
 
 def test_run_settings_the_local_launcher_does_not_use_are_said_not_silently_dropped(tmp_path):

@@ -162,7 +162,7 @@ def test_job_names_are_safe_for_lsf():
 def test_unsupported_run_command_lists_the_supported_ones(tmp_path):
     with pytest.raises(ConfigError) as err:
         make(tmp_path).create_run_settings(exe="true", run_command="srun")
-    assert "'srun'" in str(err.value) and "'jsrun', 'mpirun'" in str(err.value)
+    assert "'srun'" in str(err.value) and "'jsrun', 'mpiexec', 'mpirun', 'orterun'" in str(err.value)
 
 
 def test_batch_settings_of_another_launcher_are_rejected(tmp_path):

@@ -358,6 +358,26 @@ def test_models_as_batch_jobs_complete_and_fail_with_codes(cluster, tmp_path):
 
 
 @pytest.mark.slurm
+@pytest.mark.parametrize("flavor", ["pro", "torque"])
+def test_a_nodes_resource_takes_ncpus_in_one_line(cluster, tmp_path, flavor):
+    """``resources={'nodes': N}`` with ``ncpus``: one line, ``-l nodes=N:ppn=C`` (SmartSim writes
+    ``nodes=N:ncpus=C``, which this Torque wrapper refuses: "Invalid node name"), submitted for real;
+    CPUs a chunk spec names already are refused."""
+    line = "#PBS -l nodes=1:ppn=1"
+    exp = make(tmp_path, pbs_flavor=flavor)
+    bs = exp.create_batch_settings(time="00:02:00", resources={"nodes": 1}, ncpus=1)
+    model = exp.create_model("chunk", prog(exp, "print('ran')"), batch_settings=bs)
+    exp.generate(model)
+    text = exp.preview(model, show=False)
+    assert line in text.splitlines() and text.count("#PBS -l nodes=") == 1
+    exp.start(model)
+    assert exp.get_status(model) == [Status.COMPLETED]
+    assert (Path(model.path) / "chunk.out").read_text() == "ran\n"
+    with pytest.raises(ConfigError, match=r"resources\['select'\] and ncpus each say"):
+        exp.create_batch_settings(resources={"select": "2:ncpus=4"}, ncpus=3)
+
+
+@pytest.mark.slurm
 def test_ensemble_as_one_batch_job(cluster, tmp_path):
     exp = make(tmp_path)
     rs = prog(exp, "import sys; print('x=' + sys.argv[-1]); sys.exit(5 if sys.argv[-1] == 'fail' else 0)")

@@ -125,12 +125,12 @@ def test_a_run_command_slurm_does_not_support(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         exp.create_run_settings(exe="a.out", run_command="aprun")
     msg = str(err.value)
-    assert "'aprun'" in msg and "'mpiexec', 'mpirun', 'srun'" in msg
+    assert "'aprun'" in msg and "'mpiexec', 'mpirun', 'orterun', 'srun'" in msg
     # changed after creation: caught at start(), before anything is submitted
     rs = exp.create_run_settings(exe="true")
     rs.run_command = "jsrun"
     model = exp.create_model("m", rs)
-    with pytest.raises(ConfigError, match="'jsrun'.*supported: 'mpiexec', 'mpirun', 'srun'"):
+    with pytest.raises(ConfigError, match="'jsrun'.*supported: 'mpiexec', 'mpirun', 'orterun', 'srun'"):
         exp.start(model)
     assert log.entries() == []
     assert exp.get_status(model) == [Status.NEW]

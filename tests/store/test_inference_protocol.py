@@ -1,7 +1,9 @@
 """The inference request protocol's versions (issue 20): version 2 carries
 what the worker would read (inputs, the model's header, the outputs' kinds)
-in the request, pushed by the SUBMIT script; version-1 requests (a header
-alone, as an older client or another language's sends them) are still served.
+in the request, pushed by the SUBMIT script; version 3 packs the header and
+the reply as NUL-separated fields instead of JSON; version-1 and version-2
+requests (as an older client or another language's sends them) are still served,
+and answered in their version.
 
 Real stores (the session's one server and 3-shard cluster), real workers."""
 
@@ -51,11 +53,50 @@ def test_a_version_1_request_is_still_served(client: Client) -> None:
     queue, reply = protocol.queue_key(tag, "CPU"), protocol.reply_key(tag, "v1-client")
     client._one(queue, "RPUSH", queue, v1_request("r1", reply, "neg", ["{a}x"], ["{a}y"]),
                 v1_request("r2", reply, "nothing", ["{a}x"], ["{a}z"]))
-    answers = [json.loads(client._one(reply, "BLPOP", reply, 30)[1]) for _ in range(2)]
-    assert answers[0] == {"id": "r1", "device": "CPU"}
-    assert answers[1]["id"] == "r2" and "no model 'nothing' in the store" in answers[1]["error"]
+    answers = {a["id"]: a for a in (json.loads(client._one(reply, "BLPOP", reply, 30)[1]) for _ in range(2))}
+    assert answers["r1"] == {"id": "r1", "device": "CPU"}  # (taken in one round: their replies in any order)
+    assert "no model 'nothing' in the store" in answers["r2"]["error"]
     np.testing.assert_array_equal(client.get_tensor("{a}y"), -x)
     assert not client.tensor_exists("{a}z")
+
+
+def test_a_version_2_request_is_still_served_and_answered_in_json(one_server: Client) -> None:
+    """A version-2 header (JSON) pushed by SUBMIT, as a version-2 client sends it: served, its reply JSON."""
+    client = one_server
+    client.set_model("neg", serialize_model(Neg()), "TORCH")
+    client.put_tensor("x", np.arange(3, dtype=np.float32))
+    queue, reply = protocol.queue_key("w", "CPU"), protocol.reply_key("w", "v2-client")
+    header = json.dumps({"v": 2, "id": "r2", "reply": reply, "kind": "model", "key": "neg", "fn": "",
+                         "in": ["x"], "out": ["y"], "timeout": 30}).encode()
+    client._one(queue, "EVAL", protocol.SUBMIT, 4, queue, "neg", "x", "y", header, protocol.CARRY, 1)
+    assert json.loads(client._one(reply, "BLPOP", reply, 30)[1]) == {"id": "r2", "device": "CPU"}
+    np.testing.assert_array_equal(client.get_tensor("y"), -np.arange(3, dtype=np.float32))
+
+
+def test_names_a_version_3_header_cannot_hold_go_as_version_2(client: Client) -> None:
+    """Version 3 separates its fields with NUL and ends its header with a newline: a request whose
+    names hold either is sent as version 2 (JSON), and runs the same."""
+    _, body = protocol.request("r", "model", "m", ["{a}x\n"], ["{a}y\x00"])
+    assert protocol.parse(body)["v"] == 2 and protocol.parse_request(body).outputs == ["{a}y\x00"]
+    _, body = protocol.request("r", "model", "m", ["{a}x"], ["{a}y"], "", 2.0)
+    assert body.startswith(protocol.V3) and protocol.parse_request(body).timeout == 2.0
+    client.set_model("neg", serialize_model(Neg()), "TORCH")
+    x = np.arange(4, dtype=np.float32)
+    client.put_tensor("{a}x\n", x)
+    client.run_model("neg", "{a}x\n", ["{a}y\x00"])
+    np.testing.assert_array_equal(client.get_tensor("{a}y\x00"), -x)
+    client.run_model("neg", "{a}x\n", "{a}y")
+    np.testing.assert_array_equal(client.get_tensor("{a}y"), -x)
+
+
+def test_version_3_replies_and_damaged_messages() -> None:
+    assert protocol.parse(protocol.reply("r1", None, "GPU:1", 3)) == {"id": "r1", "device": "GPU:1"}
+    assert protocol.parse(protocol.reply("r1", "no\x00model", "CPU", 3)) == {"id": "r1", "error": "no\x00model"}
+    assert json.loads(protocol.reply("r1", "bad", "CPU", 2)) == {"id": "r1", "error": "bad"}
+    for damaged in (b"3\x00id\x00x\x00model\x001\x00m\x00\x00r\x00x", b"3\x00id\x00\x00model\x002\x00m\x00\x00r\x00x",
+                    b"R3\x00id", b"R3\x00id\x00gpu\x00error"):
+        with pytest.raises(ValueError, match="not a simctl inference"):
+            protocol.parse(damaged)
 
 
 def test_inputs_too_large_to_carry_are_read_by_the_worker(client: Client) -> None:
@@ -93,7 +134,8 @@ def test_submit_carries_inputs_the_models_header_and_the_outputs_kinds(one_serve
     assert client._one(queue, "EVAL", protocol.SUBMIT, 8, queue, "neg", "small", "big", "absent", "out",
                        "listed", "small", header, protocol.CARRY, 3) == 1
     raw = client._one(queue, "LINDEX", queue, 0)
-    assert protocol.parse(raw) == {**json.loads(header), "id": rid}
+    assert protocol.parse(raw) == {"v": 3, "id": rid, "reply": "r", "kind": "model", "key": "neg", "fn": "",
+                                   "in": ["small", "big", "absent"], "out": ["out", "listed", "small"]}
     model = client._one("neg", "GET", "neg")
     stamp = model[:fmt.decode_model(model)[0].offset]
     assert protocol.carried(raw, 7) == [client._one("small", "GET", "small"), None, None, stamp,
@@ -107,7 +149,7 @@ def test_submit_carries_inputs_the_models_header_and_the_outputs_kinds(one_serve
 
 def test_a_cluster_request_is_a_header_alone_and_carries_nothing() -> None:
     raw = protocol.request("r", "model", "m", ["x"], ["y"])[1]
-    assert protocol.carried(raw, 3) is None and protocol.parse(raw)["v"] == protocol.VERSION == 2
+    assert protocol.carried(raw, 3) is None and protocol.parse(raw)["v"] == protocol.VERSION == 3
     assert protocol.carried(raw + b"\n1:a-2:bc", 3) == [b"a", None, b"bc"]
     for damaged in (b"\n1:a", b"\n5:a--", b"\nx:a--", b"\n---tail"):
         with pytest.raises(ValueError, match="the request"):
@@ -150,11 +192,11 @@ def test_a_server_that_lost_the_submit_script_gets_it_again(one_server: Client) 
     assert client._one("x", "SCRIPT", "EXISTS", protocol.SUBMIT_SHA) == [1]
 
 
-def test_the_workers_packer_writes_what_redis_py_writes() -> None:
+def test_the_direct_packer_writes_what_redis_py_writes() -> None:
     import redis
 
-    from simctl.store.worker import pack
+    from simctl.store.direct import pack
 
     cmds = [("EVAL", protocol.TAKE_SCRIPT, 2, "q", "t", protocol.TAKE), ("SET", "k", b"\x00\r\n\xff", "PX", 60000),
             ("BLMOVE", "q", "t", "LEFT", "RIGHT", 1.0), ("GET", "clé"), ("BLMOVE", "q", "t", "LEFT", "RIGHT", 0.0125)]
-    assert pack(cmds) == b"".join(redis.Connection().pack_commands(cmds))
+    assert b"".join(pack(cmds)) == b"".join(redis.Connection().pack_commands(cmds))

@@ -31,6 +31,8 @@ from _store_helpers import PASSWORD, Server, cluster_address, free_ports, make_c
 import simctl
 from simctl import ConfigError
 from simctl.store import Client, StoreConnectionError, StoreError, StoreTimeoutError, protocol, wire
+from simctl.store.address import parse_address
+from simctl.store.direct import Direct
 from simctl.store.hung import HungWatch
 
 pytestmark = pytest.mark.timeout(600)
@@ -196,40 +198,37 @@ def kill_when_blocked(server: Server, name: str) -> None:
 @pytest.mark.parametrize("retry", [False, True])
 def test_an_exchange_whose_connection_breaks_is_sent_again_only_if_asked(server: Server, retry: bool) -> None:
     name = f"simctl-test-{retry}"
-    r = wire.connect(server.address, PASSWORD, protocol=2, client_name=name, socket_timeout=60)
+    d = Direct(parse_address(server.address), PASSWORD, timeout=60, name=name)
     server.raw.delete("{q}q", "{q}r")
     killer = threading.Thread(target=kill_when_blocked, args=(server, name))
     killer.start()
     try:
-        if retry:  # sent again: pushed twice (what redis-py's retry does to any command); then 2 s of BLPOP
-            assert wire.send_and_wait(r, [("RPUSH", "{q}q", "req"), ("BLPOP", "{q}r", 2)], retry=True) is None
+        if retry:  # sent again: pushed twice; then 2 s of BLPOP
+            assert d.call([("RPUSH", "{q}q", "req"), ("BLPOP", "{q}r", 2)], retry=True)[-1] is None
             assert server.raw.llen("{q}q") == 2
         else:
             with pytest.raises(redis.ConnectionError):
-                wire.send_and_wait(r, [("RPUSH", "{q}q", "req"), ("BLPOP", "{q}r", 30)], retry=False)
+                d.call([("RPUSH", "{q}q", "req"), ("BLPOP", "{q}r", 30)], retry=False)
             assert server.raw.llen("{q}q") == 1
     finally:
         killer.join()
         server.raw.delete("{q}q", "{q}r")
-        r.close()
+        d.close()
 
 
 def test_an_exchange_waits_its_own_timeout(tmp_path: Path, frozen: Any) -> None:
     server = Server(tmp_path)
-    r = wire.connect(server.address, PASSWORD, protocol=2, socket_timeout=60)
+    d = Direct(parse_address(server.address), PASSWORD, timeout=60)
     try:
-        assert wire.send_and_wait(r, [("BLPOP", "{q}none", "0.2")], timeout=5) is None
+        assert d.call([("BLPOP", "{q}none", "0.2")], timeout=5) == [None]
         frozen(server.proc.pid)
-        raises_after(0.5, redis.TimeoutError, lambda: wire.send_and_wait(r, [("PING",)], timeout=0.5))
+        raises_after(0.5, redis.TimeoutError, lambda: d.call([("PING",)], timeout=0.5))
         os.kill(server.proc.pid, signal.SIGCONT)
-        assert wire.send_and_wait(r, [("PING",)]) in (b"PONG", True)
-        conn = r.connection_pool.get_connection()
-        try:
-            assert conn._sock.gettimeout() == 60  # the connection's own timeout is back
-        finally:
-            r.connection_pool.release(conn)
+        assert d.call([("PING",)]) == [b"PONG"]
+        assert d._sock is not None and d._sock.gettimeout() == 60  # the connection's own timeout is back
+        assert d.call([("PING",)], timeout=5) == [b"PONG"] and d._sock.gettimeout() == 60
     finally:
-        r.close()
+        d.close()
         server.kill()
 
 
@@ -308,7 +307,7 @@ def test_the_watch_finds_a_worker_silent_while_it_holds_nothing(server: Server) 
 def test_a_request_carries_its_timeout_and_older_requests_have_none() -> None:
     _, body = protocol.request("r", "model", "m", ["x"], ["y"], "", 2.5)
     msg = protocol.parse(body)
-    assert msg["v"] == protocol.VERSION == 2 and protocol.timeout_of(msg) == 2.5
+    assert msg["v"] == protocol.VERSION == 3 and protocol.timeout_of(msg) == 2.5
     _, body = protocol.request("r", "model", "m", ["x"], ["y"])
     assert "timeout" not in protocol.parse(body) and protocol.timeout_of(protocol.parse(body)) is None
     for bad in (0, -1, "3", True, None):

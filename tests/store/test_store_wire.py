@@ -11,10 +11,13 @@ import re
 import numpy as np
 import pytest
 import redis
+from _lifecycle_helpers import wait_until
 from _paths import REPO
 from _store_helpers import Server, make_client
 
 from simctl.store import Client, wire
+from simctl.store.address import parse_address
+from simctl.store.direct import Direct
 
 PYPROJECT = REPO / "pyproject.toml"
 
@@ -71,22 +74,42 @@ def test_parts_go_out_unjoined_and_large_replies_come_back_in_a_buffer_of_their_
 
 
 def test_one_write_exchanges(server: Server) -> None:
+    """The direct path's exchange (what run_model and the inference worker send): replies in order, an
+    error reply in its place; with until_error the replies end at the first error."""
+    password = server.raw.connection_pool.connection_kwargs["password"]
+    d = Direct(parse_address(server.address), password, timeout=30, name="simctl-test-exchange")
+    try:
+        server.raw.delete("q", "l")
+        out = d.call([("RPUSH", "q", b"req"), ("LPOP", "q"), ("SET", "l", "x"), ("LPUSH", "l", "y"), ("GET", "l")])
+        assert out[:3] == [1, b"req", b"OK"]
+        assert isinstance(out[3], redis.ResponseError) and "WRONGTYPE" in str(out[3])  # in its place
+        assert out[4] == b"x"
+        assert "name=simctl-test-exchange" in server.raw.execute_command("CLIENT", "LIST").decode()
+        out = d.call([("LPUSH", "l", "y"), ("BLPOP", "none", 30)], until_error=True)  # not waited for
+        assert len(out) == 1 and isinstance(out[0], redis.ResponseError)
+        assert d.call([("GET", "l")]) == [b"x"]  # a new connection
+    finally:
+        server.raw.delete("q", "l")
+        d.close()
+
+
+def test_quiet_tells_a_subscription_with_a_message_waiting(server: Server) -> None:
+    """The inference worker reads its change channel only when wire.quiet says a message waits."""
     password = server.raw.connection_pool.connection_kwargs["password"]
     r = wire.connect(server.address, password, protocol=2)
+    sub = r.pubsub(ignore_subscribe_messages=True)
     try:
-        r.delete("q", "l")
-        assert wire.send_and_wait(r, [("RPUSH", "q", b"req"), ("LPOP", "q")]) == b"req"
-        conn = r.connection_pool.make_connection()
-        conn.connect()
-        try:
-            out = wire.exchange(conn, [("SET", "l", "x"), ("LPUSH", "l", "y"), ("GET", "l")])
-        finally:
-            conn.disconnect()
-        assert out[0] is True or out[0] == b"OK"
-        assert isinstance(out[1], redis.ResponseError) and "WRONGTYPE" in str(out[1])  # in its place
-        assert out[2] == b"x"
+        sub.subscribe("simctl-test-quiet")
+        wait_until(lambda: not wire.quiet(sub), "the subscription's confirmation")
+        assert sub.get_message(timeout=5) is None and wire.quiet(sub)
+        server.raw.publish("simctl-test-quiet", "a")
+        server.raw.publish("simctl-test-quiet", "b")
+        wait_until(lambda: not wire.quiet(sub), "the messages to arrive")
+        assert sub.get_message(timeout=5)["data"] == b"a"
+        assert not wire.quiet(sub)  # the second, in redis-py's buffer or on the socket
+        assert sub.get_message(timeout=5)["data"] == b"b" and wire.quiet(sub)
     finally:
-        r.delete("q", "l")
+        sub.close()
         r.close()
 
 

@@ -3,8 +3,10 @@ for any launcher whose steps are processes started here (a scheduler's steps
 inside an allocation run ``srun``/``mpirun`` this way; an ssh launcher would).
 
 One reaper thread waits on every child's pidfd, so an exit is noticed at once
-and the experiment's monitor is woken (where pidfds are missing, as on macOS,
-the reaper polls the children every ``fallback_poll`` seconds instead). Only
+(jobs ending in a burst wait up to ``leftover_scan_every`` to share one scan
+of the process table for what they left running) and the experiment's
+monitor is woken (where pidfds are missing, as on macOS, the reaper polls
+the children every ``fallback_poll`` seconds instead). Only
 the reaper reaps, so every exit keeps its real return code. A concurrency
 limit keeps a huge ensemble from exhausting processes or file descriptors:
 steps beyond it stay QUEUED and start as others finish. ``stop`` ends the
@@ -107,6 +109,58 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
+#: Linux lists its processes in /proc: reading it directly costs about a fifth of psutil's
+#: ``process_iter`` (the scan runs whenever jobs end, see ``ProcessLauncher._marked``)
+_PROCFS = os.path.isdir("/proc/self")
+_MARK_VAR = b"\0" + MARK.encode() + b"="
+
+
+def _started_since(since: float) -> list[int]:
+    """Pids of the processes running (not zombies) that started at ``since``
+    (epoch seconds) or later, except this driver and its children (its jobs'
+    own processes: running, so not left behind)."""
+    me = os.getpid()
+    if not _PROCFS:
+        return [p.pid for p in psutil.process_iter(["create_time", "ppid", "status"])
+                if p.pid != me and p.info["ppid"] != me and (p.info["create_time"] or 0) >= since
+                and p.info["status"] != psutil.STATUS_ZOMBIE]
+    ticks = (since - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat counts clock ticks
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:  # ended meanwhile
+            continue
+        # after the name in parentheses (which may hold spaces and ')'): state, ppid, ... starttime (the 20th)
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 19 and fields[0] != b"Z" and int(fields[1]) != me and int(fields[19]) >= ticks:
+            out.append(int(name))
+    return out
+
+
+def _mark_of(pid: int) -> str | None:
+    """The value of ``MARK`` in a process's environment (None: unset, or unreadable)."""
+    if not _PROCFS:
+        try:
+            return psutil.Process(pid).environ().get(MARK)
+        except (psutil.Error, OSError):
+            return None
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            env = b"\0" + fh.read()
+    except OSError:  # ended meanwhile, or another user's
+        return None
+    at = env.find(_MARK_VAR)
+    if at < 0:
+        return None
+    start = at + len(_MARK_VAR)
+    end = env.find(b"\0", start)
+    return env[start:end if end >= 0 else len(env)].decode(errors="replace")
+
+
 class ProcessLauncher(Launcher):
     """Runs process steps as processes on this machine.
 
@@ -128,6 +182,10 @@ class ProcessLauncher(Launcher):
     #: how often the reaper polls processes it could not open a pidfd for
     #: (no ``os.pidfd_open`` on this system, or no file descriptor left) and adopted ones
     fallback_poll = 0.02
+    #: jobs end in bursts (an ensemble's members started together): after a scan of the process
+    #: table for what jobs left running, the next waits this long, so that one scan covers the
+    #: jobs ending meanwhile (a job ending alone is seen at once)
+    leftover_scan_every = 0.02
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -152,6 +210,7 @@ class ProcessLauncher(Launcher):
         self._closed = False
         #: threads stopping jobs past their walltime (the reaper must not wait out a stop): joined by close()
         self._stoppers: list[threading.Thread] = []
+        self._scanned = -math.inf  # time.monotonic() of the last scan for leftovers
 
     # -- starting ------------------------------------------------------------------
 
@@ -278,6 +337,10 @@ class ProcessLauncher(Launcher):
         while True:
             try:
                 events = selector.select(self._timeout())
+                wait = self._scanned + self.leftover_scan_every - time.monotonic()
+                if wait > 0 and any(key.data is not None for key, _ in events):
+                    time.sleep(wait)  # gather the jobs ending meanwhile: one scan for all of them
+                    events = selector.select(0)
                 exited = [key.data for key, _ in events if key.data is not None]
                 if len(exited) < len(events):
                     os.read(rpipe, 4096)
@@ -290,6 +353,8 @@ class ProcessLauncher(Launcher):
                     ending = [self._procs[j] for j in exited if self._procs[j].popen is not None
                               and not self._procs[j].stopping]
                 left = self._marked(ending)  # one scan of the process table for all of them, outside the lock
+                if ending:
+                    self._scanned = time.monotonic()
                 with self._lock:
                     for job_id in exited:
                         self._reap(job_id, left.get(self._procs[job_id].mark or ""))
@@ -353,22 +418,16 @@ class ProcessLauncher(Launcher):
         """The processes still running that carry the mark of one of ``procs``
         (jobs whose own process just ended), by mark: what a job left behind
         (a double-forked daemon). Only processes started since the earliest
-        of those jobs are looked into."""
+        of those jobs, and not children of this driver, are looked into."""
         marks = {p.mark: p.popen.pid for p in procs if p.mark and p.popen is not None}
         if not marks:
             return {}
-        since = min(p.started for p in procs)
-        me = os.getpid()
         out: dict[str, list[psutil.Process]] = collections.defaultdict(list)
-        for p in psutil.process_iter(["create_time", "ppid"]):
-            if p.pid == me or p.info["ppid"] == me or (p.info["create_time"] or 0) < since:
-                continue  # this driver, its jobs' own processes (running: not left behind), older processes
-            try:
-                m = p.environ().get(MARK)
-            except (psutil.Error, OSError):
-                continue
-            if m in marks and p.pid != marks[m] and _alive(p):
-                out[m].append(p)
+        for pid in _started_since(min(p.started for p in procs)):
+            m = _mark_of(pid)
+            if m in marks and pid != marks[m]:
+                with contextlib.suppress(psutil.Error):
+                    out[m].append(psutil.Process(pid))
         return out
 
     def _end_leftovers(self, job_id: str, proc: _Proc, final: JobStatus) -> None:

@@ -234,6 +234,10 @@ class RunSettings:
     #: run_args keys the launcher sets itself (e.g. Slurm ``("chdir", "D")``,
     #: LSF ``("chdir", "h")``): refused, without dashes, by the constructor and :meth:`set`
     reserved_run_args: ClassVar[tuple[str, ...]] = ()
+    #: per run command, the flags that size and place a launch (tasks, nodes, hosts, working directory,
+    #: output files): what simctl sets itself where it places the steps (a store's shards), so
+    #: ``Orchestrator.set_run_arg`` refuses them. Launcher plugins fill it in.
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     #: run commands whose multi-letter flags take one dash: a run_args key given
     #: as ``"-cc"`` keeps its dash for them instead of becoming ``--cc``
     single_dash_run_commands: ClassVar[tuple[str, ...]] = ("aprun",)
@@ -381,6 +385,9 @@ class BatchSettings:
     #: batch_args keys the launcher sets itself (e.g. Slurm ``("chdir", "D")``):
     #: refused, without dashes, by the constructor and :meth:`set`
     reserved_batch_args: ClassVar[tuple[str, ...]] = ()
+    #: the scheduler's flags that size and place the job (nodes, tasks, hosts, name, output files):
+    #: what simctl sets itself for a store's batch job, so ``Orchestrator.set_batch_arg`` refuses them
+    placement_batch_args: ClassVar[tuple[str, ...]] = ()
 
     nodes: int | None = attrs.field(default=None, converter=_nodes)
     time: str | None = attrs.field(default=None, converter=_walltime_converter)

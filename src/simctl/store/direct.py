@@ -66,12 +66,14 @@ class Direct:
     kept open. ``timeout``: seconds each answer (and the handshake) may take
     (None: no limit); ``connect``: seconds the server may take to accept the
     connection. ``username``/``password``: the AUTH; ``tls_ca``: TLS,
-    trusting that certificate authority alone (TCP only)."""
+    trusting that certificate authority alone (TCP only); ``name``: the
+    connection's name (``CLIENT SETNAME``, in the handshake)."""
 
     def __init__(self, address: Address, password: str | None, *, username: str | None = None,
                  tls_ca: str | None = None, timeout: float | None = None, connect: float | None = None,
-                 keepalive: bool = True) -> None:
+                 keepalive: bool = True, name: str | None = None) -> None:
         self.address = address
+        self._name = name
         self._password, self._username = password, username
         self._tls_ca = None if address.is_unix else tls_ca
         self.timeout, self._connect_timeout, self._keepalive = timeout, connect, keepalive
@@ -88,7 +90,7 @@ class Direct:
     # -- commands --------------------------------------------------------------------------
 
     def call(self, cmds: Sequence[tuple[Any, ...]], *, array: bool = False, retry: bool = True,
-             timeout: float | None | bool = False) -> list[Any]:
+             timeout: float | None | bool = False, until_error: bool = False) -> list[Any]:
         """Send ``cmds`` in one write and return their replies, an error reply
         in its place as redis-py's exception (not raised). ``array``: a bulk
         reply is a buffer of its own: a ``bytearray`` for a small one, an
@@ -96,9 +98,14 @@ class Direct:
         ``array``, a large one is a ``bytearray``, a small one ``bytes``).
         ``retry``: once more after the connection broke (never after a
         timeout). ``timeout``: seconds this exchange may wait for each
-        answer (False: the connection's). Raises redis-py's connection and
-        timeout errors."""
+        answer (False: the connection's). ``until_error``: the replies end
+        with the first error reply, and the connection is closed, the later
+        commands' replies unread (a blocking command sent after a script the
+        server does not hold, say, is not waited for). Raises redis-py's
+        connection and timeout errors."""
         packed = pack(cmds)
+        if timeout == self.timeout:
+            timeout = False  # the connection's already: no settimeout
         with self._lock:
             for attempt in (0, 1):
                 try:
@@ -107,7 +114,15 @@ class Direct:
                     if timeout is not False:
                         self._sock.settimeout(timeout)  # type: ignore[union-attr]
                     self._send(packed)
-                    out = [self._reply(array) for _ in cmds]
+                    if until_error:
+                        out = []
+                        for _ in cmds:
+                            out.append(self._reply(array))
+                            if isinstance(out[-1], redis.RedisError) and len(out) < len(cmds):
+                                self.close()  # the later replies unread
+                                return out
+                    else:
+                        out = [self._reply(array) for _ in cmds]
                     if timeout is not False:
                         self._sock.settimeout(self.timeout)  # type: ignore[union-attr]
                     return out
@@ -199,11 +214,14 @@ class Direct:
                 context = ssl.create_default_context(cafile=self._tls_ca)
                 sock = context.wrap_socket(sock, server_hostname=a.host)
             self._sock, self._tls = sock, bool(self._tls_ca)
-            if self._password or self._username:
-                auth = ("AUTH", self._username or "default", self._password or "")
-                reply = self._exchange_handshake(auth)
-                if isinstance(reply, redis.RedisError):
-                    raise reply
+            hello = [("AUTH", self._username or "default", self._password or "")] if (
+                self._password or self._username) else []
+            hello += [("CLIENT", "SETNAME", self._name)] if self._name else []
+            if hello:
+                self._send(pack(hello))
+                for reply in [self._reply(False) for _ in hello]:
+                    if isinstance(reply, redis.RedisError):
+                        raise reply
         except ssl.SSLError as exc:
             self.close()
             raise redis.ConnectionError(f"TLS with {where} failed: {exc}") from None
@@ -216,10 +234,6 @@ class Direct:
         except BaseException:
             self.close()
             raise
-
-    def _exchange_handshake(self, cmd: tuple[Any, ...]) -> Any:
-        self._send(pack([cmd]))
-        return self._reply(False)
 
     # -- sending -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import redis
 from ..core.errors import ConfigError
 from . import protocol as pr, wire
 from .base import ClientBase, gpus
+from .direct import Direct
 from .format import StoreConnectionError, StoreError, StoreTimeoutError
 from .spec import names
 
@@ -153,13 +154,26 @@ class InferenceCommands(ClientBase):
     def _tensor_in(self, name: str, what: str) -> str:
         return self._key("tensor", name, bool(self._get_prefix), what, look=True)
 
-    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
-        limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")
+    def _tensor_keys(self, what: str, inputs: Any, outputs: Any) -> tuple[list[str], list[str]]:
+        """The keys of the inputs and outputs named (checked once per names and prefixes: remembered)."""
+        memo = (_names(inputs), _names(outputs), self._get_prefix, self._put_prefix, self._use_prefix["tensor"])
+        known = _KEYS.get(memo)
+        if known is not None:
+            return known
         ins = [self._tensor_in(n, what) for n in names(f"{what}: inputs", inputs) or []]
         outs = [self._key("tensor", n, False, what) for n in names(f"{what}: outputs", outputs) or []]
         if not ins or not outs:
             raise ConfigError(f"{what}: give the {'inputs' if not ins else 'outputs'} (a tensor name or a list "
                               "of them)")
+        if memo[0] is not None and memo[1] is not None:
+            if len(_KEYS) >= _KEYS_MAX:
+                _KEYS.clear()
+            _KEYS[memo] = (ins, outs)
+        return ins, outs
+
+    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
+        limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")
+        ins, outs = self._tensor_keys(what, inputs, outputs)
         deadline = _Deadline(limit, self._waits.timeout)
         tag = self._tag(ins[0])
         device = self._devices.get((kind, key), "CPU")
@@ -167,7 +181,7 @@ class InferenceCommands(ClientBase):
         rid, body = pr.request(reply, kind, key, ins, outs, fn, limit)
         queue = pr.queue_key(tag, device)
         # on a single server, the script carries the inputs, the model's header and the outputs' kinds in
-        # the request (protocol version 2); a cluster's keys live in other slots than the queue: a header alone
+        # the request (protocol version 2 on); a cluster's keys live in other slots than the queue: a header alone
         push = (("EVALSHA", pr.SUBMIT_SHA, 2 + len(ins) + len(outs), queue, key, *ins, *outs, body, pr.CARRY,
                  len(ins))
                 if not self._server.is_cluster else ("RPUSH", queue, body))
@@ -229,19 +243,19 @@ class InferenceCommands(ClientBase):
         in one transaction that also says where it was, and raise the
         StoreTimeoutError that says so (or return the reply, come meanwhile)."""
         limit = f"the timeout ({deadline.limit:g} s)"
-        node = self._node(what, queue)
+        node = self._direct(what, queue)
         try:
-            clients = wire.send_and_wait(node, [("CLIENT", "LIST")], timeout=deadline.give_up())
+            clients = _call(node, [("CLIENT", "LIST")], deadline.give_up())
             devices = sorted(pr.worker_devices(clients) | {device})
             lists = [pr.queue_key(tag, d) for d in devices] + [pr.taken_key(tag, d) for d in devices]
-            found = wire.send_and_wait(node, [("EVAL", pr.LOCATE, len(lists) + 1, *lists, reply, body,
-                                               len(devices))], timeout=deadline.give_up())
+            found = _call(node, [("EVAL", pr.LOCATE, len(lists) + 1, *lists, reply, body, len(devices))],
+                          deadline.give_up())
             if not isinstance(found, list) or len(found) != 2 * len(devices) + 1:
                 raise redis.ResponseError(f"the withdrawal answered {found!r:.200}")
             for raw in found[-1]:
                 answer = _answer(raw, rid)
                 if answer is not None:  # it came in time, just
-                    wire.send_and_wait(node, [("LREM", reply, 1, raw)], timeout=deadline.give_up())
+                    _call(node, [("LREM", reply, 1, raw)], deadline.give_up())
                     return answer
         except redis.TimeoutError:
             raise StoreTimeoutError(f"{what}: no reply within {limit}, and the store shard holding {queue!r} did "
@@ -273,7 +287,7 @@ class InferenceCommands(ClientBase):
         """Whether the request ``body`` is in no queue and no taken list of the
         shard's workers, with no reply waiting (one transaction on the shard)."""
         try:
-            found = self._places(self._node(what, queue), tag, devices, body, reply, deadline.exchange())
+            found = self._places(self._direct(what, queue), tag, devices, body, reply, deadline.exchange())
         except redis.TimeoutError:
             raise self._no_answer(what, queue, deadline) from None
         except redis.RedisError:
@@ -281,33 +295,29 @@ class InferenceCommands(ClientBase):
         return not any(found[:-1]) and not found[-1]
 
     @staticmethod
-    def _places(node: redis.Redis, tag: str, devices: set[str], body: bytes, reply: str,
+    def _places(node: Direct, tag: str, devices: set[str], body: bytes, reply: str,
                 timeout: float | None) -> list[Any]:
         """Where the request ``body`` is on its shard, atomically (:data:`protocol.LOCATE`):
         whether it is (1) or not (0) in the queue, then the taken list, of each
         of ``devices``, and last the replies waiting in ``reply``."""
         lists = [k for d in sorted(devices) for k in (pr.queue_key(tag, d), pr.taken_key(tag, d))]
-        found = wire.send_and_wait(node, [("EVAL", pr.LOCATE, len(lists) + 1, *lists, reply, body, 0)],
-                                   timeout=timeout)
+        found = _call(node, [("EVAL", pr.LOCATE, len(lists) + 1, *lists, reply, body, 0)], timeout)
         if not isinstance(found, list) or len(found) != len(lists) + 1:
             raise redis.ResponseError(f"the look-up answered {found!r:.200}")
         return found
 
-    def _node(self, what: str, key: str) -> redis.Redis:
-        """The ``redis.Redis`` of the server holding ``key`` (a cluster's node connected if need be)."""
-        node = self._server.node_of(key)
-        if node is not None:
-            return node
-        try:  # a cluster node redis-py has no connection to yet
-            return self._r.get_redis_connection(wire.node_of(self._r, key))  # type: ignore[no-any-return]
-        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+    def _direct(self, what: str, key: str) -> Direct:
+        """The direct connection to the server holding ``key`` (:mod:`.direct`)."""
+        try:
+            return self._server.direct_of(key)
+        except redis.exceptions.RedisClusterException as exc:
             raise StoreConnectionError(f"{what}: no shard of the cluster holds {key!r}: {exc}") from None
 
     def _exchange(self, what: str, key: str, deadline: _Deadline, cmd: tuple[Any, ...]) -> Any:
         """``cmd`` on the server holding ``key``, waiting for its answer no
         later than the deadline (plus a round trip's slack)."""
         try:
-            return wire.send_and_wait(self._node(what, key), [cmd], timeout=deadline.exchange())
+            return _call(self._direct(what, key), [cmd], deadline.exchange())
         except redis.TimeoutError:
             raise self._no_answer(what, key, deadline) from None
         except redis.RedisError as exc:
@@ -322,14 +332,14 @@ class InferenceCommands(ClientBase):
     def _send_and_wait(self, what: str, queue: str, body: bytes, push: tuple[Any, ...], reply: str, rid: str,
                        deadline: _Deadline) -> Any:
         """Push the request (``push``: its SUBMIT or RPUSH) and BLPOP its reply (one slice) in one round trip
-        (:func:`wire.send_and_wait`); None when the reply is still to come.
+        (over the direct connection); None when the reply is still to come.
         The request is sent once: when the connection breaks after it went
         out, it is looked for on the shard; found, the wait goes on; not
         found, StoreConnectionError (it may have run; it is not sent again)."""
-        r = self._node(what, queue)
+        r = self._direct(what, queue)
         cmds = [push, ("BLPOP", reply, _blpop_seconds(deadline.slice() or 0.001))]
-        try:
-            return wire.send_and_wait(r, cmds, timeout=deadline.exchange(), retry=False)
+        try:  # a SUBMIT the server does not hold (NOSCRIPT): its BLPOP is not waited for
+            return _call(r, cmds, deadline.exchange(), retry=False)
         except redis.TimeoutError:
             raise self._no_answer(what, queue, deadline) from None
         except redis.ConnectionError as exc:
@@ -340,7 +350,7 @@ class InferenceCommands(ClientBase):
             raise self._error(f"{what} {queue!r}", exc) from None
         try:
             wait = deadline.give_up()
-            clients = wire.send_and_wait(r, [("CLIENT", "LIST")], timeout=wait)
+            clients = _call(r, [("CLIENT", "LIST")], wait)
             tag = queue.partition("{")[2].partition("}")[0]
             found = self._places(r, tag, pr.worker_devices(clients) | {queue.rpartition(".q.")[2]}, body, reply,
                                  wait)
@@ -353,6 +363,31 @@ class InferenceCommands(ClientBase):
                                    f"request was sent ({broke}), and the shard holds no trace of it: it was lost on "
                                    "the way, or it ran and its reply was lost with the connection. It was not sent "
                                    "again (a request runs at most once): check its outputs, or run it again")
+
+
+#: (inputs, outputs, data source, prefix, prefixing on) -> the keys of the inputs and outputs (a pure function:
+#: shared by every client of the process); cleared when full
+_KEYS: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
+_KEYS_MAX = 4096
+
+
+def _names(value: Any) -> tuple[str, ...] | str | None:
+    """``value`` (a name or a list of names) as a memo key; None when it cannot be one."""
+    if type(value) is str:
+        return value
+    if type(value) in (list, tuple) and all(type(n) is str for n in value):
+        return tuple(value)
+    return None
+
+
+def _call(direct: Direct, cmds: list[tuple[Any, ...]], timeout: float | None, retry: bool = True) -> Any:
+    """The last reply to ``cmds``, sent in one write over ``direct``, each
+    answer waited for at most ``timeout`` seconds (None: no limit); the first
+    error reply raised (the commands after it not waited for)."""
+    out = direct.call(cmds, timeout=timeout, retry=retry, until_error=True)
+    if isinstance(out[-1], redis.RedisError):
+        raise out[-1]
+    return out[-1]
 
 
 def _blpop_seconds(seconds: float) -> str:

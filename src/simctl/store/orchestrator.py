@@ -505,15 +505,37 @@ class Orchestrator(Entity):
             self.batch_settings.set_hostlist(sorted(set(hosts)))
 
     def set_batch_arg(self, arg: str, value: Any = None) -> None:
-        """A flag for the batch job (only with ``batch=True``)."""
+        """A flag for the batch job (only with ``batch=True``); not one that sizes or
+        places the job (:meth:`placement_args`)."""
         if self.batch_settings is None:
             raise ConfigError(f"orchestrator {self.name!r} is not launched as a batch job (batch=False), so it "
                               f"has no batch arguments; create it with batch=True")
+        self._refuse_placement(arg, batch=True)
         self.batch_settings.set(arg, value)
 
     def set_run_arg(self, arg: str, value: Any = None) -> None:
-        """A flag for every shard's run command (``srun``...)."""
+        """A flag for every shard's run command (``srun``...); not one that sizes or places
+        the shards (:meth:`placement_args`)."""
+        self._refuse_placement(arg, batch=False)
         self.run_settings.set(arg, value)
+
+    def placement_args(self, batch: bool = False) -> tuple[str, ...]:
+        """The flags of the shards' run command that the store's launch sets itself (one task
+        per shard, on its host, in the store's directory, with its own output files), or with
+        ``batch`` those of its batch job (name, output files, host list; its size is yours).
+        Per launcher: ``placement_run_args`` / ``placement_batch_args`` of the settings."""
+        if batch:
+            return type(self.batch_settings).placement_batch_args if self.batch_settings is not None else ()
+        return type(self.run_settings).placement_run_args.get(self.run_settings.run_command or "", ())
+
+    def _refuse_placement(self, arg: str, batch: bool) -> None:
+        owned = self.placement_args(batch)
+        if isinstance(arg, str) and arg.strip().lstrip("-") in owned:
+            what = "batch job" if batch else f"shards' {self.run_settings.run_command}"
+            raise ConfigError(f"{'batch' if batch else 'run'} argument {arg!r} is set by the store's launch itself "
+                              f"(one task per shard, on its host, with its own name, directory and output); the "
+                              f"{what} flags it owns: {', '.join(map(repr, owned))}; leave {arg!r} out (set_hosts, "
+                              "set_cpus, set_walltime place and size the store)")
 
     @staticmethod
     def _check_hosts(launcher: Launcher, hosts: list[str]) -> None:

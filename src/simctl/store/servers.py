@@ -45,6 +45,12 @@ class Server(abc.ABC):
         ``numpy`` uint8 array of its own."""
 
     @abc.abstractmethod
+    def direct_of(self, key: str) -> Direct:
+        """The direct connection to the server holding ``key`` (opened on first
+        use); ``redis.exceptions.RedisClusterException`` when no node of a
+        cluster holds it. Inference requests take it as they are (no redirection)."""
+
+    @abc.abstractmethod
     def same_slot(self, a: str, b: str) -> bool:
         """Whether the keys ``a`` and ``b`` may take part in one command (COPY, RENAME)."""
 
@@ -84,6 +90,9 @@ class Standalone(Server):
 
     def send(self, key: str, cmds: list[tuple[Any, ...]], *, array: bool = False) -> Any:
         return self.direct.last(cmds, array=array)
+
+    def direct_of(self, key: str) -> Direct:
+        return self.direct
 
     def close(self) -> None:
         self.direct.close()
@@ -125,11 +134,8 @@ class Cluster(Server):
         except redis.exceptions.RedisClusterException:
             node = None  # redis-py's own dispatch finds it
         if node is not None:
-            direct = self._direct.get(node.name)
-            if direct is None:
-                direct = self._direct[node.name] = self._connect(Address(node.host, node.port))
             try:
-                return direct.last(cmds, array=array)
+                return self._direct_to(node).last(cmds, array=array)
             except (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.ConnectionError):
                 pass  # MOVED is an AskError; a timeout is final: the node holding the key did not answer
         if len(cmds) == 1:
@@ -138,6 +144,15 @@ class Cluster(Server):
         for cmd in cmds:
             pipe.execute_command(*cmd)
         return pipe.execute()[-1]
+
+    def direct_of(self, key: str) -> Direct:
+        return self._direct_to(wire.node_of(self.redis, key))
+
+    def _direct_to(self, node: Any) -> Direct:
+        direct = self._direct.get(node.name)
+        if direct is None:
+            direct = self._direct[node.name] = self._connect(Address(node.host, node.port))
+        return direct
 
     def close(self) -> None:
         for direct in self._direct.values():

@@ -10,10 +10,6 @@ speed-ups below reach under that layer:
   (``AbstractConnection._construct_command_packer``);
 * large bulk replies are received straight into a ``bytearray`` of their own
   (``redis._parsers._RESP2Parser`` and ``redis._parsers.socket.SocketBuffer``);
-* a request and the wait for its reply go out as one write on a pooled
-  connection (:func:`send_and_wait`: ``pack_commands``,
-  ``send_packed_command``, ``read_response``), and an inference worker talks
-  over one connection without the client layer (:func:`exchange`);
 * a cluster command goes straight to the node holding its slot
   (:func:`node_client`: ``nodes_manager.get_node_from_slot``, ``slots_cache``);
 * a timeout is final: neither a connection nor a cluster client tries a
@@ -29,8 +25,9 @@ the direct path (:mod:`.direct`: one connection per server kept open, RESP
 packed and read in a few lines, large replies into uninitialised buffers),
 which uses only redis-py's exception classes and its table of error replies
 (``_RESP2Parser.parse_error``). What stays here serves the rest: the
-client's servers' administration and pipelines, a cluster's slot map, the
-inference round trips and the worker's connection.
+client's servers' administration and pipelines, a cluster's slot map, and
+the inference worker's administrative connection and subscription (its
+requests and replies take a direct connection too).
 
 These are redis-py internals: ``pyproject.toml`` pins redis-py to the majors
 they were checked against (:data:`REDIS_MAJORS`), and ``tests/test_store_wire.py``
@@ -41,7 +38,8 @@ client still works, with one more copy of large replies.
 from __future__ import annotations
 
 import math
-import threading
+import select
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,27 +147,14 @@ if _FAST_REPLIES:
             self._buffer = _Buffer(self._sock, self.socket_read_size, connection.socket_timeout)
 
 
-#: ``limit``: seconds (False: none) the connections this thread opens in :func:`send_and_wait` may wait
-#: for their handshake (AUTH...), when shorter than their own timeout
-_handshake = threading.local()
-
-
 class _ZeroCopy:
     """Connections that send :class:`Parts` without joining them and receive
-    large replies without extra copies (RESP2 only), and whose handshake an
-    exchange may bound (:func:`send_and_wait`)."""
+    large replies without extra copies (RESP2 only)."""
 
     def __init__(self, **kwargs: Any) -> None:
         if _FAST_REPLIES and kwargs.get("protocol") in (2, "2"):
             kwargs["parser_class"] = _Parser
         super().__init__(**kwargs)
-
-    def _connect(self) -> Any:
-        sock = super()._connect()  # type: ignore[misc]
-        limit = getattr(_handshake, "limit", False)
-        if limit is not False:
-            sock.settimeout(limit)
-        return sock
 
     def _construct_command_packer(self, packer: Any) -> _Packer:
         return _Packer(super()._construct_command_packer(packer))  # type: ignore[misc]
@@ -319,62 +304,29 @@ def connect_cluster(addresses: Sequence[Address | str], password: str | None, *,
 # -- one round trip, under the client layer ------------------------------------------------
 
 
-def exchange(conn: Any, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Send ``cmds`` over the connection ``conn`` in one write and read their
-    replies; an error reply (a key of another type, a store out of memory) is
-    returned in its place as a ``redis.ResponseError``."""
-    conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
-    out: list[Any] = []
-    for _ in cmds:
-        try:
-            out.append(conn.read_response())
-        except redis.ResponseError as exc:
-            out.append(exc)
-    return out
+# -- a subscription's messages ------------------------------------------------------------
 
-
-def send_and_wait(r: redis.Redis, cmds: Sequence[tuple[Any, ...]], timeout: float | None | bool = False,
-                  retry: bool = True) -> Any:
-    """Send ``cmds`` in one write on a connection of ``r``'s pool and return
-    the reply to the last (the others' are read and dropped): redis-py's
-    pipeline costs about 100 us of Python, more than the round trip.
-    ``timeout``: seconds this exchange may wait for the replies (None: no
-    limit; False, the default: the connection's own timeout), the handshake
-    of a connection opened for it included (the wire's connections). A
-    connection that cannot be had is tried once more (nothing was sent); with ``retry``
-    the exchange is sent once more after the connection broke during it
-    (never after a timeout: the server may be running the commands).
-    redis-py's errors are raised."""
-    pool = r.connection_pool
-    for attempt in (0, 1):
-        _handshake.limit = timeout  # a connection opened now waits no longer for its handshake
-        try:
-            try:
-                conn = pool.get_connection()  # connected, handshake done
-            except TypeError:  # redis-py 5.0 wants a command name
-                conn = pool.get_connection(cmds[-1][0])
-        except redis.ConnectionError:  # nothing was sent: try once more whatever ``retry`` says
-            if attempt:
-                raise
-            continue
-        finally:
-            _handshake.limit = False
-        try:
-            if timeout is not False and conn._sock is not None:
-                conn._sock.settimeout(timeout)
-            conn.send_packed_command(conn.pack_commands(cmds))
-            for _ in cmds[:-1]:
-                conn.read_response()
-            return conn.read_response()
-        except BaseException as exc:
-            conn.disconnect()  # a reply may be left unread
-            if attempt or not retry or not isinstance(exc, redis.ConnectionError):
-                raise
-        finally:
-            if timeout is not False and conn._sock is not None:
-                conn._sock.settimeout(conn.socket_timeout)
-            pool.release(conn)
-    return None  # not reached: the second attempt returns or raises
+def quiet(pubsub: redis.client.PubSub) -> bool:
+    """Whether the subscription ``pubsub`` has no message waiting, neither in
+    redis-py's buffer nor on its socket (one ``poll`` of the socket, about
+    1 us here: redis-py's ``get_message(timeout=0)`` costs two ``ioctl``
+    calls and tens of us of Python when there is none). False when it cannot
+    tell (then read it)."""
+    conn = pubsub.connection
+    sock = getattr(conn, "_sock", None)
+    parser = getattr(conn, "_parser", None)
+    buffered: Any = getattr(parser, "_buffer", None)
+    if type(sock) is not socket.socket or not hasattr(buffered, "unread_bytes") or buffered.unread_bytes():
+        return False  # (TLS: decrypted bytes may wait in the SSL object, which poll does not see)
+    watched = getattr(pubsub, "_simctl_poll", None)
+    if watched is None or watched[0] is not sock:  # (a reconnection makes a new socket)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        watched = pubsub._simctl_poll = (sock, poller)  # type: ignore[attr-defined]
+    try:
+        return not watched[1].poll(0)
+    except OSError:
+        return False
 
 
 # -- a cluster's slot map ------------------------------------------------------------------

@@ -43,6 +43,8 @@ import redis
 from ..core.errors import ConfigError
 from ..core.plugins import Plugins, worker_plugins
 from . import contract, format as fmt, keyspace, protocol as pr, wire
+from .address import parse_address
+from .direct import Direct
 
 #: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
 DEFAULT_MIN_BATCH_WAIT_MS = 10
@@ -69,23 +71,16 @@ class Loaded(NamedTuple):
 class Request:
     """A request taken, decoded (either version of the protocol)."""
 
-    __slots__ = ("raw", "id", "reply", "kind", "key", "fn", "inputs", "outputs", "timeout", "carried", "args")
+    __slots__ = ("raw", "version", "id", "reply", "kind", "key", "fn", "inputs", "outputs", "timeout", "carried",
+                 "args")
 
-    def __init__(self, raw: bytes, msg: dict[str, Any]) -> None:
+    def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self.id: str = msg["id"]
-        self.reply: str = msg["reply"]
-        self.kind: str = msg["kind"]
-        self.key: str = msg["key"]
-        self.fn: str = msg.get("fn", "")
-        self.inputs: list[str] = list(msg["in"])
-        self.outputs: list[str] = list(msg["out"])
-        if not all(isinstance(k, str) for k in (self.reply, self.kind, self.key, *self.inputs, *self.outputs)):
-            raise TypeError("keys must be strings")
-        #: the caller's wait, in seconds (None: no limit)
-        self.timeout = pr.timeout_of(msg)
-        #: what the request carries (protocol version 2): per input, the model's header, per output; or None
-        self.carried = pr.carried(raw, len(self.inputs) + 1 + len(self.outputs)) if msg.get("v") != 1 else None
+        #: the caller's wait (``timeout``), in seconds (None: no limit)
+        (self.version, self.id, self.reply, self.kind, self.key, self.fn, self.inputs, self.outputs,
+         self.timeout) = pr.parse_request(raw)
+        #: what the request carries (protocol version 2 on): per input, the model's header, per output; or None
+        self.carried = pr.carried(raw, len(self.inputs) + 1 + len(self.outputs)) if self.version > 1 else None
         #: its inputs, read (an array each, or why it cannot be read): see Worker._read
         self.args: list[np.ndarray | str] = []
 
@@ -120,8 +115,7 @@ class Worker:
         self.q, self.taken = pr.queue_key(self.tag, device), pr.taken_key(self.tag, device)
         self.take_cmd = ("EVAL", pr.TAKE_SCRIPT, 2, self.q, self.taken, pr.TAKE)
         #: sent after a round's replies: clear the taken list, take the requests queued meanwhile, or wait
-        self.next_cmds = [("EVAL", pr.NEXT_SCRIPT, 2, self.q, self.taken, pr.TAKE),
-                          ("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)]
+        self.next_cmds = [("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE), ("LLEN", self.q)]
         self.cache: dict[tuple[str, str], Loaded] = {}
         #: output key -> why this round's requests may not write it (it holds another kind)
         self.refused: dict[str, str] = {}
@@ -129,10 +123,10 @@ class Worker:
         self.id = pr.new_id()
         #: key -> the nonce of the last change heard of (see protocol.change)
         self.heard: dict[str, str] = {}
-        # the request path talks over one connection of its own, without redis-py's client layer
-        # (its pool, pipeline and instrumentation cost about 40 us a command, 100 us a pipeline)
-        self.conn = self.local.connection_pool.make_connection()
-        self.conn.connect()
+        # the request path talks over one direct connection of its own (:mod:`.direct`), without redis-py
+        # (its pool, pipeline and reply parser cost tens of us a command); no read timeout, as self.local
+        self.conn = Direct(parse_address(address), password, username=username, tls_ca=tls_ca, timeout=None,
+                           connect=10, name=pr.worker_name(device))
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
         self.stop = False
@@ -168,39 +162,45 @@ class Worker:
         cmds: list[tuple[Any, ...]] = []
         for raw in orphans:
             try:
-                req = pr.parse(raw)
-            except ValueError:
+                req = pr.parse_request(raw if isinstance(raw, bytes) else raw.encode())
+            except (ValueError, KeyError, TypeError):
                 continue
-            self._reply(cmds, req["id"], str(req.get("reply", "")),
-                        f"the inference worker for {self.device} died while running this request{how}; "
+            self._reply(cmds, req, f"the inference worker for {self.device} died while running this request{how}; "
                         "it was restarted: run it again")
         cmds.append(("DEL", self.taken))
         self._exchange(cmds)
 
     def serve(self) -> None:
-        """Take and answer requests until stopped. The requests that came in
-        meanwhile are taken with the replies, and when none did, the worker
-        blocks on its queue in that same exchange (see :meth:`handle`)."""
+        """Take and answer requests until stopped. The next request is waited
+        for in the exchange that carries a round's replies (see :meth:`handle`)."""
         raws = self._taken(self._exchange([self.take_cmd])[0])
         while not self.stop:
             if not raws:
-                raws = self._taken(self._exchange([("BLMOVE", self.q, self.taken, "LEFT", "RIGHT", pr.IDLE)])[0])
+                raws = self._next([])[1]
             self._drain_changes()
             if raws:
                 raws = self.handle(raws)
 
+    def _next(self, cmds: list[tuple[Any, ...]]) -> tuple[list[Any], list[bytes]]:
+        """Send ``cmds`` and, in the same write, take the next request
+        (``BLMOVE``, which blocks at most :data:`protocol.IDLE` seconds while
+        none is queued) and ask how many more are queued (``LLEN``, run once
+        the ``BLMOVE`` is served): when some are, they are taken too (the
+        :data:`protocol.TAKE_SCRIPT`, one more exchange, only then). Returns
+        the replies to ``cmds`` and the requests taken (none after an idle
+        wait). A plain take costs the server no script: the one-at-a-time
+        round of a lone caller runs no Lua here."""
+        replies = self._exchange(cmds + self.next_cmds)
+        raws = self._taken(replies[-2])
+        if raws and isinstance(replies[-1], int) and replies[-1] > 0:
+            raws += self._taken(self._exchange([self.take_cmd])[0])
+        return replies[:-2], raws
+
     def _exchange(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``cmds`` in one write (packed by :func:`pack`) and read their
+        """Send ``cmds`` in one write over the worker's direct connection and read their
         replies; an error reply (a key of another type, a store out of memory)
         is returned in its place as a ``redis.ResponseError``."""
-        self.conn.send_packed_command([pack(cmds)], check_health=False)
-        out: list[Any] = []
-        for _ in cmds:
-            try:
-                out.append(self.conn.read_response())
-            except redis.ResponseError as exc:
-                out.append(exc)
-        return out
+        return self.conn.call(cmds, retry=False)
 
     def _taken(self, reply: Any) -> list[bytes]:
         """The requests a take (the TAKE script or BLMOVE) moved; its error ends
@@ -230,7 +230,11 @@ class Worker:
                 self.local.delete(key)
 
     def _drain_changes(self) -> None:
-        """Forget the models and scripts whose keys were published as changed."""
+        """Forget the models and scripts whose keys were published as changed
+        (nothing but one non-blocking peek at the subscription's socket when
+        none was: :func:`wire.quiet`)."""
+        if wire.quiet(self.pubsub):
+            return
         while True:
             msg = self.pubsub.get_message(timeout=0)
             if msg is None:
@@ -247,9 +251,9 @@ class Worker:
 
     def handle(self, raws: list[bytes]) -> list[bytes]:
         """Answer the requests ``raws`` (taken into the taken list), clear that
-        list, and take the requests queued meanwhile (returned), all in one
-        exchange, which ends, when none was queued, when the next one comes
-        (or after :data:`protocol.IDLE` seconds: then none is returned)."""
+        list, and take the next requests (returned), in one exchange that
+        ends, when none was queued, when the next one comes (or after
+        :data:`protocol.IDLE` seconds: then none is returned); see :meth:`_next`."""
         cmds: list[tuple[Any, ...]] = []
         self.refused = {}
         groups = self._fill_batches(self._intake(raws, cmds), cmds)
@@ -258,12 +262,12 @@ class Worker:
                 continue
             for chunk in self._chunks(loaded, group):
                 self._run(loaded, chunk, cmds)
-        cmds += self.next_cmds
-        replies = self._exchange(cmds)
-        for cmd, got in zip(cmds, replies[:-2]):
+        cmds.append(("DEL", self.taken))
+        replies, taken = self._next(cmds)
+        for cmd, got in zip(cmds, replies):
             if isinstance(got, redis.ResponseError):  # a caller's output or reply not stored: say so in the log
                 print(f"simctl inference worker: {cmd[0]} {cmd[1]!r} failed: {got}", file=sys.stderr, flush=True)
-        return self._taken(replies[-2]) + self._taken(replies[-1])
+        return taken
 
     def _groups(self, reqs: list[Request], cmds: list[tuple[Any, ...]]
                 ) -> dict[tuple[str, str], tuple[Loaded | None, list[Request]]]:
@@ -277,10 +281,10 @@ class Worker:
                     groups[k] = (self._loaded(req.kind, req.key), [])
                 except RunError as exc:
                     groups[k] = (None, [])
-                    self._reply(cmds, req.id, req.reply, str(exc))
+                    self._reply(cmds, req, str(exc))
                     for other in reqs:
                         if (other.kind, other.key) == k and other is not req:
-                            self._reply(cmds, other.id, other.reply, str(exc))
+                            self._reply(cmds, other, str(exc))
                     continue
             loaded, group = groups[k]
             if loaded is None:
@@ -344,7 +348,7 @@ class Worker:
         reqs = []
         for raw in raws:
             try:
-                reqs.append(Request(raw, pr.parse(raw)))
+                reqs.append(Request(raw))
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"simctl inference worker: dropped a malformed request: {exc}", file=sys.stderr)
         return reqs
@@ -352,7 +356,7 @@ class Worker:
     def _pass_on(self, device: str, req: Request, cmds: list[tuple[Any, ...]]) -> None:
         """Queue ``req`` for the worker of ``device`` on this shard, or answer it with an error."""
         if not pr.has_worker(self.local.client_list(), device):
-            self._reply(cmds, req.id, req.reply,
+            self._reply(cmds, req,
                         f"{req.kind} {req.key!r} runs on {device}, and no inference worker serves {device} on "
                         f"the store at {self.address} (start the store with ml_devices including {device!r})")
             return
@@ -444,28 +448,31 @@ class Worker:
         it cannot be read), drop each loaded model or script whose stored header
         differs from the one it was loaded from (never run stale), and put the
         outputs that hold another kind than a tensor into :attr:`refused`.
-        What a request carries (protocol version 2) is used as it is; the rest
+        What a request carries (protocol version 2 on) is used as it is; the rest
         is read in one exchange (inputs, headers with ``GETRANGE``, kinds with
         the :data:`keyspace.KIND` script)."""
-        held = {m: self.cache[m] for m in dict.fromkeys((r.kind, r.key) for r in reqs) if m in self.cache}
-        kinds: dict[str, Any] = {}
+        cache = self.cache
+        held = {m: cache[m] for m in ((r.kind, r.key) for r in reqs) if m in cache}
+        kinds: dict[str, None] = {}
         keys: dict[str, None] = {}
         for r in reqs:
-            n = len(r.inputs)
-            if r.carried is None:
+            c = r.carried
+            if c is None:
                 keys.update(dict.fromkeys(r.inputs))
                 kinds.update(dict.fromkeys(r.outputs))
                 continue
-            keys.update(dict.fromkeys(k for k, c in zip(r.inputs, r.carried) if c is None))
+            for k, v in zip(r.inputs, c):
+                if v is None:
+                    keys[k] = None
+            n = len(r.inputs)
             m = (r.kind, r.key)
-            if m in held:
-                if r.carried[n] != held.pop(m).stamp:
-                    del self.cache[m]
-            for k, c in zip(r.outputs, r.carried[n + 1:]):
-                if c is not None:
-                    self.refused[k] = str(keyspace.refused("run", k, c.decode(errors="replace"), "tensor"))
-        stamps = list(held.items())
-        values = self._fetch(list(keys), stamps, [k for k in kinds if k not in self.refused])
+            loaded = held.pop(m, None)
+            if loaded is not None and c[n] != loaded.stamp:
+                del cache[m]
+            for k, v in zip(r.outputs, c[n + 1:]):
+                if v is not None:
+                    self.refused[k] = str(keyspace.refused("run", k, v.decode(errors="replace"), "tensor"))
+        values = self._fetch(list(keys), list(held.items()), [k for k in kinds if k not in self.refused])
         decoded = {k: _decode(k, v) for k, v in values.items()}
         for r in reqs:
             if r.carried is None:
@@ -480,6 +487,8 @@ class Worker:
         more) that also drops the loaded copies of ``stamps`` whose stored header
         differs, and puts the outputs ``kinds`` holding another kind than a
         tensor into :attr:`refused`."""
+        if not keys and not stamps and not kinds:
+            return {}  # everything carried in the requests
         local = [k for k in keys if self._local(k)]
         cmds: list[tuple[Any, ...]] = []
         if local:  # on a cluster, keys of different slots cannot share an MGET
@@ -545,7 +554,7 @@ class Worker:
             missing = [a for a in r.args if isinstance(a, str)]
             missing += [self.refused[k] for k in r.outputs if k in self.refused]
             if missing:
-                self._reply(cmds, r.id, r.reply, str(missing[0]))
+                self._reply(cmds, r, str(missing[0]))
             else:
                 ready.append((r, r.args))  # type: ignore[arg-type]  # no str among them
         if not ready:
@@ -554,7 +563,7 @@ class Worker:
             results = self._run_batch(loaded, ready)
             if isinstance(results, str):  # the batch's outputs cannot be split into its requests' rows
                 for r, _ in ready:
-                    self._reply(cmds, r.id, r.reply, results)
+                    self._reply(cmds, r, results)
                 return
             if results is None:  # not batchable after all (shapes differ): one at a time
                 for r, arrays in ready:
@@ -574,7 +583,7 @@ class Worker:
         try:
             outs = self._call(loaded, r.fn if r.kind == "script" else "", arrays)
         except Exception as exc:  # the backend's error (ConfigError) or a runtime's: the caller's to read
-            self._reply(cmds, r.id, r.reply, str(exc) or type(exc).__name__)
+            self._reply(cmds, r, str(exc) or type(exc).__name__)
             return
         self._write(r, outs, cmds)
 
@@ -612,13 +621,13 @@ class Worker:
 
     def _write(self, r: Request, outs: list[np.ndarray], cmds: list[tuple[Any, ...]]) -> None:
         if len(outs) != len(r.outputs):
-            self._reply(cmds, r.id, r.reply, f"{r.kind} {r.key!r} gave {len(outs)} output(s); the request "
+            self._reply(cmds, r, f"{r.kind} {r.key!r} gave {len(outs)} output(s); the request "
                                              f"names {len(r.outputs)}: {r.outputs!r}")
             return
         try:
             values = [(k, fmt.tensor_bytes(o, f"output {k!r}")) for k, o in zip(r.outputs, outs)]
         except Exception as exc:
-            self._reply(cmds, r.id, r.reply, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
+            self._reply(cmds, r, f"{r.kind} {r.key!r}: an output cannot be stored: {exc}")
             return
         for k, v in values:  # an output that holds another kind (since _read looked) is not replaced: logged
             tmp = keyspace.temporary_key(k, self.id) if len(v) > keyspace.MOVE_FROM else None
@@ -631,28 +640,15 @@ class Worker:
                 for cmd in put:
                     got = self._remote(*cmd)
                     if isinstance(got, redis.ResponseError):
-                        self._reply(cmds, r.id, r.reply, f"output {k!r} not stored: {got}")
+                        self._reply(cmds, r, f"output {k!r} not stored: {got}")
                         return
-        self._reply(cmds, r.id, r.reply, None)
+        self._reply(cmds, r, None)
 
-    def _reply(self, cmds: list[tuple[Any, ...]], rid: str, reply: str, error: str | None) -> None:
-        """Queue the reply to request ``rid`` (sent with the other commands of the round)."""
-        if not reply:
-            return
-        cmds += [("RPUSH", reply, pr.reply(rid, error, self.device)), ("EXPIRE", reply, pr.REPLY_TTL)]
-
-
-def pack(cmds: Sequence[tuple[Any, ...]]) -> bytes:
-    """``cmds`` in RESP, as one buffer: the worker's own packer (redis-py's
-    encodes argument by argument through its encoder, about 20 us a command
-    here; this, a few). Arguments are bytes, str (UTF-8), int or float."""
-    out: list[bytes] = []
-    for cmd in cmds:
-        out.append(b"*%d\r\n" % len(cmd))
-        for a in cmd:
-            b = a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else repr(a).encode()
-            out += (b"$%d\r\n" % len(b), b, b"\r\n")
-    return b"".join(out)
+    def _reply(self, cmds: list[tuple[Any, ...]], req: Request | pr.Header, error: str | None) -> None:
+        """Queue the reply to ``req`` (sent with the other commands of the round), in its version."""
+        if req.reply:
+            cmds += [("RPUSH", req.reply, pr.reply(req.id, error, self.device, req.version)),
+                     ("EXPIRE", req.reply, pr.REPLY_TTL)]
 
 
 def _decode(key: str, value: Any) -> np.ndarray | str:

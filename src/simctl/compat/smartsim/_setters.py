@@ -184,3 +184,39 @@ def format_env_vars(family: str | None, env: dict[str, Any]) -> list[str]:
     if family == "srun":
         return [f"{k}={v}" for k, v in env.items() if "," not in str(v)]
     return [f"{k}=" if v is None else f"{k}={v}" for k, v in env.items()]
+
+
+def _dash(args: dict[str, Any]) -> list[str]:
+    """``-flag value`` (one string each, as SmartSim's qsub and bsub previews), ``-flag`` alone."""
+    return [f"-{k}" if v is None else f"-{k} {v}" for k, v in args.items()]
+
+
+def qsub_args(bs: Any) -> list[str]:
+    """SmartSim's qsub flags: ``-l select=`` / ``nodes=`` with ``:ncpus=`` and hosts, the
+    other resources, ``-l walltime=``, then ``batch_args``, ``-q``, ``-A``."""
+    res = dict(bs.resources)
+    spec = next((k for k in ("select", "nodes") if k in res), None)
+    out = []
+    count = res.pop(spec) if spec else bs.nodes
+    if count or bs.hostlist:
+        line = f"-l {spec or 'nodes'}={count or len(bs.hostlist)}" + (f":ncpus={bs.ncpus}" if bs.ncpus else "")
+        out.append(line + (":" + "+".join(f"host={h}" for h in bs.hostlist) if bs.hostlist else ""))
+    out += [f"-l {k}={v}" for k, v in res.items()]
+    out += [f"-l walltime={bs.time}"] if bs.time else []
+    return out + _dash({**bs.batch_args, **{k: v for k, v in (("q", bs.queue), ("A", bs.account)) if v}})
+
+
+def bsub_args(bs: Any) -> list[str]:
+    """SmartSim's bsub flags: ``batch_args`` (``alloc_flags`` in double quotes when
+    several, ``smt<smts>`` added), ``-nnodes``, ``-m "hosts"``, ``-n``, ``-q``."""
+    args = dict(bs.batch_args)
+    flags = str(args.get("alloc_flags") or "").strip('"').split()
+    if bs.smts and not any(f.startswith("smt") for f in flags):
+        flags.append(f"smt{bs.smts}")
+    if flags:
+        args["alloc_flags"] = f'"{" ".join(flags)}"' if len(flags) > 1 else flags[0]
+    for key, value in (("nnodes", bs.nodes), ("m", f'"{" ".join(bs.hostlist)}"' if bs.hostlist else None),
+                       ("n", bs.tasks), ("q", bs.queue)):
+        if value:
+            args[key] = value
+    return _dash(args)

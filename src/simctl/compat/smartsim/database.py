@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import simctl
+from simctl.log import get_logger
 
 from ._adapt import Built, recast, scratch
 from .entity import DBNode
 from .telemetry import StoreTelemetry
 
+logger = get_logger("smartsim.database")
 # simctl.Orchestrator is imported on first use of simctl's store (redis-py, numpy)
 _Base: Any = simctl.Orchestrator
 
@@ -92,3 +94,18 @@ class Orchestrator(_Base, metaclass=Built):
     def set_path(self, path: str) -> None:
         """Where the store's files go (SmartSim's ``set_path``)."""
         self.path = os.path.abspath(path)
+
+    def set_run_arg(self, arg: str, value: Any = None) -> None:
+        """simctl's; a flag the store's launch sets itself is ignored with a warning, as SmartSim does
+        (simctl refuses it)."""
+        if isinstance(arg, str) and arg.strip().lstrip("-") in self.placement_args():
+            logger.warning(f"Can not set run argument {arg}: it is a reserved keyword in Orchestrator")
+            return
+        super().set_run_arg(arg, value)
+
+    def set_batch_arg(self, arg: str, value: Any = None) -> None:
+        """simctl's; a flag the store's batch job sets itself is ignored with a warning, as SmartSim does."""
+        if isinstance(arg, str) and arg.strip().lstrip("-") in self.placement_args(batch=True):
+            logger.warning(f"Can not set batch argument {arg}: it is a reserved keyword in Orchestrator")
+            return
+        super().set_batch_arg(arg, value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -194,15 +195,27 @@ for _name, _setter in {**_setters.SETTERS["mpi"], "make_mpmd": _SmartSimMethods.
     setattr(_MpiSettings, _name, _setter)
 
 
+class _MpiClass(type):
+    """Metaclass of ``MpirunSettings``...: a launcher's run settings for that MPI command are instances too
+    (SmartSim's ``create_run_settings(launcher, ..., run_command="mpirun")`` returns an ``MpirunSettings``)."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return type.__instancecheck__(cls, obj) or (
+            isinstance(obj, _SmartSimMethods) and isinstance(obj, simctl.RunSettings) and obj._family == "mpi"
+            and (obj.run_command or "-") in cls.__name__.lower())
+
+
 def _mpi(command: str) -> type[_MpiSettings]:
     def init(self: Any, exe: str, exe_args: Any = None, run_args: Any = None, env_vars: Any = None,
              **kwargs: Any) -> None:
         if shutil.which(command) is None:
             raise simctl.LaunchError(f"Cannot find {command}. Try passing the full path via run_command.")
+        if command == "mpiexec" and "slurm" in simctl.make_plugins().names("launcher"):
+            _launcher("slurm", name)().resolve_run_command(command)  # refuses Slurm's wrapper, as SmartSim
         RunSettings.__init__(self, exe, exe_args, command, run_args, env_vars, **kwargs)
 
     name = {"mpirun": "MpirunSettings", "mpiexec": "MpiexecSettings", "orterun": "OrterunSettings"}[command]
-    cls = type(name, (_MpiSettings,), {"__slots__": (), "__init__": init, "__module__": __name__,
+    cls: Any = _MpiClass(name, (_MpiSettings,), {"__slots__": (), "__init__": init, "__module__": __name__,
                                        "__doc__": f"SmartSim's ``{name}(exe, exe_args, run_args, env_vars)``: "
                                                   f"``{command}``."})
     return cls
@@ -241,15 +254,51 @@ class _SmartSimBatch:
     __slots__ = ()
 
     def format_batch_args(self: Any) -> list[str]:
-        """The scheduler's flags as SmartSim shows them: ``batch_args``, then
-        nodes, time, queue (Slurm's partition) and account (Slurm's form:
-        ``--flag=value``, ``-f value``)."""
+        """The scheduler's flags as SmartSim shows them (in a fixed order, where SmartSim
+        keeps the order they were set in): qsub's ``-l nodes=N:ncpus=C`` (or ``select=``),
+        the other ``-l`` resources, ``-l walltime=``, ``batch_args``, ``-q``, ``-A``; bsub's
+        ``batch_args`` (``alloc_flags`` with ``smt<smts>``), ``-nnodes``, ``-m``, ``-n``, ``-q``;
+        sbatch's ``batch_args``, then nodes, account, time, partition (``--flag=value``)."""
+        if isinstance(self, QsubBatchSettings):
+            return _setters.qsub_args(self)
+        if isinstance(self, BsubBatchSettings):
+            return _setters.bsub_args(self)
         args = {**self.batch_args}
-        for key, value in (("nodes", self.nodes), ("time", self.time), ("partition", self.queue),
-                           ("account", self.account)):
-            if value is not None:
-                args[key] = value
+        fields = {"nodes": self.nodes, "partition": self.queue, "time": self.time, "account": self.account}
+        later = _SET_LATER.get(id(self), [])
+        for key in [k for k in fields if k not in later] + later:
+            if fields[key] is not None:
+                args[key] = fields[key]
         return _setters.format_run_args("srun", args)
+
+    def _set_later(self: Any, key: str, setter: str, value: Any) -> None:
+        """``setter(value)``; a field that was unset is shown after the others (SmartSim keeps
+        its flags in the order they were set; the constructor's first)."""
+        was = getattr(self, "queue" if key == "partition" else key)
+        getattr(super(), setter)(value)
+        if was is None and id(self) not in _SET_LATER:
+            _SET_LATER[id(self)] = []
+            weakref.finalize(self, _SET_LATER.pop, id(self), None)
+        if was is None and key not in _SET_LATER[id(self)]:
+            _SET_LATER[id(self)].append(key)
+
+    def set_nodes(self: Any, nodes: int) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("nodes", "set_nodes", nodes)
+
+    def set_account(self: Any, account: str) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("account", "set_account", account)
+
+    def set_walltime(self: Any, walltime: Any) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("time", "set_walltime", walltime)
+
+    def set_queue(self: Any, queue: str) -> None:
+        """The base's, remembering the order (see :meth:`format_batch_args`)."""
+        self._set_later("partition", "set_queue", queue)
+
+    set_partition = set_queue
 
     def __str__(self: Any) -> str:
         """As SmartSim shows batch settings: ``Batch Command: <cmd>``, then
@@ -270,6 +319,8 @@ _SHOWN: dict[str | None, tuple[str, str]] = {"slurm": ("sbatch", "nodes"), "pbs"
 
 
 _BATCH: dict[type, type] = {}
+#: id of batch settings -> the fields set after construction, in order (cleared when they are freed)
+_SET_LATER: dict[int, list[str]] = {}
 
 
 def with_batch_methods(bs: simctl.BatchSettings) -> simctl.BatchSettings:
@@ -316,9 +367,9 @@ class AprunSettings(metaclass=_LauncherRun):
 
 
 class PalsMpiexecSettings(metaclass=_LauncherRun):
-    """SmartSim's ``PalsMpiexecSettings``: the pbs launcher's run settings, ``mpiexec``."""
+    """SmartSim's ``PalsMpiexecSettings``: the pals launcher's run settings, PALS' ``mpiexec``."""
 
-    launcher, command, family = "pbs", "mpiexec", "pals"
+    launcher, command, family = "pals", "mpiexec", "pals"
 
 
 class SbatchSettings(metaclass=_LauncherBatch):
@@ -350,8 +401,9 @@ def create_run_settings(launcher: str, exe: str, exe_args: Any = None, run_comma
                         container: Any = None, **kwargs: Any) -> simctl.RunSettings:
     """SmartSim's module-level ``create_run_settings(launcher, exe, ...)``: the
     named launcher's run settings (``launcher="auto"``: the one detected here)."""
-    return with_smartsim_methods(_scratch(launcher).create_run_settings(exe, exe_args, run_command, run_args,
-                                                                        env_vars, container=container, **kwargs))
+    exp = _scratch(launcher)
+    rs = exp.create_run_settings(exe, exe_args, run_command, run_args, env_vars, container=container, **kwargs)
+    return with_smartsim_methods(rs, "pals" if exp.launcher_name == "pals" else "")
 
 
 def create_batch_settings(launcher: str, nodes: int | None = None, time: Any = "", queue: str | None = None,

@@ -23,7 +23,7 @@ from typing import ClassVar
 import simctl
 from simctl import BatchSettings, Launcher, ProcessLauncher, ProcessStep, RunSettings, SimctlWarning
 
-from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_RANK_VARS, mpi_run_args
 
 #: Open MPI's switches that let mpirun run as root (it refuses otherwise)
 _OMPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -38,9 +38,8 @@ class LocalLauncher(ProcessLauncher):
 
     name = "local"
     #: MPI's launchers start their ranks here (and MPMD programs: ``make_mpmd``)
-    run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "orterun")
-    local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, "orterun": MPI_LOCAL_RANK_VARS,
-                       None: ()}
+    run_commands: ClassVar[tuple[str, ...]] = MPI_COMMANDS
+    local_rank_vars = {**MPI_RANK_VARS, None: ()}
 
     def command_env(self, step: ProcessStep) -> dict[str, str | None]:
         """The base's variables; as root, Open MPI's permission to run as root."""

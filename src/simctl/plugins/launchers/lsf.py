@@ -1,6 +1,6 @@
 """The ``lsf`` launcher: IBM Spectrum LSF.
 
-* Run commands: ``jsrun``, ``mpirun`` (none by default: the job runs its
+* Run commands: ``jsrun``, ``mpirun``, ``mpiexec``, ``orterun`` (none by default: the job runs its
   executable directly).
 * Batch: ``bsub < job.sh``; the script carries ``#BSUB`` directives, which LSF
   reads only from a script given on standard input (``bsub job.sh`` would run
@@ -11,15 +11,23 @@
   found`` on stderr means the job left LSF's memory.
 * Cancel: ``bkill``.
 * Walltime: ``-W [HH:]MM``, rounded up to whole minutes.
+* MPMD under ``jsrun`` (``make_mpmd``): through an Explicit Resource File
+  (ERF) listing every program and its resource set (``set_erf_sets``,
+  ``set_mpmd_preamble``), written at start into the step's directory as
+  ``.simctl-<hash>.erf`` and given as ``jsrun --erf_input``; ``preview`` shows it.
+* ``smts`` (SMT level, ``-alloc_flags smtN`` unless ``alloc_flags`` names one);
+  ``project=`` is the account (``-P``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -30,6 +38,8 @@ from simctl import (
     BatchSettings,
     ConfigError,
     JobStatus,
+    Launch,
+    ProcessStep,
     RunSettings,
     SchedulerError,
     SchedulerLauncher,
@@ -39,7 +49,7 @@ from simctl import (
     parse_walltime,
 )
 
-from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_PLACEMENTS, MPI_RANK_VARS, mpi_run_args
 
 #: every job state bjobs reports, what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -153,8 +163,32 @@ def lsf_job_name(name: str) -> str:
     return checks.job_name(name, 200)
 
 
+#: jsrun flags an ERF file replaces (resource sets, ranks, binding, distribution): left out of an ERF launch
+ERF_REPLACES = frozenset({
+    "tasks_per_rs", "a", "np", "p", "cpu_per_rs", "c", "gpu_per_rs", "g", "latency_priority", "l",
+    "memory_per_rs", "m", "nrs", "n", "rs_per_host", "r", "rs_per_socket", "K", "appfile", "f", "allocate_only",
+    "A", "launch_node_task", "H", "use_reservation", "J", "use_resources", "bind", "b", "launch_distribution", "d"})
+#: keys of a program's resource set in an ERF file (``set_erf_sets``)
+ERF_KEYS = ("rank", "rank_count", "host", "cpu", "gpu", "memory")
+
+
+def _erf_sets(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"erf_sets must be a dict of {', '.join(ERF_KEYS)} -> str, e.g. "
+                          f"{{'host': '1', 'cpu': '{{0:21}}'}}; got {checks.show(value)}")
+    unknown = [k for k in value if k not in ERF_KEYS]
+    if unknown:
+        raise ConfigError(f"erf_sets key {unknown[0]!r} is not one of {', '.join(map(repr, ERF_KEYS))}")
+    return {k: checks.string(f"erf_sets[{k!r}]", v) for k, v in value.items()}
+
+
+def _preamble_lines(value: Any) -> list[str]:
+    return checks.string_list("mpmd_preamble_lines", value, items=(str,), allow_none=True)
+
+
+@attrs.define(eq=True)
 class LsfRunSettings(RunSettings):
-    """Run settings for jsrun or mpirun under LSF.
+    """Run settings for jsrun or MPI's mpirun / mpiexec / orterun under LSF.
 
     jsrun works in resource sets: :meth:`set_tasks` is ``--np``,
     :meth:`set_tasks_per_node` is ``--rs_per_host`` (one task per resource
@@ -163,8 +197,41 @@ class LsfRunSettings(RunSettings):
     ``run_args`` cover the rest.
     """
 
-    supported_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", "mpirun")
+    supported_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", *MPI_COMMANDS)
     reserved_run_args: ClassVar[tuple[str, ...]] = ("chdir", "h")
+    mpmd_run_commands: ClassVar[tuple[str, ...]] = ("jsrun", *MPI_COMMANDS)
+    #: jsrun's resource set shape (what an ERF file holds), its directory and output files
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "jsrun": (*sorted(ERF_REPLACES), "chdir", "h", "stdio_stdout", "o", "stdio_stderr", "k"), **MPI_PLACEMENTS}
+
+    #: this program's resource set in a jsrun ERF file (an MPMD launch): rank or rank_count, host, cpu, gpu, memory
+    erf_sets: dict[str, str] = attrs.field(factory=dict, converter=_erf_sets)
+    #: lines at the top of the ERF file (``launch_distribution : packed``, ``overlapping-rs : allow``...)
+    mpmd_preamble_lines: list[str] = attrs.field(factory=list, converter=_preamble_lines)
+
+    def set_erf_sets(self, erf_sets: Mapping[str, str]) -> None:
+        """This program's resource set in the ERF file of a jsrun MPMD launch (a copy of
+        ``erf_sets``): ``rank`` (``"1, 2"``) or ``rank_count``, ``host``, ``cpu``, ``gpu``, ``memory``."""
+        self.erf_sets = dict(erf_sets) if isinstance(erf_sets, Mapping) else erf_sets
+
+    def set_mpmd_preamble(self, lines: Sequence[str]) -> None:
+        """Lines at the top of the ERF file; a ``launch_distribution`` line replaces
+        the one taken from ``run_args`` (default ``packed``)."""
+        self.mpmd_preamble_lines = lines  # type: ignore[assignment]  # the converter checks and copies
+
+    def uses_erf(self) -> bool:
+        """True when this jsrun launch goes through an ERF file (MPMD)."""
+        return self.run_command == "jsrun" and bool(self.mpmd)
+
+    def launch_line(self, argv: list[str]) -> list[str]:
+        """jsrun MPMD: ``jsrun <flags> --erf_input <ERF file>`` (the file, named by its content,
+        is written at start into the step's directory, where the command runs)."""
+        if not self.uses_erf():
+            return super().launch_line(argv)
+        if argv != [self.exe, *self.exe_args]:
+            raise ConfigError("a jsrun MPMD launch runs each program of its ERF file as given: it cannot be "
+                              "wrapped (a colocated store, a container); launch those on their own")
+        return [self.run_command or "jsrun", *self.launch_args(), "--erf_input", erf_name(self)]
 
     def set_num_rs(self, num_rs: int) -> None:
         """jsrun ``--nrs``: number of resource sets."""
@@ -187,8 +254,10 @@ class LsfRunSettings(RunSettings):
         self.set("rs_per_host", checks.positive_int("rs_per_host", rs))
 
     def format_run_args(self) -> list[str]:
-        if self.run_command == "mpirun":
+        if self.run_command in MPI_COMMANDS:
             return mpi_run_args(self)
+        if self.uses_erf() or "erf_input" in self.run_args:  # the ERF file holds the resources
+            return format_flags({k: v for k, v in self.run_args.items() if k not in ERF_REPLACES})
         if self.hostlist:
             raise ConfigError("jsrun has no host list option: choose hosts in the batch settings "
                               "(set_hostlist there) or pass an ERF file with run_args={'erf_input': ...}")
@@ -206,6 +275,60 @@ class LsfRunSettings(RunSettings):
         return format_flags(args)
 
 
+def erf_text(rs: LsfRunSettings) -> str:
+    """The ERF file of a jsrun MPMD launch (pure): the ``launch_distribution`` line
+    (from the preamble, else a program's ``launch_distribution``/``d`` run arg, else
+    ``packed``), the rest of the preamble, one ``app <i> : <command>`` line per program
+    (``rs``'s own first), then each program's resource set from its ``erf_sets``."""
+    programs: list[RunSettings] = [rs, *rs.mpmd]
+    preamble = list(rs.mpmd_preamble_lines)
+    dist = next((ln for ln in preamble if ln.lstrip().startswith("launch_distribution")), None)
+    if dist is not None:
+        preamble.remove(dist)
+    else:
+        given = [p.run_args.get("launch_distribution", p.run_args.get("d")) for p in programs]
+        dist = f"launch_distribution : {next((g for g in given if g), 'packed')}"
+    lines = [dist.strip(), *preamble, ""]
+    lines += [f"app {i} : {shlex.join([p.exe, *p.exe_args])}" for i, p in enumerate(programs)]
+    lines.append("")
+    for i, p in enumerate(programs):
+        sets = p.erf_sets if isinstance(p, LsfRunSettings) else {}
+        ranks = f"rank: {sets['rank']}" if "rank" in sets else sets.get("rank_count", "1")
+        res = [f"host: {sets.get('host', '*')}", f"cpu: {sets.get('cpu', '*')}"]
+        res += [f"{k}: {sets[k]}" for k in ("gpu", "memory") if k in sets]
+        lines.append(f"{ranks} : {{ {'; '.join(res)} }} : app {i}")
+    return "\n".join(lines) + "\n"
+
+
+def erf_name(rs: LsfRunSettings) -> str:
+    """The ERF file's name in the step's directory: named by its content, so the
+    command line is a pure function of the settings."""
+    return f".simctl-{hashlib.sha256(erf_text(rs).encode()).hexdigest()[:12]}.erf"
+
+
+def _erf_steps(launch: Launch) -> list[tuple[str, LsfRunSettings]]:
+    """(ERF path, settings) of each jsrun MPMD step of ``launch``."""
+    steps = [launch] if isinstance(launch, ProcessStep) else launch.members
+    return [(os.path.join(s.cwd, erf_name(s.run_settings)), s.run_settings) for s in steps
+            if isinstance(s.run_settings, LsfRunSettings) and s.run_settings.uses_erf()]
+
+
+def _project(value: Any) -> str | None:
+    return checks.string("project", value, allow_none=True)
+
+
+def _smts(value: Any) -> int:
+    return checks.positive_int("smts", value, minimum=0)
+
+
+def alloc_flags(bs: LsfBatchSettings) -> str | None:
+    """``alloc_flags`` with ``smt<smts>`` added unless it names an SMT level already."""
+    flags = str(bs.batch_args.get("alloc_flags") or "").strip('"').split()
+    if bs.smts and not any(f.startswith("smt") for f in flags):
+        flags.append(f"smt{bs.smts}")
+    return " ".join(flags) or None
+
+
 def _tasks(value: Any) -> int | None:
     return checks.positive_int("tasks", value, allow_none=True)
 
@@ -216,7 +339,25 @@ class LsfBatchSettings(BatchSettings):
     ``account`` is the project ``-P``, ``queue`` is ``-q``, ``hostlist`` is
     ``-m``; ``tasks`` is ``-n`` (job slots)."""
 
+    #: what simctl writes for a store's job: its name, output files, host list
+    placement_batch_args: ClassVar[tuple[str, ...]] = ("J", "o", "e", "m")
+
     tasks: int | None = attrs.field(default=None, converter=_tasks)
+    #: SMT level of the nodes (``-alloc_flags smtN``; 0: the site's default)
+    smts: int = attrs.field(default=0, converter=_smts)
+    #: LSF's word for the account (``-P``), taken by the constructor: it sets ``account`` (read that)
+    project: str | None = attrs.field(default=None, converter=_project, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.project is not None:
+            if self.account is not None and self.account != self.project:
+                raise ConfigError(f"bsub batch settings: project={self.project!r} and account={self.account!r} "
+                                  "both name the project to charge (-P); give one")
+            self.account = self.project
+
+    def set_smts(self, smts: int) -> None:
+        """SMT level (``-alloc_flags smt<N>``), unless ``alloc_flags`` in ``batch_args`` names one."""
+        self.smts = _smts(smts)
 
     def set_tasks(self, tasks: int) -> None:
         """Job slots (``-n``)."""
@@ -231,7 +372,7 @@ class LsfLauncher(SchedulerLauncher):
     """IBM Spectrum LSF: bsub, bjobs, bkill."""
 
     name = "lsf"
-    run_commands = ("jsrun", "mpirun")
+    run_commands = ("jsrun", *MPI_COMMANDS)
     default_run_command = None
     run_settings_class = LsfRunSettings
     batch_settings_class = LsfBatchSettings
@@ -242,7 +383,7 @@ class LsfLauncher(SchedulerLauncher):
     array_base = 1
     #: bkill exits 255 for a job that already finished; its output says so (see run)
     cancel_ok_codes = (0, 255)
-    local_rank_vars = {"jsrun": ("JSM_NAMESPACE_LOCAL_RANK",), "mpirun": MPI_LOCAL_RANK_VARS, None: ()}
+    local_rank_vars = {"jsrun": ("JSM_NAMESPACE_LOCAL_RANK",), **MPI_RANK_VARS, None: ()}
 
     def job_name(self, name: str) -> str:
         return lsf_job_name(name)
@@ -268,10 +409,31 @@ class LsfLauncher(SchedulerLauncher):
             out.append(f"-P {q(bs.account)}")
         if bs.hostlist:
             out.append(f'-m "{" ".join(bs.hostlist)}"')
-        for key, value in bs.batch_args.items():
+        args = dict(bs.batch_args)
+        if isinstance(bs, LsfBatchSettings) and alloc_flags(bs):
+            args["alloc_flags"] = alloc_flags(bs)
+        for key, value in args.items():
             flag = key if key.startswith("-") else f"-{key}"  # bsub's options all take one dash
             out.append(flag if value is None else f"{flag} {q(str(value))}")
         return out
+
+    # -- jsrun MPMD: the ERF file ---------------------------------------------------------
+
+    def start(self, launches: Sequence[Launch]) -> None:
+        """The base's, after writing each jsrun MPMD step's ERF file into its directory."""
+        for launch in launches:
+            for path, rs in _erf_steps(launch):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(erf_text(rs))
+                os.replace(tmp, path)
+        super().start(launches)
+
+    def preview(self, launch: Launch) -> str:
+        """The base's, then each jsrun MPMD step's ERF file."""
+        erfs = "".join(f"\n# {path}:\n" + "".join(f"#   {ln}".rstrip() + "\n" for ln in erf_text(rs).splitlines())
+                       for path, rs in _erf_steps(launch))
+        return super().preview(launch) + erfs
 
     def submit_command(self, job: BatchJob, script_path: str) -> list[str]:
         return ["bsub"]  # the script goes to bsub's standard input: see submit_input

@@ -1,6 +1,6 @@
 """The ``pbs`` launcher: PBS Professional / OpenPBS and Torque-style PBS.
 
-* Run commands: ``mpirun``, ``mpiexec``, ``aprun`` (none by default: a PBS
+* Run commands: ``mpirun``, ``mpiexec``, ``orterun``, ``aprun`` (none by default: a PBS
   job runs its executable directly).
 * Batch: ``qsub`` with ``#PBS`` directives; ``-o``/``-e`` are also given on
   the command line (Slurm's Torque-compatible ``qsub`` overrides the script's
@@ -43,7 +43,7 @@ from simctl import (
     format_flags,
 )
 
-from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_PLACEMENTS, MPI_RANK_VARS, mpi_run_args
 
 #: every job state qstat reports (PBS Pro and Torque), what it means here, and why
 STATES: dict[str, tuple[Status, str]] = {
@@ -255,9 +255,12 @@ def _aprun_flags(args: Mapping[str, Any]) -> list[str]:
 
 
 class PbsRunSettings(RunSettings):
-    """Run settings for mpirun, mpiexec or aprun in a PBS job."""
+    """Run settings for mpirun, mpiexec, orterun or aprun in a PBS job."""
 
-    supported_run_commands: ClassVar[tuple[str, ...]] = ("mpirun", "mpiexec", "aprun")
+    supported_run_commands: ClassVar[tuple[str, ...]] = (*MPI_COMMANDS, "aprun")
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        **MPI_PLACEMENTS, "aprun": ("n", "pes", "N", "pes-per-node", "S", "pes-per-numa-node", "d", "cpus-per-pe",
+                                    "L", "node-list", "l", "node-list-file", "wdir")}
 
     def set_cpu_binding(self, binding: str) -> None:
         """aprun ``-cc`` (``depth``, ``numa_node``, ``none``, a CPU list or number)."""
@@ -304,10 +307,14 @@ def _ncpus(value: Any) -> int | None:
 
 def _node_conflict(resources: Mapping[str, Any], **given: Any) -> None:
     """ConfigError if ``resources`` holds ``select`` or ``nodes`` (or both) while
-    one of ``given`` (nodes, hostlist, ncpus) also says how many nodes or CPUs:
-    ``-l select=`` (or ``nodes=``) would be given twice."""
+    one of ``given`` (nodes, hostlist) also says how many nodes, or ``ncpus`` the
+    CPUs a ``select``/``nodes`` chunk spec already names (``2:ncpus=4``): ``-l
+    select=`` would be given twice. ``ncpus`` with a plain count joins it
+    (``-l select=10:ncpus=36``, ``-l nodes=10:ppn=36``)."""
     keys = [k for k in ("select", "nodes") if k in resources]
-    also = [name for name, value in given.items() if value]
+    also = [name for name, value in given.items() if value and name != "ncpus"]
+    if given.get("ncpus") and any(re.search(r"ncpus=|ppn=", str(resources[k])) for k in keys):
+        also.append("ncpus")
     if len(keys) == 2 or (keys and also):
         both = [f"resources[{k!r}]" for k in keys] + also
         raise ConfigError(f"PBS batch settings: {' and '.join(both)} each say how many nodes (or CPUs per node) "
@@ -330,6 +337,9 @@ class PbsBatchSettings(BatchSettings):
     """Batch settings for qsub. ``account`` is ``-A``; ``resources`` are extra
     ``-l name=value`` lines; ``export_env`` adds ``-V`` (the submitting
     environment reaches the job, as sbatch and bsub do by default)."""
+
+    #: what simctl writes for a store's job: its name, output files, array (resources go in ``resources``)
+    placement_batch_args: ClassVar[tuple[str, ...]] = ("N", "o", "e", "J", "t")
 
     resources: dict[str, Any] = attrs.field(factory=dict, converter=_resources)
     export_env: bool = attrs.field(default=True, converter=_export_env)
@@ -355,8 +365,8 @@ class PbsLauncher(SchedulerLauncher):
     """PBS Pro / OpenPBS / Torque: qsub, qstat, qdel."""
 
     name = "pbs"
-    run_commands = ("mpirun", "mpiexec", "aprun")
-    default_run_command = None
+    run_commands: ClassVar[tuple[str, ...]] = (*MPI_COMMANDS, "aprun")
+    default_run_command: ClassVar[str | None] = None
     run_settings_class = PbsRunSettings
     batch_settings_class = PbsBatchSettings
     allocation_env = "PBS_JOBID"
@@ -373,8 +383,7 @@ class PbsLauncher(SchedulerLauncher):
     accepted_options = {**SchedulerLauncher.accepted_options,
                         "pbs_flavor": "'pro' (default: -J arrays, -l select=) or 'torque' (-t, -l nodes=)",
                         "qstat_format": "'auto' (default), 'json' (PBS Pro) or 'classic' (qstat -f)"}
-    local_rank_vars = {"mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS, "aprun": ("ALPS_APP_PE",),
-                       None: ()}
+    local_rank_vars = {**MPI_RANK_VARS, "aprun": ("ALPS_APP_PE",), None: ()}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -414,6 +423,8 @@ class PbsLauncher(SchedulerLauncher):
         if bs.time:
             out.append(f"-l walltime={bs.time}")
         ncpus = bs.ncpus if isinstance(bs, PbsBatchSettings) else None
+        resources = bs.resources if isinstance(bs, PbsBatchSettings) else {}
+        spec = next((k for k in ("select", "nodes") if k in resources), None)
         if bs.hostlist:
             if self.flavor == "torque":
                 chunks = "+".join(h + (f":ppn={ncpus}" if ncpus else "") for h in bs.hostlist)
@@ -421,14 +432,19 @@ class PbsLauncher(SchedulerLauncher):
             else:
                 chunks = "+".join(f"1:host={h}" + (f":ncpus={ncpus}" if ncpus else "") for h in bs.hostlist)
                 out.append(f"-l select={q(chunks)}")
+        elif spec is not None:  # a select/nodes resource: its count, with ncpus in that spec's word
+            # (nodes=N:ppn=C; SmartSim's nodes=N:ncpus=C is refused by Slurm's qsub: "Invalid node name")
+            cpus = f":{'ppn' if spec == 'nodes' else 'ncpus'}={ncpus}" if ncpus else ""
+            out.append(f"-l {q(f'{spec}={resources[spec]}{cpus}')}")
         elif bs.nodes or ncpus:
             n = bs.nodes or 1
             if self.flavor == "torque":
                 out.append(f"-l nodes={n}" + (f":ppn={ncpus}" if ncpus else ""))
             else:
                 out.append(f"-l select={n}" + (f":ncpus={ncpus}" if ncpus else ""))
-        for key, value in (bs.resources.items() if isinstance(bs, PbsBatchSettings) else ()):
-            out.append(f"-l {q(f'{key}={value}')}")
+        for key, value in resources.items():
+            if key != spec:
+                out.append(f"-l {q(f'{key}={value}')}")
         if bs.queue:
             out.append(f"-q {q(bs.queue)}")
         if bs.account:

@@ -1,6 +1,7 @@
 """The ``slurm`` launcher: srun steps inside an allocation, sbatch jobs outside.
 
-* Run commands: ``srun`` (default), ``mpirun``, ``mpiexec``.
+* Run commands: ``srun`` (default), ``mpirun``, ``mpiexec`` (not Slurm's own wrapper
+  of it, ``mpiexec.slurm``: use ``srun``), ``orterun``.
 * Status: ONE ``squeue`` per poll cycle for every job (state, reason and exit
   status in one listing, array elements expanded); ``sacct`` for jobs that
   left the queue when accounting is enabled; without accounting, the exit
@@ -16,7 +17,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -37,7 +38,7 @@ from simctl import (
     format_flags,
 )
 
-from .mpi import MPI_LOCAL_RANK_VARS, mpi_run_args
+from .mpi import MPI_COMMANDS, MPI_PLACEMENTS, MPI_RANK_VARS, mpi_run_args, refuse_slurm_wrapper
 from .slurm_nodes import PLACEMENT_FORMAT, SQUEUE_FORMAT, blocked, parse_placements, parse_sinfo, parse_slurm_conf
 
 log = logging.getLogger(__name__)  # simctl.plugins.launchers.slurm: under the "simctl" logger
@@ -203,11 +204,17 @@ def _own_tasks(rs: RunSettings) -> int:
     return (rs.nodes or 1) * (rs.tasks_per_node or 1)
 
 
+#: srun's flags that size and place a launch (``placement_run_args``)
+SLURM_PLACEMENT = ("nodes", "N", "ntasks", "n", "ntasks-per-node", "nodelist", "w", "output", "o", "error", "e",
+                   "job-name", "J", "jobid", "multi-prog", "chdir", "D")
+
+
 class SrunSettings(RunSettings):
     """Run settings for srun (and mpirun/mpiexec under Slurm)."""
 
-    supported_run_commands: ClassVar[tuple[str, ...]] = ("srun", "mpirun", "mpiexec")
+    supported_run_commands: ClassVar[tuple[str, ...]] = ("srun", *MPI_COMMANDS)
     reserved_run_args: ClassVar[tuple[str, ...]] = ("chdir", "D")
+    placement_run_args: ClassVar[Mapping[str, tuple[str, ...]]] = {"srun": SLURM_PLACEMENT, **MPI_PLACEMENTS}
 
     def set_partition(self, partition: str) -> None:
         """Partition for the step's own allocation."""
@@ -218,7 +225,7 @@ class SrunSettings(RunSettings):
         self.run_args["exclusive"] = None
 
     def format_run_args(self) -> list[str]:
-        if self.run_command in ("mpirun", "mpiexec"):
+        if self.run_command in MPI_COMMANDS:
             return mpi_run_args(self)
         args: dict[str, Any] = {}
         for key, value in (("nodes", self.nodes), ("ntasks", self.tasks), ("ntasks-per-node", self.tasks_per_node),
@@ -255,6 +262,10 @@ class SrunSettings(RunSettings):
 class SbatchSettings(BatchSettings):
     """Batch settings for sbatch. ``queue`` is the partition."""
 
+    #: what simctl writes for a store's job: its name, output files, directory, host list, array
+    placement_batch_args: ClassVar[tuple[str, ...]] = ("job-name", "J", "output", "o", "error", "e", "chdir", "D",
+                                                       "nodelist", "w", "array", "a", "open-mode")
+
     def set_cpus_per_task(self, cpus: int) -> None:
         """CPUs per task for the allocation."""
         self.set("cpus-per-task", checks.positive_int("cpus_per_task", cpus))
@@ -264,7 +275,7 @@ class SlurmLauncher(SchedulerLauncher):
     """Slurm: srun, sbatch, squeue, sacct, scancel."""
 
     name = "slurm"
-    run_commands = ("srun", "mpirun", "mpiexec")
+    run_commands = ("srun", *MPI_COMMANDS)
     default_run_command = "srun"
     run_settings_class = SrunSettings
     batch_settings_class = SbatchSettings
@@ -276,8 +287,15 @@ class SlurmLauncher(SchedulerLauncher):
     cancel_ok_codes = (0,)
     accepted_options = {**SchedulerLauncher.accepted_options,
                         "accounting": "whether sacct knows finished jobs (default: asked of scontrol once)"}
-    local_rank_vars = {"srun": ("SLURM_LOCALID",), "mpirun": MPI_LOCAL_RANK_VARS, "mpiexec": MPI_LOCAL_RANK_VARS,
-                       None: ()}
+    local_rank_vars = {"srun": ("SLURM_LOCALID",), **MPI_RANK_VARS, None: ()}
+
+    def resolve_run_command(self, run_command: str | None) -> str | None:
+        """The base's check; ``mpiexec`` that is Slurm's own wrapper refused, as SmartSim does
+        (``mpirun`` may be the same wrapper here and is kept: it runs as srun, tested)."""
+        command = super().resolve_run_command(run_command)
+        if command == "mpiexec":
+            refuse_slurm_wrapper(command)
+        return command
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
