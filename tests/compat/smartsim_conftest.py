@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -33,6 +34,11 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest.test_device = "CPU"  # type: ignore[attr-defined]
     for mark in ("group_a", "group_b", "slow_tests"):
         config.addinivalue_line("markers", mark)
+    # a job started in the background of a non-interactive shell (`bash script.sh &`) inherits SIGINT
+    # ignored, and then SmartSim's Ctrl-C tests (test_interrupt) see no KeyboardInterrupt at all: give
+    # the tests Python's own handler, as in a terminal
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _free(port: int) -> bool:

@@ -116,6 +116,12 @@ def test_direct_constructors_build_simctls_entities(tmp_path: Path, monkeypatch:
         db.telemetry.disable()
     with pytest.raises(simctl.SimctlError, match="not been started"):
         db.entities[0].host  # noqa: B018 - the property raises
+    assert db.entities[1] is db.entities[1]  # the same nodes on every read: what is set on one is kept
+    db.entities[1].set_hosts(["host"])
+    assert (db.entities[1].host, db.entities[1].hosts) == ("host", ["host"])
+    db.entities[1].clear_hosts()
+    with pytest.raises(simctl.SimctlError, match="not been started"):
+        db.entities[1].host  # noqa: B018 - the property raises
 
 
 def test_ml_objects_are_seen_as_dbmodel_and_dbscript():

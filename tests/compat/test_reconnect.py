@@ -55,6 +55,7 @@ def test_a_driver_killed_9_is_reconnected_to_the_store_it_left(tmp_path: Path) -
     exp = Experiment("second", exp_path=str(tmp_path / "second"), launcher="local")
     db = exp.reconnect_orchestrator(checkpoint)
     assert db.is_active()
+    assert db.hosts and len(db.hosts) == db.db_nodes == 1  # the shards' hosts, read from what the store recorded
     assert exp.get_status(db) == [SmartSimStatus.STATUS_RUNNING]
     # the second driver's own Client needs no password: the reconnected store knows it
     client = Client(address=db.get_address()[0], cluster=False)

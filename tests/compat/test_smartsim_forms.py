@@ -16,7 +16,7 @@ from smartsim.database import Orchestrator
 from smartsim.entity import Model
 from smartsim.entity.dbnode import LaunchedShardData
 from smartsim.error import SSDBIDConflictError
-from smartsim.settings import RunSettings, create_batch_settings
+from smartsim.settings import JsrunSettings, RunSettings, create_batch_settings
 from smartsim.status import SmartSimStatus
 
 
@@ -30,6 +30,29 @@ def test_set_strips_the_flags_dashes_and_spaces_and_takes_str_values_only():
     with pytest.raises(TypeError):
         rs.set(9)  # type: ignore[arg-type]
     assert rs.run_args == {"a-key": "a-value", "b": None}
+
+
+def test_smartsims_stricter_types_are_type_errors():
+    """exe_args of str only and update_env without None (simctl's 'unset'), as
+    SmartSim; jsrun's set_cpus_per_task takes an int (a ValueError otherwise)."""
+    for bad in ([1, 2, 3], ["1", "2", 3]):
+        with pytest.raises(TypeError, match="exe_args must be a str or a list of str"):
+            RunSettings("python", exe_args=bad)
+        with pytest.raises(TypeError, match="exe_args must be a str or a list of str"):
+            RunSettings("python").add_exe_args(bad)
+    rs = RunSettings("python", exe_args="-c pass")
+    rs.add_exe_args(["-v"])
+    assert rs.exe_args == ["-c", "pass", "-v"]
+    for env in ({"env1": None}, {"env1": {"abc"}}, {"env1": {"abc": "def"}}):
+        with pytest.raises(TypeError, match="env1"):
+            rs.update_env(env)
+    rs.update_env({"A": 1})
+    assert rs.env_vars == {"A": "1"}
+    js = JsrunSettings("python")
+    js.set_cpus_per_task(6)
+    assert js.run_args["cpu_per_rs"] == 6
+    with pytest.raises(ValueError):
+        js.set_cpus_per_task("not an int")
 
 
 def test_a_model_built_in_smartsim_06s_order_runs(tmp_path: Path):
@@ -58,23 +81,33 @@ MEMBER = """
 import os, sys
 import numpy as np
 from smartredis import Client, ConfigOptions
-assert os.environ["SR_DB_TYPE_mine"] == "Standalone"
-client = Client(ConfigOptions.create_from_environment("mine"), logger_name="SmartSim")
-client.put_tensor("t", np.arange(3))
-open("seen", "w").write(os.environ["SSDB_mine"] + " " + str(client.get_tensor("t").sum()))
+assert os.environ["SR_DB_TYPE_mine"] == os.environ["SR_DB_TYPE_reg"] == "Standalone"
+seen = []
+for i, name in enumerate(["mine", "reg"]):
+    client = Client(ConfigOptions.create_from_environment(name), logger_name="SmartSim")
+    client.put_tensor("t", np.arange(3) * (i + 1))
+    seen.append(os.environ["SSDB_" + name] + " " + str(client.get_tensor("t").sum()))
+open("seen", "w").write(",".join(seen))
 """
 
 
-def test_a_colocated_store_with_an_identifier_is_named_to_its_model_as_smartsim_names_it(tmp_path: Path):
+def test_a_model_reaches_a_store_and_its_colocated_store_by_their_identifiers(tmp_path: Path):
+    """SmartSim's multi-store form (its test_multidb's script): each store by
+    ``ConfigOptions.create_from_environment(db_identifier)``, each logged in to
+    with its own credentials."""
     exp = Experiment("ident", exp_path=str(tmp_path), launcher="local")
+    db = exp.create_database(interface="lo", db_identifier="reg")
     model = exp.create_model("m", exp.create_run_settings(sys.executable, exe_args=["-c", MEMBER]))
-    model.colocate_db_uds(db_identifier="mine")  # no socket given: named now, for SSDB_mine
-    address = model.run_settings.env_vars["SSDB_mine"]
-    assert address == "unix://" + model.colocated_db.unix_socket
+    model.colocate_db_uds(db_identifier="mine")  # no socket given: named now, as SmartSim shows it
+    address = "unix://" + model.colocated_db.unix_socket
     exp.generate(model)
-    exp.start(model, block=True)
-    assert exp.get_status(model) == [SmartSimStatus.STATUS_COMPLETED]
-    assert (Path(model.path) / "seen").read_text() == f"{address} 3"
+    exp.start(db)
+    try:
+        exp.start(model, block=True)
+        assert exp.get_status(model) == [SmartSimStatus.STATUS_COMPLETED]
+        assert (Path(model.path) / "seen").read_text() == f"{address} 3,{db.get_address()[0]} 6"
+    finally:
+        exp.stop(db)
 
 
 def test_a_name_a_running_store_has_is_refused_for_another_store_or_a_colocated_one(tmp_path: Path):

@@ -215,6 +215,101 @@ def test_ctrl_c_after_an_unblocked_start(tmp_path, kill):
         kill_pids(pids or read_pids(pids_file))
 
 
+BLOCKED_DRIVER = """
+    import logging, os, signal, sys, threading
+    import psutil
+    import simctl
+
+    def sigint():
+        os.kill(os.getpid(), signal.SIGINT)
+
+    class DuringLaunch:  # the SIGINT lands inside start()'s launch
+        armed = False
+        @simctl.hookimpl
+        def simctl_entity_before_launch(self, entity, step, experiment):
+            if DuringLaunch.armed:
+                DuringLaunch.armed = False
+                sigint()
+
+    class AfterLaunch(logging.Handler):  # ... once the jobs run, before the wait has begun
+        armed = False
+        def emit(self, record):
+            if AfterLaunch.armed and record.getMessage().startswith("started "):
+                AfterLaunch.armed = False
+                sigint()
+
+    plugins = simctl.make_plugins()
+    plugins.register(DuringLaunch(), name="during-launch")
+    logging.getLogger("simctl.experiment").setLevel(logging.INFO)
+    logging.getLogger("simctl.experiment").addHandler(AfterLaunch())
+    # an unblocked start first: its Ctrl-C handler is installed, and must leave the blocking starts' Ctrl-C to them
+    bg = simctl.Experiment("bg", exp_path="bg", launcher="local")
+    held = bg.create_model("held", bg.create_run_settings(sys.executable, exe_args=[{child!r}, "bg-pids"]))
+    bg.start(held, block=False, kill_on_interrupt=True)
+    rounds = [("launch", None), ("after", None), ("wait", 1.0)] * 3
+    rounds += [("timer", d) for d in (0.005, 0.01, 0.015, 0.02, 0.05)]
+    for i, (phase, delay) in enumerate(rounds):
+        exp = simctl.Experiment(f"r{{i}}", exp_path=f"exp{{i}}", launcher="local", plugins=plugins)
+        rs = exp.create_run_settings(sys.executable, exe_args=[{child!r}, f"pids{{i}}"])
+        m = exp.create_model("m", rs)
+        ens = exp.create_ensemble("e", replicas=2, run_settings=rs)
+        DuringLaunch.armed, AfterLaunch.armed = phase == "launch", phase == "after"
+        if delay is not None:
+            threading.Timer(delay, sigint).start()
+        try:
+            exp.start(m, ens, block=True, kill_on_interrupt=True)
+            said = "NOT RAISED"
+        except KeyboardInterrupt as exc:
+            said = "RAISED " + str(exc)
+        pids = [int(p) for p in open(f"pids{{i}}").read().split()] if os.path.exists(f"pids{{i}}") else []
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        statuses = sorted(s.value for s in exp.get_status(m, ens))
+        print(f"ROUND {{i}} {{phase}} | {{said}} | {{statuses}} | alive={{alive}}", flush=True)
+    print("BG", bg.get_status(held)[0].value, flush=True)
+"""
+
+
+def test_ctrl_c_during_a_blocking_start_stops_its_jobs_and_always_raises(tmp_path):
+    """A real SIGINT to a real driver, landing inside start(block=True,
+    kill_on_interrupt=True)'s launch, just after it (the jobs run, the wait has
+    not begun: the KeyboardInterrupt escaped there, leaving them running), and
+    during the wait, each three times, then at a few short delays (some land
+    while the launcher starts the processes: every one started is recorded, so
+    stopped, before the KeyboardInterrupt): every time the KeyboardInterrupt
+    reaches the driver, after the jobs were stopped; an unblocked start's jobs
+    in another experiment are left alone."""
+    child = write_script(tmp_path / "child.py", """
+        import os, sys, time
+        with open(sys.argv[1], "a") as fh:
+            fh.write(f"{os.getpid()} ")
+        time.sleep(120)
+    """)
+    proc = run_driver(tmp_path, BLOCKED_DRIVER.format(child=str(child)), wait=False)
+    try:
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kill_pids([p for f in tmp_path.glob("*pids*") for p in read_pids(f)])
+    assert proc.returncode == 0, err
+    rounds = [line.split(" | ") for line in out.splitlines() if line.startswith("ROUND ")]
+    assert len(rounds) == 14, out + err
+    for head, said, statuses, alive in rounds:
+        assert said.startswith("RAISED interrupted (Ctrl-C): stopped "), (head, said, err)
+        assert alive == "alive=[]", (head, said, statuses, alive, err)
+        stopped_none = said.endswith("stopped 0 job(s) start() was launching") and statuses == str(["New"] * 3)
+        stopped_all = "stopped 3 job(s)" in said and statuses == str(["Cancelled"] * 3)
+        if head.endswith("launch"):  # before anything started: nothing to stop
+            assert stopped_none, (head, said, statuses)
+        elif head.endswith("timer"):  # a timer's SIGINT may come before the launch (rarely) or after
+            assert stopped_none or stopped_all, (head, said, statuses)
+        else:
+            assert stopped_all, (head, said, statuses)
+    assert "BG Running" in out, out
+    assert all(gone(p) for f in tmp_path.glob("pids*") for p in read_pids(f))
+
+
 # -- the getting-started tutorial: a driver's own Client, an ensemble's prefixed keys ---------------------------------
 
 # SmartSim's doc/tutorials/getting_started/producer.py and consumer.py, with `from smartredis import Client,

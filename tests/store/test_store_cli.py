@@ -107,7 +107,14 @@ def test_orchestrator_attach_reads_what_a_ready_store_recorded(tmp_path):
     attached = Orchestrator.attach(db.path)
     assert (attached.name, attached.get_address(), attached.password, attached.is_cluster) == \
         (db.name, db.get_address(), db.password, False)
+    assert attached.hosts == db.hosts and len(db.hosts) == 1 and db.hosts[0]  # the shards' hosts, as recorded
     assert attached.is_active()
+    older = tmp_path / "older"  # a store.json written before the hosts were recorded: the addresses' hosts
+    older.mkdir()
+    recorded = json.loads((Path(db.path) / "store.json").read_text())
+    del recorded["hosts"]
+    (older / "store.json").write_text(json.dumps(recorded))
+    assert Orchestrator.attach(older).hosts == [a.rpartition(":")[0] for a in db.get_address()]
     with attached.client() as c:
         c.put_tensor("seen", np.arange(3))
     with attached.shards(3, 5) as shards:

@@ -62,7 +62,7 @@ def test_the_contract_documents_every_variable_it_names():
     doc = contract.__doc__ or ""
     for name in contract.NAMES:
         assert f"``{name}``" in doc, name
-    assert len(set(contract.NAMES)) == 9
+    assert len(set(contract.NAMES)) == 10
 
 
 def test_read():
@@ -87,7 +87,9 @@ def test_read_takes_this_process_environment_by_default(monkeypatch):
 @pytest.mark.parametrize("cluster, flag", [(True, "1"), (False, "0")])
 def test_the_writers(cluster, flag):
     env, secret = contract.store_env(["h:1", "[::1]:2"], cluster, "pw")
-    assert env == {"SSDB": "h:1,[::1]:2", "SSDB_CLUSTER": flag} and secret == {"SSDB_PASSWORD": "pw"}
+    kind = "Clustered" if cluster else "Standalone"
+    assert env == {"SSDB": "h:1,[::1]:2", "SSDB_CLUSTER": flag, "SR_DB_TYPE": kind}
+    assert secret == {"SSDB_PASSWORD": "pw"}
     assert contract.read(env | secret) == contract.StoreEnv(address="h:1,[::1]:2", cluster=cluster, password="pw")
     assert contract.prefix_env("me", ["a", "b"]) == {"SSKEYOUT": "me", "SSKEYIN": "a,b"}
     assert contract.prefix_env(None, []) == {}
@@ -97,7 +99,34 @@ def test_the_writers(cluster, flag):
 
 def test_the_writers_with_a_user_and_a_certificate_authority():
     env, secret = contract.store_env(["h:1"], False, "pw", user="simctl-member", tls_ca="/d/tls-ca.crt")
-    assert env == {"SSDB": "h:1", "SSDB_CLUSTER": "0", "SSDB_USER": "simctl-member", "SSDB_TLS_CA": "/d/tls-ca.crt"}
+    assert env == {"SSDB": "h:1", "SSDB_CLUSTER": "0", "SR_DB_TYPE": "Standalone", "SSDB_USER": "simctl-member",
+                   "SSDB_TLS_CA": "/d/tls-ca.crt"}
     assert secret == {"SSDB_PASSWORD": "pw"}  # the user's name is no secret; its password is
     assert contract.read(env | secret) == contract.StoreEnv(address="h:1", cluster=False, user="simctl-member",
                                                             password="pw", tls_ca="/d/tls-ca.crt")
+
+
+def test_a_named_store_is_also_handed_over_under_its_name():
+    env, secret = contract.store_env(["h:1", "h:2"], True, "pw", user="simctl-member", name="reg")
+    assert env == {"SSDB": "h:1,h:2", "SSDB_CLUSTER": "1", "SR_DB_TYPE": "Clustered", "SSDB_USER": "simctl-member",
+                   "SSDB_reg": "h:1,h:2", "SSDB_CLUSTER_reg": "1", "SR_DB_TYPE_reg": "Clustered",
+                   "SSDB_USER_reg": "simctl-member"}
+    assert secret == {"SSDB_PASSWORD": "pw", "SSDB_PASSWORD_reg": "pw"}  # both secret, both redacted
+    # a second store handed over after it: the plain names are its, each keeps its own suffixed ones
+    env2, secret2 = contract.store_env(["h:9"], False, "pw2", user="simctl-member", name="colo")
+    both = env | secret | env2 | secret2
+    assert contract.read(both) == contract.StoreEnv(address="h:9", cluster=False, user="simctl-member", password="pw2")
+    assert contract.read(both, name="reg") == contract.StoreEnv(address="h:1,h:2", cluster=True, user="simctl-member",
+                                                                password="pw")
+    assert contract.read(both, name="nope") == contract.StoreEnv()
+    assert contract.store_names(both) == ["colo", "reg"]
+    assert contract.store_named(["h:2", "h:1"], both) == "reg"
+    assert contract.store_named(["h:9"], both) == "colo" and contract.store_named(["h:3"], both) is None
+    assert contract.without_password(both) == env | env2
+
+
+@pytest.mark.parametrize("name", ["CLUSTER", "USER", "PASSWORD", "TLS_CA", "a=b"])
+def test_a_name_that_would_clash_gets_no_suffixed_variables(name):
+    env, secret = contract.store_env(["h:1"], False, "pw", name=name)
+    assert env == {"SSDB": "h:1", "SSDB_CLUSTER": "0", "SR_DB_TYPE": "Standalone"} and secret == {"SSDB_PASSWORD": "pw"}
+    assert contract.named("SSDB", name) is None and contract.named("SSDB", "") == "SSDB"

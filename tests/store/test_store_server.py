@@ -669,7 +669,8 @@ def test_colocated_options_of_the_documents_are_accepted():
     assert dict(db.ml_options) == {"threads_per_queue": 1, "inter_op_threads": 1, "intra_op_threads": 1}
     step = simctl.ProcessStep(name="m", argv=["app"], cwd="/w")
     colocated.apply(step, db)
-    assert step.env == {"SSDB": "127.0.0.1:6780", "SSDB_CLUSTER": "0", "SSDB_USER": "simctl-member"}
+    assert step.env == {"SSDB": "127.0.0.1:6780", "SSDB_CLUSTER": "0", "SR_DB_TYPE": "Standalone",
+                        "SSDB_USER": "simctl-member"}
     assert step.secret_env["SSDB_PASSWORD"]
     assert step.per_node[1:4] == ["-m", "simctl.store.supervisor", "--colocated"]
     conf = step.per_node.index("--conf")

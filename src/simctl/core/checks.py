@@ -153,7 +153,7 @@ def _scalar_str(arg_name: str, value: Any, accepts: str) -> str:
     if _nonfinite(value):
         raise _fail(arg_name, value, "a finite number, not NaN or an infinity")
     if isinstance(value, bool) or not isinstance(value, STRINGISH):
-        raise _fail(arg_name, value, accepts)
+        raise _fail(arg_name, value, accepts, wrong_type=True)
     text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
     if not isinstance(text, str) or "\0" in text:
         raise _fail(arg_name, value, accepts + " without NUL")
@@ -169,12 +169,13 @@ def env_mapping(arg_name: str, value: Any) -> dict[str, str | None]:
     """Environment variables: a mapping of names (non-empty str without ``=``
     or NUL) to str, int, float or path values (made str), or None to unset."""
     if not isinstance(value, Mapping):
-        raise _fail(arg_name, value, "a dict of variable name -> value (str, number, path, or None to unset)")
+        raise _fail(arg_name, value, "a dict of variable name -> value (str, number, path, or None to unset)",
+                    wrong_type=True)
     out: dict[str, str | None] = {}
     for key, val in value.items():
         if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise ConfigError(f"{arg_name}: variable name {show(key)} must be a non-empty string "
-                              "without '=' or NUL")
+            error = ConfigError if isinstance(key, str) else ConfigTypeError
+            raise error(f"{arg_name}: variable name {show(key)} must be a non-empty string without '=' or NUL")
         out[key] = None if val is None else _scalar_str(
             f"{arg_name}[{key!r}]", val, "a str, int, float or path (or None to unset)")
     return out
@@ -185,7 +186,7 @@ def flag_key(arg_name: str, key: Any, *, keep_single_dash: bool = False) -> str:
     and ``nodes`` are one flag). ``keep_single_dash`` keeps the dash of a
     multi-letter flag given with one (aprun's ``-cc``)."""
     if not isinstance(key, str):
-        raise ConfigError(f"{arg_name}: flag name {show(key)} must be a string, e.g. 'nodes' or 'n'")
+        raise ConfigTypeError(f"{arg_name}: flag name {show(key)} must be a string, e.g. 'nodes' or 'n'")
     name = key.lstrip("-")
     if not name or re.search(r"[\s=\0]", name):
         raise ConfigError(f"{arg_name}: flag name {key!r} must be a non-empty name without spaces or '='; "
@@ -214,7 +215,8 @@ def flag_mapping(arg_name: str, value: Any, *, keep_single_dash: bool = False) -
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise _fail(arg_name, value, "a dict of flag name -> value, e.g. {'nodes': 2, 'exclusive': None}")
+        raise _fail(arg_name, value, "a dict of flag name -> value, e.g. {'nodes': 2, 'exclusive': None}",
+                    wrong_type=True)
     out: dict[str, FlagValue] = {}
     given: dict[str, Any] = {}
     for key, val in value.items():
@@ -230,7 +232,7 @@ def job_name(name: Any, max_len: int = 64, *, letter_first: bool = False, defaul
     (anything else becomes ``_``), at most ``max_len`` characters, starting
     with a letter if ``letter_first`` (PBS); ``default`` if nothing is left."""
     if not isinstance(name, str):
-        raise _fail("job name", name, "a string")
+        raise _fail("job name", name, "a string", wrong_type=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or default
     if letter_first and not safe[:1].isalpha():
         safe = "j" + safe

@@ -36,6 +36,7 @@ from .errors import ConfigError, LaunchError, SimctlError
 from .launcher import Launcher
 from .plan import LaunchPlan, make_plan
 from .plugins import Plugins, call_hook
+from .sigint import holding_sigint
 from .status import JobStatus, Status
 from .steps import BatchJob, ProcessStep
 from .watcher import FileWatcher
@@ -201,11 +202,12 @@ class Controller:
         to_start = [launch for launch in plan.launches if not _failed(launch)]
         self._keep_previous_outputs([s for s in plan.steps if not s.error])
         error: BaseException | None = None
-        try:
-            self.launcher.start(to_start)
-        except BaseException as exc:  # record what did start before saying so
-            error = exc
-        jobs = self._record(plan, error)
+        with holding_sigint():  # a Ctrl-C comes once what started is recorded (so a stop finds all of it)
+            try:
+                self.launcher.start(to_start)
+            except BaseException as exc:  # record what did start before saying so
+                error = exc
+            jobs = self._record(plan, error)
         if error is not None:
             if isinstance(error, (KeyboardInterrupt, SystemExit, SimctlError)):
                 raise error  # the launcher's own words; what it had started is recorded

@@ -42,10 +42,10 @@ def as_values(name: str, value: Any) -> list[Any]:
     non-iterable value is a one-value list. A set (no order) and a dict (its
     keys or its values?) are refused."""
     if isinstance(value, (set, frozenset)):
-        raise ConfigError(f"parameter {name!r}: values given as a set have no order, so members would "
+        raise ConfigTypeError(f"parameter {name!r}: values given as a set have no order, so members would "
                           f"change order from run to run; give a list, e.g. {sorted(value, key=repr)!r}")
     if isinstance(value, Mapping):
-        raise ConfigError(f"parameter {name!r}: values given as a dict are ambiguous (its keys or its "
+        raise ConfigTypeError(f"parameter {name!r}: values given as a dict are ambiguous (its keys or its "
                           f"values?); give a list, e.g. list(d.values()); got {checks.show(value)}")
     if isinstance(value, (list, tuple, range)):
         values = list(value)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConfigTypeError
 from . import contract, format as fmt, keyspace, known, protocol as pr
 from .address import parse_addresses, same_server
 from .base import check_length, encode_value, poll
@@ -47,6 +47,22 @@ __all__ = ["Client", "LLDebug", "LLDeveloper", "LLInfo", "LLQuiet", "LogLevel", 
 
 #: ``command_timeout`` not given (the older name of ``timeout``)
 _OLD_NAME: Any = object()
+
+
+def _store_env(db_identifier: str | None, address: Any) -> contract.StoreEnv:
+    """What the environment says about the store ``db_identifier`` names
+    (``SSDB_<name>``...), or about the plain one (``SSDB``...) for None."""
+    if db_identifier is None:
+        return contract.read()
+    if not isinstance(db_identifier, str) or not db_identifier:
+        raise ConfigTypeError(f"Client: db_identifier must be a store's name (a non-empty str) or None, got "
+                              f"{db_identifier!r:.80}")
+    env = contract.read(name=db_identifier)
+    if env.address is None and address is None:
+        raise ConfigError(f"Client: no store named {db_identifier!r} in this process's environment "
+                          f"({contract.ADDRESS}_{db_identifier} is not set); stores named there: "
+                          f"{', '.join(map(repr, contract.store_names())) or 'none'}")
+    return env
 
 
 class Client(DatasetCommands, ModelCommands, InferenceCommands):
@@ -66,7 +82,11 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     compatibility: the client asks the server whether it is a Redis Cluster
     (one INFO when it connects) and works either way, so a script written with
     ``Client(cluster=False)`` runs unchanged against a sharded store.
-    ``logger_name`` is the context ``log_data`` writes.
+    ``logger_name`` is the context ``log_data`` writes. ``db_identifier``: the
+    store of that name, when the launcher gave this process several (its
+    address and credentials from ``SSDB_<name>``, ``SSDB_PASSWORD_<name>``...,
+    see :mod:`simctl.store.contract`); an ``address`` of one of them given
+    without a password logs in with that store's credentials too.
 
     Every call waits a bounded time. ``timeout`` (default 30 s,
     :data:`~simctl.store.wire.TIMEOUT`) is the longest any call waits for an
@@ -92,7 +112,8 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
     def __init__(self, cluster: bool | None = None, address: str | Iterable[str] | None = None,
                  password: str | None = None, *, username: str | None = None, tls_ca: str | None = None,
                  logger_name: str = "Default", timeout: float | None = TIMEOUT,
-                 connect_timeout: float | None = CONNECT_TIMEOUT, command_timeout: Any = _OLD_NAME) -> None:
+                 connect_timeout: float | None = CONNECT_TIMEOUT, command_timeout: Any = _OLD_NAME,
+                 db_identifier: str | None = None) -> None:
         if isinstance(cluster, str) and address is None:  # the older Client(address, cluster) order
             cluster, address = None, cluster
         if cluster is not None and not isinstance(cluster, bool):
@@ -106,8 +127,12 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         if password is not None and not isinstance(password, str):
             raise ConfigError(f"Client: password must be a str or None, got {type(password).__name__}")
         self._logger_name = logger_name
-        env = contract.read()
+        env = _store_env(db_identifier, address)
         parsed = parse_addresses(env.address if address is None else address, "Client")
+        if address is not None and db_identifier is None and password is None:
+            named = contract.store_named(parsed)  # the address of a store the launcher named: its credentials
+            if named is not None and env.address != contract.read(name=named).address:
+                env = contract.read(name=named)
         if not parsed:
             raise ConfigError(f"Client: no store address: pass address='host:port' or start the model after "
                               f"the experiment's store ({contract.ADDRESS} is " +

@@ -15,7 +15,10 @@ sets on the step:
   (:mod:`simctl.store.roles`);
 * ``secret_env["SSDB_PASSWORD"]``: its password, generated for this launch
   (the supervisor makes up the other users' passwords itself: nobody else
-  uses them).
+  uses them);
+* for a store named with ``db_identifier``, the same also suffixed with its
+  name (``SSDB_<name>``, ``SSDB_PASSWORD_<name>``...), so a model given
+  another store as well reaches each with its own credentials.
 
 The model's status and exit code are its application's. The server keeps
 its data in a private temporary directory on the node (removed when it stops;
@@ -42,7 +45,8 @@ from typing import Any
 import attrs
 
 from ..core import checks
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConfigTypeError
+from ..core.files import check_name
 from ..core.logs import tail
 from ..core.steps import ProcessStep
 from . import contract, roles, server as srv
@@ -79,6 +83,8 @@ class ColocatedDB:
     server: str = ""
     #: devices with an inference worker beside the store
     ml_devices: tuple[str, ...] = ("CPU",)
+    #: the store's name (SmartSim's ``db_identifier``): the model also finds it as ``SSDB_<name>``...; None: unnamed
+    name: str | None = None
 
     def apply(self, step: ProcessStep, plugins: Sequence[str] = ()) -> None:
         """Make ``step`` start this colocated store (see :func:`apply`)."""
@@ -86,8 +92,13 @@ class ColocatedDB:
 
 
 
-def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any], server: str | None
-            ) -> dict[str, Any]:
+def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any], server: str | None,
+            name: Any) -> dict[str, Any]:
+    if name is not None:
+        name = check_name("colocated store (db_identifier)", name)
+        if contract.named(contract.ADDRESS, name) is None:
+            raise ConfigError(f"db_identifier {name!r} cannot name a store's variables (SSDB_<name>...): it holds "
+                              f"'=' or is one of {', '.join(contract.RESERVED)}; choose another name")
     db_cpus = checks.positive_int("db_cpus", db_cpus)
     pins: tuple[int, ...] | None = None
     if custom_pinning is not None:
@@ -99,13 +110,14 @@ def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any
             elif isinstance(item, int) and not isinstance(item, bool) and item >= 0:
                 flat.append(item)
             else:
-                raise ConfigError(f"custom_pinning must be CPU numbers (ints >= 0) or ranges of them, such as "
-                                  f"[0, 2, range(4, 8)]; got {checks.show(custom_pinning)}")
+                error = ConfigError if isinstance(item, int) and not isinstance(item, bool) else ConfigTypeError
+                raise error(f"custom_pinning must be CPU numbers (ints >= 0) or ranges of them, such as "
+                            f"[0, 2, range(4, 8)]; got {checks.show(custom_pinning)}")
         if not flat:
             raise ConfigError("custom_pinning is empty; give the CPUs to pin the store to, or None")
         pins = tuple(sorted(set(flat)))
     if not isinstance(debug, bool):
-        raise ConfigError(f"debug must be True or False; got {checks.show(debug)}")
+        raise ConfigTypeError(f"debug must be True or False; got {checks.show(debug)}")
     conf, ml = [], []
     devices = check_devices(kwargs.pop("ml_devices", ["CPU"]))
     for key, value in kwargs.items():
@@ -123,7 +135,7 @@ def _common(db_cpus: Any, custom_pinning: Any, debug: Any, kwargs: dict[str, Any
                           f"store server {path}" + (f"; did you mean {', '.join(map(repr, hints))}?" if hints else "")
                           + f" (other keyword arguments: the inference options {', '.join(ML_OPTIONS)}, ml_devices)")
     return {"db_cpus": db_cpus, "custom_pinning": pins, "debug": debug, "conf": tuple(conf),
-            "ml_options": tuple(ml), "server": path, "ml_devices": devices}
+            "ml_options": tuple(ml), "server": path, "ml_devices": devices, "name": name}
 
 
 #: directives of a configuration file that CONFIG GET does not list
@@ -165,10 +177,13 @@ def known_directives(server: str) -> frozenset[str]:
 
 
 def tcp(port: int | None = None, ifname: str | list[str] = "lo", db_cpus: int = 1, custom_pinning: Any = None,
-        debug: bool = False, server: str | None = None, **kwargs: Any) -> ColocatedDB:
+        debug: bool = False, server: str | None = None, db_identifier: str | None = None,
+        **kwargs: Any) -> ColocatedDB:
     """The options of ``Model.colocate_db_tcp``, checked. Other keyword
     arguments are server directives (``maxclients=100000``) or the inference
-    options in :data:`ML_OPTIONS`."""
+    options in :data:`ML_OPTIONS`. ``db_identifier`` names the store: the
+    model also finds it as ``SSDB_<name>``, ``SSDB_PASSWORD_<name>``... (for a
+    model given another store too; :mod:`simctl.store.contract`)."""
     if port is None:
         port = free_ports()  # free here, unlike a fixed default shared by every colocated store
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -177,11 +192,12 @@ def tcp(port: int | None = None, ifname: str | list[str] = "lo", db_cpus: int = 
     if not names or not all(n.strip() for n in names):
         raise ConfigError(f"ifname must name a network interface ('lo') or a list of them; got {checks.show(ifname)}")
     return ColocatedDB("tcp", port=port, ifnames=tuple(n.strip() for n in names),
-                       **_common(db_cpus, custom_pinning, debug, kwargs, server))
+                       **_common(db_cpus, custom_pinning, debug, kwargs, server, db_identifier))
 
 
 def uds(unix_socket: str | None = None, socket_permissions: int = 0o700, db_cpus: int = 1,
-        custom_pinning: Any = None, debug: bool = False, server: str | None = None, **kwargs: Any) -> ColocatedDB:
+        custom_pinning: Any = None, debug: bool = False, server: str | None = None, db_identifier: str | None = None,
+        **kwargs: Any) -> ColocatedDB:
     """The options of ``Model.colocate_db_uds``, checked. ``unix_socket``
     None gives every launch a new socket in the temporary directory.
     ``socket_permissions`` must give nothing to group and others and let the
@@ -201,7 +217,7 @@ def uds(unix_socket: str | None = None, socket_permissions: int = 0o700, db_cpus
                           f"(no bits for group or others, and the owner's write bit 0o200, which connecting "
                           f"needs); got {shown}")
     return ColocatedDB("uds", unix_socket=unix_socket, socket_permissions=socket_permissions,
-                       **_common(db_cpus, custom_pinning, debug, kwargs, server))
+                       **_common(db_cpus, custom_pinning, debug, kwargs, server, db_identifier))
 
 
 def _socket_path() -> str:
@@ -240,7 +256,8 @@ def apply(step: ProcessStep, db: ColocatedDB, plugins: Sequence[str] = ()) -> No
     if db.ml_devices:
         argv += plugins
     step.per_node = argv
-    env, secret_env = contract.store_env([address], False, secrets.token_urlsafe(32), user=roles.MEMBER)
+    env, secret_env = contract.store_env([address], False, secrets.token_urlsafe(32), user=roles.MEMBER,
+                                         name=db.name)
     step.env.update(env)
     step.secret_env.update(secret_env)
 

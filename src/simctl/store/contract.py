@@ -22,6 +22,8 @@ module spells them).
                           certificate (PEM) of the store's own certificate
                           authority, the only one to trust; the servers'
                           certificates name their hosts and addresses
+``SR_DB_TYPE``            SmartRedis's name for ``SSDB_CLUSTER``: ``Clustered``
+                          or ``Standalone``
 ``SSKEYOUT``              the prefix this entity's keys are written under (its
                           name): key ``<SSKEYOUT>.<name>``
 ``SSKEYIN``               comma-separated names whose prefixed keys it reads;
@@ -35,6 +37,15 @@ module spells them).
                           like ``SSDB_PASSWORD``); it removes the variable
                           before starting anything
 ========================  ====================================================
+
+An entity given several stores (a store and a colocated one, or two stores)
+finds each under its name too: the first six variables suffixed with
+``_<name>`` (``SSDB_<name>``, ``SSDB_PASSWORD_<name>``...; SmartRedis's
+``ConfigOptions.create_from_environment(name)`` reads ``SSDB_<name>`` and
+``SR_DB_TYPE_<name>``); the plain ones name the last store handed over (a
+colocated store over the others). A name that holds ``=`` or is one of
+:data:`RESERVED` gets no suffixed variables (they would clash with the plain
+ones).
 
 A client in another language needs only the first seven; the key layout they
 lead to is :mod:`simctl.store.format`. ``SIMCTL_READY_FILE`` is set by the
@@ -57,6 +68,8 @@ CLUSTER = "SSDB_CLUSTER"
 USER = "SSDB_USER"
 PASSWORD = "SSDB_PASSWORD"
 TLS_CA = "SSDB_TLS_CA"
+#: SmartRedis's variable for the kind of store (``Clustered`` / ``Standalone``)
+DB_TYPE = "SR_DB_TYPE"
 KEYOUT = "SSKEYOUT"
 KEYIN = "SSKEYIN"
 #: the readiness file of a colocated store (named by the core's per-node wrapper)
@@ -65,7 +78,9 @@ READY_FILE = pernode.READY
 STORE_SECRETS = "SIMCTL_STORE_SECRETS"
 
 #: every variable of the contract
-NAMES = (ADDRESS, CLUSTER, USER, PASSWORD, TLS_CA, KEYOUT, KEYIN, READY_FILE, STORE_SECRETS)
+NAMES = (ADDRESS, CLUSTER, USER, PASSWORD, TLS_CA, DB_TYPE, KEYOUT, KEYIN, READY_FILE, STORE_SECRETS)
+#: store names that get no suffixed variables: ``SSDB_<name>`` would be one of the plain variables
+RESERVED = ("CLUSTER", "USER", "PASSWORD", "TLS_CA")
 #: the variables that hold secrets
 SECRETS = (PASSWORD, STORE_SECRETS)
 
@@ -92,28 +107,70 @@ class StoreEnv:
     ready_file: str | None = None
 
 
-def read(environ: Mapping[str, str] | None = None) -> StoreEnv:
-    """The contract's variables in ``environ`` (default: this process's environment)."""
+def named(variable: str, name: str | None) -> str | None:
+    """``variable`` of the store called ``name`` (``SSDB_PASSWORD_<name>``);
+    the plain variable for None or ""; None for a name that gets no suffixed
+    variables (it holds ``=`` or is one of :data:`RESERVED`)."""
+    if not name:
+        return variable
+    return None if "=" in name or "\0" in name or name in RESERVED else f"{variable}_{name}"
+
+
+def read(environ: Mapping[str, str] | None = None, name: str | None = None) -> StoreEnv:
+    """The contract's variables in ``environ`` (default: this process's
+    environment); with ``name``, the store variables of the store called so
+    (``SSDB_<name>``...; the prefixes and the ready file are never suffixed)."""
     env = os.environ if environ is None else environ
-    return StoreEnv(address=env.get(ADDRESS), cluster={"1": True, "0": False}.get(env.get(CLUSTER, "").strip()),
-                    user=env.get(USER) or None, password=env.get(PASSWORD) or None,
-                    tls_ca=env.get(TLS_CA) or None, keyout=env.get(KEYOUT, "").strip(),
+
+    def get(variable: str) -> str | None:
+        key = named(variable, name)
+        return env.get(key) if key else None
+
+    return StoreEnv(address=get(ADDRESS), cluster={"1": True, "0": False}.get((get(CLUSTER) or "").strip()),
+                    user=get(USER) or None, password=get(PASSWORD) or None,
+                    tls_ca=get(TLS_CA) or None, keyout=env.get(KEYOUT, "").strip(),
                     keyin=tuple(s.strip() for s in env.get(KEYIN, "").split(",") if s.strip()),
                     ready_file=env.get(READY_FILE) or None)
 
 
 def store_env(addresses: Iterable[object], cluster: bool, password: str, user: str | None = None,
-              tls_ca: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+              tls_ca: str | None = None, name: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """(environment, secret environment) that hand a store to the processes
-    started after it: ``SSDB``, ``SSDB_CLUSTER``, ``SSDB_USER`` (when
-    ``user`` is given) and ``SSDB_TLS_CA`` (when ``tls_ca`` is), and
-    ``SSDB_PASSWORD`` (secret: redacted wherever a step's environment is shown)."""
-    env = {ADDRESS: ",".join(map(str, addresses)), CLUSTER: "1" if cluster else "0"}
+    started after it: ``SSDB``, ``SSDB_CLUSTER``, ``SR_DB_TYPE``, ``SSDB_USER``
+    (when ``user`` is given) and ``SSDB_TLS_CA`` (when ``tls_ca`` is), and
+    ``SSDB_PASSWORD`` (secret: redacted wherever a step's environment is
+    shown); with the store's ``name``, each also suffixed ``_<name>`` (see
+    :func:`named`), so that an entity given several stores has each one's."""
+    env = {ADDRESS: ",".join(map(str, addresses)), CLUSTER: "1" if cluster else "0",
+           DB_TYPE: "Clustered" if cluster else "Standalone"}
     if user:
         env[USER] = user
     if tls_ca:
         env[TLS_CA] = tls_ca
-    return env, {PASSWORD: password}
+    secret = {PASSWORD: password}
+    for plain in (env, secret):
+        plain.update({key: value for key, value in ((named(k, name), v) for k, v in plain.items()) if key})
+    return env, secret
+
+
+def store_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The names of the stores handed over under their names: those with
+    both ``SSDB_<name>`` and ``SSDB_PASSWORD_<name>``."""
+    env = os.environ if environ is None else environ
+    names = (key[len(ADDRESS) + 1:] for key in env if key.startswith(ADDRESS + "_"))
+    return sorted(n for n in names if n and (named(PASSWORD, n) or "") in env)
+
+
+def store_named(addresses: Iterable[object], environ: Mapping[str, str] | None = None) -> str | None:
+    """The name of the store (of :func:`store_names`) whose ``SSDB_<name>``
+    lists exactly ``addresses``, in any order, or None: how a client given an
+    address finds that store's credentials."""
+    env = os.environ if environ is None else environ
+    wanted = sorted(map(str, addresses))
+    for name in store_names(env):
+        if sorted(a.strip() for a in env[f"{ADDRESS}_{name}"].split(",") if a.strip()) == wanted:
+            return name
+    return None
 
 
 def prefix_env(keyout: str | None, keyin: Iterable[str]) -> dict[str, str]:
@@ -127,6 +184,7 @@ def prefix_env(keyout: str | None, keyin: Iterable[str]) -> dict[str, str]:
 
 
 def without_password(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without ``SSDB_PASSWORD`` and ``SIMCTL_STORE_SECRETS``
-    (for a child that must not see them)."""
-    return {k: v for k, v in environ.items() if k not in SECRETS}
+    """``environ`` without ``SSDB_PASSWORD`` (also a named store's,
+    ``SSDB_PASSWORD_<name>``) and ``SIMCTL_STORE_SECRETS`` (for a child that
+    must not see them)."""
+    return {k: v for k, v in environ.items() if k not in SECRETS and not k.startswith(PASSWORD + "_")}

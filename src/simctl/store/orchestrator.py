@@ -319,8 +319,8 @@ class Orchestrator(Entity):
     def attach(cls, path: str | os.PathLike[str]) -> Orchestrator:
         """The orchestrator of the store that runs from the directory ``path``,
         from what it recorded there when it became ready (``store.json``: its
-        name, addresses, the admin's user name and password, a TLS store's
-        certificate authority), for a tool that attaches to a running store
+        name, addresses, the shards' hosts (:attr:`hosts`), the admin's user
+        name and password, a TLS store's certificate authority), for a tool that attaches to a running store
         without the driver that started it (``simctl store``). It reads and
         connects as the admin (:meth:`client`, :meth:`get_address`,
         :meth:`is_active`, :meth:`password`), and so does a :class:`~simctl.Client`
@@ -355,6 +355,9 @@ class Orchestrator(Entity):
         db._password = info["password"]
         db._tls_ca = info["tls_ca"] if isinstance(info.get("tls_ca"), str) else None
         db._addresses = [str(a) for a in addresses]
+        hosts = info.get("hosts")  # the shards' host names; a store.json written before they were recorded: the
+        valid = isinstance(hosts, list) and len(hosts) == len(addresses) and all(isinstance(h, str) for h in hosts)
+        db._started_on = hosts if valid else [a.host or "localhost" for a in addresses]  # addresses' hosts
         known.remember(db)  # a Client made in this process without credentials finds them (known.py)
         return db
 
@@ -671,7 +674,8 @@ class Orchestrator(Entity):
             store_tls.remove(os.path.join(self.path, store_tls.CA_KEY))
         srv.write_private(os.path.join(self.path, STORE_FILE), json.dumps(
             {"name": self.name, "addresses": addresses, "cluster": self.is_cluster, "replicas": self.replicas,
-             "username": self._username, "password": self._password, "tls_ca": self._tls_ca}))
+             "username": self._username, "password": self._password, "tls_ca": self._tls_ca,
+             "hosts": self._started_on}))
 
     def not_ready_reason(self, steps: Sequence[ProcessStep]) -> str:
         """Which shards did not report an address, or which reported one this
@@ -768,9 +772,10 @@ class Orchestrator(Entity):
 
     def handoff(self, steps: Sequence[ProcessStep]) -> Handoff:
         """The store for the entities started after it: its addresses, the
-        members' user and password, a TLS store's certificate authority."""
+        members' user and password, a TLS store's certificate authority; also
+        under its name (``SSDB_<name>``...), for an entity given several stores."""
         env, secret_env = contract.store_env(self._addresses, self.is_cluster, self._secrets.member,
-                                             user=roles.MEMBER, tls_ca=self._tls_ca)
+                                             user=roles.MEMBER, tls_ca=self._tls_ca, name=self.name)
         return Handoff(env=env, secret_env=secret_env)
 
     @contextlib.contextmanager

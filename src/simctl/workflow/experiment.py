@@ -31,6 +31,7 @@ from ..core.plan import LaunchPlan
 from ..core.plugins import Plugins, call_hook, default_plugins
 from ..core.progress import progress_ticker
 from ..core.settings import BatchSettings, RunSettings
+from ..core.sigint import ignoring_sigint
 from ..core.status import Status
 from ..core.steps import BatchJob
 from ..core.table import render_table
@@ -542,27 +543,33 @@ class Experiment:
         self._check_colocated(ents)
         check_start(ents)  # one name, one model or script, across the entities started together
         _work_starts(self)  # also again after a close(): what starts now is stopped at exit too
+        # Ctrl-C from here until the wait has begun (while launching, or just after) is handled as during the
+        # wait when blocking: what runs already is stopped (or left running), then the KeyboardInterrupt.
+        # _waiting: the handler of start(block=False)'s Ctrl-C leaves it to this blocking start throughout
+        self._waiting = block
         try:
             jobs = self.controller.launch(ents, show=(lambda plan: print(self._describe(plan))) if summary else None,
                                           before_write=self._take_lock)
-        except KeyboardInterrupt:  # Ctrl-C while launching: what runs already is handled as during the wait
+            log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
+            for ent in ents:  # a Client made in this driver without a password finds a store's here (issue 19)
+                if ent.runs_until_stopped:
+                    known.remember(ent)
+            if block:
+                self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
+                return
+        except KeyboardInterrupt:
             if not block or getattr(sys.exc_info()[1], "simctl_said", False):
                 raise
             said = self._interrupted(list(self.controller.active(ends=True)), kill_on_interrupt,
                                      "start() was launching")
             quiet_interrupt()
             raise interrupted(said) from None
-        log.info("started %d job(s) on %s", len(jobs), self.launcher_name)
-        for ent in ents:  # a Client made in this driver without a password finds a store's here (issue 19)
-            if ent.runs_until_stopped:
-                known.remember(ent)
-        if block:
-            self._block(kill_on_interrupt, raise_on_failure, [j for j in jobs if j.ends], max_retries)
-        else:
-            self._unwaited.update(j for j in jobs if j.ends)
-            self._on_ctrl_c = {j: k for j, k in self._on_ctrl_c.items() if not j.done}
-            self._on_ctrl_c.update((j, kill_on_interrupt) for j in jobs if j.ends)
-            _catch_ctrl_c()
+        finally:
+            self._waiting = False
+        self._unwaited.update(j for j in jobs if j.ends)
+        self._on_ctrl_c = {j: k for j, k in self._on_ctrl_c.items() if not j.done}
+        self._on_ctrl_c.update((j, kill_on_interrupt) for j in jobs if j.ends)
+        _catch_ctrl_c()
 
     def _ctrl_c_unblocked(self) -> list[str]:
         """Ctrl-C after ``start(block=False)``: stop the jobs it started with
@@ -657,12 +664,9 @@ class Experiment:
         retryable = {j.key for j in started if isinstance(j.entity, Model)}
         for attempt in range(max_retries + 1):
             try:
-                self._waiting = True
                 with progress_ticker(self._progress_rows, enabled=_interactive()) as tick:
                     c.wait(self._ending, tick=tick)
-                self._waiting = False
             except KeyboardInterrupt as exc:
-                self._waiting = False
                 said = self._interrupted(self._ending(), kill_on_interrupt, "start() was waiting for")
                 if getattr(exc, "simctl_said", False):
                     raise
@@ -716,7 +720,7 @@ class Experiment:
             print(f"\nInterrupted: stopping {len(active)} job(s) {what} "
                   "(kill_on_interrupt=True; Ctrl-C again is ignored until they are stopped)",
                   file=sys.stderr, flush=True)
-            with _ignoring_sigint():
+            with ignoring_sigint():
                 self.controller.stop(active, "interrupted (Ctrl-C)")
             return f"interrupted (Ctrl-C): stopped {len(active)} job(s) {what}" + (f": {names}" if active else "")
         self.controller.detached.update(j.key for j in active)
@@ -855,19 +859,6 @@ def _interactive() -> bool:
     except Exception:
         return False
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
-
-
-class _ignoring_sigint:
-    """Ignore Ctrl-C inside the block (main thread only)."""
-
-    def __enter__(self) -> None:
-        self.main = threading.current_thread() is threading.main_thread()
-        if self.main:
-            self.old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.main:
-            signal.signal(signal.SIGINT, self.old)
 
 
 def _path(arg: str, value: Any) -> str | None:

@@ -177,7 +177,10 @@ class Model(StoreMethods, Entity):
                         custom_pinning: Any = None, debug: bool = False, **kwargs: Any) -> None:
         """Start a store beside this model on each node it runs on, reachable
         over TCP on ``port`` (default: a port free here, picked now) of ``ifname`` (``SSDB`` tells the application
-        where); it stops when the application ends."""
+        where); it stops when the application ends. ``db_identifier="name"`` also
+        names it to the application as ``SSDB_<name>`` (with its own
+        ``SSDB_PASSWORD_<name>``...), for an application that uses another store too:
+        ``Client(db_identifier="name")`` connects to it."""
         from ..store import colocated  # its server checks import redis-py: start-up cost
 
         self.store_use.colocated = colocated.tcp(port, ifname, db_cpus, custom_pinning, debug, **kwargs)

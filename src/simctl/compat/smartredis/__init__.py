@@ -65,13 +65,17 @@ class ConfigOptions:
 
 class Client(_ClientBase):
     """SmartRedis's ``Client(config_options=None, logger_name="Default")`` or
-    ``Client(cluster, address=None, logger_name="Default")``: simctl's client."""
+    ``Client(cluster, address=None, logger_name="Default")``: simctl's client;
+    options made with ``create_from_environment(name)`` reach the store of that
+    name with its own credentials (simctl's ``Client(db_identifier=name)``)."""
 
     def __init__(self, *args: Any, config_options: ConfigOptions | None = None, **kwargs: Any) -> None:
         if args and isinstance(args[0], ConfigOptions):
             config_options, args = args[0], args[1:]
         if config_options is not None and "address" not in kwargs:
             kwargs["address"] = config_options.get_string_option("SSDB")
+        if config_options is not None and config_options.suffix and "password" not in kwargs:
+            kwargs.setdefault("db_identifier", config_options.suffix)  # that store's own credentials
         super().__init__(*args, **kwargs)
 
 

@@ -135,7 +135,7 @@ SETTERS: dict[str, dict[str, Setter]] = {
         "set_num_rs": flag("nrs", _int_or_str), "set_cpus_per_rs": flag("cpu_per_rs", _int_or_str),
         "set_gpus_per_rs": flag("gpu_per_rs", _int_or_str), "set_rs_per_host": flag("rs_per_host", int),
         "set_tasks": flag("np", int), "set_tasks_per_rs": flag("tasks_per_rs", int),
-        "set_tasks_per_node": alias("set_tasks_per_rs"), "set_cpus_per_task": alias("set_cpus_per_rs"),
+        "set_tasks_per_node": alias("set_tasks_per_rs"), "set_cpus_per_task": flag("cpu_per_rs", int),
         "set_memory_per_rs": flag("memory_per_rs", int), "set_memory_per_node": alias("set_memory_per_rs"),
         "set_binding": flag("bind"), "set_individual_output": lambda self, suffix=None: self.run_args.update(
             stdio_mode="individual"),

@@ -55,13 +55,20 @@ class Orchestrator(_Base, metaclass=Built):
                      run_command, interface, account, time, single_cmd=single_cmd, **kwargs)
     @property
     def entities(self) -> list[DBNode]:
-        """One :class:`DBNode` per shard (SmartSim's ``Orchestrator.entities``)."""
+        """One :class:`DBNode` per shard (SmartSim's ``Orchestrator.entities``): the
+        same objects on every read, each one's host the shard's once started."""
         try:
             hosts: list[str | None] = [a.rpartition(":")[0] for a in self.get_address()]
         except simctl.SimctlError:
             hosts = [None] * self.db_nodes
-        return [DBNode(f"{self.name}_{i}", self.path, self.port + i, hosts[i], self.run_settings, self.name)
-                for i in range(self.db_nodes)]
+        nodes: list[DBNode] = self.__dict__.setdefault("_dbnodes", [])
+        if [(n.name, n.path, n.ports[0]) for n in nodes] != [
+                (f"{self.name}_{i}", self.path, self.port + i) for i in range(self.db_nodes)]:
+            nodes[:] = [DBNode(f"{self.name}_{i}", self.path, self.port + i, None, self.run_settings, self.name)
+                        for i in range(self.db_nodes)]
+        for node, host in zip(nodes, hosts):
+            node._host = host
+        return nodes
 
     @property
     def ports(self) -> list[int]:

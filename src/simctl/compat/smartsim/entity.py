@@ -106,33 +106,29 @@ class Model(_DBObjects, simctl.Model, metaclass=Built):
     def colocate_db_tcp(self, *args: Any, **kwargs: Any) -> None:
         """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None);
         SmartSim's view of it in ``run_settings.colocated_db_settings``."""
-        ident = kwargs.pop("db_identifier", "")
-        super().colocate_db_tcp(*args, **_pinning(kwargs))
+        ident = kwargs.get("db_identifier") or ""
+        super().colocate_db_tcp(*args, **_pinning({**kwargs, "db_identifier": ident or None}))
         self._colocated_view(ident)
 
     def colocate_db_uds(self, *args: Any, **kwargs: Any) -> None:
         """simctl's, with SmartSim's ``custom_pinning=[]`` meaning no pinning (simctl's None);
         SmartSim's view of it in ``run_settings.colocated_db_settings``."""
-        ident = kwargs.pop("db_identifier", "")
+        ident = kwargs.get("db_identifier") or ""
         kwargs.pop("port", None)  # SmartSim passes it on as a server option; a UDS store listens on its socket only
-        if ident and not kwargs.get("unix_socket"):  # its address goes in SSDB_<ident> now, so its socket is named now
+        if ident and not kwargs.get("unix_socket"):  # SmartSim names a named store's socket at once: shown in the view
             kwargs["unix_socket"] = os.path.join(tempfile.gettempdir(), f"smartsim-{ident}-{uuid.uuid4().hex[:8]}.sock")
-        super().colocate_db_uds(*args, **_pinning(kwargs))
+        super().colocate_db_uds(*args, **_pinning({**kwargs, "db_identifier": ident or None}))
         self._colocated_view(ident)
 
     def _colocated_view(self, db_identifier: str) -> None:
         """SmartSim's ``colocated_db_settings`` dict, from simctl's colocated store (run
-        settings that are not the layer's have no such attribute: left alone); a store
-        with a ``db_identifier`` is also named to the model as SmartSim names it,
-        ``SSDB_<id>`` and ``SR_DB_TYPE_<id>`` (read by ``ConfigOptions.create_from_environment``)."""
+        settings that are not the layer's have no such attribute: left alone). A store
+        with a ``db_identifier`` is named to the model by simctl itself, as SmartSim
+        names it (``SSDB_<id>``, ``SR_DB_TYPE_<id>``) and with its own credentials."""
         c: Any = self.colocated_db
         where = ({"port": c.port, "ifname": c.ifnames[0] if len(c.ifnames) == 1 else list(c.ifnames)}
                  if c.transport == "tcp" else
                  {"unix_socket": c.unix_socket, "socket_permissions": c.socket_permissions})
-        if db_identifier:
-            address = f"127.0.0.1:{c.port}" if c.transport == "tcp" else f"unix://{c.unix_socket}"
-            self.run_settings.env_vars.update({f"SSDB_{db_identifier}": address,
-                                               f"SR_DB_TYPE_{db_identifier}": "Standalone"})
         view = {**where, "cpus": c.db_cpus, "debug": c.debug, "db_identifier": db_identifier,
                 "custom_pinning": ",".join(map(str, c.custom_pinning)) if c.custom_pinning else None,
                 "rai_args": dict(c.ml_options), "extra_db_args": dict(c.conf),
@@ -204,6 +200,8 @@ class DBNode:
     def __init__(self, name: str, path: str, port: int, host: str | None, run_settings: Any = None,
                  db_identifier: str = "orchestrator") -> None:
         self.name, self.path, self.ports, self._host = name, path, [port], host
+        #: hosts given with set_hosts (SmartSim's), which win over the shard's own until clear_hosts
+        self._hosts: list[str] = []
         self.db_identifier = db_identifier
         #: shards this node runs: one (simctl launches each shard as its own step, never one MPMD launch)
         self.num_shards = 1
@@ -213,14 +211,25 @@ class DBNode:
 
     @property
     def host(self) -> str:
-        """The host it runs on (known once started)."""
+        """The host it runs on (known once started), or the one given with :meth:`set_hosts`."""
+        if self._hosts:
+            return self._hosts[0]
         if self._host is None:
             raise simctl.SimctlError(f"{self.name} has not been started, so it has no host yet")
         return self._host
 
     @property
     def hosts(self) -> list[str]:
-        return [self.host]
+        return list(self._hosts) or [self.host]
+
+    def set_hosts(self, hosts: list[str]) -> None:
+        """The hosts this node reports (SmartSim's ``set_hosts``; where the shard runs is the store's
+        ``hosts=`` / ``Orchestrator.set_hosts``)."""
+        self._hosts = [str(h) for h in hosts]
+
+    def clear_hosts(self) -> None:
+        """Forget the hosts given with :meth:`set_hosts`."""
+        self._hosts = []
 
     def __repr__(self) -> str:
         return f"DBNode(name={self.name!r}, port={self.ports[0]}, host={self._host!r})"

@@ -46,6 +46,16 @@ def _fmt_walltime(hours: int, minutes: int, seconds: int) -> str:
     return simctl.format_hms(_dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds)))
 
 
+def _str_args(value: Any) -> Any:
+    """``exe_args`` as SmartSim takes them: a str or a list of str (simctl also
+    takes numbers and paths; SmartSim refuses them with a TypeError)."""
+    if value and not isinstance(value, str) and not (
+            isinstance(value, list) and all(isinstance(a, str) for a in value)):
+        raise simctl.ConfigTypeError(f"exe_args must be a str or a list of str (SmartSim's rule); got "
+                                     f"{value!r:.80} ({type(value).__name__})")
+    return value
+
+
 class _SmartSimMethods:
     """The run settings methods SmartSim has and simctl names otherwise; the
     per-run-command setters come from :mod:`._setters` (``_family``)."""
@@ -61,6 +71,18 @@ class _SmartSimMethods:
             self.set_walltime(str(int(hours) * 3600 + int(minutes) * 60 + int(seconds)))
         else:
             self.set_walltime(_fmt_walltime(hours, minutes, seconds))
+
+    def add_exe_args(self: Any, args: Any) -> None:
+        """simctl's ``add_exe_args``, taking str only, as SmartSim's."""
+        simctl.RunSettings.add_exe_args(self, _str_args(args))
+
+    def update_env(self: Any, env_vars: Any) -> None:
+        """simctl's ``update_env`` without its None ("unset"), which SmartSim refuses."""
+        unset = [k for k, v in dict(env_vars).items() if v is None]
+        if unset:
+            raise simctl.ConfigTypeError(f"env_vars[{unset[0]!r}] is None: SmartSim's update_env takes str, int, "
+                                         "float or bool values")
+        simctl.RunSettings.update_env(self, env_vars)
 
     def format_run_args(self: Any) -> list[str]:
         """``run_args`` as SmartSim formats them for this run command."""
@@ -147,8 +169,8 @@ class RunSettings(_SmartSimMethods, simctl.RunSettings):
     def __init__(self, exe: str, exe_args: Any = None, run_command: str = "", run_args: Any = None,
                  env_vars: Any = None, container: Any = None, **kwargs: Any) -> None:
         kwargs = {k: v for k, v in kwargs.items() if k not in _IGNORED}
-        self.__attrs_init__(exe=exe, exe_args=exe_args or [], run_command=run_command or None, run_args=run_args,
-                            env_vars=env_vars or {}, container=container, **kwargs)
+        self.__attrs_init__(exe=exe, exe_args=_str_args(exe_args) or [], run_command=run_command or None,
+                            run_args=run_args, env_vars=env_vars or {}, container=container, **kwargs)
 
 
 #: SmartSim's base class has every setter, each only warning that it is not implemented
