@@ -293,8 +293,11 @@ def test_settings_of_another_launchers_type_are_refused(tmp_path):
 def test_pbs_resources_conflicting_or_empty_are_refused(tmp_path):
     exp = simctl.Experiment("p", exp_path=str(tmp_path / "p"), launcher="pbs", plugins=simctl.make_plugins())
     bs = exp.create_batch_settings(nodes=2)
-    with pytest.raises(ConfigError, match="'foo' needs a value"):
+    with pytest.raises(TypeError, match="'foo' needs a value"):  # a ConfigTypeError: also a ConfigError
         bs.set_resource("foo", None)
+    with pytest.raises(ConfigError, match="'foo' needs a value") as empty:
+        bs.set_resource("foo", "")
+    assert not isinstance(empty.value, TypeError)
     conflict = r"resources\['select'\] and nodes each say how many nodes"
     with pytest.raises(ConfigError, match=conflict):  # refused when set, as SmartSim does (issue 19)
         bs.set_resource("select", "2:ncpus=4")

@@ -34,6 +34,7 @@ from simctl import (
     BatchJob,
     BatchSettings,
     ConfigError,
+    ConfigTypeError,
     JobStatus,
     RunSettings,
     SchedulerError,
@@ -291,8 +292,9 @@ def _resources(resources: Any) -> dict[str, Any]:
     for name, value in resources.items():
         checks.string("resource name", name)
         if value is None or value == "":
-            raise ConfigError(f"PBS resource {name!r} needs a value (a str or number), got {value!r:.80}; "
-                              "-l takes name=value")
+            error = ConfigTypeError if value is None else ConfigError
+            raise error(f"PBS resource {name!r} needs a value (a str or number), got {value!r:.80}; "
+                        "-l takes name=value")
         out[name] = checks.flag_value(f"resources[{name!r}]", value)
     return out
 
