@@ -415,14 +415,21 @@ def test_unwritable_working_directory_fails_with_a_reason(tmp_path):
 
 # -- nothing escapes (issue 16) -------------------------------------------------------------------------------
 
+# A double-forked daemon; the first process exits only once the daemon has written its pid (appended:
+# several may share the file), so the job cannot end, and have its leftover stopped, before that.
 DAEMON = """
 import os, sys, time
+r, w = os.pipe()
 if os.fork():
+    os.close(w)
+    os.read(r, 1)
     sys.exit(0)
 os.setsid()
 if os.fork():
     sys.exit(0)
-open(sys.argv[1], "w").write(str(os.getpid()))
+with open(sys.argv[1], "a") as out:
+    out.write(f"{os.getpid()}\\n")
+os.write(w, b"x")
 time.sleep(300)
 """
 
@@ -464,8 +471,7 @@ def test_members_ending_together_each_say_what_they_left(tmp_path):
     """Jobs that end in one burst share one scan of the process table: each is
     still given the daemon it left, and only its own."""
     exp = make_exp(tmp_path)
-    daemon = write_script(tmp_path / "daemon.py", DAEMON.replace('"w"', '"a"').replace("str(os.getpid())",
-                                                                                        'f"{os.getpid()}\\n"'))
+    daemon = write_script(tmp_path / "daemon.py", DAEMON)
     pidfile = tmp_path / "daemons.pid"
     ens = exp.create_ensemble("burst", replicas=6, run_settings=code_settings(
         exp, f"import subprocess, sys; subprocess.run([sys.executable, {str(daemon)!r}, {str(pidfile)!r}])"),

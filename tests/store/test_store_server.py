@@ -147,7 +147,7 @@ def test_the_password_is_required_and_never_on_a_command_line_and_shards_bind_on
     assert db.password not in (d / "shard-0.conf").read_text()  # the users' passwords are there as hashes
     assert json.loads((d / "store.json").read_text()) == {
         "name": "orchestrator", "addresses": db.get_address(), "cluster": False, "replicas": 0,
-        "username": "simctl-admin", "password": db.password, "tls_ca": None}
+        "username": "simctl-admin", "password": db.password, "tls_ca": None, "hosts": [socket.gethostname()]}
     exp.stop(db)
 
 
