@@ -89,7 +89,7 @@ class _Slotted:
 
 def test_copier_of_a_class_without_slots_copies_its_lists_too():
     orig = _DictBacked([1], {"a": 1})
-    copy = bulk.copier(_DictBacked)(orig)
+    copy = bulk.copy(orig)
     copy.items.append(2)
     copy.table["b"] = 2
     assert orig == _DictBacked([1], {"a": 1}) and copy == _DictBacked([1, 2], {"a": 1, "b": 2})
@@ -101,7 +101,7 @@ def test_copier_keeps_subclasses_and_a_plain_subclass_attributes():
 
     orig = Plain(_Items([1]))
     orig.note = ["shared"]  # type: ignore[attr-defined]  # a plain subclass's own attribute
-    copy = bulk.copier(Plain)(orig)
+    copy = bulk.copy(orig)
     assert type(copy) is Plain and type(copy.items) is _Items and copy.items is not orig.items
     assert copy.note is orig.note and copy.tag == "T"  # type: ignore[attr-defined]  # shallow, as copy.copy
 

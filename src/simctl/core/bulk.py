@@ -1,7 +1,7 @@
 """Making many attrs objects at once (an ensemble's members): a copy and a
 build compiled once per class, and the cyclic garbage collector paused.
 
-attrs compiles each class's ``__init__`` from its fields; :func:`copier` and
+attrs compiles each class's ``__init__`` from its fields; :func:`copies` and
 :func:`builder` do the same for what an ensemble does per member, so that a
 member costs a few attribute stores instead of a loop over the fields with
 converters and validators run again on values already checked.
@@ -20,7 +20,6 @@ import attrs
 
 T = TypeVar("T")
 
-_COPIERS: dict[type, Callable[[Any], Any]] = {}
 _BATCHES: dict[tuple[type, tuple[int, ...]], Callable[..., Any]] = {}
 _BUILDERS: dict[tuple[type, tuple[str, ...]], Callable[..., Any]] = {}
 
@@ -33,43 +32,21 @@ def _compile(cls: type, name: str, source: str, names: dict[str, Any]) -> Callab
     return fn
 
 
-def copier(cls: type[T]) -> Callable[[T], T]:
-    """``cls``'s copy function (compiled on first use): a new instance with
-    every field of the original, a list or dict value (or one of their
-    subclasses) copied shallowly so that the copy's can change alone, other
-    values shared as they are; no converter, validator or ``on_setattr`` hook
-    runs (the values were checked when set). The attributes a plain subclass
-    keeps in its ``__dict__`` are copied shallowly, as :func:`copy.copy` does."""
-    fn = _COPIERS.get(cls)
-    if fn is None:
-        names = [field.name for field in attrs.fields(cls)]  # type: ignore[arg-type]  # any attrs class
-        lines = ["def copy(self):", "    new_ = _new(_cls)", *_setter(cls, names)]
-        if cls.__dictoffset__:  # instances have a __dict__: first, so that the fields stored below win over it
-            lines += ["    extra = getattr(self, '__dict__', None)",
-                      "    if extra:",
-                      "        new_.__dict__.update(extra)"]
-        for name in names:
-            lines += [f"    v = self.{name}",
-                      "    if v is not None:",  # the common cases first, without a call
-                      "        c = v.__class__",
-                      "        if c is list:",
-                      "            v = v[:]",
-                      "        elif c is dict:",
-                      "            v = v.copy()",
-                      "        elif c is not str and isinstance(v, _mutable):",
-                      "            v = c(v)",
-                      f"    {_store(cls, name, 'v')}"]
-        lines += ["    return new_"]
-        fn = _compile(cls, "copy", "\n".join(lines) + "\n", {**_slots(cls, names), "_mutable": (list, dict)})
-        _COPIERS[cls] = fn
-    return fn
+def copy(obj: T) -> T:
+    """A copy of ``obj`` as :func:`copies` makes each."""
+    return copies(obj, 1)[0]
 
 
 def copies(obj: T, n: int) -> list[T]:
-    """``n`` copies of ``obj``, each as :func:`copier` makes it, from code
+    """``n`` copies of ``obj``: each a new instance with every field of the
+    original, a list or dict value (or one of their subclasses) copied
+    shallowly so that each copy's can change alone, other values shared as
+    they are; no converter, validator or ``on_setattr`` hook runs (the values
+    were checked when set). The attributes a plain subclass keeps in its
+    ``__dict__`` are copied shallowly, as :func:`copy.copy` does. The code is
     compiled once per class and kind of each field's value (shared, a list,
-    a dict, another list or dict class): what to copy is decided once for
-    all ``n``, and each copy is only the stores."""
+    a dict, another list or dict class): what to copy is decided once for all
+    ``n``, and each copy is only the stores."""
     cls = type(obj)
     names = [field.name for field in attrs.fields(cls)]  # type: ignore[arg-type]  # any attrs class
     values = [getattr(obj, name) for name in names]

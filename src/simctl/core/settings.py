@@ -339,7 +339,7 @@ class RunSettings:
         copy's hosts, arguments or environment changes nothing of this one's."""
         # compiled once per class: every field as it is (no converter or validator to run again), its
         # lists and dicts copied; a plain subclass's own attributes shallowly, as copy.copy
-        return bulk.copier(type(self))(self)
+        return bulk.copy(self)
 
     def copies(self, n: int) -> list[RunSettings]:
         """``n`` independent copies, each as :meth:`copy` makes it (an ensemble's members' own)."""
