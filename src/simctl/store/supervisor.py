@@ -1065,7 +1065,7 @@ class Supervisor:
     def _stopped(self, rc: int) -> int:
         """After the server ended because it was stopped: say whether its data was saved; the exit status."""
         cut = self._cut
-        lines = tail(self.log, lines=60, start=self._stop_log) if self.stop_at is not None else []
+        lines = self._stop_lines() if self.stop_at is not None else []
         p = self.args.persistence
         if self.down:
             return self._exit("stopped", f"shard {self.args.index} was stopped while its server was down after a "
@@ -1091,6 +1091,17 @@ class Supervisor:
         what = "its snapshot " + self.rdb if p == "snapshot" else "its append-only file " + self.aof_dir
         return self._exit("stopped", f"shard {self.args.index} stopped; its data is saved in {what} "
                           f"({took:.1f} s)", 0)
+
+    def _stop_lines(self) -> list[str]:
+        """The server's log lines of its stop: from its first "Received SIGTERM" (or "User requested
+        shutdown") since it started, which may come before this supervisor's own signal (Slurm signals
+        every process of a step at once, so the server can save and say so before the supervisor
+        notes where its log ended), else from where the log ended at the supervisor's signal."""
+        lines = tail(self.log, lines=60, start=self.log_start)
+        for i, line in enumerate(lines):
+            if "Received SIGTERM" in line or "User requested shutdown" in line:
+                return lines[i:]
+        return tail(self.log, lines=60, start=self._stop_log)
 
     def _unsaved(self, reason: str) -> int:
         """The data was not saved at the stop: say so, and leave the mark the next start warns about."""
