@@ -147,6 +147,26 @@ def test_a_timeout_is_final_and_the_next_call_has_a_new_connection(tmp_path: Pat
         s.kill()
 
 
+def test_a_send_the_server_does_not_take_ends_at_the_timeout_too(tmp_path: Path) -> None:
+    """The kernel keeps the send's wait as well (SO_SNDTIMEO): 64 MiB to a
+    stopped server fill the socket's buffers and the put ends with the timeout."""
+    s = Server(tmp_path)
+    try:
+        c = make_client(s.address, timeout=0.5)
+        c.put_tensor("t", np.ones(4))
+        os.kill(s.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreTimeoutError, match=r"put_tensor 'big'.*did not answer within 0\.5 s"):
+                c.put_tensor("big", np.ones(8 << 20))
+            assert c._server.direct._sock is None
+        finally:
+            os.kill(s.proc.pid, signal.SIGCONT)
+        assert same(c.get_tensor("t"), np.ones(4)) and c.key_exists("t")
+        c.close()
+    finally:
+        s.kill()
+
+
 def test_a_reply_larger_than_64_mib_is_read_into_one_buffer_of_its_own(server: Server) -> None:
     c = make_client(server.address)
     big = np.random.default_rng(3).integers(0, 255, (65 << 20) + 12345, dtype=np.uint8)

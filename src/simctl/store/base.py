@@ -9,6 +9,7 @@ models and scripts in :mod:`.models`, running them in :mod:`.inference`.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +20,20 @@ import redis
 from ..core.errors import ConfigError
 from . import format as fmt, keyspace
 from .dataset import check_name
+from .direct import bulk
 from .format import FormatError, StoreError, StoreKeyError
 from .servers import Server, store_error
 from .wire import Parts, Waits
 
 #: the commands :meth:`ClientBase._key_cmd` sends that only read (a refusal of theirs says no more than the kinds)
 _READS = frozenset({"GET", "LLEN", "LRANGE", "GETRANGE", "EXISTS"})
+
+
+#: the head of an EVALSHA of keyspace.PUT, and the last argument per kind, packed (see ClientBase._put_value)
+_PUT = b"*6\r\n" + bulk("EVALSHA") + bulk(hashlib.sha1(keyspace.PUT.encode()).hexdigest()) + bulk(1)
+_STEMS = {kind: bulk(stem) for kind, stem in keyspace.STEMS.items()}
+#: names whose keys a client remembers (:meth:`ClientBase._key`), at most
+_KNOWN_MAX = 4096
 
 
 class ClientBase:
@@ -44,6 +53,8 @@ class ClientBase:
     _get_prefix: str
     #: kind of key -> whether the prefixes apply
     _use_prefix: dict[str, bool]
+    #: (kind, name, read, look) -> its key, with the prefixes as they are (see :meth:`_key`)
+    _known: dict[tuple[str, str, bool, bool], str]
     #: how long calls wait for the store
     _waits: Waits
     #: this client's id (its inference reply key, its temporary keys)
@@ -77,7 +88,8 @@ class ClientBase:
         (a Redis WRONGTYPE); ``array``: a large reply comes as an uninitialised
         ``numpy`` uint8 array of its own (a tensor's value, see :func:`decode_value`)."""
         try:
-            return self._server.execute(key, *args, array=array)
+            only = self._server.only
+            return only.one(args, array) if only is not None else self._server.execute(key, *args, array=array)
         except redis.RedisError as exc:
             if kind and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
                 raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] not in _READS) from None
@@ -105,8 +117,12 @@ class ClientBase:
             except redis.exceptions.NoScriptError:
                 return self._send(keys[-1], cmds)
         except redis.RedisError as exc:
-            refused = keyspace.kind_error(what, keys, kind, exc) if isinstance(exc, redis.ResponseError) else None
-            raise refused or self._error(f"{what} {keys[-1]!r}", exc) from None
+            raise self._refusal(what, keys, kind, exc) from None
+
+    def _refusal(self, what: str, keys: list[str], kind: str, exc: redis.RedisError) -> StoreError:
+        """simctl's error for a checking script's error reply ``exc``: the KindError naming both kinds."""
+        refused = keyspace.kind_error(what, keys, kind, exc) if isinstance(exc, redis.ResponseError) else None
+        return refused or self._error(f"{what} {keys[-1]!r}", exc)
 
     def _send(self, key: str, cmds: list[tuple[Any, ...]]) -> Any:
         """``cmds`` (on ``key``'s slot) in one write to its server over the
@@ -116,8 +132,19 @@ class ClientBase:
     def _put_value(self, what: str, key: str, value: bytes | Parts, kind: str) -> None:
         """SET ``value`` (a tensor, model or script of ``kind``) under ``key``
         unless the key holds another kind, in one round trip: a small value
-        through :data:`keyspace.PUT`; a large one SET under a temporary key
-        and renamed by :data:`keyspace.MOVE_IN` (never copied into Lua)."""
+        through :data:`keyspace.PUT` (packed here on one server, the common
+        case); a large one SET under a temporary key and renamed by
+        :data:`keyspace.MOVE_IN` (never copied into Lua)."""
+        if type(value) is bytes and len(value) <= keyspace.MOVE_FROM:
+            only = self._server.only
+            if only is not None:
+                try:
+                    only.one_packed([b"".join((_PUT, bulk(key), bulk(value), _STEMS[kind]))])
+                    return
+                except redis.exceptions.NoScriptError:
+                    pass  # the script, below
+                except redis.RedisError as exc:
+                    raise self._refusal(what, [key], kind, exc) from None
         size = value.size if isinstance(value, Parts) else len(value)
         tmp = keyspace.temporary_key(key, self._id) if size > keyspace.MOVE_FROM else None
         if tmp is None:
@@ -131,8 +158,15 @@ class ClientBase:
     def _key(self, kind: str, name: Any, read: bool, what: str, look: bool = False) -> str:
         """The key of ``name`` with the read (data source) or write prefix of ``kind`` applied;
         one a user may not name (:func:`keyspace.check_key`) is refused unless the call only
-        reads it (``look``: a get, an input; a dataset's tensor may be read as a tensor)."""
-        if type(name) is not str or not name or not name.isascii():
+        reads it (``look``: a get, an input; a dataset's tensor may be read as a tensor).
+        Remembered per name until the prefixes change (:meth:`_prefixes_changed`)."""
+        if type(name) is str:
+            key = self._known.get((kind, name, read, look))
+            if key is not None:
+                return key
+        else:
+            check_name(name, f"{what}: name")
+        if not name or not name.isascii():
             check_name(name, f"{what}: name")
         prefix = (self._get_prefix if read else self._put_prefix) if self._use_prefix[kind] else ""
         key = f"{prefix}.{name}" if prefix else name
@@ -142,7 +176,14 @@ class ClientBase:
             keyspace.check_dataset(key, what)
         elif not look:
             keyspace.check_key(key, "model or script" if kind == "model" else kind, what)
+        if len(self._known) >= _KNOWN_MAX:
+            self._known.clear()
+        self._known[(kind, name, read, look)] = key
         return key
+
+    def _prefixes_changed(self) -> None:
+        """Forget the keys worked out with the prefixes as they were."""
+        self._known.clear()
 
     def _missing(self, what: str, kind: str, key: str, name: str) -> StoreKeyError:
         how = f" (data source {self._get_prefix!r})" if key != name else ""

@@ -154,6 +154,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         self._sources = list(env.keyin)
         self._get_prefix = self._sources[0] if self._sources else ""
         self._use_prefix = {"tensor": True, "dataset": True, "list": True, "model": False}
+        self._known = {}
         # inference (protocol.py): this client's id, the device each model ran on
         self._id = pr.new_id()
         self._devices = {}
@@ -190,6 +191,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             raise ConfigError(f"set_data_source: {source_id!r} is not a registered data source; registered: "
                               f"{', '.join(repr(v) for v in valid) or unset}")
         self._get_prefix = source_id
+        self._prefixes_changed()
 
     def use_tensor_ensemble_prefix(self, use_prefix: bool) -> None:
         """Whether tensor keys get the prefixes (default True)."""
@@ -212,6 +214,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
             raise ConfigError(f"{what}: use_prefix must be True or False, got {type(use_prefix).__name__} "
                               f"{use_prefix!r:.80}")
         self._use_prefix[kind] = bool(use_prefix)
+        self._prefixes_changed()
 
     def log_data(self, level: Any, data: Any) -> None:
         """Write ``<logger_name>@HH-MM-SS:<data>`` if ``level`` passes ``SR_LOG_LEVEL``."""

@@ -17,6 +17,11 @@ about a fifth of a small get).
   connection is closed, the next call opens a new one.
 * TCP (keep-alive, no Nagle), TCP over TLS (the certificate authority alone
   trusted, the host name checked) and Unix sockets.
+* The waits are the kernel's (``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a blocking
+  socket), not Python's socket timeout, which polls before every send and
+  receive (7 system calls more a ``run_model`` round); an exchange's own wait
+  is set only when it differs from the one set by more than :data:`SLACK`.
+  A TLS connection keeps Python's timeout (its reads may need writes).
 
 A connection serves one thread at a time (a lock), and a forked child never
 uses its parent's connection: it opens its own.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import struct
 import threading
 import weakref
 from collections.abc import Sequence
@@ -44,6 +50,8 @@ BIG_REPLY = 128 * 1024
 BIG_ARG = 16 * 1024
 #: bytes a read asks the socket for (a large reply is read into its buffer at once)
 CHUNK = 65536
+#: a wait differing from the one set by at most this fraction of it (or 10 ms) is not set again
+SLACK = 0.01
 
 #: redis-py's table of error replies -> exception classes (``parse_error``)
 _ERRORS = _RESP2Parser(CHUNK)
@@ -79,6 +87,8 @@ class Direct:
         self.timeout, self._connect_timeout, self._keepalive = timeout, connect, keepalive
         self._sock: socket.socket | None = None
         self._tls = False
+        #: the wait set on the open socket (seconds; None: none)
+        self._set: float | None = None
         self._buf = b""
         self._pos = 0
         self._lock = threading.Lock()
@@ -103,28 +113,29 @@ class Direct:
         commands' replies unread (a blocking command sent after a script the
         server does not hold, say, is not waited for). Raises redis-py's
         connection and timeout errors."""
-        packed = pack(cmds)
-        if timeout == self.timeout:
-            timeout = False  # the connection's already: no settimeout
+        return self.call_packed(pack(cmds), len(cmds), array=array, retry=retry, timeout=timeout,
+                                until_error=until_error)
+
+    def call_packed(self, packed: list[Any], count: int, *, array: bool = False, retry: bool = True,
+                    timeout: float | None | bool = False, until_error: bool = False) -> list[Any]:
+        """:meth:`call` of ``count`` commands already packed (:func:`pack`, or
+        the same bytes put together by a caller that sends them often)."""
         with self._lock:
             for attempt in (0, 1):
                 try:
                     if self._sock is None:
                         self._open()
-                    if timeout is not False:
-                        self._sock.settimeout(timeout)  # type: ignore[union-attr]
+                    self._wait(self.timeout if timeout is False else timeout)
                     self._send(packed)
                     if until_error:
                         out = []
-                        for _ in cmds:
+                        for _ in range(count):
                             out.append(self._reply(array))
-                            if isinstance(out[-1], redis.RedisError) and len(out) < len(cmds):
+                            if isinstance(out[-1], redis.RedisError) and len(out) < count:
                                 self.close()  # the later replies unread
                                 return out
                     else:
-                        out = [self._reply(array) for _ in cmds]
-                    if timeout is not False:
-                        self._sock.settimeout(self.timeout)  # type: ignore[union-attr]
+                        out = [self._reply(array) for _ in range(count)]
                     return out
                 except redis.ConnectionError:
                     self.close()
@@ -147,11 +158,17 @@ class Direct:
 
     def one(self, cmd: tuple[Any, ...], array: bool = False) -> Any:
         """The reply to the one command ``cmd`` (:meth:`call`'s fast path); an error reply is raised."""
-        packed = pack((cmd,))
+        return self.one_packed(pack((cmd,)), array)
+
+    def one_packed(self, packed: list[Any], array: bool = False) -> Any:
+        """:meth:`one` of a command already packed (:func:`pack`, or bytes put together by a caller
+        that sends them often)."""
         with self._lock:
             try:
                 if self._sock is None:
                     self._open()
+                elif self._set != self.timeout:
+                    self._wait(self.timeout)
                 self._send(packed)
                 reply = self._reply(array)
             except redis.ConnectionError:
@@ -174,6 +191,7 @@ class Direct:
         """Close the connection (the next call opens a new one)."""
         sock, self._sock = self._sock, None
         self._buf, self._pos = b"", 0
+        self._set = None
         if sock is not None:
             try:
                 sock.close()
@@ -182,7 +200,7 @@ class Direct:
 
     def _forget(self) -> None:
         """In a forked child: drop the parent's connection without a word on it."""
-        self._sock, self._buf, self._pos = None, b"", 0
+        self._sock, self._buf, self._pos, self._set = None, b"", 0, None
         self._lock = threading.Lock()
 
     # -- the connection ----------------------------------------------------------------------
@@ -209,11 +227,15 @@ class Direct:
         except OSError as exc:
             raise redis.ConnectionError(f"Error {exc.errno} connecting to {where}. {exc.strerror}.") from None
         try:
-            sock.settimeout(self.timeout)
             if self._tls_ca:
+                sock.settimeout(self.timeout)
                 context = ssl.create_default_context(cafile=self._tls_ca)
                 sock = context.wrap_socket(sock, server_hostname=a.host)
+            else:
+                sock.settimeout(None)  # blocking: the kernel keeps the waits
             self._sock, self._tls = sock, bool(self._tls_ca)
+            self._set = -1.0
+            self._wait(self.timeout)
             hello = [("AUTH", self._username or "default", self._password or "")] if (
                 self._password or self._username) else []
             hello += [("CLIENT", "SETNAME", self._name)] if self._name else []
@@ -235,6 +257,23 @@ class Direct:
             self.close()
             raise
 
+    def _wait(self, seconds: float | None) -> None:
+        """Let each send and receive on the open socket wait at most ``seconds`` (None: no limit)."""
+        now = self._set
+        if now == seconds or (now is not None and seconds is not None and now > 0
+                              and abs(now - seconds) <= max(0.01, SLACK * now)):
+            return
+        sock = self._sock
+        assert sock is not None
+        if self._tls:
+            sock.settimeout(seconds)
+        else:
+            us = 0 if seconds is None else max(1, round(seconds * 1e6))  # 0 would mean no limit
+            tv = struct.pack("@ll", us // 1_000_000, us % 1_000_000)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        self._set = seconds
+
     # -- sending -----------------------------------------------------------------------------
 
     def _send(self, pieces: list[Any]) -> None:
@@ -248,7 +287,7 @@ class Direct:
                     sock.sendall(piece)
             else:
                 _sendmsg(sock, pieces)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # (BlockingIOError: the kernel's wait ended)
             raise redis.TimeoutError("Timeout writing to socket") from None
         except OSError as exc:
             raise redis.ConnectionError(f"Error {exc.errno} while writing to socket. {exc.strerror}.") from None
@@ -259,7 +298,7 @@ class Direct:
         """Read what the socket has into the buffer (after what is left unread)."""
         try:
             chunk = self._sock.recv(CHUNK)  # type: ignore[union-attr]
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             raise redis.TimeoutError("Timeout reading from socket") from None
         except OSError as exc:
             raise redis.ConnectionError(f"Error while reading from socket: {exc}") from None
@@ -278,29 +317,34 @@ class Direct:
         return line
 
     def _reply(self, array: bool) -> Any:
-        if self._pos >= len(self._buf):  # the common case: all read, the reply still to come
+        buf, pos = self._buf, self._pos  # (locals: this runs for every reply)
+        if pos >= len(buf):  # the common case: all read, the reply still to come
             self._more()
-        end = self._buf.find(_CRLF, self._pos)
+            buf, pos = self._buf, 0
+        end = buf.find(_CRLF, pos)
         if end < 0:
+            self._pos = pos
             line = self._line()
+            buf, pos = self._buf, self._pos
         else:
-            line = self._buf[self._pos:end]
-            self._pos = end + 2
+            line = buf[pos:end]
+            pos = end + 2
         kind = line[0]
         if kind == 36:  # $: a bulk string
             n = int(line[1:])
-            if n < 0:
-                return None
-            if n >= BIG_REPLY:
-                return self._big(n, array)
-            start = self._pos
-            while len(self._buf) - start < n + 2:
-                self._more()
-                start = 0
-            self._pos = start + n + 2
+            if n < 0 or n >= BIG_REPLY:
+                self._pos = pos
+                return None if n < 0 else self._big(n, array)
+            if len(buf) - pos < n + 2:
+                self._pos = pos
+                while len(self._buf) - self._pos < n + 2:
+                    self._more()
+                buf, pos = self._buf, self._pos
+            self._pos = pos + n + 2
             if array:  # a buffer of its own (the caller's array is made on it without another copy)
-                return bytearray(memoryview(self._buf)[start:start + n])
-            return self._buf[start:start + n]
+                return bytearray(memoryview(buf)[pos:pos + n])
+            return buf[pos:pos + n]
+        self._pos = pos
         if kind == 58:  # :
             return int(line[1:])
         if kind == 43:  # +
@@ -328,7 +372,7 @@ class Direct:
                     if not k:
                         raise redis.ConnectionError("Connection closed by server.")
                     got += k
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 raise redis.TimeoutError("Timeout reading from socket") from None
             except OSError as exc:
                 raise redis.ConnectionError(f"Error while reading from socket: {exc}") from None
@@ -370,6 +414,13 @@ def _encoded(arg: Any) -> bytes:
             _bulk.clear()
         _bulk[arg] = out
     return out
+
+
+def bulk(arg: str | int | bytes) -> bytes:
+    """One argument (a str, an int or bytes) as a RESP bulk string."""
+    if type(arg) is bytes:
+        return b"$%d\r\n%b\r\n" % (len(arg), arg)
+    return _bulk.get(arg) or _encoded(arg)
 
 
 def pack(cmds: Sequence[tuple[Any, ...]]) -> list[Any]:

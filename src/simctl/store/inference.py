@@ -22,7 +22,7 @@ import redis
 from ..core.errors import ConfigError
 from . import protocol as pr, wire
 from .base import ClientBase, gpus
-from .direct import Direct
+from .direct import Direct, bulk, pack
 from .format import StoreConnectionError, StoreError, StoreTimeoutError
 from .spec import names
 
@@ -177,28 +177,29 @@ class InferenceCommands(ClientBase):
         deadline = _Deadline(limit, self._waits.timeout)
         tag = self._tag(ins[0])
         device = self._devices.get((kind, key), "CPU")
-        reply = pr.reply_key(tag, self._id)
-        rid, body = pr.request(reply, kind, key, ins, outs, fn, limit)
-        queue = pr.queue_key(tag, device)
-        # on a single server, the script carries the inputs, the model's header and the outputs' kinds in
-        # the request (protocol version 2 on); a cluster's keys live in other slots than the queue: a header alone
-        push = (("EVALSHA", pr.SUBMIT_SHA, 2 + len(ins) + len(outs), queue, key, *ins, *outs, body, pr.CARRY,
-                 len(ins))
-                if not self._server.is_cluster else ("RPUSH", queue, body))
-        answer = self._wait_reply(what, tag, device, queue, reply, rid, body, push, deadline)
+        memo = (self._id, kind, key, fn, tag, device, limit, *ins, None, *outs)
+        plan = _PLANS.get(memo)
+        if plan is None:
+            plan = _Plan(self._id, tag, device, kind, key, fn, ins, outs, limit, self._server.is_cluster)
+            if len(_PLANS) >= _KEYS_MAX:
+                _PLANS.clear()
+            _PLANS[memo] = plan
+        rid = pr.request_id()
+        body = plan.request(rid)
+        answer = self._wait_reply(what, plan, rid, body, deadline)
         if answer.get("error") is not None:
             raise StoreError(f"{what}: {answer['error']}")
         self._devices[(kind, key)] = str(answer.get("device") or device)
 
-    def _wait_reply(self, what: str, tag: str, device: str, queue: str, reply: str, rid: str,
-                    body: bytes, push: tuple[Any, ...], deadline: _Deadline) -> dict[str, Any]:
+    def _wait_reply(self, what: str, plan: _Plan, rid: str, body: bytes, deadline: _Deadline) -> dict[str, Any]:
         """The reply to request ``rid``; StoreError when no worker of ``device``
         lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn),
         or when the request is gone from the store with no reply, twice in a row;
         StoreTimeoutError when the deadline passes first (:meth:`_give_up`)."""
         gone_since: float | None = None
         lost = 0
-        got = self._send_and_wait(what, queue, body, push, reply, rid, deadline)
+        tag, device, queue, reply = plan.tag, plan.device, plan.queue, plan.reply
+        got = self._send_and_wait(what, plan, body, rid, deadline)
         while True:
             if got is None:
                 blpop = deadline.slice()
@@ -329,31 +330,33 @@ class InferenceCommands(ClientBase):
                                  f"{waited if waited is not None else 0:g} s (stopped, hung or overloaded?); the "
                                  "request, if it arrived, may still run once it answers")
 
-    def _send_and_wait(self, what: str, queue: str, body: bytes, push: tuple[Any, ...], reply: str, rid: str,
-                       deadline: _Deadline) -> Any:
-        """Push the request (``push``: its SUBMIT or RPUSH) and BLPOP its reply (one slice) in one round trip
-        (over the direct connection); None when the reply is still to come.
-        The request is sent once: when the connection breaks after it went
+    def _send_and_wait(self, what: str, plan: _Plan, body: bytes, rid: str, deadline: _Deadline,
+                       script: bool = False) -> Any:
+        """Push the request (its SUBMIT or RPUSH: ``plan``; ``script``: the SUBMIT sent as EVAL) and BLPOP
+        its reply (one slice) in one round trip (over the direct connection); None when the reply is
+        still to come. The request is sent once: when the connection breaks after it went
         out, it is looked for on the shard; found, the wait goes on; not
         found, StoreConnectionError (it may have run; it is not sent again)."""
+        queue = plan.queue
         r = self._direct(what, queue)
-        cmds = [push, ("BLPOP", reply, _blpop_seconds(deadline.slice() or 0.001))]
         try:  # a SUBMIT the server does not hold (NOSCRIPT): its BLPOP is not waited for
-            return _call(r, cmds, deadline.exchange(), retry=False)
+            out = r.call_packed(plan.packed(body, deadline.slice() or 0.001, script), 2,
+                                timeout=deadline.exchange(), retry=False, until_error=True)
+            if isinstance(out[-1], redis.RedisError):
+                raise out[-1]
+            return out[-1]
         except redis.TimeoutError:
             raise self._no_answer(what, queue, deadline) from None
         except redis.ConnectionError as exc:
             broke = exc
         except redis.RedisError as exc:
-            if push[0] == "EVALSHA" and isinstance(exc, redis.exceptions.NoScriptError):  # nothing pushed: the script
-                return self._send_and_wait(what, queue, body, ("EVAL", pr.SUBMIT, *push[2:]), reply, rid, deadline)
+            if not script and isinstance(exc, redis.exceptions.NoScriptError):  # nothing pushed: the script
+                return self._send_and_wait(what, plan, body, rid, deadline, script=True)
             raise self._error(f"{what} {queue!r}", exc) from None
         try:
             wait = deadline.give_up()
             clients = _call(r, [("CLIENT", "LIST")], wait)
-            tag = queue.partition("{")[2].partition("}")[0]
-            found = self._places(r, tag, pr.worker_devices(clients) | {queue.rpartition(".q.")[2]}, body, reply,
-                                 wait)
+            found = self._places(r, plan.tag, pr.worker_devices(clients) | {plan.device}, body, plan.reply, wait)
         except redis.RedisError:
             found = None
         if found is not None and (any(found[:-1])
@@ -365,10 +368,59 @@ class InferenceCommands(ClientBase):
                                    "again (a request runs at most once): check its outputs, or run it again")
 
 
+class _Plan:
+    """What every request of one run repeated shares (model, inputs, outputs,
+    timeout, device, shard), worked out and packed once: its queue and reply
+    keys, the request after its id (:func:`protocol.request_tail`), and the
+    commands that push it and wait for its reply, in RESP but for the
+    request itself and the wait's length."""
+
+    __slots__ = ("tag", "device", "queue", "reply", "tail", "_request", "_head", "_foot", "_script",
+                 "_slice", "_blpop")
+
+    def __init__(self, client_id: str, tag: str, device: str, kind: str, key: str, fn: str, ins: list[str],
+                 outs: list[str], limit: float | None, cluster: bool) -> None:
+        self.tag, self.device = tag, device
+        self.queue, self.reply = pr.queue_key(tag, device), pr.reply_key(tag, client_id)
+        self._request = (self.reply, kind, key, ins, outs, fn, limit)
+        self.tail = pr.request_tail(*self._request)
+        # on a single server, the script carries the inputs, the model's header and the outputs' kinds in the
+        # request (protocol version 2 on); a cluster's keys live in other slots than the queue: a header alone
+        keys = (self.queue, key, *ins, *outs)
+        self._script: tuple[Any, ...] | None = None
+        if cluster:
+            self._head, self._foot = b"*3\r\n" + bulk("RPUSH") + bulk(self.queue), b""
+        else:
+            words: tuple[str | int, ...] = ("EVALSHA", pr.SUBMIT_SHA, len(keys), *keys)
+            self._head = b"*%d\r\n" % (6 + len(keys)) + b"".join(map(bulk, words))
+            self._foot = bulk(pr.CARRY) + bulk(len(ins))
+            self._script = ("EVAL", pr.SUBMIT, len(keys), *keys)
+        self._slice, self._blpop = -1.0, b""
+
+    def request(self, rid: str) -> bytes:
+        """The request ``rid``, encoded."""
+        if self.tail is not None:
+            return b"3\x00" + rid.encode() + self.tail
+        return pr.request(*self._request, rid=rid)[1]
+
+    def packed(self, body: bytes, blpop: float, script: bool = False) -> list[bytes]:
+        """The push of ``body`` and the BLPOP of its reply for ``blpop`` seconds, packed (``script``: the
+        SUBMIT sent as EVAL, when the server did not hold it)."""
+        if blpop != self._slice:
+            self._slice, self._blpop = blpop, pack((("BLPOP", self.reply, _blpop_seconds(blpop)),))[0]
+        if script and self._script is not None:
+            head = b"*%d\r\n" % (len(self._script) + 3) + b"".join(map(bulk, self._script))
+        else:
+            head = self._head
+        return [b"".join((head, bulk(body), self._foot, self._blpop))]
+
+
 #: (inputs, outputs, data source, prefix, prefixing on) -> the keys of the inputs and outputs (a pure function:
 #: shared by every client of the process); cleared when full
 _KEYS: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
 _KEYS_MAX = 4096
+#: (client id, kind, key, fn, tag, device, timeout, inputs, None, outputs) -> its :class:`_Plan`; cleared when full
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
 
 
 def _names(value: Any) -> tuple[str, ...] | str | None:
@@ -397,6 +449,9 @@ def _blpop_seconds(seconds: float) -> str:
 
 def _answer(raw: Any, rid: str) -> dict[str, Any] | None:
     """The reply ``raw`` if it answers request ``rid``."""
+    n = 4 + len(rid)
+    if raw[:n] == b"R3\x00%s\x00" % rid.encode() and raw[n:n + 1] not in (b"", b"\x00") and b"\x00" not in raw[n:]:
+        return {"id": rid, "device": raw[n:].decode()}  # success, in version 3 (the common case: no parse)
     try:
         answer = pr.parse(raw)
     except ValueError:

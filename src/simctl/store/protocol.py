@@ -160,6 +160,7 @@ finds a message (:func:`simctl.store.wire.quiet`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable
@@ -214,23 +215,25 @@ SUBMIT = KIND_LUA + """
 local parts = {ARGV[1], '\\n'}
 local limit, ins = tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 3, 2 + ins do
-  local n = redis.pcall('STRLEN', KEYS[i])
-  if type(n) == 'number' and n > 0 and n <= limit then
-    parts[#parts + 1] = n .. ':' .. redis.call('GET', KEYS[i])
+  local v = redis.pcall('GETRANGE', KEYS[i], 0, limit)
+  if type(v) == 'string' and #v > 0 and #v <= limit then
+    parts[#parts + 1] = #v .. ':' .. v
   else
     parts[#parts + 1] = '-'
   end
 end
-local h = redis.pcall('GETRANGE', KEYS[2], 0, 7)
-if type(h) == 'string' and #h == 8 and string.sub(h, 1, 2) == 'SM' then
+local h = redis.pcall('GETRANGE', KEYS[2], 0, 511)
+if type(h) == 'string' and #h >= 8 and string.sub(h, 1, 2) == 'SM' then
   local a, b, c, d = string.byte(h, 5, 8)
   local n = 8 + a + b * 256 + c * 65536 + d * 16777216
-  parts[#parts + 1] = n .. ':' .. redis.call('GETRANGE', KEYS[2], 0, n - 1)
+  if n > #h then h = redis.call('GETRANGE', KEYS[2], 0, n - 1) else h = string.sub(h, 1, n) end
+  parts[#parts + 1] = #h .. ':' .. h
 else
   parts[#parts + 1] = '-'
 end
 for i = 3 + ins, #KEYS do
-  local found = kind(KEYS[i])
+  local m = redis.pcall('GETRANGE', KEYS[i], 0, 2)
+  local found = (m == 'SMT') and 'tensor' or kind(KEYS[i])
   if found == 'none' or found == 'tensor' then parts[#parts + 1] = '-'
   else parts[#parts + 1] = #found .. ':' .. found end
 end
@@ -350,24 +353,52 @@ def parse_change(data: bytes) -> tuple[str, str]:
 
 
 def new_id() -> str:
-    """A random id (a client's, or a request's): 32 hex digits."""
+    """A random id (a client's): 32 hex digits."""
     return os.urandom(16).hex()
 
 
+def _reseed() -> None:
+    global _ID_STEM
+    _ID_STEM = new_id()[:16]
+
+
+#: request ids: a random stem per process (drawn again in a forked child) and a counter
+_ID_STEM = ""
+_reseed()
+_ids = itertools.count()
+os.register_at_fork(after_in_child=_reseed)
+
+
+def request_id() -> str:
+    """A request's id, unique like :func:`new_id`'s (32 hex digits), without a system call."""
+    return f"{_ID_STEM}{next(_ids):016x}"
+
+
 def request(reply: str, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "",
-            timeout: float | None = None) -> tuple[str, bytes]:
+            timeout: float | None = None, rid: str | None = None) -> tuple[str, bytes]:
     """(request id, encoded request): version 3, or version 2 when a name
-    holds a NUL or a newline; ``timeout``: the caller's wait (None: no limit)."""
-    rid = new_id()
-    names = "\x00".join((key, fn, reply, *inputs, *outputs))
-    if names.count("\x00") == 2 + len(inputs) + len(outputs) and "\n" not in names:
-        return rid, f"3\x00{rid}\x00{'' if timeout is None else repr(float(timeout))}\x00{kind}\x00{len(inputs)}" \
-                    f"\x00{names}".encode()
+    holds a NUL or a newline; ``timeout``: the caller's wait (None: no limit);
+    ``rid``: the id (default: a new one)."""
+    rid = rid or request_id()
+    tail = request_tail(reply, kind, key, inputs, outputs, fn, timeout)
+    if tail is not None:
+        return rid, b"3\x00" + rid.encode() + tail
     body: dict[str, Any] = {"v": 2, "id": rid, "reply": reply, "kind": kind, "key": key, "fn": fn,
                             "in": inputs, "out": outputs}
     if timeout is not None:
         body["timeout"] = timeout
     return rid, json.dumps(body, separators=(",", ":")).encode()
+
+
+def request_tail(reply: str, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "",
+                 timeout: float | None = None) -> bytes | None:
+    """What follows ``3<NUL><id>`` in a version-3 request (the same for every
+    request of a caller's repeated run: made once, see :func:`request`); None
+    when a name holds a NUL or a newline (the request is then version 2's)."""
+    names = "\x00".join((key, fn, reply, *inputs, *outputs))
+    if names.count("\x00") != 2 + len(inputs) + len(outputs) or "\n" in names:
+        return None
+    return f"\x00{'' if timeout is None else repr(float(timeout))}\x00{kind}\x00{len(inputs)}\x00{names}".encode()
 
 
 class Header(NamedTuple):

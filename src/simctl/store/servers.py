@@ -28,6 +28,8 @@ class Server(abc.ABC):
     redis-py's errors; the client turns them into its own (:func:`store_error`)."""
 
     is_cluster: ClassVar[bool]
+    #: the one direct connection every key takes (None: the keys live on several servers)
+    only: Direct | None = None
 
     def __init__(self, client: Any) -> None:
         #: the redis-py client (``redis.Redis`` or ``redis.cluster.RedisCluster``)
@@ -83,7 +85,7 @@ class Standalone(Server):
         super().__init__(client)
         self.address = address
         #: the direct connection every key's commands take
-        self.direct = direct
+        self.direct = self.only = direct
 
     def execute(self, key: str, *args: Any, array: bool = False) -> Any:
         return self.direct.one(args, array)
