@@ -429,17 +429,56 @@ def case_latency(rep: Report, args: Any, run_simctl: bool) -> None:
                         "store": lambda: _times(round_trip, n), "relay": lambda: _times(relay_round, n),
                         "in-process": lambda: in_proc(n), "put+get": lambda: _times(put_get, n)}
                     order = list(sides)
-                    samples: dict[str, list[list[float]]] = {k: [] for k in sides}
-                    for r in range(reps):  # each repetition in another order
-                        for k in order[r % len(order):] + order[:r % len(order)]:
-                            samples[k].append(sides[k]())
+                    pids = [0, _server_pid(db), worker_pid(db), relay.proc.pid]  # (0: this thread)
+                    samples = {p: {k: [] for k in sides} for p in PLACEMENTS}
+                    for r in range(reps):  # each repetition in another order, in each placement
+                        for placement in PLACEMENTS:
+                            with _placed(placement, pids):
+                                for k in order[r % len(order):] + order[:r % len(order)]:
+                                    samples[placement][k].append(sides[k]())
             finally:
                 end(mine, child)
-            _latency_report(rep, args, runtime, samples)
+            for placement in PLACEMENTS:
+                _latency_report(rep, args, f"{runtime} ({placement})", samples[placement])
     except Exception as exc:  # noqa: BLE001
         rep.exception("latency", exc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+#: where the processes of a round run: wherever the scheduler puts them, and the main threads of the client,
+#: the server and the worker (the relay's worker) on one CPU: there a hand-off costs no wake-up of another
+#: CPU, whose cost on this virtual machine swings the relay between about 120 and 300 us a round
+PLACEMENTS = ("free", "one CPU")
+
+
+def _server_pid(db: Any) -> int:
+    """The pid of the server listening on the store's port."""
+    import psutil
+
+    port = int(db.get_address()[0].rpartition(":")[2])
+    for c in psutil.net_connections("tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            return int(c.pid)
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+@contextlib.contextmanager
+def _placed(placement: str, pids: Sequence[int]) -> Iterator[None]:
+    """``placement`` for the main threads of ``pids`` (0: the calling thread) while the block runs."""
+    if placement == "free":
+        yield
+        return
+    cpu = max(os.sched_getaffinity(0))
+    before = {pid: os.sched_getaffinity(pid) for pid in pids}
+    for pid in pids:
+        os.sched_setaffinity(pid, {cpu})
+    try:
+        yield
+    finally:
+        for pid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, cpus)
 
 
 def _latency_report(rep: Report, args: Any, runtime: str, samples: dict[str, list[list[float]]]) -> None:

@@ -10,6 +10,7 @@ torch is imported when something is loaded, never when plugins are listed.
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -28,13 +29,22 @@ class TorchLoaded(NamedTuple):
 
 
 def _tensors(torch: Any, arrays: Sequence[np.ndarray], device: Any) -> list[Any]:
-    # from_numpy shares memory; it needs a writable array (the store's may be read-only)
-    return [torch.from_numpy(np.require(a, requirements=["C", "W"])).to(device) for a in arrays]
+    # from_numpy shares memory; it needs a writable array (the store's may be read-only); on the CPU
+    # there is nothing to move (each call through torch's dispatcher costs microseconds)
+    cpu = device.type == "cpu"
+    out = []
+    for a in arrays:
+        flags = a.flags
+        t = torch.from_numpy(a if flags.writeable and flags.c_contiguous else np.require(a, requirements=["C", "W"]))
+        out.append(t if cpu else t.to(device))
+    return out
 
 
 def _arrays(result: Any) -> list[np.ndarray]:
     items = list(result) if isinstance(result, (tuple, list)) else [result]
-    return [t.detach().cpu().numpy() for t in items]
+    # (under inference_mode nothing requires grad: a CPU tensor is viewed as it is)
+    return [t.numpy() if t.device.type == "cpu" and not t.requires_grad else t.detach().cpu().numpy()
+            for t in items]
 
 
 def _last_line(exc: Exception) -> str:
@@ -84,7 +94,7 @@ class TorchBackend(Backend):
 
     def run(self, handle: TorchLoaded, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Call the module on ``inputs`` (positional tensors); its tensor or tuple of tensors, as arrays."""
-        torch = self.runtime("torch")
+        torch = sys.modules.get("torch") or self.runtime("torch")  # (imported by load: a look-up, per call)
         with torch.inference_mode():
             try:
                 return _arrays(handle.obj(*_tensors(torch, inputs, handle.device)))
@@ -114,7 +124,7 @@ class TorchBackend(Backend):
         if fn is None:
             known = sorted(f.name for f in handle.obj.get_functions())
             raise ConfigError(f"the script has no function {fn_name!r}; it has {known!r}")
-        torch = self.runtime("torch")
+        torch = sys.modules.get("torch") or self.runtime("torch")  # (imported by load: a look-up, per call)
         with torch.inference_mode():
             try:
                 return _arrays(fn(*_tensors(torch, inputs, handle.device)))
