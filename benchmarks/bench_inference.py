@@ -26,9 +26,14 @@ Cases (exit status 1 if a target is missed or a case fails):
               ``torch.inference_mode``). --rounds repetitions (default 3) of
               1,000 calls of each, each repetition in another order; p50 and
               p99 per repetition, shown min-max. Also shown: a round of
-              ``put_tensor`` + ``get_tensor`` alone. Targets: p50 within 1.1x
-              the relay's (median of the repetitions' ratios), and at most
-              1 ms above in-process.
+              ``put_tensor`` + ``get_tensor`` alone. Each repetition runs in
+              two placements (:data:`PLACEMENTS`): free (wherever the
+              scheduler puts the processes) and on one CPU (the main threads
+              of the client, the server and the worker pinned to one CPU:
+              stable, where the free relay swings between about 120 and 300
+              us a round with the CPUs it is woken on). Targets, per
+              placement: p50 within 1.1x the relay's (median of the
+              repetitions' ratios), and at most 1 ms above in-process.
   throughput  16 client processes (spawned, each with its own Client and its
               own keys) run rounds (as above, batch 1) for a fixed time on an
               ONNX MLP whose one call costs about 2.5 ms in-process here with
