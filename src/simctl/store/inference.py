@@ -156,7 +156,8 @@ class InferenceCommands(ClientBase):
 
     def _tensor_keys(self, what: str, inputs: Any, outputs: Any) -> tuple[list[str], list[str]]:
         """The keys of the inputs and outputs named (checked once per names and prefixes: remembered)."""
-        memo = (_names(inputs), _names(outputs), self._get_prefix, self._put_prefix, self._use_prefix["tensor"])
+        memo = (inputs if type(inputs) is str else _names(inputs), outputs if type(outputs) is str else _names(outputs),
+                self._get_prefix, self._put_prefix, self._use_prefix["tensor"])
         known = _KEYS.get(memo)
         if known is not None:
             return known
@@ -338,7 +339,7 @@ class InferenceCommands(ClientBase):
         out, it is looked for on the shard; found, the wait goes on; not
         found, StoreConnectionError (it may have run; it is not sent again)."""
         queue = plan.queue
-        r = self._direct(what, queue)
+        r = self._server.only or self._direct(what, queue)
         try:  # a SUBMIT the server does not hold (NOSCRIPT): its BLPOP is not waited for
             out = r.call_packed(plan.packed(body, deadline.slice() or 0.001, script), 2,
                                 timeout=deadline.exchange(), retry=False, until_error=True)

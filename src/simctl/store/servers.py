@@ -76,6 +76,10 @@ class Server(abc.ABC):
         self.redis.close()
 
 
+#: the worker tag of a single server
+_ONE_TAG = pr.tag_for(None)
+
+
 class Standalone(Server):
     """One server: every key lives on it."""
 
@@ -110,7 +114,7 @@ class Standalone(Server):
         return self.redis  # type: ignore[no-any-return]
 
     def tag_of(self, key: str) -> str:
-        return pr.tag_for(None)
+        return _ONE_TAG
 
 
 class Cluster(Server):
