@@ -141,6 +141,23 @@ def test_builder_stores_every_field_as_given_in_the_order_named():
         bulk.builder(_Slotted, ("items",))  # a field the caller does not know of fails at once
 
 
+@attrs.define
+class _Hookless:
+    """Slotted, no validator or converter: attrs keeps object.__setattr__ (stored by plain assignments)."""
+
+    items: list[int] = attrs.field(factory=list)
+    flag: bool = False
+
+
+def test_a_class_without_setattr_hooks_is_copied_and_built_alike():
+    assert _Hookless.__setattr__ is object.__setattr__
+    orig = _Hookless([1], True)
+    made = bulk.copies(orig, 2)
+    assert made == [orig, orig] and len({id(c.items) for c in [orig, *made]}) == 3
+    built = bulk.builder(_Hookless, ("flag", "items"))(False, "as given")
+    assert (built.items, built.flag) == ("as given", False) and type(built) is _Hookless
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_gc_paused_restores_the_collector_as_it_was(enabled):
     was = gc.isenabled()
@@ -230,6 +247,7 @@ def test_a_member_is_what_the_model_constructor_makes(exp, rs, tmp_path):
     a, b = ens.models[1:]
     assert a.params_as_args is not b.params_as_args and a.store_use is not b.store_use
     assert a.store_use.incoming is not b.store_use.incoming and a.params is not b.params
+    assert len({id(u.ml) for u in (a.store_use, b.store_use, ens.store_use)}) == 3
     b.path = str(tmp_path)  # its on_setattr hooks still run on the members built without __init__
     assert b.placement == "given"
 

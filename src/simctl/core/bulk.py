@@ -117,13 +117,16 @@ def _slots(cls: type, names: list[str]) -> dict[str, Any]:
 
 
 def _setter(cls: type, names: list[str]) -> list[str]:
-    """The line defining ``set_``, if a field is stored without a slot."""
-    slots = _slots(cls, names)
-    return [] if all(f"_slot_{name}" in slots for name in names) else ["    set_ = _setattr.__get__(new_)"]
+    """The line defining ``set_``, if a field is stored through ``object.__setattr__``."""
+    return ["    set_ = _setattr.__get__(new_)"] if any(_store(cls, n, "").startswith("set_") for n in names) else []
 
 
 def _store(cls: type, name: str, value: str) -> str:
-    """The statement that stores ``value`` (an expression) as field ``name`` of ``new_``."""
+    """The statement that stores ``value`` (an expression) as field ``name`` of ``new_``: a plain
+    assignment where the class keeps ``object.__setattr__`` (no hook to go around: the fastest
+    store, 7 ns against 40 through the slot); else through the field's slot, or ``object.__setattr__``."""
+    if inspect.getattr_static(cls, "__setattr__") is object.__setattr__:
+        return f"new_.{name} = {value}"
     if isinstance(inspect.getattr_static(cls, name, None), types.MemberDescriptorType):
         return f"_slot_{name}(new_, {value})"
     return f"set_({name!r}, {value})"
