@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import weakref
 from collections.abc import Sequence
 
 import attrs
@@ -140,6 +141,23 @@ def test_builder_stores_every_field_as_given_in_the_order_named():
         bulk.builder(_Slotted, ("items",))  # a field the caller does not know of fails at once
 
 
+@attrs.define
+class _Hookless:
+    """Slotted, no validator or converter: attrs keeps object.__setattr__ (stored by plain assignments)."""
+
+    items: list[int] = attrs.field(factory=list)
+    flag: bool = False
+
+
+def test_a_class_without_setattr_hooks_is_copied_and_built_alike():
+    assert _Hookless.__setattr__ is object.__setattr__
+    orig = _Hookless([1], True)
+    made = bulk.copies(orig, 2)
+    assert made == [orig, orig] and len({id(c.items) for c in [orig, *made]}) == 3
+    built = bulk.builder(_Hookless, ("flag", "items"))(False, "as given")
+    assert (built.items, built.flag) == ("as given", False) and type(built) is _Hookless
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_gc_paused_restores_the_collector_as_it_was(enabled):
     was = gc.isenabled()
@@ -151,6 +169,67 @@ def test_gc_paused_restores_the_collector_as_it_was(enabled):
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+class _Node:
+    """An object the collector tracks, which may be part of a cycle."""
+
+    def __init__(self) -> None:
+        self.other: object = None
+
+
+def test_gc_paused_moves_what_it_made_to_the_oldest_generation_unwalked():
+    gc.collect()
+    walked: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            walked.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with bulk.gc_paused():
+            kept = [_Node() for _ in range(5000)]
+            cycle = _Node()
+            cycle.other = cycle  # garbage once dropped: only the collector frees it
+            gone = weakref.ref(cycle)
+            del cycle
+        more = [_Node() for _ in range(100)]  # the next allocations walk nothing: no young pass over the 5,000
+    finally:
+        gc.callbacks.remove(count)
+    assert walked == [] and gc.get_count()[0] < 200
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(o) in oldest for o in kept) and gc.get_freeze_count() == 0
+    assert gone() is not None
+    gc.collect()  # the full collection still finds the cycle
+    assert gone() is None
+    del more
+
+
+def test_gc_paused_leaves_objects_the_process_froze_frozen():
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with bulk.gc_paused():
+            kept = [_Node() for _ in range(1000)]
+        assert gc.get_freeze_count() == frozen  # not unfrozen by the pause
+        oldest = {id(o) for o in gc.get_objects(generation=2)}
+        assert not any(id(o) in oldest for o in kept)  # what it made is young, as without the move
+    finally:
+        gc.unfreeze()
+
+
+def test_copies_give_each_copy_its_own_empty_list_and_dict():
+    orig = RunSettings("true")
+    assert orig.hostlist == [] and orig.env_vars == {}
+    made = bulk.copies(orig, 3)
+    for field in ("hostlist", "mpmd", "env_vars", "run_args"):
+        values = [getattr(c, field) for c in [orig, *made]]
+        assert len({id(v) for v in values}) == 4 and {type(v) for v in values} == {type(values[0])}, field
+    made[0].hostlist.append("n1")
+    made[1].env_vars["X"] = "1"
+    assert orig.hostlist == [] == made[1].hostlist and orig.env_vars == {} == made[0].env_vars
 
 
 # -- ensemble members ----------------------------------------------------------------------
@@ -168,6 +247,7 @@ def test_a_member_is_what_the_model_constructor_makes(exp, rs, tmp_path):
     a, b = ens.models[1:]
     assert a.params_as_args is not b.params_as_args and a.store_use is not b.store_use
     assert a.store_use.incoming is not b.store_use.incoming and a.params is not b.params
+    assert len({id(u.ml) for u in (a.store_use, b.store_use, ens.store_use)}) == 3
     b.path = str(tmp_path)  # its on_setattr hooks still run on the members built without __init__
     assert b.placement == "given"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 
 import attrs
@@ -74,6 +75,23 @@ def test_run_settings_from_the_experiment(exp):
     with pytest.raises(simctl.ConfigError, match=r"run_args \{'exclusive': None\} are flags of a run command.*"
                                                  "'local' runs 'python' directly"):
         exp.create_run_settings(exe="python", run_args={"exclusive": None})
+
+
+def test_run_args_without_a_run_command_are_one_check_on_every_launcher(exp):
+    class Direct(simctl.ProcessLauncher):  # a launcher with no run command at all
+        name = "direct"
+        run_commands = ()
+
+    direct = Direct()
+    local = "this launcher's: mpirun, mpiexec, orterun"
+    for launcher, commands in ((direct, "srun, mpirun..."), (exp.launcher, local)):
+        with pytest.raises(simctl.ConfigError, match=re.escape(
+                f"run_args {{'n': 3}} are flags of a run command ({commands}), but launcher {launcher.name!r} "
+                "runs 'sim' directly, so they would be ignored; do this")):
+            launcher.check_run_args({"n": 3}, None, "'sim'", "do this")
+        launcher.check_run_args({}, None, "'sim'", "do this")  # nothing to drop
+        launcher.check_run_args({"n": 3}, "mpirun", "'sim'", "do this")  # carried by the run command
+    direct.close()
 
 
 def test_run_settings_setters(exp):

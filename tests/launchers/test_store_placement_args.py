@@ -59,3 +59,22 @@ def test_an_accepted_flag_reaches_every_shards_command(tmp_path):
     db.set_run_arg("-cc", "depth")  # aprun's one-dash flag
     text = simctl.Experiment("s", exp_path=str(tmp_path / "pbs"), launcher="pbs").preview(db, show=False)
     assert text.count("exec aprun -cc depth ") == 3
+
+
+def test_set_run_arg_is_refused_where_no_run_command_would_carry_it(tmp_path):
+    # local runs the shards directly: a run argument would be dropped silently; refused at the call, with the
+    # launcher, its run commands and what would work named (the same check as a model's run_args)
+    db = store(tmp_path, "local", "auto")
+    assert db.run_settings.run_command is None
+    with pytest.raises(ConfigError, match=r"run_args \{'n': 3\} are flags of a run command \(this launcher's: "
+                                          r"mpirun, mpiexec, orterun\), but launcher 'local' runs orchestrator "
+                                          r"'orchestrator''s shards directly, so they would be ignored; leave "
+                                          r"set_run_arg out, or start the shards under a run command"):
+        db.set_run_arg("n", 3)
+    assert db.run_settings.run_args == {}
+    assert "-n" not in simctl.Experiment("s", exp_path=str(tmp_path / "local"), launcher="local").preview(
+        db, show=False).split()
+    # under a run command the flag is carried, on local too
+    mpi = store(tmp_path / "mpi", "local", "mpirun")
+    mpi.set_run_arg("bind-to", "core")
+    assert mpi.run_settings.run_args == {"bind-to": "core"}

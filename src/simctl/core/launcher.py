@@ -145,6 +145,18 @@ class Launcher:
         return self.batch_settings_class(nodes=nodes, time=time, queue=queue, account=account,
                                          batch_args=batch_args or {}, **kwargs)
 
+    def check_run_args(self, run_args: Mapping[str, Any], run_command: str | None, runs: str,
+                       instead: str) -> None:
+        """Raise ConfigError if ``run_args`` are given where no run command
+        would carry them (``run_command`` None: the launcher runs ``runs``
+        directly, so they would be dropped). ``instead`` says what would work.
+        The one check for a model's run settings and a store's run arguments."""
+        if run_args and not run_command:
+            commands = (f"this launcher's: {', '.join(self.run_commands)}" if self.run_commands
+                        else "srun, mpirun...")
+            raise ConfigError(f"run_args {dict(run_args)!r} are flags of a run command ({commands}), but launcher "
+                              f"{self.name!r} runs {runs} directly, so they would be ignored; {instead}")
+
     def check_settings(self, run_settings: RunSettings | None,
                        batch_settings: BatchSettings | None) -> None:
         """Raise ConfigError if the settings cannot run on this launcher:

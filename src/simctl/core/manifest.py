@@ -45,6 +45,7 @@ import attrs
 import cattrs
 
 from ..log import logger
+from . import bulk
 from .errors import ConfigError
 from .serialize import converter
 from .status import Status
@@ -173,11 +174,12 @@ def load(exp_path: str) -> Manifest | None:
 
 def read(exp_path: str) -> tuple[Manifest, Position] | None:
     """:func:`load`, and how far it read (for a :class:`Writer` that goes on from there)."""
-    got = _read_raw(exp_path)
-    if got is None:
-        return None
-    state, pos, _ = got
-    manifest = _structure(state, path_of(exp_path))
+    with bulk.gc_paused():  # a manifest is many small objects, all kept: the collector would walk them again and again
+        got = _read_raw(exp_path)
+        if got is None:
+            return None
+        state, pos, _ = got
+        manifest = _structure(state, path_of(exp_path))
     manifest.exp_path = os.path.abspath(exp_path)  # where it is now, even if the experiment was moved
     return manifest, pos
 

@@ -515,7 +515,12 @@ class Orchestrator(Entity):
 
     def set_run_arg(self, arg: str, value: Any = None) -> None:
         """A flag for every shard's run command (``srun``...); not one that sizes or places
-        the shards (:meth:`placement_args`)."""
+        the shards (:meth:`placement_args`). Refused where the shards run without a run
+        command (the ``local`` launcher's default): nothing would pass the flag on."""
+        self.launcher.check_run_args(
+            {arg: value}, self.run_settings.run_command, f"orchestrator {self.name!r}'s shards",
+            "leave set_run_arg out, or start the shards under a run command: create_database(run_command=...) "
+            "with one of those, or a scheduler's launcher (slurm's srun, pbs's mpiexec...)")
         self._refuse_placement(arg, batch=False)
         self.run_settings.set(arg, value)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..core import checks
+from ..core import bulk, checks
 from ..core.entity import Entity, PlanContext
 from ..core.errors import ConfigError
 from ..core.steps import ProcessStep
@@ -52,8 +52,13 @@ class StoreUse:
     colocated: Any = attrs.field(default=None, eq=False, repr=False)
 
     def copy(self) -> StoreUse:
-        """A member's own component, starting from this one (the ML objects are shared, not copied)."""
-        return StoreUse(self.key_prefixing, list(self.incoming), list(self.ml), self.colocated)
+        """A member's own component, starting from this one: its own lists (the ML objects in
+        them are shared, not copied)."""
+        return bulk.copy(self)
+
+    def copies(self, n: int) -> list[StoreUse]:
+        """``n`` copies, each as :meth:`copy` makes it (an ensemble's members' own)."""
+        return bulk.copies(self, n)
 
     def check_new(self, owner: str, obj: MLObject, what: str = "") -> None:
         """ConfigError if ``obj`` would take a store key one of this entity's objects takes."""

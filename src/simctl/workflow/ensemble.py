@@ -142,14 +142,14 @@ class Ensemble(StoreMethods, Entity):
         ens, pas, files, store_use = self.name, self.params_as_args, self.files, self.store_use
         placement = "default" if self.placement == "default" else "derived"
         base = os.path.join(self.path, "") if self.path else None  # os.path.join(path, name) is base + name
-        params, settings = iter(space), iter(rs.copies(len(space)))
+        params, settings, uses = iter(space), iter(rs.copies(len(space))), iter(store_use.copies(len(space)))
         name = f"{ens}_0"
         members = [Model(name, next(settings), dict(next(params)), base and base + name, None, list(pas), files,
-                         store_use.copy(), ensemble=ens, placement=placement)]
-        make, add, use = member, members.append, store_use.copy  # looked up once: 10k members make a loop hot
-        for i, (p, own) in enumerate(zip(params, settings), 1):
+                         next(uses), ensemble=ens, placement=placement)]
+        make, add = member, members.append  # looked up once: 10k members make a loop hot
+        for i, (p, own, use) in enumerate(zip(params, settings, uses), 1):
             name = f"{ens}_{i}"
-            add(make(name, own, dict(p), base and base + name, list(pas), files, use(), ens, placement))
+            add(make(name, own, dict(p), base and base + name, list(pas), files, use, ens, placement))
         return members
 
     @property

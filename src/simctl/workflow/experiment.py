@@ -287,10 +287,8 @@ class Experiment:
         _known_kwargs("create_run_settings", kwargs, self.launcher.run_settings_class,
                       ("exe", "exe_args", "run_command", "run_args", "env_vars"))
         rs = self.launcher.create_run_settings(exe, exe_args, run_command, run_args, env_vars, **kwargs)
-        if rs.run_args and rs.run_command is None:  # run_command None: on any launcher (local has mpirun now)
-            raise ConfigError(f"run_args {rs.run_args!r} are flags of a run command (srun, mpirun...), but launcher "
-                              f"{self.launcher_name!r} runs {exe!r} directly, so they would be ignored; leave "
-                              "run_args out, or pass them to the program in exe_args")
+        self.launcher.check_run_args(rs.run_args, rs.run_command, repr(exe),  # on any launcher (local has mpirun)
+                                     "leave run_args out, or pass them to the program in exe_args")
         return rs
 
     def create_batch_settings(self, nodes: int | None = None, time: Any = None, queue: str | None = None,
