@@ -273,6 +273,40 @@ def test_multigpu_names_and_routing(client: Client) -> None:
     assert not client.model_exists("net.GPU:2")
 
 
+def test_a_run_follows_its_input_to_the_shard_it_moved_to(tmp_path: Path) -> None:
+    """A run repeated (its queue, reply and packed commands worked out once) goes to
+    the shard now holding its input after the input's slot moved to another shard."""
+    exp, db = start_store(tmp_path, 3)
+    try:
+        client = Client(address=",".join(db.get_address()), username=db.username, password=db.password)
+        client.set_script("negate", "def negate(x):\n    return -x\n")
+        client.put_tensor("moving", np.arange(3, dtype=np.float32))
+        client.run_script("negate", "negate", "moving", "{moving}.out")
+        nodes = client._r.get_primaries()
+        slot = client._r.keyslot("moving")
+        src = client._r.get_node_from_key("moving")
+        dst = next(n for n in nodes if n.name != src.name)
+        conns = {n.name: client._r.get_redis_connection(n) for n in nodes}
+        dst_id = conns[dst.name].execute_command("CLUSTER", "MYID")
+        conns[src.name].delete("moving", "{moving}.out")  # (a slot is given away empty)
+        for name in [dst.name] + [n.name for n in nodes if n.name != dst.name]:
+            conns[name].execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        conns[dst.name].execute_command("CLUSTER", "BUMPEPOCH")
+        client.put_tensor("moving", np.arange(4, dtype=np.float32))  # follows MOVED: the slot map is new
+        assert conns[dst.name].exists("moving") == 1
+
+        def submits(name: str) -> int:
+            return int(conns[name].info("commandstats").get("cmdstat_rpush", {}).get("calls", 0))
+
+        before = submits(dst.name)
+        client.run_script("negate", "negate", "moving", "{moving}.out")
+        assert np.array_equal(client.get_tensor("{moving}.out"), -np.arange(4, dtype=np.float32))
+        assert submits(dst.name) > before  # the request (and its reply) went to the shard holding the input
+        client.close()
+    finally:
+        exp.stop(db)
+
+
 def test_a_cluster_runs_each_request_on_the_shard_holding_its_input(store: object, client: Client) -> None:
     if not client.is_cluster:
         return  # the standalone parametrization has one shard: nothing to route

@@ -158,6 +158,7 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
         # inference (protocol.py): this client's id, the device each model ran on
         self._id = pr.new_id()
         self._devices = {}
+        self._plans = {}
 
     # -- connection ---------------------------------------------------------------------
 

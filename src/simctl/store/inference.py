@@ -92,6 +92,8 @@ class InferenceCommands(ClientBase):
     #: this client's id (its reply key), and the device each model last ran on
     _id: str
     _devices: dict[tuple[str, str], str]
+    #: (kind, key, fn, timeout, device, inputs, outputs, prefixes...) -> what its requests share (see _run)
+    _plans: dict[tuple[Any, ...], _Plan]
 
     def run_model(self, name: str, inputs: str | list[str] | None = None,
                   outputs: str | list[str] | None = None, *, timeout: Any = _CLIENTS) -> None:
@@ -174,20 +176,22 @@ class InferenceCommands(ClientBase):
 
     def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
         limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")
-        ins, outs = self._tensor_keys(what, inputs, outputs)
-        deadline = _Deadline(limit, self._waits.timeout)
-        tag = self._tag(ins[0])
         device = self._devices.get((kind, key), "CPU")
-        memo = (self._id, kind, key, fn, tag, device, limit, *ins, None, *outs)
-        plan = _PLANS.get(memo)
+        memo = (kind, key, fn, limit, device, inputs if type(inputs) is str else _names(inputs),
+                outputs if type(outputs) is str else _names(outputs), self._get_prefix, self._put_prefix,
+                self._use_prefix["tensor"])
+        plan = self._plans.get(memo)
+        if plan is not None and self._server.is_cluster and self._tag(plan.first) != plan.tag:
+            plan = None  # the slot of its first input moved to another shard
         if plan is None:
-            plan = _Plan(self._id, tag, device, kind, key, fn, ins, outs, limit, self._server.is_cluster)
-            if len(_PLANS) >= _KEYS_MAX:
-                _PLANS.clear()
-            _PLANS[memo] = plan
+            ins, outs = self._tensor_keys(what, inputs, outputs)
+            plan = _Plan(self._id, self._tag(ins[0]), device, kind, key, fn, ins, outs, limit, self._server.is_cluster)
+            if memo[5] is not None and memo[6] is not None:
+                if len(self._plans) >= _KEYS_MAX:
+                    self._plans.clear()
+                self._plans[memo] = plan
         rid = pr.request_id()
-        body = plan.request(rid)
-        answer = self._wait_reply(what, plan, rid, body, deadline)
+        answer = self._wait_reply(what, plan, rid, plan.request(rid), _Deadline(limit, self._waits.timeout))
         if answer.get("error") is not None:
             raise StoreError(f"{what}: {answer['error']}")
         self._devices[(kind, key)] = str(answer.get("device") or device)
@@ -376,12 +380,13 @@ class _Plan:
     commands that push it and wait for its reply, in RESP but for the
     request itself and the wait's length."""
 
-    __slots__ = ("tag", "device", "queue", "reply", "tail", "_request", "_head", "_foot", "_script",
+    __slots__ = ("first", "tag", "device", "queue", "reply", "tail", "_request", "_head", "_foot", "_script",
                  "_slice", "_blpop")
 
     def __init__(self, client_id: str, tag: str, device: str, kind: str, key: str, fn: str, ins: list[str],
                  outs: list[str], limit: float | None, cluster: bool) -> None:
-        self.tag, self.device = tag, device
+        #: its first input's key (its shard runs it), and that shard's worker tag
+        self.first, self.tag, self.device = ins[0], tag, device
         self.queue, self.reply = pr.queue_key(tag, device), pr.reply_key(tag, client_id)
         self._request = (self.reply, kind, key, ins, outs, fn, limit)
         self.tail = pr.request_tail(*self._request)
@@ -420,8 +425,7 @@ class _Plan:
 #: shared by every client of the process); cleared when full
 _KEYS: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
 _KEYS_MAX = 4096
-#: (client id, kind, key, fn, tag, device, timeout, inputs, None, outputs) -> its :class:`_Plan`; cleared when full
-_PLANS: dict[tuple[Any, ...], _Plan] = {}
+
 
 
 def _names(value: Any) -> tuple[str, ...] | str | None:
