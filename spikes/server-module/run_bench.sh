@@ -1,7 +1,7 @@
 #!/bin/bash
 # runs every configuration; output in results/*.tsv
 set -e
-cd /work/spike-module; mkdir -p results
+cd "$(dirname "$0")"; mkdir -p results
 PY=/work/main/.venv/bin/python
 N=${N:-20000}
 for port in 17701 17702; do

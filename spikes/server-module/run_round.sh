@@ -1,5 +1,5 @@
 #!/bin/bash
-cd /work/spike-module; mkdir -p results; PY=/work/main/.venv/bin/python; N=${N:-10000}
+cd "$(dirname "$0")"; mkdir -p results; PY=/work/main/.venv/bin/python; N=${N:-10000}
 for port in 17701 17702; do
   pid=$(cat $([ $port = 17701 ] && echo r.pid || echo v.pid))
   taskset -a -pc 0 $pid >/dev/null
