@@ -510,9 +510,10 @@ def test_run_settings_the_local_launcher_does_not_use_are_said_not_silently_drop
     rs = exp.create_run_settings("true")
     rs.set_tasks(4)
     rs.set_hostlist(["n1"])
+    rs.set("n", 3)  # a run command's flag, set after the settings were made (refused when given to them)
     model = exp.create_model("m", rs, path=str(tmp_path))
-    with pytest.warns(simctl.SimctlWarning, match=r"one process on this machine: tasks=4, hostlist=\['n1'\] in its "
-                                                  "run settings are not used"):
+    with pytest.warns(simctl.SimctlWarning, match=r"one process on this machine: tasks=4, hostlist=\['n1'\], "
+                                                  r"run_args=\{'n': '?3'?\} in its run settings are not used"):
         exp.preview(model, show=False)
     plain = exp.create_model("p", exp.create_run_settings("true"), path=str(tmp_path))
     import warnings

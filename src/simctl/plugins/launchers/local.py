@@ -33,8 +33,8 @@ class LocalLauncher(ProcessLauncher):
     """Runs models as local processes: one process per model, here, or
     under ``mpirun``/``mpiexec``/``orterun`` given as the run command. Run
     settings without a run command asking for more (``nodes``, ``tasks``, ``tasks_per_node`` above
-    1, a ``hostlist``) are accepted, as the reference documents' examples
-    set them, and a :class:`~simctl.SimctlWarning` says they are not used."""
+    1, a ``hostlist``, ``run_args`` set after they were made) are accepted, as the reference
+    documents' examples set them, and a :class:`~simctl.SimctlWarning` says they are not used."""
 
     name = "local"
     #: MPI's launchers start their ranks here (and MPMD programs: ``make_mpmd``)
@@ -67,6 +67,7 @@ class LocalLauncher(ProcessLauncher):
         unused = [f"{k}={v}" for k, v in (("nodes", run_settings.nodes), ("tasks", run_settings.tasks),
                                            ("tasks_per_node", run_settings.tasks_per_node)) if v and v > 1]
         unused += [f"hostlist={run_settings.hostlist}"] if run_settings.hostlist else []
+        unused += [f"run_args={dict(run_settings.run_args)!r}"] if run_settings.run_args else []
         if unused:
             warnings.warn(f"launcher 'local' runs {run_settings.exe!r} as one process on this machine: "
                           f"{', '.join(unused)} in its run settings are not used (a launcher with a run command, "
