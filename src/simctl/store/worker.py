@@ -42,9 +42,8 @@ import redis
 
 from ..core.errors import ConfigError
 from ..core.plugins import Plugins, worker_plugins
-from . import contract, format as fmt, keyspace, protocol as pr, wire
+from . import contract, fastround, format as fmt, keyspace, protocol as pr, wire
 from .address import parse_address
-from .direct import Direct
 
 #: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
 DEFAULT_MIN_BATCH_WAIT_MS = 10
@@ -125,14 +124,16 @@ class Worker:
         self.heard: dict[str, str] = {}
         # the request path talks over one direct connection of its own (:mod:`.direct`), without redis-py
         # (its pool, pipeline and reply parser cost tens of us a command); no read timeout, as self.local
-        self.conn = Direct(parse_address(address), password, username=username, tls_ca=tls_ca, timeout=None,
-                           connect=10, name=pr.worker_name(device))
+        self.conn = fastround.Conn(parse_address(address), password, username=username, tls_ca=tls_ca,
+                                   timeout=None, connect=10, name=pr.worker_name(device))
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
         self.stop = False
         #: the backends' plugins: entry points, plus the experiment's (``--plugin``)
         self.plugins = plugins if plugins is not None else worker_plugins()
         self.backends: dict[str, Any] = {}
+        #: the common round's fast path (:mod:`.fastround`): a single server's worker only
+        self.fast = None if cluster else fastround.FastRound(self)
 
     def _connect(self, address: str) -> redis.Redis:
         # no read timeout: the worker blocks on its queue (the supervisor stops it with the server)
@@ -172,12 +173,29 @@ class Worker:
 
     def serve(self) -> None:
         """Take and answer requests until stopped. The next request is waited
-        for in the exchange that carries a round's replies (see :meth:`handle`)."""
+        for in the exchange that carries a round's replies (see :meth:`handle`).
+        A lone request takes the fast path when it can (:mod:`.fastround`),
+        which looks at the change channel only every
+        :data:`fastround.CHANGES_EVERY` seconds (a stale copy never runs
+        anyway: the header a request carries is compared with the copy's);
+        the worker looks at it before every other round, and when idle."""
         raws = self._taken(self._exchange([self.take_cmd])[0])
+        fast = self.fast
+        looked = time.monotonic()
         while not self.stop:
             if not raws:
                 raws = self._next([])[1]
+            if fast is not None and len(raws) == 1:
+                now = time.monotonic()
+                if now - looked > fastround.CHANGES_EVERY:
+                    self._drain_changes()
+                    looked = now
+                taken = fast.round(raws[0])
+                if taken is not None:
+                    raws = taken
+                    continue
             self._drain_changes()
+            looked = time.monotonic()
             if raws:
                 raws = self.handle(raws)
 
@@ -262,6 +280,22 @@ class Worker:
                 continue
             for chunk in self._chunks(loaded, group):
                 self._run(loaded, chunk, cmds)
+        return self._finish(cmds)
+
+    def general(self, raw: bytes, outs: list[np.ndarray] | None, error: str | None) -> list[bytes]:
+        """Finish by the general path a round the fast path ran (:mod:`.fastround`): the
+        lone request ``raw`` answered with ``error``, or its outputs ``outs`` written."""
+        cmds: list[tuple[Any, ...]] = []
+        req = Request(raw)
+        if outs is None:
+            self._reply(cmds, req, error)
+        else:
+            self._write(req, outs, cmds)
+        return self._finish(cmds)
+
+    def _finish(self, cmds: list[tuple[Any, ...]]) -> list[bytes]:
+        """Send a round's ``cmds`` with the clearing of the taken list and the
+        take of the next requests (returned: see :meth:`_next`)."""
         cmds.append(("DEL", self.taken))
         replies, taken = self._next(cmds)
         for cmd, got in zip(cmds, replies):
