@@ -161,16 +161,26 @@ def test_errors_after_the_run_are_the_general_paths(client: Client) -> None:
     same(mine, theirs)
 
 
-def test_requests_the_fast_path_does_not_take_go_the_general_way(client: Client) -> None:
-    """An input of 3 dimensions (a 48-byte header) and an input too large to carry: the general path
-    answers, correctly."""
+def test_inputs_of_any_shape_and_dtype_take_the_fast_path(client: Client) -> None:
+    """Headers of 16 bytes (a scalar), 32 (up to 2 dimensions) and more (3 and 5 dimensions)."""
     client.set_model("neg", serialize_model(Neg()), "TORCH")
-    x3 = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-    client.put_tensor("x3", x3)
-    error, mine, their_error, theirs = fast_then_general(client, "model", "neg", ["x3"], ["y"], fast=False)
+    for i, x in enumerate([np.float64(2.5), np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+                           np.arange(32, dtype=np.int32).reshape(2, 2, 2, 2, 2), np.ones((3, 1), np.float16)]):
+        client.put_tensor(f"x{i}", x)
+        error, mine, their_error, theirs = fast_then_general(client, "model", "neg", [f"x{i}"], ["y"])
+        assert error is None and their_error is None
+        same(mine, theirs)
+        np.testing.assert_array_equal(mine[0], -np.asarray(x))
+
+
+def test_requests_the_fast_path_does_not_take_go_the_general_way(client: Client) -> None:
+    """An empty input and an input too large to carry: the general path answers, correctly."""
+    client.set_model("neg", serialize_model(Neg()), "TORCH")
+    client.put_tensor("empty", np.zeros((0, 3), np.float32))
+    error, mine, their_error, theirs = fast_then_general(client, "model", "neg", ["empty"], ["y"], fast=False)
     assert error is None and their_error is None
     same(mine, theirs)
-    np.testing.assert_array_equal(mine[0], -x3)
+    assert mine[0].shape == (0, 3)
     large = np.ones(protocol.CARRY, np.float32)
     client.put_tensor("large", large)
     error, mine, _, theirs = fast_then_general(client, "model", "neg", ["large"], ["y"], fast=False)

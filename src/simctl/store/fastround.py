@@ -138,7 +138,7 @@ class FastRound:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self.plans: dict[bytes, Plan | None] = {}
-        #: a tensor value's first 32 bytes (its whole header) -> (dtype, shape, count, size)
+        #: a tensor value's header -> (dtype, shape, count, size)
         self.inputs: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int]] = {}
         #: (dtype, shape) -> the header of an output
         self.outputs: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
@@ -152,12 +152,12 @@ class FastRound:
         the next requests (returned, as :meth:`Worker._next`); None when it is
         not one for the fast path (nothing run nor sent: the general path's)."""
         head, nl, rest = raw.partition(b"\n")
-        fields = head.split(b"\x00", 3)
-        if not nl or len(fields) != 4 or fields[0] != b"3":
+        fields = head.split(b"\x00", 2)
+        if not nl or len(fields) != 3 or fields[0] != b"3":
             return None
-        plan = self.plans.get(fields[3], _NONE)
+        plan = self.plans.get(fields[2], _NONE)
         if plan is _NONE:
-            plan = self._plan(raw, fields[3])
+            plan = self._plan(raw, fields[2])
         if plan is None:
             return None
         w = self.w
@@ -174,7 +174,8 @@ class FastRound:
                 colon = rest.index(b":", i, i + 21)
                 start = colon + 1
                 i = start + int(rest[i:colon])
-                known = heads.get(rest[start:start + 32])
+                offset = rest[start + 6] | rest[start + 7] << 8  # (the header's length: see format)
+                known = heads.get(rest[start:start + offset])
                 if known is None:
                     known = self._input(rest[start:i])
                     if known is None:
@@ -182,7 +183,7 @@ class FastRound:
                 dtype, shape, count, size = known
                 if size != i - start:
                     return None
-                a = np.frombuffer(rest, dtype, count, start + 32)
+                a = np.frombuffer(rest, dtype, count, start + offset)
                 args.append(a if len(shape) == 1 else a.reshape(shape))
             colon = rest.index(b":", i, i + 21)
             stamp = loaded.stamp
@@ -190,7 +191,7 @@ class FastRound:
                 return None  # another model than the copy loaded: the general path loads it
             if rest[colon + 1 + len(stamp):] != plan.dashes:
                 return None
-        except ValueError:  # a section not carried, or damaged
+        except (ValueError, IndexError):  # a section damaged
             return None
         try:
             outs = w._call(loaded, plan.fn, args)
@@ -213,7 +214,7 @@ class FastRound:
         return got
 
     def _plan(self, raw: bytes, shape: bytes) -> Plan | None:
-        """The plan of requests shaped as ``raw`` (``shape``: its header past id and timeout), cached;
+        """The plan of requests shaped as ``raw`` (``shape``: its header past its id), cached;
         None for one the fast path does not take."""
         w = self.w
         try:
@@ -233,19 +234,19 @@ class FastRound:
         return plan
 
     def _input(self, value: bytes) -> tuple[np.dtype, tuple[int, ...], int, int] | None:
-        """(dtype, shape, count, size) of the tensor ``value``, cached by its header when that is
-        32 bytes long (most are: up to 2 dimensions); None when it is no tensor or has another header."""
+        """(dtype, shape, count, size) of the tensor ``value``, cached by its
+        header; None when it is no tensor or an empty one (the general path's)."""
         try:
             h = fmt.parse_header(value)
         except fmt.FormatError:
             return None
         count = int(np.prod(h.shape))
-        if h.offset != 32 or not count:
+        if not count:
             return None
-        known = (h.dtype, h.shape, count, 32 + count * h.dtype.itemsize)
+        known = (h.dtype, h.shape, count, h.offset + count * h.dtype.itemsize)
         if len(self.inputs) >= PLANS:
             self.inputs.clear()
-        self.inputs[value[:32]] = known
+        self.inputs[value[:h.offset]] = known
         return known
 
     def _values(self, outs: list[Any], plan: Plan) -> list[bytes] | None:
