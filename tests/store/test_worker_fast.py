@@ -265,3 +265,18 @@ def test_a_server_that_lost_the_finish_script_still_gets_every_output_and_reply(
         assert finish_loaded(client)
         assert client.get_tensor("s").tolist() == [2.0 * i] * 2 and client.get_tensor("p").tolist() == [i * i] * 2
         client.run_model("sp", ["a", "a"], ["s", "p"])  # by its SHA again
+
+
+def test_finish_given_the_request_removes_it_alone_from_the_taken_list(client: Client) -> None:
+    """When the worker runs FINISH again by its text (NOSCRIPT), its BLMOVE may have taken the next
+    request already: FINISH then removes the request it answers, not the list."""
+    taken = "simctl.ml{w}.f.TEST"  # no worker serves it
+    client._one(taken, "RPUSH", taken, b"answered", b"next")
+    value = fmt.tensor_bytes(np.ones(2, np.float32))
+    assert client._one("y", "EVAL", fastround.FINISH, 3, "y", "rk", taken, value, b"R3\x00id\x00CPU",
+                       b"answered") == 1
+    assert client._one(taken, "LRANGE", taken, 0, -1) == [b"next"]
+    assert client._one("rk", "LRANGE", "rk", 0, -1) == [b"R3\x00id\x00CPU"] and client._one("rk", "TTL", "rk") > 0
+    assert client.get_tensor("y").tolist() == [1.0, 1.0]
+    assert client._one("y", "EVAL", fastround.FINISH, 3, "y", "rk", taken, value, b"R3\x00id2\x00CPU") == 1
+    assert client._one(taken, "EXISTS", taken) == 0  # without it: the whole list

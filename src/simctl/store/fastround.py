@@ -61,9 +61,10 @@ if TYPE_CHECKING:  # (the worker imports this module)
 #: seconds between two looks at the change channel while the fast path serves requests back to back
 CHANGES_EVERY = 0.1
 
-#: KEYS: the outputs, the reply list, the taken list; ARGV: the outputs' values, the reply. Unless an
-#: output holds another kind than a tensor (then ``SIMCTLKIND <i> <kind>``, nothing done): SET every
-#: output, RPUSH the reply, give the reply list its expiry, DEL the taken list
+#: KEYS: the outputs, the reply list, the taken list; ARGV: the outputs' values, the reply[, the request].
+#: Unless an output holds another kind than a tensor (then ``SIMCTLKIND <i> <kind>``, nothing done): SET
+#: every output, RPUSH the reply, give the reply list its expiry, and DEL the taken list (or, given the
+#: request, remove it alone from the list: the worker may have taken the next one meanwhile)
 FINISH = fmt.KIND_LUA + """
 local n = #KEYS - 2
 for i = 1, n do
@@ -78,7 +79,7 @@ end
 for i = 1, n do redis.call('SET', KEYS[i], ARGV[i]) end
 redis.call('RPUSH', KEYS[n + 1], ARGV[n + 1])
 redis.call('EXPIRE', KEYS[n + 1], """ + str(pr.REPLY_TTL) + """)
-redis.call('DEL', KEYS[n + 2])
+if ARGV[n + 2] then redis.call('LREM', KEYS[n + 2], 1, ARGV[n + 2]) else redis.call('DEL', KEYS[n + 2]) end
 return 1
 """
 FINISH_SHA = hashlib.sha1(FINISH.encode()).hexdigest()
@@ -145,7 +146,10 @@ class FastRound:
         self.ok = b"\x00" + worker.device.encode()
         self.tail = b"".join(pack(worker.next_cmds))
         self.taken = _bulk(worker.taken.encode())
-        worker.local.script_load(FINISH)
+        try:
+            worker.local.script_load(FINISH)
+        except redis.ResponseError:  # (refused: then every round's NOSCRIPT sends it, see _mend)
+            pass
 
     def round(self, raw: bytes) -> list[bytes] | None:
         """Answer the lone request ``raw`` (clearing the taken list) and take
@@ -278,7 +282,7 @@ class FastRound:
         w = self.w
         reply_key = plan.reply
         keys = [*plan.outputs, reply_key, w.taken]
-        argv = [_unbulk(v) for v in values] + [b"R3\x00" + rid + self.ok]
+        argv = [_unbulk(v) for v in values] + [b"R3\x00" + rid + self.ok, raw]
         if isinstance(done, redis.exceptions.NoScriptError):
             try:
                 done = w.local.execute_command("EVAL", FINISH, len(keys), *keys, *argv)
