@@ -139,8 +139,8 @@ class FastRound:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self.plans: dict[bytes, Plan | None] = {}
-        #: a tensor value's header -> (dtype, shape, count, size)
-        self.inputs: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int]] = {}
+        #: a tensor value's header -> (dtype, shape, size)
+        self.inputs: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
         #: (dtype, shape) -> the header of an output
         self.outputs: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
         self.ok = b"\x00" + worker.device.encode()
@@ -184,11 +184,10 @@ class FastRound:
                     known = self._input(rest[start:i])
                     if known is None:
                         return None
-                dtype, shape, count, size = known
+                dtype, shape, size = known
                 if size != i - start:
                     return None
-                a = np.frombuffer(rest, dtype, count, start + offset)
-                args.append(a if len(shape) == 1 else a.reshape(shape))
+                args.append(np.ndarray(shape, dtype, rest, start + offset))  # (a read-only view of rest)
             colon = rest.index(b":", i, i + 21)
             stamp = loaded.stamp
             if int(rest[i:colon]) != len(stamp) or not rest.startswith(stamp, colon + 1):
@@ -237,8 +236,8 @@ class FastRound:
         self.plans[shape] = plan
         return plan
 
-    def _input(self, value: bytes) -> tuple[np.dtype, tuple[int, ...], int, int] | None:
-        """(dtype, shape, count, size) of the tensor ``value``, cached by its
+    def _input(self, value: bytes) -> tuple[np.dtype, tuple[int, ...], int] | None:
+        """(dtype, shape, size) of the tensor ``value``, cached by its
         header; None when it is no tensor or an empty one (the general path's)."""
         try:
             h = fmt.parse_header(value)
@@ -247,7 +246,7 @@ class FastRound:
         count = int(np.prod(h.shape))
         if not count:
             return None
-        known = (h.dtype, h.shape, count, h.offset + count * h.dtype.itemsize)
+        known = (h.dtype, h.shape, h.offset + count * h.dtype.itemsize)
         if len(self.inputs) >= PLANS:
             self.inputs.clear()
         self.inputs[value[:h.offset]] = known

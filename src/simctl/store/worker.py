@@ -25,6 +25,11 @@ dimension of the inputs), waiting at most ``min_batch_timeout`` ms
 the requests waiting (so that no caller gives up, and the supervisor does
 not take the worker for hung, while it waits). An error (a model never stored, a wrong shape, a
 function the script lacks) is the reply to that request; the worker goes on.
+
+The common round (a lone version-3 request whose inputs and model header are
+carried, its model loaded and current, on a single server) takes the fast path
+of :mod:`.fastround`: the same answers with a fraction of the Python and one
+script; everything else takes the general path below.
 """
 
 from __future__ import annotations
