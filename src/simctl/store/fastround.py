@@ -298,7 +298,7 @@ class FastRound:
                   file=sys.stderr, flush=True)
         try:
             p = w.local.pipeline(transaction=False)
-            p.rpush(reply_key, pr.reply(rid.decode(), why, w.device, 3))
+            p.rpush(reply_key, b"R3\x00%b\x00\x00%b" % (rid, why.encode()))  # (as protocol.reply: the id as sent)
             p.expire(reply_key, pr.REPLY_TTL)
             p.lrem(w.taken, 1, raw)  # type: ignore[arg-type]  # (redis-py takes bytes)
             p.execute()
