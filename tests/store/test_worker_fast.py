@@ -280,3 +280,20 @@ def test_finish_given_the_request_removes_it_alone_from_the_taken_list(client: C
     assert client.get_tensor("y").tolist() == [1.0, 1.0]
     assert client._one("y", "EVAL", fastround.FINISH, 3, "y", "rk", taken, value, b"R3\x00id2\x00CPU") == 1
     assert client._one(taken, "EXISTS", taken) == 0  # without it: the whole list
+
+
+def test_a_batched_model_runs_a_lone_request_fast_unless_it_waits_for_a_batch(client: Client) -> None:
+    """``batch_size`` alone: a lone request is a batch of one (the fast path); with ``min_batch_size``
+    the worker waits for more rows first (the general path), and answers the same."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    client.put_tensor("x", x)
+    client.set_model("b", serialize_model(Neg()), "TORCH", batch_size=4)
+    error, mine, their_error, theirs = fast_then_general(client, "model", "b", ["x"], ["y"])
+    assert error is None and their_error is None
+    same(mine, theirs)
+    np.testing.assert_array_equal(mine[0], -x)
+    client.set_model("w", serialize_model(Neg()), "TORCH", batch_size=4, min_batch_size=4, min_batch_timeout=5)
+    error, mine, their_error, theirs = fast_then_general(client, "model", "w", ["x"], ["y"], fast=False)
+    assert error is None and their_error is None
+    same(mine, theirs)
+    np.testing.assert_array_equal(mine[0], -x)

@@ -255,7 +255,11 @@ class Worker:
     def _drain_changes(self) -> None:
         """Forget the models and scripts whose keys were published as changed
         (nothing but one non-blocking peek at the subscription's socket when
-        none was: :func:`wire.quiet`)."""
+        none was: :func:`wire.quiet`). On a single server a copy whose stored
+        header is still the one it was loaded from is kept: the message came
+        after the copy was loaded (a message may reach the worker later than
+        the request that loaded the new value), and dropping it would only
+        cost a load."""
         if wire.quiet(self.pubsub):
             return
         while True:
@@ -267,8 +271,19 @@ class Worker:
                 if self.heard.get(key) == nonce:
                     continue  # the same change again, passed on by another shard of a cluster
                 self.heard[key] = nonce
-                self.cache.pop(("model", key), None)
-                self.cache.pop(("script", key), None)
+                for which in (("model", key), ("script", key)):
+                    held = self.cache.get(which)
+                    if held is not None and not self._current(key, held):
+                        del self.cache[which]
+
+    def _current(self, key: str, held: Loaded) -> bool:
+        """Whether ``key`` (on a single server) still holds the value the copy ``held`` was loaded from."""
+        if self.owned is not None or not held.stamp:
+            return False
+        try:
+            return bool(self.local.getrange(key, 0, len(held.stamp) - 1) == held.stamp)
+        except redis.ResponseError:  # (another type now)
+            return False
 
     # -- one round of requests ------------------------------------------------------------
 
