@@ -25,6 +25,11 @@ dimension of the inputs), waiting at most ``min_batch_timeout`` ms
 the requests waiting (so that no caller gives up, and the supervisor does
 not take the worker for hung, while it waits). An error (a model never stored, a wrong shape, a
 function the script lacks) is the reply to that request; the worker goes on.
+
+The common round (a lone version-3 request whose inputs and model header are
+carried, its model loaded and current, on a single server) takes the fast path
+of :mod:`.fastround`: the same answers with a fraction of the Python and one
+script; everything else takes the general path below.
 """
 
 from __future__ import annotations
@@ -42,9 +47,8 @@ import redis
 
 from ..core.errors import ConfigError
 from ..core.plugins import Plugins, worker_plugins
-from . import contract, format as fmt, keyspace, protocol as pr, wire
+from . import contract, fastround, format as fmt, keyspace, protocol as pr, wire
 from .address import parse_address
-from .direct import Direct
 
 #: how long a model with ``min_batch_size`` and no ``min_batch_timeout`` waits for a batch to fill
 DEFAULT_MIN_BATCH_WAIT_MS = 10
@@ -125,14 +129,16 @@ class Worker:
         self.heard: dict[str, str] = {}
         # the request path talks over one direct connection of its own (:mod:`.direct`), without redis-py
         # (its pool, pipeline and reply parser cost tens of us a command); no read timeout, as self.local
-        self.conn = Direct(parse_address(address), password, username=username, tls_ca=tls_ca, timeout=None,
-                           connect=10, name=pr.worker_name(device))
+        self.conn = fastround.Conn(parse_address(address), password, username=username, tls_ca=tls_ca,
+                                   timeout=None, connect=10, name=pr.worker_name(device))
         self.pubsub = self.local.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(pr.CHANGED)
         self.stop = False
         #: the backends' plugins: entry points, plus the experiment's (``--plugin``)
         self.plugins = plugins if plugins is not None else worker_plugins()
         self.backends: dict[str, Any] = {}
+        #: the common round's fast path (:mod:`.fastround`): a single server's worker only
+        self.fast = None if cluster else fastround.FastRound(self)
 
     def _connect(self, address: str) -> redis.Redis:
         # no read timeout: the worker blocks on its queue (the supervisor stops it with the server)
@@ -172,12 +178,29 @@ class Worker:
 
     def serve(self) -> None:
         """Take and answer requests until stopped. The next request is waited
-        for in the exchange that carries a round's replies (see :meth:`handle`)."""
+        for in the exchange that carries a round's replies (see :meth:`handle`).
+        A lone request takes the fast path when it can (:mod:`.fastround`),
+        which looks at the change channel only every
+        :data:`fastround.CHANGES_EVERY` seconds (a stale copy never runs
+        anyway: the header a request carries is compared with the copy's);
+        the worker looks at it before every other round, and when idle."""
         raws = self._taken(self._exchange([self.take_cmd])[0])
+        fast = self.fast
+        looked = time.monotonic()
         while not self.stop:
             if not raws:
                 raws = self._next([])[1]
+            if fast is not None and len(raws) == 1:
+                now = time.monotonic()
+                if now - looked > fastround.CHANGES_EVERY:
+                    self._drain_changes()
+                    looked = now
+                taken = fast.round(raws[0])
+                if taken is not None:
+                    raws = taken
+                    continue
             self._drain_changes()
+            looked = time.monotonic()
             if raws:
                 raws = self.handle(raws)
 
@@ -232,7 +255,11 @@ class Worker:
     def _drain_changes(self) -> None:
         """Forget the models and scripts whose keys were published as changed
         (nothing but one non-blocking peek at the subscription's socket when
-        none was: :func:`wire.quiet`)."""
+        none was: :func:`wire.quiet`). On a single server a copy whose stored
+        header is still the one it was loaded from is kept: the message came
+        after the copy was loaded (a message may reach the worker later than
+        the request that loaded the new value), and dropping it would only
+        cost a load."""
         if wire.quiet(self.pubsub):
             return
         while True:
@@ -244,8 +271,19 @@ class Worker:
                 if self.heard.get(key) == nonce:
                     continue  # the same change again, passed on by another shard of a cluster
                 self.heard[key] = nonce
-                self.cache.pop(("model", key), None)
-                self.cache.pop(("script", key), None)
+                for which in (("model", key), ("script", key)):
+                    held = self.cache.get(which)
+                    if held is not None and not self._current(key, held):
+                        del self.cache[which]
+
+    def _current(self, key: str, held: Loaded) -> bool:
+        """Whether ``key`` (on a single server) still holds the value the copy ``held`` was loaded from."""
+        if self.owned is not None or not held.stamp:
+            return False
+        try:
+            return bool(self.local.getrange(key, 0, len(held.stamp) - 1) == held.stamp)
+        except redis.ResponseError:  # (another type now)
+            return False
 
     # -- one round of requests ------------------------------------------------------------
 
@@ -262,6 +300,22 @@ class Worker:
                 continue
             for chunk in self._chunks(loaded, group):
                 self._run(loaded, chunk, cmds)
+        return self._finish(cmds)
+
+    def general(self, raw: bytes, outs: list[np.ndarray] | None, error: str | None) -> list[bytes]:
+        """Finish by the general path a round the fast path ran (:mod:`.fastround`): the
+        lone request ``raw`` answered with ``error``, or its outputs ``outs`` written."""
+        cmds: list[tuple[Any, ...]] = []
+        req = Request(raw)
+        if outs is None:
+            self._reply(cmds, req, error)
+        else:
+            self._write(req, outs, cmds)
+        return self._finish(cmds)
+
+    def _finish(self, cmds: list[tuple[Any, ...]]) -> list[bytes]:
+        """Send a round's ``cmds`` with the clearing of the taken list and the
+        take of the next requests (returned: see :meth:`_next`)."""
         cmds.append(("DEL", self.taken))
         replies, taken = self._next(cmds)
         for cmd, got in zip(cmds, replies):
