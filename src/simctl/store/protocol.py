@@ -152,9 +152,16 @@ is sent); the worker answers a round of requests, clears its taken list,
 takes (or waits for) the next request (``BLMOVE``) and asks how many more
 are queued (``LLEN``, served after the ``BLMOVE``) in one write over a direct
 connection of its own, named as its other connection (:func:`worker_name`);
-only when more are queued does it take them, with :data:`TAKE_SCRIPT`. It
-reads the change channel only when ``poll`` on that subscription's socket
-finds a message (:func:`simctl.store.wire.quiet`).
+only when more are queued does it take them, with :data:`TAKE_SCRIPT`. On a
+single server the common round (one request, inputs carried, its model
+loaded and current) takes the worker's fast path (:mod:`.fastround`): the
+round's write is ``EVALSHA`` of its ``FINISH`` script (the outputs, unless one
+holds another kind, the reply, its expiry and the ``DEL`` of the taken list,
+atomically), then ``BLMOVE`` and ``LLEN``. The worker reads the change channel
+every 0.1 s while fast rounds run back to back, before every other round and
+when idle, when ``poll`` on that subscription's socket finds a message
+(:func:`simctl.store.wire.quiet`): the carried header, compared on every
+request, is what keeps a stale copy from running.
 """
 
 from __future__ import annotations
