@@ -197,7 +197,8 @@ def test_gc_paused_moves_what_it_made_to_the_oldest_generation_unwalked():
         more = [_Node() for _ in range(100)]  # the next allocations walk nothing: no young pass over the 5,000
     finally:
         gc.callbacks.remove(count)
-    assert walked == [] and gc.get_count()[0] < 200
+    # the young count holds the 100 made after the pause (and, before Python 3.11, their dicts), not the 5,000
+    assert walked == [] and gc.get_count()[0] < 1000
     oldest = {id(o) for o in gc.get_objects(generation=2)}
     assert all(id(o) in oldest for o in kept) and gc.get_freeze_count() == 0
     assert gone() is not None
