@@ -9,7 +9,6 @@ models and scripts in :mod:`.models`, running them in :mod:`.inference`.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +29,7 @@ _READS = frozenset({"GET", "LLEN", "LRANGE", "GETRANGE", "EXISTS"})
 
 
 #: the head of an EVALSHA of keyspace.PUT, and the last argument per kind, packed (see ClientBase._put_value)
-_PUT = b"*6\r\n" + bulk("EVALSHA") + bulk(hashlib.sha1(keyspace.PUT.encode()).hexdigest()) + bulk(1)
+_PUT = b"*6\r\n" + bulk("EVALSHA") + bulk(keyspace.PUT_SHA) + bulk(1)
 _STEMS = {kind: bulk(stem) for kind, stem in keyspace.STEMS.items()}
 #: names whose keys a client remembers (:meth:`ClientBase._key`), at most
 _KNOWN_MAX = 4096
@@ -88,8 +87,7 @@ class ClientBase:
         (a Redis WRONGTYPE); ``array``: a large reply comes as an uninitialised
         ``numpy`` uint8 array of its own (a tensor's value, see :func:`decode_value`)."""
         try:
-            only = self._server.only
-            return only.one(args, array) if only is not None else self._server.execute(key, *args, array=array)
+            return self._server.execute(key, *args, array=array)
         except redis.RedisError as exc:
             if kind and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
                 raise keyspace.refused(what, key, self._kind_of(key), kind, write=args[0] not in _READS) from None
@@ -164,9 +162,7 @@ class ClientBase:
             key = self._known.get((kind, name, read, look))
             if key is not None:
                 return key
-        else:
-            check_name(name, f"{what}: name")
-        if not name or not name.isascii():
+        if type(name) is not str or not name or not name.isascii():
             check_name(name, f"{what}: name")
         prefix = (self._get_prefix if read else self._put_prefix) if self._use_prefix[kind] else ""
         key = f"{prefix}.{name}" if prefix else name

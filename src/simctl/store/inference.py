@@ -157,21 +157,13 @@ class InferenceCommands(ClientBase):
         return self._key("tensor", name, bool(self._get_prefix), what, look=True)
 
     def _tensor_keys(self, what: str, inputs: Any, outputs: Any) -> tuple[list[str], list[str]]:
-        """The keys of the inputs and outputs named (checked once per names and prefixes: remembered)."""
-        memo = (inputs if type(inputs) is str else _names(inputs), outputs if type(outputs) is str else _names(outputs),
-                self._get_prefix, self._put_prefix, self._use_prefix["tensor"])
-        known = _KEYS.get(memo)
-        if known is not None:
-            return known
+        """The keys of the inputs and outputs named, checked (once per names and prefixes: a run's
+        :class:`_Plan` keeps them)."""
         ins = [self._tensor_in(n, what) for n in names(f"{what}: inputs", inputs) or []]
         outs = [self._key("tensor", n, False, what) for n in names(f"{what}: outputs", outputs) or []]
         if not ins or not outs:
             raise ConfigError(f"{what}: give the {'inputs' if not ins else 'outputs'} (a tensor name or a list "
                               "of them)")
-        if memo[0] is not None and memo[1] is not None:
-            if len(_KEYS) >= _KEYS_MAX:
-                _KEYS.clear()
-            _KEYS[memo] = (ins, outs)
         return ins, outs
 
     def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
@@ -187,7 +179,7 @@ class InferenceCommands(ClientBase):
             ins, outs = self._tensor_keys(what, inputs, outputs)
             plan = _Plan(self._id, self._tag(ins[0]), device, kind, key, fn, ins, outs, limit, self._server.is_cluster)
             if memo[5] is not None and memo[6] is not None:
-                if len(self._plans) >= _KEYS_MAX:
+                if len(self._plans) >= _PLANS_MAX:
                     self._plans.clear()
                 self._plans[memo] = plan
         rid = pr.request_id()
@@ -343,7 +335,7 @@ class InferenceCommands(ClientBase):
         out, it is looked for on the shard; found, the wait goes on; not
         found, StoreConnectionError (it may have run; it is not sent again)."""
         queue = plan.queue
-        r = self._server.only or self._direct(what, queue)
+        r = self._direct(what, queue)
         try:  # a SUBMIT the server does not hold (NOSCRIPT): its BLPOP is not waited for
             out = r.call_packed(plan.packed(body, deadline.slice() or 0.001, script), 2,
                                 timeout=deadline.exchange(), retry=False, until_error=True)
@@ -421,10 +413,8 @@ class _Plan:
         return [b"".join((head, bulk(body), self._foot, self._blpop))]
 
 
-#: (inputs, outputs, data source, prefix, prefixing on) -> the keys of the inputs and outputs (a pure function:
-#: shared by every client of the process); cleared when full
-_KEYS: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
-_KEYS_MAX = 4096
+#: the plans a client keeps, at most (cleared when full)
+_PLANS_MAX = 4096
 
 
 

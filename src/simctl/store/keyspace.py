@@ -87,6 +87,10 @@ _SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (PUT, MO
                                                                           RESTORE, KIND)}
 
 
+#: PUT's SHA1 (a client packs its EVALSHA itself, see ClientBase._put_value)
+PUT_SHA = _SHA[PUT]
+
+
 def by_sha(cmd: tuple[Any, ...]) -> tuple[Any, ...]:
     """``cmd`` with an EVAL of one of the scripts above sent as EVALSHA (the server
     caches a script once it ran it; NOSCRIPT otherwise: send the EVAL)."""
