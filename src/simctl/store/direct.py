@@ -125,7 +125,9 @@ class Direct:
                 try:
                     if self._sock is None:
                         self._open()
-                    self._wait(self.timeout if timeout is False else timeout)
+                    wait = self.timeout if timeout is False else timeout
+                    if wait != self._set:
+                        self._wait(wait)
                     self._send(packed)
                     if until_error:
                         out = []
@@ -342,7 +344,7 @@ class Direct:
                 buf, pos = self._buf, self._pos
             self._pos = pos + n + 2
             if array:  # a buffer of its own (the caller's array is made on it without another copy)
-                return bytearray(memoryview(buf)[pos:pos + n])
+                return bytearray(buf[pos:pos + n])  # (small: two copies cost less than a memoryview)
             return buf[pos:pos + n]
         self._pos = pos
         if kind == 58:  # :
