@@ -367,7 +367,12 @@ class Direct:
             return line[1:]
         if kind == 42:  # *
             n = int(line[1:])
-            return None if n < 0 else [self._reply(array) for _ in range(n)]
+            if n < 0:
+                return None
+            out = []
+            for _ in range(n):  # (a loop: a comprehension is a call of its own before Python 3.12)
+                out.append(self._reply(array))
+            return out
         if kind == 45:  # -
             return _ERRORS.parse_error(line[1:].decode("utf-8", "replace"))
         raise redis.ConnectionError(f"Protocol error, got {line[:40]!r} as reply type byte")

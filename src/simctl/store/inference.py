@@ -187,10 +187,10 @@ class InferenceCommands(ClientBase):
         if plan is None or plan.cluster and self._tag(plan.first) != plan.tag:  # (its first input's slot moved)
             plan = self._plan(kind, name, fn, inputs, outputs, limit, memo)
         rid = pr.request_id()
-        body = plan.request(rid)
+        body, ran = plan.request(rid)
         start = time.monotonic()
         got = self._send_and_wait(plan, body, rid, start)
-        if got is not None and got[1] == plan.success(rid):
+        if got is not None and got[1] == ran:
             return  # (on the device it ran on last time)
         answer = self._wait_reply(plan, rid, body, _Deadline(limit, plan.answer, start), got)
         if answer.get("error") is not None:
@@ -438,15 +438,13 @@ class _Plan:
         self._first = self._foot + self._blpop(at.slice() or 0.001)
         self._done = b"\x00" + device.encode()
 
-    def request(self, rid: str) -> bytes:
-        """The request ``rid``, encoded."""
+    def request(self, rid: str) -> tuple[bytes, bytes | None]:
+        """The request ``rid``, encoded, and the reply that says it ran on the plan's device (version 3's;
+        None for a version-2 request, answered in JSON, which the caller parses)."""
+        b = rid.encode()
         if self.tail is not None:
-            return b"3\x00" + rid.encode() + self.tail
-        return pr.request(*self._request, rid=rid)[1]
-
-    def success(self, rid: str) -> bytes:
-        """The reply to request ``rid`` that says it ran on the plan's device (version 3)."""
-        return b"R3\x00" + rid.encode() + self._done
+            return b"3\x00" + b + self.tail, b"R3\x00" + b + self._done
+        return pr.request(*self._request, rid=rid)[1], None
 
     def packed(self, body: bytes, blpop: float | None = None, script: bool = False) -> list[bytes]:
         """The push of ``body`` and the BLPOP of its reply, packed: for the first slice of a run (``blpop``
