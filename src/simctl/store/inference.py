@@ -176,15 +176,15 @@ class InferenceCommands(ClientBase):
         return ins, outs
 
     def _run(self, kind: str, name: Any, fn: str, inputs: Any, outputs: Any, timeout: Any) -> None:
-        """Run ``name`` (``kind``: 'model', or 'script' and its function ``fn``): its plan, looked up by
-        the names as given (:class:`_Plan`), pushes the request and waits for the reply in one round trip;
-        the rest of the wait, when the reply is not the success expected, is :meth:`_wait_reply`'s."""
+        """Run ``name`` (``kind``: 'model', or 'script' and its function ``fn``): push the request and
+        wait for its reply in one round trip, as its plan says (:class:`_Plan`, looked up by the names as
+        given); the rest of the wait, when the reply is not the success expected, is :meth:`_wait_reply`'s."""
         limit = (self._waits.timeout if timeout is _CLIENTS
                  else wire.seconds(timeout, f"{_what(kind, name, fn)}: timeout"))
         memo = (name, fn, limit, inputs if type(inputs) is str else _names(inputs),
                 outputs if type(outputs) is str else _names(outputs))
         plan = self._plans.get(memo) if type(name) is str else None
-        if plan is None or plan.cluster and self._tag(plan.first) != plan.tag:  # (its first input's slot moved)
+        if plan is None or (plan.cluster and self._tag(plan.first) != plan.tag):  # (its first input's slot moved)
             plan = self._plan(kind, name, fn, inputs, outputs, limit, memo)
         rid = pr.request_id()
         body, ran = plan.request(rid)
