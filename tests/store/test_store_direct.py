@@ -269,3 +269,25 @@ def test_packing_refuses_what_redis_does_not_take() -> None:
     assert b"".join(bytes(p) for p in pieces) == (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n" + big.tobytes() +
                                                    b"\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
     assert any(isinstance(p, memoryview) for p in pieces)  # the large argument goes out as it is
+
+
+def test_commands_on_one_key_packed_once_still_go_to_their_own_keys(server: Server) -> None:
+    """A command on one key is packed once and kept (direct._ones): more keys than it keeps (it is
+    cleared when full), keys too long to keep, and names of more than one byte a character each
+    get their own values, read the same way again."""
+    server.raw.flushall()
+    keys = [f"one.{i}" for i in range(direct._BULK_MAX + 50)] + ["long." + "k" * 400, "clé.ü"]
+    pipe = server.raw.pipeline(transaction=False)
+    for i, k in enumerate(keys):
+        pipe.set(k, str(i))
+    pipe.execute()
+    c = make_client(server.address)
+    try:
+        node = c._server.direct
+        for _ in range(2):
+            assert [node.one(("GET", k)) for k in keys] == [str(i).encode() for i in range(len(keys))]
+        assert len(direct._ones) <= direct._BULK_MAX
+        assert ("GET", keys[-2]) not in direct._ones  # too long to keep
+    finally:
+        c.close()
+        server.raw.flushall()

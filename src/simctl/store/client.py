@@ -242,15 +242,14 @@ class Client(DatasetCommands, ModelCommands, InferenceCommands):
 
     def _tensor_value(self, value: bytes | bytearray | np.ndarray, key: str, what: str,
                       copy: bool = True) -> np.ndarray:
-        head = value[:3]
-        if (head if type(head) is bytes else bytes(head)) != fmt.TENSOR_MAGIC_STEM:
-            found = fmt.kind_of_value(bytes(value[:10]))  # not a tensor: another kind's value is refused as such
-            if found in ("model", "script", "dataset"):
-                raise keyspace.refused(what, key, found, "tensor", write=False)
         try:
             return fmt.decode_tensor(value, copy and type(value) is bytes)  # type: ignore[arg-type]
             # (a bytearray or a numpy array is the reply's own buffer: the array is made on it)
         except FormatError as exc:
+            if bytes(value[:3]) != fmt.TENSOR_MAGIC_STEM:
+                found = fmt.kind_of_value(bytes(value[:10]))  # not a tensor: another kind's value is refused as such
+                if found in ("model", "script", "dataset"):
+                    raise keyspace.refused(what, key, found, "tensor", write=False) from None
             raise FormatError(f"{what}: {key!r}: {exc}") from None
 
     def unpack_tensor(self, name: str, result: np.ndarray) -> None:

@@ -125,7 +125,9 @@ class Direct:
                 try:
                     if self._sock is None:
                         self._open()
-                    self._wait(self.timeout if timeout is False else timeout)
+                    wait = self.timeout if timeout is False else timeout
+                    if wait != self._set:
+                        self._wait(wait)
                     self._send(packed)
                     if until_error:
                         out = []
@@ -157,7 +159,17 @@ class Direct:
         return out[-1]
 
     def one(self, cmd: tuple[Any, ...], array: bool = False) -> Any:
-        """The reply to the one command ``cmd`` (:meth:`call`'s fast path); an error reply is raised."""
+        """The reply to the one command ``cmd`` (:meth:`call`'s fast path); an error reply is raised.
+        A command on one key (``GET key``...) is packed once (:data:`_ones`)."""
+        if len(cmd) == 2 and type(cmd[0]) is str and type(cmd[1]) is str:
+            packed = _ones.get(cmd)
+            if packed is None:
+                packed = pack((cmd,))
+                if len(packed[0]) <= _ONE_MAX:
+                    if len(_ones) >= _BULK_MAX:
+                        _ones.clear()
+                    _ones[cmd] = packed
+            return self.one_packed(packed, array)
         return self.one_packed(pack((cmd,)), array)
 
     def one_packed(self, packed: list[Any], array: bool = False) -> Any:
@@ -298,10 +310,8 @@ class Direct:
         """Read what the socket has into the buffer (after what is left unread)."""
         try:
             chunk = self._sock.recv(CHUNK)  # type: ignore[union-attr]
-        except (TimeoutError, BlockingIOError):
-            raise redis.TimeoutError("Timeout reading from socket") from None
         except OSError as exc:
-            raise redis.ConnectionError(f"Error while reading from socket: {exc}") from None
+            raise _read_error(exc) from None
         if not chunk:
             raise redis.ConnectionError("Connection closed by server.")
         self._buf = self._buf[self._pos:] + chunk if self._pos < len(self._buf) else chunk
@@ -318,9 +328,15 @@ class Direct:
 
     def _reply(self, array: bool) -> Any:
         buf, pos = self._buf, self._pos  # (locals: this runs for every reply)
-        if pos >= len(buf):  # the common case: all read, the reply still to come
-            self._more()
-            buf, pos = self._buf, 0
+        if pos >= len(buf):  # the common case: all read, the reply still to come (_more, inline)
+            try:
+                buf = self._sock.recv(CHUNK)  # type: ignore[union-attr]
+            except OSError as exc:
+                raise _read_error(exc) from None
+            if not buf:
+                raise redis.ConnectionError("Connection closed by server.")
+            self._buf = buf
+            pos = 0
         end = buf.find(_CRLF, pos)
         if end < 0:
             self._pos = pos
@@ -342,7 +358,7 @@ class Direct:
                 buf, pos = self._buf, self._pos
             self._pos = pos + n + 2
             if array:  # a buffer of its own (the caller's array is made on it without another copy)
-                return bytearray(memoryview(buf)[pos:pos + n])
+                return bytearray(buf[pos:pos + n])  # (small: two copies cost less than a memoryview)
             return buf[pos:pos + n]
         self._pos = pos
         if kind == 58:  # :
@@ -351,7 +367,12 @@ class Direct:
             return line[1:]
         if kind == 42:  # *
             n = int(line[1:])
-            return None if n < 0 else [self._reply(array) for _ in range(n)]
+            if n < 0:
+                return None
+            out = []
+            for _ in range(n):  # (a loop: a comprehension is a call of its own before Python 3.12)
+                out.append(self._reply(array))
+            return out
         if kind == 45:  # -
             return _ERRORS.parse_error(line[1:].decode("utf-8", "replace"))
         raise redis.ConnectionError(f"Protocol error, got {line[:40]!r} as reply type byte")
@@ -372,16 +393,21 @@ class Direct:
                     if not k:
                         raise redis.ConnectionError("Connection closed by server.")
                     got += k
-            except (TimeoutError, BlockingIOError):
-                raise redis.TimeoutError("Timeout reading from socket") from None
             except OSError as exc:
-                raise redis.ConnectionError(f"Error while reading from socket: {exc}") from None
+                raise _read_error(exc) from None
             if view[n:] != _CRLF:
                 raise redis.ConnectionError("Protocol error: a bulk reply without its terminator")
         if array:
             return out[:n]
         del out[n:]
         return out
+
+
+def _read_error(exc: OSError) -> redis.RedisError:
+    """redis-py's error for a failed read from the socket (BlockingIOError: the kernel's wait ended)."""
+    if isinstance(exc, (TimeoutError, BlockingIOError)):
+        return redis.TimeoutError("Timeout reading from socket")
+    return redis.ConnectionError(f"Error while reading from socket: {exc}")
 
 
 def _sendmsg(sock: socket.socket, pieces: list[Any]) -> None:
@@ -404,6 +430,9 @@ _bulk: dict[Any, bytes] = {}
 #: the heads of commands of up to 15 arguments
 _ARRAYS = [b"*%d\r\n" % n for n in range(16)]
 _BULK_MAX = 4096
+#: commands on one key sent by :meth:`Direct.one` (name, key) -> packed, at most _ONE_MAX bytes; cleared when full
+_ones: dict[tuple[str, str], list[Any]] = {}
+_ONE_MAX = 300
 
 
 def _encoded(arg: Any) -> bytes:

@@ -41,10 +41,12 @@ _GIVE_UP = 2.0
 class _Deadline:
     """A run's limit: when it ends, and how long each exchange of its wait may take."""
 
-    def __init__(self, limit: float | None, answer: float | None) -> None:
-        #: the run's timeout (None: no limit) and the client's wait for one answer
+    __slots__ = ("limit", "answer", "end")
+
+    def __init__(self, limit: float | None, answer: float | None, start: float) -> None:
+        #: the run's timeout (None: no limit), the client's wait for one answer, and when the run ends
         self.limit, self.answer = limit, answer
-        self.end = None if limit is None else time.monotonic() + limit
+        self.end = None if limit is None else start + limit
 
     def left(self) -> float | None:
         return None if self.end is None else self.end - time.monotonic()
@@ -78,6 +80,15 @@ class _Deadline:
     def give_up(self) -> float:
         """Seconds each exchange of the withdrawal at the deadline may wait."""
         return _GIVE_UP if self.answer is None else min(_GIVE_UP, self.answer)
+
+
+class _AtStart(_Deadline):
+    """A run's limit as it stands when the run starts, its whole limit left: the waits of its first exchange."""
+
+    __slots__ = ()
+
+    def left(self) -> float | None:
+        return self.limit
 
 
 def _offset(what: str, offset: Any) -> int:
@@ -116,19 +127,17 @@ class InferenceCommands(ClientBase):
         that holds a request 2 s past its timeout, and its other requests are
         answered with an error). The request is sent once: it runs at most
         once."""
-        what = f"run_model({name!r})"
-        key = self._key("model", name, True, "run_model", look=True)
-        self._run("model", key, "", inputs, outputs, what, timeout)
+        self._run("model", name, "", inputs, outputs, timeout)
 
     def run_script(self, name: str, fn_name: str, inputs: str | list[str], outputs: str | list[str], *,
                    timeout: Any = _CLIENTS) -> None:
         """Run the function ``fn_name`` of the script (or function) stored as
         ``name``, like :meth:`run_model` (``timeout`` too)."""
-        what = f"run_script({name!r}, {fn_name!r})"
-        key = self._key("model", name, True, "run_script", look=True)
         if not isinstance(fn_name, str) or not fn_name.isidentifier():
-            raise ConfigError(f"{what}: fn_name must be the name of a function in the script, got {fn_name!r:.80}")
-        self._run("script", key, fn_name, inputs, outputs, what, timeout)
+            self._key("model", name, True, "run_script", look=True)  # (a bad name is said first)
+            raise ConfigError(f"{_what('script', name, fn_name)}: fn_name must be the name of a function in the "
+                              f"script, got {fn_name!r:.80}")
+        self._run("script", name, fn_name, inputs, outputs, timeout)
 
     def run_model_multigpu(self, name: str, offset: int, first_gpu: int, num_gpus: int,
                            inputs: str | list[str] | None = None, outputs: str | list[str] | None = None, *,
@@ -166,37 +175,58 @@ class InferenceCommands(ClientBase):
                               "of them)")
         return ins, outs
 
-    def _run(self, kind: str, key: str, fn: str, inputs: Any, outputs: Any, what: str, timeout: Any) -> None:
-        limit = self._waits.timeout if timeout is _CLIENTS else wire.seconds(timeout, f"{what}: timeout")
-        device = self._devices.get((kind, key), "CPU")
-        memo = (kind, key, fn, limit, device, inputs if type(inputs) is str else _names(inputs),
-                outputs if type(outputs) is str else _names(outputs), self._get_prefix, self._put_prefix,
-                self._use_prefix["tensor"])
-        plan = self._plans.get(memo)
-        if plan is not None and self._server.is_cluster and self._tag(plan.first) != plan.tag:
-            plan = None  # the slot of its first input moved to another shard
-        if plan is None:
-            ins, outs = self._tensor_keys(what, inputs, outputs)
-            plan = _Plan(self._id, self._tag(ins[0]), device, kind, key, fn, ins, outs, limit, self._server.is_cluster)
-            if memo[5] is not None and memo[6] is not None:
-                if len(self._plans) >= _PLANS_MAX:
-                    self._plans.clear()
-                self._plans[memo] = plan
+    def _run(self, kind: str, name: Any, fn: str, inputs: Any, outputs: Any, timeout: Any) -> None:
+        """Run ``name`` (``kind``: 'model', or 'script' and its function ``fn``): push the request and
+        wait for its reply in one round trip, as its plan says (:class:`_Plan`, looked up by the names as
+        given); the rest of the wait, when the reply is not the success expected, is :meth:`_wait_reply`'s."""
+        limit = (self._waits.timeout if timeout is _CLIENTS
+                 else wire.seconds(timeout, f"{_what(kind, name, fn)}: timeout"))
+        memo = (name, fn, limit, inputs if type(inputs) is str else _names(inputs),
+                outputs if type(outputs) is str else _names(outputs))
+        plan = self._plans.get(memo) if type(name) is str else None
+        if plan is None or (plan.cluster and self._tag(plan.first) != plan.tag):  # (its first input's slot moved)
+            plan = self._plan(kind, name, fn, inputs, outputs, limit, memo)
         rid = pr.request_id()
-        answer = self._wait_reply(what, plan, rid, plan.request(rid), _Deadline(limit, self._waits.timeout))
+        body, ran = plan.request(rid)
+        start = time.monotonic()
+        got = self._send_and_wait(plan, body, rid, start)
+        if got is not None and got[1] == ran:
+            return  # (on the device it ran on last time)
+        answer = self._wait_reply(plan, rid, body, _Deadline(limit, plan.answer, start), got)
         if answer.get("error") is not None:
-            raise StoreError(f"{what}: {answer['error']}")
-        self._devices[(kind, key)] = str(answer.get("device") or device)
+            raise StoreError(f"{plan.what}: {answer['error']}")
+        device = str(answer.get("device") or plan.device)
+        if device != plan.device:
+            self._devices[(kind, plan.key)] = device
+            self._plans.clear()  # (a plan holds the device its model ran on)
 
-    def _wait_reply(self, what: str, plan: _Plan, rid: str, body: bytes, deadline: _Deadline) -> dict[str, Any]:
-        """The reply to request ``rid``; StoreError when no worker of ``device``
+    def _plan(self, kind: str, name: Any, fn: str, inputs: Any, outputs: Any, limit: float | None,
+              memo: tuple[Any, ...]) -> _Plan:
+        """The plan of a run (its names checked), kept under ``memo`` when the names given can be a key."""
+        what = _what(kind, name, fn)
+        key = self._key("model", name, True, f"run_{kind}", look=True)
+        ins, outs = self._tensor_keys(what, inputs, outputs)
+        plan = _Plan(what, self._id, self._tag(ins[0]), self._devices.get((kind, key), "CPU"), kind, key, fn, ins,
+                     outs, limit, self._waits.timeout, self._server.is_cluster)
+        if type(name) is str and memo[3] is not None and memo[4] is not None:
+            if len(self._plans) >= _PLANS_MAX:
+                self._plans.clear()
+            self._plans[memo] = plan
+        return plan
+
+    def _prefixes_changed(self) -> None:
+        super()._prefixes_changed()
+        self._plans.clear()  # (kept by the names as given: their keys change with the prefixes)
+
+    def _wait_reply(self, plan: _Plan, rid: str, body: bytes, deadline: _Deadline, got: Any) -> dict[str, Any]:
+        """The reply to request ``rid``, after ``got`` (the BLPOP's reply of the push, None when it had
+        none); StoreError when no worker of ``device``
         lives for :data:`protocol.NO_WORKER_GRACE` seconds (the request withdrawn),
         or when the request is gone from the store with no reply, twice in a row;
         StoreTimeoutError when the deadline passes first (:meth:`_give_up`)."""
         gone_since: float | None = None
         lost = 0
-        tag, device, queue, reply = plan.tag, plan.device, plan.queue, plan.reply
-        got = self._send_and_wait(what, plan, body, rid, deadline)
+        what, tag, device, queue, reply = plan.what, plan.tag, plan.device, plan.queue, plan.reply
         while True:
             if got is None:
                 blpop = deadline.slice()
@@ -327,31 +357,35 @@ class InferenceCommands(ClientBase):
                                  f"{waited if waited is not None else 0:g} s (stopped, hung or overloaded?); the "
                                  "request, if it arrived, may still run once it answers")
 
-    def _send_and_wait(self, what: str, plan: _Plan, body: bytes, rid: str, deadline: _Deadline,
-                       script: bool = False) -> Any:
+    def _send_and_wait(self, plan: _Plan, body: bytes, rid: str, start: float, script: bool = False) -> Any:
         """Push the request (its SUBMIT or RPUSH: ``plan``; ``script``: the SUBMIT sent as EVAL) and BLPOP
-        its reply (one slice) in one round trip (over the direct connection); None when the reply is
-        still to come. The request is sent once: when the connection breaks after it went
+        its reply (one slice) in one round trip (over the direct connection); the BLPOP's reply, None
+        when the reply is still to come. ``start``: when the run began (its deadline counts from then).
+        The request is sent once: when the connection breaks after it went
         out, it is looked for on the shard; found, the wait goes on; not
         found, StoreConnectionError (it may have run; it is not sent again)."""
-        queue = plan.queue
+        what, queue = plan.what, plan.queue
         r = self._direct(what, queue)
+        if script:
+            deadline = _Deadline(plan.limit, plan.answer, start)
+            packed, wait = plan.packed(body, deadline.slice() or 0.001, True), deadline.exchange()
+        else:
+            packed, wait = plan.packed(body), plan.wait
         try:  # a SUBMIT the server does not hold (NOSCRIPT): its BLPOP is not waited for
-            out = r.call_packed(plan.packed(body, deadline.slice() or 0.001, script), 2,
-                                timeout=deadline.exchange(), retry=False, until_error=True)
+            out = r.call_packed(packed, 2, timeout=wait, retry=False, until_error=True)
             if isinstance(out[-1], redis.RedisError):
                 raise out[-1]
             return out[-1]
         except redis.TimeoutError:
-            raise self._no_answer(what, queue, deadline) from None
+            raise self._no_answer(what, queue, _Deadline(plan.limit, plan.answer, start)) from None
         except redis.ConnectionError as exc:
             broke = exc
         except redis.RedisError as exc:
             if not script and isinstance(exc, redis.exceptions.NoScriptError):  # nothing pushed: the script
-                return self._send_and_wait(what, plan, body, rid, deadline, script=True)
+                return self._send_and_wait(plan, body, rid, start, script=True)
             raise self._error(f"{what} {queue!r}", exc) from None
         try:
-            wait = deadline.give_up()
+            wait = _Deadline(plan.limit, plan.answer, start).give_up()
             clients = _call(r, [("CLIENT", "LIST")], wait)
             found = self._places(r, plan.tag, pr.worker_devices(clients) | {plan.device}, body, plan.reply, wait)
         except redis.RedisError:
@@ -368,18 +402,22 @@ class InferenceCommands(ClientBase):
 class _Plan:
     """What every request of one run repeated shares (model, inputs, outputs,
     timeout, device, shard), worked out and packed once: its queue and reply
-    keys, the request after its id (:func:`protocol.request_tail`), and the
+    keys, the request after its id (:func:`protocol.request_tail`), the
     commands that push it and wait for its reply, in RESP but for the
-    request itself and the wait's length."""
+    request itself (and the wait's length but for the first slice), the
+    waits of its first exchange, and the reply of a success on its device."""
 
-    __slots__ = ("first", "tag", "device", "queue", "reply", "tail", "_request", "_head", "_foot", "_script",
-                 "_slice", "_blpop")
+    __slots__ = ("what", "first", "tag", "device", "key", "queue", "reply", "cluster", "limit", "answer", "wait",
+                 "tail", "_request", "_head", "_foot", "_first", "_done", "_script")
 
-    def __init__(self, client_id: str, tag: str, device: str, kind: str, key: str, fn: str, ins: list[str],
-                 outs: list[str], limit: float | None, cluster: bool) -> None:
-        #: its first input's key (its shard runs it), and that shard's worker tag
-        self.first, self.tag, self.device = ins[0], tag, device
-        self.queue, self.reply = pr.queue_key(tag, device), pr.reply_key(tag, client_id)
+    def __init__(self, what: str, client_id: str, tag: str, device: str, kind: str, key: str, fn: str,
+                 ins: list[str], outs: list[str], limit: float | None, answer: float | None, cluster: bool) -> None:
+        #: how the run names itself in errors; its first input's key (its shard runs it), that shard's worker
+        #: tag, and the model's key
+        self.what, self.first, self.tag, self.device, self.key = what, ins[0], tag, device, key
+        self.queue, self.reply, self.cluster = pr.queue_key(tag, device), pr.reply_key(tag, client_id), cluster
+        #: the run's timeout and the client's wait for one answer (see _Deadline)
+        self.limit, self.answer = limit, answer
         self._request = (self.reply, kind, key, ins, outs, fn, limit)
         self.tail = pr.request_tail(*self._request)
         # on a single server, the script carries the inputs, the model's header and the outputs' kinds in the
@@ -393,29 +431,45 @@ class _Plan:
             self._head = b"*%d\r\n" % (6 + len(keys)) + b"".join(map(bulk, words))
             self._foot = bulk(pr.CARRY) + bulk(len(ins))
             self._script = ("EVAL", pr.SUBMIT, len(keys), *keys)
-        self._slice, self._blpop = -1.0, b""
+        # a run's first exchange starts with its whole limit left: its waits are the same every time
+        at = _AtStart(limit, answer, 0.0)
+        #: seconds the first exchange may wait for each answer
+        self.wait = at.exchange()
+        self._first = self._foot + self._blpop(at.slice() or 0.001)
+        self._done = b"\x00" + device.encode()
 
-    def request(self, rid: str) -> bytes:
-        """The request ``rid``, encoded."""
+    def request(self, rid: str) -> tuple[bytes, bytes | None]:
+        """The request ``rid``, encoded, and the reply that says it ran on the plan's device (version 3's;
+        None for a version-2 request, answered in JSON, which the caller parses)."""
+        b = rid.encode()
         if self.tail is not None:
-            return b"3\x00" + rid.encode() + self.tail
-        return pr.request(*self._request, rid=rid)[1]
+            return b"3\x00" + b + self.tail, b"R3\x00" + b + self._done
+        return pr.request(*self._request, rid=rid)[1], None
 
-    def packed(self, body: bytes, blpop: float, script: bool = False) -> list[bytes]:
-        """The push of ``body`` and the BLPOP of its reply for ``blpop`` seconds, packed (``script``: the
-        SUBMIT sent as EVAL, when the server did not hold it)."""
-        if blpop != self._slice:
-            self._slice, self._blpop = blpop, pack((("BLPOP", self.reply, _blpop_seconds(blpop)),))[0]
+    def packed(self, body: bytes, blpop: float | None = None, script: bool = False) -> list[bytes]:
+        """The push of ``body`` and the BLPOP of its reply, packed: for the first slice of a run (``blpop``
+        None), else for ``blpop`` seconds (``script``: the SUBMIT sent as EVAL, when the server did not
+        hold it)."""
+        if blpop is None:
+            return [b"%b$%d\r\n%b\r\n%b" % (self._head, len(body), body, self._first)]
         if script and self._script is not None:
             head = b"*%d\r\n" % (len(self._script) + 3) + b"".join(map(bulk, self._script))
         else:
             head = self._head
-        return [b"".join((head, bulk(body), self._foot, self._blpop))]
+        return [b"".join((head, bulk(body), self._foot, self._blpop(blpop)))]
+
+    def _blpop(self, seconds: float) -> bytes:
+        packed: bytes = pack((("BLPOP", self.reply, _blpop_seconds(seconds)),))[0]
+        return packed
 
 
 #: the plans a client keeps, at most (cleared when full)
 _PLANS_MAX = 4096
 
+
+def _what(kind: str, name: Any, fn: str) -> str:
+    """How a run names itself in its errors: ``run_model('name')`` or ``run_script('name', 'fn')``."""
+    return f"run_script({name!r}, {fn!r})" if kind == "script" else f"run_model({name!r})"
 
 
 def _names(value: Any) -> tuple[str, ...] | str | None:
