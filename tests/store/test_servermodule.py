@@ -402,8 +402,13 @@ def test_keyspace_notifications_are_the_scripts(node, r):
                 sub.get_message(timeout=10)
                 args = (4, "o1", "o2", "r", "t", tensor(40), tensor(48), b"R3\x00id\x00CPU", *([b"req"] * lrem))
                 call(r, *((cmd, fastround.FINISH) if cmd == "EVAL" else (cmd,)), *args)
-                call(r, "EVAL", keyspace.PUT, 1, "p", tensor(30), "SMT") if cmd == "EVAL" else \
+                sub_args = (3, "q", "m", "o1", b"3\x00h", LIMIT, 0)
+                if cmd == "EVAL":
+                    call(r, "EVAL", keyspace.PUT, 1, "p", tensor(30), "SMT")
+                    call(r, "EVAL", protocol.SUBMIT, *sub_args)
+                else:
                     call(r, "SIMCTL.PUT", "p", tensor(30), "SMT")
+                    call(r, "SIMCTL.SUBMIT", *sub_args)
                 node.admin.publish("__keyspace@0__:end", "end")  # (after every event of the calls above)
                 seen = []
                 while (m := sub.get_message(timeout=60)) is None or m["data"] != b"end":
@@ -413,6 +418,7 @@ def test_keyspace_notifications_are_the_scripts(node, r):
                 events.append(seen)
         assert events[0] == events[1] and events[2] == events[3]
         assert (b"__keyspace@0__:r", b"expire") in events[1] and (b"__keyspace@0__:t", b"lrem") in events[3]
+        assert events[1][-2:] == [(b"__keyspace@0__:p", b"set"), (b"__keyspace@0__:q", b"rpush")]
     finally:
         node.admin.config_set("notify-keyspace-events", "")
 
