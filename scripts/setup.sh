@@ -35,7 +35,9 @@ apt_install() {  # install the Debian packages that are missing
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-apt_install redis-server python3-venv
+# gcc (alone: no libc headers needed) builds the store's server module on first use
+# (simctl/store/servermodule.py); without it the store runs its Lua scripts instead
+apt_install redis-server python3-venv gcc
 
 # --dev, issue 19's MPMD and container tests: Open MPI (run as `orterun`), podman and runc (crun, podman's
 # default runtime, refuses hybrid cgroups)
