@@ -25,7 +25,7 @@ import redis
 from _lifecycle_helpers import SHARED_PROCESSES
 
 import simctl
-from simctl.store import Client, ports
+from simctl.store import Client, ports, servermodule
 from simctl.store.ports import port_free  # noqa: F401  (the tests' name for it too)
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -186,7 +186,7 @@ class StoreFactory:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._redis: dict[int, Any] = {}
-        self._orchestrators: dict[int, SharedStore] = {}
+        self._orchestrators: dict[tuple[int, bool], SharedStore] = {}
         self._pids: set[int] = set()
         self._starts = 0
 
@@ -210,15 +210,20 @@ class StoreFactory:
             self._redis[shards] = self._started(lambda: Server(where) if shards == 1 else start_cluster(where))
         return self._redis[shards]
 
-    def orchestrator(self, shards: int) -> SharedStore:
+    def orchestrator(self, shards: int, module: bool = True) -> SharedStore:
+        """``module=False``: a store whose servers run without simctl's server module (the Lua scripts)."""
         assert shards in (1, 3), shards
-        if shards not in self._orchestrators:
-            exp = simctl.Experiment(f"shared-store-{shards}", exp_path=str(self._where(f"orchestrator-{shards}")),
-                                    launcher="local")
+        which = (shards, module)
+        if which not in self._orchestrators:
+            name = f"orchestrator-{shards}" + ("" if module else "-lua")
+            exp = simctl.Experiment(f"shared-store-{shards}", exp_path=str(self._where(name)), launcher="local")
             db = exp.create_database(port=free_ports(shards), db_nodes=shards, interface="lo")
-            self._started(lambda: exp.start(db))
-            self._orchestrators[shards] = SharedStore(exp, db)
-        return self._orchestrators[shards]
+            with pytest.MonkeyPatch.context() as mp:
+                if not module:
+                    mp.setenv(servermodule.ENV, "0")
+                self._started(lambda: exp.start(db))
+            self._orchestrators[which] = SharedStore(exp, db)
+        return self._orchestrators[which]
 
     def close(self) -> None:
         """Stop every store this factory runs."""

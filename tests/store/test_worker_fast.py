@@ -1,6 +1,7 @@
 """The inference worker's fast path (:mod:`simctl.store.fastround`, issue 20):
 the common round (a lone version-3 request, inputs carried, its model loaded
-and current) answered with less Python and one script (FINISH, by EVALSHA).
+and current) answered with less Python and one command (FINISH: the server module's SIMCTL.FINISH, or the Lua
+script by EVALSHA on a server without the module; each test runs on both).
 
 It gives the general path's answers, and its guarantees hold: a model
 replaced between two rounds runs on the very next request, a stale copy never
@@ -8,9 +9,10 @@ runs (even when no change is published), an output holding another kind is
 refused and left alone, and a server that lost the script still gets every
 output and reply.
 
-Which path ran is told by the script: after ``SCRIPT FLUSH``, a fast round
-loads FINISH again (its NOSCRIPT answered by the EVAL of its text), a general
-round does not. Real store (the session's one-server orchestrator), real worker."""
+Which path ran is told by FINISH: after ``SCRIPT FLUSH`` and ``CONFIG
+RESETSTAT``, a fast round loads the script again (its NOSCRIPT answered by the
+EVAL of its text) or calls SIMCTL.FINISH; a general round does neither.
+Real stores (the session's one-server orchestrators), real worker."""
 
 from __future__ import annotations
 
@@ -47,22 +49,42 @@ def linear() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh()).eval()
 
 
-@pytest.fixture
-def client(stores: Any) -> Iterator[Client]:
-    """A client of the session's one-server store (the fast path serves a single server's requests)."""
-    c = stores.orchestrator(1).db.client()  # the store's admin: SCRIPT FLUSH
+def _admin(stores: Any, module: bool) -> Iterator[Client]:
+    c = stores.orchestrator(1, module=module).db.client()  # the store's admin: SCRIPT FLUSH, CONFIG RESETSTAT
     c.flush_db()
+    assert c._server.module is module
     yield c
     c.close()
 
 
+@pytest.fixture(params=["module", "lua"])
+def client(stores: Any, request: pytest.FixtureRequest) -> Iterator[Client]:
+    """A client of a one-server store (the fast path serves a single server's requests), whose server
+    runs simctl's module (FINISH is SIMCTL.FINISH) or not (FINISH is the Lua script)."""
+    yield from _admin(stores, request.param == "module")
+
+
+@pytest.fixture
+def lua_client(stores: Any) -> Iterator[Client]:
+    """A client of a one-server store without the module (the worker's FINISH by EVALSHA)."""
+    yield from _admin(stores, False)
+
+
 def flush_scripts(client: Client) -> None:
+    """Forget the scripts and the command counts: :func:`fast_ran` says whether a fast round ran since."""
     client._one("x", "SCRIPT", "FLUSH")
-    assert not finish_loaded(client)
+    client._one("x", "CONFIG", "RESETSTAT")
+    assert not fast_ran(client)
 
 
 def finish_loaded(client: Client) -> bool:
     return client._one("x", "SCRIPT", "EXISTS", fastround.FINISH_SHA) == [1]
+
+
+def fast_ran(client: Client) -> bool:
+    """Whether a fast round ran since :func:`flush_scripts`: FINISH loaded again (its NOSCRIPT answered by
+    its text), or the module's SIMCTL.FINISH called."""
+    return finish_loaded(client) or b"cmdstat_simctl.finish:" in client._one("x", "INFO", "commandstats")
 
 
 def run_general(client: Client, kind: str, key: str, inputs: list[str], outputs: list[str], fn: str = "") -> Any:
@@ -93,12 +115,12 @@ def fast_then_general(client: Client, kind: str, key: str, inputs: list[str], ou
     except StoreError as exc:
         error = str(exc).split(": ", 1)[1]  # the caller's words first
     if fast is not None:
-        assert finish_loaded(client) is fast
+        assert fast_ran(client) is fast
     mine = [client.get_tensor(k) if client.tensor_exists(k) else None for k in outputs]
     drop(client, outputs)
     flush_scripts(client)
     answer = run_general(client, kind, key, inputs, outputs, fn)
-    assert not finish_loaded(client)
+    assert not fast_ran(client)
     theirs = [client.get_tensor(k) if client.tensor_exists(k) else None for k in outputs]
     return error, mine, answer.get("error"), theirs
 
@@ -254,7 +276,8 @@ def test_an_output_that_changed_kind_after_the_request_was_queued_is_refused(cli
     assert client.get_tensor("y").tolist() == [-1.0, -1.0]
 
 
-def test_a_server_that_lost_the_finish_script_still_gets_every_output_and_reply(client: Client) -> None:
+def test_a_server_that_lost_the_finish_script_still_gets_every_output_and_reply(lua_client: Client) -> None:
+    client = lua_client
     client.set_model("sp", serialize_model(SumProduct()), "TORCH")
     client.put_tensor("a", np.ones(2, np.float32))
     client.run_model("sp", ["a", "a"], ["s", "p"])

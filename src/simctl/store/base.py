@@ -21,14 +21,16 @@ from . import format as fmt, keyspace
 from .dataset import check_name
 from .direct import bulk
 from .format import FormatError, StoreError, StoreKeyError
-from .servers import Server, store_error
+from .servers import Server, lacks_module, store_error
 from .wire import Parts, Waits
 
 #: the commands :meth:`ClientBase._key_cmd` sends that only read (a refusal of theirs says no more than the kinds)
 _READS = frozenset({"GET", "LLEN", "LRANGE", "GETRANGE", "EXISTS"})
 
 
-#: the head of an EVALSHA of keyspace.PUT, and the last argument per kind, packed (see ClientBase._put_value)
+#: the heads of the server module's SIMCTL.PUT and of an EVALSHA of keyspace.PUT, and the last argument per
+#: kind, packed (see ClientBase._put_value)
+_MODULE_PUT = b"*4\r\n" + bulk("SIMCTL.PUT")
 _PUT = b"*6\r\n" + bulk("EVALSHA") + bulk(keyspace.PUT_SHA) + bulk(1)
 _STEMS = {kind: bulk(stem) for kind, stem in keyspace.STEMS.items()}
 #: names whose keys a client remembers (:meth:`ClientBase._key`), at most
@@ -130,19 +132,29 @@ class ClientBase:
     def _put_value(self, what: str, key: str, value: bytes | Parts, kind: str) -> None:
         """SET ``value`` (a tensor, model or script of ``kind``) under ``key``
         unless the key holds another kind, in one round trip: a small value
+        by the server module's ``SIMCTL.PUT`` where the store has it, else
         through :data:`keyspace.PUT` (packed here on one server, the common
         case); a large one SET under a temporary key and renamed by
         :data:`keyspace.MOVE_IN` (never copied into Lua)."""
         if type(value) is bytes and len(value) <= keyspace.MOVE_FROM:
-            only = self._server.only
-            if only is not None:
-                try:
+            server = self._server
+            only = server.only
+            try:
+                if server.module:
+                    if only is not None:
+                        only.one_packed([b"".join((_MODULE_PUT, bulk(key), bulk(value), _STEMS[kind]))])
+                    else:
+                        server.execute(key, "SIMCTL.PUT", key, value, keyspace.STEMS[kind])
+                    return
+                if only is not None:
                     only.one_packed([b"".join((_PUT, bulk(key), bulk(value), _STEMS[kind]))])
                     return
-                except redis.exceptions.NoScriptError:
-                    pass  # the script, below
-                except redis.RedisError as exc:
+            except redis.exceptions.NoScriptError:
+                pass  # the script, below
+            except redis.RedisError as exc:
+                if not lacks_module(exc):
                     raise self._refusal(what, [key], kind, exc) from None
+                server.module = False  # a server started without it: the script, below
         size = value.size if isinstance(value, Parts) else len(value)
         tmp = keyspace.temporary_key(key, self._id) if size > keyspace.MOVE_FROM else None
         if tmp is None:

@@ -12,10 +12,11 @@ keys, the commands' fixed parts) is a :class:`Plan` cached per request shape;
 the carried inputs are decoded, and the outputs encoded, with cached headers;
 and the round's commands are written from pre-packed bytes, in one write:
 
-* ``EVALSHA`` of :data:`FINISH` (outputs, reply and the taken list's
-  ``DEL`` in one script: the server neither hashes a script text nor parses
-  five commands), then ``BLMOVE`` and ``LLEN``, as the general path's
-  :meth:`~simctl.store.worker.Worker._next`.
+* the server module's ``SIMCTL.FINISH`` where the server holds it
+  (:mod:`.servermodule`), else ``EVALSHA`` of :data:`FINISH` (the same: outputs,
+  reply and the taken list's ``DEL`` in one command: the server neither hashes a
+  script text nor parses five commands), then ``BLMOVE`` and ``LLEN``, as the
+  general path's :meth:`~simctl.store.worker.Worker._next`.
 
 :data:`FINISH` writes the outputs and pushes the reply only when no output
 holds another kind than a tensor, all at once (outputs first, as the protocol
@@ -54,6 +55,8 @@ import redis
 
 from . import format as fmt, keyspace, protocol as pr
 from .direct import Direct, pack
+from .servermodule import has_module
+from .servers import lacks_module
 
 if TYPE_CHECKING:  # (the worker imports this module)
     from .worker import Worker
@@ -146,6 +149,8 @@ class FastRound:
         self.ok = b"\x00" + worker.device.encode()
         self.tail = b"".join(pack(worker.next_cmds))
         self.taken = _bulk(worker.taken.encode())
+        #: whether the server holds simctl's module: its SIMCTL.FINISH, not an EVALSHA of FINISH
+        self.module = has_module(worker.local)
         try:
             worker.local.script_load(FINISH)
         except redis.ResponseError:  # (refused: then every round's NOSCRIPT sends it, see _mend)
@@ -229,8 +234,10 @@ class FastRound:
         plan = None
         if h.version == 3 and h.reply and h.outputs and w.owned is None:
             keys = [*(k.encode() for k in h.outputs), h.reply.encode()]
-            head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n%b" % (
-                6 + 2 * len(h.outputs), FINISH_SHA.encode(), _bulk(b"%d" % (len(keys) + 1)))
+            count = _bulk(b"%d" % (len(keys) + 1))
+            head = (b"*%d\r\n$13\r\nSIMCTL.FINISH\r\n%b" % (5 + 2 * len(h.outputs), count) if self.module else
+                    b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n%b" % (6 + 2 * len(h.outputs), FINISH_SHA.encode(),
+                                                                         count))
             plan = Plan((h.kind, h.key), h.fn if h.kind == "script" else "", h.reply, len(h.inputs), h.outputs,
                         b"-" * len(h.outputs), head + b"".join(map(_bulk, keys)) + self.taken)
         if len(self.plans) >= PLANS:
@@ -284,7 +291,11 @@ class FastRound:
         reply_key = plan.reply
         keys = [*plan.outputs, reply_key, w.taken]
         argv = [_unbulk(v) for v in values] + [b"R3\x00" + rid + self.ok, raw]
-        if isinstance(done, redis.exceptions.NoScriptError):
+        lacks = isinstance(done, redis.RedisError) and lacks_module(done)
+        if lacks:  # a server started without the module: the script from now on
+            self.module = False
+            self.plans.clear()
+        if lacks or isinstance(done, redis.exceptions.NoScriptError):
             try:
                 done = w.local.execute_command("EVAL", FINISH, len(keys), *keys, *argv)
             except redis.ResponseError as exc:

@@ -24,6 +24,7 @@ from . import protocol as pr, wire
 from .base import ClientBase, gpus
 from .direct import Direct, bulk, pack
 from .format import StoreConnectionError, StoreError, StoreTimeoutError
+from .servers import lacks_module
 from .spec import names
 
 #: ``timeout`` not given: the client's
@@ -207,7 +208,7 @@ class InferenceCommands(ClientBase):
         key = self._key("model", name, True, f"run_{kind}", look=True)
         ins, outs = self._tensor_keys(what, inputs, outputs)
         plan = _Plan(what, self._id, self._tag(ins[0]), self._devices.get((kind, key), "CPU"), kind, key, fn, ins,
-                     outs, limit, self._waits.timeout, self._server.is_cluster)
+                     outs, limit, self._waits.timeout, self._server.is_cluster, self._server.module)
         if type(name) is str and memo[3] is not None and memo[4] is not None:
             if len(self._plans) >= _PLANS_MAX:
                 self._plans.clear()
@@ -383,6 +384,10 @@ class InferenceCommands(ClientBase):
         except redis.RedisError as exc:
             if not script and isinstance(exc, redis.exceptions.NoScriptError):  # nothing pushed: the script
                 return self._send_and_wait(plan, body, rid, start, script=True)
+            if not script and lacks_module(exc):  # a server started without the module: the script from now on
+                self._server.module = False
+                self._plans.clear()
+                return self._send_and_wait(plan, body, rid, start, script=True)
             raise self._error(f"{what} {queue!r}", exc) from None
         try:
             wait = _Deadline(plan.limit, plan.answer, start).give_up()
@@ -411,7 +416,8 @@ class _Plan:
                  "tail", "_request", "_head", "_foot", "_first", "_done", "_script")
 
     def __init__(self, what: str, client_id: str, tag: str, device: str, kind: str, key: str, fn: str,
-                 ins: list[str], outs: list[str], limit: float | None, answer: float | None, cluster: bool) -> None:
+                 ins: list[str], outs: list[str], limit: float | None, answer: float | None, cluster: bool,
+                 module: bool = False) -> None:
         #: how the run names itself in errors; its first input's key (its shard runs it), that shard's worker
         #: tag, and the model's key
         self.what, self.first, self.tag, self.device, self.key = what, ins[0], tag, device, key
@@ -426,9 +432,10 @@ class _Plan:
         self._script: tuple[Any, ...] | None = None
         if cluster:
             self._head, self._foot = b"*3\r\n" + bulk("RPUSH") + bulk(self.queue), b""
-        else:
-            words: tuple[str | int, ...] = ("EVALSHA", pr.SUBMIT_SHA, len(keys), *keys)
-            self._head = b"*%d\r\n" % (6 + len(keys)) + b"".join(map(bulk, words))
+        else:  # the server module's SIMCTL.SUBMIT where the store has it (module), else the script
+            words: tuple[str | int, ...] = (("SIMCTL.SUBMIT",) if module else ("EVALSHA", pr.SUBMIT_SHA)) + (
+                len(keys), *keys)
+            self._head = b"*%d\r\n" % (len(words) + 3) + b"".join(map(bulk, words))
             self._foot = bulk(pr.CARRY) + bulk(len(ins))
             self._script = ("EVAL", pr.SUBMIT, len(keys), *keys)
         # a run's first exchange starts with its whole limit left: its waits are the same every time

@@ -10,6 +10,7 @@ means) is answered here. :func:`open_servers` asks the store which it is.
 from __future__ import annotations
 
 import abc
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -21,6 +22,7 @@ from . import contract, protocol as pr, wire
 from .address import Address
 from .direct import Direct
 from .format import StoreConnectionError, StoreError, StoreTimeoutError
+from .servermodule import has_module
 
 
 class Server(abc.ABC):
@@ -34,6 +36,13 @@ class Server(abc.ABC):
     def __init__(self, client: Any) -> None:
         #: the redis-py client (``redis.Redis`` or ``redis.cluster.RedisCluster``)
         self.redis = client
+
+    @functools.cached_property
+    def module(self) -> bool:
+        """Whether the store's servers hold simctl's server module (:mod:`.servermodule`),
+        whose commands the client sends instead of the Lua scripts they match; asked
+        once (a node that turns out not to hold it sets this False: :func:`lacks_module`)."""
+        return all(has_module(r) for r in self.primaries().values())
 
     def execute(self, key: str, *args: Any, array: bool = False) -> Any:
         """Run the command ``args`` on the server holding ``key`` (:meth:`send`)."""
@@ -74,6 +83,11 @@ class Server(abc.ABC):
 
     def close(self) -> None:
         self.redis.close()
+
+
+def lacks_module(exc: redis.RedisError) -> bool:
+    """Whether ``exc`` is a server's answer to a command of simctl's module it does not hold."""
+    return isinstance(exc, redis.ResponseError) and str(exc).lower().startswith("unknown command")
 
 
 #: the worker tag of a single server

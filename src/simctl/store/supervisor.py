@@ -94,6 +94,7 @@ import attrs
 from . import contract, roles
 from .address import Address
 from .server import STORE_FILE, render_conf, write_private
+from .servermodule import module_for
 
 PASSWORD_ENV = contract.PASSWORD
 READY_ENV = contract.READY_FILE
@@ -491,6 +492,9 @@ class Supervisor:
         #: whether the server starts with its append-only file on (off once, to load an older snapshot)
         self.aof_on = self.aof
         self.maxclients = 10000
+        #: simctl's server module (:mod:`.servermodule`) the server loads, built and checked for this binary
+        #: once per machine; None: it runs the Lua scripts
+        self.module = module_for(args.server)
         self.addresses: list[str] = []
         self.probe: Probe | None = None
         #: the last look at the server's persistence: INFO fields
@@ -549,6 +553,8 @@ class Supervisor:
         ]
         if a.unixsocket:
             conf += [("unixsocket", a.unixsocket), ("unixsocketperm", a.unixsocketperm)]
+        if self.module:
+            conf.append(("loadmodule", self.module))
         if a.cluster:
             # a shard that is down (or restarting) leaves the others serving their keys; a paused
             # one is noticed in 2 s, and welcomed back as soon as it answers
