@@ -105,7 +105,7 @@ def source_hash() -> str:
 def build() -> Path:
     """The built module (``module-<hash>.so`` in :func:`cache_dir`), built now
     when missing: to a temporary name, then renamed (two builders at once each
-    rename a whole file). OSError saying why when it cannot be built."""
+    rename a whole file) by ``$CC`` (default ``gcc``). OSError saying why when it cannot be built."""
     out = cache_dir() / f"module-{source_hash()}.so"
     if out.is_file():
         return out
