@@ -113,14 +113,26 @@ def test_inputs_too_large_to_carry_are_read_by_the_worker(client: Client) -> Non
     np.testing.assert_array_equal(client.get_tensor("{a}sum"), big + 1)
 
 
-@pytest.fixture
-def one_server(stores: Any) -> Iterator[Client]:
-    """A client of the session's one-server store (a cluster's requests carry nothing: their keys
-    live in other slots than the queue)."""
-    c = stores.orchestrator(1).db.client()
+def _one_server(stores: Any, module: bool) -> Iterator[Client]:
+    c = stores.orchestrator(1, module=module).db.client()
     c.flush_db()
+    assert c._server.module is module
     yield c
     c.close()
+
+
+@pytest.fixture(params=["module", "lua"])
+def one_server(stores: Any, request: pytest.FixtureRequest) -> Iterator[Client]:
+    """A client of a one-server store (a cluster's requests carry nothing: their keys live in other
+    slots than the queue), whose server pushes the request by the module's SIMCTL.SUBMIT or, without
+    the module, by the SUBMIT script."""
+    yield from _one_server(stores, request.param == "module")
+
+
+@pytest.fixture
+def lua_server(stores: Any) -> Iterator[Client]:
+    """A client of a one-server store without the server module (SUBMIT by EVALSHA)."""
+    yield from _one_server(stores, False)
 
 
 def test_submit_carries_inputs_the_models_header_and_the_outputs_kinds(one_server: Client) -> None:
@@ -177,10 +189,10 @@ def test_a_model_replaced_between_runs_is_reloaded_from_the_header_carried(clien
         assert client.get_tensor("{a}y").tolist() == [factor, factor]
 
 
-def test_a_server_that_lost_the_submit_script_gets_it_again(one_server: Client) -> None:
+def test_a_server_that_lost_the_submit_script_gets_it_again(lua_server: Client) -> None:
     """The client sends SUBMIT by its SHA1; a server that does not hold it (restarted, SCRIPT FLUSH)
     answers NOSCRIPT and pushes nothing; the client then sends the script itself, once."""
-    client = one_server
+    client = lua_server
     client.set_model("neg", serialize_model(Neg()), "TORCH")
     client.put_tensor("x", np.ones(2, np.float32))
     client.run_model("neg", "x", "y")
