@@ -17,7 +17,8 @@ The floors, on the same redis-server in the same run:
 
 Servers are Debian's /usr/bin/redis-server (or $SIMCTL_BENCH_REDIS), started
 here on free loopback ports with a password, no persistence and no io-threads,
-and killed at the end.
+with simctl's server module where it builds and loads (as a store's servers;
+SIMCTL_SERVER_MODULE=0: without), and killed at the end.
 
 Cases and targets (exit status 1 if one is missed, 2 if simctl is not importable);
 the target applies to the median over 3 repetitions of simctl's time per
@@ -90,6 +91,11 @@ class Server:
                 f"requirepass {PASSWORD}", f"masterauth {PASSWORD}", "io-threads 1"]
         if cluster:
             conf += ["cluster-enabled yes", "cluster-config-file nodes.conf"]
+        from simctl.store.servermodule import module_for
+
+        self.module = module_for(REDIS)  # as a store's servers: simctl's server module where it builds and loads
+        if self.module:
+            conf.append(f"loadmodule {self.module}")
         with open(os.path.join(self.dir, "redis.conf"), "w") as fh:
             fh.write("\n".join(conf) + "\n")
         with open(os.path.join(self.dir, "redis.log"), "wb") as out:
@@ -149,14 +155,17 @@ def start_cluster(root: str, n: int = 3) -> list[Server]:
 
 class SocketFloor:
     """The plain-socket floor: the commands simctl sends for a put_tensor and
-    a get_tensor (the same bytes: the kind-checking script, or the temporary
-    key and its rename for a larger value; GET), as RESP over one TCP socket
+    a get_tensor (the same bytes: the kind-checking put, ``SIMCTL.PUT`` where
+    the server loaded simctl's module else the script, or the temporary key
+    and its rename for a larger value; GET), as RESP over one TCP socket
     with TCP_NODELAY and the same timeout, in as little Python as it takes;
     a large reply received into an uninitialised buffer (``recv_into``), the
     array made on it without a copy."""
 
-    def __init__(self, port: int, password: str) -> None:
+    def __init__(self, port: int, password: str, module: bool = False) -> None:
         from simctl.store import keyspace
+
+        self.module = module
 
         self.keyspace = keyspace
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -177,8 +186,9 @@ class SocketFloor:
                                                                  tmp, key, "tensor"])
             _sendmsg(self.sock, [head, header, data, tail])
             n = 2
-        else:
-            self.sock.sendall(_resp(["EVALSHA", self.sha[self.keyspace.PUT], "1", key, header + data.tobytes(),
+        else:  # as the client: the server module's SIMCTL.PUT where the server has it, else the script
+            self.sock.sendall(_resp(["SIMCTL.PUT", key, header + data.tobytes(), "SMT"] if self.module else
+                                    ["EVALSHA", self.sha[self.keyspace.PUT], "1", key, header + data.tobytes(),
                                      "SMT"]))
             n = 1
         got = self.sock.recv(65536)
@@ -280,7 +290,7 @@ def case_tensor(rep: Report, args: Any, run_simctl: bool, size_name: str) -> Non
     try:
         raw = redis.Redis(port=server.port, password=PASSWORD)
         ours = Client(address=server.address, password=PASSWORD)
-        floor = SocketFloor(server.port, PASSWORD)
+        floor = SocketFloor(server.port, PASSWORD, bool(server.module))
         array = np.random.default_rng(0).random(size // 4, dtype=np.float32)
         header = fmt.tensor_header(array.dtype, array.shape)
         flat = array.reshape(-1).view(np.uint8)
