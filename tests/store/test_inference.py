@@ -24,7 +24,7 @@ from _store_helpers import free_ports
 import simctl
 from simctl.ml.torch import serialize_model
 from simctl.store import Client, format as fmt, protocol
-from simctl.store.format import StoreError, StoreTimeoutError
+from simctl.store.format import KindError, StoreError, StoreTimeoutError
 
 
 class Rows(torch.nn.Module):
@@ -483,13 +483,14 @@ def test_a_model_or_script_changed_behind_the_workers_back_is_never_run_stale(cl
 
 
 def test_an_output_holding_another_kind_is_the_callers_error(client: Client) -> None:
+    """A KindError, as a put onto that key would raise, though the worker found it."""
     client.set_script("neg", "def neg(x):\n    return -x\n")
     client.set_model("net", serialize_model(Rows()), "TORCH")
     client.put_tensor("x", np.ones(2, np.float32))
-    with pytest.raises(StoreError, match=r"run_script\('neg', 'neg'\): .*key 'neg' holds a script \(or function\), "
-                                         "not a tensor"):
+    with pytest.raises(KindError, match=r"run_script\('neg', 'neg'\): .*key 'neg' holds a script \(or function\), "
+                                        "not a tensor"):
         client.run_script("neg", "neg", "x", "neg")
-    with pytest.raises(StoreError, match="key 'net' holds an ML model, not a tensor"):
+    with pytest.raises(KindError, match="key 'net' holds an ML model, not a tensor"):
         client.run_script("neg", "neg", "x", "net")
     assert client.get_script("neg") == "def neg(x):\n    return -x\n"
     assert client.model_exists("net")

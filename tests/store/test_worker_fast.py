@@ -26,7 +26,7 @@ import torch
 
 from simctl.ml.torch import serialize_model
 from simctl.store import Client, Dataset, fastround, format as fmt, protocol
-from simctl.store.format import StoreError
+from simctl.store.format import KindError, StoreError
 
 
 class Neg(torch.nn.Module):
@@ -245,7 +245,7 @@ def test_an_output_turned_into_another_kind_is_refused_and_left_alone(client: Cl
     ds = Dataset("d")
     ds.add_tensor("t", np.zeros(1, np.float32))
     client.append_to_list("y", ds)  # the output key is now an aggregation list (of datasets)
-    with pytest.raises(StoreError, match="key 'y' holds an aggregation list, not a tensor"):
+    with pytest.raises(KindError, match="key 'y' holds an aggregation list, not a tensor"):
         client.run_model("neg", "x", "y")
     assert client.get_list_length("y") == 1
     client.run_model("neg", "x", "z")  # the worker goes on

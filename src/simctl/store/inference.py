@@ -20,10 +20,10 @@ from typing import Any
 import redis
 
 from ..core.errors import ConfigError
-from . import protocol as pr, wire
+from . import keyspace, protocol as pr, wire
 from .base import ClientBase, gpus
 from .direct import Direct, bulk, pack
-from .format import StoreConnectionError, StoreError, StoreTimeoutError
+from .format import KindError, StoreConnectionError, StoreError, StoreTimeoutError
 from .servers import lacks_module
 from .spec import names
 
@@ -194,8 +194,9 @@ class InferenceCommands(ClientBase):
         if got is not None and got[1] == ran:
             return  # (on the device it ran on last time)
         answer = self._wait_reply(plan, rid, body, _Deadline(limit, plan.answer, start), got)
-        if answer.get("error") is not None:
-            raise StoreError(f"{plan.what}: {answer['error']}")
+        error = answer.get("error")
+        if error is not None:  # (an output of another kind: the worker's refusal, a KindError as a put's)
+            raise (KindError if keyspace.REFUSAL in error else StoreError)(f"{plan.what}: {error}")
         device = str(answer.get("device") or plan.device)
         if device != plan.device:
             self._devices[(kind, plan.key)] = device

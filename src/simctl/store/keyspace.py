@@ -172,6 +172,11 @@ def kind_error(what: str, keys: list[str], expected: str, reply: Any) -> KindErr
     return refused(what, keys[int(index) - 1], found.split()[0], expected)
 
 
+#: the words every refusal of a write to a key of another kind holds (:func:`refused`): a client reading
+#: a worker's error for a run's output finds them there and raises the KindError it names
+REFUSAL = "a key holds one kind of value and an operation on one kind never changes another"
+
+
 def refused(what: str, key: str, found: str, expected: str, write: bool = True) -> KindError:
     """The error of operation ``what`` (about ``expected``; ``write``: one that
     would change the key) on ``key``, which holds ``found``."""
@@ -180,5 +185,4 @@ def refused(what: str, key: str, found: str, expected: str, write: bool = True) 
         return KindError(text)
     delete = DELETE_WITH.get(found)
     how = (f"{delete}() deletes it" if delete else "a Redis client's DEL deletes it")
-    return KindError(f"{text}; a key holds one kind of value and an operation on one kind never changes "
-                     f"another: to replace it on purpose, delete it first ({how}), or use another name")
+    return KindError(f"{text}; {REFUSAL}: to replace it on purpose, delete it first ({how}), or use another name")
