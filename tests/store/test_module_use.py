@@ -113,3 +113,23 @@ def test_a_client_that_wrongly_believes_the_module_is_there_goes_on_with_the_scr
     assert n.get("simctl.put", 0) == 0 and n.get("simctl.submit", 0) == 0
     queue = protocol.queue_key(protocol.tag_for(None), "CPU")
     assert client._one(queue, "LLEN", queue) == 0  # nothing left queued
+
+
+def test_a_clusters_puts_take_the_module_on_the_shard_holding_the_key(stores: Any) -> None:
+    """On a cluster the put goes to the shard of its key's slot (SIMCTL.PUT declares its key), and a
+    refusal there is the same KindError."""
+    with stores.orchestrator(3).db.client() as client:
+        client.flush_db()
+        assert client._server.module is True
+        shards = list(client._server.primaries().values())
+        for r in shards:
+            r.config_resetstat()
+        names = [f"t{i}" for i in range(12)]  # keys in every shard's slots
+        for name in names:
+            client.put_tensor(name, np.full(3, len(name), np.float32))
+        per_shard = [r.info("commandstats").get("cmdstat_simctl.put", {}).get("calls", 0) for r in shards]
+        assert sum(per_shard) == len(names) and all(n > 0 for n in per_shard), per_shard
+        assert all(client.get_tensor(n).tolist() == [len(n)] * 3 for n in names)
+        client.set_script("s", "def f(x):\n    return x\n")
+        with pytest.raises(KindError, match="put_tensor: key 's' holds a script"):
+            client.put_tensor("s", np.ones(2))
