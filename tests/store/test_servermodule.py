@@ -543,10 +543,22 @@ def test_module_for_builds_once_and_probes_each_binary_once(so, cache):
     assert not list(path.parent.glob("*.tmp"))
 
 
-def test_module_for_is_off_when_asked(monkeypatch, tmp_path):
+@pytest.mark.parametrize("value", ["0", "off", "No", " false "])
+def test_module_for_is_off_when_asked(monkeypatch, tmp_path, value):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv(sm.ENV, "0")
+    monkeypatch.setenv(sm.ENV, value)
     assert sm.module_for(REDIS_SERVER) is None and not (tmp_path / "simctl").exists()
+
+
+def test_a_switch_value_neither_on_nor_off_is_said_and_leaves_the_module_on(monkeypatch):
+    monkeypatch.setenv(sm.ENV, "maybe")
+    sm._warned.clear()
+    with pytest.warns(SimctlWarning, match=r"SIMCTL_SERVER_MODULE='maybe' is not one of 0, off, no, false \(off\) "
+                                           r"or 1, on, yes, true \(on\); the module is used"):
+        assert sm.wanted() is True
+    for value in ("1", "on", "TRUE", ""):
+        monkeypatch.setenv(sm.ENV, value)
+        assert sm.wanted() is True
 
 
 @pytest.mark.parametrize("cc, why", [("no-such-compiler", "no C compiler"), ("/bin/false", "failed")])

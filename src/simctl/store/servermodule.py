@@ -69,8 +69,21 @@ from ..core.errors import SimctlWarning
 
 #: the module's commands (each a drop-in for its script's EVALSHA)
 MODULE_COMMANDS = ("SIMCTL.PUT", "SIMCTL.SUBMIT", "SIMCTL.FINISH")
-#: the environment variable that turns the module off (``0``)
+#: the environment variable that turns the module off (``0``, ``off``, ``no``, ``false``; ``1``, ``on``,
+#: ``yes``, ``true`` or unset: on)
 ENV = "SIMCTL_SERVER_MODULE"
+_OFF, _ON = ("0", "off", "no", "false"), ("", "1", "on", "yes", "true")
+
+
+def wanted() -> bool:
+    """Whether :data:`ENV` leaves the module on; a value that is neither is said (once) and leaves it on."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in _OFF:
+        return False
+    if value not in _ON:
+        _say(f"{ENV}={os.environ[ENV]!r} is not one of {', '.join(_OFF)} (off) or {', '.join(_ON[1:])} (on); "
+             "the module is used", used=True)
+    return True
 #: the module's C source (package data)
 SOURCE = Path(__file__).resolve().parent / "module" / "simctl_module.c"
 #: how it is built: gcc alone, no libc headers or libraries (the server process has memcmp and memcpy)
@@ -81,11 +94,12 @@ PROBE_WAIT = 30.0
 _warned: set[str] = set()
 
 
-def _say(why: str) -> None:
-    """Warn ``why`` once per process."""
+def _say(why: str, used: bool = False) -> None:
+    """Warn ``why`` once per process (``used``: about a module that is used nonetheless)."""
     if why not in _warned:
         _warned.add(why)
-        warnings.warn(f"simctl server module not used: {why}; the store runs the Lua scripts instead "
+        warnings.warn(f"simctl server module: {why}" if used else
+                      f"simctl server module not used: {why}; the store runs the Lua scripts instead "
                       f"(set {ENV}=0 to silence this)", SimctlWarning, stacklevel=3)
 
 
@@ -217,7 +231,7 @@ def module_for(server: str) -> str | None:
     SimctlWarning; never raises). The build is kept by its source's hash and
     the probe's answer per (binary's real path, mtime, size) next to it, so
     this costs a file look-up after the first time."""
-    if os.environ.get(ENV, "").strip() == "0":
+    if not wanted():
         return None
     try:
         so = build()
