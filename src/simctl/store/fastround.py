@@ -291,7 +291,7 @@ class FastRound:
         reply_key = plan.reply
         keys = [*plan.outputs, reply_key, w.taken]
         argv = [_unbulk(v) for v in values] + [b"R3\x00" + rid + self.ok, raw]
-        lacks = isinstance(done, redis.RedisError) and lacks_module(done)
+        lacks = lacks_module(done)
         if lacks:  # a server started without the module: the script from now on
             self.module = False
             self.plans.clear()

@@ -57,7 +57,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -146,38 +145,6 @@ def _binary_id(server: str) -> str:
     return f"{path}\0{st.st_mtime_ns}\0{st.st_size}"
 
 
-def _command(sock: socket.socket, *args: bytes) -> bytes:
-    """Send one command and read until its whole reply came (a small reply: read until it parses)."""
-    sock.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args))
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise OSError("the server closed the connection")
-        data += chunk
-        if _complete(data):
-            return data
-
-
-def _complete(data: bytes, at: int = 0) -> int:
-    """Where the RESP reply starting at ``at`` in ``data`` ends (0: not whole yet)."""
-    end = data.find(b"\r\n", at)
-    if end < 0:
-        return 0
-    kind, head = data[at:at + 1], data[at + 1:end]
-    if kind in (b"+", b"-", b":"):
-        return end + 2
-    n = int(head)
-    if kind == b"$":
-        return 0 if n >= 0 and len(data) < end + 2 + n + 2 else (end + 2 + (n + 2 if n >= 0 else 0))
-    at = end + 2
-    for _ in range(max(n, 0)):
-        at = _complete(data, at)
-        if not at:
-            return 0
-    return at
-
-
 def probe(server: str, so: Path) -> str | None:
     """Start ``server`` with the module ``so`` on a unix socket in a temporary
     directory and ask it for the module's commands: None when it has them all,
@@ -203,6 +170,8 @@ def probe(server: str, so: Path) -> str | None:
 
 def _ask(proc: subprocess.Popen[bytes], sock_path: str, log: str) -> str | None:
     """The probe's question to the started server ``proc`` (see :func:`probe`)."""
+    import redis  # redis-py: start-up cost, for a probe only (once per server binary; the supervisor has none)
+
     deadline = time.monotonic() + PROBE_WAIT
     while True:
         code = proc.poll()
@@ -210,15 +179,14 @@ def _ask(proc: subprocess.Popen[bytes], sock_path: str, log: str) -> str | None:
             tail = Path(log).read_text(errors="replace").strip().splitlines()[-3:]
             return f"the server exited ({code}) when loading it: {' | '.join(tail)[-400:] or '(no output)'}"
         if os.path.exists(sock_path):
+            conn = redis.Redis(unix_socket_path=sock_path, socket_timeout=max(deadline - time.monotonic(), 0.1))
             try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.settimeout(max(deadline - time.monotonic(), 0.1))
-                    s.connect(sock_path)
-                    reply = _command(s, b"COMMAND", b"INFO", *(c.lower().encode() for c in MODULE_COMMANDS))
-                missing = [c for c in MODULE_COMMANDS if c.lower().encode() not in reply]
+                missing = [c for c in MODULE_COMMANDS if not _holds(conn, c)]
                 return f"the server lacks {', '.join(missing)} with it loaded" if missing else None
-            except OSError:
+            except redis.ConnectionError:
                 pass  # (redis 7.0 listens before it loads modules: a failed load resets the connection)
+            finally:
+                conn.close()
         if time.monotonic() > deadline:
             return f"the server gave no answer within {PROBE_WAIT:g} s"
         time.sleep(0.005)
@@ -264,9 +232,14 @@ def has_module(conn: Any) -> bool:
     """Whether the server behind ``conn`` (a redis.Redis) has the module's
     commands (``COMMAND INFO simctl.put``); False when it cannot tell."""
     try:
-        reply = conn.execute_command("COMMAND", "INFO", MODULE_COMMANDS[0])
+        return _holds(conn, MODULE_COMMANDS[0])
     except Exception:  # noqa: BLE001 - any failure to tell: the scripts, which every server has
         return False
+
+
+def _holds(conn: Any, command: str) -> bool:
+    """Whether the server behind ``conn`` has ``command`` (``COMMAND INFO``; redis-py's errors raised)."""
+    reply = conn.execute_command("COMMAND", "INFO", command)
     if isinstance(reply, dict):
         return any(v for v in reply.values())
     return bool(reply) and reply[0] is not None

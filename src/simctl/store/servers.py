@@ -85,8 +85,9 @@ class Server(abc.ABC):
         self.redis.close()
 
 
-def lacks_module(exc: redis.RedisError) -> bool:
-    """Whether ``exc`` is a server's answer to a command of simctl's module it does not hold."""
+def lacks_module(exc: object) -> bool:
+    """Whether ``exc`` (an error, or any reply) is a server's answer to a command of simctl's module it
+    does not hold."""
     return isinstance(exc, redis.ResponseError) and str(exc).lower().startswith("unknown command")
 
 
